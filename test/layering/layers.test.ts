@@ -1,0 +1,71 @@
+// The package map of DESIGN.md, checked mechanically: a package may depend only on packages of
+// a lower layer (and only on those the map allows), and pure packages (layers 0-4) declare no
+// dependency that would drag Node or the DOM in. ESLint separately forbids node:* imports and
+// ambient globals inside their sources; this suite guards the dependency graph itself.
+import { readdirSync, readFileSync, existsSync } from 'node:fs'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+/** Layer of every package named in DESIGN.md. */
+const LAYER: Record<string, number> = {
+  '@provisio/crypto': 0,
+  '@provisio/protocol': 1,
+  '@provisio/x509': 2,
+  '@provisio/tpm': 2,
+  '@provisio/allocation': 2,
+  '@provisio/engine': 3,
+  '@provisio/hub': 3,
+  '@provisio/codec-http': 4,
+  '@provisio/codec-mqtt': 4,
+  '@provisio/codec-amqp': 4,
+  '@provisio/store-sqlite': 5,
+  '@provisio/store-postgres': 5,
+  '@provisio/server': 5,
+  '@provisio/device': 5,
+  '@provisio/emulator': 6,
+}
+
+/** Third-party runtime dependencies a pure package may have (they must be runtime-neutral). */
+const PURE_ALLOWED = new Set(['asn1js', 'pkijs', 'mqtt-packet', 'rhea', 'pvtsutils', 'bytestreamjs'])
+
+interface Manifest {
+  name: string
+  dependencies?: Record<string, string>
+  peerDependencies?: Record<string, string>
+}
+
+const manifests: Manifest[] = readdirSync(join(root, 'packages'))
+  .map((dir) => join(root, 'packages', dir, 'package.json'))
+  .filter((file) => existsSync(file))
+  .map((file) => JSON.parse(readFileSync(file, 'utf8')) as Manifest)
+
+describe('package layering (DESIGN.md)', () => {
+  it('knows every package in packages/', () => {
+    expect(manifests.length).toBeGreaterThan(0)
+    for (const m of manifests) expect(LAYER, `${m.name} is not in DESIGN.md's package map`).toHaveProperty([m.name])
+  })
+
+  for (const m of manifests) {
+    const deps = { ...m.dependencies, ...m.peerDependencies }
+    it(`${m.name} depends only on lower layers`, () => {
+      for (const dep of Object.keys(deps)) {
+        if (!dep.startsWith('@provisio/')) continue
+        expect(LAYER[dep], `${m.name} -> ${dep}: unknown package`).toBeDefined()
+        expect(LAYER[dep]!, `${m.name} (layer ${LAYER[m.name]}) must not depend on ${dep} (layer ${LAYER[dep]})`).toBeLessThan(
+          LAYER[m.name]!,
+        )
+      }
+    })
+    if ((LAYER[m.name] ?? 99) <= 4) {
+      it(`${m.name} (pure) has only runtime-neutral third-party dependencies`, () => {
+        for (const dep of Object.keys(deps)) {
+          if (dep.startsWith('@provisio/')) continue
+          expect(PURE_ALLOWED.has(dep), `${m.name} must not depend on ${dep}`).toBe(true)
+        }
+      })
+    }
+  }
+})
