@@ -13,5 +13,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // CI must never silently skip: `.only` fails the run there.
     allowOnly: !process.env.CI,
+    // The JSON report feeds scripts/test-summary.mjs (one closing line; CI fails on skips).
+    reporters: ['default', ['json', { outputFile: 'test-results/vitest.json' }]],
   },
 })
