@@ -1,4 +1,4 @@
 /**
  * @provisio/protocol — the Azure DPS wire vocabulary shared by every transport and the engine.
  */
-export {}
+export * from './models/index.js'
