@@ -2,6 +2,7 @@
  * @provisio/protocol — the Azure DPS wire vocabulary shared by every transport and the engine.
  */
 export * from './models/index.js'
+export * from './api-versions.js'
 export * from './errors.js'
 export * from './percent.js'
 export * from './registration-id.js'
