@@ -7,3 +7,13 @@
 // back from the window. Every export returns plain numbers (i32 status codes or lengths).
 
 export { IO_SIZE, ioPtr, HAS_SIMD } from './io'
+export { sha256, sha256Init, sha256Update, sha256Final, CTX256_SIZE } from './sha256'
+export { sha512, sha512Init, sha512Update, sha512Final, CTX512_SIZE } from './sha512'
+export {
+  hmacKeyInit, hmacKeyInitB64, hmacSlots, hmacSha256, hmacMac, hmacMacB64, hmacSha256B64,
+  hmacVerifyB64, hmacSha256VerifyB64, hmacVerify, HMAC_STATE_SIZE, HMAC_SLOT_COUNT,
+} from './hmac'
+export { deriveKeys } from './derive'
+export { base64Encode, base64Decode } from './base64'
+export { timingSafeEqual } from './ct'
+export { hashScratch } from './scratch'

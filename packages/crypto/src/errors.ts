@@ -18,11 +18,14 @@ const BRAND = Symbol.for('provisio.crypto.error')
 export class CryptoError extends Error {
   override readonly name = 'CryptoError'
   readonly code: CryptoErrorCode
+  /** For parse errors (CRYPTO_INVALID_BASE64): index of the offending character in the input. */
+  readonly position: number | undefined
   readonly [BRAND] = true
 
-  constructor(code: CryptoErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: CryptoErrorCode, message: string, options?: { cause?: unknown; position?: number }) {
     super(message, options)
     this.code = code
+    this.position = options?.position
   }
 
   /** `instanceof` that also works across two copies of this package in one bundle. */

@@ -5,3 +5,14 @@
  */
 export { ready, configure, usingSimd } from './wasm.js'
 export { CryptoError, type CryptoErrorCode } from './errors.js'
+export {
+  sha256, sha384, sha512, sha256Into, sha384Into, sha512Into, createSha256, createSha384, createSha512,
+  type Hasher,
+} from './hash.js'
+export {
+  hmacSha256, hmacSha256Into, hmacSha256Base64, verifyHmacSha256Base64, createHmacSha256Key, type HmacSha256Key,
+} from './hmac.js'
+export { deriveDeviceKey, deriveDeviceKeys, deriveDeviceKeysInto } from './derive.js'
+export { base64Encode, base64Decode, base64UrlEncode, base64UrlDecode } from './base64.js'
+export { utf8Encode, utf8Decode } from './utf8.js'
+export { timingSafeEqual } from './compare.js'

@@ -59,14 +59,15 @@ export function usingSimd(): boolean {
 
 /** Uint8Array over the whole linear memory (rebuilt if memory grew). */
 export function memory(): Uint8Array {
-  const c = wasm()
-  if (u8.buffer !== c.memory.buffer) u8 = new Uint8Array(c.memory.buffer)
+  // Growing a non-shared WebAssembly.Memory detaches the old buffer, which drops every view
+  // over it to length 0: a cheaper test on hot paths than comparing buffers.
+  if (u8.length === 0) u8 = new Uint8Array(wasm().memory.buffer)
   return u8
 }
 
 /** Byte offset of the static I/O window inside memory(). */
 export function ioOffset(): number {
-  wasm()
+  if (!core) wasm()
   return ioBase
 }
 
