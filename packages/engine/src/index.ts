@@ -1,4 +1,58 @@
 /**
- * @provisio/engine — The transport-free provisioning service: enrollments, registrations, attestation, allocation, reprovisioning, operations, rate limits, events
+ * @provisio/engine — the transport-free provisioning service: enrollments, registrations,
+ * attestation, allocation, reprovisioning, operations, rate limits, fault injection, events.
  */
-export {}
+export { createEngine, type Engine, type EngineOptions, type ServiceAuthorization } from './engine.js'
+export type { Clock, Random, Fetch, FetchRequestInit, FetchResponse, Timers, HubGateway, HubTarget, HubDeviceAuth, HubDeviceSpec, Twin } from './ports.js'
+export type {
+  Store,
+  WriteCondition,
+  WriteResult,
+  PageRequest,
+  RegistrationRecord,
+  OperationRecord,
+  OperationStatus,
+  AssignmentRequest,
+  BeginOperationResult,
+  CaCertificateRecord,
+} from './store.js'
+export { MemoryStore } from './memory-store.js'
+export type {
+  Evidence,
+  VerifierKind,
+  AttestationVerifier,
+  AttestationContext,
+  AttestationOutcome,
+  MatchedEnrollment,
+} from './attestation.js'
+export { verifierKindOf } from './attestation.js'
+export { createSymmetricKeyVerifier, type SymmetricKeyVerifierOptions } from './symmetric-key.js'
+export type { Allocator, AllocationCall, AllocationVerdict } from './allocation-port.js'
+export type { RegisterRequest, OperationStatusRequest, RegistrationStatusRequest, DeviceResponse } from './device.js'
+export type { ConditionalOptions } from './service.js'
+export { BULK_MAX_ITEMS } from './service.js'
+export type { QueryOptions, QueryPage } from './query.js'
+export {
+  SERVICE_PERMISSIONS,
+  type ServicePermission,
+  type ServiceAccessPolicy,
+  type LinkedHub,
+  type InstanceConfig,
+} from './instances.js'
+export { DPS_DEFAULT_RATE_LIMITS, TokenBuckets, type RateLimit, type RateLimitOptions, type TakeResult } from './rate-limit.js'
+export type { FaultProfile, FaultSchedule } from './faults.js'
+export {
+  TypedEmitter,
+  type EngineEventMap,
+  type Listener,
+  type RegistrationAttemptedEvent,
+  type RegistrationAssignedEvent,
+  type RegistrationFailedEvent,
+  type EnrollmentChangedEvent,
+  type RegistrationDeletedEvent,
+  type ListenerErrorEvent,
+  type EnrollmentRef,
+  type EvidenceType,
+} from './events.js'
+export { formatDpsTimestamp } from './time.js'
+export { newOperationId, newEtag, newSymmetricKey, etagMatches } from './ids.js'

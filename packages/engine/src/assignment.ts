@@ -1,0 +1,287 @@
+/**
+ * Running one assignment: allocation, reprovisioning, hub identity, registration record
+ * (dps-protocol.md §7 ReprovisionPolicy, §8, §10 item 8; DESIGN.md "The flow").
+ *
+ * Reprovisioning on a repeat registration of an assigned device:
+ *
+ * | reprovisionPolicy                          | hub                        | device data on a hub change            | substatus on a hub change |
+ * |--------------------------------------------|----------------------------|----------------------------------------|---------------------------|
+ * | updateHubAssignment + migrateDeviceData    | re-allocated               | twin (tags, desired) read and carried  | deviceDataMigrated        |
+ * | updateHubAssignment, no migrateDeviceData  | re-allocated               | reset to the enrollment's initial twin | deviceDataReset           |
+ * | neither ("never reprovision")              | kept (forceRegistration re-allocates) | —                           | unchanged                 |
+ *
+ * Moving back to the hub of the first assignment reports `reprovisionedToInitialAssignment`. On a
+ * hub change the old identity is deleted after the new one exists. Staying on the same hub keeps
+ * the data and the substatus. A webhook's initialTwin overrides migration (§8).
+ */
+import { ProvisioError, isProvisioError } from '@provisio/protocol'
+import type {
+  DeviceRegistrationResult,
+  DeviceRuntimeContext,
+  IndividualEnrollment,
+  InitialTwin,
+  JsonObject,
+  RegistrationSubstatus,
+} from '@provisio/protocol'
+import type { MatchedEnrollment } from './attestation.js'
+import type { EngineContext } from './context.js'
+import { newEtag } from './ids.js'
+import type { InstanceConfig, LinkedHub } from './instances.js'
+import type { HubTarget, Twin } from './ports.js'
+import { hideKeys } from './service.js'
+import type { OperationRecord, RegistrationRecord } from './store.js'
+import { formatDpsTimestamp } from './time.js'
+
+/** Result of runAssignment: the final operation, or undefined when the lease was lost. */
+export type AssignmentOutcome = OperationRecord | undefined
+
+function findHub(instance: InstanceConfig, hostName: string | undefined): LinkedHub | undefined {
+  if (hostName === undefined) return undefined
+  const wanted = hostName.toLowerCase()
+  return instance.linkedHubs.find((h) => h.hostName.toLowerCase() === wanted)
+}
+
+function target(hub: LinkedHub): HubTarget {
+  return { hostName: hub.hostName, connectionString: hub.connectionString }
+}
+
+/** Tags and desired properties of a twin: what migration carries (reported properties belong to the device). */
+function migratable(twin: Twin): Twin {
+  const out: Twin = {}
+  if (twin.tags !== undefined) out.tags = twin.tags
+  if (twin.properties?.desired !== undefined) out.properties = { desired: stripTwinMetadata(twin.properties.desired) }
+  return out
+}
+
+/** `$metadata` and `$version` are hub bookkeeping, not data to copy. */
+function stripTwinMetadata(desired: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(desired)) if (k !== '$metadata' && k !== '$version') out[k] = v
+  return out
+}
+
+async function loadEnrollment(ctx: EngineContext, idScope: string, op: OperationRecord): Promise<MatchedEnrollment | undefined> {
+  const ref = op.request.enrollment
+  if (ref.kind === 'individual') {
+    const value = await ctx.store.getEnrollment(idScope, ref.id)
+    return value && { kind: 'individual', value }
+  }
+  const value = await ctx.store.getGroup(idScope, ref.id)
+  return value && { kind: 'group', value }
+}
+
+/**
+ * Runs the assignment of `op` (which this engine leases as `leaseOwner`) and stores the final
+ * operation and registration record. Never throws: failures become a `failed` operation.
+ */
+export async function runAssignment(
+  ctx: EngineContext,
+  instance: InstanceConfig,
+  op: OperationRecord,
+  leaseOwner: string,
+  matched?: MatchedEnrollment,
+): Promise<AssignmentOutcome> {
+  const idScope = instance.idScope
+  let record: RegistrationRecord | undefined
+  let enrollment: MatchedEnrollment | undefined
+  try {
+    enrollment = matched ?? (await loadEnrollment(ctx, idScope, op))
+    record = await ctx.store.getRegistration(idScope, op.registrationId)
+    if (!enrollment) {
+      throw new ProvisioError('ENROLLMENT_NOT_FOUND', `${op.request.enrollment.kind} enrollment '${op.request.enrollment.id}' was deleted before the assignment ran`)
+    }
+    return await assign(ctx, instance, op, leaseOwner, enrollment, record)
+  } catch (error) {
+    const e = isProvisioError(error)
+      ? error
+      : new ProvisioError('INTERNAL_ERROR', `assignment failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    return fail(ctx, instance, op, leaseOwner, record, enrollment, e, e.deviceMessage ?? e.reason)
+  }
+}
+
+async function assign(
+  ctx: EngineContext,
+  instance: InstanceConfig,
+  op: OperationRecord,
+  leaseOwner: string,
+  enrollment: MatchedEnrollment,
+  record: RegistrationRecord | undefined,
+): Promise<AssignmentOutcome> {
+  const idScope = instance.idScope
+  const e = enrollment.value
+  const individual = enrollment.kind === 'individual' ? (e as IndividualEnrollment) : undefined
+  const previous = record?.lastAssignment
+  // deviceId: the enrollment's deviceId, else the registrationId (§0); a group device keeps the
+  // spelling of its first registration so case variants do not create a second identity.
+  const deviceId = individual ? (individual.deviceId ?? individual.registrationId) : (previous?.deviceId ?? record?.state.deviceId ?? op.registrationId)
+  const reprovision = e.reprovisionPolicy ?? { updateHubAssignment: true, migrateDeviceData: true }
+  const previousHub = findHub(instance, previous?.hub)
+
+  let hub: LinkedHub
+  let substatus: RegistrationSubstatus
+  let initialTwin: InitialTwin | undefined
+  let migratedTwin: Twin | undefined
+  let payload: JsonObject | undefined
+  let moving = false
+
+  const keep = previous !== undefined && previousHub !== undefined && !reprovision.updateHubAssignment && !op.request.forceRegistration
+  if (keep) {
+    hub = previousHub
+    substatus = record?.state.substatus ?? 'initialAssignment'
+  } else {
+    const policy = e.allocationPolicy ?? instance.allocationPolicy ?? 'hashed'
+    const faults = instance.faults
+    const runtime: DeviceRuntimeContext = {
+      registrationId: op.registrationId,
+      ...(previous ? { currentIotHubHostName: previous.hub, currentDeviceId: previous.deviceId } : {}),
+      // Public attestation details only: never the TPM activation blob.
+      ...(op.request.attestation.symmetricKey !== undefined ? { symmetricKey: op.request.attestation.symmetricKey } : {}),
+      ...(op.request.attestation.x509 !== undefined ? { x509: op.request.attestation.x509 } : {}),
+      ...(op.request.payload !== undefined ? { payload: op.request.payload } : {}),
+    }
+    const verdict = await ctx.allocator({
+      policy,
+      instance,
+      linkedHubs: instance.linkedHubs,
+      // The webhook sees the enrollment without secrets (§8).
+      enrollment: enrollment.kind === 'individual' ? { kind: 'individual', value: hideKeys(enrollment.value) } : { kind: 'group', value: hideKeys(enrollment.value) },
+      runtime,
+      ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+      ...(faults?.webhookFailureStatus !== undefined ? { forcedWebhookStatus: faults.webhookFailureStatus } : {}),
+    })
+    if (!verdict.ok) {
+      throw new ProvisioError(verdict.code, verdict.reason, { deviceMessage: verdict.errorMessage })
+    }
+    const chosen = findHub(instance, verdict.hostName)
+    if (!chosen) {
+      throw new ProvisioError('NO_HUB_ASSIGNABLE', `allocation (${policy}) chose ${verdict.hostName}, which is not linked to ID scope ${idScope}`)
+    }
+    hub = chosen
+    payload = verdict.payload
+    const sameHub = previous !== undefined && previous.hub.toLowerCase() === hub.hostName.toLowerCase() && previous.deviceId === deviceId
+    if (!previous) {
+      substatus = 'initialAssignment'
+      initialTwin = verdict.initialTwin ?? e.initialTwin
+    } else if (sameHub) {
+      substatus = record?.state.substatus ?? 'initialAssignment'
+      initialTwin = verdict.initialTwin // the webhook's twin always applies (§8)
+    } else {
+      moving = true
+      if (verdict.initialTwin !== undefined) {
+        initialTwin = verdict.initialTwin
+        substatus = 'deviceDataReset'
+      } else if (reprovision.migrateDeviceData && previousHub) {
+        const twin = await ctx.hubGateway.getTwin({ hub: target(previousHub), deviceId: previous.deviceId })
+        if (twin) migratedTwin = migratable(twin)
+        else initialTwin = e.initialTwin // nothing to migrate: start from the enrollment
+        substatus = 'deviceDataMigrated'
+      } else {
+        initialTwin = e.initialTwin
+        substatus = 'deviceDataReset'
+      }
+      if (record?.initialHub !== undefined && record.initialHub.toLowerCase() === hub.hostName.toLowerCase()) {
+        substatus = 'reprovisionedToInitialAssignment'
+      }
+    }
+  }
+
+  await ctx.hubGateway.createOrUpdateDevice({
+    hub: target(hub),
+    deviceId,
+    auth: op.request.auth,
+    iotEdge: e.capabilities?.iotEdge ?? false,
+    ...(initialTwin !== undefined ? { initialTwin } : {}),
+    ...(migratedTwin !== undefined ? { migratedTwin } : {}),
+  })
+  if (moving && previous && previousHub) {
+    // The old identity goes only after the new one exists (issue 4 item 6).
+    await ctx.hubGateway.deleteDevice({ hub: target(previousHub), deviceId: previous.deviceId })
+  }
+
+  const now = ctx.clock.now()
+  const stamp = formatDpsTimestamp(now)
+  const result: DeviceRegistrationResult & { etag: string } = {
+    registrationId: op.registrationId,
+    createdDateTimeUtc: record?.state.createdDateTimeUtc ?? stamp,
+    assignedHub: hub.hostName,
+    deviceId,
+    status: 'assigned',
+    substatus,
+    lastUpdatedDateTimeUtc: stamp,
+    etag: newEtag(ctx.random),
+    ...op.request.attestation,
+    ...(payload !== undefined ? { payload } : {}),
+  }
+  const groupId = enrollment.kind === 'group' ? enrollment.value.enrollmentGroupId : undefined
+  const registration: RegistrationRecord = {
+    state: result,
+    ...(groupId !== undefined ? { enrollmentGroupId: groupId } : {}),
+    initialHub: record?.initialHub ?? hub.hostName,
+    lastAssignment: { hub: hub.hostName, deviceId },
+  }
+  const final: OperationRecord = { ...op, status: 'assigned', updatedAtMs: now, result }
+  const kept = await ctx.store.finishOperation(idScope, final, leaseOwner, registration)
+  if (!kept) return undefined
+  ctx.emit('registrationAssigned', {
+    idScope,
+    registrationId: op.registrationId,
+    operationId: op.operationId,
+    assignedHub: hub.hostName,
+    deviceId,
+    substatus,
+    enrollment: op.request.enrollment,
+    atMs: now,
+  })
+  return final
+}
+
+async function fail(
+  ctx: EngineContext,
+  instance: InstanceConfig,
+  op: OperationRecord,
+  leaseOwner: string,
+  record: RegistrationRecord | undefined,
+  enrollment: MatchedEnrollment | undefined,
+  error: ProvisioError,
+  errorMessage: string,
+): Promise<AssignmentOutcome> {
+  const now = ctx.clock.now()
+  const stamp = formatDpsTimestamp(now)
+  const result: DeviceRegistrationResult & { etag: string } = {
+    registrationId: op.registrationId,
+    createdDateTimeUtc: record?.state.createdDateTimeUtc ?? stamp,
+    status: 'failed',
+    errorCode: error.errorCode,
+    errorMessage,
+    lastUpdatedDateTimeUtc: stamp,
+    etag: newEtag(ctx.random),
+  }
+  const groupId = enrollment?.kind === 'group' ? enrollment.value.enrollmentGroupId : record?.enrollmentGroupId
+  const registration: RegistrationRecord = {
+    state: result,
+    ...(groupId !== undefined ? { enrollmentGroupId: groupId } : {}),
+    ...(record?.initialHub !== undefined ? { initialHub: record.initialHub } : {}),
+    ...(record?.lastAssignment !== undefined ? { lastAssignment: record.lastAssignment } : {}),
+  }
+  const final: OperationRecord = { ...op, status: 'failed', updatedAtMs: now, result }
+  let kept = false
+  try {
+    kept = await ctx.store.finishOperation(instance.idScope, final, leaseOwner, registration)
+  } catch {
+    // The store itself failed: the operation stays `assigning` until its lease expires and a
+    // poll takes it over (DESIGN.md "Storage and scale").
+    return undefined
+  }
+  if (!kept) return undefined
+  ctx.emit('registrationFailed', {
+    idScope: instance.idScope,
+    registrationId: op.registrationId,
+    operationId: op.operationId,
+    stage: 'assignment',
+    errorCode: error.errorCode,
+    reason: error.reason,
+    enrollment: op.request.enrollment,
+    atMs: now,
+  })
+  return final
+}

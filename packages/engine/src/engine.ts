@@ -1,0 +1,250 @@
+/**
+ * createEngine: the transport-free provisioning service (DESIGN.md layer 3). Codecs and servers
+ * call its device and service methods; it reaches the world only through its ports.
+ */
+import {
+  ProvisioError,
+  validateEnrollmentGroup,
+  validateIndividualEnrollment,
+  validateBulkEnrollmentOperation,
+  validateBulkEnrollmentGroupOperation,
+} from '@provisio/protocol'
+import type {
+  AttestationMechanism,
+  BulkEnrollmentGroupOperation,
+  BulkEnrollmentGroupOperationResult,
+  BulkEnrollmentOperation,
+  BulkEnrollmentOperationResult,
+  DeviceRegistrationResult,
+  DeviceRegistrationState,
+  EnrollmentGroup,
+  IndividualEnrollment,
+  QuerySpecification,
+  RegistrationOperationStatus,
+} from '@provisio/protocol'
+import type { Allocator } from './allocation-port.js'
+import type { AttestationVerifier } from './attestation.js'
+import { EngineContext } from './context.js'
+import { defaultAllocator } from './default-allocator.js'
+import {
+  DeviceOperations,
+  type DeviceResponse,
+  type OperationStatusRequest,
+  type RegisterRequest,
+  type RegistrationStatusRequest,
+} from './device.js'
+import type { EngineEventMap, Listener } from './events.js'
+import type { FaultProfile } from './faults.js'
+import { hex } from './ids.js'
+import { normaliseInstance, type InstanceConfig, type ServiceAccessPolicy, type ServicePermission } from './instances.js'
+import type { Clock, Fetch, HubGateway, Random, Timers } from './ports.js'
+import type { QueryOptions, QueryPage } from './query.js'
+import { DPS_DEFAULT_RATE_LIMITS, TokenBuckets, type RateLimitOptions } from './rate-limit.js'
+import { authorizeServiceToken } from './internal/sas.js'
+import { ServiceOperations, type ConditionalOptions } from './service.js'
+import type { RegistrationRecord, Store } from './store.js'
+import { createSymmetricKeyVerifier } from './symmetric-key.js'
+
+/** Options of {@link createEngine}. */
+export interface EngineOptions {
+  readonly store: Store
+  readonly clock: Clock
+  readonly random: Random
+  readonly hubGateway: HubGateway
+  /** Needed for custom allocation webhooks. */
+  readonly fetch?: Fetch
+  /** Bounds the wait of `assignmentBudgetMs`; see Timers. */
+  readonly timers?: Timers
+  readonly instances?: readonly InstanceConfig[]
+  /** Extra or replacement verifiers (by kind). The symmetric-key verifier is built in. */
+  readonly verifiers?: readonly AttestationVerifier[]
+  /** Replaces the default allocator over @provisio/allocation. */
+  readonly allocator?: Allocator
+  /** DPS defaults when omitted (1,000 registrations/min/scope, 5 polls/10 s/device; §9). */
+  readonly rateLimits?: RateLimitOptions
+  /**
+   * How long `register` may wait for the assignment before answering 202 `assigning`. 0 (default)
+   * always answers 202 like DPS; with no Timers port any positive value waits for completion.
+   */
+  readonly assignmentBudgetMs?: number
+  /** Retry-After of 202 answers, seconds (default 3, as real DPS sends; §1.4). */
+  readonly retryAfterSeconds?: number
+  /** Lease of an `assigning` operation before another instance may take it over (default 30 s). */
+  readonly operationLeaseMs?: number
+  /** Clock skew tolerated on SAS expiry, seconds (default 300). */
+  readonly clockSkewSeconds?: number
+  /** Query page size when the client sends none (default 100) and the cap (default 1000). */
+  readonly defaultPageSize?: number
+  readonly maxPageSize?: number
+  /** Custom allocation webhook timeout when the instance sets none (default 10 s). */
+  readonly webhookTimeoutMs?: number
+}
+
+/** Result of {@link Engine.authorizeService}. */
+export interface ServiceAuthorization {
+  readonly idScope: string
+  readonly policy: string
+  /** 0 primary, 1 secondary. */
+  readonly keyIndex: number
+}
+
+/** The provisioning engine. All methods throw ProvisioError for refusals (code, errorCode, reason). */
+export interface Engine {
+  // Instances
+  addInstance(config: InstanceConfig): void
+  /** Replaces an instance's configuration (linked hubs, policies, faults). */
+  updateInstance(config: InstanceConfig): void
+  removeInstance(idScope: string): void
+  getInstance(idScope: string): InstanceConfig | undefined
+  listInstances(): InstanceConfig[]
+  /** Sets or clears the fault-injection profile of an ID scope. */
+  setFaultProfile(idScope: string, profile: FaultProfile | undefined): void
+  /**
+   * Checks a service SAS token (`sr` = the instance's serviceHostName, §2.3) and that its policy
+   * grants `permission`. Resolves the instance from `sr` unless `idScope` is given.
+   */
+  authorizeService(token: string, permission: ServicePermission, idScope?: string): ServiceAuthorization
+
+  // Service API (§7). Inputs are validated with @provisio/protocol's model validators.
+  createOrUpdateEnrollment(idScope: string, enrollment: IndividualEnrollment | unknown, options?: ConditionalOptions): Promise<IndividualEnrollment>
+  getEnrollment(idScope: string, registrationId: string): Promise<IndividualEnrollment>
+  deleteEnrollment(idScope: string, registrationId: string, options?: ConditionalOptions): Promise<void>
+  getEnrollmentAttestationMechanism(idScope: string, registrationId: string): Promise<AttestationMechanism>
+  queryEnrollments(idScope: string, spec?: QuerySpecification, options?: QueryOptions): Promise<QueryPage<IndividualEnrollment>>
+  runBulkEnrollmentOperation(idScope: string, operation: BulkEnrollmentOperation | unknown): Promise<BulkEnrollmentOperationResult>
+  createOrUpdateEnrollmentGroup(idScope: string, group: EnrollmentGroup | unknown, options?: ConditionalOptions): Promise<EnrollmentGroup>
+  getEnrollmentGroup(idScope: string, enrollmentGroupId: string): Promise<EnrollmentGroup>
+  deleteEnrollmentGroup(idScope: string, enrollmentGroupId: string, options?: ConditionalOptions): Promise<void>
+  getEnrollmentGroupAttestationMechanism(idScope: string, enrollmentGroupId: string): Promise<AttestationMechanism>
+  queryEnrollmentGroups(idScope: string, spec?: QuerySpecification, options?: QueryOptions): Promise<QueryPage<EnrollmentGroup>>
+  runBulkEnrollmentGroupOperation(idScope: string, operation: BulkEnrollmentGroupOperation | unknown): Promise<BulkEnrollmentGroupOperationResult>
+  getRegistrationState(idScope: string, registrationId: string): Promise<DeviceRegistrationState>
+  deleteRegistrationState(idScope: string, registrationId: string, options?: ConditionalOptions): Promise<void>
+  queryRegistrationStates(idScope: string, enrollmentGroupId: string, options?: QueryOptions): Promise<QueryPage<DeviceRegistrationState>>
+  /** The full internal record (last refusal, initial hub, where the identity lives). */
+  getRegistrationRecord(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined>
+
+  // Device API (§1)
+  register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
+  operationStatus(request: OperationStatusRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
+  registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>>
+
+  // Events
+  on<K extends keyof EngineEventMap>(name: K, listener: Listener<EngineEventMap, K>): () => void
+  off<K extends keyof EngineEventMap>(name: K, listener: Listener<EngineEventMap, K>): void
+}
+
+function positive(value: number | undefined, fallback: number, name: string, allowZero = false): number {
+  if (value === undefined) return fallback
+  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new RangeError(`engine option ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${String(value)}`)
+  }
+  return value
+}
+
+/**
+ * Creates an engine.
+ *
+ * @example
+ * ```ts
+ * const engine = createEngine({ store: new MemoryStore(), clock, random, hubGateway, instances: [scope] })
+ * const reply = await engine.register({ idScope, registrationId: 'dev1', evidence: { type: 'sas', token }, apiVersion: '2021-10-01' })
+ * ```
+ */
+export function createEngine(options: EngineOptions): Engine {
+  const limits = options.rateLimits ?? {}
+  const registrations = limits.registrationsPerScope === undefined ? DPS_DEFAULT_RATE_LIMITS.registrationsPerScope : limits.registrationsPerScope
+  const polls = limits.pollsPerDevice === undefined ? DPS_DEFAULT_RATE_LIMITS.pollsPerDevice : limits.pollsPerDevice
+  const resolved = {
+    assignmentBudgetMs: positive(options.assignmentBudgetMs, 0, 'assignmentBudgetMs', true),
+    retryAfterSeconds: positive(options.retryAfterSeconds, 3, 'retryAfterSeconds'),
+    operationLeaseMs: positive(options.operationLeaseMs, 30_000, 'operationLeaseMs'),
+    clockSkewSeconds: positive(options.clockSkewSeconds, 300, 'clockSkewSeconds', true),
+    defaultPageSize: positive(options.defaultPageSize, 100, 'defaultPageSize'),
+    maxPageSize: positive(options.maxPageSize, 1000, 'maxPageSize'),
+    webhookTimeoutMs: positive(options.webhookTimeoutMs, 10_000, 'webhookTimeoutMs'),
+  }
+  const ctx = new EngineContext(
+    options.store,
+    options.clock,
+    options.random,
+    options.hubGateway,
+    options.allocator ?? defaultAllocator(resolved.webhookTimeoutMs),
+    resolved,
+    registrations ? new TokenBuckets(registrations) : undefined,
+    polls ? new TokenBuckets(polls) : undefined,
+    options.fetch,
+    options.timers,
+    `${hex(options.random.bytes(6))}:`,
+  )
+  const symmetricKey = createSymmetricKeyVerifier()
+  ctx.verifiers.set(symmetricKey.kind, symmetricKey)
+  for (const v of options.verifiers ?? []) ctx.verifiers.set(v.kind, v)
+  for (const instance of options.instances ?? []) {
+    if (ctx.instances.has(instance.idScope)) throw new ProvisioError('CONFLICT', `ID scope ${instance.idScope} is configured twice`)
+    ctx.instances.set(instance.idScope, normaliseInstance(instance))
+  }
+
+  const service = new ServiceOperations(ctx)
+  const device = new DeviceOperations(ctx)
+
+  return {
+    addInstance(config) {
+      if (ctx.instances.has(config.idScope)) throw new ProvisioError('CONFLICT', `ID scope ${config.idScope} already exists in this engine`)
+      ctx.instances.set(config.idScope, normaliseInstance(config))
+    },
+    updateInstance(config) {
+      ctx.instance(config.idScope)
+      ctx.instances.set(config.idScope, normaliseInstance(config))
+      ctx.faultStates.get(config.idScope)?.reset()
+    },
+    removeInstance(idScope) {
+      ctx.instance(idScope)
+      ctx.instances.delete(idScope)
+      ctx.faultStates.delete(idScope)
+    },
+    getInstance: (idScope) => ctx.instances.get(idScope),
+    listInstances: () => [...ctx.instances.values()],
+    setFaultProfile(idScope, profile) {
+      const current = ctx.instance(idScope)
+      const { faults: _old, ...rest } = current
+      ctx.instances.set(idScope, Object.freeze(profile === undefined ? rest : { ...rest, faults: profile }))
+      ctx.faultStates.get(idScope)?.reset()
+    },
+    authorizeService(token, permission, idScope) {
+      const candidates = idScope === undefined ? [...ctx.instances.values()] : [ctx.instance(idScope)]
+      return authorizeServiceToken(token, permission, candidates, ctx.clock.now(), resolved.clockSkewSeconds)
+    },
+
+    createOrUpdateEnrollment: (idScope, enrollment, opts) =>
+      service.createOrUpdateEnrollment(idScope, validateIndividualEnrollment(enrollment), opts),
+    getEnrollment: (idScope, id) => service.getEnrollment(idScope, id),
+    deleteEnrollment: (idScope, id, opts) => service.deleteEnrollment(idScope, id, opts),
+    getEnrollmentAttestationMechanism: (idScope, id) => service.getEnrollmentAttestationMechanism(idScope, id),
+    queryEnrollments: (idScope, spec, opts) => service.queryEnrollments(idScope, spec, opts),
+    runBulkEnrollmentOperation: (idScope, op) => service.runBulkEnrollmentOperation(idScope, validateBulkEnrollmentOperation(op)),
+    createOrUpdateEnrollmentGroup: (idScope, group, opts) =>
+      service.createOrUpdateEnrollmentGroup(idScope, validateEnrollmentGroup(group), opts),
+    getEnrollmentGroup: (idScope, id) => service.getEnrollmentGroup(idScope, id),
+    deleteEnrollmentGroup: (idScope, id, opts) => service.deleteEnrollmentGroup(idScope, id, opts),
+    getEnrollmentGroupAttestationMechanism: (idScope, id) => service.getEnrollmentGroupAttestationMechanism(idScope, id),
+    queryEnrollmentGroups: (idScope, spec, opts) => service.queryEnrollmentGroups(idScope, spec, opts),
+    runBulkEnrollmentGroupOperation: (idScope, op) => service.runBulkEnrollmentGroupOperation(idScope, validateBulkEnrollmentGroupOperation(op)),
+    getRegistrationState: (idScope, id) => service.getRegistrationState(idScope, id),
+    deleteRegistrationState: (idScope, id, opts) => service.deleteRegistrationState(idScope, id, opts),
+    queryRegistrationStates: (idScope, groupId, opts) => service.queryRegistrationStates(idScope, groupId, opts),
+    async getRegistrationRecord(idScope, registrationId) {
+      ctx.instance(idScope)
+      return ctx.store.getRegistration(idScope, registrationId)
+    },
+
+    register: (request) => device.register(request),
+    operationStatus: (request) => device.operationStatus(request),
+    registrationStatus: (request) => device.registrationStatus(request),
+
+    on: (name, listener) => ctx.emitter.on(name, listener),
+    off: (name, listener) => ctx.emitter.off(name, listener),
+  }
+}
+
+export type { ServiceAccessPolicy }

@@ -1,0 +1,243 @@
+/**
+ * In-memory `Store` for library use, tests and the benchmark. Single-threaded JavaScript makes
+ * every method trivially atomic. Records are kept by reference (the engine never mutates them,
+ * see store.ts).
+ */
+import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
+import { etagMatches } from './ids.js'
+import type {
+  BeginOperationResult,
+  CaCertificateRecord,
+  OperationRecord,
+  PageRequest,
+  RegistrationRecord,
+  Store,
+  WriteCondition,
+  WriteResult,
+} from './store.js'
+
+const OK: WriteResult = { ok: true }
+
+/** A case-insensitive table with etag conditions and key-ordered paging. */
+class Table<V> {
+  readonly #rows = new Map<string, V>()
+  #sorted: string[] | undefined
+  constructor(private readonly etagOf: (value: V) => string | undefined) {}
+
+  get(id: string): V | undefined {
+    return this.#rows.get(id.toLowerCase())
+  }
+
+  check(key: string, condition: WriteCondition | undefined): WriteResult {
+    const current = this.#rows.get(key)
+    if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: this.etagOf(current) }
+    if (condition?.ifMatch !== undefined) {
+      if (current === undefined) return { ok: false, reason: 'notFound' }
+      if (!etagMatches(condition.ifMatch, this.etagOf(current))) return { ok: false, reason: 'etagMismatch', currentEtag: this.etagOf(current) }
+    }
+    return OK
+  }
+
+  put(id: string, value: V, condition?: WriteCondition): WriteResult {
+    const key = id.toLowerCase()
+    const verdict = this.check(key, condition)
+    if (!verdict.ok) return verdict
+    if (!this.#rows.has(key)) this.#sorted = undefined
+    this.#rows.set(key, value)
+    return OK
+  }
+
+  delete(id: string, condition?: WriteCondition): WriteResult {
+    const key = id.toLowerCase()
+    if (!this.#rows.has(key)) return { ok: false, reason: 'notFound' }
+    const verdict = this.check(key, condition)
+    if (!verdict.ok) return verdict
+    this.#rows.delete(key)
+    this.#sorted = undefined
+    return OK
+  }
+
+  page(page: PageRequest, filter?: (value: V) => boolean): V[] {
+    const keys = (this.#sorted ??= [...this.#rows.keys()].sort(compareKeys))
+    let start = 0
+    if (page.after !== undefined) {
+      // first key strictly greater than `after` (binary search)
+      let lo = 0
+      let hi = keys.length
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if (compareKeys(keys[mid]!, page.after) <= 0) lo = mid + 1
+        else hi = mid
+      }
+      start = lo
+    }
+    const out: V[] = []
+    for (let i = start; i < keys.length && out.length < page.limit; i++) {
+      const value = this.#rows.get(keys[i]!)!
+      if (!filter || filter(value)) out.push(value)
+    }
+    return out
+  }
+
+  values(): IterableIterator<V> {
+    return this.#rows.values()
+  }
+}
+
+/** Binary (code unit) order, the same as SQL `COLLATE BINARY` / PostgreSQL `COLLATE "C"`. */
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+interface Scope {
+  enrollments: Table<IndividualEnrollment>
+  groups: Table<EnrollmentGroup>
+  groupsRevision: number
+  registrations: Table<RegistrationRecord>
+  operationsByDevice: Map<string, OperationRecord>
+  operationsById: Map<string, OperationRecord>
+  caCertificates: Table<CaCertificateRecord>
+}
+
+/** In-memory implementation of the engine's Store port. */
+export class MemoryStore implements Store {
+  readonly #scopes = new Map<string, Scope>()
+
+  #scope(idScope: string): Scope {
+    let scope = this.#scopes.get(idScope)
+    if (!scope) {
+      scope = {
+        enrollments: new Table((e) => e.etag),
+        groups: new Table((g) => g.etag),
+        groupsRevision: 0,
+        registrations: new Table((r) => r.state.etag),
+        operationsByDevice: new Map(),
+        operationsById: new Map(),
+        caCertificates: new Table((c) => c.etag),
+      }
+      this.#scopes.set(idScope, scope)
+    }
+    return scope
+  }
+
+  async getEnrollment(idScope: string, registrationId: string): Promise<IndividualEnrollment | undefined> {
+    return this.#scope(idScope).enrollments.get(registrationId)
+  }
+  async putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#scope(idScope).enrollments.put(enrollment.registrationId, enrollment, condition)
+  }
+  async deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#scope(idScope).enrollments.delete(registrationId, condition)
+  }
+  async listEnrollments(idScope: string, page: PageRequest): Promise<IndividualEnrollment[]> {
+    return this.#scope(idScope).enrollments.page(page)
+  }
+
+  async getGroup(idScope: string, enrollmentGroupId: string): Promise<EnrollmentGroup | undefined> {
+    return this.#scope(idScope).groups.get(enrollmentGroupId)
+  }
+  async putGroup(idScope: string, group: EnrollmentGroup, condition?: WriteCondition): Promise<WriteResult> {
+    const scope = this.#scope(idScope)
+    const result = scope.groups.put(group.enrollmentGroupId, group, condition)
+    if (result.ok) scope.groupsRevision++
+    return result
+  }
+  async deleteGroup(idScope: string, enrollmentGroupId: string, condition?: WriteCondition): Promise<WriteResult> {
+    const scope = this.#scope(idScope)
+    const result = scope.groups.delete(enrollmentGroupId, condition)
+    if (result.ok) scope.groupsRevision++
+    return result
+  }
+  async listGroups(idScope: string, page: PageRequest): Promise<EnrollmentGroup[]> {
+    return this.#scope(idScope).groups.page(page)
+  }
+  async groupsRevision(idScope: string): Promise<number> {
+    return this.#scope(idScope).groupsRevision
+  }
+
+  async getRegistration(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined> {
+    return this.#scope(idScope).registrations.get(registrationId)
+  }
+  async putRegistration(idScope: string, record: RegistrationRecord, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#scope(idScope).registrations.put(record.state.registrationId, record, condition)
+  }
+  async deleteRegistration(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#scope(idScope).registrations.delete(registrationId, condition)
+  }
+  async listRegistrationsByGroup(idScope: string, enrollmentGroupId: string, page: PageRequest): Promise<RegistrationRecord[]> {
+    const wanted = enrollmentGroupId.toLowerCase()
+    // Filtering while paging: `limit` counts matching rows, so walk pages until full.
+    const table = this.#scope(idScope).registrations
+    const out: RegistrationRecord[] = []
+    let after = page.after
+    for (;;) {
+      const chunk = table.page({ after, limit: Math.max(page.limit, 64) })
+      for (const r of chunk) {
+        if (r.enrollmentGroupId?.toLowerCase() === wanted) {
+          out.push(r)
+          if (out.length === page.limit) return out
+        }
+      }
+      if (chunk.length === 0) return out
+      after = chunk[chunk.length - 1]!.state.registrationId.toLowerCase()
+    }
+  }
+  async listRegistrations(idScope: string, page: PageRequest): Promise<RegistrationRecord[]> {
+    return this.#scope(idScope).registrations.page(page)
+  }
+
+  async getOperation(idScope: string, operationId: string): Promise<OperationRecord | undefined> {
+    return this.#scope(idScope).operationsById.get(operationId)
+  }
+  async getDeviceOperation(idScope: string, registrationId: string): Promise<OperationRecord | undefined> {
+    return this.#scope(idScope).operationsByDevice.get(registrationId.toLowerCase())
+  }
+  async beginOperation(idScope: string, operation: OperationRecord, nowMs: number): Promise<BeginOperationResult> {
+    const scope = this.#scope(idScope)
+    const key = operation.registrationId.toLowerCase()
+    const current = scope.operationsByDevice.get(key)
+    if (current && current.status === 'assigning' && current.assigningUntilMs > nowMs) return { created: false, existing: current }
+    if (current) scope.operationsById.delete(current.operationId)
+    scope.operationsByDevice.set(key, operation)
+    scope.operationsById.set(operation.operationId, operation)
+    return { created: true }
+  }
+  async finishOperation(idScope: string, final: OperationRecord, leaseOwner: string, registration?: RegistrationRecord): Promise<boolean> {
+    const scope = this.#scope(idScope)
+    const current = scope.operationsById.get(final.operationId)
+    if (!current || current.status !== 'assigning' || current.leaseOwner !== leaseOwner) return false
+    scope.operationsById.set(final.operationId, final)
+    scope.operationsByDevice.set(final.registrationId.toLowerCase(), final)
+    if (registration) scope.registrations.put(registration.state.registrationId, registration)
+    return true
+  }
+  async leaseOperation(
+    idScope: string,
+    operationId: string,
+    expectedOwner: string,
+    newOwner: string,
+    assigningUntilMs: number,
+    nowMs: number,
+  ): Promise<OperationRecord | undefined> {
+    const scope = this.#scope(idScope)
+    const current = scope.operationsById.get(operationId)
+    if (!current || current.status !== 'assigning' || current.leaseOwner !== expectedOwner) return undefined
+    const next: OperationRecord = { ...current, leaseOwner: newOwner, assigningUntilMs, updatedAtMs: nowMs }
+    scope.operationsById.set(operationId, next)
+    scope.operationsByDevice.set(current.registrationId.toLowerCase(), next)
+    return next
+  }
+
+  async getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {
+    return this.#scope(idScope).caCertificates.get(name)
+  }
+  async putCaCertificate(idScope: string, record: CaCertificateRecord, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#scope(idScope).caCertificates.put(record.name, record, condition)
+  }
+  async deleteCaCertificate(idScope: string, name: string, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#scope(idScope).caCertificates.delete(name, condition)
+  }
+  async listCaCertificates(idScope: string): Promise<CaCertificateRecord[]> {
+    return this.#scope(idScope).caCertificates.page({ limit: Number.MAX_SAFE_INTEGER })
+  }
+}

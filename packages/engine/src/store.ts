@@ -1,0 +1,171 @@
+/**
+ * The `Store` port: everything the engine persists, keyed by ID scope. Implementations: the
+ * in-memory store here, @provisio/store-sqlite, and later PostgreSQL. Every method is atomic on
+ * its own; the few multi-row writes the engine needs are single methods with compare-and-set
+ * semantics (begin/finish/take over an operation), so a store needs no transaction API and the
+ * SQL stays portable (DESIGN.md "Storage and scale").
+ *
+ * Values handed to and returned by a store are treated as immutable by the engine: it never
+ * mutates a record it has read or written, so the in-memory store may keep references.
+ *
+ * Ids are compared case-insensitively: DPS registration ids are case-insensitive
+ * (dps-protocol.md §0, §10 item 1), and so are enrollment group ids here. Stores key rows by
+ * `id.toLowerCase()` and keep the spelling of the latest write.
+ */
+import type {
+  DeviceRegistrationResult,
+  EnrollmentGroup,
+  IndividualEnrollment,
+  JsonObject,
+} from '@provisio/protocol'
+import type { HubDeviceAuth } from './ports.js'
+
+/** Condition of a conditional write (RFC 9110 §13.1.1-2 semantics). */
+export interface WriteCondition {
+  /** Write only if the current etag matches (`*` = any existing row). */
+  readonly ifMatch?: string
+  /** `true`: write only if no row exists (create). */
+  readonly ifNoneExists?: boolean
+}
+
+/** Outcome of a conditional write or delete. */
+export type WriteResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'notFound' | 'exists' | 'etagMismatch'; readonly currentEtag?: string }
+
+/** A page request: rows whose lower-cased key sorts after `after`, at most `limit` of them. */
+export interface PageRequest {
+  readonly after?: string
+  readonly limit: number
+}
+
+/** Registration record: the service view plus what the engine needs to reprovision later. */
+export interface RegistrationRecord {
+  /** The DPS view (DeviceRegistrationResult: state + attestation sub-object); `etag` is set. */
+  readonly state: DeviceRegistrationResult & { etag: string }
+  /** Group that admitted the device, when any (query by group, §7 `/registrations/{groupId}/query`). */
+  readonly enrollmentGroupId?: string
+  /** Hub of the first successful assignment (substatus `reprovisionedToInitialAssignment`). */
+  readonly initialHub?: string
+  /**
+   * Where the device identity lives now (hub host name and device id), kept even when a later
+   * attempt failed, so reprovisioning knows what to migrate and which identity to remove.
+   */
+  readonly lastAssignment?: { readonly hub: string; readonly deviceId: string }
+  /** Last refused attempt of an existing device, with the detailed reason (item 4 of issue 4). */
+  readonly lastRefusal?: { readonly atMs: number; readonly errorCode: number; readonly reason: string }
+}
+
+/** Status of an operation (§1.3 EnrollmentStatus restricted to what operations reach). */
+export type OperationStatus = 'assigning' | 'assigned' | 'failed' | 'disabled'
+
+/** Everything needed to run (or, after a crash, re-run) an assignment. */
+export interface AssignmentRequest {
+  readonly enrollment: { readonly kind: 'individual' | 'group'; readonly id: string }
+  readonly auth: HubDeviceAuth
+  /** Attestation part of the result (`symmetricKey`, `x509` or `tpm` sub-object, §1.3). */
+  readonly attestation: Pick<DeviceRegistrationResult, 'symmetricKey' | 'x509' | 'tpm'>
+  readonly payload?: JsonObject
+  readonly forceRegistration: boolean
+  readonly apiVersion: string
+}
+
+/** One registration operation. A store keeps at most one per device (the latest). */
+export interface OperationRecord {
+  readonly operationId: string
+  /** As the device sent it. */
+  readonly registrationId: string
+  readonly status: OperationStatus
+  readonly createdAtMs: number
+  readonly updatedAtMs: number
+  /** While `assigning`: who runs the assignment, and until when; after that anyone may take over. */
+  readonly leaseOwner: string
+  readonly assigningUntilMs: number
+  readonly request: AssignmentRequest
+  /** Set once final. */
+  readonly result?: DeviceRegistrationResult
+}
+
+/** Result of beginOperation. */
+export type BeginOperationResult =
+  | { readonly created: true }
+  | { readonly created: false; readonly existing: OperationRecord }
+
+/** A CA certificate registered at the instance (X.509 `caReferences`, §6); used by the x509 verifier. */
+export interface CaCertificateRecord {
+  readonly name: string
+  /** PEM or base64 DER. */
+  readonly certificate: string
+  readonly isVerified: boolean
+  readonly etag: string
+  readonly createdAtMs: number
+  readonly updatedAtMs: number
+}
+
+/** Persistence port of the engine. All methods are atomic individually. */
+export interface Store {
+  // Individual enrollments (key: registrationId, case-insensitive)
+  getEnrollment(idScope: string, registrationId: string): Promise<IndividualEnrollment | undefined>
+  /** `enrollment.etag` is the new etag, already set by the engine. */
+  putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult>
+  deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult>
+  /** Ordered by lower-cased registrationId. */
+  listEnrollments(idScope: string, page: PageRequest): Promise<IndividualEnrollment[]>
+
+  // Enrollment groups (key: enrollmentGroupId, case-insensitive)
+  getGroup(idScope: string, enrollmentGroupId: string): Promise<EnrollmentGroup | undefined>
+  putGroup(idScope: string, group: EnrollmentGroup, condition?: WriteCondition): Promise<WriteResult>
+  deleteGroup(idScope: string, enrollmentGroupId: string, condition?: WriteCondition): Promise<WriteResult>
+  /** Ordered by lower-cased enrollmentGroupId. */
+  listGroups(idScope: string, page: PageRequest): Promise<EnrollmentGroup[]>
+  /**
+   * A number that changes whenever any group of the scope is written or deleted, so callers may
+   * cache derived data (group key schedules) and re-read groups only when it moves.
+   */
+  groupsRevision(idScope: string): Promise<number>
+
+  // Registration records (key: registrationId, case-insensitive)
+  getRegistration(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined>
+  putRegistration(idScope: string, record: RegistrationRecord, condition?: WriteCondition): Promise<WriteResult>
+  deleteRegistration(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult>
+  /** Records admitted by a group (case-insensitive group id), ordered by lower-cased registrationId. */
+  listRegistrationsByGroup(idScope: string, enrollmentGroupId: string, page: PageRequest): Promise<RegistrationRecord[]>
+  /** All records, ordered by lower-cased registrationId. */
+  listRegistrations(idScope: string, page: PageRequest): Promise<RegistrationRecord[]>
+
+  // Operations
+  getOperation(idScope: string, operationId: string): Promise<OperationRecord | undefined>
+  /** The device's latest operation. */
+  getDeviceOperation(idScope: string, registrationId: string): Promise<OperationRecord | undefined>
+  /**
+   * Atomically: if the device's latest operation is `assigning` with a lease that has not expired
+   * at `nowMs`, return it (idempotent re-register); otherwise make `operation` the device's
+   * operation (replacing any previous one).
+   */
+  beginOperation(idScope: string, operation: OperationRecord, nowMs: number): Promise<BeginOperationResult>
+  /**
+   * Atomically: if operation `final.operationId` is still `assigning` and leased by `leaseOwner`,
+   * store `final` and, when given, write `registration` (unconditionally). Returns false when the
+   * lease was lost (another instance took over), in which case nothing is written.
+   */
+  finishOperation(idScope: string, final: OperationRecord, leaseOwner: string, registration?: RegistrationRecord): Promise<boolean>
+  /**
+   * Atomically: if the operation is `assigning` and leased by `expectedOwner`, lease it to
+   * `newOwner` until `assigningUntilMs` (take-over after a crash, or renewal). Returns the updated
+   * record or undefined when the condition failed.
+   */
+  leaseOperation(
+    idScope: string,
+    operationId: string,
+    expectedOwner: string,
+    newOwner: string,
+    assigningUntilMs: number,
+    nowMs: number,
+  ): Promise<OperationRecord | undefined>
+
+  // CA certificates (placeholder for the x509 verifier's `caReferences`)
+  getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined>
+  putCaCertificate(idScope: string, record: CaCertificateRecord, condition?: WriteCondition): Promise<WriteResult>
+  deleteCaCertificate(idScope: string, name: string, condition?: WriteCondition): Promise<WriteResult>
+  listCaCertificates(idScope: string): Promise<CaCertificateRecord[]>
+}

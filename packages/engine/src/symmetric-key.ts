@@ -1,0 +1,191 @@
+/**
+ * The symmetric-key verifier (dps-protocol.md §2.1, §2.2). A device token names no enrollment, so:
+ *
+ * 1. An individual enrollment with this registrationId decides alone: its primary key, then its
+ *    secondary key. If it is disabled, the device is refused even where a group would admit it
+ *    (an individual enrollment overrides groups, as in the X.509 selection order of §6).
+ * 2. Otherwise every symmetric-key group is a candidate: the device key is
+ *    HMAC-SHA256(groupKey, registrationId) for the group's primary and secondary keys (§2.2),
+ *    and the first group (in id order) whose derived key verifies the token admits the device.
+ *    Group HMAC key schedules are cached per group key; the group list is re-read only when the
+ *    store's groups revision moves.
+ *
+ * Every refusal says which enrollment and which key failed, or that the token expired or named
+ * another resource; the device only sees 401002 (protocol error catalog).
+ */
+import { ProvisioError, normalizeRegistrationId } from '@provisio/protocol'
+import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
+import type { AttestationContext, AttestationOutcome, AttestationVerifier } from './attestation.js'
+import type { AssignmentRequest } from './store.js'
+import { deviceKeyDeriver, parseDeviceToken, verifyDeviceToken, type DeviceKeyDeriver, type ParsedDeviceToken } from './internal/sas.js'
+
+interface GroupCacheEntry {
+  revision: number
+  groups: EnrollmentGroup[]
+}
+
+/** Options of {@link createSymmetricKeyVerifier}. */
+export interface SymmetricKeyVerifierOptions {
+  /** Maximum number of group keys whose HMAC schedules are cached (default 4096). */
+  readonly keyCacheSize?: number
+}
+
+/** Creates the symmetric-key verifier. */
+export function createSymmetricKeyVerifier(options: SymmetricKeyVerifierOptions = {}): AttestationVerifier {
+  const groupCache = new Map<string, GroupCacheEntry>()
+  const derivers = new Map<string, DeviceKeyDeriver>()
+  const keyCacheSize = options.keyCacheSize ?? 4096
+
+  function deriverFor(groupKey: string): DeviceKeyDeriver | undefined {
+    let d = derivers.get(groupKey)
+    if (d === undefined) {
+      const made = deviceKeyDeriver(groupKey)
+      if (made === undefined) return undefined
+      if (derivers.size >= keyCacheSize) derivers.delete(derivers.keys().next().value as string)
+      derivers.set(groupKey, (d = made))
+    }
+    return d
+  }
+
+  async function symmetricGroups(ctx: AttestationContext): Promise<EnrollmentGroup[]> {
+    const revision = await ctx.store.groupsRevision(ctx.idScope)
+    const cached = groupCache.get(ctx.idScope)
+    if (cached && cached.revision === revision) return cached.groups
+    const groups: EnrollmentGroup[] = []
+    let after: string | undefined
+    for (;;) {
+      const page = await ctx.store.listGroups(ctx.idScope, { after, limit: 500 })
+      for (const g of page) if (g.attestation.type === 'symmetricKey') groups.push(g)
+      if (page.length < 500) break
+      after = normalizeRegistrationId(page[page.length - 1]!.enrollmentGroupId)
+    }
+    groupCache.set(ctx.idScope, { revision, groups })
+    return groups
+  }
+
+  function expectedResource(ctx: AttestationContext): string {
+    return `${ctx.idScope}/registrations/${ctx.registrationId}`
+  }
+
+  function individual(ctx: AttestationContext, token: ParsedDeviceToken, e: IndividualEnrollment): AttestationOutcome {
+    const ref = { kind: 'individual', id: e.registrationId } as const
+    if (e.attestation.type !== 'symmetricKey') {
+      return {
+        ok: false,
+        enrollment: ref,
+        error: new ProvisioError(
+          'ATTESTATION_MISMATCH',
+          `individual enrollment '${e.registrationId}' uses ${e.attestation.type} attestation, but the device presented a SAS token`,
+        ),
+      }
+    }
+    const keys = [e.attestation.symmetricKey.primaryKey ?? '', e.attestation.symmetricKey.secondaryKey ?? '']
+    const verdict = verifyDeviceToken(token, keys, expectedResource(ctx), ctx.nowMs, ctx.clockSkewSeconds)
+    if (!verdict.ok) {
+      return { ok: false, enrollment: ref, error: refine(verdict.error, `individual enrollment '${e.registrationId}'`) }
+    }
+    const keyName = verdict.keyIndex === 0 ? 'primary' : 'secondary'
+    if (e.provisioningStatus === 'disabled') {
+      return {
+        ok: false,
+        enrollment: ref,
+        disabled: true,
+        error: new ProvisioError(
+          'ENROLLMENT_DISABLED',
+          `individual enrollment '${e.registrationId}' is disabled (token verified with its ${keyName} key); it blocks the device even if a group would admit it`,
+        ),
+      }
+    }
+    return {
+      ok: true,
+      enrollment: { kind: 'individual', value: e },
+      auth: { type: 'sas', primaryKey: keys[0]!, secondaryKey: keys[1]! },
+      attestation: { symmetricKey: {} },
+      detail: `individual enrollment '${e.registrationId}', ${keyName} key`,
+    }
+  }
+
+  async function groups(ctx: AttestationContext, token: ParsedDeviceToken): Promise<AttestationOutcome> {
+    const candidates = await symmetricGroups(ctx)
+    const tried: string[] = []
+    let lastError: ProvisioError | undefined
+    for (const g of candidates) {
+      if (g.attestation.type !== 'symmetricKey') continue
+      const { primaryKey, secondaryKey } = g.attestation.symmetricKey
+      const primary = primaryKey === undefined ? undefined : deriverFor(primaryKey)?.(ctx.registrationId)
+      const secondary = secondaryKey === undefined ? undefined : deriverFor(secondaryKey)?.(ctx.registrationId)
+      const keys = [primary ?? '', secondary ?? '']
+      const verdict = verifyDeviceToken(token, keys, expectedResource(ctx), ctx.nowMs, ctx.clockSkewSeconds)
+      if (!verdict.ok) {
+        // Expiry and resource errors do not depend on the key: no group can do better.
+        if (verdict.error.code !== 'SAS_BAD_SIGNATURE') return { ok: false, error: refine(verdict.error, 'the token') }
+        lastError = verdict.error
+        tried.push(g.enrollmentGroupId)
+        continue
+      }
+      const keyName = verdict.keyIndex === 0 ? 'primary' : 'secondary'
+      const ref = { kind: 'group', id: g.enrollmentGroupId } as const
+      if (g.provisioningStatus === 'disabled') {
+        return {
+          ok: false,
+          enrollment: ref,
+          disabled: true,
+          error: new ProvisioError(
+            'ENROLLMENT_DISABLED',
+            `enrollment group '${g.enrollmentGroupId}' is disabled (device key derived from its ${keyName} key verified the token)`,
+          ),
+        }
+      }
+      return {
+        ok: true,
+        enrollment: { kind: 'group', value: g },
+        auth: { type: 'sas', primaryKey: keys[0]!, secondaryKey: keys[1]! },
+        attestation: { symmetricKey: { enrollmentGroupId: g.enrollmentGroupId } },
+        detail: `enrollment group '${g.enrollmentGroupId}', device key derived from the group's ${keyName} key`,
+      }
+    }
+    const list = tried.length === 0 ? 'there are no symmetric-key enrollment groups' : `no device key derived from the ${tried.length} symmetric-key group(s) (${tried.slice(0, 5).join(', ')}${tried.length > 5 ? ', …' : ''}) verifies the token`
+    return {
+      ok: false,
+      error: new ProvisioError(
+        tried.length === 0 ? 'ENROLLMENT_NOT_FOUND' : 'SAS_BAD_SIGNATURE',
+        `no individual enrollment '${ctx.registrationId}' in ID scope ${ctx.idScope}, and ${list}`,
+        lastError === undefined ? undefined : { cause: lastError },
+      ),
+    }
+  }
+
+  return {
+    kind: 'symmetricKey',
+    async attest(ctx: AttestationContext): Promise<AttestationOutcome> {
+      if (ctx.evidence.type !== 'sas') {
+        return { ok: false, error: new ProvisioError('CREDENTIALS_MISSING', `symmetric-key attestation needs a SAS token, got ${ctx.evidence.type} evidence`) }
+      }
+      const token = parseDeviceToken(ctx.evidence.token)
+      if (!token.ok) return { ok: false, error: token.error }
+      const e = await ctx.store.getEnrollment(ctx.idScope, ctx.registrationId)
+      if (e !== undefined) return individual(ctx, token.token, e)
+      return groups(ctx, token.token)
+    },
+    async verifyRepeat(ctx: AttestationContext, request: AssignmentRequest): Promise<ProvisioError | undefined> {
+      if (ctx.evidence.type !== 'sas') return new ProvisioError('CREDENTIALS_MISSING', `poll of a symmetric-key registration needs a SAS token, got ${ctx.evidence.type} evidence`)
+      if (request.auth.type !== 'sas') return new ProvisioError('ATTESTATION_MISMATCH', 'the operation was not admitted by a symmetric key')
+      const token = parseDeviceToken(ctx.evidence.token)
+      if (!token.ok) return token.error
+      const verdict = verifyDeviceToken(
+        token.token,
+        [request.auth.primaryKey, request.auth.secondaryKey],
+        expectedResource(ctx),
+        ctx.nowMs,
+        ctx.clockSkewSeconds,
+      )
+      return verdict.ok ? undefined : refine(verdict.error, `the keys that admitted ${request.enrollment.kind} enrollment '${request.enrollment.id}'`)
+    },
+  }
+}
+
+/** Prefixes the verdict's reason with what was checked, keeping code and cause. */
+function refine(error: ProvisioError, against: string): ProvisioError {
+  const what = error.code === 'SAS_BAD_SIGNATURE' ? `token signature matches neither the primary nor the secondary key of ${against}` : `${against}: ${error.reason}`
+  return new ProvisioError(error.code, error.code === 'SAS_BAD_SIGNATURE' ? `${what} (${error.reason})` : what, { cause: error })
+}
