@@ -1,4 +1,43 @@
 /**
- * @provisio/allocation — Allocation policies as pure functions: hashed (weighted), geoLatency, static, custom webhook; dry-run
+ * @provisio/allocation — DPS allocation policies as pure functions (DESIGN.md layer 2):
+ * hashed (weighted rendezvous hashing), geoLatency (configured region/latency table, ties
+ * hashed), static, and the custom webhook (dps-protocol.md §8) over an injected fetch port;
+ * plus a dry run that explains a decision.
  */
-export {}
+export type {
+  LinkedHub,
+  GeoLatencyConfig,
+  WebhookEnrollment,
+  CustomAllocationInput,
+  AllocationInput,
+  AbortSignalLike,
+  FetchResponseLike,
+  FetchPort,
+  AllocationPorts,
+  AllocationResult,
+} from './types.js'
+export { DEFAULT_WEBHOOK_TIMEOUT_MS } from './types.js'
+export {
+  MIN_ALLOCATION_WEIGHT,
+  MAX_ALLOCATION_WEIGHT,
+  assessCandidates,
+  allocateHashed,
+  hashedChoice,
+  geoLatencyChoice,
+  latencyBetween,
+  allocateStatic,
+  noHub,
+  type Candidate,
+  type HashedScore,
+  type LatencyEntry,
+} from './policies.js'
+export {
+  DEFAULT_MAX_WEBHOOK_RESPONSE_BYTES,
+  buildAllocationRequest,
+  callAllocationWebhook,
+  customAllocationFailed,
+  redactUrl,
+  type WebhookOutcome,
+} from './custom.js'
+export { allocate, allocateSync, explainAllocation, type AllocationExplanation } from './allocate.js'
+export { rendezvousScore, prefixState, uniform, ln, type PrefixState } from './hash.js'
