@@ -1,4 +1,419 @@
 /**
- * @provisio/store-sqlite — SQLite Store for the engine (better-sqlite3, WAL, migrations)
+ * @provisio/store-sqlite — the engine's Store on SQLite (better-sqlite3), the embedded default
+ * of `provisio serve` (DESIGN.md "Storage and scale").
+ *
+ * - WAL journal, `synchronous=NORMAL` by default (durable across process crashes; an OS crash may
+ *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes.
+ * - Schema versions recorded in `schema_migrations`; migrations run once, in order, in a transaction.
+ * - Every statement is prepared once. Conditional writes and operation hand-overs run in
+ *   `BEGIN IMMEDIATE` transactions so two processes on one file never interleave them.
+ * - Records are JSON in a `body` column; the columns the engine filters or compares on (keys,
+ *   etags, group, status, lease) are real columns. The SQL sticks to what PostgreSQL also runs
+ *   (`INSERT … ON CONFLICT … DO UPDATE`, `BIGINT`, `TEXT`); ordering relies on binary collation
+ *   (PostgreSQL: `COLLATE "C"`).
  */
-export {}
+import Database from 'better-sqlite3'
+import type {
+  BeginOperationResult,
+  CaCertificateRecord,
+  OperationRecord,
+  PageRequest,
+  RegistrationRecord,
+  Store,
+  WriteCondition,
+  WriteResult,
+} from '@provisio/engine'
+import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
+
+/** Options of {@link createSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** `NORMAL` (default) or `FULL` (fsync on every commit). */
+  readonly synchronous?: 'NORMAL' | 'FULL'
+  /** How long a writer waits for another process's lock, ms (default 5000). */
+  readonly busyTimeoutMs?: number
+}
+
+/** One schema migration. Versions are dense and never edited once released. */
+interface Migration {
+  readonly version: number
+  readonly name: string
+  readonly sql: string
+}
+
+/** The schema, as migrations. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'engine tables: enrollments, groups, registrations, operations, CA certificates',
+    sql: `
+      CREATE TABLE enrollments (
+        id_scope TEXT NOT NULL,
+        id_key   TEXT NOT NULL,
+        etag     TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (id_scope, id_key)
+      );
+      CREATE TABLE enrollment_groups (
+        id_scope TEXT NOT NULL,
+        id_key   TEXT NOT NULL,
+        etag     TEXT NOT NULL,
+        attestation_type TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (id_scope, id_key)
+      );
+      CREATE TABLE scope_state (
+        id_scope        TEXT PRIMARY KEY,
+        groups_revision BIGINT NOT NULL
+      );
+      CREATE TABLE registrations (
+        id_scope  TEXT NOT NULL,
+        id_key    TEXT NOT NULL,
+        etag      TEXT NOT NULL,
+        group_key TEXT,
+        body      TEXT NOT NULL,
+        PRIMARY KEY (id_scope, id_key)
+      );
+      CREATE INDEX registrations_by_group ON registrations (id_scope, group_key, id_key);
+      CREATE TABLE operations (
+        id_scope         TEXT NOT NULL,
+        device_key       TEXT NOT NULL,
+        operation_id     TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        lease_owner      TEXT NOT NULL,
+        assigning_until  BIGINT NOT NULL,
+        body             TEXT NOT NULL,
+        PRIMARY KEY (id_scope, device_key)
+      );
+      CREATE UNIQUE INDEX operations_by_id ON operations (id_scope, operation_id);
+      CREATE TABLE ca_certificates (
+        id_scope TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        etag     TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (id_scope, name_key)
+      );
+    `,
+  },
+]
+
+const OK: WriteResult = { ok: true }
+
+/** Registration ids and group ids are ASCII (dps-protocol.md §0), so ASCII lower-casing is the key. */
+function keyOf(id: string): string {
+  return id.toLowerCase()
+}
+
+/** RFC 9110 §13.1.1 comparison, as in the engine's ids.ts: `*`, quotes and `W/` tolerated. */
+function etagMatches(ifMatch: string, current: string): boolean {
+  if (ifMatch.trim() === '*') return true
+  return normalise(ifMatch) === normalise(current)
+}
+function normalise(tag: string): string {
+  let t = tag.trim()
+  if (t.startsWith('W/')) t = t.slice(2)
+  if (t.length >= 2 && t.startsWith('"') && t.endsWith('"')) t = t.slice(1, -1)
+  return t
+}
+
+function check(current: { etag: string } | undefined, condition: WriteCondition | undefined): WriteResult {
+  if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: current.etag }
+  if (condition?.ifMatch !== undefined) {
+    if (current === undefined) return { ok: false, reason: 'notFound' }
+    if (!etagMatches(condition.ifMatch, current.etag)) return { ok: false, reason: 'etagMismatch', currentEtag: current.etag }
+  }
+  return OK
+}
+
+type Row = { etag: string; body: string }
+
+/** A keyed JSON table with conditional upsert/delete and key-ordered paging. */
+class KeyedTable<V> {
+  readonly #get: Database.Statement<[string, string], Row>
+  readonly #upsert: Database.Statement
+  readonly #delete: Database.Statement<[string, string]>
+  readonly #page: Database.Statement<[string, string, number], Row>
+  readonly #pageFirst: Database.Statement<[string, number], Row>
+  readonly #put: (idScope: string, id: string, etag: string, value: V, extra: unknown[], condition?: WriteCondition) => WriteResult
+  readonly #remove: (idScope: string, id: string, condition?: WriteCondition) => WriteResult
+
+  constructor(
+    db: Database.Database,
+    table: string,
+    keyColumn: string,
+    extraColumns: readonly string[],
+    onChange?: (idScope: string) => void,
+  ) {
+    const cols = ['id_scope', keyColumn, 'etag', ...extraColumns, 'body']
+    const updates = ['etag', ...extraColumns, 'body'].map((c) => `${c} = excluded.${c}`).join(', ')
+    this.#get = db.prepare(`SELECT etag, body FROM ${table} WHERE id_scope = ? AND ${keyColumn} = ?`)
+    this.#upsert = db.prepare(
+      `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
+       ON CONFLICT (id_scope, ${keyColumn}) DO UPDATE SET ${updates}`,
+    )
+    this.#delete = db.prepare(`DELETE FROM ${table} WHERE id_scope = ? AND ${keyColumn} = ?`)
+    this.#page = db.prepare(`SELECT etag, body FROM ${table} WHERE id_scope = ? AND ${keyColumn} > ? ORDER BY ${keyColumn} LIMIT ?`)
+    this.#pageFirst = db.prepare(`SELECT etag, body FROM ${table} WHERE id_scope = ? ORDER BY ${keyColumn} LIMIT ?`)
+    this.#put = db.transaction((idScope: string, id: string, etag: string, value: V, extra: unknown[], condition?: WriteCondition) => {
+      const k = keyOf(id)
+      if (condition !== undefined) {
+        const verdict = check(this.#get.get(idScope, k), condition)
+        if (!verdict.ok) return verdict
+      }
+      this.#upsert.run(idScope, k, etag, ...extra, JSON.stringify(value))
+      onChange?.(idScope)
+      return OK
+    }).immediate as never
+    this.#remove = db.transaction((idScope: string, id: string, condition?: WriteCondition) => {
+      const k = keyOf(id)
+      const current = this.#get.get(idScope, k)
+      if (current === undefined) return { ok: false, reason: 'notFound' } as WriteResult
+      const verdict = check(current, condition)
+      if (!verdict.ok) return verdict
+      this.#delete.run(idScope, k)
+      onChange?.(idScope)
+      return OK
+    }).immediate as never
+  }
+
+  get(idScope: string, id: string): V | undefined {
+    const row = this.#get.get(idScope, keyOf(id))
+    return row === undefined ? undefined : (JSON.parse(row.body) as V)
+  }
+  put(idScope: string, id: string, etag: string, value: V, extra: unknown[], condition?: WriteCondition): WriteResult {
+    return this.#put(idScope, id, etag, value, extra, condition)
+  }
+  delete(idScope: string, id: string, condition?: WriteCondition): WriteResult {
+    return this.#remove(idScope, id, condition)
+  }
+  page(idScope: string, page: PageRequest): V[] {
+    const limit = Math.max(0, Math.min(page.limit, 1_000_000))
+    const rows = page.after === undefined ? this.#pageFirst.all(idScope, limit) : this.#page.all(idScope, page.after, limit)
+    return rows.map((r) => JSON.parse(r.body) as V)
+  }
+}
+
+/** The engine's Store on SQLite. */
+export class SqliteStore implements Store {
+  readonly db: Database.Database
+  readonly #owned: boolean
+  readonly #enrollments: KeyedTable<IndividualEnrollment>
+  readonly #groups: KeyedTable<EnrollmentGroup>
+  readonly #registrations: KeyedTable<RegistrationRecord>
+  readonly #cas: KeyedTable<CaCertificateRecord>
+  readonly #stmt: {
+    revision: Database.Statement<[string], { groups_revision: number }>
+    bumpRevision: Database.Statement<[string]>
+    byGroupFirst: Database.Statement<[string, string, number], { body: string }>
+    byGroup: Database.Statement<[string, string, string, number], { body: string }>
+    opById: Database.Statement<[string, string], { body: string }>
+    opByDevice: Database.Statement<[string, string], { body: string; status: string; lease_owner: string; assigning_until: number; operation_id: string }>
+    opUpsert: Database.Statement
+    opUpdate: Database.Statement
+  }
+  readonly #begin: (idScope: string, op: OperationRecord, nowMs: number) => BeginOperationResult
+  readonly #finish: (idScope: string, final: OperationRecord, owner: string, registration?: RegistrationRecord) => boolean
+  readonly #lease: (idScope: string, id: string, expected: string, next: string, until: number, now: number) => OperationRecord | undefined
+
+  constructor(db: Database.Database, owned: boolean, options: SqliteStoreOptions = {}) {
+    this.db = db
+    this.#owned = owned
+    db.pragma('journal_mode = WAL')
+    db.pragma(`synchronous = ${options.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`)
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`)
+    migrate(db)
+
+    const bump = (idScope: string) => this.#stmt.bumpRevision.run(idScope)
+    this.#enrollments = new KeyedTable(db, 'enrollments', 'id_key', [])
+    this.#groups = new KeyedTable(db, 'enrollment_groups', 'id_key', ['attestation_type'], bump)
+    this.#registrations = new KeyedTable(db, 'registrations', 'id_key', ['group_key'])
+    this.#cas = new KeyedTable(db, 'ca_certificates', 'name_key', [])
+    this.#stmt = {
+      revision: db.prepare('SELECT groups_revision FROM scope_state WHERE id_scope = ?'),
+      bumpRevision: db.prepare(
+        `INSERT INTO scope_state (id_scope, groups_revision) VALUES (?, 1)
+         ON CONFLICT (id_scope) DO UPDATE SET groups_revision = scope_state.groups_revision + 1`,
+      ),
+      byGroupFirst: db.prepare('SELECT body FROM registrations WHERE id_scope = ? AND group_key = ? ORDER BY id_key LIMIT ?'),
+      byGroup: db.prepare('SELECT body FROM registrations WHERE id_scope = ? AND group_key = ? AND id_key > ? ORDER BY id_key LIMIT ?'),
+      opById: db.prepare('SELECT body FROM operations WHERE id_scope = ? AND operation_id = ?'),
+      opByDevice: db.prepare('SELECT body, status, lease_owner, assigning_until, operation_id FROM operations WHERE id_scope = ? AND device_key = ?'),
+      opUpsert: db.prepare(
+        `INSERT INTO operations (id_scope, device_key, operation_id, status, lease_owner, assigning_until, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id_scope, device_key) DO UPDATE SET operation_id = excluded.operation_id, status = excluded.status,
+           lease_owner = excluded.lease_owner, assigning_until = excluded.assigning_until, body = excluded.body`,
+      ),
+      // Compare-and-set on (operation, status, lease owner): the row changes only under the lease.
+      opUpdate: db.prepare(
+        `UPDATE operations SET status = ?, lease_owner = ?, assigning_until = ?, body = ?
+         WHERE id_scope = ? AND operation_id = ? AND status = 'assigning' AND lease_owner = ?`,
+      ),
+    }
+    const upsertOp = (idScope: string, op: OperationRecord) =>
+      this.#stmt.opUpsert.run(idScope, keyOf(op.registrationId), op.operationId, op.status, op.leaseOwner, op.assigningUntilMs, JSON.stringify(op))
+
+    this.#begin = db.transaction((idScope: string, op: OperationRecord, nowMs: number): BeginOperationResult => {
+      const current = this.#stmt.opByDevice.get(idScope, keyOf(op.registrationId))
+      if (current && current.status === 'assigning' && current.assigning_until > nowMs) {
+        return { created: false, existing: JSON.parse(current.body) as OperationRecord }
+      }
+      upsertOp(idScope, op)
+      return { created: true }
+    }).immediate as never
+    this.#finish = db.transaction((idScope: string, final: OperationRecord, owner: string, registration?: RegistrationRecord): boolean => {
+      const changed = this.#stmt.opUpdate.run(final.status, final.leaseOwner, final.assigningUntilMs, JSON.stringify(final), idScope, final.operationId, owner)
+      if (changed.changes !== 1) return false
+      if (registration) this.#putRegistration(idScope, registration)
+      return true
+    }).immediate as never
+    this.#lease = db.transaction((idScope: string, id: string, expected: string, next: string, until: number, now: number) => {
+      const row = this.#stmt.opById.get(idScope, id)
+      if (!row) return undefined
+      const current = JSON.parse(row.body) as OperationRecord
+      if (current.status !== 'assigning' || current.leaseOwner !== expected) return undefined
+      const updated: OperationRecord = { ...current, leaseOwner: next, assigningUntilMs: until, updatedAtMs: now }
+      const changed = this.#stmt.opUpdate.run('assigning', next, until, JSON.stringify(updated), idScope, id, expected)
+      return changed.changes === 1 ? updated : undefined
+    }).immediate as never
+  }
+
+  #putRegistration(idScope: string, record: RegistrationRecord, condition?: WriteCondition): WriteResult {
+    const group = record.enrollmentGroupId === undefined ? null : keyOf(record.enrollmentGroupId)
+    return this.#registrations.put(idScope, record.state.registrationId, record.state.etag, record, [group], condition)
+  }
+
+  /** Closes the database if this store opened it. */
+  close(): void {
+    if (this.#owned) this.db.close()
+  }
+
+  /** Applied schema versions (for diagnostics and tests). */
+  schemaVersions(): number[] {
+    return (this.db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[]).map((r) => r.version)
+  }
+
+  async getEnrollment(idScope: string, registrationId: string): Promise<IndividualEnrollment | undefined> {
+    return this.#enrollments.get(idScope, registrationId)
+  }
+  async putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#enrollments.put(idScope, enrollment.registrationId, enrollment.etag ?? '', enrollment, [], condition)
+  }
+  async deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#enrollments.delete(idScope, registrationId, condition)
+  }
+  async listEnrollments(idScope: string, page: PageRequest): Promise<IndividualEnrollment[]> {
+    return this.#enrollments.page(idScope, page)
+  }
+
+  async getGroup(idScope: string, enrollmentGroupId: string): Promise<EnrollmentGroup | undefined> {
+    return this.#groups.get(idScope, enrollmentGroupId)
+  }
+  async putGroup(idScope: string, group: EnrollmentGroup, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#groups.put(idScope, group.enrollmentGroupId, group.etag ?? '', group, [group.attestation.type], condition)
+  }
+  async deleteGroup(idScope: string, enrollmentGroupId: string, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#groups.delete(idScope, enrollmentGroupId, condition)
+  }
+  async listGroups(idScope: string, page: PageRequest): Promise<EnrollmentGroup[]> {
+    return this.#groups.page(idScope, page)
+  }
+  async groupsRevision(idScope: string): Promise<number> {
+    return this.#stmt.revision.get(idScope)?.groups_revision ?? 0
+  }
+
+  async getRegistration(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined> {
+    return this.#registrations.get(idScope, registrationId)
+  }
+  async putRegistration(idScope: string, record: RegistrationRecord, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#putRegistration(idScope, record, condition)
+  }
+  async deleteRegistration(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#registrations.delete(idScope, registrationId, condition)
+  }
+  async listRegistrationsByGroup(idScope: string, enrollmentGroupId: string, page: PageRequest): Promise<RegistrationRecord[]> {
+    const group = keyOf(enrollmentGroupId)
+    const rows = page.after === undefined
+      ? this.#stmt.byGroupFirst.all(idScope, group, page.limit)
+      : this.#stmt.byGroup.all(idScope, group, page.after, page.limit)
+    return rows.map((r) => JSON.parse(r.body) as RegistrationRecord)
+  }
+  async listRegistrations(idScope: string, page: PageRequest): Promise<RegistrationRecord[]> {
+    return this.#registrations.page(idScope, page)
+  }
+
+  async getOperation(idScope: string, operationId: string): Promise<OperationRecord | undefined> {
+    const row = this.#stmt.opById.get(idScope, operationId)
+    return row === undefined ? undefined : (JSON.parse(row.body) as OperationRecord)
+  }
+  async getDeviceOperation(idScope: string, registrationId: string): Promise<OperationRecord | undefined> {
+    const row = this.#stmt.opByDevice.get(idScope, keyOf(registrationId))
+    return row === undefined ? undefined : (JSON.parse(row.body) as OperationRecord)
+  }
+  async beginOperation(idScope: string, operation: OperationRecord, nowMs: number): Promise<BeginOperationResult> {
+    return this.#begin(idScope, operation, nowMs)
+  }
+  async finishOperation(idScope: string, final: OperationRecord, leaseOwner: string, registration?: RegistrationRecord): Promise<boolean> {
+    return this.#finish(idScope, final, leaseOwner, registration)
+  }
+  async leaseOperation(
+    idScope: string,
+    operationId: string,
+    expectedOwner: string,
+    newOwner: string,
+    assigningUntilMs: number,
+    nowMs: number,
+  ): Promise<OperationRecord | undefined> {
+    return this.#lease(idScope, operationId, expectedOwner, newOwner, assigningUntilMs, nowMs)
+  }
+
+  async getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {
+    return this.#cas.get(idScope, name)
+  }
+  async putCaCertificate(idScope: string, record: CaCertificateRecord, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#cas.put(idScope, record.name, record.etag, record, [], condition)
+  }
+  async deleteCaCertificate(idScope: string, name: string, condition?: WriteCondition): Promise<WriteResult> {
+    return this.#cas.delete(idScope, name, condition)
+  }
+  async listCaCertificates(idScope: string): Promise<CaCertificateRecord[]> {
+    return this.#cas.page(idScope, { limit: 1_000_000 })
+  }
+}
+
+/** Applies pending migrations in order, each in its own transaction, recording its version. */
+function migrate(db: Database.Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+  )`)
+  const applied = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version))
+  const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version
+  for (const v of applied) {
+    if (v > latest) throw new Error(`database schema version ${v} is newer than this @provisio/store-sqlite (latest ${latest}); upgrade the package`)
+  }
+  const record = db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))")
+  for (const m of MIGRATIONS) {
+    if (applied.has(m.version)) continue
+    db.transaction(() => {
+      db.exec(m.sql)
+      record.run(m.version, m.name)
+    }).immediate()
+  }
+}
+
+/**
+ * Opens (or wraps) a SQLite database as the engine's Store.
+ *
+ * @param target a file path (`:memory:` for a private in-memory database) or an open
+ *   better-sqlite3 Database (then `close()` leaves it open)
+ * @example
+ * ```ts
+ * const store = createSqliteStore('./.provisio/provisio.db')
+ * const engine = createEngine({ store, clock, random, hubGateway })
+ * ```
+ */
+export function createSqliteStore(target: string | Database.Database, options: SqliteStoreOptions = {}): SqliteStore {
+  if (typeof target === 'string') return new SqliteStore(new Database(target), true, options)
+  return new SqliteStore(target, false, options)
+}

@@ -1,0 +1,226 @@
+/**
+ * The one Store conformance suite (issue 4 item 7): every Store implementation runs it —
+ * MemoryStore here, @provisio/store-sqlite in its package, PostgreSQL later.
+ *
+ * Usage: `runStoreConformance('sqlite', async () => ({ store, close }))`.
+ */
+import { describe, expect, it } from 'vitest'
+import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
+import type { CaCertificateRecord, OperationRecord, RegistrationRecord, Store } from '../src/index.js'
+
+/** A fresh, empty store per test, and how to dispose of it. */
+export type StoreFactory = () => Promise<{ store: Store; close?: () => Promise<void> | void }>
+
+const S1 = '0ne00000001'
+const S2 = '0ne00000002'
+
+function enrollment(id: string, etag: string, extra: Partial<IndividualEnrollment> = {}): IndividualEnrollment {
+  return {
+    registrationId: id,
+    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'cHJpbWFyeWtleXByaW1hcnk=', secondaryKey: 'c2Vjb25kYXJ5a2V5c2Vjb25k' } },
+    capabilities: { iotEdge: false },
+    provisioningStatus: 'enabled',
+    reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
+    etag,
+    ...extra,
+  }
+}
+
+function group(id: string, etag: string, type: 'symmetricKey' | 'x509' = 'symmetricKey'): EnrollmentGroup {
+  return {
+    enrollmentGroupId: id,
+    attestation: type === 'symmetricKey'
+      ? { type: 'symmetricKey', symmetricKey: { primaryKey: 'a2V5a2V5a2V5a2V5a2V5a2V5', secondaryKey: 'a2V5a2V5a2V5a2V5a2V5a2V6' } }
+      : { type: 'x509', x509: { caReferences: { primary: 'root-ca' } } },
+    capabilities: { iotEdge: true },
+    provisioningStatus: 'enabled',
+    reprovisionPolicy: { updateHubAssignment: false, migrateDeviceData: false },
+    etag,
+  }
+}
+
+function registration(id: string, etag: string, groupId?: string): RegistrationRecord {
+  return {
+    state: { registrationId: id, status: 'assigned', assignedHub: 'hub.example', deviceId: id, substatus: 'initialAssignment', etag, payload: { n: 1, s: 'ü' } },
+    ...(groupId !== undefined ? { enrollmentGroupId: groupId } : {}),
+    initialHub: 'hub.example',
+    lastAssignment: { hub: 'hub.example', deviceId: id },
+  }
+}
+
+function operation(id: string, registrationId: string, owner: string, until: number, status: OperationRecord['status'] = 'assigning'): OperationRecord {
+  return {
+    operationId: id,
+    registrationId,
+    status,
+    createdAtMs: 1000,
+    updatedAtMs: 1000,
+    leaseOwner: owner,
+    assigningUntilMs: until,
+    request: {
+      enrollment: { kind: 'group', id: 'g1' },
+      auth: { type: 'sas', primaryKey: 'cA==', secondaryKey: 'cw==' },
+      attestation: { symmetricKey: { enrollmentGroupId: 'g1' } },
+      payload: { model: 'dtmi:x;1' },
+      forceRegistration: false,
+      apiVersion: '2021-10-01',
+    },
+  }
+}
+
+/** Registers the conformance tests for one Store implementation. */
+export function runStoreConformance(name: string, factory: StoreFactory): void {
+  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
+    const { store, close } = await factory()
+    try {
+      await fn(store)
+    } finally {
+      await close?.()
+    }
+  }
+
+  describe(`Store conformance: ${name}`, () => {
+    it('round-trips enrollments exactly, keyed case-insensitively, keeping the latest spelling', () =>
+      withStore(async (store) => {
+        const e = enrollment('Dev-1', '"e1"', { initialTwin: { tags: { a: { b: [1, 2, null] } } }, iotHubs: ['h1'] })
+        expect(await store.putEnrollment(S1, e)).toEqual({ ok: true })
+        expect(await store.getEnrollment(S1, 'dev-1')).toEqual(e)
+        expect(await store.getEnrollment(S1, 'DEV-1')).toEqual(e)
+        expect(await store.getEnrollment(S2, 'dev-1')).toBeUndefined()
+        const e2 = enrollment('DEV-1', '"e2"')
+        expect(await store.putEnrollment(S1, e2)).toEqual({ ok: true })
+        expect((await store.getEnrollment(S1, 'dev-1'))?.registrationId).toBe('DEV-1')
+      }))
+
+    it('applies write conditions: ifNoneExists, ifMatch (exact, quoted or *), notFound', () =>
+      withStore(async (store) => {
+        expect(await store.putEnrollment(S1, enrollment('a', '"1"'), { ifMatch: '"1"' })).toEqual({ ok: false, reason: 'notFound' })
+        expect(await store.putEnrollment(S1, enrollment('a', '"1"'), { ifNoneExists: true })).toEqual({ ok: true })
+        expect(await store.putEnrollment(S1, enrollment('a', '"2"'), { ifNoneExists: true })).toMatchObject({ ok: false, reason: 'exists' })
+        expect(await store.putEnrollment(S1, enrollment('a', '"2"'), { ifMatch: '"zzz"' })).toEqual({ ok: false, reason: 'etagMismatch', currentEtag: '"1"' })
+        expect((await store.getEnrollment(S1, 'a'))?.etag).toBe('"1"')
+        expect(await store.putEnrollment(S1, enrollment('a', '"2"'), { ifMatch: '1' })).toEqual({ ok: true })
+        expect(await store.putEnrollment(S1, enrollment('a', '"3"'), { ifMatch: '*' })).toEqual({ ok: true })
+        expect((await store.getEnrollment(S1, 'A'))?.etag).toBe('"3"')
+      }))
+
+    it('deletes conditionally', () =>
+      withStore(async (store) => {
+        expect(await store.deleteEnrollment(S1, 'x')).toEqual({ ok: false, reason: 'notFound' })
+        await store.putEnrollment(S1, enrollment('x', '"1"'))
+        expect(await store.deleteEnrollment(S1, 'X', { ifMatch: '"2"' })).toMatchObject({ ok: false, reason: 'etagMismatch' })
+        expect(await store.getEnrollment(S1, 'x')).toBeDefined()
+        expect(await store.deleteEnrollment(S1, 'X', { ifMatch: '"1"' })).toEqual({ ok: true })
+        expect(await store.getEnrollment(S1, 'x')).toBeUndefined()
+      }))
+
+    it('pages enrollments in lower-cased key order, per scope', () =>
+      withStore(async (store) => {
+        const ids = ['c', 'A', 'b-2', 'B-1', 'd', 'e:1', 'E.0']
+        for (const id of ids) await store.putEnrollment(S1, enrollment(id, `"${id}"`))
+        await store.putEnrollment(S2, enrollment('zz', '"z"'))
+        const all = (await store.listEnrollments(S1, { limit: 100 })).map((e) => e.registrationId)
+        expect(all).toEqual(['A', 'B-1', 'b-2', 'c', 'd', 'E.0', 'e:1'])
+        const first = await store.listEnrollments(S1, { limit: 3 })
+        expect(first.map((e) => e.registrationId)).toEqual(['A', 'B-1', 'b-2'])
+        const second = await store.listEnrollments(S1, { after: 'b-2', limit: 3 })
+        expect(second.map((e) => e.registrationId)).toEqual(['c', 'd', 'E.0'])
+        expect((await store.listEnrollments(S1, { after: 'e:1', limit: 3 })).length).toBe(0)
+      }))
+
+    it('keeps groups with a revision that moves only on successful writes and deletes', () =>
+      withStore(async (store) => {
+        const r0 = await store.groupsRevision(S1)
+        await store.putGroup(S1, group('G1', '"1"'))
+        const r1 = await store.groupsRevision(S1)
+        expect(r1).not.toBe(r0)
+        await store.putGroup(S1, group('g1', '"2"'), { ifMatch: '"nope"' })
+        expect(await store.groupsRevision(S1)).toBe(r1)
+        await store.putGroup(S1, group('g2', '"1"', 'x509'))
+        const r2 = await store.groupsRevision(S1)
+        expect(r2).not.toBe(r1)
+        expect(await store.groupsRevision(S2)).toBe(await store.groupsRevision(S2))
+        expect((await store.listGroups(S1, { limit: 10 })).map((g) => g.enrollmentGroupId)).toEqual(['G1', 'g2'])
+        expect(await store.getGroup(S1, 'g2')).toEqual(group('g2', '"1"', 'x509'))
+        expect(await store.deleteGroup(S1, 'G2')).toEqual({ ok: true })
+        expect(await store.groupsRevision(S1)).not.toBe(r2)
+        expect(await store.getGroup(S1, 'g2')).toBeUndefined()
+      }))
+
+    it('stores registration records and lists them by group, case-insensitively, with paging', () =>
+      withStore(async (store) => {
+        await store.putRegistration(S1, registration('d3', '"1"', 'Fleet'))
+        await store.putRegistration(S1, registration('D1', '"1"', 'fleet'))
+        await store.putRegistration(S1, registration('d2', '"1"'))
+        await store.putRegistration(S1, registration('d4', '"1"', 'other'))
+        await store.putRegistration(S1, registration('d5', '"1"', 'FLEET'))
+        expect(await store.getRegistration(S1, 'd1')).toEqual(registration('D1', '"1"', 'fleet'))
+        const page1 = await store.listRegistrationsByGroup(S1, 'fleet', { limit: 2 })
+        expect(page1.map((r) => r.state.registrationId)).toEqual(['D1', 'd3'])
+        const page2 = await store.listRegistrationsByGroup(S1, 'FLEET', { after: 'd3', limit: 2 })
+        expect(page2.map((r) => r.state.registrationId)).toEqual(['d5'])
+        expect((await store.listRegistrations(S1, { limit: 10 })).length).toBe(5)
+        expect(await store.putRegistration(S1, registration('d2', '"2"'), { ifMatch: '"9"' })).toMatchObject({ reason: 'etagMismatch' })
+        expect(await store.deleteRegistration(S1, 'D2', { ifMatch: '"1"' })).toEqual({ ok: true })
+        expect(await store.getRegistration(S1, 'd2')).toBeUndefined()
+      }))
+
+    it('begins operations idempotently while the lease runs, and replaces them after', () =>
+      withStore(async (store) => {
+        const a = operation('1.aa.op-a', 'Dev', 'owner-a', 5000)
+        expect(await store.beginOperation(S1, a, 1000)).toEqual({ created: true })
+        const again = await store.beginOperation(S1, operation('1.bb.op-b', 'dev', 'owner-b', 6000), 2000)
+        expect(again).toEqual({ created: false, existing: a })
+        expect(await store.getOperation(S1, '1.bb.op-b')).toBeUndefined()
+        expect(await store.getDeviceOperation(S1, 'DEV')).toEqual(a)
+        // lease expired at 5000: a new register replaces the stale operation
+        const c = operation('1.cc.op-c', 'dev', 'owner-c', 9000)
+        expect(await store.beginOperation(S1, c, 5000)).toEqual({ created: true })
+        expect(await store.getOperation(S1, '1.aa.op-a')).toBeUndefined()
+        expect(await store.getOperation(S1, '1.cc.op-c')).toEqual(c)
+        expect(await store.getOperation(S2, '1.cc.op-c')).toBeUndefined()
+      }))
+
+    it('finishes an operation only under its lease, writing the record atomically', () =>
+      withStore(async (store) => {
+        const op = operation('2.aa.op', 'dev9', 'owner-a', 5000)
+        await store.beginOperation(S1, op, 1000)
+        const final: OperationRecord = { ...op, status: 'assigned', updatedAtMs: 1500, result: registration('dev9', '"r1"').state }
+        expect(await store.finishOperation(S1, final, 'owner-b', registration('dev9', '"r1"'))).toBe(false)
+        expect(await store.getRegistration(S1, 'dev9')).toBeUndefined()
+        expect((await store.getOperation(S1, '2.aa.op'))?.status).toBe('assigning')
+        expect(await store.finishOperation(S1, final, 'owner-a', registration('dev9', '"r1"'))).toBe(true)
+        expect(await store.getOperation(S1, '2.aa.op')).toEqual(final)
+        expect(await store.getRegistration(S1, 'DEV9')).toEqual(registration('dev9', '"r1"'))
+        // already final: a second finish is refused
+        expect(await store.finishOperation(S1, { ...final, status: 'failed' }, 'owner-a')).toBe(false)
+        // a final operation does not block a new one
+        expect(await store.beginOperation(S1, operation('2.bb.op', 'dev9', 'owner-c', 9000), 1600)).toEqual({ created: true })
+      }))
+
+    it('hands leases over with compare-and-set', () =>
+      withStore(async (store) => {
+        const op = operation('3.aa.op', 'dev3', 'owner-a', 5000)
+        await store.beginOperation(S1, op, 1000)
+        expect(await store.leaseOperation(S1, '3.aa.op', 'owner-x', 'owner-b', 9000, 6000)).toBeUndefined()
+        const leased = await store.leaseOperation(S1, '3.aa.op', 'owner-a', 'owner-b', 9000, 6000)
+        expect(leased).toMatchObject({ leaseOwner: 'owner-b', assigningUntilMs: 9000, updatedAtMs: 6000, status: 'assigning' })
+        expect(await store.leaseOperation(S1, '3.aa.op', 'owner-a', 'owner-c', 9500, 6001)).toBeUndefined()
+        expect(await store.finishOperation(S1, { ...leased!, status: 'failed' }, 'owner-a')).toBe(false)
+        expect(await store.finishOperation(S1, { ...leased!, status: 'failed' }, 'owner-b')).toBe(true)
+        expect(await store.leaseOperation(S1, '3.aa.op', 'owner-b', 'owner-c', 9500, 6002)).toBeUndefined()
+      }))
+
+    it('keeps CA certificates per scope', () =>
+      withStore(async (store) => {
+        const ca: CaCertificateRecord = { name: 'Root-CA', certificate: 'MIIB…', isVerified: true, etag: '"1"', createdAtMs: 1, updatedAtMs: 2 }
+        expect(await store.putCaCertificate(S1, ca, { ifNoneExists: true })).toEqual({ ok: true })
+        expect(await store.getCaCertificate(S1, 'root-ca')).toEqual(ca)
+        expect(await store.listCaCertificates(S1)).toEqual([ca])
+        expect(await store.listCaCertificates(S2)).toEqual([])
+        expect(await store.deleteCaCertificate(S1, 'ROOT-CA', { ifMatch: '"2"' })).toMatchObject({ reason: 'etagMismatch' })
+        expect(await store.deleteCaCertificate(S1, 'ROOT-CA')).toEqual({ ok: true })
+        expect(await store.getCaCertificate(S1, 'root-ca')).toBeUndefined()
+      }))
+  })
+}
