@@ -15,7 +15,7 @@ import {
   type HashedScore,
   type LatencyEntry,
 } from './policies.js'
-import type { AllocationInput, AllocationPorts, AllocationResult } from './types.js'
+import type { AbortSignalLike, AllocationInput, AllocationPorts, AllocationResult } from './types.js'
 
 function withEnrollmentTwin(policy: AllocationPolicy, hostName: string, twin: InitialTwin | undefined): AllocationResult {
   return twin === undefined ? { policy, hostName } : { policy, hostName, initialTwin: twin, initialTwinSource: 'enrollment' }
@@ -59,7 +59,10 @@ export function allocateSync(input: AllocationInput): AllocationResult {
  * r.hostName // e.g. 'hub2.azure-devices.net'
  * ```
  */
-export async function allocate(input: AllocationInput, ports: AllocationPorts = {}): Promise<AllocationResult> {
+export async function allocate<S extends AbortSignalLike = AbortSignalLike>(
+  input: AllocationInput,
+  ports: AllocationPorts<S> = {},
+): Promise<AllocationResult> {
   if (input.policy !== 'custom') return allocateSync(input)
   const eligible = eligibleOrThrow(input, assessCandidates(input))
   const { response, hostName } = await callAllocationWebhook(
@@ -117,7 +120,10 @@ export interface AllocationExplanation {
  * as DPS has no other way to know), and the initial twin that would be applied. Never throws
  * for allocation failures: they come back in `error`.
  */
-export async function explainAllocation(input: AllocationInput, ports: AllocationPorts = {}): Promise<AllocationExplanation> {
+export async function explainAllocation<S extends AbortSignalLike = AbortSignalLike>(
+  input: AllocationInput,
+  ports: AllocationPorts<S> = {},
+): Promise<AllocationExplanation> {
   const base = {
     policy: input.policy,
     registrationId: input.registrationId,

@@ -12,6 +12,7 @@ import {
   type AllocationRequest,
   type AllocationResponse,
   type AttestationMechanism,
+  type CustomAllocationDefinition,
   type DeviceRuntimeContext,
   type EnrollmentGroup,
   type IndividualEnrollment,
@@ -37,17 +38,27 @@ function stripAttestation<T extends AttestationMechanism>(att: T): T {
   return att
 }
 
+/**
+ * The webhook URL without its query: Azure Functions carry their key there (`?code=…`), and the
+ * webhook has no business receiving its own key back inside the enrollment.
+ */
+function stripDefinition<T extends { customAllocationDefinition?: CustomAllocationDefinition }>(e: T): T {
+  const d = e.customAllocationDefinition
+  return d === undefined ? e : { ...e, customAllocationDefinition: { ...d, webhookUrl: redactUrl(d.webhookUrl) } }
+}
+
 function stripIndividual(e: IndividualEnrollment): IndividualEnrollment {
-  return { ...e, attestation: stripAttestation(e.attestation) }
+  return stripDefinition({ ...e, attestation: stripAttestation(e.attestation) })
 }
 
 function stripGroup(e: EnrollmentGroup): EnrollmentGroup {
-  return { ...e, attestation: stripAttestation<GroupAttestationMechanism>(e.attestation) }
+  return stripDefinition({ ...e, attestation: stripAttestation<GroupAttestationMechanism>(e.attestation) })
 }
 
 /**
  * Builds the AllocationRequest (§8) for the webhook: the enrollment with its secrets stripped
- * (the symmetric-key sub-object becomes `{}` as in the docs' example), the device runtime context
+ * (the symmetric-key sub-object becomes `{}` as in the docs' example; the webhook URL loses its
+ * query, which holds the function key), the device runtime context
  * (`currentIotHubHostName` / `currentDeviceId` only on re-registration, the docs' JSON casing) and
  * the candidate hubs as `linkedHubs`.
  *
@@ -84,10 +95,10 @@ export interface WebhookOutcome {
  *
  * @param linkedHubs hubs the webhook may choose from (sent in the request too)
  */
-export async function callAllocationWebhook(
+export async function callAllocationWebhook<S extends AbortSignalLike>(
   input: AllocationInput,
   linkedHubs: readonly string[],
-  ports: AllocationPorts,
+  ports: AllocationPorts<S>,
 ): Promise<WebhookOutcome> {
   const custom = input.custom
   if (custom === undefined) throw new TypeError('callAllocationWebhook: input.custom is required for the custom policy')
@@ -98,7 +109,7 @@ export async function callAllocationWebhook(
   const url = custom.definition.webhookUrl
   const where = redactUrl(url)
   const timeoutMs = ports.timeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS
-  const signal: AbortSignalLike | undefined = ports.timeoutSignal?.(timeoutMs)
+  const signal: S | undefined = ports.timeoutSignal?.(timeoutMs)
   const body = JSON.stringify(buildAllocationRequest(input, linkedHubs))
   const init = {
     method: 'POST' as const,

@@ -94,25 +94,32 @@ export interface FetchResponseLike {
   text(): Promise<string>
 }
 
-/** The `fetch` port: WHATWG `fetch` fits (pass `globalThis.fetch` in Node 18+ and browsers). */
-export type FetchPort = (
+/**
+ * The `fetch` port: WHATWG `fetch` fits (pass `globalThis.fetch` in Node 18+ and browsers).
+ * `S` is the signal type the host's fetch takes (`AbortSignal`); this package only reads `aborted`.
+ */
+export type FetchPort<S extends AbortSignalLike = AbortSignalLike> = (
   url: string,
   init: {
     method: 'POST'
     headers: Record<string, string>
     body: string
-    signal?: AbortSignalLike
+    signal?: S
   },
 ) => Promise<FetchResponseLike>
 
-/** Ports of the custom policy. No timers here: the timeout is an injected signal factory. */
-export interface AllocationPorts {
-  readonly fetch?: FetchPort
+/**
+ * Ports of the custom policy. No timers here: the timeout is an injected signal factory.
+ * In Node and browsers: `{ fetch: globalThis.fetch, timeoutSignal: (ms) => AbortSignal.timeout(ms) }`
+ * typed as `AllocationPorts<AbortSignal>`.
+ */
+export interface AllocationPorts<S extends AbortSignalLike = AbortSignalLike> {
+  readonly fetch?: FetchPort<S>
   /**
    * Returns a signal that aborts after `ms` (Node and browsers: `(ms) => AbortSignal.timeout(ms)`).
    * Without it the webhook call has no timeout of its own.
    */
-  readonly timeoutSignal?: (ms: number) => AbortSignalLike
+  readonly timeoutSignal?: (ms: number) => S
   /** Webhook timeout in ms; default {@link DEFAULT_WEBHOOK_TIMEOUT_MS}. */
   readonly timeoutMs?: number
   /** Largest webhook response body accepted, bytes; default 96 KB (DPS message limit). */
