@@ -21,6 +21,8 @@ import {
   validateRegistrationOperationStatus,
   validateTwinCollection,
 } from '../src/index.js'
+import { base64Length } from '../src/models/_check.js'
+import { base64Decode, base64Encode } from '@provisio/crypto'
 
 const VALIDATORS: Record<string, (json: unknown) => unknown> = {
   validateIndividualEnrollment,
@@ -151,6 +153,31 @@ describe('random input never crashes a validator', () => {
         expectTypedFailureOrSuccess((t) => parseJsonBody(t as string | Uint8Array, { allowEmpty: true }), text)
       }),
       { numRuns: 500 },
+    )
+  })
+})
+
+describe('base64 length check agrees with the strict decoder of @provisio/crypto', () => {
+  const alphabet = fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ '.split(''))
+  it('on encodings of random bytes and on random near-base64 text', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 100 }).map((b) => base64Encode(b)),
+          fc.string({ unit: alphabet, maxLength: 24 }),
+          fc.uint8Array({ minLength: 1, maxLength: 30 }).map((b) => base64Encode(b).replace(/=+$/, '')),
+        ),
+        (text) => {
+          let want = -1
+          try {
+            want = base64Decode(text).length
+          } catch {
+            want = -1
+          }
+          expect(base64Length(text)).toBe(want)
+        },
+      ),
+      { numRuns: 2000 },
     )
   })
 })
