@@ -23,10 +23,39 @@
 export function percentDecode(text: string): string | undefined {
   // Fast path: most fields (the raw `sr` of the Node symmetric-key client, `se`, `skn`) carry
   // no escape at all, and then the text is its own decoding.
-  if (text.indexOf('%') < 0) return text
+  let p = text.indexOf('%')
+  if (p < 0) return text
+  // ASCII escapes (a `sig` has %2B %2F %3D, an encoded `sr` %2F) are decoded inline: measured
+  // about twice as fast as decodeURIComponent inside try/catch on the SAS bench.
+  const n = text.length
+  let out = ''
+  let last = 0
+  while (p >= 0) {
+    if (p + 2 >= n) return undefined
+    const hi = hexDigit(text.charCodeAt(p + 1))
+    const lo = hexDigit(text.charCodeAt(p + 2))
+    if ((hi | lo) < 0) return undefined
+    const byte = (hi << 4) | lo
+    // A byte >= 0x80 starts a multi-byte UTF-8 sequence: let the platform decoder validate it.
+    if (byte >= 0x80) return decodeUtf8Escapes(text)
+    out += text.slice(last, p) + String.fromCharCode(byte)
+    last = p + 3
+    p = text.indexOf('%', last)
+  }
+  return out + text.slice(last)
+}
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30
+  const l = c | 0x20
+  if (l >= 0x61 && l <= 0x66) return l - 0x57
+  return -1
+}
+
+function decodeUtf8Escapes(text: string): string | undefined {
   try {
     // decodeURIComponent decodes every escape (reserved characters included) and rejects bad
-    // hex and invalid UTF-8 with URIError, which is exactly RFC 3986 decoding plus UTF-8.
+    // hex and invalid UTF-8 with URIError: RFC 3986 decoding plus UTF-8 (RFC 3629) validation.
     return decodeURIComponent(text)
   } catch {
     return undefined

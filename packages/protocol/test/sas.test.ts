@@ -14,7 +14,10 @@ import {
   deviceRegistrationResource,
   hubDeviceResource,
   parseAndVerifySasToken,
+  encodeUriComponentStrict as ourStrict,
+  isBase64,
   parseSasToken,
+  percentDecode,
   sasStringToSign,
   verifySasToken,
   type SasField,
@@ -476,5 +479,48 @@ describe('properties', () => {
       }),
       { numRuns: 3000 },
     )
+  })
+})
+
+describe('percent and base64 helpers', () => {
+  it('percentDecode agrees with decodeURIComponent, and says undefined where it throws', () => {
+    const text = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.string({ unit: 'binary', maxLength: 20 }).map((t) => encodeURIComponent(t)),
+      fc.array(fc.constantFrom('a', '%', '2', 'F', 'f', 'C3', 'A9', '%C3%A9', '%E2%82', '%zz', '/', '+'), { maxLength: 12 }).map((a) => a.join('')),
+    )
+    fc.assert(
+      fc.property(text, (t) => {
+        let want: string | undefined
+        try {
+          want = decodeURIComponent(t)
+        } catch {
+          want = undefined
+        }
+        expect(percentDecode(t)).toBe(want)
+      }),
+      { numRuns: 3000 },
+    )
+    expect(percentDecode('a+b')).toBe('a+b')
+    expect(percentDecode('%2f%2F')).toBe('//')
+  })
+
+  it('encodeUriComponentStrict escapes what azure-iot-common escapes (hex case aside)', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }).filter((t) => !/[\uD800-\uDFFF]/.test(t)), (t) => {
+        expect(ourStrict(t).toLowerCase()).toBe(encodeUriComponentStrict(t).toLowerCase())
+        expect(decodeURIComponent(ourStrict(t))).toBe(t)
+      }),
+    )
+    expect(ourStrict("a(b)!*'")).toBe('a%28b%29%21%2A%27')
+  })
+
+  it('isBase64 accepts exactly Node-canonical padded base64 syntax', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 70 }), (bytes) => {
+        expect(isBase64(Buffer.from(bytes).toString('base64'))).toBe(true)
+      }),
+    )
+    for (const bad of ['', 'abc', 'ab=c', 'a===', '====', 'ab c', 'YWJj-A==', 'YWJj_A==']) expect(isBase64(bad)).toBe(false)
   })
 })
