@@ -234,6 +234,11 @@ export class ProvisioError extends Error {
     return ERROR_CATALOG[this.code]
   }
 
+  /** Status in the MQTT response topic `$dps/registrations/res/{status}/…`: the HTTP status. */
+  get mqttStatus(): number {
+    return this.httpStatus
+  }
+
   /** AMQP condition for the rejected delivery. */
   get amqpCondition(): AmqpCondition {
     return ERROR_CATALOG[this.code].amqpCondition

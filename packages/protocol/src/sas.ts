@@ -324,7 +324,13 @@ function resourceMatches(actual: string, expected: string, mode: 'exact' | 'segm
 /** Other spellings of `sr` a lenient server tries (dps-protocol.md §2.1), minus the one sent. */
 function srVariants(token: ParsedSasToken): string[] {
   const decoded = token.resourceDecoded
-  const upper = encodeURIComponent(decoded)
+  let upper: string
+  try {
+    upper = encodeURIComponent(decoded)
+  } catch {
+    // A lone surrogate cannot be encoded; then there is no other spelling to try.
+    return decoded === token.sr ? [] : [decoded]
+  }
   let lower = ''
   for (let i = 0; i < upper.length; i++) {
     const c = upper.charCodeAt(i)

@@ -69,6 +69,7 @@ describe('ProvisioError', () => {
     expect(err.message).toBe('token expired at 100, now 500')
     expect(err.retryAfterSeconds).toBe(3)
     expect(err.amqpCondition).toBe('amqp:unauthorized-access')
+    expect(err.mqttStatus).toBe(401)
     expect(err.transient).toBe(false)
     expect(err.entry).toBe(ERROR_CATALOG.SAS_EXPIRED)
     expect(err.name).toBe('ProvisioError')

@@ -336,6 +336,9 @@ describe('field order and encodings', () => {
     const upperSent = `SharedAccessSignature sr=${sr.replaceAll('%2f', '%2F')}&sig=${sig}&se=${NOW + 60}&skn=registration`
     expectCode(parseAndVerifySasToken(upperSent, deviceOptions()), 'SAS_BAD_SIGNATURE')
     expectOk(parseAndVerifySasToken(upperSent, deviceOptions({ lenientSrEncoding: true })))
+    // A raw sr that cannot be re-encoded (lone surrogate) is simply not retried, never a crash.
+    const odd = `SharedAccessSignature sr=a\uD800b&sig=${sig}&se=${NOW + 60}&skn=registration`
+    expectCode(parseAndVerifySasToken(odd, deviceOptions({ lenientSrEncoding: true })), 'SAS_BAD_SIGNATURE')
     // Leniency never rescues a wrong key.
     expectCode(parseAndVerifySasToken(mismatched, deviceOptions({ lenientSrEncoding: true, keys: OTHER_KEY })), 'SAS_BAD_SIGNATURE')
   })
