@@ -216,31 +216,31 @@ export function createEngine(options: EngineOptions): Engine {
       return authorizeServiceToken(token, permission, candidates, ctx.clock.now(), resolved.clockSkewSeconds)
     },
 
-    createOrUpdateEnrollment: (idScope, enrollment, opts) =>
+    createOrUpdateEnrollment: async (idScope, enrollment, opts) =>
       service.createOrUpdateEnrollment(idScope, validateIndividualEnrollment(enrollment), opts),
-    getEnrollment: (idScope, id) => service.getEnrollment(idScope, id),
-    deleteEnrollment: (idScope, id, opts) => service.deleteEnrollment(idScope, id, opts),
-    getEnrollmentAttestationMechanism: (idScope, id) => service.getEnrollmentAttestationMechanism(idScope, id),
-    queryEnrollments: (idScope, spec, opts) => service.queryEnrollments(idScope, spec, opts),
-    runBulkEnrollmentOperation: (idScope, op) => service.runBulkEnrollmentOperation(idScope, validateBulkEnrollmentOperation(op)),
-    createOrUpdateEnrollmentGroup: (idScope, group, opts) =>
+    getEnrollment: async (idScope, id) => service.getEnrollment(idScope, id),
+    deleteEnrollment: async (idScope, id, opts) => service.deleteEnrollment(idScope, id, opts),
+    getEnrollmentAttestationMechanism: async (idScope, id) => service.getEnrollmentAttestationMechanism(idScope, id),
+    queryEnrollments: async (idScope, spec, opts) => service.queryEnrollments(idScope, spec, opts),
+    runBulkEnrollmentOperation: async (idScope, op) => service.runBulkEnrollmentOperation(idScope, validateBulkEnrollmentOperation(op)),
+    createOrUpdateEnrollmentGroup: async (idScope, group, opts) =>
       service.createOrUpdateEnrollmentGroup(idScope, validateEnrollmentGroup(group), opts),
-    getEnrollmentGroup: (idScope, id) => service.getEnrollmentGroup(idScope, id),
-    deleteEnrollmentGroup: (idScope, id, opts) => service.deleteEnrollmentGroup(idScope, id, opts),
-    getEnrollmentGroupAttestationMechanism: (idScope, id) => service.getEnrollmentGroupAttestationMechanism(idScope, id),
-    queryEnrollmentGroups: (idScope, spec, opts) => service.queryEnrollmentGroups(idScope, spec, opts),
-    runBulkEnrollmentGroupOperation: (idScope, op) => service.runBulkEnrollmentGroupOperation(idScope, validateBulkEnrollmentGroupOperation(op)),
-    getRegistrationState: (idScope, id) => service.getRegistrationState(idScope, id),
-    deleteRegistrationState: (idScope, id, opts) => service.deleteRegistrationState(idScope, id, opts),
-    queryRegistrationStates: (idScope, groupId, opts) => service.queryRegistrationStates(idScope, groupId, opts),
+    getEnrollmentGroup: async (idScope, id) => service.getEnrollmentGroup(idScope, id),
+    deleteEnrollmentGroup: async (idScope, id, opts) => service.deleteEnrollmentGroup(idScope, id, opts),
+    getEnrollmentGroupAttestationMechanism: async (idScope, id) => service.getEnrollmentGroupAttestationMechanism(idScope, id),
+    queryEnrollmentGroups: async (idScope, spec, opts) => service.queryEnrollmentGroups(idScope, spec, opts),
+    runBulkEnrollmentGroupOperation: async (idScope, op) => service.runBulkEnrollmentGroupOperation(idScope, validateBulkEnrollmentGroupOperation(op)),
+    getRegistrationState: async (idScope, id) => service.getRegistrationState(idScope, id),
+    deleteRegistrationState: async (idScope, id, opts) => service.deleteRegistrationState(idScope, id, opts),
+    queryRegistrationStates: async (idScope, groupId, opts) => service.queryRegistrationStates(idScope, groupId, opts),
     async getRegistrationRecord(idScope, registrationId) {
       ctx.instance(idScope)
       return ctx.store.getRegistration(idScope, registrationId)
     },
 
-    register: (request) => device.register(request),
-    operationStatus: (request) => device.operationStatus(request),
-    registrationStatus: (request) => device.registrationStatus(request),
+    register: async (request) => device.register(request),
+    operationStatus: async (request) => device.operationStatus(request),
+    registrationStatus: async (request) => device.registrationStatus(request),
 
     on: (name, listener) => ctx.emitter.on(name, listener),
     off: (name, listener) => ctx.emitter.off(name, listener),
