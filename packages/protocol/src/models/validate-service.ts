@@ -102,6 +102,7 @@ export interface FreeFormOptions extends ValidateOptions {
 
 /** Symmetric keys: base64 of 16 to 64 bytes (DPS generates 64; D-sym). */
 export const SYMMETRIC_KEY_MIN_BYTES = 16
+/** Upper bound of a symmetric key, bytes. */
 export const SYMMETRIC_KEY_MAX_BYTES = 64
 /** TPM2B_PUBLIC of an EK/SRK: an RSA-2048 EK is about 0.3 KB, RSA-4096 about 0.6 KB. */
 export const TPM_PUBLIC_MAX_BYTES = 2048
@@ -116,9 +117,13 @@ export const MIN_WEBHOOK_API_VERSION = '2018-09-01-preview'
 // Enums
 // ---------------------------------------------------------------------------------------------
 
+/** Allocation policies in their REST spelling (§7). */
 export const ALLOCATION_POLICIES: readonly AllocationPolicy[] = ['hashed', 'geoLatency', 'static', 'custom']
+/** Attestation types (§7 AttestationMechanism.type). */
 export const ATTESTATION_TYPES: readonly AttestationType[] = ['none', 'tpm', 'x509', 'symmetricKey']
+/** Enrollment provisioning statuses (§7). */
 export const PROVISIONING_STATUSES: readonly ProvisioningStatus[] = ['enabled', 'disabled']
+/** Registration / operation statuses (§1.3 EnrollmentStatus). */
 export const ENROLLMENT_STATUSES: readonly EnrollmentStatus[] = [
   'unassigned',
   'assigning',
@@ -126,12 +131,14 @@ export const ENROLLMENT_STATUSES: readonly EnrollmentStatus[] = [
   'failed',
   'disabled',
 ]
+/** Registration substatus values (§1.3). */
 export const REGISTRATION_SUBSTATUSES: readonly RegistrationSubstatus[] = [
   'initialAssignment',
   'deviceDataMigrated',
   'deviceDataReset',
   'reprovisionedToInitialAssignment',
 ]
+/** Bulk operation modes in the REST spelling (§7). */
 export const BULK_OPERATION_MODES: readonly BulkEnrollmentOperationMode[] = [
   'create',
   'update',
