@@ -16,3 +16,14 @@ export { deriveDeviceKey, deriveDeviceKeys, deriveDeviceKeysInto } from './deriv
 export { base64Encode, base64Decode, base64UrlEncode, base64UrlDecode } from './base64.js'
 export { utf8Encode, utf8Decode } from './utf8.js'
 export { timingSafeEqual } from './compare.js'
+export {
+  verifyRsaPkcs1v15, verifyRsaPss, rsaOaepEncrypt, type RsaKeyInput, type OaepOptions, type RandomSource,
+} from './rsa.js'
+export { verifyEcdsa, type EcdsaSignatureFormat, type EcKeyInput } from './ecdsa.js'
+export {
+  RsaPublicKey, EcPublicKey, rsaPublicKey, ecPublicKey, type CurveName, type RsaPssKeyParams,
+} from './pk-keys.js'
+export { publicKeyFromSpki, rsaPublicKeyFromSpki, ecPublicKeyFromSpki, type PublicKey } from './spki.js'
+export { aesCfbEncrypt, aesCfbDecrypt } from './aes.js'
+export { kdfa } from './kdfa.js'
+export type { HashName } from './pk-hash.js'
