@@ -117,8 +117,11 @@ export function createSymmetricKeyVerifier(options: SymmetricKeyVerifierOptions 
       const keys = [primary ?? '', secondary ?? '']
       const verdict = verifyDeviceToken(token, keys, expectedResource(ctx), ctx.nowMs, ctx.clockSkewSeconds)
       if (!verdict.ok) {
-        // Expiry and resource errors do not depend on the key: no group can do better.
-        if (verdict.error.code !== 'SAS_BAD_SIGNATURE') return { ok: false, error: refine(verdict.error, 'the token') }
+        // The signature is checked first (protocol verifySasToken): any other failure means this
+        // group's derived key did sign the token, and the token is wrong in another way.
+        if (verdict.error.code !== 'SAS_BAD_SIGNATURE') {
+          return { ok: false, enrollment: { kind: 'group', id: g.enrollmentGroupId }, error: refine(verdict.error, `enrollment group '${g.enrollmentGroupId}'`) }
+        }
         lastError = verdict.error
         tried.push(g.enrollmentGroupId)
         continue
