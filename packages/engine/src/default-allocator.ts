@@ -13,16 +13,13 @@ import type { InstanceConfig } from './instances.js'
 function geoConfig(instance: InstanceConfig): GeoLatencyConfig {
   const hubRegions: Record<string, string> = {}
   for (const hub of instance.linkedHubs) if (hub.location !== undefined) hubRegions[hub.hostName] = hub.location
-  const fallback = instance.geoLatency?.defaultDeviceRegion
-  return {
-    hubRegions,
-    latencyMs: instance.geoLatency?.latencyMs ?? {},
-    // The device's region: a `region` member of its payload (§1.2), else the instance default.
-    resolveDeviceRegion: ({ payload }) => {
-      const region = payload?.['region']
-      return typeof region === 'string' ? region : fallback
-    },
-  }
+  return { hubRegions, latencyMs: instance.geoLatency?.latencyMs ?? {} }
+}
+
+/** The device's region: a `region` member of its payload (§1.2), else the instance default. */
+function deviceRegion(call: AllocationCall): string | undefined {
+  const region = call.runtime.payload?.['region']
+  return typeof region === 'string' ? region : call.instance.geoLatency?.defaultDeviceRegion
 }
 
 /** The engine's default allocator. */
@@ -39,6 +36,7 @@ export function defaultAllocator(webhookTimeoutMs: number): Allocator {
       ...(call.runtime.currentDeviceId !== undefined ? { currentDeviceId: call.runtime.currentDeviceId } : {}),
       ...(e.initialTwin !== undefined ? { initialTwin: e.initialTwin } : {}),
       ...(call.policy === 'geoLatency' ? { geo: geoConfig(call.instance) } : {}),
+      ...(call.policy === 'geoLatency' && deviceRegion(call) !== undefined ? { deviceRegion: deviceRegion(call)! } : {}),
       ...(call.policy === 'custom' && e.customAllocationDefinition !== undefined
         ? {
             custom: {
