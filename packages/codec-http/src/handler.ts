@@ -1,0 +1,63 @@
+/**
+ * The DPS HTTP handler: one function from {@link HttpRequest} to {@link HttpResponse}, serving
+ * the device API (§1) and the service API (§7) on one listener. Paths tell them apart: the
+ * service API's first segment is `enrollments`, `enrollmentGroups` or `registrations`; device
+ * paths start with an ID scope.
+ *
+ * Sans-IO: no sockets, no timers, no clock of its own. Every failure becomes the DPS error body
+ * (§1.5); nothing thrown escapes.
+ */
+import { ProvisioError } from '@provisio/protocol'
+import type { DeviceApi, ServiceApi } from '@provisio/protocol'
+import { serveDevice } from './device.js'
+import { DEFAULT_HTTP_LIMITS, parseTarget, type HttpLimits, type HttpRequest, type HttpResponse } from './message.js'
+import { errorResponse } from './response.js'
+import { SERVICE_ROOTS, serveService } from './service.js'
+
+/** What the handler needs. */
+export interface DpsHttpOptions {
+  readonly device: DeviceApi
+  readonly service: ServiceApi
+  /** Milliseconds since the epoch, for error-body timestamps. */
+  readonly clock: { now(): number }
+  /** A fresh tracking id per request (`x-ms-request-id`, error body `trackingId`). */
+  readonly trackingId: () => string
+  readonly limits?: Partial<HttpLimits>
+}
+
+/** A request handler; it never rejects. */
+export type DpsHttpHandler = (request: HttpRequest) => Promise<HttpResponse>
+
+const KNOWN_METHODS = new Set(['GET', 'PUT', 'POST', 'DELETE'])
+
+/** Creates the handler. */
+export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.limits }
+  return async (request) => {
+    const trackingId = options.trackingId()
+    try {
+      if (!KNOWN_METHODS.has(request.method)) {
+        throw new ProvisioError('METHOD_NOT_ALLOWED', `method ${JSON.stringify(request.method.slice(0, 20))} is not served`)
+      }
+      if (request.body.length > limits.maxBodyBytes) {
+        throw new ProvisioError('PAYLOAD_TOO_LARGE', `request body is ${request.body.length} bytes, over the limit of ${limits.maxBodyBytes}`)
+      }
+      const target = parseTarget(request.target, limits)
+      if (target.segments.length === 0) throw new ProvisioError('NOT_FOUND', 'no resource at "/"')
+      const served = SERVICE_ROOTS.has(target.segments[0]!.toLowerCase())
+        ? await serveService(options.service, request, target, limits)
+        : await serveDevice(options.device, request, target, limits)
+      if (served === undefined) throw new ProvisioError('NOT_FOUND', `no route for ${request.method} ${describePath(target.segments)}`)
+      if (served === 'method') throw new ProvisioError('METHOD_NOT_ALLOWED', `${request.method} is not served on ${describePath(target.segments)}`)
+      served.headers['x-ms-request-id'] = trackingId
+      return served
+    } catch (error) {
+      return errorResponse(error, trackingId, options.clock.now())
+    }
+  }
+}
+
+/** A route shape for messages: ids are elided so logs never carry them twice. */
+function describePath(segments: readonly string[]): string {
+  return '/' + segments.map((s, i) => (i === 0 || /^[a-z]+$/i.test(s) ? s.slice(0, 32) : '{…}')).join('/')
+}
