@@ -261,6 +261,10 @@ describe('rejections, each with its own code', () => {
 
   it('malformed: SAS_MALFORMED', () => {
     expectCode(parseAndVerifySasToken('sr=x&sig=y&se=1', deviceOptions()), 'SAS_MALFORMED')
+    // 44 characters but not base64: malformed, not merely a wrong signature.
+    const notBase64 = good.replace(/sig=[^&]+/, `sig=${'*'.repeat(43)}=`)
+    expect(expectCode(parseAndVerifySasToken(notBase64, deviceOptions()), 'SAS_MALFORMED').reason).toContain('outside the base64 alphabet')
+    expect(() => parseSasToken(notBase64)).toThrow(/outside the base64 alphabet/)
   })
 
   it('the five failures carry five distinct codes', () => {
