@@ -1,0 +1,231 @@
+/**
+ * The embedded IoT hub's registry: device identities and their twins, with ETags and twin
+ * versions as IoT Hub keeps them. Pure: the clock, randomness and store come in as ports.
+ *
+ * Semantics follow the IoT Hub service REST API (api-version 2021-04-12):
+ * - device ids are case-insensitive for lookup and keep the casing they were created with;
+ * - every write to an identity mints a new `etag`; `generationId` is fixed at creation;
+ * - a twin has its own `etag` and a `version` that counts every twin change; each property
+ *   section keeps its own `$version`;
+ * - twin updates are JSON merge patches (RFC 7396): `null` removes a property.
+ */
+import { base64Encode, base64UrlEncode } from '@provisio/crypto'
+import { ProvisioError, formatDpsTimestamp, validateDeviceId } from '@provisio/protocol'
+import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceTwin, HubDeviceRecord, HubStore } from './types.js'
+
+/** Ports of a hub. */
+export interface HubPorts {
+  readonly store: HubStore
+  readonly clock: { now(): number }
+  readonly random: { bytes(n: number): Uint8Array }
+}
+
+/** What a caller may set on a device identity. */
+export interface DeviceSpec {
+  readonly deviceId: string
+  readonly status?: 'enabled' | 'disabled'
+  readonly authentication: DeviceAuthentication
+  readonly capabilities?: { readonly iotEdge: boolean }
+}
+
+/** A twin patch: tags and desired properties (what the service side may change). */
+export interface TwinPatch {
+  readonly tags?: Record<string, unknown>
+  readonly properties?: { readonly desired?: Record<string, unknown> }
+}
+
+const LIST_LIMIT_MAX = 1000
+
+/** One embedded hub. */
+export class EmbeddedHub {
+  constructor(
+    readonly hostName: string,
+    private readonly ports: HubPorts,
+  ) {}
+
+  /** Creates the identity, or replaces its status, authentication and capabilities (idempotent). */
+  async createOrUpdateDevice(spec: DeviceSpec, options: { ifMatch?: string } = {}): Promise<DeviceIdentity> {
+    const idError = validateDeviceId(spec.deviceId)
+    if (idError) throw idError
+    const key = spec.deviceId.toLowerCase()
+    const now = this.#now()
+    const existing = await this.ports.store.get(this.hostName, key)
+    checkIfMatch(options.ifMatch, existing?.device.etag, `device ${spec.deviceId}`)
+    const status = spec.status ?? existing?.device.status ?? 'enabled'
+    const authentication = normaliseAuth(spec.authentication, this.ports.random)
+    const iotEdge = spec.capabilities?.iotEdge ?? existing?.device.capabilities.iotEdge ?? false
+    const device: DeviceIdentity = {
+      deviceId: existing?.device.deviceId ?? spec.deviceId,
+      generationId: existing?.device.generationId ?? this.#generationId(),
+      etag: this.#etag(),
+      status,
+      statusUpdatedTime: existing !== undefined && existing.device.status === status ? existing.device.statusUpdatedTime : now,
+      connectionState: existing?.device.connectionState ?? 'Disconnected',
+      connectionStateUpdatedTime: existing?.device.connectionStateUpdatedTime ?? '0001-01-01T00:00:00Z',
+      lastActivityTime: existing?.device.lastActivityTime ?? '0001-01-01T00:00:00Z',
+      cloudToDeviceMessageCount: existing?.device.cloudToDeviceMessageCount ?? 0,
+      authentication,
+      capabilities: { iotEdge },
+    }
+    const twin: DeviceTwin = existing?.twin ?? {
+      deviceId: device.deviceId,
+      etag: this.#etag(),
+      version: 1,
+      status,
+      authenticationType: authentication.type,
+      capabilities: { iotEdge },
+      tags: {},
+      properties: { desired: { $version: 1 }, reported: { $version: 1 } },
+    }
+    twin.status = status
+    twin.authenticationType = authentication.type
+    twin.capabilities = { iotEdge }
+    await this.ports.store.put(this.hostName, key, { device, twin })
+    return device
+  }
+
+  async getDevice(deviceId: string): Promise<DeviceIdentity | undefined> {
+    return (await this.ports.store.get(this.hostName, deviceId.toLowerCase()))?.device
+  }
+
+  /** Removes the identity and its twin. Returns false when it did not exist. */
+  async deleteDevice(deviceId: string, options: { ifMatch?: string } = {}): Promise<boolean> {
+    const key = deviceId.toLowerCase()
+    if (options.ifMatch !== undefined && options.ifMatch !== '*') {
+      const existing = await this.ports.store.get(this.hostName, key)
+      checkIfMatch(options.ifMatch, existing?.device.etag, `device ${deviceId}`)
+    }
+    return this.ports.store.delete(this.hostName, key)
+  }
+
+  /** Devices in id order, `limit` at a time after the device id `after`. */
+  async listDevices(options: { after?: string; limit?: number } = {}): Promise<DeviceIdentity[]> {
+    const limit = Math.min(Math.max(1, options.limit ?? LIST_LIMIT_MAX), LIST_LIMIT_MAX)
+    const records = await this.ports.store.list(this.hostName, {
+      limit,
+      ...(options.after === undefined ? {} : { after: options.after.toLowerCase() }),
+    })
+    return records.map((r) => r.device)
+  }
+
+  async getTwin(deviceId: string): Promise<DeviceTwin | undefined> {
+    return (await this.ports.store.get(this.hostName, deviceId.toLowerCase()))?.twin
+  }
+
+  /**
+   * Applies a merge patch to tags and desired properties (PATCH /twins/{id}); `replace` swaps them
+   * wholesale instead (PUT /twins/{id}). Bumps the twin version and the desired `$version` when
+   * desired properties change.
+   */
+  async updateTwin(deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace?: boolean } = {}): Promise<DeviceTwin> {
+    const key = deviceId.toLowerCase()
+    const record = await this.ports.store.get(this.hostName, key)
+    if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
+    checkIfMatch(options.ifMatch, record.twin.etag, `twin of ${deviceId}`)
+    const twin = record.twin
+    let changed = false
+    if (patch.tags !== undefined) {
+      twin.tags = options.replace === true ? stripNulls(patch.tags) : mergePatch(twin.tags, patch.tags)
+      changed = true
+    }
+    const desired = patch.properties?.desired
+    if (desired !== undefined) {
+      const { $version: _v, $metadata: _m, ...user } = desired
+      const current = { ...twin.properties.desired } as Record<string, unknown>
+      delete current.$version
+      const next = options.replace === true ? stripNulls(user) : mergePatch(current, user)
+      twin.properties.desired = { ...next, $version: twin.properties.desired.$version + 1 }
+      changed = true
+    }
+    if (changed) {
+      twin.version += 1
+      twin.etag = this.#etag()
+      await this.ports.store.put(this.hostName, key, record)
+    }
+    return twin
+  }
+
+  /** Device side (MQTT, issue 10 onward): merge-patch reported properties. Returns the new `$version`. */
+  async patchReported(deviceId: string, patch: Record<string, unknown>): Promise<number> {
+    const key = deviceId.toLowerCase()
+    const record = await this.ports.store.get(this.hostName, key)
+    if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
+    const { $version: version, ...current } = record.twin.properties.reported
+    const next = version + 1
+    record.twin.properties.reported = { ...mergePatch(current, patch), $version: next }
+    record.twin.version += 1
+    record.twin.etag = this.#etag()
+    await this.ports.store.put(this.hostName, key, record)
+    return next
+  }
+
+  #now(): string {
+    return formatDpsTimestamp(this.ports.clock.now())
+  }
+
+  #etag(): string {
+    return base64UrlEncode(this.ports.random.bytes(9))
+  }
+
+  #generationId(): string {
+    // IoT Hub generation ids are 18 decimal digits.
+    const b = this.ports.random.bytes(8)
+    let s = ''
+    for (let i = 0; i < 8; i++) s += String(b[i]! % 100).padStart(2, '0')
+    return '63' + s
+  }
+}
+
+function checkIfMatch(ifMatch: string | undefined, etag: string | undefined, what: string): void {
+  if (ifMatch === undefined || ifMatch === '*') return
+  const want = ifMatch.replace(/^W\//, '').replace(/^"|"$/g, '')
+  if (etag === undefined || want !== etag) {
+    throw new ProvisioError('PRECONDITION_FAILED', `If-Match ${JSON.stringify(ifMatch.slice(0, 80))} does not match the etag of ${what}`)
+  }
+}
+
+function normaliseAuth(auth: DeviceAuthentication, random: { bytes(n: number): Uint8Array }): DeviceAuthentication {
+  const type: AuthenticationType = auth.type
+  switch (type) {
+    case 'sas': {
+      // Like IoT Hub: keys omitted on create are generated.
+      const primaryKey = auth.symmetricKey?.primaryKey ?? base64Encode(random.bytes(32))
+      const secondaryKey = auth.symmetricKey?.secondaryKey ?? base64Encode(random.bytes(32))
+      return { type, symmetricKey: { primaryKey, secondaryKey }, x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null } }
+    }
+    case 'selfSigned': {
+      const primaryThumbprint = auth.x509Thumbprint?.primaryThumbprint ?? null
+      if (primaryThumbprint === null) throw new ProvisioError('VALIDATION_FAILED', 'authentication.x509Thumbprint.primaryThumbprint is required for selfSigned devices')
+      return {
+        type,
+        symmetricKey: { primaryKey: null, secondaryKey: null },
+        x509Thumbprint: { primaryThumbprint, secondaryThumbprint: auth.x509Thumbprint?.secondaryThumbprint ?? null },
+      }
+    }
+    case 'certificateAuthority':
+    case 'none':
+      return { type, symmetricKey: { primaryKey: null, secondaryKey: null }, x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null } }
+    default:
+      throw new ProvisioError('VALIDATION_FAILED', `authentication.type ${JSON.stringify(String(type).slice(0, 40))} must be sas, selfSigned, certificateAuthority or none`)
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** RFC 7396 JSON merge patch (objects merge, null removes, anything else replaces). */
+export function mergePatch(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...target }
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k]
+    else if (isPlainObject(v)) out[k] = mergePatch(isPlainObject(out[k]) ? out[k] : {}, v)
+    else out[k] = v
+  }
+  return out
+}
+
+function stripNulls(value: Record<string, unknown>): Record<string, unknown> {
+  return mergePatch({}, value)
+}
+

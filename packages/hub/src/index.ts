@@ -1,0 +1,15 @@
+/**
+ * @provisio/hub — the embedded IoT hub core: identity registry and twins (this issue), the
+ * registry REST API and the device MQTT dialect (the hub issue).
+ */
+export { EmbeddedHub, mergePatch, type HubPorts, type DeviceSpec, type TwinPatch } from './hub.js'
+export { MemoryHubStore } from './memory-store.js'
+export type {
+  AuthenticationType,
+  DeviceAuthentication,
+  DeviceIdentity,
+  DeviceTwin,
+  TwinProperties,
+  HubDeviceRecord,
+  HubStore,
+} from './types.js'
