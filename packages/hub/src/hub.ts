@@ -11,7 +11,7 @@
  */
 import { base64Encode, base64UrlEncode } from '@provisio/crypto'
 import { ProvisioError, formatDpsTimestamp, validateDeviceId } from '@provisio/protocol'
-import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceTwin, HubDeviceRecord, HubStore } from './types.js'
+import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceTwin, HubStore } from './types.js'
 
 /** Ports of a hub. */
 export interface HubPorts {
