@@ -297,13 +297,18 @@ function isPreparedKey(key: SasKey): key is HmacSha256Key {
 /** Turns a candidate into a prepared key, or a reason it cannot be one. */
 function prepare(key: SasKey, index: number): HmacSha256Key | string {
   if (isPreparedKey(key)) return key
-  try {
-    if (typeof key === 'string') return createHmacSha256Key(base64Decode(key))
-    if (key instanceof Uint8Array) return createHmacSha256Key(key)
-  } catch {
-    return `candidate key ${index} is not valid base64`
-  }
-  return `candidate key ${index} is neither base64 text, bytes nor a prepared HMAC key`
+  let bytes: Uint8Array
+  if (key instanceof Uint8Array) bytes = key
+  else if (typeof key === 'string') {
+    try {
+      bytes = base64Decode(key)
+    } catch {
+      return `candidate key ${index} is not valid base64`
+    }
+  } else return `candidate key ${index} is neither base64 text, bytes nor a prepared HMAC key`
+  // An empty HMAC key is a key everyone knows: a token "signed" with it proves nothing.
+  if (bytes.length === 0) return `candidate key ${index} is empty`
+  return createHmacSha256Key(bytes)
 }
 
 /** ASCII case-insensitive equality of `a[0…n)` and `b[0…n)`; other characters compare exactly. */
@@ -507,7 +512,10 @@ export function buildSasToken(options: BuildSasTokenOptions): string {
   const message = sasStringToSign(sr, se)
   let sig: string
   if (isPreparedKey(key)) sig = key.macBase64(message)
-  else if (key instanceof Uint8Array) sig = hmacSha256Base64(key, message)
+  else if (key instanceof Uint8Array) {
+    if (key.length === 0) throw new TypeError('buildSasToken: key is empty')
+    sig = hmacSha256Base64(key, message)
+  }
   else if (typeof key === 'string') {
     let bytes: Uint8Array
     try {
@@ -515,6 +523,7 @@ export function buildSasToken(options: BuildSasTokenOptions): string {
     } catch (cause) {
       throw new TypeError('buildSasToken: key is not valid base64', { cause })
     }
+    if (bytes.length === 0) throw new TypeError('buildSasToken: key is empty')
     sig = hmacSha256Base64(bytes, message)
   } else throw new TypeError('buildSasToken: key must be base64 text, bytes or a prepared HMAC key')
 

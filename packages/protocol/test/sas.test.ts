@@ -306,6 +306,17 @@ describe('candidate keys', () => {
     expect(r.error.reason).toContain('candidate key 0')
   })
 
+  it('an empty key never verifies anything (everyone could sign with it)', () => {
+    const forged = `SharedAccessSignature sr=${ID_SCOPE}/registrations/${REG_ID}&sig=${encodeURIComponent(createHmac('sha256', Buffer.alloc(0)).update(`${ID_SCOPE}/registrations/${REG_ID}\n${NOW + 10}`).digest('base64'))}&se=${NOW + 10}&skn=registration`
+    for (const keys of ['', new Uint8Array(0), [OTHER_KEY, '']]) {
+      const r = parseAndVerifySasToken(forged, deviceOptions({ keys }))
+      if (r.ok) throw new Error('an empty key must not verify')
+      expect(r.error.code === 'INTERNAL_ERROR' || r.error.code === 'SAS_BAD_SIGNATURE').toBe(true)
+    }
+    expect(() => buildSasToken({ resource: 'r', key: '', expiresAt: NOW })).toThrow(/empty/)
+    expect(() => buildSasToken({ resource: 'r', key: new Uint8Array(0), expiresAt: NOW })).toThrow(/empty/)
+  })
+
   it('no keys at all or a bad clock are caller bugs', () => {
     expect(() => parseAndVerifySasToken(token, deviceOptions({ keys: [] }))).toThrow(TypeError)
     expect(() => parseAndVerifySasToken(token, deviceOptions({ nowSeconds: Number.NaN }))).toThrow(TypeError)
