@@ -2,7 +2,7 @@
 // Output: assembly/build/provisio.wasm and assembly/build/provisio.simd.wasm (never committed;
 // @provisio/crypto embeds them into a generated module).
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, statSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -35,4 +35,20 @@ for (const t of targets) {
     process.exit(1)
   }
   console.log(`built ${t.name}: ${statSync(out).size} bytes`)
+}
+
+// The scalar build must run on engines without WebAssembly SIMD (older Safari, some embedded
+// runtimes). Check it the way such an engine would: validate it with every feature except SIMD.
+// (binaryen is the optimizer assemblyscript itself runs on.)
+{
+  const { default: binaryen } = await import('binaryen')
+  const scalar = binaryen.readBinary(readFileSync(join(here, 'build', targets[0].name)))
+  scalar.setFeatures(binaryen.Features.All & ~binaryen.Features.SIMD128)
+  const ok = scalar.validate()
+  scalar.dispose()
+  if (!ok) {
+    console.error(`${targets[0].name} uses SIMD instructions: guard them with ASC_FEATURE_SIMD`)
+    process.exit(1)
+  }
+  console.log(`${targets[0].name} validates without SIMD`)
 }

@@ -50,7 +50,6 @@ const H384 = P.slice(8, 16).map((p) => frac(p, 2, 64))
 const H224 = H384.map((v) => v & 0xffffffffn)
 
 const hex32 = (v) => '0x' + v.toString(16).padStart(8, '0')
-const hex64 = (v) => '0x' + v.toString(16).padStart(16, '0')
 
 const V = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']
 /** Variable playing role r (0 = a … 7 = h) in round t: roles rotate instead of values moving. */
@@ -72,13 +71,19 @@ function rounds(count, { rot, add, xor, and, or, shr, K, big }) {
       const s0 = xor(xor(rot(w15, s0a), rot(w15, s0b)), shr(w15, s0c))
       lines.push(`    ${w} = ${add(add(s1, w7), add(s0, w))}`)
     }
-    // T1 = h + Σ1(e) + Ch(e,f,g) + K + W; T2 = Σ0(a) + Maj(a,b,c)  (FIPS 180-4 6.2.2 / 6.4.2)
-    // Ch(e,f,g) = g ^ (e & (f ^ g)); Maj(a,b,c) = (a & b) | (c & (a | b)): same truth tables, fewer ops.
+    // T1 = h + Σ1(e) + Ch(e,f,g) + K + W; T2 = Σ0(a) + Maj(a,b,c)  (FIPS 180-4 6.2.2 / 6.4.2).
+    // Ch(e,f,g) = g ^ (e & (f ^ g)). Maj(a,b,c) = ((a ^ b) & (b ^ c)) ^ b, and this round's b ^ c
+    // is the previous round's a ^ b, kept in x0/x1: one operation fewer per round.
+    // T1 is summed so that Σ1(e) comes last: h + W + K + Ch does not wait for Σ1, which shortens
+    // the e → e' dependency chain that bounds the speed of one SHA-2 stream.
     const S1 = xor(xor(rot(E, S1a), rot(E, S1b)), rot(E, S1c))
     const ch = xor(G, and(E, xor(F, G)))
     const S0 = xor(xor(rot(A, S0a), rot(A, S0b)), rot(A, S0c))
-    const maj = or(and(A, B), and(C, or(A, B)))
-    lines.push(`    t1 = ${add(add(add(H, S1), add(ch, K(t))), w)}`)
+    const cur = `x${t % 2}`
+    const prev = `x${(t + 1) % 2}`
+    lines.push(`    ${cur} = ${xor(A, B)}`)
+    const maj = xor(and(cur, prev), B)
+    lines.push(`    t1 = ${add(S1, add(add(H, add(w, K(t))), ch))}`)
     lines.push(`    ${D} = ${add(D, 't1')}`)
     lines.push(`    ${H} = ${add('t1', add(S0, maj))}`)
   }
@@ -117,7 +122,18 @@ const simd32 = {
   big: false,
 }
 
-const loads32 = Array.from({ length: 16 }, (_, i) => `  let w${i}: u32 = bswap<u32>(load<u32>(blk, ${i * 4}))`).join('\n')
+const majInit = (type, ops) => `  let x0: ${type}\n  let x1: ${type} = ${ops.xor('b', 'c')}\n`
+
+// SIMD build: byte-swap four words per shuffle, then take the lanes out.
+const loads32simd = `  let w0: u32, w1: u32, w2: u32, w3: u32, w4: u32, w5: u32, w6: u32, w7: u32
+  let w8: u32, w9: u32, w10: u32, w11: u32, w12: u32, w13: u32, w14: u32, w15: u32
+  if (ASC_FEATURE_SIMD) {
+${[0, 1, 2, 3].map((q) => `    const q${q} = i8x16.shuffle(v128.load(blk, ${q * 16}), v128.load(blk, ${q * 16}), 3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12)
+${[0, 1, 2, 3].map((l) => `    w${q * 4 + l} = i32x4.extract_lane(q${q}, ${l})`).join('\n')}`).join('\n')}
+  } else {
+${Array.from({ length: 16 }, (_, i) => `    w${i} = bswap<u32>(load<u32>(blk, ${i * 4}))`).join('\n')}
+  }`
+
 const loads64 = Array.from({ length: 16 }, (_, i) => `  let w${i}: u64 = bswap<u64>(load<u64>(blk, ${i * 8}))`).join('\n')
 const loadsX4 = Array.from({ length: 16 }, (_, i) => `  let w${i}: v128 = v128.load(blk, ${i * 16})`).join('\n')
 
@@ -158,9 +174,9 @@ ${H384.map((v, i) => `  store<u64>(st, (<u64>${hex32(v >> 32n)} << 32) | <u64>${
 /** One SHA-256 compression: state (8 native u32 at st) absorbs the 64-byte block at blk. */
 export function compress256(st: usize, blk: usize): void {
 ${state('u32', 4, (p, o) => `load<u32>(${p}, ${o})`)}
-${loads32}
+${loads32simd}
   let t1: u32
-${rounds(64, scalar32)}
+${majInit('u32', scalar32)}${rounds(64, scalar32)}
 ${addBack(4, (p, v, o) => `store<u32>(${p}, load<u32>(${p}, ${o}) + ${v}, ${o})`)}
 }
 
@@ -173,7 +189,7 @@ export function compress256x4(st: usize, blk: usize): void {
 ${state('v128', 16, (p, o) => `v128.load(${p}, ${o})`)}
 ${loadsX4}
   let t1: v128
-${rounds(64, simd32)}
+${majInit('v128', simd32)}${rounds(64, simd32)}
 ${addBack(16, (p, v, o) => `v128.store(${p}, i32x4.add(v128.load(${p}, ${o}), ${v}), ${o})`)}
 }
 
@@ -184,7 +200,7 @@ export function compress512(st: usize, blk: usize): void {
 ${state('u64', 8, (p, o) => `load<u64>(${p}, ${o})`)}
 ${loads64}
   let t1: u64
-${rounds(80, scalar64)}
+${majInit('u64', scalar64)}${rounds(80, scalar64)}
 ${addBack(8, (p, v, o) => `store<u64>(${p}, load<u64>(${p}, ${o}) + ${v}, ${o})`)}
 }
 `
