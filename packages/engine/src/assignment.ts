@@ -71,6 +71,13 @@ async function loadEnrollment(ctx: EngineContext, idScope: string, op: Operation
 }
 
 /**
+ * How the final state is written: `finish` completes an operation stored (and leased) before the
+ * assignment; `inline` commits operation and record in one store call after an assignment that
+ * ran inside `register` with nothing written before (one transaction per register on SQLite).
+ */
+export type PersistMode = 'finish' | 'inline'
+
+/**
  * Runs the assignment of `op` (which this engine leases as `leaseOwner`) and stores the final
  * operation and registration record. Never throws: failures become a `failed` operation.
  */
@@ -80,6 +87,7 @@ export async function runAssignment(
   op: OperationRecord,
   leaseOwner: string,
   matched?: MatchedEnrollment,
+  mode: PersistMode = 'finish',
 ): Promise<AssignmentOutcome> {
   const idScope = instance.idScope
   let record: RegistrationRecord | undefined
@@ -90,12 +98,12 @@ export async function runAssignment(
     if (!enrollment) {
       throw new ProvisioError('ENROLLMENT_NOT_FOUND', `${op.request.enrollment.kind} enrollment '${op.request.enrollment.id}' was deleted before the assignment ran`)
     }
-    return await assign(ctx, instance, op, leaseOwner, enrollment, record)
+    return await assign(ctx, instance, op, leaseOwner, enrollment, record, mode)
   } catch (error) {
     const e = isProvisioError(error)
       ? error
       : new ProvisioError('INTERNAL_ERROR', `assignment failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
-    return fail(ctx, instance, op, leaseOwner, record, enrollment, e, e.deviceMessage ?? e.reason)
+    return fail(ctx, instance, op, leaseOwner, record, enrollment, e, e.deviceMessage ?? e.reason, mode)
   }
 }
 
@@ -106,6 +114,7 @@ async function assign(
   leaseOwner: string,
   enrollment: MatchedEnrollment,
   record: RegistrationRecord | undefined,
+  mode: PersistMode,
 ): Promise<AssignmentOutcome> {
   const idScope = instance.idScope
   const e = enrollment.value
@@ -143,8 +152,8 @@ async function assign(
       policy,
       instance,
       linkedHubs: instance.linkedHubs,
-      // The webhook sees the enrollment without secrets (§8).
-      enrollment: enrollment.kind === 'individual' ? { kind: 'individual', value: hideKeys(enrollment.value) } : { kind: 'group', value: hideKeys(enrollment.value) },
+      // The webhook sees the enrollment without secrets (§8); other policies never send it.
+      enrollment: policy !== 'custom' ? enrollment : enrollment.kind === 'individual' ? { kind: 'individual', value: hideKeys(enrollment.value) } : { kind: 'group', value: hideKeys(enrollment.value) },
       runtime,
       ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
       ...(faults?.webhookFailureStatus !== undefined ? { forcedWebhookStatus: faults.webhookFailureStatus } : {}),
@@ -220,7 +229,7 @@ async function assign(
     lastAssignment: { hub: hub.hostName, deviceId },
   }
   const final: OperationRecord = { ...op, status: 'assigned', updatedAtMs: now, result }
-  const kept = await ctx.store.finishOperation(idScope, final, leaseOwner, registration)
+  const kept = await persist(ctx, idScope, final, leaseOwner, registration, now, mode)
   if (!kept) return undefined
   ctx.emit('registrationAssigned', {
     idScope,
@@ -244,6 +253,7 @@ async function fail(
   enrollment: MatchedEnrollment | undefined,
   error: ProvisioError,
   errorMessage: string,
+  mode: PersistMode,
 ): Promise<AssignmentOutcome> {
   const now = ctx.clock.now()
   const stamp = formatDpsTimestamp(now)
@@ -266,7 +276,7 @@ async function fail(
   const final: OperationRecord = { ...op, status: 'failed', updatedAtMs: now, result }
   let kept = false
   try {
-    kept = await ctx.store.finishOperation(instance.idScope, final, leaseOwner, registration)
+    kept = await persist(ctx, instance.idScope, final, leaseOwner, registration, now, mode)
   } catch {
     // The store itself failed: the operation stays `assigning` until its lease expires and a
     // poll takes it over (DESIGN.md "Storage and scale").
@@ -284,4 +294,18 @@ async function fail(
     atMs: now,
   })
   return final
+}
+
+function persist(
+  ctx: EngineContext,
+  idScope: string,
+  final: OperationRecord,
+  leaseOwner: string,
+  registration: RegistrationRecord,
+  nowMs: number,
+  mode: PersistMode,
+): Promise<boolean> {
+  return mode === 'inline'
+    ? ctx.store.commitOperation(idScope, final, registration, nowMs)
+    : ctx.store.finishOperation(idScope, final, leaseOwner, registration)
 }

@@ -67,6 +67,10 @@ function evidenceType(evidence: Evidence): EvidenceType {
 export class DeviceOperations {
   /** Assignments running in this process, by operation id. */
   readonly #inflight = new Map<string, Promise<OperationRecord | undefined>>()
+  /** Inline registrations running in this process: device key → operation id. */
+  readonly #inflightByDevice = new Map<string, string>()
+  /** The same, by operation id (not in the store until committed): for polls that race the commit. */
+  readonly #inlineOps = new Map<string, { op: OperationRecord; running: Promise<OperationRecord | undefined> }>()
 
   constructor(private readonly ctx: EngineContext) {}
 
@@ -125,6 +129,9 @@ export class DeviceOperations {
         apiVersion: request.apiVersion,
       },
     }
+    if (ctx.options.assignmentBudgetMs > 0 && ctx.timers === undefined) {
+      return this.#registerInline(instance, key, op, leaseOwner, outcome.enrollment, nowMs)
+    }
     const begun = await ctx.store.beginOperation(idScope, op, nowMs)
     if (!begun.created) {
       // Idempotent re-register: the same operation (§10 item 3).
@@ -135,6 +142,48 @@ export class DeviceOperations {
     if (final === TIMED_OUT || final === undefined || this.#slow(instance, final.operationId, true)) {
       return this.#assigningResponse(instance, key, operationId, registrationId, 'Register')
     }
+    return { status: 200, body: finalBody(final) }
+  }
+
+  /**
+   * The register path when the caller waits for the assignment anyway (a budget and no Timers
+   * port): nothing is written before the assignment, and operation and record are committed
+   * together at the end, one store transaction per register. Repeats while it runs are answered
+   * from memory (same process) or from the store (another instance's operation in flight).
+   */
+  async #registerInline(
+    instance: InstanceConfig,
+    key: string,
+    op: OperationRecord,
+    leaseOwner: string,
+    matched: MatchedEnrollment,
+    nowMs: number,
+  ): Promise<DeviceResponse<RegistrationOperationStatus>> {
+    const idScope = instance.idScope
+    const deviceKey = idScope + '\u0000' + key
+    const local = this.#inflightByDevice.get(deviceKey)
+    if (local !== undefined) return this.#assigningResponse(instance, key, local, op.registrationId, 'Register')
+    const current = await this.ctx.store.getDeviceOperation(idScope, op.registrationId)
+    if (current && current.status === 'assigning' && current.assigningUntilMs > nowMs) {
+      return this.#assigningResponse(instance, key, current.operationId, op.registrationId, 'Register')
+    }
+    this.#inflightByDevice.set(deviceKey, op.operationId)
+    const running = runAssignment(this.ctx, instance, op, leaseOwner, matched, 'inline')
+    this.#inlineOps.set(op.operationId, { op, running })
+    let final: OperationRecord | undefined
+    try {
+      final = await running
+    } finally {
+      this.#inflightByDevice.delete(deviceKey)
+      this.#inlineOps.delete(op.operationId)
+    }
+    if (final === undefined) {
+      // Another instance began an operation for this device meanwhile: that one stands.
+      const winner = await this.ctx.store.getDeviceOperation(idScope, op.registrationId)
+      if (winner && winner.status !== 'assigning') return { status: 200, body: finalBody(winner) }
+      throw new ProvisioError('CONCURRENT_REGISTRATION', `device '${op.registrationId}' in ID scope ${idScope} is being registered by another instance`)
+    }
+    if (this.#slow(instance, final.operationId, true)) return this.#assigningResponse(instance, key, final.operationId, op.registrationId, 'Register')
     return { status: 200, body: finalBody(final) }
   }
 
@@ -156,6 +205,11 @@ export class DeviceOperations {
       }
     }
     let op = await ctx.store.getOperation(idScope, String(request.operationId))
+    if (!op) {
+      // An inline registration of this process not committed yet: wait for it like register does.
+      const inline = this.#inlineOps.get(String(request.operationId))
+      if (inline && normalizeRegistrationId(inline.op.registrationId) === key) op = (await inline.running) ?? inline.op
+    }
     if (!op || normalizeRegistrationId(op.registrationId) !== key) {
       throw new ProvisioError('OPERATION_NOT_FOUND', `operation ${JSON.stringify(String(request.operationId).slice(0, 100))} is not an operation of device '${request.registrationId}' in ID scope ${idScope}`)
     }

@@ -211,6 +211,17 @@ export class MemoryStore implements Store {
     if (registration) scope.registrations.put(registration.state.registrationId, registration)
     return true
   }
+  async commitOperation(idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number): Promise<boolean> {
+    const scope = this.#scope(idScope)
+    const key = final.registrationId.toLowerCase()
+    const current = scope.operationsByDevice.get(key)
+    if (current && current.operationId !== final.operationId && current.status === 'assigning' && current.assigningUntilMs > nowMs) return false
+    if (current) scope.operationsById.delete(current.operationId)
+    scope.operationsByDevice.set(key, final)
+    scope.operationsById.set(final.operationId, final)
+    if (registration) scope.registrations.put(registration.state.registrationId, registration)
+    return true
+  }
   async leaseOperation(
     idScope: string,
     operationId: string,

@@ -150,6 +150,13 @@ export interface Store {
    */
   finishOperation(idScope: string, final: OperationRecord, leaseOwner: string, registration?: RegistrationRecord): Promise<boolean>
   /**
+   * One-transaction register (the assignment ran inline, nothing was written before): atomically,
+   * unless the device's current operation is another one still `assigning` under an unexpired
+   * lease at `nowMs`, make `final` the device's operation and write `registration`. Returns false
+   * (writing nothing) when another operation holds the device.
+   */
+  commitOperation(idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number): Promise<boolean>
+  /**
    * Atomically: if the operation is `assigning` and leased by `expectedOwner`, lease it to
    * `newOwner` until `assigningUntilMs` (take-over after a crash, or renewal). Returns the updated
    * record or undefined when the condition failed.

@@ -17,7 +17,10 @@ import { ProvisioError, normalizeRegistrationId } from '@provisio/protocol'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 import type { AttestationContext, AttestationOutcome, AttestationVerifier } from './attestation.js'
 import type { AssignmentRequest } from './store.js'
-import { deviceKeyDeriver, parseDeviceToken, verifyDeviceToken, type DeviceKeyDeriver, type ParsedDeviceToken } from './internal/sas.js'
+import { base64Encode, utf8Encode } from '@provisio/crypto'
+import { deviceKeyDeriver, parseDeviceToken, signatureMatches, verifyDeviceToken, type DeviceKeyDeriver, type ParsedDeviceToken } from './internal/sas.js'
+
+const EMPTY = new Uint8Array(0)
 
 interface GroupCacheEntry {
   revision: number
@@ -107,54 +110,74 @@ export function createSymmetricKeyVerifier(options: SymmetricKeyVerifierOptions 
 
   async function groups(ctx: AttestationContext, token: ParsedDeviceToken): Promise<AttestationOutcome> {
     const candidates = await symmetricGroups(ctx)
-    const tried: string[] = []
-    let lastError: ProvisioError | undefined
-    for (const g of candidates) {
-      if (g.attestation.type !== 'symmetricKey') continue
-      const { primaryKey, secondaryKey } = g.attestation.symmetricKey
-      const primary = primaryKey === undefined ? undefined : deriverFor(primaryKey)?.(ctx.registrationId)
-      const secondary = secondaryKey === undefined ? undefined : deriverFor(secondaryKey)?.(ctx.registrationId)
-      const keys = [primary ?? '', secondary ?? '']
-      const verdict = verifyDeviceToken(token, keys, expectedResource(ctx), ctx.nowMs, ctx.clockSkewSeconds)
-      if (!verdict.ok) {
-        // The signature is checked first (protocol verifySasToken): any other failure means this
-        // group's derived key did sign the token, and the token is wrong in another way.
-        if (verdict.error.code !== 'SAS_BAD_SIGNATURE') {
-          return { ok: false, enrollment: { kind: 'group', id: g.enrollmentGroupId }, error: refine(verdict.error, `enrollment group '${g.enrollmentGroupId}'`) }
-        }
-        lastError = verdict.error
-        tried.push(g.enrollmentGroupId)
-        continue
-      }
-      const keyName = verdict.keyIndex === 0 ? 'primary' : 'secondary'
-      const ref = { kind: 'group', id: g.enrollmentGroupId } as const
-      if (g.provisioningStatus === 'disabled') {
-        return {
-          ok: false,
-          enrollment: ref,
-          disabled: true,
-          error: new ProvisioError(
-            'ENROLLMENT_DISABLED',
-            `enrollment group '${g.enrollmentGroupId}' is disabled (device key derived from its ${keyName} key verified the token)`,
-          ),
-        }
-      }
+    if (candidates.length === 0) {
       return {
-        ok: true,
-        enrollment: { kind: 'group', value: g },
-        auth: { type: 'sas', primaryKey: keys[0]!, secondaryKey: keys[1]! },
-        attestation: { symmetricKey: { enrollmentGroupId: g.enrollmentGroupId } },
-        detail: `enrollment group '${g.enrollmentGroupId}', device key derived from the group's ${keyName} key`,
+        ok: false,
+        error: new ProvisioError('ENROLLMENT_NOT_FOUND', `no individual enrollment '${ctx.registrationId}' in ID scope ${ctx.idScope}, and there are no symmetric-key enrollment groups`),
       }
     }
-    const list = tried.length === 0 ? 'there are no symmetric-key enrollment groups' : `no device key derived from the ${tried.length} symmetric-key group(s) (${tried.slice(0, 5).join(', ')}${tried.length > 5 ? ', …' : ''}) verifies the token`
+    const id = utf8Encode(ctx.registrationId)
+    // Fast pass: derive each group's device keys (two compressions each on the cached group key
+    // schedule) and check the signature over `sr` as sent with the raw derived key. The full
+    // verification (skn, resource, expiry, other `sr` spellings) then runs on the match only.
+    for (const g of candidates) {
+      const derived = deriveBoth(g, id)
+      const which = derived.primary && signatureMatches(token, derived.primary) ? 0 : derived.secondary && signatureMatches(token, derived.secondary) ? 1 : -1
+      if (which >= 0) return admitByGroup(ctx, token, g, derived, which)
+    }
+    // Slow pass, only when nothing matched: a client that signed another spelling of `sr` (§2.1).
+    for (const g of candidates) {
+      const derived = deriveBoth(g, id)
+      const verdict = verifyDeviceToken(token, [derived.primary ?? EMPTY, derived.secondary ?? EMPTY], expectedResource(ctx), ctx.nowMs, ctx.clockSkewSeconds)
+      if (verdict.ok || verdict.error.code !== 'SAS_BAD_SIGNATURE') return admitByGroup(ctx, token, g, derived, verdict.ok ? verdict.keyIndex : 0)
+    }
+    const tried = candidates.map((g) => g.enrollmentGroupId)
     return {
       ok: false,
       error: new ProvisioError(
-        tried.length === 0 ? 'ENROLLMENT_NOT_FOUND' : 'SAS_BAD_SIGNATURE',
-        `no individual enrollment '${ctx.registrationId}' in ID scope ${ctx.idScope}, and ${list}`,
-        lastError === undefined ? undefined : { cause: lastError },
+        'SAS_BAD_SIGNATURE',
+        `no individual enrollment '${ctx.registrationId}' in ID scope ${ctx.idScope}, and no device key derived from the ${tried.length} symmetric-key group(s) (${tried.slice(0, 5).join(', ')}${tried.length > 5 ? ', …' : ''}) verifies the token`,
       ),
+    }
+  }
+
+  function deriveBoth(g: EnrollmentGroup, id: Uint8Array): { primary?: Uint8Array; secondary?: Uint8Array } {
+    const sk = g.attestation.type === 'symmetricKey' ? g.attestation.symmetricKey : {}
+    const p = sk.primaryKey === undefined ? undefined : deriverFor(sk.primaryKey)
+    const s = sk.secondaryKey === undefined ? undefined : deriverFor(sk.secondaryKey)
+    return { ...(p ? { primary: p(id) } : {}), ...(s ? { secondary: s(id) } : {}) }
+  }
+
+  /** The group whose derived key signed the token: full verification, then the verdict. */
+  function admitByGroup(
+    ctx: AttestationContext,
+    token: ParsedDeviceToken,
+    g: EnrollmentGroup,
+    derived: { primary?: Uint8Array; secondary?: Uint8Array },
+    which: number,
+  ): AttestationOutcome {
+    const ref = { kind: 'group', id: g.enrollmentGroupId } as const
+    const key = which === 0 ? derived.primary : derived.secondary
+    const verdict = verifyDeviceToken(token, [key ?? EMPTY], expectedResource(ctx), ctx.nowMs, ctx.clockSkewSeconds)
+    if (!verdict.ok) return { ok: false, enrollment: ref, error: refine(verdict.error, `enrollment group '${g.enrollmentGroupId}'`) }
+    const keyName = which === 0 ? 'primary' : 'secondary'
+    if (g.provisioningStatus === 'disabled') {
+      return {
+        ok: false,
+        enrollment: ref,
+        disabled: true,
+        error: new ProvisioError(
+          'ENROLLMENT_DISABLED',
+          `enrollment group '${g.enrollmentGroupId}' is disabled (device key derived from its ${keyName} key verified the token)`,
+        ),
+      }
+    }
+    return {
+      ok: true,
+      enrollment: { kind: 'group', value: g },
+      auth: { type: 'sas', primaryKey: derived.primary ? base64Encode(derived.primary) : '', secondaryKey: derived.secondary ? base64Encode(derived.secondary) : '' },
+      attestation: { symmetricKey: { enrollmentGroupId: g.enrollmentGroupId } },
+      detail: `enrollment group '${g.enrollmentGroupId}', device key derived from the group's ${keyName} key`,
     }
   }
 

@@ -83,6 +83,27 @@ describe('register and poll (DPS-style 202)', () => {
     expect(c.body.operationId).not.toBe(a.body.operationId)
   })
 
+  it('answers repeats of an inline registration (budget, no Timers) with the same operation, pollable before the commit', async () => {
+    const hubs = new BlockingGateway()
+    const { engine, store, nowSeconds } = setup({ assignmentBudgetMs: 1000, hubGateway: hubs })
+    const k = await enrollIndividual(engine, 'dev-i')
+    const evidence = { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-i', k, nowSeconds() + 60) } as const
+    hubs.block()
+    const first = engine.register({ idScope: ID_SCOPE, registrationId: 'dev-i', evidence, apiVersion: API })
+    await tick()
+    const repeat = await engine.register({ idScope: ID_SCOPE, registrationId: 'DEV-I', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'DEV-I', k, nowSeconds() + 60) }, apiVersion: API })
+    expect(repeat.status).toBe(202)
+    expect(await store.getDeviceOperation(ID_SCOPE, 'dev-i')).toBeUndefined() // nothing written yet
+    const poll = engine.operationStatus({ idScope: ID_SCOPE, registrationId: 'dev-i', operationId: repeat.body.operationId })
+    hubs.release()
+    const [done, polled] = await Promise.all([first, poll])
+    expect(done.status).toBe(200)
+    expect(done.body.operationId).toBe(repeat.body.operationId)
+    expect(polled.body).toEqual(done.body)
+    expect((await store.getDeviceOperation(ID_SCOPE, 'dev-i'))?.status).toBe('assigned')
+    expect(hubs.calls.filter((c) => c.op === 'createOrUpdateDevice')).toHaveLength(1)
+  })
+
   it('lets another engine on the same store take over an operation whose lease expired', async () => {
     const store = new MemoryStore()
     const clock = new ManualClock()

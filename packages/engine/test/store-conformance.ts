@@ -198,6 +198,26 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await store.beginOperation(S1, operation('2.bb.op', 'dev9', 'owner-c', 9000), 1600)).toEqual({ created: true })
       }))
 
+    it('commits an inline operation in one step unless another operation holds the device', () =>
+      withStore(async (store) => {
+        const other = operation('4.aa.op', 'dev4', 'owner-a', 5000)
+        await store.beginOperation(S1, other, 1000)
+        const mine: OperationRecord = { ...operation('4.bb.op', 'DEV4', 'owner-b', 9000), status: 'assigned', result: registration('DEV4', '"r"').state }
+        expect(await store.commitOperation(S1, mine, registration('DEV4', '"r"'), 2000)).toBe(false)
+        expect(await store.getRegistration(S1, 'dev4')).toBeUndefined()
+        expect(await store.getOperation(S1, '4.bb.op')).toBeUndefined()
+        // the other lease expired: the commit wins and replaces it
+        expect(await store.commitOperation(S1, mine, registration('DEV4', '"r"'), 5000)).toBe(true)
+        expect(await store.getOperation(S1, '4.aa.op')).toBeUndefined()
+        expect(await store.getDeviceOperation(S1, 'dev4')).toEqual(mine)
+        expect(await store.getRegistration(S1, 'dev4')).toEqual(registration('DEV4', '"r"'))
+        // a final operation never blocks; a commit without registration writes only the operation
+        const next: OperationRecord = { ...mine, operationId: '4.cc.op', status: 'failed' }
+        expect(await store.commitOperation(S1, next, undefined, 5001)).toBe(true)
+        expect((await store.getDeviceOperation(S1, 'dev4'))?.operationId).toBe('4.cc.op')
+        expect((await store.getRegistration(S1, 'dev4'))?.state.etag).toBe('"r"')
+      }))
+
     it('hands leases over with compare-and-set', () =>
       withStore(async (store) => {
         const op = operation('3.aa.op', 'dev3', 'owner-a', 5000)

@@ -213,6 +213,7 @@ export class SqliteStore implements Store {
   readonly #begin: (idScope: string, op: OperationRecord, nowMs: number) => BeginOperationResult
   readonly #finish: (idScope: string, final: OperationRecord, owner: string, registration?: RegistrationRecord) => boolean
   readonly #lease: (idScope: string, id: string, expected: string, next: string, until: number, now: number) => OperationRecord | undefined
+  readonly #commit: (idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number) => boolean
 
   constructor(db: Database.Database, owned: boolean, options: SqliteStoreOptions = {}) {
     this.db = db
@@ -263,6 +264,13 @@ export class SqliteStore implements Store {
     this.#finish = db.transaction((idScope: string, final: OperationRecord, owner: string, registration?: RegistrationRecord): boolean => {
       const changed = this.#stmt.opUpdate.run(final.status, final.leaseOwner, final.assigningUntilMs, JSON.stringify(final), idScope, final.operationId, owner)
       if (changed.changes !== 1) return false
+      if (registration) this.#putRegistration(idScope, registration)
+      return true
+    }).immediate as never
+    this.#commit = db.transaction((idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number): boolean => {
+      const current = this.#stmt.opByDevice.get(idScope, keyOf(final.registrationId))
+      if (current && current.operation_id !== final.operationId && current.status === 'assigning' && current.assigning_until > nowMs) return false
+      upsertOp(idScope, final)
       if (registration) this.#putRegistration(idScope, registration)
       return true
     }).immediate as never
@@ -354,6 +362,9 @@ export class SqliteStore implements Store {
   }
   async finishOperation(idScope: string, final: OperationRecord, leaseOwner: string, registration?: RegistrationRecord): Promise<boolean> {
     return this.#finish(idScope, final, leaseOwner, registration)
+  }
+  async commitOperation(idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number): Promise<boolean> {
+    return this.#commit(idScope, final, registration, nowMs)
   }
   async leaseOperation(
     idScope: string,

@@ -16,10 +16,11 @@ import {
   ProvisioError,
   isProvisioError,
   parseSasToken,
+  sasStringToSign,
   verifySasToken,
   type ParsedSasToken,
 } from '@provisio/protocol'
-import { base64Decode, createHmacSha256Key, type HmacSha256Key } from '@provisio/crypto'
+import { base64Decode, createHmacSha256Key, verifyHmacSha256Base64, type HmacSha256Key } from '@provisio/crypto'
 import type { InstanceConfig, ServicePermission } from '../instances.js'
 
 /** A parsed token (protocol's ParsedSasToken). */
@@ -41,9 +42,13 @@ export function parseDeviceToken(text: string): ParseResult {
 /** Verdict of verifyDeviceToken: which candidate (by position in `keys`) verified. */
 export type VerifyResult = { readonly ok: true; readonly keyIndex: number } | { readonly ok: false; readonly error: ProvisioError }
 
-/** Prepared keys by base64 text; `null` marks text that is not a usable key. Bounded FIFO. */
+/**
+ * Prepared keys by base64 text, for the few long-lived keys (group keys, service policy keys);
+ * `null` marks text that is not a usable key. Per-device keys are not cached: with many devices a
+ * cache would only churn the old generation of the heap (measured: bench/suites/engine.mjs).
+ */
 const prepared = new Map<string, HmacSha256Key | null>()
-const PREPARED_MAX = 16_384
+const PREPARED_MAX = 4096
 
 function preparedKey(keyBase64: string): HmacSha256Key | undefined {
   let key = prepared.get(keyBase64)
@@ -63,25 +68,31 @@ function preparedKey(keyBase64: string): HmacSha256Key | undefined {
 }
 
 /**
- * Verifies a device token against candidate base64 keys (`''` = absent slot, e.g. no secondary):
- * `skn=registration`, signature over `sr` (lenient spellings on failure), resource, expiry.
+ * Verifies a device token against candidate keys — base64 text (`''` = absent slot, e.g. no
+ * secondary) or raw bytes (derived keys): `skn=registration`, signature over `sr` as sent (other
+ * spellings on failure), resource, expiry. `keyIndex` is the position in `keys`.
  */
 export function verifyDeviceToken(
   token: ParsedDeviceToken,
-  keys: readonly string[],
+  keys: readonly (string | Uint8Array)[],
   expectedResource: string,
   nowMs: number,
   clockSkewSeconds: number,
 ): VerifyResult {
-  const candidates: HmacSha256Key[] = []
-  const positions: number[] = []
+  let candidates: (string | Uint8Array)[] = keys as (string | Uint8Array)[]
+  let positions: number[] | undefined
   for (let i = 0; i < keys.length; i++) {
-    const text = keys[i]!
-    if (text === '') continue
-    const key = preparedKey(text)
-    if (key === undefined) continue
-    candidates.push(key)
-    positions.push(i)
+    if (keys[i]!.length === 0) {
+      // Rare: a missing key. Rebuild the list without empty slots, remembering positions.
+      candidates = []
+      positions = []
+      for (let j = 0; j < keys.length; j++) {
+        if (keys[j]!.length === 0) continue
+        candidates.push(keys[j]!)
+        positions.push(j)
+      }
+      break
+    }
   }
   if (candidates.length === 0) {
     return { ok: false, error: new ProvisioError('SAS_BAD_SIGNATURE', 'the enrollment has no usable key to verify against') }
@@ -94,16 +105,22 @@ export function verifyDeviceToken(
     keyName: DEVICE_SAS_KEY_NAME,
     lenientSrEncoding: true,
   })
-  return verdict.ok ? { ok: true, keyIndex: positions[verdict.keyIndex]! } : verdict
+  if (!verdict.ok) return verdict
+  return positions === undefined ? verdict : { ok: true, keyIndex: positions[verdict.keyIndex]! }
 }
 
-/** Derives device keys under one group key (§2.2); the key schedule is computed once. */
-export type DeviceKeyDeriver = (registrationId: string) => string
+/** Raw HMAC check of the token's signature over `sr` exactly as sent, with a raw key (no key object). */
+export function signatureMatches(token: ParsedDeviceToken, key: Uint8Array): boolean {
+  return verifyHmacSha256Base64(key, sasStringToSign(token.sr, token.seText), token.sig)
+}
+
+/** Derives raw device keys under one group key (§2.2); the group key's HMAC schedule is kept. */
+export type DeviceKeyDeriver = (registrationIdUtf8: Uint8Array) => Uint8Array
 
 /** A deriver for a base64 group key, or undefined when the key is not usable. */
 export function deviceKeyDeriver(groupKeyBase64: string): DeviceKeyDeriver | undefined {
   const key = preparedKey(groupKeyBase64)
-  return key ? (registrationId) => key.macBase64(registrationId) : undefined
+  return key ? (id) => key.mac(id) : undefined
 }
 
 /**
