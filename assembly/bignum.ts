@@ -1,30 +1,41 @@
 // Multi-precision modular arithmetic for RSA public operations (RFC 8017 §5.2.2 RSAVP1, §5.1.1
 // RSAEP): s^e mod n for moduli of 1024..4096 bits and any odd public exponent.
 //
-// Representation (DESIGN.md "Crypto core"): numbers are little-endian arrays of 27-bit limbs kept in
-// u32 slots of static memory. WebAssembly has no 64x64->128 multiply, so 32-bit limbs would pay a
-// carry per product; with 27-bit limbs a product is < 2^54 and a u64 column accumulator absorbs
-// 2*152 products (the most a 4096-bit column holds) before overflow (304 * 2^54 < 2^63), so the
-// carries are propagated once per column.
+// Representation (DESIGN.md "Crypto core"): numbers are little-endian arrays of 27- or 28-bit limbs
+// (see LB) kept in u32 slots of static memory. WebAssembly has no 64x64->128 multiply, so 32-bit
+// limbs would pay a carry per product; with 27/28-bit limbs a product is below 2^56 and a u64
+// column accumulator absorbs every product of a column (2L of them) before overflow, so carries
+// are propagated once per column.
 //
-// Multiplication is Montgomery's (R = 2^(27L)) in the "finely integrated product scanning" form:
+// Multiplication is Montgomery's (R = 2^(LB*L)) in the "finely integrated product scanning" form:
 // column i of a*b and of m*n are summed together and m_i is chosen so that column i vanishes
-// mod 2^27. L is chosen with 2^(27L) > 4n, so operands below 2n give a result below 2n and the
+// mod 2^LB. L is chosen with R > 4n, so operands below 2n give a result below 2n and the
 // exponentiation never needs a conditional subtraction; one final subtraction brings it below n.
+// The SIMD build sums four products per step with i64x2.extmul (exact u32 x u32 -> u64).
 //
 // Nothing is allocated per call: the key, its constants and the scratch numbers live in static
 // memory. The key is loaded once (rsaLoadKey) and its derived state is a contiguous block that JS
 // may save and restore (rsaKeyState / rsaKeyStateSize), so a prepared key never recomputes R^2.
 
-export const LIMB_BITS: i32 = 27
-const MASK: u64 = (1 << 27) - 1
+/**
+ * Limb size for the loaded key: 28 bits up to 3070-bit moduli (2*110 products of 56 bits still
+ * fit a u64 column), 27 bits above (2*152 products of 54 bits). Fewer, larger limbs mean fewer
+ * products: a 2048-bit modulus takes 74 limbs instead of 76.
+ */
+let LB: i32 = 27
+let MASK: u64 = (1 << 27) - 1
 /** 4096-bit moduli need ceil((4096 + 2) / 27) = 152 limbs. */
 export const MAX_LIMBS: i32 = 152
-const NUM_BYTES: i32 = MAX_LIMBS * 4
+/**
+ * Every number has 4 spare limbs after its top one, kept zero: the SIMD column sums then run in
+ * whole groups of four, and what they read past the end multiplies a zero.
+ */
+const PAD: i32 = 4
+const NUM_BYTES: i32 = (MAX_LIMBS + PAD) * 4
 
 // ---- key state block (contiguous so JS can snapshot it) ----
-// layout: [L:u32][n0inv:u32][modBytes:u32][eBytes:u32][N][NR][RR][E (512 bytes)]
-const KEY_HEADER: i32 = 16
+// layout: [L:u32][n0inv:u32][modBytes:u32][eBytes:u32][limbBits:u32][pad to 32][N][NR][RR][E (512 bytes)]
+const KEY_HEADER: i32 = 32
 const KEY_E_MAX: i32 = 512
 const KEY_SIZE: i32 = KEY_HEADER + 3 * NUM_BYTES + KEY_E_MAX
 const KEY: usize = memory.data(KEY_SIZE, 16)
@@ -57,7 +68,7 @@ let N0INV: u64 = 0
   store<u32>(p + (<usize>i << 2), <u32>v)
 }
 
-/** Big-endian bytes -> `limbs` little-endian 27-bit limbs (high limbs zero-filled). */
+/** Big-endian bytes -> `limbs` little-endian LB-bit limbs (high limbs zero-filled). */
 export function bytesToLimbs(src: usize, len: i32, dst: usize, limbs: i32): void {
   let acc: u64 = 0
   let bits: i32 = 0
@@ -65,11 +76,11 @@ export function bytesToLimbs(src: usize, len: i32, dst: usize, limbs: i32): void
   for (let i = len - 1; i >= 0; i--) {
     acc |= (<u64>load<u8>(src + <usize>i)) << <u64>bits
     bits += 8
-    if (bits >= LIMB_BITS) {
+    if (bits >= LB) {
       if (k < limbs) setLimb(dst, k, acc & MASK)
       k++
-      acc >>= <u64>LIMB_BITS
-      bits -= LIMB_BITS
+      acc >>= <u64>LB
+      bits -= LB
     }
   }
   while (k < limbs) {
@@ -77,6 +88,7 @@ export function bytesToLimbs(src: usize, len: i32, dst: usize, limbs: i32): void
     acc = 0
     k++
   }
+  pad(dst, limbs)
 }
 
 /** Limbs -> `len` big-endian bytes (the value must fit). */
@@ -88,7 +100,7 @@ export function limbsToBytes(src: usize, limbs: i32, dst: usize, len: i32): void
     if (bits < 8) {
       if (k < limbs) acc |= limb(src, k) << <u64>bits
       k++
-      bits += LIMB_BITS
+      bits += LB
     }
     store<u8>(dst + <usize>i, <u8>acc)
     acc >>= 8
@@ -122,44 +134,163 @@ function dblMod(a: usize, n: usize, l: i32): void {
   for (let i = 0; i < l; i++) {
     const v = (limb(a, i) << 1) | carry
     setLimb(a, i, v & MASK)
-    carry = v >> <u64>LIMB_BITS
+    carry = v >> <u64>LB
   }
   if (carry != 0 || cmp(a, n, l) >= 0) subInPlace(a, n, l)
 }
 
+/** Copies n limbs and the zero padding after them. */
 function copy(dst: usize, src: usize, n: i32): void {
-  memory.copy(dst, src, <usize>n << 2)
+  memory.copy(dst, src, <usize>(n + PAD) << 2)
+}
+
+/** Zeroes the padding limbs [n, n + PAD). */
+function pad(p: usize, n: i32): void {
+  memory.fill(p + (<usize>n << 2), 0, <usize>PAD << 2)
 }
 
 function reverseInto(dst: usize, src: usize, n: i32): void {
   for (let i = 0; i < n; i++) store<u32>(dst + (<usize>(n - 1 - i) << 2), load<u32>(src + (<usize>i << 2)))
+  pad(dst, n)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Montgomery multiplication r = a*b/R mod n (result < 2n for a, b < 2n). r may alias a or b:
 // limb r[i-L] is written after column i, when a[i-L] and b[i-L] are no longer read.
 
-/** Sum over j in [lo, hi] of x[j] * yr[base + j], where yr is a reversed operand. */
+/** Sum over j in [lo, hi] of x[j] * yr[base + j], where yr is a reversed operand (scalar). */
 // @ts-ignore: decorator
 @inline function dot(x: usize, yr: usize, lo: i32, hi: i32, base: i32): u64 {
   let s: u64 = 0
-  let j = lo
-  if (ASC_FEATURE_SIMD) {
-    // Four 27-bit x 27-bit products per step: extmul widens u32 lanes to u64 products exactly.
-    let v = i64x2.splat(0)
-    for (; j + 3 <= hi; j += 4) {
-      const xa = v128.load(x + (<usize>j << 2))
-      const ya = v128.load(yr + (<usize>(base + j) << 2))
-      v = i64x2.add(v, i64x2.extmul_low_i32x4_u(xa, ya))
-      v = i64x2.add(v, i64x2.extmul_high_i32x4_u(xa, ya))
-    }
-    s = <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1))
+  for (let j = lo; j <= hi; j++) s += limb(x, j) * limb(yr, base + j)
+  return s
+}
+
+/**
+ * SIMD: sum over j in [lo, hi] of x[j] * yr[base + j] + m[j] * nr[base + j], four j per step;
+ * i64x2.extmul widens u32 lanes to exact u64 products. The range is rounded up to a multiple of
+ * four: the extra terms read zero padding (or not yet computed m limbs, which are zero).
+ */
+// @ts-ignore: decorator
+@inline function dot2(x: usize, yr: usize, m: usize, nr: usize, lo: i32, hi: i32, base: i32): u64 {
+  let v = i64x2.splat(0)
+  let w = i64x2.splat(0)
+  for (let j = lo; j <= hi; j += 4) {
+    const off = <usize>j << 2
+    const boff = <usize>(base + j) << 2
+    const xa = v128.load(x + off)
+    const ya = v128.load(yr + boff)
+    const ma = v128.load(m + off)
+    const na = v128.load(nr + boff)
+    v = i64x2.add(v, i64x2.extmul_low_i32x4_u(xa, ya))
+    w = i64x2.add(w, i64x2.extmul_low_i32x4_u(ma, na))
+    v = i64x2.add(v, i64x2.extmul_high_i32x4_u(xa, ya))
+    w = i64x2.add(w, i64x2.extmul_high_i32x4_u(ma, na))
   }
+  v = i64x2.add(v, w)
+  return <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1))
+}
+
+/** SIMD: sum over j in [lo, hi] of x[j] * yr[base + j], exact range (scalar tail). */
+// @ts-ignore: decorator
+@inline function dotExact(x: usize, yr: usize, lo: i32, hi: i32, base: i32): u64 {
+  let v = i64x2.splat(0)
+  let j = lo
+  for (; j + 3 <= hi; j += 4) {
+    const xa = v128.load(x + (<usize>j << 2))
+    const ya = v128.load(yr + (<usize>(base + j) << 2))
+    v = i64x2.add(v, i64x2.extmul_low_i32x4_u(xa, ya))
+    v = i64x2.add(v, i64x2.extmul_high_i32x4_u(xa, ya))
+  }
+  let s = <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1))
   for (; j <= hi; j++) s += limb(x, j) * limb(yr, base + j)
   return s
 }
 
+/** SIMD: sum over j in [lo, hi] of x[j] * yr[base + j], rounded up to whole groups of four. */
+// @ts-ignore: decorator
+@inline function dotPadded(x: usize, yr: usize, lo: i32, hi: i32, base: i32): u64 {
+  let v = i64x2.splat(0)
+  for (let j = lo; j <= hi; j += 4) {
+    const xa = v128.load(x + (<usize>j << 2))
+    const ya = v128.load(yr + (<usize>(base + j) << 2))
+    v = i64x2.add(v, i64x2.extmul_low_i32x4_u(xa, ya))
+    v = i64x2.add(v, i64x2.extmul_high_i32x4_u(xa, ya))
+  }
+  return <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1))
+}
+
+/** SIMD Montgomery square: cross products once (doubled) plus the diagonal; fused-free. */
+function montSqrSimd(r: usize, a: usize, ar: usize): void {
+  const l = L
+  const m = T_M
+  const nr = K_NR
+  const n0 = N0INV
+  memory.fill(m, 0, <usize>(l + PAD) << 2)
+  let acc: u64 = 0
+  for (let i = 0; i < l; i++) {
+    const base = l - 1 - i
+    const half = (i - 1) >> 1
+    if (half >= 0) acc += dotExact(a, ar, 0, half, base) << 1
+    if ((i & 1) == 0) {
+      const d = limb(a, i >> 1)
+      acc += d * d
+    }
+    if (i > 0) acc += dotPadded(m, nr, 0, i - 1, base)
+    const mi = ((acc & MASK) * n0) & MASK
+    setLimb(m, i, mi)
+    acc += mi * limb(nr, l - 1)
+    acc >>= <u64>LB
+  }
+  for (let i = l; i < 2 * l - 1; i++) {
+    const base = l - 1 - i
+    const lo = i - l + 1
+    const half = (i - 1) >> 1
+    if (half >= lo) acc += dotExact(a, ar, lo, half, base) << 1
+    if ((i & 1) == 0) {
+      const d = limb(a, i >> 1)
+      acc += d * d
+    }
+    acc += dotPadded(m, nr, lo, l - 1, base)
+    setLimb(r, i - l, acc & MASK)
+    acc >>= <u64>LB
+  }
+  setLimb(r, l - 1, acc & MASK)
+  pad(r, l)
+}
+
+/** SIMD Montgomery product: both column sums of a column in one fused loop. */
+function montMulSimd(r: usize, a: usize, br: usize): void {
+  const l = L
+  const m = T_M
+  const nr = K_NR
+  const n0 = N0INV
+  memory.fill(m, 0, <usize>(l + PAD) << 2)
+  let acc: u64 = 0
+  for (let i = 0; i < l; i++) {
+    // m_i is still zero here, so the reduction sum may include j = i
+    acc += dot2(a, br, m, nr, 0, i, l - 1 - i)
+    const mi = ((acc & MASK) * n0) & MASK
+    setLimb(m, i, mi)
+    acc += mi * limb(nr, l - 1)
+    acc >>= <u64>LB
+  }
+  for (let i = l; i < 2 * l - 1; i++) {
+    acc += dot2(a, br, m, nr, i - l + 1, l - 1, l - 1 - i)
+    setLimb(r, i - l, acc & MASK)
+    acc >>= <u64>LB
+  }
+  setLimb(r, l - 1, acc & MASK)
+  pad(r, l)
+}
+
+/** Scalar Montgomery product; squaring sums each cross product once and doubles it. */
 function montMulCore(r: usize, a: usize, br: usize, squaring: bool): void {
+  if (ASC_FEATURE_SIMD) {
+    if (squaring) montSqrSimd(r, a, br)
+    else montMulSimd(r, a, br)
+    return
+  }
   const l = L
   const m = T_M
   const nr = K_NR
@@ -183,7 +314,7 @@ function montMulCore(r: usize, a: usize, br: usize, squaring: bool): void {
     const mi = ((acc & MASK) * n0) & MASK
     setLimb(m, i, mi)
     acc += mi * limb(nr, l - 1)
-    acc >>= <u64>LIMB_BITS
+    acc >>= <u64>LB
   }
   for (let i = l; i < 2 * l - 1; i++) {
     const base = l - 1 - i
@@ -200,9 +331,10 @@ function montMulCore(r: usize, a: usize, br: usize, squaring: bool): void {
     }
     acc += dot(m, nr, lo, l - 1, base)
     setLimb(r, i - l, acc & MASK)
-    acc >>= <u64>LIMB_BITS
+    acc >>= <u64>LB
   }
   setLimb(r, l - 1, acc & MASK)
+  pad(r, l)
 }
 
 /** r = a*b/R mod n (< 2n). */
@@ -232,11 +364,13 @@ export function rsaKeyState(): usize {
 export function rsaKeyRestore(): void {
   L = load<u32>(KEY)
   N0INV = <u64>load<u32>(KEY + 4)
+  LB = load<u32>(KEY + 16)
+  MASK = ((<u64>1) << <u64>LB) - 1
 }
 
 /**
  * Loads the modulus (nLen big-endian bytes at nOff) and public exponent (eLen bytes at eOff) from
- * the I/O window, derives -n^-1 mod 2^27 and R^2 mod n. Returns 1, or a negative argument error:
+ * the I/O window, derives -n^-1 mod 2^LB and R^2 mod n. Returns 1, or a negative argument error:
  * -1 modulus size outside 1024..4096 bits or leading zero byte, -2 even modulus,
  * -3 exponent empty, even, 1, longer than the modulus or above 512 bytes.
  */
@@ -253,7 +387,10 @@ export function rsaLoadKey(nOff: usize, nLen: i32, eOff: usize, eLen: i32): i32 
   if (eLen == 1 && load<u8>(eOff) == 1) return -3
   const top = load<u8>(nOff)
   const nBits = nLen * 8 - (clz<u32>(<u32>top) - 24)
-  const l = (nBits + 2 + LIMB_BITS - 1) / LIMB_BITS
+  LB = nBits <= 3070 ? 28 : 27
+  MASK = ((<u64>1) << <u64>LB) - 1
+  store<u32>(KEY + 16, LB)
+  const l = (nBits + 2 + LB - 1) / LB
   L = l
   store<u32>(KEY, l)
   store<u32>(KEY + 8, nLen)
@@ -261,7 +398,7 @@ export function rsaLoadKey(nOff: usize, nLen: i32, eOff: usize, eLen: i32): i32 
   memory.copy(K_E, eOff, eLen)
   bytesToLimbs(nOff, nLen, K_N, l)
   reverseInto(K_NR, K_N, l)
-  // -n^-1 mod 2^27 by Newton iteration (each step doubles the correct low bits).
+  // -n^-1 mod 2^LB by Newton iteration (each step doubles the correct low bits).
   const n0 = <u32>limb(K_N, 0)
   let x: u32 = n0 // correct to 3 bits for odd n0
   for (let i = 0; i < 5; i++) x = x * (2 - n0 * x)
@@ -271,11 +408,11 @@ export function rsaLoadKey(nOff: usize, nLen: i32, eOff: usize, eLen: i32): i32 
   // T^(27L) computed with montgomery squarings/multiplications is the Montgomery form of
   // 2^(27L) = R, i.e. R * R mod n.
   const t = T_X
-  memory.fill(t, 0, <usize>l << 2)
-  setLimb(t, (nBits - 1) / LIMB_BITS, (<u64>1) << <u64>((nBits - 1) % LIMB_BITS))
-  const doublings = LIMB_BITS * l + 1 - (nBits - 1)
+  memory.fill(t, 0, <usize>(l + PAD) << 2)
+  setLimb(t, (nBits - 1) / LB, (<u64>1) << <u64>((nBits - 1) % LB))
+  const doublings = LB * l + 1 - (nBits - 1)
   for (let i = 0; i < doublings; i++) dblMod(t, K_N, l)
-  const exp = LIMB_BITS * l
+  const exp = LB * l
   const acc = T_A
   copy(acc, t, l)
   const topBit = 31 - clz<i32>(exp)
@@ -344,7 +481,7 @@ export function rsaPublic(inOff: usize, outOff: usize): i32 {
       }
     }
     // leave the Montgomery domain: a * 1 / R
-    memory.fill(x, 0, <usize>l << 2)
+    memory.fill(x, 0, <usize>(l + PAD) << 2)
     setLimb(x, 0, 1)
     montMul(a, a, x)
   }

@@ -19,12 +19,12 @@
 import {
   P256_LIMBS, P256_BYTES, P256_P, P256_N, P256_RRP, P256_RRN, P256_ONE, P256_B, P256_GX, P256_GY,
   P256_EXP_INV_P, P256_EXP_SQRT, P256_EXP_INV_N, P256_P_MINUS_N,
-  p256_fmul, p256_fsqr, p256_fadd, p256_fsub, p256_nmul,
+  p256_fmul, p256_fsqr, p256_fadd, p256_fsub, p256_fsmall, p256_nmul,
 } from './p256'
 import {
   P384_LIMBS, P384_BYTES, P384_P, P384_N, P384_RRP, P384_RRN, P384_ONE, P384_B, P384_GX, P384_GY,
   P384_EXP_INV_P, P384_EXP_SQRT, P384_EXP_INV_N, P384_P_MINUS_N,
-  p384_fmul, p384_fsqr, p384_fadd, p384_fsub, p384_nmul,
+  p384_fmul, p384_fsqr, p384_fadd, p384_fsub, p384_fsmall, p384_nmul,
 } from './p384'
 
 const W: i32 = 29
@@ -75,6 +75,11 @@ function fadd(r: usize, a: usize, b: usize): void {
 function fsub(r: usize, a: usize, b: usize): void {
   if (BIG) p384_fsub(r, a, b)
   else p256_fsub(r, a, b)
+}
+/** r = k a for a small k (at most 8). */
+function fsmall(r: usize, a: usize, k: i64): void {
+  if (BIG) p384_fsmall(r, a, k)
+  else p256_fsmall(r, a, k)
 }
 function nmul(r: usize, a: usize, b: usize): void {
   if (BIG) p384_nmul(r, a, b)
@@ -309,26 +314,22 @@ function pdbl(r: usize, p: usize): void {
   fsub(t, X, delta)
   fadd(u, X, delta)
   fmul(t, t, u)
-  fadd(alpha, t, t)
-  fadd(alpha, alpha, t) // alpha = 3 (X - delta)(X + delta)
+  fsmall(alpha, t, 3) // alpha = 3 (X - delta)(X + delta)
   // Z3 = (Y + Z)^2 - gamma - delta
   fadd(t, Y, Z)
   fsqr(t, t)
   fsub(t, t, gamma)
   fsub(r + 2 * FE, t, delta)
   // X3 = alpha^2 - 8 beta
-  fadd(beta, beta, beta) // 2b
-  fadd(beta, beta, beta) // 4b
-  fadd(u, beta, beta) // 8b
+  fsmall(u, beta, 8)
+  fsmall(beta, beta, 4)
   fsqr(t, alpha)
   fsub(r, t, u)
   // Y3 = alpha (4 beta - X3) - 8 gamma^2
   fsub(t, beta, r)
   fmul(t, alpha, t)
   fsqr(gamma, gamma)
-  fadd(gamma, gamma, gamma)
-  fadd(gamma, gamma, gamma)
-  fadd(gamma, gamma, gamma)
+  fsmall(gamma, gamma, 8)
   fsub(r + FE, t, gamma)
 }
 
@@ -411,8 +412,7 @@ function pmadd(r: usize, p: usize, a: usize): void {
     return
   }
   fsqr(hh, h)
-  fadd(i, hh, hh)
-  fadd(i, i, i) // I = 4 HH
+  fsmall(i, hh, 4) // I = 4 HH
   fmul(j, h, i)
   fadd(rr, rr, rr)
   fmul(v, X1, i)

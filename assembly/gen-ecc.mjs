@@ -138,30 +138,39 @@ function genMul(fname, L, mod, sqr) {
   return lines.join('\n')
 }
 
-/** r = a + b, or r = a - b (+2p first), then one conditional subtraction of 2p: result < 2p. */
-function genAddSub(fname, L, mod, sub) {
+/**
+ * Linear operations mod p with a cheap fold instead of a compare-and-subtract: form
+ *   add: t = a + b,   sub: t = a + 2p - b,   small: t = k * a (k <= 8),
+ * all below 16p < 2^(bits+5) for inputs below 2p; then, with q = floor(t / 2^bits) and
+ * c = 2^bits - p (small and sparse for NIST primes), t = (t mod 2^bits) + q c. That is congruent
+ * and below 2^bits + 16 c < 2p, so the lazy invariant [0, 2p) holds without a comparison.
+ */
+function genLinear(fname, L, mod, bits, kind) {
   const p2 = limbsOf(2n * mod, L)
-  const lines = [`export function ${fname}(r: usize, a: usize, b: usize): void {`]
+  const cl = limbsOf((1n << BigInt(bits)) - mod, L)
+  const topLimb = Math.floor(bits / W)
+  const topBit = bits % W
+  if (topLimb !== L - 1) throw new Error('the 2^bits boundary must fall in the top limb')
+  const sig = kind === 'small' ? `(r: usize, a: usize, k: i64): void` : `(r: usize, a: usize, b: usize): void`
+  const lines = [`export function ${fname}${sig} {`]
+  const raw = (i) => kind === 'sub'
+    ? `i64.load32_u(a, ${i * 4}) + ${hexU32(p2[i])} - i64.load32_u(b, ${i * 4})`
+    : kind === 'add'
+      ? `i64.load32_u(a, ${i * 4}) + i64.load32_u(b, ${i * 4})`
+      : `i64.load32_u(a, ${i * 4}) * k`
+  // q from the top limb alone (no carry-in yet): q <= floor(t / 2^bits), so t - q p >= 0, and
+  // the single carry chain below both normalises the limbs and adds q c = q (2^bits - p).
+  lines.push(`  const top = ${raw(L - 1)}`)
+  lines.push(`  const q = top >> ${topBit}`)
   lines.push(`  let c: i64 = 0`)
-  for (let i = 0; i < L; i++) {
-    const expr = sub
-      ? `i64.load32_u(a, ${i * 4}) + ${hexU32(p2[i])} - i64.load32_u(b, ${i * 4})`
-      : `i64.load32_u(a, ${i * 4}) + i64.load32_u(b, ${i * 4})`
-    lines.push(`  c += ${expr}`)
-    lines.push(`  const t${i} = c & ${hexU32(MASK)}`)
+  for (let i = 0; i < L - 1; i++) {
+    const term = cl[i] === 0n ? '' : cl[i] === 1n ? ' + q' : ` + q * ${hexU32(cl[i])}`
+    lines.push(`  c += ${raw(i)}${term}`)
+    lines.push(`  store<u32>(r, <u32>(c & ${hexU32(MASK)}), ${i * 4})`)
     lines.push(`  c >>= ${W}`)
   }
-  // t (with the final carry c as the bit above the top limb) minus 2p; keep t when that borrows
-  lines.push(`  let d: i64 = 0`)
-  for (let i = 0; i < L; i++) {
-    lines.push(`  d += t${i} - ${hexU32(p2[i])}`)
-    lines.push(`  const u${i} = d & ${hexU32(MASK)}`)
-    lines.push(`  d >>= ${W}`)
-  }
-  lines.push(`  d += c`)
-  lines.push(`  // d is 0 when t >= 2p, -1 when it borrowed`)
-  lines.push(`  const keep = d >> 63`)
-  for (let i = 0; i < L; i++) lines.push(`  store<u32>(r, <u32>((t${i} & keep) | (u${i} & ~keep)), ${i * 4})`)
+  const topTerm = cl[L - 1] === 0n ? '' : ` + q * ${hexU32(cl[L - 1])}`
+  lines.push(`  store<u32>(r, <u32>(c + (top & ${hexU32((1n << BigInt(topBit)) - 1n)})${topTerm}), ${(L - 1) * 4})`)
   lines.push(`}`)
   return lines.join('\n')
 }
@@ -204,9 +213,11 @@ for (const c of curves) {
   out.push('')
   out.push(genMul(`${N}_fsqr`, L, c.p, true))
   out.push('')
-  out.push(genAddSub(`${N}_fadd`, L, c.p, false))
+  out.push(genLinear(`${N}_fadd`, L, c.p, c.bits, 'add'))
   out.push('')
-  out.push(genAddSub(`${N}_fsub`, L, c.p, true))
+  out.push(genLinear(`${N}_fsub`, L, c.p, c.bits, 'sub'))
+  out.push('')
+  out.push(genLinear(`${N}_fsmall`, L, c.p, c.bits, 'small'))
   out.push('')
   out.push(genMul(`${N}_nmul`, L, c.n, false))
   out.push('')

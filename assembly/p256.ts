@@ -196,145 +196,96 @@ export function p256_fsqr(r: usize, a: usize): void {
 }
 
 export function p256_fadd(r: usize, a: usize, b: usize): void {
+  const top = i64.load32_u(a, 32) + i64.load32_u(b, 32)
+  const q = top >> 24
   let c: i64 = 0
-  c += i64.load32_u(a, 0) + i64.load32_u(b, 0)
-  const t0 = c & 0x1fffffff
+  c += i64.load32_u(a, 0) + i64.load32_u(b, 0) + q
+  store<u32>(r, <u32>(c & 0x1fffffff), 0)
   c >>= 29
   c += i64.load32_u(a, 4) + i64.load32_u(b, 4)
-  const t1 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 4)
   c >>= 29
   c += i64.load32_u(a, 8) + i64.load32_u(b, 8)
-  const t2 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 8)
   c >>= 29
-  c += i64.load32_u(a, 12) + i64.load32_u(b, 12)
-  const t3 = c & 0x1fffffff
+  c += i64.load32_u(a, 12) + i64.load32_u(b, 12) + q * 0x1ffffe00
+  store<u32>(r, <u32>(c & 0x1fffffff), 12)
   c >>= 29
-  c += i64.load32_u(a, 16) + i64.load32_u(b, 16)
-  const t4 = c & 0x1fffffff
+  c += i64.load32_u(a, 16) + i64.load32_u(b, 16) + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 16)
   c >>= 29
-  c += i64.load32_u(a, 20) + i64.load32_u(b, 20)
-  const t5 = c & 0x1fffffff
+  c += i64.load32_u(a, 20) + i64.load32_u(b, 20) + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 20)
   c >>= 29
-  c += i64.load32_u(a, 24) + i64.load32_u(b, 24)
-  const t6 = c & 0x1fffffff
+  c += i64.load32_u(a, 24) + i64.load32_u(b, 24) + q * 0x1ffbffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 24)
   c >>= 29
-  c += i64.load32_u(a, 28) + i64.load32_u(b, 28)
-  const t7 = c & 0x1fffffff
+  c += i64.load32_u(a, 28) + i64.load32_u(b, 28) + q * 0x1fffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 28)
   c >>= 29
-  c += i64.load32_u(a, 32) + i64.load32_u(b, 32)
-  const t8 = c & 0x1fffffff
-  c >>= 29
-  let d: i64 = 0
-  d += t0 - 0x1ffffffe
-  const u0 = d & 0x1fffffff
-  d >>= 29
-  d += t1 - 0x1fffffff
-  const u1 = d & 0x1fffffff
-  d >>= 29
-  d += t2 - 0x1fffffff
-  const u2 = d & 0x1fffffff
-  d >>= 29
-  d += t3 - 0x3ff
-  const u3 = d & 0x1fffffff
-  d >>= 29
-  d += t4 - 0x0
-  const u4 = d & 0x1fffffff
-  d >>= 29
-  d += t5 - 0x0
-  const u5 = d & 0x1fffffff
-  d >>= 29
-  d += t6 - 0x80000
-  const u6 = d & 0x1fffffff
-  d >>= 29
-  d += t7 - 0x1fc00000
-  const u7 = d & 0x1fffffff
-  d >>= 29
-  d += t8 - 0x1ffffff
-  const u8 = d & 0x1fffffff
-  d >>= 29
-  d += c
-  // d is 0 when t >= 2p, -1 when it borrowed
-  const keep = d >> 63
-  store<u32>(r, <u32>((t0 & keep) | (u0 & ~keep)), 0)
-  store<u32>(r, <u32>((t1 & keep) | (u1 & ~keep)), 4)
-  store<u32>(r, <u32>((t2 & keep) | (u2 & ~keep)), 8)
-  store<u32>(r, <u32>((t3 & keep) | (u3 & ~keep)), 12)
-  store<u32>(r, <u32>((t4 & keep) | (u4 & ~keep)), 16)
-  store<u32>(r, <u32>((t5 & keep) | (u5 & ~keep)), 20)
-  store<u32>(r, <u32>((t6 & keep) | (u6 & ~keep)), 24)
-  store<u32>(r, <u32>((t7 & keep) | (u7 & ~keep)), 28)
-  store<u32>(r, <u32>((t8 & keep) | (u8 & ~keep)), 32)
+  store<u32>(r, <u32>(c + (top & 0xffffff)), 32)
 }
 
 export function p256_fsub(r: usize, a: usize, b: usize): void {
+  const top = i64.load32_u(a, 32) + 0x1ffffff - i64.load32_u(b, 32)
+  const q = top >> 24
   let c: i64 = 0
-  c += i64.load32_u(a, 0) + 0x1ffffffe - i64.load32_u(b, 0)
-  const t0 = c & 0x1fffffff
+  c += i64.load32_u(a, 0) + 0x1ffffffe - i64.load32_u(b, 0) + q
+  store<u32>(r, <u32>(c & 0x1fffffff), 0)
   c >>= 29
   c += i64.load32_u(a, 4) + 0x1fffffff - i64.load32_u(b, 4)
-  const t1 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 4)
   c >>= 29
   c += i64.load32_u(a, 8) + 0x1fffffff - i64.load32_u(b, 8)
-  const t2 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 8)
   c >>= 29
-  c += i64.load32_u(a, 12) + 0x3ff - i64.load32_u(b, 12)
-  const t3 = c & 0x1fffffff
+  c += i64.load32_u(a, 12) + 0x3ff - i64.load32_u(b, 12) + q * 0x1ffffe00
+  store<u32>(r, <u32>(c & 0x1fffffff), 12)
   c >>= 29
-  c += i64.load32_u(a, 16) + 0x0 - i64.load32_u(b, 16)
-  const t4 = c & 0x1fffffff
+  c += i64.load32_u(a, 16) + 0x0 - i64.load32_u(b, 16) + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 16)
   c >>= 29
-  c += i64.load32_u(a, 20) + 0x0 - i64.load32_u(b, 20)
-  const t5 = c & 0x1fffffff
+  c += i64.load32_u(a, 20) + 0x0 - i64.load32_u(b, 20) + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 20)
   c >>= 29
-  c += i64.load32_u(a, 24) + 0x80000 - i64.load32_u(b, 24)
-  const t6 = c & 0x1fffffff
+  c += i64.load32_u(a, 24) + 0x80000 - i64.load32_u(b, 24) + q * 0x1ffbffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 24)
   c >>= 29
-  c += i64.load32_u(a, 28) + 0x1fc00000 - i64.load32_u(b, 28)
-  const t7 = c & 0x1fffffff
+  c += i64.load32_u(a, 28) + 0x1fc00000 - i64.load32_u(b, 28) + q * 0x1fffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 28)
   c >>= 29
-  c += i64.load32_u(a, 32) + 0x1ffffff - i64.load32_u(b, 32)
-  const t8 = c & 0x1fffffff
+  store<u32>(r, <u32>(c + (top & 0xffffff)), 32)
+}
+
+export function p256_fsmall(r: usize, a: usize, k: i64): void {
+  const top = i64.load32_u(a, 32) * k
+  const q = top >> 24
+  let c: i64 = 0
+  c += i64.load32_u(a, 0) * k + q
+  store<u32>(r, <u32>(c & 0x1fffffff), 0)
   c >>= 29
-  let d: i64 = 0
-  d += t0 - 0x1ffffffe
-  const u0 = d & 0x1fffffff
-  d >>= 29
-  d += t1 - 0x1fffffff
-  const u1 = d & 0x1fffffff
-  d >>= 29
-  d += t2 - 0x1fffffff
-  const u2 = d & 0x1fffffff
-  d >>= 29
-  d += t3 - 0x3ff
-  const u3 = d & 0x1fffffff
-  d >>= 29
-  d += t4 - 0x0
-  const u4 = d & 0x1fffffff
-  d >>= 29
-  d += t5 - 0x0
-  const u5 = d & 0x1fffffff
-  d >>= 29
-  d += t6 - 0x80000
-  const u6 = d & 0x1fffffff
-  d >>= 29
-  d += t7 - 0x1fc00000
-  const u7 = d & 0x1fffffff
-  d >>= 29
-  d += t8 - 0x1ffffff
-  const u8 = d & 0x1fffffff
-  d >>= 29
-  d += c
-  // d is 0 when t >= 2p, -1 when it borrowed
-  const keep = d >> 63
-  store<u32>(r, <u32>((t0 & keep) | (u0 & ~keep)), 0)
-  store<u32>(r, <u32>((t1 & keep) | (u1 & ~keep)), 4)
-  store<u32>(r, <u32>((t2 & keep) | (u2 & ~keep)), 8)
-  store<u32>(r, <u32>((t3 & keep) | (u3 & ~keep)), 12)
-  store<u32>(r, <u32>((t4 & keep) | (u4 & ~keep)), 16)
-  store<u32>(r, <u32>((t5 & keep) | (u5 & ~keep)), 20)
-  store<u32>(r, <u32>((t6 & keep) | (u6 & ~keep)), 24)
-  store<u32>(r, <u32>((t7 & keep) | (u7 & ~keep)), 28)
-  store<u32>(r, <u32>((t8 & keep) | (u8 & ~keep)), 32)
+  c += i64.load32_u(a, 4) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 4)
+  c >>= 29
+  c += i64.load32_u(a, 8) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 8)
+  c >>= 29
+  c += i64.load32_u(a, 12) * k + q * 0x1ffffe00
+  store<u32>(r, <u32>(c & 0x1fffffff), 12)
+  c >>= 29
+  c += i64.load32_u(a, 16) * k + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 16)
+  c >>= 29
+  c += i64.load32_u(a, 20) * k + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 20)
+  c >>= 29
+  c += i64.load32_u(a, 24) * k + q * 0x1ffbffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 24)
+  c >>= 29
+  c += i64.load32_u(a, 28) * k + q * 0x1fffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 28)
+  c >>= 29
+  store<u32>(r, <u32>(c + (top & 0xffffff)), 32)
 }
 
 export function p256_nmul(r: usize, a: usize, b: usize): void {

@@ -291,215 +291,141 @@ export function p384_fsqr(r: usize, a: usize): void {
 }
 
 export function p384_fadd(r: usize, a: usize, b: usize): void {
+  const top = i64.load32_u(a, 52) + i64.load32_u(b, 52)
+  const q = top >> 7
   let c: i64 = 0
-  c += i64.load32_u(a, 0) + i64.load32_u(b, 0)
-  const t0 = c & 0x1fffffff
+  c += i64.load32_u(a, 0) + i64.load32_u(b, 0) + q
+  store<u32>(r, <u32>(c & 0x1fffffff), 0)
   c >>= 29
-  c += i64.load32_u(a, 4) + i64.load32_u(b, 4)
-  const t1 = c & 0x1fffffff
+  c += i64.load32_u(a, 4) + i64.load32_u(b, 4) + q * 0x1ffffff8
+  store<u32>(r, <u32>(c & 0x1fffffff), 4)
   c >>= 29
-  c += i64.load32_u(a, 8) + i64.load32_u(b, 8)
-  const t2 = c & 0x1fffffff
+  c += i64.load32_u(a, 8) + i64.load32_u(b, 8) + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 8)
   c >>= 29
-  c += i64.load32_u(a, 12) + i64.load32_u(b, 12)
-  const t3 = c & 0x1fffffff
+  c += i64.load32_u(a, 12) + i64.load32_u(b, 12) + q * 0x1ff
+  store<u32>(r, <u32>(c & 0x1fffffff), 12)
   c >>= 29
-  c += i64.load32_u(a, 16) + i64.load32_u(b, 16)
-  const t4 = c & 0x1fffffff
+  c += i64.load32_u(a, 16) + i64.load32_u(b, 16) + q * 0x1000
+  store<u32>(r, <u32>(c & 0x1fffffff), 16)
   c >>= 29
   c += i64.load32_u(a, 20) + i64.load32_u(b, 20)
-  const t5 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 20)
   c >>= 29
   c += i64.load32_u(a, 24) + i64.load32_u(b, 24)
-  const t6 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 24)
   c >>= 29
   c += i64.load32_u(a, 28) + i64.load32_u(b, 28)
-  const t7 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 28)
   c >>= 29
   c += i64.load32_u(a, 32) + i64.load32_u(b, 32)
-  const t8 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 32)
   c >>= 29
   c += i64.load32_u(a, 36) + i64.load32_u(b, 36)
-  const t9 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 36)
   c >>= 29
   c += i64.load32_u(a, 40) + i64.load32_u(b, 40)
-  const t10 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 40)
   c >>= 29
   c += i64.load32_u(a, 44) + i64.load32_u(b, 44)
-  const t11 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 44)
   c >>= 29
   c += i64.load32_u(a, 48) + i64.load32_u(b, 48)
-  const t12 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 48)
   c >>= 29
-  c += i64.load32_u(a, 52) + i64.load32_u(b, 52)
-  const t13 = c & 0x1fffffff
-  c >>= 29
-  let d: i64 = 0
-  d += t0 - 0x1ffffffe
-  const u0 = d & 0x1fffffff
-  d >>= 29
-  d += t1 - 0xf
-  const u1 = d & 0x1fffffff
-  d >>= 29
-  d += t2 - 0x0
-  const u2 = d & 0x1fffffff
-  d >>= 29
-  d += t3 - 0x1ffffc00
-  const u3 = d & 0x1fffffff
-  d >>= 29
-  d += t4 - 0x1fffdfff
-  const u4 = d & 0x1fffffff
-  d >>= 29
-  d += t5 - 0x1fffffff
-  const u5 = d & 0x1fffffff
-  d >>= 29
-  d += t6 - 0x1fffffff
-  const u6 = d & 0x1fffffff
-  d >>= 29
-  d += t7 - 0x1fffffff
-  const u7 = d & 0x1fffffff
-  d >>= 29
-  d += t8 - 0x1fffffff
-  const u8 = d & 0x1fffffff
-  d >>= 29
-  d += t9 - 0x1fffffff
-  const u9 = d & 0x1fffffff
-  d >>= 29
-  d += t10 - 0x1fffffff
-  const u10 = d & 0x1fffffff
-  d >>= 29
-  d += t11 - 0x1fffffff
-  const u11 = d & 0x1fffffff
-  d >>= 29
-  d += t12 - 0x1fffffff
-  const u12 = d & 0x1fffffff
-  d >>= 29
-  d += t13 - 0xff
-  const u13 = d & 0x1fffffff
-  d >>= 29
-  d += c
-  // d is 0 when t >= 2p, -1 when it borrowed
-  const keep = d >> 63
-  store<u32>(r, <u32>((t0 & keep) | (u0 & ~keep)), 0)
-  store<u32>(r, <u32>((t1 & keep) | (u1 & ~keep)), 4)
-  store<u32>(r, <u32>((t2 & keep) | (u2 & ~keep)), 8)
-  store<u32>(r, <u32>((t3 & keep) | (u3 & ~keep)), 12)
-  store<u32>(r, <u32>((t4 & keep) | (u4 & ~keep)), 16)
-  store<u32>(r, <u32>((t5 & keep) | (u5 & ~keep)), 20)
-  store<u32>(r, <u32>((t6 & keep) | (u6 & ~keep)), 24)
-  store<u32>(r, <u32>((t7 & keep) | (u7 & ~keep)), 28)
-  store<u32>(r, <u32>((t8 & keep) | (u8 & ~keep)), 32)
-  store<u32>(r, <u32>((t9 & keep) | (u9 & ~keep)), 36)
-  store<u32>(r, <u32>((t10 & keep) | (u10 & ~keep)), 40)
-  store<u32>(r, <u32>((t11 & keep) | (u11 & ~keep)), 44)
-  store<u32>(r, <u32>((t12 & keep) | (u12 & ~keep)), 48)
-  store<u32>(r, <u32>((t13 & keep) | (u13 & ~keep)), 52)
+  store<u32>(r, <u32>(c + (top & 0x7f)), 52)
 }
 
 export function p384_fsub(r: usize, a: usize, b: usize): void {
+  const top = i64.load32_u(a, 52) + 0xff - i64.load32_u(b, 52)
+  const q = top >> 7
   let c: i64 = 0
-  c += i64.load32_u(a, 0) + 0x1ffffffe - i64.load32_u(b, 0)
-  const t0 = c & 0x1fffffff
+  c += i64.load32_u(a, 0) + 0x1ffffffe - i64.load32_u(b, 0) + q
+  store<u32>(r, <u32>(c & 0x1fffffff), 0)
   c >>= 29
-  c += i64.load32_u(a, 4) + 0xf - i64.load32_u(b, 4)
-  const t1 = c & 0x1fffffff
+  c += i64.load32_u(a, 4) + 0xf - i64.load32_u(b, 4) + q * 0x1ffffff8
+  store<u32>(r, <u32>(c & 0x1fffffff), 4)
   c >>= 29
-  c += i64.load32_u(a, 8) + 0x0 - i64.load32_u(b, 8)
-  const t2 = c & 0x1fffffff
+  c += i64.load32_u(a, 8) + 0x0 - i64.load32_u(b, 8) + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 8)
   c >>= 29
-  c += i64.load32_u(a, 12) + 0x1ffffc00 - i64.load32_u(b, 12)
-  const t3 = c & 0x1fffffff
+  c += i64.load32_u(a, 12) + 0x1ffffc00 - i64.load32_u(b, 12) + q * 0x1ff
+  store<u32>(r, <u32>(c & 0x1fffffff), 12)
   c >>= 29
-  c += i64.load32_u(a, 16) + 0x1fffdfff - i64.load32_u(b, 16)
-  const t4 = c & 0x1fffffff
+  c += i64.load32_u(a, 16) + 0x1fffdfff - i64.load32_u(b, 16) + q * 0x1000
+  store<u32>(r, <u32>(c & 0x1fffffff), 16)
   c >>= 29
   c += i64.load32_u(a, 20) + 0x1fffffff - i64.load32_u(b, 20)
-  const t5 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 20)
   c >>= 29
   c += i64.load32_u(a, 24) + 0x1fffffff - i64.load32_u(b, 24)
-  const t6 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 24)
   c >>= 29
   c += i64.load32_u(a, 28) + 0x1fffffff - i64.load32_u(b, 28)
-  const t7 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 28)
   c >>= 29
   c += i64.load32_u(a, 32) + 0x1fffffff - i64.load32_u(b, 32)
-  const t8 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 32)
   c >>= 29
   c += i64.load32_u(a, 36) + 0x1fffffff - i64.load32_u(b, 36)
-  const t9 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 36)
   c >>= 29
   c += i64.load32_u(a, 40) + 0x1fffffff - i64.load32_u(b, 40)
-  const t10 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 40)
   c >>= 29
   c += i64.load32_u(a, 44) + 0x1fffffff - i64.load32_u(b, 44)
-  const t11 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 44)
   c >>= 29
   c += i64.load32_u(a, 48) + 0x1fffffff - i64.load32_u(b, 48)
-  const t12 = c & 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 48)
   c >>= 29
-  c += i64.load32_u(a, 52) + 0xff - i64.load32_u(b, 52)
-  const t13 = c & 0x1fffffff
+  store<u32>(r, <u32>(c + (top & 0x7f)), 52)
+}
+
+export function p384_fsmall(r: usize, a: usize, k: i64): void {
+  const top = i64.load32_u(a, 52) * k
+  const q = top >> 7
+  let c: i64 = 0
+  c += i64.load32_u(a, 0) * k + q
+  store<u32>(r, <u32>(c & 0x1fffffff), 0)
   c >>= 29
-  let d: i64 = 0
-  d += t0 - 0x1ffffffe
-  const u0 = d & 0x1fffffff
-  d >>= 29
-  d += t1 - 0xf
-  const u1 = d & 0x1fffffff
-  d >>= 29
-  d += t2 - 0x0
-  const u2 = d & 0x1fffffff
-  d >>= 29
-  d += t3 - 0x1ffffc00
-  const u3 = d & 0x1fffffff
-  d >>= 29
-  d += t4 - 0x1fffdfff
-  const u4 = d & 0x1fffffff
-  d >>= 29
-  d += t5 - 0x1fffffff
-  const u5 = d & 0x1fffffff
-  d >>= 29
-  d += t6 - 0x1fffffff
-  const u6 = d & 0x1fffffff
-  d >>= 29
-  d += t7 - 0x1fffffff
-  const u7 = d & 0x1fffffff
-  d >>= 29
-  d += t8 - 0x1fffffff
-  const u8 = d & 0x1fffffff
-  d >>= 29
-  d += t9 - 0x1fffffff
-  const u9 = d & 0x1fffffff
-  d >>= 29
-  d += t10 - 0x1fffffff
-  const u10 = d & 0x1fffffff
-  d >>= 29
-  d += t11 - 0x1fffffff
-  const u11 = d & 0x1fffffff
-  d >>= 29
-  d += t12 - 0x1fffffff
-  const u12 = d & 0x1fffffff
-  d >>= 29
-  d += t13 - 0xff
-  const u13 = d & 0x1fffffff
-  d >>= 29
-  d += c
-  // d is 0 when t >= 2p, -1 when it borrowed
-  const keep = d >> 63
-  store<u32>(r, <u32>((t0 & keep) | (u0 & ~keep)), 0)
-  store<u32>(r, <u32>((t1 & keep) | (u1 & ~keep)), 4)
-  store<u32>(r, <u32>((t2 & keep) | (u2 & ~keep)), 8)
-  store<u32>(r, <u32>((t3 & keep) | (u3 & ~keep)), 12)
-  store<u32>(r, <u32>((t4 & keep) | (u4 & ~keep)), 16)
-  store<u32>(r, <u32>((t5 & keep) | (u5 & ~keep)), 20)
-  store<u32>(r, <u32>((t6 & keep) | (u6 & ~keep)), 24)
-  store<u32>(r, <u32>((t7 & keep) | (u7 & ~keep)), 28)
-  store<u32>(r, <u32>((t8 & keep) | (u8 & ~keep)), 32)
-  store<u32>(r, <u32>((t9 & keep) | (u9 & ~keep)), 36)
-  store<u32>(r, <u32>((t10 & keep) | (u10 & ~keep)), 40)
-  store<u32>(r, <u32>((t11 & keep) | (u11 & ~keep)), 44)
-  store<u32>(r, <u32>((t12 & keep) | (u12 & ~keep)), 48)
-  store<u32>(r, <u32>((t13 & keep) | (u13 & ~keep)), 52)
+  c += i64.load32_u(a, 4) * k + q * 0x1ffffff8
+  store<u32>(r, <u32>(c & 0x1fffffff), 4)
+  c >>= 29
+  c += i64.load32_u(a, 8) * k + q * 0x1fffffff
+  store<u32>(r, <u32>(c & 0x1fffffff), 8)
+  c >>= 29
+  c += i64.load32_u(a, 12) * k + q * 0x1ff
+  store<u32>(r, <u32>(c & 0x1fffffff), 12)
+  c >>= 29
+  c += i64.load32_u(a, 16) * k + q * 0x1000
+  store<u32>(r, <u32>(c & 0x1fffffff), 16)
+  c >>= 29
+  c += i64.load32_u(a, 20) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 20)
+  c >>= 29
+  c += i64.load32_u(a, 24) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 24)
+  c >>= 29
+  c += i64.load32_u(a, 28) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 28)
+  c >>= 29
+  c += i64.load32_u(a, 32) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 32)
+  c >>= 29
+  c += i64.load32_u(a, 36) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 36)
+  c >>= 29
+  c += i64.load32_u(a, 40) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 40)
+  c >>= 29
+  c += i64.load32_u(a, 44) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 44)
+  c >>= 29
+  c += i64.load32_u(a, 48) * k
+  store<u32>(r, <u32>(c & 0x1fffffff), 48)
+  c >>= 29
+  store<u32>(r, <u32>(c + (top & 0x7f)), 52)
 }
 
 export function p384_nmul(r: usize, a: usize, b: usize): void {
