@@ -10,7 +10,9 @@
  * - Records are JSON in a `body` column; the columns the engine filters or compares on (keys,
  *   etags, group, status, lease) are real columns. The SQL sticks to what PostgreSQL also runs
  *   (`INSERT … ON CONFLICT … DO UPDATE`, `BIGINT`, `TEXT`); ordering relies on binary collation
- *   (PostgreSQL: `COLLATE "C"`).
+ *   (PostgreSQL: `COLLATE "C"`). Tables keep their rowid: measured with bench/suites/engine.mjs,
+ *   `WITHOUT ROWID` halved register throughput, as SQLite's documentation predicts for rows of a
+ *   kilobyte or more (the JSON bodies), which crowd the primary-key b-tree.
  */
 import Database from 'better-sqlite3'
 import type {
@@ -31,6 +33,10 @@ export interface SqliteStoreOptions {
   readonly synchronous?: 'NORMAL' | 'FULL'
   /** How long a writer waits for another process's lock, ms (default 5000). */
   readonly busyTimeoutMs?: number
+  /** Page cache per connection, KiB (default 65,536 = 64 MiB; SQLite's own default is 2 MiB). */
+  readonly cacheSizeKiB?: number
+  /** Memory-mapped I/O size, bytes (default 256 MiB; 0 disables). */
+  readonly mmapSizeBytes?: number
 }
 
 /** One schema migration. Versions are dense and never edited once released. */
@@ -221,6 +227,10 @@ export class SqliteStore implements Store {
     db.pragma('journal_mode = WAL')
     db.pragma(`synchronous = ${options.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`)
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`)
+    // Measured (bench/suites/engine.mjs): with SQLite's 2 MiB default cache every register reads
+    // its rows through system calls once the database outgrows it.
+    db.pragma(`cache_size = ${-Math.max(1024, Math.floor(options.cacheSizeKiB ?? 65_536))}`)
+    db.pragma(`mmap_size = ${Math.max(0, Math.floor(options.mmapSizeBytes ?? 268_435_456))}`)
     migrate(db)
 
     const bump = (idScope: string) => this.#stmt.bumpRevision.run(idScope)
