@@ -10,7 +10,7 @@ import { readdirSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { measure } from './lib/measure.mjs'
+import { measure, measureAsync } from './lib/measure.mjs'
 import { checkTarget } from './lib/targets.mjs'
 import { writeResults } from './lib/report.mjs'
 
@@ -48,6 +48,7 @@ for (const suite of suites) {
     loadavg: loadavg(),
     date: new Date().toISOString(),
     ...timing,
+    ...(quick ? {} : suite.timing),
   }
   console.log(`\n# ${suite.title} (${suite.id})`)
   const cases = []
@@ -60,7 +61,9 @@ for (const suite of suites) {
     // A wrong result makes any speed meaningless: a case may define `check()` (our extension of
     // the contract), which must throw unless ours and every peer produce the same output.
     if (c.check) await c.check()
-    const m = measure(fns, timing)
+    // Optional per-suite / per-case overrides, e.g. longer runs for slow asynchronous batches.
+    const t = { ...timing, ...(quick ? {} : { ...suite.timing, ...c.timing }) }
+    const m = c.async ? await measureAsync(fns, t) : measure(fns, t)
     const rate = (name) => {
       const opsPerSec = m[name].callsPerSec * opsPerCall
       return {

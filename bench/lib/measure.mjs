@@ -61,3 +61,44 @@ export function measure(fns, { warmupMs = 250, runMs = 250, runs = 7 } = {}) {
   }
   return out
 }
+
+/**
+ * Like measure(), for functions that return a Promise (e.g. a batch of engine operations):
+ * every call is awaited before the next, so one call = one completed batch.
+ *
+ * @param {Record<string, () => Promise<unknown>>} fns
+ * @param {{ warmupMs?: number, runMs?: number, runs?: number }} [options]
+ */
+export async function measureAsync(fns, { warmupMs = 250, runMs = 250, runs = 7 } = {}) {
+  const names = Object.keys(fns)
+  const iterations = {}
+  for (const name of names) {
+    const fn = fns[name]
+    let calls = 0
+    const start = now()
+    let elapsed = 0
+    while (elapsed < warmupMs) {
+      await fn()
+      calls++
+      elapsed = now() - start
+    }
+    iterations[name] = Math.max(1, Math.round((calls / elapsed) * runMs))
+  }
+  const rates = Object.fromEntries(names.map((n) => [n, []]))
+  for (let r = 0; r < runs; r++) {
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(k + r) % names.length]
+      const fn = fns[name]
+      const n = iterations[name]
+      const start = now()
+      for (let i = 0; i < n; i++) await fn()
+      rates[name].push((n * 1000) / (now() - start))
+    }
+  }
+  const out = {}
+  for (const name of names) {
+    const sorted = [...rates[name]].sort((a, b) => a - b)
+    out[name] = { callsPerSec: sorted[sorted.length >> 1], min: sorted[0], max: sorted[sorted.length - 1], runs: rates[name] }
+  }
+  return out
+}
