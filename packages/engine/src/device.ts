@@ -163,10 +163,8 @@ export class DeviceOperations {
     const deviceKey = idScope + '\u0000' + key
     const local = this.#inflightByDevice.get(deviceKey)
     if (local !== undefined) return this.#assigningResponse(instance, key, local, op.registrationId, 'Register')
-    const current = await this.ctx.store.getDeviceOperation(idScope, op.registrationId)
-    if (current && current.status === 'assigning' && current.assigningUntilMs > nowMs) {
-      return this.#assigningResponse(instance, key, current.operationId, op.registrationId, 'Register')
-    }
+    const active = await this.ctx.store.getActiveOperationId(idScope, op.registrationId, nowMs)
+    if (active !== undefined) return this.#assigningResponse(instance, key, active, op.registrationId, 'Register')
     this.#inflightByDevice.set(deviceKey, op.operationId)
     const running = runAssignment(this.ctx, instance, op, leaseOwner, matched, 'inline')
     this.#inlineOps.set(op.operationId, { op, running })

@@ -192,6 +192,10 @@ export class MemoryStore implements Store {
   async getDeviceOperation(idScope: string, registrationId: string): Promise<OperationRecord | undefined> {
     return this.#scope(idScope).operationsByDevice.get(registrationId.toLowerCase())
   }
+  async getActiveOperationId(idScope: string, registrationId: string, nowMs: number): Promise<string | undefined> {
+    const op = this.#scope(idScope).operationsByDevice.get(registrationId.toLowerCase())
+    return op !== undefined && op.status === 'assigning' && op.assigningUntilMs > nowMs ? op.operationId : undefined
+  }
   async beginOperation(idScope: string, operation: OperationRecord, nowMs: number): Promise<BeginOperationResult> {
     const scope = this.#scope(idScope)
     const key = operation.registrationId.toLowerCase()

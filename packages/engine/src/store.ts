@@ -138,6 +138,11 @@ export interface Store {
   /** The device's latest operation. */
   getDeviceOperation(idScope: string, registrationId: string): Promise<OperationRecord | undefined>
   /**
+   * The id of the device's operation if it is `assigning` under a lease unexpired at `nowMs`
+   * (a cheap check on the register hot path; no record is materialised).
+   */
+  getActiveOperationId(idScope: string, registrationId: string, nowMs: number): Promise<string | undefined>
+  /**
    * Atomically: if the device's latest operation is `assigning` with a lease that has not expired
    * at `nowMs`, return it (idempotent re-register); otherwise make `operation` the device's
    * operation (replacing any previous one).

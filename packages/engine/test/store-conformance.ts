@@ -173,6 +173,9 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(again).toEqual({ created: false, existing: a })
         expect(await store.getOperation(S1, '1.bb.op-b')).toBeUndefined()
         expect(await store.getDeviceOperation(S1, 'DEV')).toEqual(a)
+        expect(await store.getActiveOperationId(S1, 'DEV', 4999)).toBe('1.aa.op-a')
+        expect(await store.getActiveOperationId(S1, 'dev', 5000)).toBeUndefined()
+        expect(await store.getActiveOperationId(S1, 'nobody', 0)).toBeUndefined()
         // lease expired at 5000: a new register replaces the stale operation
         const c = operation('1.cc.op-c', 'dev', 'owner-c', 9000)
         expect(await store.beginOperation(S1, c, 5000)).toEqual({ created: true })
@@ -194,6 +197,7 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await store.getRegistration(S1, 'DEV9')).toEqual(registration('dev9', '"r1"'))
         // already final: a second finish is refused
         expect(await store.finishOperation(S1, { ...final, status: 'failed' }, 'owner-a')).toBe(false)
+        expect(await store.getActiveOperationId(S1, 'dev9', 1600)).toBeUndefined()
         // a final operation does not block a new one
         expect(await store.beginOperation(S1, operation('2.bb.op', 'dev9', 'owner-c', 9000), 1600)).toEqual({ created: true })
       }))

@@ -214,6 +214,7 @@ export class SqliteStore implements Store {
     opById: Database.Statement<[string, string], { body: string }>
     opByDevice: Database.Statement<[string, string], { body: string; status: string; lease_owner: string; assigning_until: number; operation_id: string }>
     opUpsert: Database.Statement
+    opActive: Database.Statement<[string, string, number], { operation_id: string }>
     opUpdate: Database.Statement
   }
   readonly #begin: (idScope: string, op: OperationRecord, nowMs: number) => BeginOperationResult
@@ -248,6 +249,9 @@ export class SqliteStore implements Store {
       byGroup: db.prepare('SELECT body FROM registrations WHERE id_scope = ? AND group_key = ? AND id_key > ? ORDER BY id_key LIMIT ?'),
       opById: db.prepare('SELECT body FROM operations WHERE id_scope = ? AND operation_id = ?'),
       opByDevice: db.prepare('SELECT body, status, lease_owner, assigning_until, operation_id FROM operations WHERE id_scope = ? AND device_key = ?'),
+      opActive: db.prepare(
+        "SELECT operation_id FROM operations WHERE id_scope = ? AND device_key = ? AND status = 'assigning' AND assigning_until > ?",
+      ),
       opUpsert: db.prepare(
         `INSERT INTO operations (id_scope, device_key, operation_id, status, lease_owner, assigning_until, body)
          VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -366,6 +370,9 @@ export class SqliteStore implements Store {
   async getDeviceOperation(idScope: string, registrationId: string): Promise<OperationRecord | undefined> {
     const row = this.#stmt.opByDevice.get(idScope, keyOf(registrationId))
     return row === undefined ? undefined : (JSON.parse(row.body) as OperationRecord)
+  }
+  async getActiveOperationId(idScope: string, registrationId: string, nowMs: number): Promise<string | undefined> {
+    return this.#stmt.opActive.get(idScope, keyOf(registrationId), nowMs)?.operation_id
   }
   async beginOperation(idScope: string, operation: OperationRecord, nowMs: number): Promise<BeginOperationResult> {
     return this.#begin(idScope, operation, nowMs)
