@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/**
+ * `provisio` — the command line of Provisio.
+ *
+ *   provisio serve [options]   start the DPS + embedded hub with embedded defaults
+ *   provisio help              this text
+ */
+import { parseArgs } from 'node:util'
+import { ConfigError, DEFAULT_CONFIG, SETTINGS, resolveConfig } from './config.js'
+import { createLogger } from './logger.js'
+import { startServer, type Endpoints } from './serve.js'
+
+function usage(): string {
+  const rows = SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.help}\n  ${''.padEnd(24)} env ${s.env}`)
+  return [
+    'Usage: provisio serve [options]',
+    '',
+    'Starts a local Azure DPS-compatible provisioning service and an embedded IoT hub.',
+    '',
+    'Options:',
+    '  --config <file>          JSON config file with the settings below (env PROVISIO_CONFIG)',
+    ...rows,
+    '  --help                   show this text',
+    '',
+    `Defaults: https ${DEFAULT_CONFIG.httpsPort}, data directory ./${DEFAULT_CONFIG.dataDir}, SQLite store, loopback only.`,
+  ].join('\n')
+}
+
+export function describeEndpoints(e: Endpoints): string {
+  const lines = [
+    '',
+    'Provisio is running.',
+    `  Device endpoint (global)   ${e.deviceEndpoint}  (HTTPS port ${e.ports.https})`,
+    `  ID scope                   ${e.idScope}`,
+    `  Service connection string  ${e.serviceConnectionString}`,
+    ...e.hubs.map((h) => `  Hub ${h.hostName.padEnd(23)}${h.connectionString}`),
+    `  CA certificate             ${e.caCertificate}`,
+    '',
+    'Trust the CA in Node-based SDKs and tools with:',
+    `  export NODE_EXTRA_CA_CERTS=${e.caCertificate}`,
+    '',
+  ]
+  return lines.join('\n')
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command = 'serve', ...rest] = argv
+  if (command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(usage() + '\n')
+    return 0
+  }
+  if (command !== 'serve') {
+    process.stderr.write(`provisio: unknown command "${command}"\n\n${usage()}\n`)
+    return 2
+  }
+  const options: Record<string, { type: 'string' | 'boolean' }> = { config: { type: 'string' }, help: { type: 'boolean' } }
+  for (const s of SETTINGS) options[s.flag] = { type: 'string' }
+  let values: Record<string, string | boolean | undefined>
+  try {
+    values = parseArgs({ args: rest, options, strict: true, allowPositionals: false }).values
+  } catch (error) {
+    process.stderr.write(`provisio: ${(error as Error).message}\n\n${usage()}\n`)
+    return 2
+  }
+  if (values.help === true) {
+    process.stdout.write(usage() + '\n')
+    return 0
+  }
+  const flags: Record<string, string | undefined> = {}
+  for (const [k, v] of Object.entries(values)) if (typeof v === 'string') flags[k] = v
+  let config
+  try {
+    config = resolveConfig(flags, process.env, process.cwd())
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`provisio: ${error.message}\n`)
+      return 2
+    }
+    throw error
+  }
+  const log = createLogger(config.logLevel)
+  const server = await startServer(config, log)
+  process.stdout.write(describeEndpoints(server.endpoints) + '\n')
+  log.info('endpoints written', { file: `${config.dataDir}/endpoints.json` })
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info('stopping', { signal })
+      server.close().then(resolve, resolve)
+    }
+    process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGTERM', () => stop('SIGTERM'))
+  })
+  return 0
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`provisio: ${(error as Error).message}\n`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,144 @@
+/**
+ * Configuration of `provisio serve`. Sources, later ones winning: built-in defaults, a JSON config
+ * file (`--config`, `PROVISIO_CONFIG`), environment variables (`PROVISIO_*`), command-line flags.
+ * Every value is checked here, so a typo fails at start with the name of the setting.
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
+
+export interface ServeConfig {
+  /** Host name devices and SDKs use to reach this server (TLS SNI, certificate SAN). */
+  readonly host: string
+  /** Further names and addresses the server certificate must cover. */
+  readonly hostNames: readonly string[]
+  /** Address the listeners bind (default loopback only). */
+  readonly bind: string
+  readonly httpsPort: number
+  readonly mqttPort: number
+  readonly amqpPort: number
+  readonly dataDir: string
+  /** `sqlite` (default: <data-dir>/provisio.db), `sqlite:<path>` or `memory`. */
+  readonly store: string
+  /** PEM files replacing the generated dev PKI. */
+  readonly certFile?: string
+  readonly keyFile?: string
+  readonly logLevel: LogLevel
+  /** Seconds devices are told to wait between polls (Retry-After of 202 answers). */
+  readonly retryAfterSeconds: number
+  /** How long register may wait for the assignment before answering 202 (0 = always 202, like DPS). */
+  readonly assignmentBudgetMs: number
+}
+
+export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
+  host: 'localhost',
+  hostNames: [],
+  bind: '127.0.0.1',
+  httpsPort: 8443,
+  mqttPort: 8883,
+  amqpPort: 5671,
+  dataDir: '.provisio',
+  store: 'sqlite',
+  logLevel: 'info',
+  retryAfterSeconds: 3,
+  assignmentBudgetMs: 0,
+})
+
+/** One setting: its config-file key, environment variable and flag. */
+interface Setting {
+  readonly key: keyof ServeConfig
+  readonly env: string
+  readonly flag: string
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms'
+  readonly help: string
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'host', env: 'PROVISIO_HOST', flag: 'host', kind: 'string', help: 'host name devices connect to (default localhost)' },
+  { key: 'hostNames', env: 'PROVISIO_HOST_NAMES', flag: 'host-names', kind: 'list', help: 'extra certificate names, comma-separated' },
+  { key: 'bind', env: 'PROVISIO_BIND', flag: 'bind', kind: 'string', help: 'listen address (default 127.0.0.1; 0.0.0.0 for all)' },
+  { key: 'httpsPort', env: 'PROVISIO_HTTPS_PORT', flag: 'https-port', kind: 'port', help: 'HTTPS + WebSocket port (default 8443; 443 as root)' },
+  { key: 'mqttPort', env: 'PROVISIO_MQTT_PORT', flag: 'mqtt-port', kind: 'port', help: 'MQTTS port (default 8883)' },
+  { key: 'amqpPort', env: 'PROVISIO_AMQP_PORT', flag: 'amqp-port', kind: 'port', help: 'AMQPS port (default 5671)' },
+  { key: 'dataDir', env: 'PROVISIO_DATA_DIR', flag: 'data-dir', kind: 'string', help: 'data directory (default ./.provisio)' },
+  { key: 'store', env: 'PROVISIO_STORE', flag: 'store', kind: 'string', help: 'sqlite | sqlite:<path> | memory (default sqlite)' },
+  { key: 'certFile', env: 'PROVISIO_CERT_FILE', flag: 'cert', kind: 'string', help: 'TLS certificate PEM (default: generated dev PKI)' },
+  { key: 'keyFile', env: 'PROVISIO_KEY_FILE', flag: 'key', kind: 'string', help: 'TLS private key PEM' },
+  { key: 'logLevel', env: 'PROVISIO_LOG_LEVEL', flag: 'log-level', kind: 'level', help: 'error | warn | info | debug (default info)' },
+  { key: 'retryAfterSeconds', env: 'PROVISIO_RETRY_AFTER', flag: 'retry-after', kind: 'seconds', help: 'polling interval told to devices, s (default 3)' },
+  { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'answer 200 assigned at once when done within this budget (default 0)' },
+]
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  readonly code = 'CONFIG_INVALID'
+}
+
+function parseValue(setting: Setting, raw: unknown, source: string): unknown {
+  const where = `${setting.key} (${source})`
+  switch (setting.kind) {
+    case 'string':
+      if (typeof raw !== 'string' || raw.trim() === '') throw new ConfigError(`${where} must be a non-empty string`)
+      return raw.trim()
+    case 'list': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined
+      if (items === undefined || !items.every((x) => typeof x === 'string')) throw new ConfigError(`${where} must be a list of strings`)
+      return items.map((x: string) => x.trim()).filter((x: string) => x !== '')
+    }
+    case 'port': {
+      const n = typeof raw === 'number' ? raw : Number(raw)
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${where} must be a port number 0-65535, got ${JSON.stringify(raw)}`)
+      return n
+    }
+    case 'seconds':
+    case 'ms': {
+      const n = typeof raw === 'number' ? raw : Number(raw)
+      const max = setting.kind === 'seconds' ? 300 : 60_000
+      if (!Number.isInteger(n) || n < 0 || n > max) throw new ConfigError(`${where} must be an integer from 0 to ${max}, got ${JSON.stringify(raw)}`)
+      if (setting.kind === 'seconds' && n < 1) throw new ConfigError(`${where} must be at least 1`)
+      return n
+    }
+    case 'level':
+      if (raw !== 'error' && raw !== 'warn' && raw !== 'info' && raw !== 'debug') {
+        throw new ConfigError(`${where} must be one of error, warn, info, debug`)
+      }
+      return raw
+  }
+}
+
+/**
+ * Resolves the configuration.
+ * @param flags parsed command-line flags, by flag name (strings)
+ * @param env the process environment
+ * @param cwd base of relative paths
+ */
+export function resolveConfig(flags: Readonly<Record<string, string | undefined>>, env: NodeJS.ProcessEnv, cwd: string): ServeConfig {
+  const out: Record<string, unknown> = { ...DEFAULT_CONFIG }
+  const file = flags.config ?? env.PROVISIO_CONFIG
+  if (file !== undefined) {
+    let json: unknown
+    try {
+      json = JSON.parse(readFileSync(resolve(cwd, file), 'utf8'))
+    } catch (error) {
+      throw new ConfigError(`config file ${file}: ${(error as Error).message}`)
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`config file ${file} must hold a JSON object`)
+    for (const [k, v] of Object.entries(json)) {
+      const setting = SETTINGS.find((s) => s.key === k)
+      if (setting === undefined) throw new ConfigError(`config file ${file}: unknown setting "${k}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`)
+      out[k] = parseValue(setting, v, `config file ${file}`)
+    }
+  }
+  for (const s of SETTINGS) {
+    const v = env[s.env]
+    if (v !== undefined && v !== '') out[s.key] = parseValue(s, v, `environment ${s.env}`)
+  }
+  for (const s of SETTINGS) {
+    const v = flags[s.flag]
+    if (v !== undefined) out[s.key] = parseValue(s, v, `--${s.flag}`)
+  }
+  const config = out as unknown as ServeConfig
+  if ((config.certFile === undefined) !== (config.keyFile === undefined)) throw new ConfigError('--cert and --key must be given together')
+  return { ...config, dataDir: resolve(cwd, config.dataDir) }
+}

@@ -1,0 +1,45 @@
+import type Database from 'better-sqlite3'
+import type { HubDeviceRecord, HubStore } from '@provisio/hub'
+
+/**
+ * The embedded hub's registry in the server's SQLite database (one row per device, the record
+ * as JSON). Each call is a single statement, so a crash never leaves half a record.
+ */
+export class SqliteHubStore implements HubStore {
+  readonly #get: Database.Statement<[string, string], { record: string }>
+  readonly #put: Database.Statement<[string, string, string]>
+  readonly #delete: Database.Statement<[string, string]>
+  readonly #list: Database.Statement<[string, string, number], { record: string }>
+
+  constructor(db: Database.Database) {
+    db.exec(`CREATE TABLE IF NOT EXISTS hub_devices (
+      hub TEXT NOT NULL,
+      device_key TEXT NOT NULL,
+      record TEXT NOT NULL,
+      PRIMARY KEY (hub, device_key)
+    )`)
+    this.#get = db.prepare('SELECT record FROM hub_devices WHERE hub = ? AND device_key = ?')
+    this.#put = db.prepare(
+      'INSERT INTO hub_devices (hub, device_key, record) VALUES (?, ?, ?) ON CONFLICT (hub, device_key) DO UPDATE SET record = excluded.record',
+    )
+    this.#delete = db.prepare('DELETE FROM hub_devices WHERE hub = ? AND device_key = ?')
+    this.#list = db.prepare('SELECT record FROM hub_devices WHERE hub = ? AND device_key > ? ORDER BY device_key LIMIT ?')
+  }
+
+  async get(hub: string, deviceKey: string): Promise<HubDeviceRecord | undefined> {
+    const row = this.#get.get(hub.toLowerCase(), deviceKey)
+    return row === undefined ? undefined : (JSON.parse(row.record) as HubDeviceRecord)
+  }
+
+  async put(hub: string, deviceKey: string, record: HubDeviceRecord): Promise<void> {
+    this.#put.run(hub.toLowerCase(), deviceKey, JSON.stringify(record))
+  }
+
+  async delete(hub: string, deviceKey: string): Promise<boolean> {
+    return this.#delete.run(hub.toLowerCase(), deviceKey).changes > 0
+  }
+
+  async list(hub: string, options: { after?: string; limit: number }): Promise<HubDeviceRecord[]> {
+    return this.#list.all(hub.toLowerCase(), options.after ?? '', options.limit).map((r) => JSON.parse(r.record) as HubDeviceRecord)
+  }
+}

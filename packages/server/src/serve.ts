@@ -1,0 +1,179 @@
+/**
+ * `provisio serve`: everything wired together with embedded defaults. First start creates the
+ * data directory with the SQLite database, a dev CA and server certificate, one DPS instance
+ * (generated ID scope, service access policy) and one embedded hub linked to it; every start
+ * writes `<data-dir>/endpoints.json` describing how to reach them.
+ */
+import { randomBytes, randomUUID } from 'node:crypto'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import type { Server } from 'node:https'
+import Database from 'better-sqlite3'
+import { createDpsHttpHandler } from '@provisio/codec-http'
+import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
+import { EmbeddedHub, MemoryHubStore, type HubStore } from '@provisio/hub'
+import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
+import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
+import { createSqliteStore } from '@provisio/store-sqlite'
+import type { ServeConfig } from './config.js'
+import { writeFileAtomic } from './files.js'
+import { createLocalHubGateway } from './hub-gateway.js'
+import { SqliteHubStore } from './hub-store-sqlite.js'
+import { createHttpsListener } from './https.js'
+import type { Logger } from './logger.js'
+import { ensureDevPki } from './pki.js'
+import { loadOrCreateState, type ServerState } from './state.js'
+
+/** What `endpoints.json` holds: everything a script needs to provision against this server. */
+export interface Endpoints {
+  readonly idScope: string
+  /** Host devices connect to (the "global endpoint"). */
+  readonly deviceEndpoint: string
+  readonly serviceConnectionString: string
+  /** PEM of the CA to trust (NODE_EXTRA_CA_CERTS). */
+  readonly caCertificate: string
+  readonly ports: { readonly https: number }
+  readonly hubs: readonly { readonly hostName: string; readonly connectionString: string }[]
+}
+
+export interface RunningServer {
+  readonly endpoints: Endpoints
+  readonly engine: Engine
+  readonly hubs: ReadonlyMap<string, EmbeddedHub>
+  readonly state: ServerState
+  close(): Promise<void>
+}
+
+export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  const { state, created } = loadOrCreateState(config.dataDir, config.host)
+  if (created) log.info('created a new DPS instance and embedded hub', { idScope: state.idScope, dataDir: config.dataDir })
+
+  // TLS material: configured files, or the dev PKI in the data directory.
+  let tls: { key: string; cert: string; caPath: string }
+  if (config.certFile !== undefined && config.keyFile !== undefined) {
+    tls = { key: readFileSync(config.keyFile, 'utf8'), cert: readFileSync(config.certFile, 'utf8'), caPath: config.certFile }
+  } else {
+    const names = unique([config.host, 'localhost', '127.0.0.1', ...config.hostNames, ...state.hubs.map((h) => h.hostName)])
+    const pki = await ensureDevPki(config.dataDir, names, Date.now())
+    if (pki.created.ca) log.info('created a development CA', { path: pki.caCertificatePath })
+    if (pki.created.server) log.info('issued a server certificate', { names: names.join(',') })
+    tls = { key: pki.keyPem, cert: pki.certificatePem, caPath: pki.caCertificatePath }
+  }
+
+  // Stores: SQLite in the data directory by default, one database for the engine and the hubs.
+  let db: Database.Database | undefined
+  let store: Store
+  let hubStore: HubStore
+  if (config.store === 'memory') {
+    store = new MemoryStore()
+    hubStore = new MemoryHubStore()
+  } else if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
+    const file = config.store === 'sqlite' ? join(config.dataDir, 'provisio.db') : config.store.slice('sqlite:'.length)
+    db = new Database(file)
+    store = createSqliteStore(db)
+    hubStore = new SqliteHubStore(db)
+  } else {
+    throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path> or memory)`)
+  }
+
+  const clock = { now: () => Date.now() }
+  const random = { bytes: (n: number) => new Uint8Array(randomBytes(n)) }
+  const hubs = new Map<string, EmbeddedHub>()
+  for (const h of state.hubs) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
+
+  const instance: InstanceConfig = {
+    idScope: state.idScope,
+    serviceHostName: config.host,
+    linkedHubs: state.hubs.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    accessPolicies: state.servicePolicies.map((p) => ({ ...p, permissions: SERVICE_PERMISSIONS })),
+  }
+  const engine = createEngine({
+    store,
+    clock,
+    random,
+    hubGateway: createLocalHubGateway(hubs),
+    fetch: async (url, init) => {
+      const res = await fetch(url, { method: init.method, headers: init.headers, body: init.body, signal: AbortSignal.timeout(init.timeoutMs) })
+      return { status: res.status, text: () => res.text() }
+    },
+    timers: { delay: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) },
+    instances: [instance],
+    retryAfterSeconds: config.retryAfterSeconds,
+    assignmentBudgetMs: config.assignmentBudgetMs,
+  })
+  engine.on('registrationAssigned', (e) =>
+    log.info('device assigned', { idScope: e.idScope, registrationId: e.registrationId, hub: e.assignedHub, deviceId: e.deviceId, substatus: e.substatus }),
+  )
+  engine.on('registrationFailed', (e) =>
+    log.warn('registration refused', { idScope: e.idScope, registrationId: e.registrationId, stage: e.stage, errorCode: e.errorCode, reason: e.reason }),
+  )
+  engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: String(e.error) }))
+
+  const handler = createDpsHttpHandler({ device: engine, service: engine, clock, trackingId: randomUUID })
+  const https = createHttpsListener({ key: tls.key, cert: tls.cert, handler, log, maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes, trackingId: randomUUID })
+  try {
+    await listen(https, config.httpsPort, config.bind)
+  } catch (error) {
+    db?.close()
+    throw error
+  }
+  const port = (https.address() as AddressInfo).port
+
+  const policy = state.servicePolicies[0]!
+  const endpoints: Endpoints = {
+    idScope: state.idScope,
+    deviceEndpoint: config.host,
+    serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
+    caCertificate: tls.caPath,
+    ports: { https: port },
+    hubs: state.hubs.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+  }
+  writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
+
+  let closed = false
+  return {
+    endpoints,
+    engine,
+    hubs,
+    state,
+    async close() {
+      if (closed) return
+      closed = true
+      await new Promise<void>((resolve) => {
+        https.close(() => resolve())
+        https.closeAllConnections()
+      })
+      db?.close()
+    },
+  }
+}
+
+function hubConnectionString(h: ServerState['hubs'][number]): string {
+  const p = h.policies[0]!
+  return formatSharedAccessKeyConnectionString({ hostName: h.hostName, sharedAccessKeyName: p.name, sharedAccessKey: p.primaryKey })
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      const hint =
+        error.code === 'EADDRINUSE'
+          ? `port ${port} is in use; choose another with --https-port`
+          : error.code === 'EACCES'
+            ? `port ${port} needs root or CAP_NET_BIND_SERVICE; use --https-port 8443`
+            : error.message
+      reject(new Error(`cannot listen on ${host}:${port}: ${hint}`, { cause: error }))
+    }
+    server.once('error', onError)
+    server.listen(port, host, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+}
+
+function unique(names: readonly string[]): string[] {
+  return [...new Set(names.map((n) => n.toLowerCase()))]
+}
