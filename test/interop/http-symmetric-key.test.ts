@@ -149,7 +149,7 @@ describe('azure-iot-provisioning-service ProvisioningServiceClient', () => {
 
     const query = service.createIndividualEnrollmentQuery({ query: '*' }, 100)
     const page = await query.next()
-    expect((page.responseBody as { registrationId: string }[]).map((e) => e.registrationId)).toContain('svc-e1')
+    expect((page.responseBody as unknown as { registrationId: string }[]).map((e) => e.registrationId)).toContain('svc-e1')
 
     await service.deleteIndividualEnrollment('svc-e1', updated.etag!)
     await expect(service.getIndividualEnrollment('svc-e1')).rejects.toThrow()
@@ -161,14 +161,14 @@ describe('azure-iot-provisioning-service ProvisioningServiceClient', () => {
     expect(updated.provisioningStatus).toBe('disabled')
     await expect(service.createOrUpdateEnrollmentGroup({ ...created } as never)).rejects.toThrow()
     const page = await service.createEnrollmentGroupQuery({ query: '*' }).next()
-    expect((page.responseBody as { enrollmentGroupId: string }[]).map((g) => g.enrollmentGroupId)).toContain('svc-g1')
+    expect((page.responseBody as unknown as { enrollmentGroupId: string }[]).map((g) => g.enrollmentGroupId)).toContain('svc-g1')
     await service.deleteEnrollmentGroup('svc-g1', updated.etag!)
     await expect(service.getEnrollmentGroup('svc-g1')).rejects.toThrow()
   })
 
   it('reads and deletes registration states, and queries them by group', async () => {
     const states = await service.createEnrollmentGroupDeviceRegistrationStateQuery({ query: '*' }, 'sk-group').next()
-    expect((states.responseBody as { registrationId: string }[]).map((s) => s.registrationId)).toContain('sk-group-member-42')
+    expect((states.responseBody as unknown as { registrationId: string }[]).map((s) => s.registrationId)).toContain('sk-group-member-42')
     const state = (await service.getDeviceRegistrationState('sk-individual-2')).responseBody
     expect(state.status).toBe('assigned')
     await service.deleteDeviceRegistrationState('sk-individual-2')
