@@ -41,7 +41,7 @@ export async function startTestServer(overrides: Partial<ServeConfig> = {}): Pro
     useAsDefaultHttpsAgent() {
       const agent = new https.Agent({ ca: caPem, keepAlive: true })
       // https.Agent fixes defaultPort to 443 in its constructor; the property is what requests read.
-      agent.defaultPort = port
+      ;(agent as unknown as { defaultPort: number }).defaultPort = port
       https.globalAgent = agent
     },
     async stop() {
