@@ -4,6 +4,7 @@
  * host they are given (dps-protocol.md §11), so `useAsDefaultHttpsAgent` points Node's global
  * https agent at our port and trusts our CA — the clients themselves stay unmodified.
  */
+import type * as HttpsModule from 'node:https'
 import { createRequire } from 'node:module'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,7 +12,7 @@ import { join } from 'node:path'
 import { DEFAULT_CONFIG, createLogger, startServer, type RunningServer, type ServeConfig } from '@provisio/server'
 
 // The CommonJS exports object of node:https: `globalAgent` is replaced on it (an ES namespace is read-only).
-const https = createRequire(import.meta.url)('node:https') as typeof import('node:https')
+const https = createRequire(import.meta.url)('node:https') as typeof HttpsModule
 
 export interface TestServer extends RunningServer {
   readonly dataDir: string
