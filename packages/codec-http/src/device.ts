@@ -13,7 +13,7 @@
  * otherwise the TLS client certificate chain is the evidence (§6).
  */
 import { ProvisioError, acceptApiVersion, parseJsonBody, validateDeviceRegistration } from '@provisio/protocol'
-import type { DeviceApi, DeviceRegistration, DeviceResponse, Evidence } from '@provisio/protocol'
+import type { DeviceApi, DeviceRegistration, DeviceResponse, Evidence, TpmChallengeResponse } from '@provisio/protocol'
 import { assertJsonContent, header, type HttpLimits, type HttpRequest, type ParsedTarget } from './message.js'
 import { jsonResponse } from './response.js'
 
@@ -52,7 +52,13 @@ function readRegistration(request: HttpRequest, limits: HttpLimits, registration
   return registration
 }
 
-function deviceResponse(result: DeviceResponse<unknown>) {
+function deviceResponse(result: DeviceResponse<unknown> | TpmChallengeResponse) {
+  if (result.status === 401) {
+    // §5.2: C needs keyName and treats a 401 body without `status` as the challenge; Node reads
+    // authenticationKey.
+    const { authenticationKey, keyName } = result.challenge
+    return jsonResponse(401, { message: 'Activate the authentication key and sign with it.', authenticationKey, keyName })
+  }
   const headers: Record<string, string> = {}
   if (result.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(result.retryAfterSeconds)))
   return jsonResponse(result.status, result.body, headers)

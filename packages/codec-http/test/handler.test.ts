@@ -283,3 +283,22 @@ describe('service API routes (dps-protocol.md §7)', () => {
     expect(bad.status).toBe(400)
   })
 })
+
+describe('TPM challenge (dps-protocol.md §5.2)', () => {
+  it('answers the first TPM leg with 401, authenticationKey and keyName, and no status member', async () => {
+    const device: DeviceApi = {
+      register: async () => ({ status: 401, challenge: { authenticationKey: 'AAEC', keyName: 'registration' } }),
+      operationStatus: async () => ({ status: 200, body: { operationId: 'x', status: 'assigned' } }),
+      registrationStatus: async () => ({ status: 200, body: { registrationId: 'd', status: 'assigned' } }),
+    }
+    const handler = createDpsHttpHandler({ device, service: {} as ServiceApi, clock: { now: () => 0 }, trackingId: () => 't' })
+    const res = await handler(
+      req('PUT', `/${SCOPE}/registrations/d/register?api-version=2019-03-31`, { body: JSON.stringify({ registrationId: 'd', tpm: { endorsementKey: 'AToAAQALAAMAsgAg' } }) }),
+    )
+    expect(res.status).toBe(401)
+    const body = JSON.parse(res.body)
+    expect(body).toMatchObject({ authenticationKey: 'AAEC', keyName: 'registration' })
+    expect(body).not.toHaveProperty('status')
+    expect(body).not.toHaveProperty('errorCode')
+  })
+})

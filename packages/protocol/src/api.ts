@@ -64,9 +64,18 @@ export interface DeviceResponse<T> {
   readonly retryAfterSeconds?: number
 }
 
+/**
+ * The first leg of TPM attestation (§5.2, §5.3): the activation blob the device must activate
+ * before it can sign a SAS. HTTP answers it as a 401 whose body has no `status`.
+ */
+export interface TpmChallengeResponse {
+  readonly status: 401
+  readonly challenge: { readonly authenticationKey: string; readonly keyName: string }
+}
+
 /** The device API (§1). Refusals are thrown as ProvisioError. */
 export interface DeviceApi {
-  register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
+  register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus> | TpmChallengeResponse>
   operationStatus(request: OperationStatusRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
   registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>>
 }
