@@ -191,36 +191,41 @@ function reverseInto(dst: usize, src: usize, n: i32): void {
   return <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1))
 }
 
-/** SIMD: sum over j in [lo, hi] of x[j] * yr[base + j], exact range (scalar tail). */
+/**
+ * SIMD square column: 2 * (sum over j in [lo, half] of a[j] a[i-j]) + sum over j in [lo, hi] of
+ * m[j] n[i-j] (hi rounded up over zero padding). Both sums start at lo, so one loop runs the two
+ * while the cross products last, then the reduction sum continues alone.
+ */
 // @ts-ignore: decorator
-@inline function dotExact(x: usize, yr: usize, lo: i32, hi: i32, base: i32): u64 {
+@inline function sqrColumn(a: usize, ar: usize, m: usize, nr: usize, lo: i32, half: i32, hi: i32, base: i32): u64 {
   let v = i64x2.splat(0)
+  let w = i64x2.splat(0)
   let j = lo
-  for (; j + 3 <= hi; j += 4) {
-    const xa = v128.load(x + (<usize>j << 2))
-    const ya = v128.load(yr + (<usize>(base + j) << 2))
+  for (; j + 3 <= half; j += 4) {
+    const off = <usize>j << 2
+    const boff = <usize>(base + j) << 2
+    const xa = v128.load(a + off)
+    const ya = v128.load(ar + boff)
+    const ma = v128.load(m + off)
+    const na = v128.load(nr + boff)
     v = i64x2.add(v, i64x2.extmul_low_i32x4_u(xa, ya))
+    w = i64x2.add(w, i64x2.extmul_low_i32x4_u(ma, na))
     v = i64x2.add(v, i64x2.extmul_high_i32x4_u(xa, ya))
+    w = i64x2.add(w, i64x2.extmul_high_i32x4_u(ma, na))
   }
-  let s = <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1))
-  for (; j <= hi; j++) s += limb(x, j) * limb(yr, base + j)
-  return s
+  let pairs: u64 = 0
+  for (let k = j; k <= half; k++) pairs += limb(a, k) * limb(ar, base + k)
+  for (; j <= hi; j += 4) {
+    const ma = v128.load(m + (<usize>j << 2))
+    const na = v128.load(nr + (<usize>(base + j) << 2))
+    w = i64x2.add(w, i64x2.extmul_low_i32x4_u(ma, na))
+    w = i64x2.add(w, i64x2.extmul_high_i32x4_u(ma, na))
+  }
+  v = i64x2.add(i64x2.shl(v, 1), w)
+  return <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1)) + (pairs << 1)
 }
 
-/** SIMD: sum over j in [lo, hi] of x[j] * yr[base + j], rounded up to whole groups of four. */
-// @ts-ignore: decorator
-@inline function dotPadded(x: usize, yr: usize, lo: i32, hi: i32, base: i32): u64 {
-  let v = i64x2.splat(0)
-  for (let j = lo; j <= hi; j += 4) {
-    const xa = v128.load(x + (<usize>j << 2))
-    const ya = v128.load(yr + (<usize>(base + j) << 2))
-    v = i64x2.add(v, i64x2.extmul_low_i32x4_u(xa, ya))
-    v = i64x2.add(v, i64x2.extmul_high_i32x4_u(xa, ya))
-  }
-  return <u64>(i64x2.extract_lane(v, 0) + i64x2.extract_lane(v, 1))
-}
-
-/** SIMD Montgomery square: cross products once (doubled) plus the diagonal; fused-free. */
+/** SIMD Montgomery square: cross products once (doubled) plus the diagonal. */
 function montSqrSimd(r: usize, a: usize, ar: usize): void {
   const l = L
   const m = T_M
@@ -229,29 +234,23 @@ function montSqrSimd(r: usize, a: usize, ar: usize): void {
   memory.fill(m, 0, <usize>(l + PAD) << 2)
   let acc: u64 = 0
   for (let i = 0; i < l; i++) {
-    const base = l - 1 - i
-    const half = (i - 1) >> 1
-    if (half >= 0) acc += dotExact(a, ar, 0, half, base) << 1
+    // m_i is still zero, so the reduction sum may run to j = i
+    acc += sqrColumn(a, ar, m, nr, 0, (i - 1) >> 1, i, l - 1 - i)
     if ((i & 1) == 0) {
       const d = limb(a, i >> 1)
       acc += d * d
     }
-    if (i > 0) acc += dotPadded(m, nr, 0, i - 1, base)
     const mi = ((acc & MASK) * n0) & MASK
     setLimb(m, i, mi)
     acc += mi * limb(nr, l - 1)
     acc >>= <u64>LB
   }
   for (let i = l; i < 2 * l - 1; i++) {
-    const base = l - 1 - i
-    const lo = i - l + 1
-    const half = (i - 1) >> 1
-    if (half >= lo) acc += dotExact(a, ar, lo, half, base) << 1
+    acc += sqrColumn(a, ar, m, nr, i - l + 1, (i - 1) >> 1, l - 1, l - 1 - i)
     if ((i & 1) == 0) {
       const d = limb(a, i >> 1)
       acc += d * d
     }
-    acc += dotPadded(m, nr, lo, l - 1, base)
     setLimb(r, i - l, acc & MASK)
     acc >>= <u64>LB
   }

@@ -76,6 +76,8 @@ export function verifyPkcs1v15Digest(key: RsaPublicKey, hash: HashName, mHash: U
   if (!em) return false
   // Rather than parsing EM (a source of forgeries, e.g. Bleichenbacher 2006), build the one
   // valid encoding EMSA-PKCS1-v1_5(H) = 00 01 FF..FF 00 ‖ DigestInfo and compare (§8.2.2 step 3-4).
+  // Policy: a DigestInfo whose AlgorithmIdentifier omits the NULL parameters (Wycheproof
+  // "MissingNull", rated acceptable) is rejected; only the §9.2 note 1 encoding is valid.
   const prefix = DIGEST_INFO[hash]
   const tLen = prefix.length + mHash.length
   if (k < tLen + 11) return false
