@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { configure, CryptoError, sha256, timingSafeEqual } from '../src/index.js'
+import { configure, CryptoError, sha256, timingSafeEqual, usingSimd } from '../src/index.js'
 import { rng } from './helpers.js'
 
 describe('timingSafeEqual', () => {
@@ -27,6 +27,19 @@ describe('timingSafeEqual', () => {
   it('throws typed errors for non-bytes', () => {
     expect(() => timingSafeEqual('a' as unknown as Uint8Array, new Uint8Array(1))).toThrow(expect.objectContaining({ code: 'CRYPTO_INVALID_ARGUMENT', message: expect.stringContaining('a must be') }))
     expect(() => timingSafeEqual(new Uint8Array(1), null as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'CRYPTO_INVALID_ARGUMENT', message: expect.stringContaining('b must be') }))
+  })
+})
+
+// (module (func (result v128) (v128.const i32x4 0 0 0 0))): valid only where WebAssembly SIMD is.
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x16, 0x01, 0x14, 0x00, 0xfd, 0x0c, ...new Array<number>(16).fill(0), 0x0b,
+])
+
+describe('build selection', () => {
+  it('picks the SIMD build by default exactly when the engine supports SIMD', () => {
+    expect(WebAssembly.validate(SIMD_PROBE)).toBe(true) // every Node >= 16.4; the probe itself is well-formed
+    expect(usingSimd()).toBe(WebAssembly.validate(SIMD_PROBE))
   })
 })
 
