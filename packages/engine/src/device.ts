@@ -57,6 +57,21 @@ export interface DeviceResponse<T> {
   readonly retryAfterSeconds?: number
 }
 
+/**
+ * Thrown by `register` on the TPM first leg (§5.2): not a refusal, the device must answer the
+ * challenge. Transports answer HTTP 401 with a body holding `authenticationKey` and `keyName` and
+ * no `status` (§10 item 4), or the AMQP SASL challenge (§5.3). Only a TPM verifier produces it.
+ */
+export class TpmChallengeRequired extends Error {
+  override readonly name = 'TpmChallengeRequired'
+  constructor(
+    readonly registrationId: string,
+    readonly challenge: { readonly authenticationKey: string; readonly keyName: string },
+  ) {
+    super(`TPM device '${registrationId}' must answer the activation challenge`)
+  }
+}
+
 const TIMED_OUT: unique symbol = Symbol('timed out')
 
 function evidenceType(evidence: Evidence): EvidenceType {
@@ -104,6 +119,8 @@ export class DeviceOperations {
 
     const outcome = await this.#attest(instance, registrationId, key, request.evidence, nowMs)
     if (!outcome.ok) {
+      // TPM first leg (§5.2, §10 item 4): not a refusal but the activation challenge.
+      if (outcome.challenge !== undefined) throw new TpmChallengeRequired(registrationId, outcome.challenge)
       await this.#refused(instance, registrationId, outcome, nowMs)
       throw outcome.error
     }

@@ -125,6 +125,7 @@ export interface Engine {
   getRegistrationRecord(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined>
 
   // Device API (§1)
+  /** 200/202 as DPS answers; throws ProvisioError for refusals and TpmChallengeRequired on a TPM first leg. */
   register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
   operationStatus(request: OperationStatusRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
   registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>>
