@@ -215,6 +215,7 @@ export class SqliteStore implements Store {
     opByDevice: Database.Statement<[string, string], { body: string; status: string; lease_owner: string; assigning_until: number; operation_id: string }>
     opUpsert: Database.Statement
     opActive: Database.Statement<[string, string, number], { operation_id: string }>
+    opHead: Database.Statement<[string, string], { status: string; assigning_until: number; operation_id: string }>
     opUpdate: Database.Statement
   }
   readonly #begin: (idScope: string, op: OperationRecord, nowMs: number) => BeginOperationResult
@@ -252,6 +253,7 @@ export class SqliteStore implements Store {
       opActive: db.prepare(
         "SELECT operation_id FROM operations WHERE id_scope = ? AND device_key = ? AND status = 'assigning' AND assigning_until > ?",
       ),
+      opHead: db.prepare('SELECT status, assigning_until, operation_id FROM operations WHERE id_scope = ? AND device_key = ?'),
       opUpsert: db.prepare(
         `INSERT INTO operations (id_scope, device_key, operation_id, status, lease_owner, assigning_until, body)
          VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -268,9 +270,10 @@ export class SqliteStore implements Store {
       this.#stmt.opUpsert.run(idScope, keyOf(op.registrationId), op.operationId, op.status, op.leaseOwner, op.assigningUntilMs, JSON.stringify(op))
 
     this.#begin = db.transaction((idScope: string, op: OperationRecord, nowMs: number): BeginOperationResult => {
-      const current = this.#stmt.opByDevice.get(idScope, keyOf(op.registrationId))
+      const key = keyOf(op.registrationId)
+      const current = this.#stmt.opHead.get(idScope, key)
       if (current && current.status === 'assigning' && current.assigning_until > nowMs) {
-        return { created: false, existing: JSON.parse(current.body) as OperationRecord }
+        return { created: false, existing: JSON.parse(this.#stmt.opByDevice.get(idScope, key)!.body) as OperationRecord }
       }
       upsertOp(idScope, op)
       return { created: true }
@@ -282,7 +285,7 @@ export class SqliteStore implements Store {
       return true
     }).immediate as never
     this.#commit = db.transaction((idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number): boolean => {
-      const current = this.#stmt.opByDevice.get(idScope, keyOf(final.registrationId))
+      const current = this.#stmt.opHead.get(idScope, keyOf(final.registrationId))
       if (current && current.operation_id !== final.operationId && current.status === 'assigning' && current.assigning_until > nowMs) return false
       upsertOp(idScope, final)
       if (registration) this.#putRegistration(idScope, registration)
