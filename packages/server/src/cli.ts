@@ -3,9 +3,14 @@
  * `provisio` — the command line of Provisio.
  *
  *   provisio serve [options]   start the DPS + embedded hub with embedded defaults
+ *   provisio sas [options]     print a device SAS token (for curl and scripts)
  *   provisio help              this text
  */
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { deriveDeviceKey } from '@provisio/crypto'
+import { buildSasToken, deviceRegistrationResource } from '@provisio/protocol'
 import { ConfigError, DEFAULT_CONFIG, SETTINGS, resolveConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
@@ -23,8 +28,50 @@ function usage(): string {
     '  --help                   show this text',
     '',
     `Defaults: https ${DEFAULT_CONFIG.httpsPort}, data directory ./${DEFAULT_CONFIG.dataDir}, SQLite store, loopback only.`,
+    '',
+    'Usage: provisio sas --registration-id <id> (--key <base64> | --group-key <base64>) [--id-scope <scope>] [--data-dir <dir>] [--ttl <s>]',
+    '',
+    'Prints a device SAS token for {idScope}/registrations/{id} (skn=registration). --group-key derives the',
+    "device key from an enrollment group key. The ID scope defaults to the one in <data-dir>/endpoints.json.",
   ].join('\n')
 }
+
+function sasCommand(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      'registration-id': { type: 'string' },
+      key: { type: 'string' },
+      'group-key': { type: 'string' },
+      'id-scope': { type: 'string' },
+      'data-dir': { type: 'string' },
+      ttl: { type: 'string' },
+    },
+  })
+  const registrationId = values['registration-id']
+  if (registrationId === undefined) throw new UsageError('--registration-id is required')
+  if ((values.key === undefined) === (values['group-key'] === undefined)) throw new UsageError('give exactly one of --key and --group-key')
+  let idScope = values['id-scope']
+  if (idScope === undefined) {
+    const file = join(resolve(values['data-dir'] ?? DEFAULT_CONFIG.dataDir), 'endpoints.json')
+    if (!existsSync(file)) throw new UsageError(`--id-scope is required (no ${file} to read it from)`)
+    idScope = (JSON.parse(readFileSync(file, 'utf8')) as { idScope: string }).idScope
+  }
+  const ttl = Number(values.ttl ?? 3600)
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 365 * 86400) throw new UsageError('--ttl must be a whole number of seconds, 1 to 31536000')
+  const key = values.key ?? deriveDeviceKey(values['group-key']!, registrationId)
+  const token = buildSasToken({
+    resource: deviceRegistrationResource(idScope, registrationId),
+    key,
+    keyName: 'registration',
+    expiresAt: Math.floor(Date.now() / 1000) + ttl,
+  })
+  process.stdout.write(token + '\n')
+  return 0
+}
+
+class UsageError extends Error {}
 
 export function describeEndpoints(e: Endpoints): string {
   const lines = [
@@ -48,6 +95,14 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(usage() + '\n')
     return 0
+  }
+  if (command === 'sas') {
+    try {
+      return sasCommand(rest)
+    } catch (error) {
+      process.stderr.write(`provisio sas: ${(error as Error).message}\n`)
+      return 2
+    }
   }
   if (command !== 'serve') {
     process.stderr.write(`provisio: unknown command "${command}"\n\n${usage()}\n`)

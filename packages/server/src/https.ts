@@ -12,7 +12,11 @@ import { errorResponse, type DpsHttpHandler, type HttpRequest } from '@provisio/
 import { ProvisioError } from '@provisio/protocol'
 import type { Logger } from './logger.js'
 
+/** Operational endpoints served beside the DPS API (health, metrics). */
+export type OpsHandler = (method: string, path: string) => { status: number; headers: Record<string, string>; body: string } | undefined
+
 export interface HttpsListenerOptions {
+  readonly ops?: OpsHandler
   readonly key: string
   readonly cert: string
   readonly handler: DpsHttpHandler
@@ -61,6 +65,12 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
 }
 
 async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const ops = options.ops?.(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!)
+  if (ops !== undefined) {
+    req.resume()
+    write(res, ops)
+    return
+  }
   const body = await readBody(req, options.maxBodyBytes)
   if (body === undefined) {
     const tooLarge = new ProvisioError('PAYLOAD_TOO_LARGE', `request body exceeds ${options.maxBodyBytes} bytes`)

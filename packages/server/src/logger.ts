@@ -9,19 +9,14 @@ export interface Logger {
   debug(message: string, fields?: Record<string, unknown>): void
 }
 
-/** One line per record on `write` (stderr by default): time, level, message, then key=value fields. */
-export function createLogger(level: LogLevel, write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const emit = (l: LogLevel, message: string, fields?: Record<string, unknown>) => {
+/**
+ * Structured logs: one JSON object per line (`time`, `level`, `msg`, then the fields) on `write`,
+ * stderr by default, so log shippers need no parsing rules.
+ */
+export function createLogger(level: LogLevel, write: (line: string) => void = (l) => void process.stderr.write(l)): Logger {
+  const emit = (l: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (RANK[l] > RANK[level]) return
-    let line = `${new Date().toISOString()} ${l.padEnd(5)} ${message}`
-    if (fields) {
-      for (const [k, v] of Object.entries(fields)) {
-        if (v === undefined) continue
-        const s = typeof v === 'string' ? v : JSON.stringify(v)
-        line += ` ${k}=${/[\s"=]/.test(s) ? JSON.stringify(s) : s}`
-      }
-    }
-    write(line + '\n')
+    write(JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields }, errorsAsText) + '\n')
   }
   return {
     error: (m, f) => emit('error', m, f),
@@ -29,4 +24,8 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
     info: (m, f) => emit('info', m, f),
     debug: (m, f) => emit('debug', m, f),
   }
+}
+
+function errorsAsText(_key: string, value: unknown): unknown {
+  return value instanceof Error ? `${value.name}: ${value.message}` : value
 }

@@ -20,7 +20,8 @@ import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
 import { createLocalHubGateway } from './hub-gateway.js'
 import { SqliteHubStore } from './hub-store-sqlite.js'
-import { createHttpsListener } from './https.js'
+import { createHttpsListener, type OpsHandler } from './https.js'
+import { Metrics } from './metrics.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
 import { loadOrCreateState, type ServerState } from './state.js'
@@ -39,10 +40,11 @@ export interface Endpoints {
 
 export interface RunningServer {
   readonly endpoints: Endpoints
+  readonly metrics: Metrics
   readonly engine: Engine
   readonly hubs: ReadonlyMap<string, EmbeddedHub>
   readonly state: ServerState
-  close(): Promise<void>
+  close(graceMs?: number): Promise<void>
 }
 
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
@@ -103,16 +105,31 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     retryAfterSeconds: config.retryAfterSeconds,
     assignmentBudgetMs: config.assignmentBudgetMs,
   })
-  engine.on('registrationAssigned', (e) =>
-    log.info('device assigned', { idScope: e.idScope, registrationId: e.registrationId, hub: e.assignedHub, deviceId: e.deviceId, substatus: e.substatus }),
-  )
-  engine.on('registrationFailed', (e) =>
-    log.warn('registration refused', { idScope: e.idScope, registrationId: e.registrationId, stage: e.stage, errorCode: e.errorCode, reason: e.reason }),
-  )
+  const metrics = new Metrics()
+  engine.on('registrationAssigned', (e) => {
+    metrics.registrations.inc(['assigned'])
+    log.info('device assigned', { idScope: e.idScope, registrationId: e.registrationId, hub: e.assignedHub, deviceId: e.deviceId, substatus: e.substatus })
+  })
+  engine.on('registrationFailed', (e) => {
+    if (e.stage === 'assignment') metrics.registrations.inc(['failed'])
+    log.warn('registration refused', { idScope: e.idScope, registrationId: e.registrationId, stage: e.stage, errorCode: e.errorCode, reason: e.reason })
+  })
   engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: String(e.error) }))
 
-  const handler = createDpsHttpHandler({ device: engine, service: engine, clock, trackingId: randomUUID })
-  const https = createHttpsListener({ key: tls.key, cert: tls.cert, handler, log, maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes, trackingId: randomUUID })
+  const startedAt = Date.now()
+  let draining = false
+  const ops: OpsHandler = (method, path) => {
+    if (method !== 'GET') return undefined
+    if (path === '/health') {
+      const status = draining ? 503 : 200
+      const body = JSON.stringify({ status: draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), idScope: state.idScope })
+      return { status, headers: { 'content-type': 'application/json; charset=utf-8' }, body }
+    }
+    if (path === '/metrics') return { status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: metrics.render() }
+    return undefined
+  }
+  const handler = createDpsHttpHandler({ device: metrics.instrument(engine, 'https'), service: engine, clock, trackingId: randomUUID })
+  const https = createHttpsListener({ key: tls.key, cert: tls.cert, handler, ops, log, maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes, trackingId: randomUUID })
   try {
     await listen(https, config.httpsPort, config.bind)
   } catch (error) {
@@ -135,17 +152,30 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let closed = false
   return {
     endpoints,
+    metrics,
     engine,
     hubs,
     state,
-    async close() {
+    /**
+     * Graceful shutdown: stop accepting connections, let in-flight requests finish (idle
+     * keep-alive connections are closed at once), force the rest after `graceMs`, then close
+     * the database.
+     */
+    async close(graceMs = 10_000) {
       if (closed) return
       closed = true
+      draining = true
       await new Promise<void>((resolve) => {
-        https.close(() => resolve())
-        https.closeAllConnections()
+        const force = setTimeout(() => https.closeAllConnections(), graceMs)
+        force.unref()
+        https.close(() => {
+          clearTimeout(force)
+          resolve()
+        })
+        https.closeIdleConnections()
       })
       db?.close()
+      log.info('stopped')
     },
   }
 }
