@@ -253,7 +253,12 @@ export function verifyHmacSha256Base64(key: Uint8Array, message: string, expecte
   return c.hmacSha256VerifyB64(c.io, k, c.io + k, n, e, 44) === 1
 }
 
-/** Precomputes the HMAC-SHA256 states of `key` (copied; later changes to `key` do not matter). */
+/**
+ * Precomputes the HMAC-SHA256 states of `key` (copied; later changes to `key` do not matter).
+ * Any number of keys may be live: the core's table has 255 slots, handed out round-robin, and a
+ * key whose slot was taken over reloads it from its own copy (64 bytes) on next use. The table
+ * references the 255 most recently created keys, so those stay reachable until replaced.
+ */
 export function createHmacSha256Key(key: Uint8Array): HmacSha256Key {
   assertBytes(key, 'key')
   return new HmacKey(key)
