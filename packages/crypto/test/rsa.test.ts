@@ -1,4 +1,4 @@
-import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
+import { createHash, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { CryptoError, rsaPublicKey, rsaPublicKeyFromSpki, verifyRsaPkcs1v15, type HashName } from '../src/index.js'
@@ -139,6 +139,49 @@ describe('RSA keys and arguments', () => {
     expect(code(() => rsaPublicKey({ n: even, e }))).toMatch(/^CRYPTO_INVALID_ARGUMENT: RSA modulus n is even/)
     expect(code(() => rsaPublicKey({ n, e: 4 }))).toMatch(/^CRYPTO_INVALID_ARGUMENT: RSA public exponent/)
     expect(code(() => rsaPublicKey({ n: n.subarray(0, 64), e }))).toMatch(/^CRYPTO_UNSUPPORTED: RSA modulus of 512 bits/)
+  })
+
+  it('any public exponent: long exponents (windowed path) verify signatures made with the matching d', () => {
+    // RSA with a freshly chosen e: d = e^-1 mod lcm(p-1, q-1) from the node key's primes
+    const big = (b: Uint8Array | string): bigint => BigInt('0x' + (typeof b === 'string' ? Buffer.from(b, 'base64url').toString('hex') : Buffer.from(b).toString('hex')))
+    const priv = privateKey.export({ format: 'jwk' })
+    const p = big(priv.p!)
+    const q = big(priv.q!)
+    const N = p * q
+    const gcd = (a: bigint, b: bigint): bigint => (b === 0n ? a : gcd(b, a % b))
+    const lambda = ((p - 1n) * (q - 1n)) / gcd(p - 1n, q - 1n)
+    const inv = (a: bigint, m: bigint): bigint => {
+      let [r0, r1, s0, s1] = [a % m, m, 1n, 0n]
+      while (r1 !== 0n) {
+        const t = r0 / r1
+        ;[r0, r1, s0, s1] = [r1, r0 - t * r1, s1, s0 - t * s1]
+      }
+      return ((s0 % m) + m) % m
+    }
+    const modpow = (b: bigint, e: bigint, m: bigint): bigint => {
+      let r = 1n
+      for (b %= m; e > 0n; e >>= 1n, b = (b * b) % m) if (e & 1n) r = (r * b) % m
+      return r
+    }
+    const toBytes = (v: bigint, len: number): Uint8Array => new Uint8Array(Buffer.from(v.toString(16).padStart(len * 2, '0'), 'hex'))
+    const r = rng('big-e')
+    let tried = 0
+    for (const eBytes of [3, 8, 9, 20, 64, 255]) {
+      let E = big(r.bytes(eBytes)) | 1n | (1n << BigInt(eBytes * 8 - 1))
+      while (gcd(E, lambda) !== 1n) E += 2n
+      const D = inv(E, lambda)
+      // EMSA-PKCS1-v1_5 of SHA-256(msg), built by hand: 00 01 FF.. 00 DigestInfo H
+      const h = new Uint8Array(createHash('sha256').update(msg).digest())
+      const t = Buffer.concat([Buffer.from('3031300d060960864801650304020105000420', 'hex'), h])
+      const em = Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(256 - t.length - 3, 0xff), Buffer.from([0]), t])
+      const s = toBytes(modpow(big(new Uint8Array(em)), D, N), 256)
+      const key = rsaPublicKey({ n: toBytes(N, 256), e: toBytes(E, eBytes) })
+      expect(verifyRsaPkcs1v15(key, 'SHA-256', msg, s), `e of ${eBytes} bytes`).toBe(true)
+      s[100]! ^= 0x40
+      expect(verifyRsaPkcs1v15(key, 'SHA-256', msg, s), `e of ${eBytes} bytes, bad signature`).toBe(false)
+      tried++
+    }
+    expect(tried).toBe(6)
   })
 
   it('agrees with node:crypto on the modulus it parsed from SPKI', () => {
