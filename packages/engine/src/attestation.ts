@@ -7,6 +7,7 @@
 import type {
   DeviceRegistrationResult,
   EnrollmentGroup,
+  Evidence,
   IndividualEnrollment,
   ProvisioError,
 } from '@provisio/protocol'
@@ -15,14 +16,8 @@ import type { InstanceConfig } from './instances.js'
 import type { HubDeviceAuth } from './ports.js'
 import type { AssignmentRequest, Store } from './store.js'
 
-/** What a device presents. */
-export type Evidence =
-  /** SAS token (symmetric-key devices; §2.1). */
-  | { readonly type: 'sas'; readonly token: string }
-  /** TLS client certificate chain, DER, leaf first (§6). */
-  | { readonly type: 'x509'; readonly chain: readonly Uint8Array[] }
-  /** TPM: public EK/SRK from the request body, and the SAS token of the second leg when present (§5). */
-  | { readonly type: 'tpm'; readonly endorsementKey: string; readonly storageRootKey?: string; readonly token?: string }
+/** What a device presents (the codecs' contract, @provisio/protocol api.ts). */
+export type { Evidence }
 
 /** Verifier kinds, named after AttestationMechanism.type. */
 export type VerifierKind = 'symmetricKey' | 'x509' | 'tpm'

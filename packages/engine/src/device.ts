@@ -11,7 +11,15 @@
  *   (DESIGN.md "Storage and scale").
  */
 import { ProvisioError, isProvisioError, normalizeRegistrationId, validateRegistrationId } from '@provisio/protocol'
-import type { DeviceRegistrationResult, JsonObject, RegistrationOperationStatus } from '@provisio/protocol'
+import type {
+  DeviceRegistrationResult,
+  DeviceResponse,
+  OperationStatusRequest,
+  RegisterRequest,
+  RegistrationOperationStatus,
+  RegistrationStatusRequest,
+  TpmChallengeResponse,
+} from '@provisio/protocol'
 import { runAssignment } from './assignment.js'
 import type { AttestationContext, AttestationOutcome, Evidence, MatchedEnrollment } from './attestation.js'
 import { verifierKindOf } from './attestation.js'
@@ -22,55 +30,12 @@ import type { InstanceConfig } from './instances.js'
 import type { OperationRecord, RegistrationRecord } from './store.js'
 import { formatDpsTimestamp } from './time.js'
 
-/** A register call (what every codec extracts from its transport, DESIGN.md "The flow"). */
-export interface RegisterRequest {
-  readonly idScope: string
-  /** From the URL / MQTT username / AMQP link, never only from the body (§1.2, §10 item 1). */
-  readonly registrationId: string
-  readonly evidence: Evidence
-  /** Device payload for custom allocation (§1.2). */
-  readonly payload?: JsonObject
-  readonly forceRegistration?: boolean
-  readonly apiVersion: string
-}
-
-/** An operation-status poll. */
-export interface OperationStatusRequest {
-  readonly idScope: string
-  readonly registrationId: string
-  readonly operationId: string
-  /** The poll's credentials (HTTP re-sends them); omit when the transport session already proved them. */
-  readonly evidence?: Evidence
-}
-
-/** A registration status lookup (POST /{idScope}/registrations/{id}, §1.1). */
-export interface RegistrationStatusRequest {
-  readonly idScope: string
-  readonly registrationId: string
-  readonly evidence: Evidence
-}
-
-/** A device API answer: HTTP/MQTT status, body, and Retry-After when the client should poll. */
-export interface DeviceResponse<T> {
-  readonly status: 200 | 202
-  readonly body: T
-  readonly retryAfterSeconds?: number
-}
-
 /**
- * Thrown by `register` on the TPM first leg (§5.2): not a refusal, the device must answer the
- * challenge. Transports answer HTTP 401 with a body holding `authenticationKey` and `keyName` and
- * no `status` (§10 item 4), or the AMQP SASL challenge (§5.3). Only a TPM verifier produces it.
+ * Device API shapes come from the contract the codecs call (@provisio/protocol api.ts):
+ * RegisterRequest, OperationStatusRequest, RegistrationStatusRequest, DeviceResponse and
+ * TpmChallengeResponse (the TPM first leg, §5.2: HTTP 401 with `authenticationKey` and `keyName`).
  */
-export class TpmChallengeRequired extends Error {
-  override readonly name = 'TpmChallengeRequired'
-  constructor(
-    readonly registrationId: string,
-    readonly challenge: { readonly authenticationKey: string; readonly keyName: string },
-  ) {
-    super(`TPM device '${registrationId}' must answer the activation challenge`)
-  }
-}
+export type { RegisterRequest, OperationStatusRequest, RegistrationStatusRequest, DeviceResponse, TpmChallengeResponse }
 
 const TIMED_OUT: unique symbol = Symbol('timed out')
 
@@ -89,7 +54,7 @@ export class DeviceOperations {
 
   constructor(private readonly ctx: EngineContext) {}
 
-  async register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus>> {
+  async register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus> | TpmChallengeResponse> {
     const ctx = this.ctx
     const nowMs = ctx.clock.now()
     const instance = ctx.instance(request.idScope)
@@ -120,7 +85,7 @@ export class DeviceOperations {
     const outcome = await this.#attest(instance, registrationId, key, request.evidence, nowMs)
     if (!outcome.ok) {
       // TPM first leg (§5.2, §10 item 4): not a refusal but the activation challenge.
-      if (outcome.challenge !== undefined) throw new TpmChallengeRequired(registrationId, outcome.challenge)
+      if (outcome.challenge !== undefined) return { status: 401, challenge: outcome.challenge }
       await this.#refused(instance, registrationId, outcome, nowMs)
       throw outcome.error
     }

@@ -21,6 +21,10 @@ import type {
   IndividualEnrollment,
   QuerySpecification,
   RegistrationOperationStatus,
+  DeviceApi,
+  ServiceApi,
+  ServiceAuthorization,
+  TpmChallengeResponse,
 } from '@provisio/protocol'
 import type { Allocator } from './allocation-port.js'
 import type { AttestationVerifier } from './attestation.js'
@@ -80,16 +84,12 @@ export interface EngineOptions {
   readonly webhookTimeoutMs?: number
 }
 
-/** Result of {@link Engine.authorizeService}. */
-export interface ServiceAuthorization {
-  readonly idScope: string
-  readonly policy: string
-  /** 0 primary, 1 secondary. */
-  readonly keyIndex: number
-}
-
-/** The provisioning engine. All methods throw ProvisioError for refusals (code, errorCode, reason). */
-export interface Engine {
+/**
+ * The provisioning engine: the DeviceApi and ServiceApi the codecs call (@provisio/protocol
+ * api.ts) plus instance management and events. Methods throw ProvisioError for refusals (stable
+ * `code`, DPS `errorCode`, detailed `reason`).
+ */
+export interface Engine extends DeviceApi, ServiceApi {
   // Instances
   addInstance(config: InstanceConfig): void
   /** Replaces an instance's configuration (linked hubs, policies, faults). */
@@ -125,8 +125,8 @@ export interface Engine {
   getRegistrationRecord(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined>
 
   // Device API (§1)
-  /** 200/202 as DPS answers; throws ProvisioError for refusals and TpmChallengeRequired on a TPM first leg. */
-  register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
+  /** 200/202 as DPS answers; 401 with the challenge on a TPM first leg (only with a TPM verifier plugged in). */
+  register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus> | TpmChallengeResponse>
   operationStatus(request: OperationStatusRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
   registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>>
 
@@ -248,4 +248,4 @@ export function createEngine(options: EngineOptions): Engine {
   }
 }
 
-export type { ServiceAccessPolicy }
+export type { ServiceAccessPolicy, ServiceAuthorization }

@@ -3,16 +3,11 @@
  * allocation policy and service access policies (dps-protocol.md §0, §2.3, §7; DESIGN.md "Hubs").
  */
 import { ProvisioError } from '@provisio/protocol'
-import type { AllocationPolicy } from '@provisio/protocol'
+import type { AllocationPolicy, ServicePermission } from '@provisio/protocol'
 import type { FaultProfile } from './faults.js'
 
-/** Permissions of a service access policy (dps-protocol.md §2.3, D-access). */
-export type ServicePermission =
-  | 'ServiceConfig'
-  | 'EnrollmentRead'
-  | 'EnrollmentWrite'
-  | 'RegistrationStatusRead'
-  | 'RegistrationStatusWrite'
+/** Permissions of a service access policy (dps-protocol.md §2.3, D-access; protocol api.ts). */
+export type { ServicePermission }
 
 /** All permissions, in D-access order. */
 export const SERVICE_PERMISSIONS: readonly ServicePermission[] = [

@@ -5,24 +5,10 @@
  * (`x-ms-max-item-count`).
  */
 import { ProvisioError } from '@provisio/protocol'
-import type { QueryItemType, QuerySpecification } from '@provisio/protocol'
+import type { QueryOptions, QueryPage, QuerySpecification } from '@provisio/protocol'
 
-/** Paging options of a query call. */
-export interface QueryOptions {
-  /** `x-ms-max-item-count`; default and maximum are engine options. */
-  readonly pageSize?: number
-  /** `x-ms-continuation` from the previous page. */
-  readonly continuationToken?: string
-}
-
-/** One page of a query. */
-export interface QueryPage<T> {
-  readonly items: T[]
-  /** `x-ms-item-type` of the page. */
-  readonly itemType: QueryItemType
-  /** Present when more items may follow; send it back as `continuationToken`. */
-  readonly continuationToken?: string
-}
+/** Paging options and pages: the codecs' contract (@provisio/protocol api.ts). */
+export type { QueryOptions, QueryPage }
 
 const SELECT_ALL = /^\s*select\s+\*\s+from\s+(enrollments|enrollmentgroups|registrations|devices)\s*$/i
 

@@ -13,6 +13,7 @@
 import { ProvisioError, isProvisioError, normalizeRegistrationId, validateRegistrationId } from '@provisio/protocol'
 import type {
   AttestationMechanism,
+  ConditionalOptions,
   BulkEnrollmentGroupOperation,
   BulkEnrollmentGroupOperationResult,
   BulkEnrollmentOperation,
@@ -38,11 +39,8 @@ import {
 import type { RegistrationRecord, WriteCondition, WriteResult } from './store.js'
 import { formatDpsTimestamp } from './time.js'
 
-/** Options of writes that honour `If-Match`. */
-export interface ConditionalOptions {
-  /** The `If-Match` header (an etag, or `*`). */
-  readonly ifMatch?: string
-}
+/** Options of writes that honour `If-Match` (the codecs' contract, @provisio/protocol api.ts). */
+export type { ConditionalOptions }
 
 /** Bulk operations accept at most this many items (SPEC-svc, dps-protocol.md §9). */
 export const BULK_MAX_ITEMS = 10

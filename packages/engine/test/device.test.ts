@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { ProvisioError } from '@provisio/protocol'
 import { MemoryStore, createEngine, type HubDeviceSpec, type RegistrationFailedEvent } from '../src/index.js'
 import { deriveKey, deviceToken, key, ManualClock, RecordingHubGateway, SeededRandom } from './helpers/fakes.js'
-import { HUB_A, HUB_B, ID_SCOPE, instanceConfig, setup } from './helpers/setup.js'
+import { HUB_A, HUB_B, ID_SCOPE, instanceConfig, setup, testEngine } from './helpers/setup.js'
 
 const API = '2021-10-01'
 
@@ -109,9 +109,9 @@ describe('register and poll (DPS-style 202)', () => {
     const clock = new ManualClock()
     const stuck = new BlockingGateway()
     stuck.block() // engine 1 "crashes": its assignment never finishes
-    const one = createEngine({ store, clock, random: new SeededRandom(1), hubGateway: stuck, instances: [instanceConfig()], operationLeaseMs: 10_000 })
+    const one = testEngine(createEngine({ store, clock, random: new SeededRandom(1), hubGateway: stuck, instances: [instanceConfig()], operationLeaseMs: 10_000 }))
     const hubs2 = new RecordingHubGateway()
-    const two = createEngine({ store, clock, random: new SeededRandom(2), hubGateway: hubs2, instances: [instanceConfig()], assignmentBudgetMs: 1000 })
+    const two = testEngine(createEngine({ store, clock, random: new SeededRandom(2), hubGateway: hubs2, instances: [instanceConfig()], assignmentBudgetMs: 1000 }))
     const k = key(32, 1)
     await one.createOrUpdateEnrollment(ID_SCOPE, { registrationId: 'dev-c', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: k, secondaryKey: key(32, 2) } } })
     const evidence = { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-c', k, Math.floor(clock.ms / 1000) + 3600) } as const

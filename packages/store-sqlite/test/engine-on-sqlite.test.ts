@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createEngine, type HubDeviceSpec } from '@provisio/engine'
 import { deriveKey, deviceToken, key, ManualClock, RecordingHubGateway, SeededRandom } from '../../engine/test/helpers/fakes.js'
-import { HUB_A, HUB_B, ID_SCOPE, instanceConfig } from '../../engine/test/helpers/setup.js'
+import { HUB_A, HUB_B, ID_SCOPE, instanceConfig, testEngine } from '../../engine/test/helpers/setup.js'
 import { createSqliteStore } from '../src/index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'provisio-engine-sqlite-'))
@@ -20,7 +20,7 @@ describe('engine on SQLite', () => {
     const clock = new ManualClock()
     const hubs = new RecordingHubGateway()
     let store = createSqliteStore(path)
-    let engine = createEngine({ store, clock, random: new SeededRandom(5), hubGateway: hubs, instances: [instanceConfig()], assignmentBudgetMs: 1000 })
+    let engine = testEngine(createEngine({ store, clock, random: new SeededRandom(5), hubGateway: hubs, instances: [instanceConfig()], assignmentBudgetMs: 1000 }))
     const groupKey = key(64, 1)
     await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'fleet', iotHubs: [HUB_A], attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 2) } } })
     const token = () => ({ type: 'sas', token: deviceToken(ID_SCOPE, 'dev-s', deriveKey(groupKey, 'dev-s'), Math.floor(clock.ms / 1000) + 600) }) as const
@@ -30,7 +30,7 @@ describe('engine on SQLite', () => {
     store.close()
 
     store = createSqliteStore(path)
-    engine = createEngine({ store, clock, random: new SeededRandom(6), hubGateway: hubs, instances: [instanceConfig()], assignmentBudgetMs: 1000 })
+    engine = testEngine(createEngine({ store, clock, random: new SeededRandom(6), hubGateway: hubs, instances: [instanceConfig()], assignmentBudgetMs: 1000 }))
     const group = await engine.getEnrollmentGroup(ID_SCOPE, 'fleet')
     await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { ...group, iotHubs: [HUB_B], attestation: await engine.getEnrollmentGroupAttestationMechanism(ID_SCOPE, 'fleet') }, { ifMatch: group.etag! })
     const second = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-s', evidence: token(), apiVersion: '2021-10-01' })
@@ -52,9 +52,9 @@ describe('engine on SQLite', () => {
     })()
     const storeOne = createSqliteStore(path)
     const storeTwo = createSqliteStore(path)
-    const one = createEngine({ store: storeOne, clock, random: new SeededRandom(1), hubGateway: stuckHubs, instances: [instanceConfig()], operationLeaseMs: 5000 })
+    const one = testEngine(createEngine({ store: storeOne, clock, random: new SeededRandom(1), hubGateway: stuckHubs, instances: [instanceConfig()], operationLeaseMs: 5000 }))
     const hubs = new RecordingHubGateway()
-    const two = createEngine({ store: storeTwo, clock, random: new SeededRandom(2), hubGateway: hubs, instances: [instanceConfig()], assignmentBudgetMs: 1000 })
+    const two = testEngine(createEngine({ store: storeTwo, clock, random: new SeededRandom(2), hubGateway: hubs, instances: [instanceConfig()], assignmentBudgetMs: 1000 }))
     const k = key(32, 9)
     await one.createOrUpdateEnrollment(ID_SCOPE, { registrationId: 'dev-t', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: k, secondaryKey: key(32, 10) } } })
     const evidence = { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-t', k, Math.floor(clock.ms / 1000) + 600) } as const

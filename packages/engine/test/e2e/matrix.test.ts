@@ -9,9 +9,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { AllocationPolicy, JsonObject, ReprovisionPolicy } from '@provisio/protocol'
-import { createEngine, MemoryStore, type Engine, type RegistrationAssignedEvent } from '../../src/index.js'
+import { createEngine, MemoryStore, type RegistrationAssignedEvent } from '../../src/index.js'
 import { deriveKey, deviceToken, key, ManualClock, nodeRandom, RecordingHubGateway } from '../helpers/fakes.js'
-import { hubConnectionString, HUB_A, HUB_B, HUB_C, ID_SCOPE, instanceConfig } from '../helpers/setup.js'
+import { hubConnectionString, HUB_A, HUB_B, HUB_C, ID_SCOPE, instanceConfig, testEngine, type TestEngine } from '../helpers/setup.js'
 import { nodeFetch, startWebhook, type WebhookServer } from './webhook-server.js'
 
 const KINDS = ['individual', 'group'] as const
@@ -31,7 +31,7 @@ afterAll(async () => {
 })
 
 interface Harness {
-  engine: Engine
+  engine: TestEngine
   hubs: RecordingHubGateway
   clock: ManualClock
   assigned: RegistrationAssignedEvent[]
@@ -44,7 +44,7 @@ const ENROLLMENT_TWIN = { tags: { fleet: 'matrix' }, properties: { desired: { in
 async function harness(kind: (typeof KINDS)[number], policy: AllocationPolicy, reprovision: ReprovisionPolicy, registrationId: string): Promise<Harness> {
   const clock = new ManualClock()
   const hubs = new RecordingHubGateway()
-  const engine = createEngine({
+  const engine = testEngine(createEngine({
     store: new MemoryStore(),
     clock,
     random: nodeRandom,
@@ -67,7 +67,7 @@ async function harness(kind: (typeof KINDS)[number], policy: AllocationPolicy, r
         },
       }),
     ],
-  })
+  }))
   const assigned: RegistrationAssignedEvent[] = []
   engine.on('registrationAssigned', (e) => assigned.push(e))
 

@@ -1,7 +1,8 @@
 /**
  * A ready-made engine over a store with two linked hubs and one ID scope, for unit tests.
  */
-import { createEngine, MemoryStore, type EngineOptions, type InstanceConfig, type Store } from '../../src/index.js'
+import type { DeviceResponse, RegisterRequest, RegistrationOperationStatus } from '@provisio/protocol'
+import { createEngine, MemoryStore, type Engine, type EngineOptions, type InstanceConfig, type Store } from '../../src/index.js'
 import { key, ManualClock, RecordingHubGateway, SeededRandom } from './fakes.js'
 
 export const ID_SCOPE = '0ne0000A0A1'
@@ -36,12 +37,27 @@ export function instanceConfig(overrides: Partial<InstanceConfig> = {}): Instanc
   }
 }
 
+/** An engine whose register never answers a TPM challenge (no TPM verifier): narrows the type for tests. */
+export type TestEngine = Omit<Engine, 'register'> & { register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus>> }
+
+/** Wraps an engine for symmetric-key tests: a TPM challenge there would be a bug, so it throws. */
+export function testEngine(engine: Engine): TestEngine {
+  return {
+    ...engine,
+    async register(request) {
+      const reply = await engine.register(request)
+      if (reply.status === 401) throw new Error(`unexpected TPM challenge for ${request.registrationId}`)
+      return reply
+    },
+  }
+}
+
 export function setup(options: Partial<EngineOptions> & { store?: Store } = {}) {
   const clock = new ManualClock()
   const random = new SeededRandom()
   const hubs = new RecordingHubGateway()
   const store = options.store ?? new MemoryStore()
-  const engine = createEngine({
+  const raw = createEngine({
     store,
     clock,
     random,
@@ -51,5 +67,5 @@ export function setup(options: Partial<EngineOptions> & { store?: Store } = {}) 
     ...options,
   })
   const nowSeconds = () => Math.floor(clock.now() / 1000)
-  return { engine, clock, random, hubs, store, nowSeconds }
+  return { engine: testEngine(raw), raw, clock, random, hubs, store, nowSeconds }
 }
