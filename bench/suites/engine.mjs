@@ -11,11 +11,11 @@
 //
 // There is no external peer for an in-process DPS engine, so cases report absolute rates.
 //
-// `ours` is async (returns a Promise for a batch of BATCH registrations, opsPerCall = BATCH).
-// bench/lib/measure.mjs must await a returned promise; until it does, run this suite directly:
-//   node bench/suites/engine.mjs [--quick]
-// which measures the same way (warm-up, interleaved runs, median) and writes
-// bench/results/engine.json and engine.md through bench/lib/report.mjs.
+// `ours` is async (`async: true`; a Promise for a batch of BATCH registrations, opsPerCall = BATCH),
+// awaited by the runner: `node bench/run.mjs engine` (packages built first; `npm run bench -- engine`).
+// Run directly (`node bench/suites/engine.mjs [--quick]`) it measures the same way (warm-up,
+// median of timed runs) and also records rates per second of process CPU time, which is what one
+// uncontended core does on this shared 2-core machine; it writes the same results files.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
