@@ -6,7 +6,7 @@ export function fmtRate(n) {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} G`
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`
-  return n.toFixed(1)
+  return `${n.toFixed(1)} `
 }
 
 function speed(r) {
