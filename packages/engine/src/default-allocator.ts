@@ -4,7 +4,7 @@
  * fed from the instance configuration and the matched enrollment. Its ProvisioErrors
  * (NO_HUB_ASSIGNABLE 400208, CUSTOM_ALLOCATION_FAILED 400207) become failed verdicts.
  */
-import { allocate, type AllocationInput, type AllocationPorts, type GeoLatencyConfig } from '@provisio/allocation'
+import { allocate, explainAllocation, type AllocationExplanation, type AllocationInput, type AllocationPorts, type GeoLatencyConfig } from '@provisio/allocation'
 import { isProvisioError } from '@provisio/protocol'
 import type { AllocationCall, AllocationVerdict, Allocator } from './allocation-port.js'
 import type { InstanceConfig } from './instances.js'
@@ -22,49 +22,57 @@ function deviceRegion(call: AllocationCall): string | undefined {
   return typeof region === 'string' ? region : call.instance.geoLatency?.defaultDeviceRegion
 }
 
+/** The allocation package's input for one call. */
+function allocationInput(call: AllocationCall): AllocationInput {
+  const e = call.enrollment.value
+  return {
+    policy: call.policy,
+    registrationId: call.runtime.registrationId,
+    linkedHubs: call.linkedHubs,
+    ...(e.iotHubs !== undefined ? { iotHubs: e.iotHubs } : {}),
+    ...(e.iotHubHostName !== undefined ? { iotHubHostName: e.iotHubHostName } : {}),
+    ...(call.runtime.currentIotHubHostName !== undefined ? { currentHub: call.runtime.currentIotHubHostName } : {}),
+    ...(call.runtime.currentDeviceId !== undefined ? { currentDeviceId: call.runtime.currentDeviceId } : {}),
+    ...(e.initialTwin !== undefined ? { initialTwin: e.initialTwin } : {}),
+    ...(call.policy === 'geoLatency' ? { geo: geoConfig(call.instance) } : {}),
+    ...(call.policy === 'geoLatency' && deviceRegion(call) !== undefined ? { deviceRegion: deviceRegion(call)! } : {}),
+    ...(call.policy === 'custom' && e.customAllocationDefinition !== undefined
+      ? {
+          custom: {
+            definition: e.customAllocationDefinition,
+            enrollment: call.enrollment.kind === 'individual' ? { individualEnrollment: call.enrollment.value } : { enrollmentGroup: call.enrollment.value },
+            runtime: {
+              ...(call.runtime.x509 !== undefined ? { x509: call.runtime.x509 } : {}),
+              ...(call.runtime.symmetricKey !== undefined ? { symmetricKey: call.runtime.symmetricKey } : {}),
+              ...(call.runtime.tpm !== undefined ? { tpm: call.runtime.tpm } : {}),
+              ...(call.runtime.payload !== undefined ? { payload: call.runtime.payload } : {}),
+            },
+          },
+        }
+      : {}),
+  }
+}
+
+/** Ports of the allocation package: the engine's Fetch with its timeout, or the fault-injected status. */
+function allocationPorts(call: AllocationCall, webhookTimeoutMs: number): AllocationPorts {
+  const timeoutMs = call.instance.webhookTimeoutMs ?? webhookTimeoutMs
+  const fetch = call.fetch
+  return {
+    timeoutMs,
+    ...(call.forcedWebhookStatus !== undefined
+      ? // Fault injection: the webhook "answers" the given status without being called.
+        { fetch: async () => ({ status: call.forcedWebhookStatus!, text: async () => '' }) }
+      : fetch !== undefined
+        ? { fetch: (url, init) => fetch(url, { method: init.method, headers: init.headers, body: init.body, timeoutMs }) }
+        : {}),
+  }
+}
+
 /** The engine's default allocator. */
 export function defaultAllocator(webhookTimeoutMs: number): Allocator {
   return async (call: AllocationCall): Promise<AllocationVerdict> => {
-    const e = call.enrollment.value
-    const input: AllocationInput = {
-      policy: call.policy,
-      registrationId: call.runtime.registrationId,
-      linkedHubs: call.linkedHubs,
-      ...(e.iotHubs !== undefined ? { iotHubs: e.iotHubs } : {}),
-      ...(e.iotHubHostName !== undefined ? { iotHubHostName: e.iotHubHostName } : {}),
-      ...(call.runtime.currentIotHubHostName !== undefined ? { currentHub: call.runtime.currentIotHubHostName } : {}),
-      ...(call.runtime.currentDeviceId !== undefined ? { currentDeviceId: call.runtime.currentDeviceId } : {}),
-      ...(e.initialTwin !== undefined ? { initialTwin: e.initialTwin } : {}),
-      ...(call.policy === 'geoLatency' ? { geo: geoConfig(call.instance) } : {}),
-      ...(call.policy === 'geoLatency' && deviceRegion(call) !== undefined ? { deviceRegion: deviceRegion(call)! } : {}),
-      ...(call.policy === 'custom' && e.customAllocationDefinition !== undefined
-        ? {
-            custom: {
-              definition: e.customAllocationDefinition,
-              enrollment: call.enrollment.kind === 'individual' ? { individualEnrollment: call.enrollment.value } : { enrollmentGroup: call.enrollment.value },
-              runtime: {
-                ...(call.runtime.x509 !== undefined ? { x509: call.runtime.x509 } : {}),
-                ...(call.runtime.symmetricKey !== undefined ? { symmetricKey: call.runtime.symmetricKey } : {}),
-                ...(call.runtime.tpm !== undefined ? { tpm: call.runtime.tpm } : {}),
-                ...(call.runtime.payload !== undefined ? { payload: call.runtime.payload } : {}),
-              },
-            },
-          }
-        : {}),
-    }
-    const timeoutMs = call.instance.webhookTimeoutMs ?? webhookTimeoutMs
-    const fetch = call.fetch
-    const ports: AllocationPorts = {
-      timeoutMs,
-      ...(call.forcedWebhookStatus !== undefined
-        ? // Fault injection: the webhook "answers" the given status without being called.
-          { fetch: async () => ({ status: call.forcedWebhookStatus!, text: async () => '' }) }
-        : fetch !== undefined
-          ? { fetch: (url, init) => fetch(url, { method: init.method, headers: init.headers, body: init.body, timeoutMs }) }
-          : {}),
-    }
     try {
-      const result = await allocate(input, ports)
+      const result = await allocate(allocationInput(call), allocationPorts(call, webhookTimeoutMs))
       return {
         ok: true,
         hostName: result.hostName,
@@ -79,4 +87,9 @@ export function defaultAllocator(webhookTimeoutMs: number): Allocator {
       throw error
     }
   }
+}
+
+/** Dry run of the default allocation (@provisio/allocation explainAllocation): where and why. */
+export function explainDefaultAllocation(call: AllocationCall, webhookTimeoutMs: number): Promise<AllocationExplanation> {
+  return explainAllocation(allocationInput(call), allocationPorts(call, webhookTimeoutMs))
 }

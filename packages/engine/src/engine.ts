@@ -19,6 +19,7 @@ import type {
   DeviceRegistrationState,
   EnrollmentGroup,
   IndividualEnrollment,
+  JsonObject,
   QuerySpecification,
   RegistrationOperationStatus,
   DeviceApi,
@@ -29,7 +30,9 @@ import type {
 import type { Allocator } from './allocation-port.js'
 import type { AttestationVerifier } from './attestation.js'
 import { EngineContext } from './context.js'
-import { defaultAllocator } from './default-allocator.js'
+import { defaultAllocator, explainDefaultAllocation } from './default-allocator.js'
+import type { AllocationExplanation } from '@provisio/allocation'
+import type { MatchedEnrollment } from './attestation.js'
 import {
   DeviceOperations,
   type DeviceResponse,
@@ -45,7 +48,7 @@ import type { Clock, Fetch, HubGateway, Random, Timers } from './ports.js'
 import type { QueryOptions, QueryPage } from './query.js'
 import { DPS_DEFAULT_RATE_LIMITS, TokenBuckets, type RateLimitOptions } from './rate-limit.js'
 import { authorizeServiceToken } from './internal/sas.js'
-import { ServiceOperations, type ConditionalOptions } from './service.js'
+import { hideKeys, ServiceOperations, type ConditionalOptions } from './service.js'
 import type { RegistrationRecord, Store } from './store.js'
 import { createSymmetricKeyVerifier } from './symmetric-key.js'
 
@@ -121,6 +124,16 @@ export interface Engine extends DeviceApi, ServiceApi {
   getRegistrationState(idScope: string, registrationId: string): Promise<DeviceRegistrationState>
   deleteRegistrationState(idScope: string, registrationId: string, options?: ConditionalOptions): Promise<void>
   queryRegistrationStates(idScope: string, enrollmentGroupId: string, options?: QueryOptions): Promise<QueryPage<DeviceRegistrationState>>
+  /**
+   * Dry run: where the device would be assigned now, why, and with which initial twin
+   * (@provisio/allocation explainAllocation over this instance's hubs and the device's enrollment:
+   * its individual enrollment, or the group named). Custom allocation calls the webhook. Shows the
+   * default allocator's decision even when the engine was given another one.
+   */
+  explainAllocation(
+    idScope: string,
+    device: { readonly registrationId: string; readonly enrollmentGroupId?: string; readonly payload?: JsonObject },
+  ): Promise<AllocationExplanation>
   /** The full internal record (last refusal, initial hub, where the identity lives). */
   getRegistrationRecord(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined>
 
@@ -234,6 +247,36 @@ export function createEngine(options: EngineOptions): Engine {
     getRegistrationState: async (idScope, id) => service.getRegistrationState(idScope, id),
     deleteRegistrationState: async (idScope, id, opts) => service.deleteRegistrationState(idScope, id, opts),
     queryRegistrationStates: async (idScope, groupId, opts) => service.queryRegistrationStates(idScope, groupId, opts),
+    async explainAllocation(idScope, device) {
+      const instance = ctx.instance(idScope)
+      let enrollment: MatchedEnrollment
+      if (device.enrollmentGroupId !== undefined) {
+        const g = await ctx.store.getGroup(idScope, device.enrollmentGroupId)
+        if (!g) throw new ProvisioError('ENROLLMENT_GROUP_NOT_FOUND', `enrollment group '${device.enrollmentGroupId}' does not exist in ID scope ${idScope}`)
+        enrollment = { kind: 'group', value: g }
+      } else {
+        const e = await ctx.store.getEnrollment(idScope, device.registrationId)
+        if (!e) throw new ProvisioError('ENROLLMENT_RECORD_NOT_FOUND', `individual enrollment '${device.registrationId}' does not exist in ID scope ${idScope}; name the group to explain a group device`)
+        enrollment = { kind: 'individual', value: e }
+      }
+      const record = await ctx.store.getRegistration(idScope, device.registrationId)
+      const previous = record?.lastAssignment
+      return explainDefaultAllocation(
+        {
+          policy: enrollment.value.allocationPolicy ?? instance.allocationPolicy ?? 'hashed',
+          instance,
+          linkedHubs: instance.linkedHubs,
+          enrollment: enrollment.kind === 'individual' ? { kind: 'individual', value: hideKeys(enrollment.value) } : { kind: 'group', value: hideKeys(enrollment.value) },
+          runtime: {
+            registrationId: device.registrationId,
+            ...(previous ? { currentIotHubHostName: previous.hub, currentDeviceId: previous.deviceId } : {}),
+            ...(device.payload !== undefined ? { payload: device.payload } : {}),
+          },
+          ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+        },
+        resolved.webhookTimeoutMs,
+      )
+    },
     async getRegistrationRecord(idScope, registrationId) {
       ctx.instance(idScope)
       return ctx.store.getRegistration(idScope, registrationId)

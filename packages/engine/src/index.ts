@@ -28,6 +28,7 @@ export type {
 export { verifierKindOf } from './attestation.js'
 export { createSymmetricKeyVerifier, type SymmetricKeyVerifierOptions } from './symmetric-key.js'
 export type { Allocator, AllocationCall, AllocationVerdict } from './allocation-port.js'
+export type { AllocationExplanation } from '@provisio/allocation'
 export type { RegisterRequest, OperationStatusRequest, RegistrationStatusRequest, DeviceResponse, TpmChallengeResponse } from './device.js'
 export type { ConditionalOptions } from './service.js'
 export { BULK_MAX_ITEMS } from './service.js'

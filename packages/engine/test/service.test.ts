@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ProvisioError } from '@provisio/protocol'
 import type { IndividualEnrollment } from '@provisio/protocol'
-import { key, serviceToken } from './helpers/fakes.js'
+import { deviceToken, key, serviceToken } from './helpers/fakes.js'
 import { HUB_A, HUB_C, ID_SCOPE, OWNER_KEY, SERVICE_HOST, setup } from './helpers/setup.js'
 
 async function rejection(p: Promise<unknown>): Promise<ProvisioError> {
@@ -240,5 +240,30 @@ describe('events', () => {
     })
     await engine.createOrUpdateEnrollment(ID_SCOPE, symmetric('ev2'))
     expect(errors).toHaveLength(1)
+  })
+})
+
+describe('allocation dry run', () => {
+  it('explains where an enrolled device would go, with the twin, and matches the real assignment', async () => {
+    const { engine, nowSeconds } = setup()
+    const k = key(32, 4)
+    await engine.createOrUpdateEnrollment(ID_SCOPE, {
+      registrationId: 'dry-1',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: k, secondaryKey: key(32, 5) } },
+      initialTwin: { tags: { a: 1 } },
+    })
+    const explained = await engine.explainAllocation(ID_SCOPE, { registrationId: 'dry-1' })
+    expect(explained.policy).toBe('hashed')
+    expect(explained.initialTwin).toEqual({ tags: { a: 1 } })
+    const r = await engine.register({ idScope: ID_SCOPE, registrationId: 'dry-1', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dry-1', k, nowSeconds() + 60) }, apiVersion: '2021-10-01' })
+    expect(r.body.registrationState?.assignedHub).toBe(explained.hostName)
+    expect((await engine.explainAllocation(ID_SCOPE, { registrationId: 'dry-1' })).currentHub).toBe(explained.hostName)
+    expect((await rejection(engine.explainAllocation(ID_SCOPE, { registrationId: 'nobody' }))).httpStatus).toBe(404)
+  })
+
+  it('explains a group device when the group is named', async () => {
+    const { engine } = setup()
+    await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'dg', attestation: { type: 'symmetricKey', symmetricKey: {} }, allocationPolicy: 'static', iotHubHostName: HUB_A })
+    expect((await engine.explainAllocation(ID_SCOPE, { registrationId: 'any', enrollmentGroupId: 'dg' })).hostName).toBe(HUB_A)
   })
 })
