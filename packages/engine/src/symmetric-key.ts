@@ -7,8 +7,13 @@
  * 2. Otherwise every symmetric-key group is a candidate: the device key is
  *    HMAC-SHA256(groupKey, registrationId) for the group's primary and secondary keys (§2.2),
  *    and the first group (in id order) whose derived key verifies the token admits the device.
- *    Group HMAC key schedules are cached per group key; the group list is re-read only when the
- *    store's groups revision moves.
+ *    Group HMAC key schedules are cached per group key, so a derivation costs two SHA-256
+ *    compressions; the group list is re-read only when the store's groups revision moves. A fast
+ *    pass checks each derived key against the signature over `sr` as sent with a raw-key HMAC (no
+ *    key objects, nothing cached per device); the full protocol verification (skn, resource,
+ *    expiry) then runs on the matching group only, and the lenient `sr` spellings of §2.1 only
+ *    when no group matched. (The crypto batch API derives many ids under one key; a registration
+ *    needs one id under many keys, so the prepared per-group keys serve it.)
  *
  * Every refusal says which enrollment and which key failed, or that the token expired or named
  * another resource; the device only sees 401002 (protocol error catalog).
