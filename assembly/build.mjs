@@ -11,6 +11,16 @@ const here = dirname(fileURLToPath(import.meta.url))
 const asc = join(dirname(createRequire(import.meta.url).resolve('assemblyscript/package.json')), 'bin', 'asc.js')
 mkdirSync(join(here, 'build'), { recursive: true })
 
+// Unrolled SHA-2 rounds and NIST field arithmetic are generated from one description each
+// (gen-sha2.mjs, gen-ecc.mjs) into assembly/generated/, which is never committed.
+for (const generator of ['gen-sha2.mjs', 'gen-ecc.mjs']) {
+  const g = spawnSync(process.execPath, [join(here, generator)], { cwd: here, stdio: 'inherit' })
+  if (g.status !== 0) {
+    console.error(`${generator} failed (exit ${g.status})`)
+    process.exit(1)
+  }
+}
+
 const common = [
   'index.ts',
   '--runtime', 'stub',

@@ -2,7 +2,7 @@
 // (dps-protocol.md, symmetric-key enrollment groups). The group key's state is computed once per
 // batch; each id then costs two compressions. In the SIMD build, ids of up to 55 bytes (one inner
 // block) are derived four at a time with a 4-lane SHA-256.
-import { compress256x4 } from './sha2-core'
+import { compress256x4 } from './generated/sha2-core'
 import { macCore, OST } from './hmac'
 import { put256 } from './sha256'
 import { b64EncodeRaw } from './base64'

@@ -20,12 +20,12 @@ import {
   P256_LIMBS, P256_BYTES, P256_P, P256_N, P256_RRP, P256_RRN, P256_ONE, P256_B, P256_GX, P256_GY,
   P256_EXP_INV_P, P256_EXP_SQRT, P256_EXP_INV_N, P256_P_MINUS_N,
   p256_fmul, p256_fsqr, p256_fadd, p256_fsub, p256_fsmall, p256_nmul,
-} from './p256'
+} from './generated/p256'
 import {
   P384_LIMBS, P384_BYTES, P384_P, P384_N, P384_RRP, P384_RRN, P384_ONE, P384_B, P384_GX, P384_GY,
   P384_EXP_INV_P, P384_EXP_SQRT, P384_EXP_INV_N, P384_P_MINUS_N,
   p384_fmul, p384_fsqr, p384_fadd, p384_fsub, p384_fsmall, p384_nmul,
-} from './p384'
+} from './generated/p384'
 
 const W: i32 = 29
 const WMASK: u32 = (1 << 29) - 1

@@ -1,11 +1,11 @@
-// Generates assembly/p256.ts and assembly/p384.ts: fully unrolled Montgomery multiplication,
+// Generates assembly/generated/p256.ts and p384.ts: fully unrolled Montgomery multiplication,
 // squaring, addition and subtraction for the NIST P-256 and P-384 base fields and their group
 // orders, plus the curve constants (FIPS 186-5 / SP 800-186 §3.2.1.3, §3.2.1.4) in limb form.
 //
 // Why generated: a loop over 9 or 14 limbs spends as much on indices and branches as on the
-// multiplies; unrolled straight-line code keeps every limb in a local. Run after editing:
-//   node assembly/gen-ecc.mjs
-import { writeFileSync } from 'node:fs'
+// multiplies; unrolled straight-line code keeps every limb in a local. build.mjs runs this before every compile; the output is never
+// committed.
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -221,6 +221,7 @@ for (const c of curves) {
   out.push('')
   out.push(genMul(`${N}_nmul`, L, c.n, false))
   out.push('')
-  writeFileSync(join(here, `${N}.ts`), out.join('\n'))
+  mkdirSync(join(here, 'generated'), { recursive: true })
+  writeFileSync(join(here, 'generated', `${N}.ts`), out.join('\n'))
   console.log(`wrote assembly/${N}.ts`)
 }

@@ -1,12 +1,11 @@
-// Writes assembly/sha2-core.ts: the fully unrolled SHA-256 / SHA-512 compression functions
+// Writes assembly/generated/sha2-core.ts: the fully unrolled SHA-256 / SHA-512 compression functions
 // (scalar, plus a 4-lane SHA-256 for the SIMD build). Unrolling by hand would be 300 lines of
 // near-identical rounds where one typo is a silent wrong hash, so this script emits them from one
-// description of a round. The output is committed as source (readable, no build-time step);
-// re-run `node assembly/gen-sha2.mjs` after editing this file.
+// description of a round. build.mjs runs this before every compile; the output is never committed.
 //
 // Constants are not typed in: they are computed here exactly as FIPS 180-4 defines them
 // (sections 4.2.2, 4.2.3, 5.3.3, 5.3.4, 5.3.5), with BigInt integer roots so no float rounding.
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -216,5 +215,6 @@ ${addBack(8, (p, v, o) => `store<u64>(${p}, load<u64>(${p}, ${o}) + ${v}, ${o})`
 }
 `
 
-writeFileSync(join(here, 'sha2-core.ts'), src)
+mkdirSync(join(here, 'generated'), { recursive: true })
+writeFileSync(join(here, 'generated', 'sha2-core.ts'), src)
 console.log('wrote assembly/sha2-core.ts')

@@ -6,7 +6,7 @@
 // (one inner block holding message + padding, one outer block holding the inner digest).
 // Key states live wherever the caller keeps them: in the slot table below (JS-side HmacSha256Key
 // objects own slots), or in the I/O window.
-import { compress256, iv256 } from './sha2-core'
+import { compress256, iv256 } from './generated/sha2-core'
 import { ctx256Pad, ctx256Resume, ctx256Update, CTX256_SIZE, put256, sha256Digest } from './sha256'
 import { b64DecodeRaw, b64EncodeRaw } from './base64'
 import { ctEqualRaw } from './ct'

@@ -1,7 +1,7 @@
 // SHA-256 and SHA-224 (FIPS 180-4 sections 6.2 and 6.3) over a context that lives wherever the
 // caller says: JS streaming hashers keep their own copy and load it into CTX_SCRATCH per update,
 // HMAC keeps inner/outer states in a slot table. Nothing is allocated.
-import { compress256, iv224, iv256 } from './sha2-core'
+import { compress256, iv224, iv256 } from './generated/sha2-core'
 
 // Context layout (bytes): 0 state 8×u32 (native order) | 32 total length u64 | 40 buffered u32 |
 // 64 pending partial block (64 bytes).

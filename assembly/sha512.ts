@@ -1,6 +1,6 @@
 // SHA-512 and SHA-384 (FIPS 180-4 sections 6.4 and 6.5). Same context scheme as sha256.ts with
 // 64-bit words and 128-byte blocks.
-import { compress512, iv384, iv512 } from './sha2-core'
+import { compress512, iv384, iv512 } from './generated/sha2-core'
 
 // Context layout: 0 state 8×u64 | 64 total length u64 (bytes) | 72 buffered u32 | 128 pending block.
 export const CTX512_SIZE: i32 = 256

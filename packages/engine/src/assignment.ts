@@ -30,7 +30,7 @@ import type { InstanceConfig, LinkedHub } from './instances.js'
 import type { HubTarget, Twin } from './ports.js'
 import { hideKeys } from './service.js'
 import type { OperationRecord, RegistrationRecord } from './store.js'
-import { formatDpsTimestamp } from './time.js'
+import { formatDpsTimestamp } from '@provisio/protocol'
 
 /** Result of runAssignment: the final operation, or undefined when the lease was lost. */
 export type AssignmentOutcome = OperationRecord | undefined

@@ -28,7 +28,7 @@ import type { EvidenceType } from './events.js'
 import { REGISTER_RANDOM_BYTES, etagFromBytes, hex, operationIdFromBytes } from './ids.js'
 import type { InstanceConfig } from './instances.js'
 import type { OperationRecord, RegistrationRecord } from './store.js'
-import { formatDpsTimestamp } from './time.js'
+import { formatDpsTimestamp } from '@provisio/protocol'
 
 /**
  * Device API shapes come from the contract the codecs call (@provisio/protocol api.ts):

@@ -55,5 +55,5 @@ export {
   type EnrollmentRef,
   type EvidenceType,
 } from './events.js'
-export { formatDpsTimestamp } from './time.js'
+export { formatDpsTimestamp } from '@provisio/protocol'
 export { newOperationId, newEtag, newSymmetricKey, etagMatches } from './ids.js'

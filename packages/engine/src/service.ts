@@ -37,7 +37,7 @@ import {
   type QueryPage,
 } from './query.js'
 import type { RegistrationRecord, WriteCondition, WriteResult } from './store.js'
-import { formatDpsTimestamp } from './time.js'
+import { formatDpsTimestamp } from '@provisio/protocol'
 
 /** Options of writes that honour `If-Match` (the codecs' contract, @provisio/protocol api.ts). */
 export type { ConditionalOptions }

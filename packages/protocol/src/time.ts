@@ -22,12 +22,15 @@ function pad(value: number, width: number): string {
  */
 export function formatDpsTimestamp(epochMs: number): string {
   if (!Number.isFinite(epochMs)) throw new RangeError(`timestamp must be a finite number of milliseconds, got ${String(epochMs)}`)
-  // 100 ns ticks, floored so that a later instant never formats as an earlier one.
-  const ticks = Math.floor(epochMs * 10_000)
-  const dayIndex = Math.floor(ticks / (MS_PER_DAY * 10_000))
-  const ticksOfDay = ticks - dayIndex * MS_PER_DAY * 10_000
-  const secondsOfDay = Math.floor(ticksOfDay / 10_000_000)
-  const fraction = ticksOfDay - secondsOfDay * 10_000_000
+  // Whole milliseconds and 100 ns ticks within the millisecond are kept apart: `epochMs * 10_000`
+  // would leave the exact-integer range of a double (2^53) for dates far from 1970. Floored, so a
+  // later instant never formats as an earlier one.
+  const wholeMs = Math.floor(epochMs)
+  const subTicks = Math.min(9_999, Math.floor((epochMs - wholeMs) * 10_000))
+  const dayIndex = Math.floor(wholeMs / MS_PER_DAY)
+  const msOfDay = wholeMs - dayIndex * MS_PER_DAY
+  const secondsOfDay = Math.floor(msOfDay / 1000)
+  const fraction = (msOfDay - secondsOfDay * 1000) * 10_000 + subTicks
 
   const z = dayIndex + EPOCH_SHIFT_DAYS
   const era = Math.floor(z / DAYS_PER_ERA)

@@ -1,0 +1,40 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, DEFAULT_CONFIG, resolveConfig } from '../src/config.js'
+
+describe('resolveConfig', () => {
+  it('applies defaults, then the config file, then the environment, then flags', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    const file = join(dir, 'provisio.json')
+    writeFileSync(file, JSON.stringify({ httpsPort: 9000, mqttPort: 9001, logLevel: 'warn', hostNames: ['a.example'] }))
+    const config = resolveConfig({ config: file, 'mqtt-port': '9101' }, { PROVISIO_MQTT_PORT: '9201', PROVISIO_AMQP_PORT: '9202', PROVISIO_HTTPS_PORT: '' }, dir)
+    expect(config.httpsPort).toBe(9000) // file (empty env is ignored)
+    expect(config.mqttPort).toBe(9101) // flag beats env beats file
+    expect(config.amqpPort).toBe(9202) // env
+    expect(config.logLevel).toBe('warn')
+    expect(config.hostNames).toEqual(['a.example'])
+    expect(config.host).toBe(DEFAULT_CONFIG.host)
+    expect(config.dataDir).toBe(join(dir, '.provisio'))
+  })
+
+  it.each([
+    [{ 'https-port': '70000' }, {}, /httpsPort \(--https-port\) must be a port number/],
+    [{ 'log-level': 'loud' }, {}, /logLevel .* must be one of error, warn, info, debug/],
+    [{}, { PROVISIO_RETRY_AFTER: '0' }, /retryAfterSeconds \(environment PROVISIO_RETRY_AFTER\) must be at least 1/],
+    [{ cert: 'c.pem' }, {}, /--cert and --key must be given together/],
+    [{ host: '  ' }, {}, /host \(--host\) must be a non-empty string/],
+  ])('refuses %j %j naming the setting', (flags, env, message) => {
+    expect(() => resolveConfig(flags, env, '/tmp')).toThrow(message)
+    expect(() => resolveConfig(flags, env, '/tmp')).toThrow(ConfigError)
+  })
+
+  it('names unknown keys and broken JSON in a config file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    writeFileSync(join(dir, 'bad.json'), '{"httpPort": 1}')
+    expect(() => resolveConfig({ config: 'bad.json' }, {}, dir)).toThrow(/unknown setting "httpPort"/)
+    writeFileSync(join(dir, 'broken.json'), '{')
+    expect(() => resolveConfig({ config: 'broken.json' }, {}, dir)).toThrow(/config file broken.json/)
+  })
+})
