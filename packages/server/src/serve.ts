@@ -22,6 +22,7 @@ import { createLocalHubGateway } from './hub-gateway.js'
 import { SqliteHubStore } from './hub-store-sqlite.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
 import { Metrics } from './metrics.js'
+import { WebSocketRouter } from './websocket.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
 import { loadOrCreateState, type ServerState } from './state.js'
@@ -40,6 +41,8 @@ export interface Endpoints {
 
 export interface RunningServer {
   readonly endpoints: Endpoints
+  /** WebSocket upgrades at /$iothub/websocket, by subprotocol. */
+  readonly websockets: WebSocketRouter
   readonly metrics: Metrics
   readonly engine: Engine
   readonly hubs: ReadonlyMap<string, EmbeddedHub>
@@ -130,6 +133,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   }
   const handler = createDpsHttpHandler({ device: metrics.instrument(engine, 'https'), service: engine, clock, trackingId: randomUUID })
   const https = createHttpsListener({ key: tls.key, cert: tls.cert, handler, ops, log, maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes, trackingId: randomUUID })
+  // WebSocket transports (MQTT-WS, AMQP-WS) register their subprotocol handlers here.
+  const websockets = new WebSocketRouter(https, log)
+
+  // ---- further listeners (MQTT, AMQP) start here, each in its own block ----
+
   try {
     await listen(https, config.httpsPort, config.bind)
   } catch (error) {
@@ -152,6 +160,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let closed = false
   return {
     endpoints,
+    websockets,
     metrics,
     engine,
     hubs,
@@ -166,7 +175,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       closed = true
       draining = true
       await new Promise<void>((resolve) => {
-        const force = setTimeout(() => https.closeAllConnections(), graceMs)
+        const force = setTimeout(() => {
+          https.closeAllConnections()
+          websockets.closeAll()
+        }, graceMs)
         force.unref()
         https.close(() => {
           clearTimeout(force)
