@@ -97,6 +97,11 @@ export interface CaCertificateRecord {
   /** PEM or base64 DER. */
   readonly certificate: string
   readonly isVerified: boolean
+  /**
+   * Proof-of-possession code issued by generateVerificationCode (§6 D-pop) and not yet used: the
+   * CA is verified by a certificate whose subject CN is this code, signed by the CA's key.
+   */
+  readonly verificationCode?: string
   readonly etag: string
   readonly createdAtMs: number
   readonly updatedAtMs: number
