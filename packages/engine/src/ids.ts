@@ -81,20 +81,5 @@ export function newSymmetricKey(random: Random): string {
   return toBase64(random.bytes(64))
 }
 
-/**
- * Etag comparison for If-Match (RFC 9110 §13.1.1): `*` matches any existing resource; otherwise
- * compare the opaque values, tolerating a missing pair of quotes and a weak `W/` prefix, which
- * some clients add or drop.
- */
-export function etagMatches(ifMatch: string, current: string | undefined): boolean {
-  if (current === undefined) return false
-  if (ifMatch.trim() === '*') return true
-  return normaliseEtag(ifMatch) === normaliseEtag(current)
-}
-
-function normaliseEtag(tag: string): string {
-  let t = tag.trim()
-  if (t.startsWith('W/')) t = t.slice(2)
-  if (t.length >= 2 && t.startsWith('"') && t.endsWith('"')) t = t.slice(1, -1)
-  return t
-}
+/** Etag comparison for If-Match (RFC 9110 §13.1.1), from @provisio/protocol. */
+export { etagMatches } from '@provisio/protocol'

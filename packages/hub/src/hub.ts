@@ -10,7 +10,7 @@
  * - twin updates are JSON merge patches (RFC 7396): `null` removes a property.
  */
 import { base64Encode, base64UrlEncode } from '@provisio/crypto'
-import { ProvisioError, formatDpsTimestamp, validateDeviceId } from '@provisio/protocol'
+import { ProvisioError, etagMatches, formatDpsTimestamp, validateDeviceId } from '@provisio/protocol'
 import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceTwin, HubStore } from './types.js'
 
 /** Ports of a hub. */
@@ -177,9 +177,8 @@ export class EmbeddedHub {
 }
 
 function checkIfMatch(ifMatch: string | undefined, etag: string | undefined, what: string): void {
-  if (ifMatch === undefined || ifMatch === '*') return
-  const want = ifMatch.replace(/^W\//, '').replace(/^"|"$/g, '')
-  if (etag === undefined || want !== etag) {
+  if (ifMatch === undefined) return
+  if (!etagMatches(ifMatch, etag)) {
     throw new ProvisioError('PRECONDITION_FAILED', `If-Match ${JSON.stringify(ifMatch.slice(0, 80))} does not match the etag of ${what}`)
   }
 }

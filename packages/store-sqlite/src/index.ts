@@ -25,6 +25,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
+import { etagMatches } from '@provisio/protocol'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 
 /** Options of {@link createSqliteStore}. */
@@ -109,17 +110,6 @@ function keyOf(id: string): string {
   return id.toLowerCase()
 }
 
-/** RFC 9110 §13.1.1 comparison, as in the engine's ids.ts: `*`, quotes and `W/` tolerated. */
-function etagMatches(ifMatch: string, current: string): boolean {
-  if (ifMatch.trim() === '*') return true
-  return normalise(ifMatch) === normalise(current)
-}
-function normalise(tag: string): string {
-  let t = tag.trim()
-  if (t.startsWith('W/')) t = t.slice(2)
-  if (t.length >= 2 && t.startsWith('"') && t.endsWith('"')) t = t.slice(1, -1)
-  return t
-}
 
 function check(current: { etag: string } | undefined, condition: WriteCondition | undefined): WriteResult {
   if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: current.etag }
