@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
 let dataDir: string
@@ -55,8 +54,8 @@ describe('provisio serve', () => {
   })
 
   it('provisions a device with curl and a token from `provisio sas` (the README recipe)', async () => {
-    const cs = parseDpsServiceConnectionString(endpoints.serviceConnectionString)
-    const serviceToken = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 })
+    const serviceToken = execFileSync(process.execPath, [cli, 'sas', '--service', '--data-dir', dataDir], { encoding: 'utf8' }).trim()
+    expect(serviceToken).toMatch(/^SharedAccessSignature sr=localhost&sig=.*&skn=provisioningserviceowner$/)
     const base = `https://localhost:${endpoints.ports.https}`
     const deviceKey = Buffer.alloc(32, 5).toString('base64')
     const created = curl(['-X', 'PUT', `${base}/enrollments/curl-dev?api-version=2021-10-01`, '-H', `Authorization: ${serviceToken}`, '-H', 'Content-Type: application/json',

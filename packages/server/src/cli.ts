@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { deriveDeviceKey } from '@provisio/crypto'
-import { buildSasToken, deviceRegistrationResource } from '@provisio/protocol'
+import { buildSasToken, deviceRegistrationResource, parseDpsServiceConnectionString } from '@provisio/protocol'
 import { ConfigError, DEFAULT_CONFIG, SETTINGS, resolveConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
@@ -30,9 +30,11 @@ function usage(): string {
     `Defaults: https ${DEFAULT_CONFIG.httpsPort}, data directory ./${DEFAULT_CONFIG.dataDir}, SQLite store, loopback only.`,
     '',
     'Usage: provisio sas --registration-id <id> (--key <base64> | --group-key <base64>) [--id-scope <scope>] [--data-dir <dir>] [--ttl <s>]',
+    '       provisio sas --service [--data-dir <dir>] [--ttl <s>]',
     '',
     'Prints a device SAS token for {idScope}/registrations/{id} (skn=registration). --group-key derives the',
-    "device key from an enrollment group key. The ID scope defaults to the one in <data-dir>/endpoints.json.",
+    'device key from an enrollment group key. The ID scope defaults to the one in <data-dir>/endpoints.json.',
+    'With --service, prints a service API token signed with the service connection string of endpoints.json.',
   ].join('\n')
 }
 
@@ -47,25 +49,32 @@ function sasCommand(args: string[]): number {
       'id-scope': { type: 'string' },
       'data-dir': { type: 'string' },
       ttl: { type: 'string' },
+      service: { type: 'boolean' },
     },
   })
+  const ttl = Number(values.ttl ?? 3600)
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 365 * 86400) throw new UsageError('--ttl must be a whole number of seconds, 1 to 31536000')
+  const expiresAt = Math.floor(Date.now() / 1000) + ttl
+  const endpointsFile = join(resolve(values['data-dir'] ?? DEFAULT_CONFIG.dataDir), 'endpoints.json')
+  const readEndpoints = (need: string): { idScope: string; serviceConnectionString: string } => {
+    if (!existsSync(endpointsFile)) throw new UsageError(`${need} (no ${endpointsFile} to read it from; start provisio serve or pass --data-dir)`)
+    return JSON.parse(readFileSync(endpointsFile, 'utf8')) as { idScope: string; serviceConnectionString: string }
+  }
+  if (values.service === true) {
+    const cs = parseDpsServiceConnectionString(readEndpoints('the service connection string is needed').serviceConnectionString)
+    process.stdout.write(buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt }) + '\n')
+    return 0
+  }
   const registrationId = values['registration-id']
   if (registrationId === undefined) throw new UsageError('--registration-id is required')
   if ((values.key === undefined) === (values['group-key'] === undefined)) throw new UsageError('give exactly one of --key and --group-key')
-  let idScope = values['id-scope']
-  if (idScope === undefined) {
-    const file = join(resolve(values['data-dir'] ?? DEFAULT_CONFIG.dataDir), 'endpoints.json')
-    if (!existsSync(file)) throw new UsageError(`--id-scope is required (no ${file} to read it from)`)
-    idScope = (JSON.parse(readFileSync(file, 'utf8')) as { idScope: string }).idScope
-  }
-  const ttl = Number(values.ttl ?? 3600)
-  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 365 * 86400) throw new UsageError('--ttl must be a whole number of seconds, 1 to 31536000')
+  const idScope = values['id-scope'] ?? readEndpoints('--id-scope is required').idScope
   const key = values.key ?? deriveDeviceKey(values['group-key']!, registrationId)
   const token = buildSasToken({
     resource: deviceRegistrationResource(idScope, registrationId),
     key,
     keyName: 'registration',
-    expiresAt: Math.floor(Date.now() / 1000) + ttl,
+    expiresAt,
   })
   process.stdout.write(token + '\n')
   return 0
