@@ -1,4 +1,8 @@
 /**
- * @provisio/store-postgres — PostgreSQL Store for the engine and hub (pg), schema migrations, multi-instance safe
+ * @provisio/store-postgres — the engine's Store and the embedded hub's registry on PostgreSQL
+ * (node-postgres), with schema migrations, safe for several `provisio serve` instances sharing
+ * one database (DESIGN.md "Storage and scale").
  */
-export {}
+export { PostgresStore, createPostgresStore, describePostgresUrl, type PostgresStoreOptions } from './store.js'
+export { MIGRATIONS, type Migration } from './schema.js'
+export { PostgresStoreError, type PostgresStoreErrorCode } from './errors.js'
