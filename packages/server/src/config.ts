@@ -19,7 +19,7 @@ export interface ServeConfig {
   readonly mqttPort: number
   readonly amqpPort: number
   readonly dataDir: string
-  /** `sqlite` (default: <data-dir>/provisio.db), `sqlite:<path>` or `memory`. */
+  /** `sqlite` (default: <data-dir>/provisio.db), `sqlite:<path>`, `postgres://…` (postgres.ts) or `memory`. */
   readonly store: string
   /** PEM files replacing the generated dev PKI. */
   readonly certFile?: string
@@ -29,6 +29,11 @@ export interface ServeConfig {
   readonly retryAfterSeconds: number
   /** How long register may wait for the assignment before answering 202 (0 = always 202, like DPS). */
   readonly assignmentBudgetMs: number
+  /**
+   * How long an operation stays leased to the instance running its assignment; after that any
+   * instance polling it takes it over (an instance killed mid-assignment). Default 30,000.
+   */
+  readonly operationLeaseMs: number
 }
 
 export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
@@ -43,6 +48,7 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   logLevel: 'info',
   retryAfterSeconds: 3,
   assignmentBudgetMs: 0,
+  operationLeaseMs: 30_000,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -62,12 +68,13 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'mqttPort', env: 'PROVISIO_MQTT_PORT', flag: 'mqtt-port', kind: 'port', help: 'MQTTS port (default 8883)' },
   { key: 'amqpPort', env: 'PROVISIO_AMQP_PORT', flag: 'amqp-port', kind: 'port', help: 'AMQPS port (default 5671)' },
   { key: 'dataDir', env: 'PROVISIO_DATA_DIR', flag: 'data-dir', kind: 'string', help: 'data directory (default ./.provisio)' },
-  { key: 'store', env: 'PROVISIO_STORE', flag: 'store', kind: 'string', help: 'sqlite | sqlite:<path> | memory (default sqlite)' },
+  { key: 'store', env: 'PROVISIO_STORE', flag: 'store', kind: 'string', help: 'sqlite | sqlite:<path> | postgres://user@host/db[?schema=s] | memory (default sqlite)' },
   { key: 'certFile', env: 'PROVISIO_CERT_FILE', flag: 'cert', kind: 'string', help: 'TLS certificate PEM (default: generated dev PKI)' },
   { key: 'keyFile', env: 'PROVISIO_KEY_FILE', flag: 'key', kind: 'string', help: 'TLS private key PEM' },
   { key: 'logLevel', env: 'PROVISIO_LOG_LEVEL', flag: 'log-level', kind: 'level', help: 'error | warn | info | debug (default info)' },
   { key: 'retryAfterSeconds', env: 'PROVISIO_RETRY_AFTER', flag: 'retry-after', kind: 'seconds', help: 'polling interval told to devices, s (default 3)' },
   { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'answer 200 assigned at once when done within this budget (default 0)' },
+  { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
 ]
 
 export class ConfigError extends Error {

@@ -26,6 +26,7 @@ import { WebSocketRouter } from './websocket.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
 import { loadOrCreateState, type ServerState } from './state.js'
+import { isPostgresStore, openPostgresStores, type PostgresStores } from './postgres.js'
 
 /** What `endpoints.json` holds: everything a script needs to provision against this server. */
 export interface Endpoints {
@@ -52,7 +53,14 @@ export interface RunningServer {
 
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
-  const { state, created } = loadOrCreateState(config.dataDir, config.host)
+  const local = loadOrCreateState(config.dataDir, config.host)
+  // ---- PostgreSQL (several instances on one database): opened first, since the DPS instance
+  // state is shared through the database (see postgres.ts) ----
+  const postgres: PostgresStores | undefined = isPostgresStore(config.store)
+    ? await openPostgresStores(config.store, config.dataDir, local.state, log)
+    : undefined
+  const state = postgres?.state ?? local.state
+  const created = local.created && (postgres?.claimed ?? true)
   if (created) log.info('created a new DPS instance and embedded hub', { idScope: state.idScope, dataDir: config.dataDir })
 
   // TLS material: configured files, or the dev PKI in the data directory.
@@ -79,8 +87,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     db = new Database(file)
     store = createSqliteStore(db)
     hubStore = new SqliteHubStore(db)
+  } else if (postgres !== undefined) {
+    store = postgres.store
+    hubStore = postgres.hubStore
   } else {
-    throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path> or memory)`)
+    throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path>, postgres://… or memory)`)
   }
 
   const clock = { now: () => Date.now() }
@@ -107,6 +118,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     instances: [instance],
     retryAfterSeconds: config.retryAfterSeconds,
     assignmentBudgetMs: config.assignmentBudgetMs,
+    operationLeaseMs: config.operationLeaseMs,
   })
   const metrics = new Metrics()
   engine.on('registrationAssigned', (e) => {
@@ -142,6 +154,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     await listen(https, config.httpsPort, config.bind)
   } catch (error) {
     db?.close()
+    await postgres?.close()
     throw error
   }
   const port = (https.address() as AddressInfo).port
@@ -187,6 +200,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         https.closeIdleConnections()
       })
       db?.close()
+      await postgres?.close()
       log.info('stopped')
     },
   }
