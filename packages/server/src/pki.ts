@@ -131,7 +131,9 @@ async function baseCertificate(cn: string, issuerCn: string, publicKey: CryptoKe
   const cert = new pkijs.Certificate()
   cert.version = 2
   const serial = webcrypto.getRandomValues(new Uint8Array(16))
-  serial[0]! &= 0x7f // positive INTEGER
+  // DER INTEGER must be positive and minimal (X.690 §8.3.2): a first byte in 0x40..0x7f is
+  // neither a sign bit nor a redundant leading zero.
+  serial[0] = (serial[0]! & 0x3f) | 0x40
   cert.serialNumber = new asn1js.Integer({ valueHex: serial })
   cert.subject.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: '2.5.4.3', value: new asn1js.Utf8String({ value: cn }) }))
   cert.issuer.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: '2.5.4.3', value: new asn1js.Utf8String({ value: issuerCn }) }))

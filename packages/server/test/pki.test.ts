@@ -43,3 +43,17 @@ describe('dev PKI', () => {
     expect(later.created.server).toBe(true)
   })
 })
+
+describe('dev PKI serial numbers', () => {
+  it('are positive minimal DER INTEGERs every time (a leading 0x00 would break parsers)', async () => {
+    // 40 certificates; with an unconstrained first byte about 1 in 256 was non-minimal.
+    for (let i = 0; i < 20; i++) {
+      const dir = mkdtempSync(join(tmpdir(), 'provisio-pki-serial-'))
+      const pki = await ensureDevPki(dir, ['localhost'], Date.now())
+      for (const pem of [pki.caCertificatePem, pki.certificatePem]) {
+        const serial = new X509Certificate(pem).serialNumber
+        expect(serial).toMatch(/^[4-7][0-9A-F]{31}$/)
+      }
+    }
+  })
+})
