@@ -54,6 +54,14 @@ export class DeviceOperations {
 
   constructor(private readonly ctx: EngineContext) {}
 
+  /**
+   * Resolves once no assignment started by this process is running (graceful shutdown waits for
+   * it before closing the store). Assignments started while waiting are waited for too.
+   */
+  async drain(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight.values()])
+  }
+
   async register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus> | TpmChallengeResponse> {
     const ctx = this.ctx
     const nowMs = ctx.clock.now()

@@ -144,6 +144,8 @@ export interface Engine extends DeviceApi, ServiceApi {
   registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>>
 
   // Events
+  /** Resolves when no assignment started by this engine is still running (graceful shutdown). */
+  drain(): Promise<void>
   on<K extends keyof EngineEventMap>(name: K, listener: Listener<EngineEventMap, K>): () => void
   off<K extends keyof EngineEventMap>(name: K, listener: Listener<EngineEventMap, K>): void
 }
@@ -286,6 +288,7 @@ export function createEngine(options: EngineOptions): Engine {
     operationStatus: async (request) => device.operationStatus(request),
     registrationStatus: async (request) => device.registrationStatus(request),
 
+    drain: () => device.drain(),
     on: (name, listener) => ctx.emitter.on(name, listener),
     off: (name, listener) => ctx.emitter.off(name, listener),
   }

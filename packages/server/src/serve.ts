@@ -180,8 +180,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     state,
     /**
      * Graceful shutdown: stop accepting connections, let in-flight requests finish (idle
-     * keep-alive connections are closed at once), force the rest after `graceMs`, then close
-     * the database.
+     * keep-alive connections are closed at once), force the rest after `graceMs`, wait for
+     * running assignments (bounded by `graceMs` again), then close the database.
      */
     async close(graceMs = 10_000) {
       if (closed) return
@@ -199,6 +199,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         })
         https.closeIdleConnections()
       })
+      // Assignments answered with 202 may still be running: let them finish (bounded) before the
+      // store closes, so none is left half-done.
+      await Promise.race([engine.drain(), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
       db?.close()
       await postgres?.close()
       log.info('stopped')
