@@ -34,6 +34,10 @@ export interface ServeConfig {
    * instance polling it takes it over (an instance killed mid-assignment). Default 30,000.
    */
   readonly operationLeaseMs: number
+  /** Register calls per minute per ID scope (DPS default 1,000); 0 turns the limit off. */
+  readonly registrationsPerMinute: number
+  /** Operation-status polls per device per 10 s (DPS default 5); 0 turns the limit off. */
+  readonly pollsPer10Seconds: number
 }
 
 export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
@@ -49,6 +53,8 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   retryAfterSeconds: 3,
   assignmentBudgetMs: 0,
   operationLeaseMs: 30_000,
+  registrationsPerMinute: 1000,
+  pollsPer10Seconds: 5,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -56,7 +62,7 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'count'
   readonly help: string
 }
 
@@ -74,6 +80,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'logLevel', env: 'PROVISIO_LOG_LEVEL', flag: 'log-level', kind: 'level', help: 'error | warn | info | debug (default info)' },
   { key: 'retryAfterSeconds', env: 'PROVISIO_RETRY_AFTER', flag: 'retry-after', kind: 'seconds', help: 'polling interval told to devices, s (default 3)' },
   { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'answer 200 assigned at once when done within this budget (default 0)' },
+  { key: 'registrationsPerMinute', env: 'PROVISIO_REGISTRATIONS_PER_MINUTE', flag: 'registrations-per-minute', kind: 'count', help: 'register calls per minute per ID scope (default 1000, as DPS; 0 = no limit)' },
+  { key: 'pollsPer10Seconds', env: 'PROVISIO_POLLS_PER_10S', flag: 'polls-per-10s', kind: 'count', help: 'status polls per device per 10 s (default 5, as DPS; 0 = no limit)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
 ]
 
@@ -104,6 +112,11 @@ function parseValue(setting: Setting, raw: unknown, source: string): unknown {
       const max = setting.kind === 'seconds' ? 300 : 60_000
       if (!Number.isInteger(n) || n < 0 || n > max) throw new ConfigError(`${where} must be an integer from 0 to ${max}, got ${JSON.stringify(raw)}`)
       if (setting.kind === 'seconds' && n < 1) throw new ConfigError(`${where} must be at least 1`)
+      return n
+    }
+    case 'count': {
+      const n = typeof raw === 'number' ? raw : Number(raw)
+      if (!Number.isInteger(n) || n < 0 || n > 1_000_000_000) throw new ConfigError(`${where} must be a whole number from 0 to 1000000000, got ${JSON.stringify(raw)}`)
       return n
     }
     case 'level':

@@ -119,6 +119,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     retryAfterSeconds: config.retryAfterSeconds,
     assignmentBudgetMs: config.assignmentBudgetMs,
     operationLeaseMs: config.operationLeaseMs,
+    rateLimits: {
+      registrationsPerScope: config.registrationsPerMinute > 0 ? { limit: config.registrationsPerMinute, windowMs: 60_000 } : false,
+      pollsPerDevice: config.pollsPer10Seconds > 0 ? { limit: config.pollsPer10Seconds, windowMs: 10_000 } : false,
+    },
   })
   const metrics = new Metrics()
   engine.on('registrationAssigned', (e) => {

@@ -38,3 +38,11 @@ describe('resolveConfig', () => {
     expect(() => resolveConfig({ config: 'broken.json' }, {}, dir)).toThrow(/config file broken.json/)
   })
 })
+
+describe('rate limit settings', () => {
+  it('default to the DPS limits and accept 0 to turn them off', () => {
+    expect(resolveConfig({}, {}, '/tmp')).toMatchObject({ registrationsPerMinute: 1000, pollsPer10Seconds: 5 })
+    expect(resolveConfig({ 'registrations-per-minute': '0' }, { PROVISIO_POLLS_PER_10S: '0' }, '/tmp')).toMatchObject({ registrationsPerMinute: 0, pollsPer10Seconds: 0 })
+    expect(() => resolveConfig({ 'polls-per-10s': '-1' }, {}, '/tmp')).toThrow(/pollsPer10Seconds \(--polls-per-10s\) must be a whole number/)
+  })
+})
