@@ -1,0 +1,507 @@
+/**
+ * One device connection speaking the DPS MQTT dialect (dps-protocol.md §3), sans-IO: the
+ * adapter pushes the bytes it reads, writes the bytes the session hands it, and closes the
+ * socket when the session says so. No sockets, no timers: keep-alive and the connect timeout are
+ * judged when the adapter calls {@link DpsMqttSession.tick}, against the clock it passed in.
+ *
+ * Flow (§3): CONNECT (username `{idScope}/registrations/{id}/api-version=…`, clientId = the
+ * registrationId, password = device SAS or none for X.509) → CONNACK (sessionPresent always 0;
+ * 5 when the credentials are refused) → SUBSCRIBE `$dps/registrations/res/#` (QoS 2 granted as 1,
+ * any other filter 0x80) → PUBLISH register / poll → PUBACK at once, then the response PUBLISH
+ * (QoS 1) on `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={s}]`.
+ */
+import {
+  ProvisioError,
+  acceptApiVersion,
+  formatDpsTimestamp,
+  parseJsonBody,
+  toErrorBody,
+  validateDeviceRegistration,
+  validateRegistrationId,
+  wrapUnknown,
+} from '@provisio/protocol'
+import type { DeviceApi, DeviceResponse, Evidence, RegisterRequest, RegistrationOperationStatus, TpmChallengeResponse } from '@provisio/protocol'
+import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from './dps-topics.js'
+import { DEFAULT_MAX_PACKET_BYTES, MqttDecoder, encodePacket, type MqttConnackPacket, type MqttConnectPacket, type MqttPacket, type MqttPublishPacket } from './wire.js'
+
+/** Limits of one session. */
+export interface MqttLimits {
+  /** Largest packet accepted, fixed header included. */
+  readonly maxPacketBytes: number
+  /** Largest register body (the DPS limit is 96 KB, §9). */
+  readonly maxBodyBytes: number
+  /** Time from the first byte of the connection to a complete CONNECT. */
+  readonly connectTimeoutMs: number
+  /**
+   * Ceiling of the keep-alive the server honours, seconds: a client asking for 0 (no keep-alive)
+   * or more is held to this, so an idle connection cannot stay open forever.
+   */
+  readonly maxKeepAliveSeconds: number
+  /** Device requests of one connection awaiting the service at once; more are answered 429. */
+  readonly maxInFlight: number
+  /** Packets a client may pipeline behind its CONNECT while the credentials are checked. */
+  readonly maxQueuedBeforeConnack: number
+}
+
+export const DEFAULT_MQTT_LIMITS: MqttLimits = Object.freeze({
+  maxPacketBytes: DEFAULT_MAX_PACKET_BYTES,
+  maxBodyBytes: 96 * 1024,
+  connectTimeoutMs: 10_000,
+  // Azure IoT Hub's documented keep-alive ceiling is 1177 s; Node's SDK asks for 180 s.
+  maxKeepAliveSeconds: 1177,
+  maxInFlight: 16,
+  maxQueuedBeforeConnack: 32,
+})
+
+/** Stable codes of why a session ended. */
+export type MqttCloseCode =
+  /** The client sent DISCONNECT. */
+  | 'CLIENT_DISCONNECT'
+  /** The adapter reported the connection gone (socket closed or errored). */
+  | 'CONNECTION_LOST'
+  /** The adapter ended the session (server shutdown). */
+  | 'SERVER_CLOSING'
+  /** Bytes that are not MQTT 3.1.1. */
+  | 'MALFORMED_PACKET'
+  /** A packet over `maxPacketBytes`. */
+  | 'PACKET_TOO_LARGE'
+  /** Valid packets in an order or direction MQTT forbids (e.g. no CONNECT first, a second CONNECT). */
+  | 'PROTOCOL_VIOLATION'
+  /** Something MQTT allows and DPS does not serve (QoS 2 PUBLISH, a topic outside the dialect). */
+  | 'UNSUPPORTED'
+  /** CONNACK with a non-zero return code was sent. */
+  | 'CONNECT_REFUSED'
+  | 'CONNECT_TIMEOUT'
+  /** Nothing received for 1.5 × keep-alive (MQTT-3.1.2-24). */
+  | 'KEEPALIVE_TIMEOUT'
+  /** A bug: an exception inside the session. */
+  | 'INTERNAL_ERROR'
+
+/** Why a session ended: a stable code and a sentence for the log. */
+export interface MqttCloseReason {
+  readonly code: MqttCloseCode
+  readonly reason: string
+}
+
+/** What the session tells the adapter about, for logs and metrics. */
+export type DpsMqttEvent =
+  | { readonly type: 'connected'; readonly idScope: string; readonly registrationId: string; readonly apiVersion: string; readonly clientVersion?: string; readonly keepAliveSeconds: number }
+  | { readonly type: 'refused'; readonly returnCode: MqttConnackPacket['returnCode']; readonly reason: string; readonly registrationId?: string }
+  | {
+      readonly type: 'response'
+      readonly operation: 'register' | 'operationStatus'
+      readonly rid: string
+      readonly status: number
+      /** Set for error answers: the detailed, server-side reason. */
+      readonly error?: ProvisioError
+      /** False when the client had no subscription to receive it (MQTT-3.3.5: nothing is sent). */
+      readonly delivered: boolean
+    }
+
+/** What a session needs. */
+export interface DpsMqttSessionOptions {
+  /** The device API every request becomes a call of. */
+  readonly api: DeviceApi
+  /** Milliseconds since the epoch: timeouts and error-body timestamps. */
+  readonly clock: { now(): number }
+  /** A fresh tracking id per error body. */
+  readonly trackingId: () => string
+  /** Bytes for the peer, in order. */
+  readonly write: (bytes: Uint8Array) => void
+  /** The session is over: flush what was written, then close the connection. Called once. */
+  readonly close: (reason: MqttCloseReason) => void
+  /** TLS client certificate chain, DER, leaf first: the evidence of X.509 devices (§6). */
+  readonly clientCertificates?: readonly Uint8Array[]
+  readonly limits?: Partial<MqttLimits>
+  /**
+   * Check the credentials at CONNECT (default true) with `api.registrationStatus`, the device API
+   * call that attests without side effects, and answer CONNACK 5 when they are refused. The
+   * engine checks them again at register.
+   */
+  readonly authenticateAtConnect?: boolean
+  readonly onEvent?: (event: DpsMqttEvent) => void
+}
+
+/** Where a session is. */
+export type DpsMqttState = 'awaitingConnect' | 'authenticating' | 'connected' | 'closed'
+
+interface Identity {
+  readonly idScope: string
+  readonly registrationId: string
+  readonly apiVersion: string
+  readonly evidence: Evidence
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * Creates a session for one accepted connection; the connect timeout runs from now.
+ *
+ * @example
+ * ```ts
+ * const session = createDpsMqttSession({ api, clock, trackingId, write: (b) => socket.write(b), close: () => socket.end() })
+ * socket.on('data', (chunk) => session.push(chunk))
+ * socket.on('close', () => session.end('CONNECTION_LOST', 'socket closed'))
+ * ```
+ */
+export function createDpsMqttSession(options: DpsMqttSessionOptions): DpsMqttSession {
+  return new DpsMqttSession(options)
+}
+
+/** One DPS MQTT connection; see the module documentation. */
+export class DpsMqttSession {
+  readonly #options: DpsMqttSessionOptions
+  readonly #limits: MqttLimits
+  readonly #decoder: MqttDecoder
+  #state: DpsMqttState = 'awaitingConnect'
+  readonly #openedAtMs: number
+  #lastPacketAtMs: number
+  #keepAliveMs = 0
+  #identity: Identity | undefined
+  #subscribed = false
+  #inFlight = 0
+  #nextPacketId = 1
+  #queued: MqttPacket[] = []
+
+  constructor(options: DpsMqttSessionOptions) {
+    this.#options = options
+    this.#limits = { ...DEFAULT_MQTT_LIMITS, ...options.limits }
+    this.#decoder = new MqttDecoder({ maxPacketBytes: this.#limits.maxPacketBytes })
+    this.#openedAtMs = this.#lastPacketAtMs = options.clock.now()
+  }
+
+  get state(): DpsMqttState {
+    return this.#state
+  }
+
+  /** The registrationId of the CONNECT username, once accepted. */
+  get registrationId(): string | undefined {
+    return this.#identity?.registrationId
+  }
+
+  get idScope(): string | undefined {
+    return this.#identity?.idScope
+  }
+
+  /** Device requests awaiting the service. */
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  /** Bytes read from the connection. Never throws; a broken stream closes the session. */
+  push(bytes: Uint8Array): void {
+    if (this.#state === 'closed') return
+    try {
+      const { packets, error } = this.#decoder.push(bytes)
+      for (const packet of packets) {
+        if (this.#isClosed()) return
+        this.#lastPacketAtMs = this.#options.clock.now()
+        this.#receive(packet)
+      }
+      if (error !== undefined && !this.#isClosed()) {
+        if (error.code === 'MQTT_UNSUPPORTED_PROTOCOL' && this.#state === 'awaitingConnect') {
+          // MQTT-3.1.2-2: answer an unsupported protocol level with return code 1, then close.
+          this.#refuse(1, error.message)
+          return
+        }
+        this.#close(error.code === 'MQTT_PACKET_TOO_LARGE' ? 'PACKET_TOO_LARGE' : 'MALFORMED_PACKET', error.message)
+      }
+    } catch (error) {
+      this.#close('INTERNAL_ERROR', `session failure: ${(error as Error)?.message ?? String(error)}`)
+    }
+  }
+
+  /** Judges the connect timeout and keep-alive against the clock; call it every second or so. */
+  tick(): void {
+    if (this.#state === 'closed') return
+    const now = this.#options.clock.now()
+    if (this.#state === 'awaitingConnect') {
+      if (now - this.#openedAtMs >= this.#limits.connectTimeoutMs) {
+        this.#close('CONNECT_TIMEOUT', `no CONNECT within ${this.#limits.connectTimeoutMs} ms of the connection opening`)
+      }
+      return
+    }
+    // MQTT-3.1.2-24: one and a half keep-alive periods without a control packet.
+    if (this.#keepAliveMs > 0 && now - this.#lastPacketAtMs > this.#keepAliveMs * 1.5) {
+      this.#close('KEEPALIVE_TIMEOUT', `no packet for ${now - this.#lastPacketAtMs} ms; keep-alive is ${this.#keepAliveMs / 1000} s (limit 1.5×)`)
+    }
+  }
+
+  /** The adapter ends the session (connection lost, server closing). Answers still pending are dropped. */
+  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' = 'CONNECTION_LOST', reason = 'connection closed'): void {
+    this.#close(code, reason)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  #receive(packet: MqttPacket): void {
+    switch (this.#state) {
+      case 'awaitingConnect':
+        if (packet.cmd !== 'connect') return this.#close('PROTOCOL_VIOLATION', `first packet is ${packet.cmd.toUpperCase()}, not CONNECT (MQTT-3.1.0-1)`)
+        return this.#connect(packet)
+      case 'authenticating':
+        if (packet.cmd === 'connect') return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
+        if (this.#queued.length >= this.#limits.maxQueuedBeforeConnack) {
+          return this.#close('PROTOCOL_VIOLATION', `more than ${this.#limits.maxQueuedBeforeConnack} packets sent before CONNACK`)
+        }
+        this.#queued.push(packet)
+        return
+      case 'connected':
+        return this.#serve(packet)
+      case 'closed':
+        return
+    }
+  }
+
+  #serve(packet: MqttPacket): void {
+    switch (packet.cmd) {
+      case 'subscribe': {
+        // §3 flow 1: only the response filter; QoS 2 is granted as 1, anything else fails (0x80).
+        const granted = packet.subscriptions.map((s) => {
+          if (s.topic !== DPS_RESPONSE_FILTER) return 0x80
+          this.#subscribed = true
+          return Math.min(s.qos, 1)
+        })
+        this.#send({ cmd: 'suback', messageId: packet.messageId, granted })
+        return
+      }
+      case 'unsubscribe':
+        if (packet.unsubscriptions.includes(DPS_RESPONSE_FILTER)) this.#subscribed = false
+        this.#send({ cmd: 'unsuback', messageId: packet.messageId })
+        return
+      case 'publish':
+        return this.#publish(packet)
+      case 'puback':
+        // Our responses are QoS 1 on a clean session: nothing is redelivered (MQTT-4.4.0-1), so an
+        // acknowledgement needs no bookkeeping.
+        return
+      case 'pingreq':
+        this.#send({ cmd: 'pingresp' })
+        return
+      case 'disconnect':
+        return this.#close('CLIENT_DISCONNECT', 'client sent DISCONNECT')
+      case 'connect':
+        return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
+      default:
+        // PUBREC/PUBREL/PUBCOMP belong to QoS 2, which is never in play; CONNACK, SUBACK,
+        // UNSUBACK and PINGRESP only travel server → client.
+        return this.#close('PROTOCOL_VIOLATION', `${packet.cmd.toUpperCase()} is not expected from a client here`)
+    }
+  }
+
+  #connect(packet: MqttConnectPacket): void {
+    // MQTT-3.1.2-2: DPS speaks 3.1.1 only (§3).
+    if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
+      return this.#refuse(1, `protocol ${packet.protocolId} level ${packet.protocolVersion} is not MQTT 3.1.1 (level 4)`)
+    }
+    if (packet.username === undefined) return this.#refuse(4, 'CONNECT has no username; DPS needs {idScope}/registrations/{registrationId}/api-version=…')
+    const user = parseDpsUsername(packet.username)
+    if ('error' in user) return this.#refuse(4, user.error)
+    const idError = validateRegistrationId(user.registrationId)
+    if (idError !== undefined) return this.#refuse(2, `username registrationId: ${idError.reason}`, user.registrationId)
+    // §3: the clientId is the registrationId (registration ids compare case-insensitively, §0).
+    if (packet.clientId.toLowerCase() !== user.registrationId.toLowerCase()) {
+      return this.#refuse(2, `clientId ${JSON.stringify(packet.clientId.slice(0, 128))} differs from the username's registrationId ${JSON.stringify(user.registrationId)}`, user.registrationId)
+    }
+    let apiVersion: string
+    try {
+      apiVersion = acceptApiVersion(user.apiVersion, 'device').version
+    } catch (error) {
+      return this.#refuse(4, wrapUnknown(error).reason, user.registrationId)
+    }
+    let evidence: Evidence
+    if (packet.password !== undefined) {
+      let token: string
+      try {
+        token = strictUtf8.decode(packet.password)
+      } catch {
+        return this.#refuse(4, 'password is not UTF-8 text; DPS expects a SharedAccessSignature token (§2.1)', user.registrationId)
+      }
+      evidence = { type: 'sas', token }
+    } else if (this.#options.clientCertificates !== undefined && this.#options.clientCertificates.length > 0) {
+      evidence = { type: 'x509', chain: this.#options.clientCertificates }
+    } else {
+      return this.#refuse(5, 'neither a SAS password nor a TLS client certificate was presented', user.registrationId)
+    }
+    const keepalive = packet.keepalive === 0 ? this.#limits.maxKeepAliveSeconds : Math.min(packet.keepalive, this.#limits.maxKeepAliveSeconds)
+    this.#keepAliveMs = keepalive * 1000
+    const identity: Identity = { idScope: user.idScope, registrationId: user.registrationId, apiVersion, evidence }
+    const accepted = () => {
+      this.#identity = identity
+      this.#state = 'connected'
+      // §3: DPS sessions are never persistent; .NET aborts on sessionPresent = 1.
+      this.#send({ cmd: 'connack', returnCode: 0, sessionPresent: false })
+      this.#options.onEvent?.({
+        type: 'connected',
+        idScope: identity.idScope,
+        registrationId: identity.registrationId,
+        apiVersion,
+        ...(user.clientVersion === undefined ? {} : { clientVersion: user.clientVersion }),
+        keepAliveSeconds: keepalive,
+      })
+      const queued = this.#queued
+      this.#queued = []
+      for (const next of queued) {
+        if (this.#state !== 'connected') return
+        this.#serve(next)
+      }
+    }
+    if (this.#options.authenticateAtConnect === false) return accepted()
+    this.#state = 'authenticating'
+    this.#options.api
+      .registrationStatus({ idScope: identity.idScope, registrationId: identity.registrationId, evidence })
+      .then(
+        () => {
+          if (this.#state === 'authenticating') accepted()
+        },
+        (error: unknown) => {
+          if (this.#state !== 'authenticating') return
+          const err = wrapUnknown(error)
+          this.#refuse(connackCodeOf(err), `credentials refused: ${err.code}: ${err.reason}`, identity.registrationId)
+        },
+      )
+      .catch((error: unknown) => this.#close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
+  }
+
+  #refuse(returnCode: MqttConnackPacket['returnCode'], reason: string, registrationId?: string): void {
+    this.#send({ cmd: 'connack', returnCode, sessionPresent: false })
+    this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(registrationId === undefined ? {} : { registrationId }) })
+    // MQTT-3.2.2-5: a refused CONNECT is followed by closing the connection.
+    this.#close('CONNECT_REFUSED', `CONNACK ${returnCode}: ${reason}`)
+  }
+
+  #publish(packet: MqttPublishPacket): void {
+    if (packet.qos === 2) {
+      // Azure IoT's MQTT endpoints do not serve QoS 2 and close the connection (dps-protocol.md §3: QoS 0 or 1).
+      return this.#close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by DPS')
+    }
+    const topic = parseDpsRequestTopic(packet.topic)
+    if ('error' in topic && topic.rid === undefined) return this.#close('UNSUPPORTED', topic.error)
+    // §3: the PUBACK goes out before the response; .NET's state machine needs this order.
+    if (packet.qos === 1) this.#send({ cmd: 'puback', messageId: packet.messageId! })
+    if ('error' in topic) {
+      const error = new ProvisioError('BAD_REQUEST', topic.error, { deviceMessage: topic.error })
+      this.#answerError('operationStatus', topic.rid!, error)
+      return
+    }
+    if (this.#inFlight >= this.#limits.maxInFlight) {
+      const error = new ProvisioError('THROTTLED', `more than ${this.#limits.maxInFlight} requests in flight on one MQTT connection`, { retryAfterSeconds: 1 })
+      this.#answerError(topic.kind, topic.rid, error)
+      return
+    }
+    const identity = this.#identity!
+    let call: Promise<DeviceResponse<RegistrationOperationStatus> | TpmChallengeResponse>
+    try {
+      call = topic.kind === 'register'
+        ? this.#options.api.register(this.#registerRequest(identity, packet.payload))
+        : this.#options.api.operationStatus({ idScope: identity.idScope, registrationId: identity.registrationId, operationId: topic.operationId })
+    } catch (error) {
+      this.#answerError(topic.kind, topic.rid, error)
+      return
+    }
+    this.#inFlight++
+    call
+      .then(
+        (result) => {
+          this.#inFlight--
+          if (result.status === 401) {
+            // Only TPM evidence yields a challenge, and MQTT never sends TPM evidence.
+            throw new ProvisioError('INTERNAL_ERROR', 'the service answered a TPM challenge on MQTT')
+          }
+          this.#answer(topic.kind, topic.rid, result.status, JSON.stringify(result.body), result.retryAfterSeconds)
+        },
+        (error: unknown) => {
+          this.#inFlight--
+          this.#answerError(topic.kind, topic.rid, error)
+        },
+      )
+      .catch((error: unknown) => this.#answerError(topic.kind, topic.rid, error))
+  }
+
+  /** The register call of a PUBLISH body (§1.2; .NET sends an empty body). */
+  #registerRequest(identity: Identity, payload: Uint8Array): RegisterRequest {
+    const json = parseJsonBody(payload, { maxBytes: this.#limits.maxBodyBytes, allowEmpty: true })
+    const registration = validateDeviceRegistration(json)
+    if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== identity.registrationId.toLowerCase()) {
+      throw new ProvisioError(
+        'VALIDATION_FAILED',
+        `body registrationId ${JSON.stringify(registration.registrationId)} differs from the username's ${JSON.stringify(identity.registrationId)}`,
+        { deviceMessage: 'registrationId in the body differs from the one in the MQTT username' },
+      )
+    }
+    if (registration.tpm !== undefined) {
+      // §3: TPM attestation is not offered over MQTT by DPS (D-mqtt, C-mqtt).
+      throw new ProvisioError('BAD_REQUEST', 'TPM attestation was requested over MQTT', {
+        deviceMessage: 'TPM attestation is not supported over MQTT; use HTTPS or AMQP.',
+      })
+    }
+    return {
+      idScope: identity.idScope,
+      registrationId: identity.registrationId,
+      evidence: identity.evidence,
+      apiVersion: identity.apiVersion,
+      ...(registration.payload === undefined ? {} : { payload: registration.payload }),
+    }
+  }
+
+  #answerError(operation: 'register' | 'operationStatus', rid: string, error: unknown): void {
+    const err = wrapUnknown(error)
+    const body = toErrorBody(err, this.#options.trackingId(), formatDpsTimestamp(this.#options.clock.now()))
+    // §1.4: transient answers (429, 5xx) carry a retry-after the clients wait for.
+    const retryAfter = err.retryAfterSeconds ?? (err.transient ? 1 : undefined)
+    this.#answer(operation, rid, err.httpStatus, JSON.stringify(body), retryAfter, err)
+  }
+
+  #answer(operation: 'register' | 'operationStatus', rid: string, status: number, body: string, retryAfterSeconds?: number, error?: ProvisioError): void {
+    if (this.#state !== 'connected') return
+    // MQTT-3.3.5: a server delivers only what a subscription matches.
+    const delivered = this.#subscribed
+    if (delivered) {
+      this.#send({
+        cmd: 'publish',
+        topic: formatDpsResponseTopic(status, rid, retryAfterSeconds),
+        payload: body,
+        qos: 1,
+        retain: false,
+        dup: false,
+        messageId: this.#packetId(),
+      })
+    }
+    this.#options.onEvent?.({ type: 'response', operation, rid, status, delivered, ...(error === undefined ? {} : { error }) })
+  }
+
+  /**
+   * Packet identifiers of our QoS 1 responses: 1…65535 in turn. Nothing is redelivered, so an
+   * identifier is only reused after 65535 newer responses, long after its PUBACK.
+   */
+  #packetId(): number {
+    const id = this.#nextPacketId
+    this.#nextPacketId = id === 0xffff ? 1 : id + 1
+    return id
+  }
+
+  #send(packet: MqttPacket | (Omit<MqttPublishPacket, 'payload'> & { readonly payload: string })): void {
+    if (this.#state === 'closed') return
+    this.#options.write(encodePacket(packet))
+  }
+
+  /** A method, not a property read: callbacks may close the session under TypeScript's narrowing. */
+  #isClosed(): boolean {
+    return this.#state === 'closed'
+  }
+
+  #close(code: MqttCloseCode, reason: string): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#queued = []
+    this.#options.close({ code, reason })
+  }
+}
+
+/** CONNACK return code for a refusal at CONNECT (MQTT 3.1.1 §3.2.2.3). */
+function connackCodeOf(error: ProvisioError): MqttConnackPacket['returnCode'] {
+  if (error.code === 'INVALID_REGISTRATION_ID') return 2
+  if (error.httpStatus === 429 || error.httpStatus >= 500) return 3
+  if (error.httpStatus === 401 || error.httpStatus === 403 || error.httpStatus === 404) return 5
+  return 4
+}
