@@ -67,7 +67,7 @@ async function setup() {
   if (state.server) return
   state.dir = mkdtempSync(join(tmpdir(), 'provisio-bench-e2e-'))
   state.server = await startServer(
-    { ...DEFAULT_CONFIG, dataDir: state.dir, httpsPort: 0, assignmentBudgetMs: 5000, logLevel: 'error', retryAfterSeconds: 1, registrationsPerMinute: 0 },
+    { ...DEFAULT_CONFIG, dataDir: state.dir, httpsPort: 0, mqttPort: 0, amqpPort: 0, assignmentBudgetMs: 5000, logLevel: 'error', retryAfterSeconds: 1, registrationsPerMinute: 0 },
     createLogger('error'),
   )
   await state.server.engine.createOrUpdateEnrollmentGroup(state.server.endpoints.idScope, {
