@@ -43,8 +43,16 @@ export class EmbeddedHub {
     private readonly ports: HubPorts,
   ) {}
 
-  /** Creates the identity, or replaces its status, authentication and capabilities (idempotent). */
-  async createOrUpdateDevice(spec: DeviceSpec, options: { ifMatch?: string } = {}): Promise<DeviceIdentity> {
+  /**
+   * Creates the identity, or replaces its status, authentication and capabilities (idempotent).
+   * `twin` applies tags and desired properties in the same write: merged into a new device's
+   * twin, and replacing them on an existing one when `replaceTwin` is set (provisioning: the
+   * enrollment's initial twin, or the twin migrated from the previous hub).
+   */
+  async createOrUpdateDevice(
+    spec: DeviceSpec,
+    options: { ifMatch?: string; twin?: TwinPatch; replaceTwin?: boolean } = {},
+  ): Promise<DeviceIdentity> {
     const idError = validateDeviceId(spec.deviceId)
     if (idError) throw idError
     const key = spec.deviceId.toLowerCase()
@@ -80,6 +88,7 @@ export class EmbeddedHub {
     twin.status = status
     twin.authenticationType = authentication.type
     twin.capabilities = { iotEdge }
+    if (options.twin !== undefined) this.#applyTwinPatch(twin, options.twin, existing !== undefined && options.replaceTwin === true)
     await this.ports.store.put(this.hostName, key, { device, twin })
     return device
   }
@@ -122,10 +131,15 @@ export class EmbeddedHub {
     const record = await this.ports.store.get(this.hostName, key)
     if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
     checkIfMatch(options.ifMatch, record.twin.etag, `twin of ${deviceId}`)
-    const twin = record.twin
+    if (this.#applyTwinPatch(record.twin, patch, options.replace === true)) await this.ports.store.put(this.hostName, key, record)
+    return record.twin
+  }
+
+  /** Applies tags / desired properties to `twin`; bumps versions and etag. Returns whether anything changed. */
+  #applyTwinPatch(twin: DeviceTwin, patch: TwinPatch, replace: boolean): boolean {
     let changed = false
     if (patch.tags !== undefined) {
-      twin.tags = options.replace === true ? stripNulls(patch.tags) : mergePatch(twin.tags, patch.tags)
+      twin.tags = replace ? stripNulls(patch.tags) : mergePatch(twin.tags, patch.tags)
       changed = true
     }
     const desired = patch.properties?.desired
@@ -133,16 +147,15 @@ export class EmbeddedHub {
       const { $version: _v, $metadata: _m, ...user } = desired
       const current = { ...twin.properties.desired } as Record<string, unknown>
       delete current.$version
-      const next = options.replace === true ? stripNulls(user) : mergePatch(current, user)
+      const next = replace ? stripNulls(user) : mergePatch(current, user)
       twin.properties.desired = { ...next, $version: twin.properties.desired.$version + 1 }
       changed = true
     }
     if (changed) {
       twin.version += 1
       twin.etag = this.#etag()
-      await this.ports.store.put(this.hostName, key, record)
     }
-    return twin
+    return changed
   }
 
   /** Device side (MQTT, issue 10 onward): merge-patch reported properties. Returns the new `$version`. */

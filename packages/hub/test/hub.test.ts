@@ -97,3 +97,15 @@ describe('twins', () => {
     expect(mergePatch({ a: 'x' }, { a: { b: null } })).toEqual({ a: {} })
   })
 })
+
+describe('identity and twin in one write', () => {
+  it('applies the twin with the identity: merged on creation, replaced on an existing device when asked', async () => {
+    const h = hub()
+    await h.createOrUpdateDevice({ deviceId: 'dev', authentication: { type: 'none' } }, { twin: { tags: { a: 1 }, properties: { desired: { x: 1 } } }, replaceTwin: true })
+    expect((await h.getTwin('dev'))).toMatchObject({ tags: { a: 1 }, version: 2, properties: { desired: { x: 1, $version: 2 } } })
+    await h.createOrUpdateDevice({ deviceId: 'dev', authentication: { type: 'none' } }, { twin: { tags: { b: 2 } }, replaceTwin: true })
+    expect((await h.getTwin('dev'))?.tags).toEqual({ b: 2 })
+    await h.createOrUpdateDevice({ deviceId: 'dev', authentication: { type: 'none' } }, { twin: { tags: { c: 3 } } })
+    expect((await h.getTwin('dev'))?.tags).toEqual({ b: 2, c: 3 })
+  })
+})

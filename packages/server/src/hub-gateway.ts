@@ -17,23 +17,22 @@ export function createLocalHubGateway(hubs: ReadonlyMap<string, EmbeddedHub>): H
   }
   return {
     async createOrUpdateDevice(spec: HubDeviceSpec): Promise<void> {
-      const hub = hubOf(spec.hub)
-      const existed = (await hub.getDevice(spec.deviceId)) !== undefined
-      await hub.createOrUpdateDevice({ deviceId: spec.deviceId, authentication: toAuthentication(spec), capabilities: { iotEdge: spec.iotEdge } })
-      // A twin travels with the identity: the enrollment's initial twin on creation or reset,
-      // the previous hub's twin on migration (§7 ReprovisionPolicy).
+      // A twin travels with the identity, in the same write: the enrollment's initial twin on
+      // creation or reset, the previous hub's twin on migration (§7 ReprovisionPolicy).
       const twin = spec.migratedTwin ?? spec.initialTwin
-      if (twin !== undefined) {
-        const desired = twin.properties?.desired as Record<string, unknown> | undefined
-        await hub.updateTwin(
-          spec.deviceId,
-          {
-            ...(twin.tags === undefined ? {} : { tags: twin.tags as Record<string, unknown> }),
-            ...(desired === undefined ? {} : { properties: { desired } }),
-          },
-          { replace: existed },
-        )
-      }
+      const desired = twin?.properties?.desired as Record<string, unknown> | undefined
+      await hubOf(spec.hub).createOrUpdateDevice(
+        { deviceId: spec.deviceId, authentication: toAuthentication(spec), capabilities: { iotEdge: spec.iotEdge } },
+        twin === undefined
+          ? {}
+          : {
+              twin: {
+                ...(twin.tags === undefined ? {} : { tags: twin.tags as Record<string, unknown> }),
+                ...(desired === undefined ? {} : { properties: { desired } }),
+              },
+              replaceTwin: true,
+            },
+      )
     },
     async getTwin({ hub, deviceId }): Promise<Twin | undefined> {
       const twin = await hubOf(hub).getTwin(deviceId)

@@ -4,7 +4,7 @@
  * (generated ID scope, service access policy) and one embedded hub linked to it; every start
  * writes `<data-dir>/endpoints.json` describing how to reach them.
  */
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
@@ -22,6 +22,7 @@ import { createLocalHubGateway } from './hub-gateway.js'
 import { SqliteHubStore } from './hub-store-sqlite.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
 import { Metrics } from './metrics.js'
+import { pooledRandom } from './random.js'
 import { WebSocketRouter } from './websocket.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
@@ -95,7 +96,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   }
 
   const clock = { now: () => Date.now() }
-  const random = { bytes: (n: number) => new Uint8Array(randomBytes(n)) }
+  const random = pooledRandom()
   const hubs = new Map<string, EmbeddedHub>()
   for (const h of state.hubs) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
 
