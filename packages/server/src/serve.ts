@@ -12,6 +12,7 @@ import type { Server } from 'node:https'
 import Database from 'better-sqlite3'
 import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
+import { createX509Verifier } from '@provisio/engine'
 import { EmbeddedHub, MemoryHubStore, type HubStore } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
@@ -106,7 +107,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     linkedHubs: state.hubs.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
     accessPolicies: state.servicePolicies.map((p) => ({ ...p, permissions: SERVICE_PERMISSIONS })),
   }
+  // ---- X.509 attestation (dps-protocol.md §6): the HTTPS adapter hands the client chain over as evidence ----
+  const x509Verifier = createX509Verifier()
+  // ---- end X.509 ----
   const engine = createEngine({
+    verifiers: [x509Verifier],
     store,
     clock,
     random,

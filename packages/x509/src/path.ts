@@ -6,7 +6,7 @@
  * Checks, each with a reason naming the certificate and the rule:
  * - signatures with the WASM core (signature.ts), the TBS algorithm equal to the outer one;
  * - validity (notBefore ≤ now ≤ notAfter) of every certificate including the anchor;
- * - name chaining (issuer of each = subject of the next) and, when both are present, AKI = SKI;
+ * - name chaining (issuer of each = subject of the next); AKI/SKI only order the candidates;
  * - CA certificates: basicConstraints critical with cA (§4.2.1.9), pathLenConstraint counting
  *   non-self-issued intermediates (§6.1.4 (l)-(m)), keyUsage with keyCertSign if present;
  * - any certificate asserting keyCertSign must be a CA (§4.2.1.3);
@@ -110,11 +110,19 @@ function selfIssued(c: Certificate): boolean {
   return namesEqual(c.issuer, c.subject)
 }
 
-/** Could `issuer` have issued `child`? Names must chain; key identifiers, when both present, must agree. */
+/** Could `issuer` have issued `child`? Names must chain (RFC 5280 §6.1.3 (a)(4)). */
 function couldIssue(issuer: Certificate, child: Certificate): boolean {
-  if (!namesEqual(child.issuer, issuer.subject)) return false
-  if (child.authorityKeyId && issuer.subjectKeyId && !sameBytes(child.authorityKeyId, issuer.subjectKeyId)) return false
-  return true
+  return namesEqual(child.issuer, issuer.subject)
+}
+
+/**
+ * Candidates whose SKI equals the child's AKI first: key identifiers are only a hint for path
+ * building (RFC 5280 §4.2.1.1), the signature decides, so a same-named CA with another key is
+ * still tried and refused with "signature does not verify" rather than "not found".
+ */
+function byKeyIdHint(candidates: readonly Certificate[], child: Certificate): Certificate[] {
+  const hinted = (c: Certificate) => (child.authorityKeyId && c.subjectKeyId && sameBytes(child.authorityKeyId, c.subjectKeyId) ? 0 : 1)
+  return [...candidates].sort((a, b) => hinted(a) - hinted(b))
 }
 
 /**
@@ -151,7 +159,7 @@ export function validatePath(
     const top = path[path.length - 1]!
     const depth = path.length
     // 1. An anchor that issued `top` ends the path.
-    for (const a of anchors) {
+    for (const a of byKeyIdHint(anchors, top)) {
       if (!couldIssue(a, top)) continue
       const sig = checkSignature(top, a)
       if (sig) {
@@ -172,7 +180,7 @@ export function validatePath(
       fail(depth, new X509Error('X509_PATH_LENGTH', `no trust anchor within ${maxIntermediates} intermediate(s) above the leaf`))
       return undefined
     }
-    for (const c of intermediates) {
+    for (const c of byKeyIdHint(intermediates, top)) {
       if (anchorIds.has(c.sha256Hex) || path.some((p) => p.sha256Hex === c.sha256Hex)) continue // anchors handled above; no cycles
       if (!couldIssue(c, top)) continue
       const alone = checkAlone(c, depth, 'ca', options, handled)
