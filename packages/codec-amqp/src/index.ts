@@ -1,4 +1,16 @@
 /**
- * @provisio/codec-amqp — Sans-IO AMQP 1.0 session of the DPS device dialect: SASL PLAIN/TPM/none, links, request/response, on rhea's types and framing
+ * @provisio/codec-amqp — Sans-IO AMQP 1.0 session of the DPS device dialect: SASL PLAIN/TPM/none,
+ * links, request/response, on rhea's types and framing (dps-protocol.md §4, §5.3).
  */
-export {}
+export {
+  AmqpDeviceSession,
+  DEFAULT_AMQP_LIMITS,
+  MIN_MAX_FRAME_SIZE,
+  parseRegistrationAddress,
+  type AmqpAuthenticate,
+  type AmqpCloseReason,
+  type AmqpLimits,
+  type AmqpSessionOptions,
+} from './session.js'
+export { AmqpCodecError, type AmqpCodecErrorCode, type AmqpCondition } from './errors.js'
+export { AMQP_HEADER, SASL_HEADER, MAX_ENCODING_DEPTH, checkEncoding, readFrameHeader, readProtocolHeader } from './wire.js'

@@ -1,0 +1,995 @@
+// eslint-disable-next-line @typescript-eslint/triple-slash-reference -- rhea ships no typings for lib/*.js; every project compiling this source (server, tests) needs these ambient declarations
+/// <reference path="./rhea-internals.d.ts" />
+/**
+ * Sans-IO AMQP 1.0 connection of the DPS device dialect (dps-protocol.md §4, §5.3, §11).
+ *
+ * One {@link AmqpDeviceSession} per transport connection (TLS socket or WebSocket): the adapter
+ * feeds received bytes to {@link AmqpDeviceSession.push}; the session writes its bytes through
+ * `options.write` and ends through `options.close` with a reason. It owns no socket and no timer;
+ * the DeviceApi calls it makes are the only asynchronous work, and their answers are written when
+ * they resolve.
+ *
+ * Layers, as the SDKs use them:
+ * - SASL (AMQP 1.0 §5.3): PLAIN carries the SAS of symmetric-key devices with authcid
+ *   `{idScope}/registrations/{registrationId}`; the custom `TPM` mechanism runs the multi-step
+ *   activation exchange of §5.3; EXTERNAL/ANONYMOUS are accepted for certificate devices. X.509
+ *   devices usually skip SASL entirely and send the plain AMQP header after TLS (§4).
+ * - Connection/session/link (AMQP 1.0 §2): one receiver and one sender link at
+ *   `{idScope}/registrations/{registrationId}` (relative or `amqps://host/...`).
+ * - Messages (§4): requests carry `iotdps-operation-type`; each answer goes out on the link the
+ *   device receives on, with the request's correlation-id, one data section holding the
+ *   RegistrationOperationStatus JSON, and both `retry-after` and `Retry-After`. Refusals reject the
+ *   request delivery with the catalog's AMQP condition and the JSON error body as description:
+ *   Microsoft's Node client parses every response body as a RegistrationOperationStatus (§11), so
+ *   an error body must never travel as a response message.
+ *
+ * Built on rhea's frame and type codecs; every frame is checked structurally first (wire.ts).
+ */
+import {
+  ERROR_CATALOG,
+  ProvisioError,
+  acceptApiVersion,
+  formatDpsTimestamp,
+  parseJsonBody,
+  toErrorBody,
+  validateDeviceRegistration,
+  wrapUnknown,
+  type DeviceApi,
+  type DeviceResponse,
+  type Evidence,
+  type RegistrationOperationStatus,
+} from '@provisio/protocol'
+import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
+import message from 'rhea/lib/message.js'
+import terminus from 'rhea/lib/terminus.js'
+import types from 'rhea/lib/types.js'
+import { AmqpCodecError, type AmqpCodecErrorCode } from './errors.js'
+import {
+  AMQP_HEADER,
+  FRAME_TYPE_SASL,
+  SASL_HEADER,
+  base64Decode,
+  base64Encode,
+  checkEncoding,
+  concat,
+  readFrameHeader,
+  readProtocolHeader,
+  toRheaBytes,
+} from './wire.js'
+
+/** Size and count limits of one connection. */
+export interface AmqpLimits {
+  /** max-frame-size this server announces and enforces on every received frame (AMQP 1.0 §2.7.1). */
+  readonly maxFrameSize: number
+  /** Largest request message (all transfer frames of a delivery); DPS bodies are ≤ 96 KB (§9). */
+  readonly maxMessageBytes: number
+  /** Sessions per connection (channel-max + 1). */
+  readonly maxSessions: number
+  /** Links per session (handle-max + 1). */
+  readonly maxLinksPerSession: number
+  /** Credit granted on the device's sender link, replenished at half. */
+  readonly linkCredit: number
+  /** Bytes of a TPM activation blob per SASL challenge (§5.3: C caps frames at ~470 bytes). */
+  readonly tpmChunkBytes: number
+  /** Requests of one connection answered concurrently; further transfers wait in the input. */
+  readonly maxInFlight: number
+}
+
+/** Defaults: 64 KiB frames, 128 KiB messages, 4 sessions × 4 links, 400-byte TPM chunks. */
+export const DEFAULT_AMQP_LIMITS: AmqpLimits = Object.freeze({
+  maxFrameSize: 64 * 1024,
+  maxMessageBytes: 128 * 1024,
+  maxSessions: 4,
+  maxLinksPerSession: 4,
+  linkCredit: 32,
+  tpmChunkBytes: 400,
+  maxInFlight: 16,
+})
+
+/** Smallest max-frame-size a peer may announce (AMQP 1.0 §2.7.1 MIN-MAX-FRAME-SIZE). */
+export const MIN_MAX_FRAME_SIZE = 512
+
+/** Why a connection ended. */
+export interface AmqpCloseReason {
+  readonly code: 'peer-closed' | 'sasl-refused' | 'shutdown' | AmqpCodecErrorCode
+  /** Human-readable: which frame, which field, which rule. */
+  readonly reason: string
+  /** The AMQP error condition sent in the close frame, when one was sent. */
+  readonly condition?: string
+}
+
+/**
+ * Checks credentials at the SASL layer. Resolves when they verify; throws a ProvisioError (or
+ * anything) to refuse, which the session answers with sasl-outcome `auth`.
+ */
+export type AmqpAuthenticate = (evidence: Evidence, idScope: string, registrationId: string) => Promise<void>
+
+/** Options of one session. */
+export interface AmqpSessionOptions {
+  /** The device API (the engine, possibly instrumented). */
+  readonly device: DeviceApi
+  /** Bytes to send to the peer, in order. */
+  readonly write: (bytes: Uint8Array) => void
+  /** Called once, after the last write, when the connection must end. */
+  readonly close: (reason: AmqpCloseReason) => void
+  /** Clock of error timestamps (`timestampUtc`, §1.5). */
+  readonly clock: { now(): number }
+  /** Tracking ids of error bodies. */
+  readonly trackingId: () => string
+  /** TLS client certificate chain, DER leaf first (X.509 devices, §6). */
+  readonly clientCertificates?: readonly Uint8Array[]
+  /**
+   * SASL-time credential check. Default: `device.registrationStatus` (attestation without side
+   * effects), so a wrong key is refused at SASL, before any link exists.
+   */
+  readonly authenticate?: AmqpAuthenticate
+  /** container-id of this server's open frame. */
+  readonly containerId?: string
+  readonly limits?: Partial<AmqpLimits>
+}
+
+/** Who the connection proved to be. */
+type Identity =
+  | { readonly kind: 'credential'; readonly idScope: string; readonly registrationId: string; readonly evidence: Evidence }
+  /** No SASL, EXTERNAL or ANONYMOUS: the TLS client certificate speaks at register (§4, §6). */
+  | { readonly kind: 'certificate' }
+
+type Phase = 'header' | 'sasl' | 'sasl-done' | 'open-wait' | 'open' | 'closed'
+
+interface TpmExchange {
+  readonly idScope: string
+  readonly registrationId: string
+  readonly endorsementKey: Uint8Array
+  storageRootKey?: Uint8Array
+  chunks?: Uint8Array[]
+  sent: number
+}
+
+interface Link {
+  readonly name: string
+  readonly remoteHandle: number
+  readonly localHandle: number
+  /** 'out': we send (the device's receiver link); 'in': the device sends requests. */
+  readonly direction: 'out' | 'in'
+  readonly idScope: string
+  readonly registrationId: string
+  readonly apiVersion: string | undefined
+  deliveryCount: number
+  credit: number
+  /** Incoming: bytes of the delivery being assembled. */
+  partial?: { deliveryId: number; settled: boolean; bytes: Uint8Array }
+}
+
+interface Session {
+  readonly remoteChannel: number
+  readonly localChannel: number
+  nextOutgoingId: number
+  nextIncomingId: number
+  remoteIncomingWindow: number
+  nextDeliveryId: number
+  readonly links: Map<number, Link>
+  /** Answers waiting for credit on an outgoing link. */
+  readonly outbox: { readonly registrationKey: string; readonly payload: Uint8Array }[]
+}
+
+/** Session incoming-window we announce (transfer frames); re-announced with every flow. */
+const INCOMING_WINDOW = 2048
+const OUTGOING_WINDOW = 0x7fffffff
+/** Room left in a frame for the transfer performative (handle, ids, 4-byte tag, flags). */
+const TRANSFER_OVERHEAD = 96
+
+// Performative descriptor codes (AMQP 1.0 §2.7, §5.3.3).
+const OPEN = 0x10, BEGIN = 0x11, ATTACH = 0x12, FLOW = 0x13, TRANSFER = 0x14, DISPOSITION = 0x15, DETACH = 0x16, END = 0x17, CLOSE = 0x18
+const SASL_INIT = 0x41, SASL_RESPONSE = 0x43
+// sasl-outcome codes (§5.3.3.6).
+const SASL_OK = 0, SASL_AUTH = 1, SASL_SYS = 2
+
+const DATA_SECTION = 0x75
+const utf8 = new TextEncoder()
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true })
+
+/** The device-API address of a link: `{idScope}/registrations/{registrationId}`, relative or absolute. */
+export function parseRegistrationAddress(address: unknown): { idScope: string; registrationId: string } | undefined {
+  if (typeof address !== 'string' || address.length > 512) return undefined
+  let path = address
+  const scheme = /^amqps?:\/\/[^/]*\//i.exec(path)
+  if (scheme) path = path.slice(scheme[0].length)
+  else if (path.startsWith('/')) path = path.slice(1)
+  const m = /^([^/]+)\/registrations\/([^/]+)$/.exec(path)
+  if (!m) return undefined
+  return { idScope: m[1]!, registrationId: m[2]! }
+}
+
+/** One AMQP connection of a device. */
+export class AmqpDeviceSession {
+  readonly #o: AmqpSessionOptions
+  readonly #limits: AmqpLimits
+  #phase: Phase = 'header'
+  #input: Uint8Array = new Uint8Array(0)
+  /** Input processing waits while an asynchronous SASL verdict or request backlog is pending. */
+  #paused = false
+  #identity: Identity | undefined
+  #tpm: TpmExchange | undefined
+  #peerMaxFrame = MIN_MAX_FRAME_SIZE
+  #sentOpen = false
+  readonly #sessions = new Map<number, Session>()
+  #inFlight = 0
+
+  constructor(options: AmqpSessionOptions) {
+    this.#o = options
+    this.#limits = { ...DEFAULT_AMQP_LIMITS, ...options.limits }
+  }
+
+  /** True once the connection ended (further input is ignored). */
+  get closed(): boolean {
+    return this.#phase === 'closed'
+  }
+
+  /** Feeds bytes received from the peer, in any split. */
+  push(bytes: Uint8Array): void {
+    if (this.#phase === 'closed') return
+    this.#input = concat(this.#input, bytes)
+    // While paused only a bounded backlog is kept (a frame in flight plus its neighbours).
+    if (this.#paused && this.#input.length > 2 * this.#limits.maxFrameSize + 8) {
+      this.#fail(new AmqpCodecError('RESOURCE_LIMIT', `${this.#input.length} bytes queued while a verdict was pending`))
+      return
+    }
+    this.#drain()
+  }
+
+  /** Ends the connection from the server side (shutdown): close frame `amqp:connection:forced`. */
+  shutdown(reason = 'server shutting down'): void {
+    if (this.#phase === 'closed') return
+    if (this.#phase === 'open') this.#send(frames.amqp_frame(0, frames.close({ error: { condition: 'amqp:connection:forced', description: reason } })))
+    this.#end({ code: 'shutdown', reason })
+  }
+
+  /** The peer went away without a close frame; stops answering. */
+  abandon(): void {
+    this.#phase = 'closed'
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Input
+
+  #drain(): void {
+    try {
+      while (!this.#paused && this.#phase !== 'closed') {
+        if (this.#phase === 'header' || this.#phase === 'sasl-done') {
+          if (!this.#header()) return
+          continue
+        }
+        if (this.#input.length < 8) return
+        const header = readFrameHeader(this.#input, 0, this.#limits.maxFrameSize)
+        if (this.#input.length < header.size) return
+        const frameBytes = this.#input.subarray(0, header.size)
+        this.#input = this.#input.subarray(header.size)
+        // Heartbeat / empty frame (§2.4.5): header and nothing else.
+        if (header.size === header.doff * 4) continue
+        checkEncoding(frameBytes, header.doff * 4, header.size)
+        const frame = decodeFrame(frameBytes)
+        if (header.type === FRAME_TYPE_SASL) {
+          if (this.#phase !== 'sasl') throw new AmqpCodecError('PROTOCOL_ERROR', 'SASL frame outside the SASL layer')
+          this.#sasl(frame.code, frame.performative)
+        } else {
+          if (this.#phase === 'sasl') throw new AmqpCodecError('PROTOCOL_ERROR', 'AMQP frame before the SASL outcome')
+          this.#amqp(header.channel, frame.code, frame.performative, frame.payload)
+        }
+      }
+    } catch (error) {
+      this.#fail(error)
+    }
+  }
+
+  /** Handles a protocol header; false when more bytes are needed. */
+  #header(): boolean {
+    const have = Math.min(4, this.#input.length)
+    for (let i = 0; i < have; i++) {
+      if (this.#input[i] !== AMQP_HEADER[i]) throw this.#badHeader()
+    }
+    if (this.#input.length < 8) return false
+    const kind = readProtocolHeader(this.#input)
+    this.#input = this.#input.subarray(8)
+    if (kind === undefined) throw this.#badHeader()
+    if (this.#phase === 'sasl-done') {
+      if (kind !== 'amqp') throw this.#badHeader()
+      this.#o.write(AMQP_HEADER)
+      this.#phase = 'open-wait'
+      return true
+    }
+    if (kind === 'sasl') {
+      this.#o.write(SASL_HEADER)
+      this.#send(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: ['PLAIN', 'TPM', 'EXTERNAL', 'ANONYMOUS'] })))
+      this.#phase = 'sasl'
+    } else {
+      // X.509 devices: no SASL layer at all (§4); identity from the TLS client certificate.
+      this.#identity = { kind: 'certificate' }
+      this.#o.write(AMQP_HEADER)
+      this.#phase = 'open-wait'
+    }
+    return true
+  }
+
+  #badHeader(): AmqpCodecError {
+    // §2.2: answer an unsupported header with the one we support, then close.
+    this.#o.write(this.#phase === 'sasl-done' ? AMQP_HEADER : SASL_HEADER)
+    const shown = [...this.#input.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
+    return new AmqpCodecError('BAD_PROTOCOL_HEADER', `protocol header ${shown} is not AMQP 1.0 (AMQP0100) or SASL (AMQP3100)`)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // SASL (AMQP 1.0 §5.3; dps-protocol.md §4, §5.3)
+
+  #sasl(code: number, p: Performative): void {
+    if (code === SASL_INIT) {
+      if (this.#tpm !== undefined || this.#identity !== undefined) throw new AmqpCodecError('PROTOCOL_ERROR', 'second sasl-init')
+      const mechanism = String(p['mechanism'])
+      const response = asBytes(p['initial_response'])
+      if (mechanism === 'PLAIN') return this.#plain(response)
+      if (mechanism === 'TPM') return this.#tpmInit(response)
+      if (mechanism === 'EXTERNAL' || mechanism === 'ANONYMOUS') {
+        this.#identity = { kind: 'certificate' }
+        return this.#outcome(SASL_OK)
+      }
+      return this.#refuse(`SASL mechanism ${JSON.stringify(mechanism.slice(0, 40))} is not offered`)
+    }
+    if (code === SASL_RESPONSE && this.#tpm !== undefined) return this.#tpmStep(asBytes(p['response']))
+    throw new AmqpCodecError('PROTOCOL_ERROR', `unexpected SASL performative 0x${code.toString(16)}`)
+  }
+
+  /** PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd; authcid names the registration (§4). */
+  #plain(response: Uint8Array | undefined): void {
+    if (response === undefined) return this.#refuse('PLAIN without an initial response')
+    const parts = splitNul(response, 3)
+    if (parts.length !== 3) return this.#refuse('PLAIN response is not [authzid] NUL authcid NUL passwd')
+    const authcid = decodeUtf8(parts[1]!)
+    const password = decodeUtf8(parts[2]!)
+    const address = parseRegistrationAddress(authcid)
+    if (address === undefined || password === undefined) {
+      return this.#refuse(`PLAIN authcid ${JSON.stringify((authcid ?? '').slice(0, 80))} is not {idScope}/registrations/{registrationId}`)
+    }
+    this.#verify({ type: 'sas', token: password }, address.idScope, address.registrationId)
+  }
+
+  /** TPM step 1 (§5.3): init = 0x00 ‖ idScope ‖ 0x00 ‖ registrationId ‖ 0x00 ‖ EK; challenge 0x00. */
+  #tpmInit(response: Uint8Array | undefined): void {
+    if (response === undefined || response.length < 4 || (response[0]! & 0x80) !== 0) {
+      return this.#refuse('TPM init is missing or chunked (control byte with the high bit set is not supported for init)')
+    }
+    const parts = splitNul(response.subarray(1), 3)
+    const idScope = parts[0] === undefined ? undefined : decodeUtf8(parts[0])
+    const registrationId = parts[1] === undefined ? undefined : decodeUtf8(parts[1])
+    if (parts.length !== 3 || !idScope || !registrationId || parts[2]!.length === 0) {
+      return this.#refuse('TPM init is not 0x00 idScope 0x00 registrationId 0x00 EK')
+    }
+    this.#tpm = { idScope, registrationId, endorsementKey: parts[2]!.slice(), sent: 0 }
+    this.#send(frames.sasl_frame(frames.sasl_challenge({ challenge: toRheaBytes(Uint8Array.of(0)) })))
+  }
+
+  #tpmStep(response: Uint8Array | undefined): void {
+    const tpm = this.#tpm!
+    if (response === undefined || response.length === 0 || response[0] !== 0) return this.#refuse('TPM response without its 0x00 control byte')
+    if (tpm.storageRootKey === undefined) {
+      // Step 3: 0x00 ‖ SRK. Ask the device API for the activation blob (TPM first leg, §5.2).
+      tpm.storageRootKey = response.slice(1)
+      if (tpm.storageRootKey.length === 0) return this.#refuse('TPM response carries no storage root key')
+      this.#paused = true
+      const request = {
+        idScope: tpm.idScope,
+        registrationId: tpm.registrationId,
+        evidence: { type: 'tpm' as const, endorsementKey: base64Encode(tpm.endorsementKey), storageRootKey: base64Encode(tpm.storageRootKey) },
+        apiVersion: acceptApiVersion(undefined, 'device').version,
+      }
+      this.#o.device.register(request).then(
+        (answer) => {
+          if (this.#phase === 'closed') return
+          if (answer.status !== 401) return this.#resume(() => this.#refuse('TPM first leg did not produce a challenge'))
+          const blob = base64Decode(answer.challenge.authenticationKey)
+          const chunks = blob === undefined ? undefined : chunk(blob, this.#limits.tpmChunkBytes)
+          if (chunks === undefined || chunks.length === 0 || chunks.length > 4) {
+            // The sequence number has 2 bits (§5.3): at most 4 chunks.
+            return this.#resume(() => this.#refuse('activation blob is empty, not base64, or needs more than 4 chunks', SASL_SYS))
+          }
+          tpm.chunks = chunks
+          this.#resume(() => this.#sendTpmChunk())
+        },
+        (error: unknown) => this.#resume(() => this.#refuse(`TPM first leg refused: ${reasonOf(error)}`)),
+      )
+      return
+    }
+    if (tpm.chunks === undefined) return this.#refuse('TPM response before the activation blob')
+    if (tpm.sent < tpm.chunks.length) {
+      // Step 4: the device acknowledges an interim chunk with a lone 0x00.
+      return this.#sendTpmChunk()
+    }
+    // Step 5: 0x00 ‖ SAS signed with the activated key.
+    const token = decodeUtf8(response.subarray(1))
+    if (!token) return this.#refuse('TPM final response carries no SAS token')
+    const evidence: Evidence = {
+      type: 'tpm',
+      endorsementKey: base64Encode(tpm.endorsementKey),
+      storageRootKey: base64Encode(tpm.storageRootKey),
+      token,
+    }
+    this.#verify(evidence, tpm.idScope, tpm.registrationId)
+  }
+
+  #sendTpmChunk(): void {
+    const tpm = this.#tpm!
+    const chunks = tpm.chunks!
+    const seq = tpm.sent
+    const last = seq === chunks.length - 1
+    const ctrl = (last ? 0xc0 : 0x80) | seq
+    tpm.sent++
+    this.#send(frames.sasl_frame(frames.sasl_challenge({ challenge: toRheaBytes(concat(Uint8Array.of(ctrl), chunks[seq]!)) })))
+  }
+
+  #verify(evidence: Evidence, idScope: string, registrationId: string): void {
+    this.#paused = true
+    const authenticate: AmqpAuthenticate =
+      this.#o.authenticate ??
+      (async (e, scope, id) => {
+        await this.#o.device.registrationStatus({ idScope: scope, registrationId: id, evidence: e })
+      })
+    authenticate(evidence, idScope, registrationId).then(
+      () =>
+        this.#resume(() => {
+          this.#identity = { kind: 'credential', idScope, registrationId, evidence }
+          this.#outcome(SASL_OK)
+        }),
+      (error: unknown) => this.#resume(() => this.#refuse(`credentials of ${idScope}/registrations/${registrationId} refused: ${reasonOf(error)}`)),
+    )
+  }
+
+  #outcome(code: number): void {
+    this.#send(frames.sasl_frame(frames.sasl_outcome({ code })))
+    if (code === SASL_OK) this.#phase = 'sasl-done'
+  }
+
+  /** sasl-outcome auth (or sys), then the connection ends (§5.3.2). */
+  #refuse(reason: string, code = SASL_AUTH): void {
+    this.#outcome(code)
+    this.#end({ code: 'sasl-refused', reason })
+  }
+
+  /** Runs `step` after an asynchronous verdict, then continues with queued input. */
+  #resume(step: () => void): void {
+    if (this.#phase === 'closed') return
+    this.#paused = false
+    try {
+      step()
+    } catch (error) {
+      this.#fail(error)
+      return
+    }
+    this.#drain()
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Connection, sessions, links (AMQP 1.0 §2.4-§2.7)
+
+  #amqp(channel: number, code: number, p: Performative, payload: Uint8Array | undefined): void {
+    if (this.#phase === 'open-wait') {
+      if (code !== OPEN) throw new AmqpCodecError('PROTOCOL_ERROR', `expected open, got performative 0x${code.toString(16)}`)
+      return this.#open(p)
+    }
+    switch (code) {
+      case OPEN:
+        throw new AmqpCodecError('PROTOCOL_ERROR', 'second open on one connection')
+      case BEGIN:
+        return this.#begin(channel, p)
+      case CLOSE:
+        this.#send(frames.amqp_frame(0, frames.close({})))
+        return this.#end({ code: 'peer-closed', reason: describeError(p['error']) ?? 'peer closed the connection' })
+    }
+    const session = this.#sessions.get(channel)
+    if (session === undefined) throw new AmqpCodecError('PROTOCOL_ERROR', `performative 0x${code.toString(16)} on channel ${channel}, which has no session`)
+    switch (code) {
+      case ATTACH:
+        return this.#attach(session, p)
+      case FLOW:
+        return this.#flow(session, p)
+      case TRANSFER:
+        return this.#transfer(session, p, payload)
+      case DISPOSITION:
+        return // We send settled deliveries only; the device's dispositions settle nothing here.
+      case DETACH:
+        return this.#detach(session, p)
+      case END:
+        this.#sessions.delete(channel)
+        this.#send(frames.amqp_frame(session.localChannel, frames.end({})))
+        return
+    }
+    throw new AmqpCodecError('PROTOCOL_ERROR', `unexpected performative 0x${code.toString(16)} on channel ${channel}`)
+  }
+
+  #open(p: Performative): void {
+    const announced = typeof p['max_frame_size'] === 'number' ? (p['max_frame_size'] as number) : 0xffffffff
+    if (announced < MIN_MAX_FRAME_SIZE) throw new AmqpCodecError('PROTOCOL_ERROR', `peer max-frame-size ${announced} is below ${MIN_MAX_FRAME_SIZE} (§2.7.1)`)
+    this.#peerMaxFrame = Math.min(announced, this.#limits.maxFrameSize)
+    this.#sendOpen()
+    this.#phase = 'open'
+  }
+
+  #sendOpen(): void {
+    this.#sentOpen = true
+    this.#send(
+      frames.amqp_frame(
+        0,
+        frames.open({
+          container_id: this.#o.containerId ?? 'provisio',
+          max_frame_size: this.#limits.maxFrameSize,
+          channel_max: this.#limits.maxSessions - 1,
+        }),
+      ),
+    )
+  }
+
+  #begin(channel: number, p: Performative): void {
+    if (this.#sessions.has(channel)) throw new AmqpCodecError('PROTOCOL_ERROR', `begin on channel ${channel}, which already has a session`)
+    if (this.#sessions.size >= this.#limits.maxSessions) throw new AmqpCodecError('RESOURCE_LIMIT', `more than ${this.#limits.maxSessions} sessions`)
+    const used = new Set([...this.#sessions.values()].map((s) => s.localChannel))
+    let localChannel = 0
+    while (used.has(localChannel)) localChannel++
+    const session: Session = {
+      remoteChannel: channel,
+      localChannel,
+      nextOutgoingId: 0,
+      nextIncomingId: numberOr(p['next_outgoing_id'], 0),
+      remoteIncomingWindow: numberOr(p['incoming_window'], 0),
+      nextDeliveryId: 0,
+      links: new Map(),
+      outbox: [],
+    }
+    this.#sessions.set(channel, session)
+    this.#send(
+      frames.amqp_frame(
+        localChannel,
+        frames.begin({
+          remote_channel: channel,
+          next_outgoing_id: 0,
+          incoming_window: INCOMING_WINDOW,
+          outgoing_window: OUTGOING_WINDOW,
+          handle_max: this.#limits.maxLinksPerSession - 1,
+        }),
+      ),
+    )
+  }
+
+  #attach(session: Session, p: Performative): void {
+    const handle = numberOr(p['handle'], -1)
+    const name = String(p['name'])
+    if (handle < 0 || handle >= this.#limits.maxLinksPerSession) throw new AmqpCodecError('RESOURCE_LIMIT', `link handle ${handle} is above handle-max ${this.#limits.maxLinksPerSession - 1}`)
+    if (session.links.has(handle)) throw new AmqpCodecError('PROTOCOL_ERROR', `attach on handle ${handle}, which is in use`)
+    // role true = the device receives, so we send on this link (§2.8.1).
+    const direction = p['role'] === true ? 'out' : 'in'
+    const source = p['source']
+    const target = p['target']
+    const terminal = terminus.unwrap(direction === 'out' ? source : target)
+    const address = parseRegistrationAddress(terminal?.address)
+    const properties = p['properties'] as Record<string, unknown> | undefined
+    const apiVersion = typeof properties?.['com.microsoft:api-version'] === 'string' ? (properties['com.microsoft:api-version'] as string) : undefined
+    const used = new Set([...session.links.values()].map((l) => l.localHandle))
+    let localHandle = 0
+    while (used.has(localHandle)) localHandle++
+
+    const reply = {
+      name,
+      handle: localHandle,
+      role: direction === 'in',
+      source,
+      target,
+      ...(direction === 'out' ? { initial_delivery_count: 0 } : {}),
+    }
+    const refusal = this.#linkRefusal(address, terminal?.address)
+    if (refusal !== undefined) {
+      // §2.6.3: attach, then detach at once with the reason.
+      this.#send(frames.amqp_frame(session.localChannel, frames.attach(reply)))
+      this.#send(frames.amqp_frame(session.localChannel, frames.detach({ handle: localHandle, closed: true, error: refusal })))
+      return
+    }
+    const link: Link = {
+      name,
+      remoteHandle: handle,
+      localHandle,
+      direction,
+      idScope: address!.idScope,
+      registrationId: address!.registrationId,
+      apiVersion,
+      deliveryCount: 0,
+      credit: 0,
+    }
+    if (direction === 'in') link.deliveryCount = numberOr(p['initial_delivery_count'], 0)
+    session.links.set(handle, link)
+    this.#send(frames.amqp_frame(session.localChannel, frames.attach(reply)))
+    if (direction === 'in') {
+      link.credit = this.#limits.linkCredit
+      this.#sendFlow(session, link)
+    }
+  }
+
+  /** Why a link address is refused, or undefined when it names this connection's registration. */
+  #linkRefusal(address: { idScope: string; registrationId: string } | undefined, raw: unknown): { condition: string; description: string } | undefined {
+    if (address === undefined) {
+      return { condition: 'amqp:not-found', description: `link address ${JSON.stringify(String(raw).slice(0, 80))} is not {idScope}/registrations/{registrationId}` }
+    }
+    const id = this.#identity
+    if (id?.kind === 'credential') {
+      if (address.idScope !== id.idScope || address.registrationId.toLowerCase() !== id.registrationId.toLowerCase()) {
+        return { condition: 'amqp:unauthorized-access', description: `link address ${address.idScope}/registrations/${address.registrationId} differs from the authenticated ${id.idScope}/registrations/${id.registrationId}` }
+      }
+    }
+    // Certificate devices: every link of the connection names one registration.
+    for (const s of this.#sessions.values()) {
+      for (const l of s.links.values()) {
+        if (l.idScope !== address.idScope || l.registrationId.toLowerCase() !== address.registrationId.toLowerCase()) {
+          return { condition: 'amqp:unauthorized-access', description: 'links of one connection must name one registration' }
+        }
+      }
+    }
+    return undefined
+  }
+
+  #flow(session: Session, p: Performative): void {
+    const nextIncoming = numberOr(p['next_incoming_id'], 0)
+    session.remoteIncomingWindow = nextIncoming + numberOr(p['incoming_window'], 0) - session.nextOutgoingId
+    const handle = p['handle']
+    if (typeof handle !== 'number') return this.#flush(session)
+    const link = this.#linkOf(session, handle)
+    if (link.direction === 'out') {
+      // §2.6.7: credit = delivery-count(receiver) + link-credit(receiver) - delivery-count(sender).
+      link.credit = Math.max(0, numberOr(p['delivery_count'], 0) + numberOr(p['link_credit'], 0) - link.deliveryCount)
+      this.#flush(session)
+      if (p['drain'] === true && link.credit > 0) {
+        // Nothing more to send: use up the credit and tell the receiver (§2.6.7 drain).
+        link.deliveryCount += link.credit
+        link.credit = 0
+        this.#sendFlow(session, link)
+        return
+      }
+    }
+    if (p['echo'] === true) this.#sendFlow(session, link)
+  }
+
+  #sendFlow(session: Session, link: Link): void {
+    this.#send(
+      frames.amqp_frame(
+        session.localChannel,
+        frames.flow({
+          next_incoming_id: session.nextIncomingId,
+          incoming_window: INCOMING_WINDOW,
+          next_outgoing_id: session.nextOutgoingId,
+          outgoing_window: OUTGOING_WINDOW,
+          handle: link.localHandle,
+          delivery_count: link.deliveryCount,
+          link_credit: link.credit,
+        }),
+      ),
+    )
+  }
+
+  #linkOf(session: Session, handle: number): Link {
+    const link = session.links.get(handle)
+    if (link === undefined) throw new AmqpCodecError('PROTOCOL_ERROR', `handle ${handle} is not attached`)
+    return link
+  }
+
+  #detach(session: Session, p: Performative): void {
+    const handle = numberOr(p['handle'], -1)
+    const link = this.#linkOf(session, handle)
+    session.links.delete(handle)
+    this.#send(frames.amqp_frame(session.localChannel, frames.detach({ handle: link.localHandle, closed: p['closed'] === true })))
+  }
+
+  #transfer(session: Session, p: Performative, payload: Uint8Array | undefined): void {
+    session.nextIncomingId = (session.nextIncomingId + 1) >>> 0
+    const link = this.#linkOf(session, numberOr(p['handle'], -1))
+    if (link.direction !== 'in') throw new AmqpCodecError('PROTOCOL_ERROR', `transfer on handle ${link.remoteHandle}, a link the device receives on`)
+    if (p['aborted'] === true) {
+      link.partial = undefined
+      return
+    }
+    let partial = link.partial
+    if (partial === undefined) {
+      if (link.credit <= 0) throw new AmqpCodecError('PROTOCOL_ERROR', `transfer on link ${JSON.stringify(link.name)} without credit (§2.6.7)`)
+      const deliveryId = p['delivery_id']
+      if (typeof deliveryId !== 'number') throw new AmqpCodecError('PROTOCOL_ERROR', 'first transfer of a delivery without delivery-id')
+      partial = { deliveryId, settled: p['settled'] === true, bytes: new Uint8Array(0) }
+      link.partial = partial
+    }
+    if (payload !== undefined) {
+      if (partial.bytes.length + payload.length > this.#limits.maxMessageBytes) {
+        throw new AmqpCodecError('RESOURCE_LIMIT', `message on link ${JSON.stringify(link.name)} exceeds ${this.#limits.maxMessageBytes} bytes`)
+      }
+      partial.bytes = concat(partial.bytes, payload.slice())
+    }
+    if (p['more'] === true) return
+    link.partial = undefined
+    link.credit--
+    link.deliveryCount = (link.deliveryCount + 1) >>> 0
+    if (link.credit <= this.#limits.linkCredit / 2) {
+      link.credit = this.#limits.linkCredit
+      this.#sendFlow(session, link)
+    }
+    this.#request(session, link, partial.deliveryId, partial.settled, partial.bytes)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // DPS requests (dps-protocol.md §4)
+
+  #request(session: Session, link: Link, deliveryId: number, settled: boolean, bytes: Uint8Array): void {
+    checkEncoding(bytes, 0, bytes.length)
+    let decoded: ReturnType<typeof message.decode>
+    try {
+      decoded = message.decode(toRheaBytes(bytes))
+    } catch (error) {
+      throw new AmqpCodecError('DECODE_ERROR', `message sections do not decode: ${reasonOf(error)}`)
+    }
+    const correlationId = decoded.correlation_id
+    this.#inFlight++
+    if (this.#inFlight >= this.#limits.maxInFlight) this.#paused = true
+    this.#answer(link, decoded).then(
+      (response) => this.#complete(session, link, deliveryId, settled, correlationId, response, undefined),
+      (error: unknown) => this.#complete(session, link, deliveryId, settled, correlationId, undefined, error),
+    )
+  }
+
+  async #answer(link: Link, msg: ReturnType<typeof message.decode>): Promise<DeviceResponse<RegistrationOperationStatus>> {
+    const props = msg.application_properties ?? {}
+    const operation = props['iotdps-operation-type']
+    const evidence = this.#evidence(link)
+    if (operation === 'iotdps-register') {
+      const apiVersion = acceptApiVersion(link.apiVersion, 'device').version
+      const json = parseJsonBody(bodyBytes(msg.body), { allowEmpty: true })
+      const registration = validateDeviceRegistration(json)
+      if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== link.registrationId.toLowerCase()) {
+        throw new ProvisioError('VALIDATION_FAILED', `body registrationId ${JSON.stringify(registration.registrationId)} differs from the link address's ${JSON.stringify(link.registrationId)}`, {
+          deviceMessage: 'registrationId in the body differs from the one in the link address',
+        })
+      }
+      const force = props['iotdps-forceRegistration']
+      const answer = await this.#o.device.register({
+        idScope: link.idScope,
+        registrationId: link.registrationId,
+        evidence,
+        apiVersion,
+        ...(registration.payload === undefined ? {} : { payload: registration.payload }),
+        ...(force === true || force === 'true' ? { forceRegistration: true } : {}),
+      })
+      if (answer.status === 401) throw new ProvisioError('ATTESTATION_MISMATCH', 'register produced a TPM challenge on a connection that finished SASL; TPM devices use the TPM SASL mechanism (§5.3)')
+      return answer
+    }
+    if (operation === 'iotdps-get-operationstatus') {
+      const operationId = props['iotdps-operation-id']
+      if (typeof operationId !== 'string' || operationId === '') throw new ProvisioError('BAD_REQUEST', 'iotdps-get-operationstatus without an iotdps-operation-id string property')
+      return this.#o.device.operationStatus({ idScope: link.idScope, registrationId: link.registrationId, operationId, evidence })
+    }
+    throw new ProvisioError('BAD_REQUEST', `application property iotdps-operation-type is ${JSON.stringify(String(operation).slice(0, 60))}; expected iotdps-register or iotdps-get-operationstatus`)
+  }
+
+  #evidence(link: Link): Evidence {
+    const id = this.#identity
+    if (id?.kind === 'credential') return id.evidence
+    const chain = this.#o.clientCertificates ?? []
+    if (chain.length > 0) return { type: 'x509', chain }
+    throw new ProvisioError('CREDENTIALS_MISSING', `connection for ${link.idScope}/registrations/${link.registrationId} presented no SASL credentials and no TLS client certificate`)
+  }
+
+  #complete(
+    session: Session,
+    link: Link,
+    deliveryId: number,
+    settled: boolean,
+    correlationId: unknown,
+    response: DeviceResponse<RegistrationOperationStatus> | undefined,
+    error: unknown,
+  ): void {
+    this.#inFlight--
+    if (this.#phase === 'closed' || this.#sessions.get(session.remoteChannel) !== session) return
+    try {
+      if (response !== undefined) {
+        if (!settled) this.#disposition(session, deliveryId, message.accepted().described())
+        this.#queueAnswer(session, link, correlationId, response)
+      } else if (!settled) {
+        this.#disposition(session, deliveryId, message.rejected({ error: this.#rejection(error) }).described())
+      }
+    } catch (failure) {
+      this.#fail(failure)
+      return
+    }
+    if (this.#paused && this.#inFlight < this.#limits.maxInFlight && this.#phase === 'open') {
+      this.#paused = false
+      this.#drain()
+    }
+  }
+
+  /** The rejected outcome's error (§4): catalog condition, JSON error body, Retry-After in info. */
+  #rejection(error: unknown): { condition: string; description: string; info?: Record<string, unknown> } {
+    const err = wrapUnknown(error)
+    const entry = ERROR_CATALOG[err.code]
+    const body = toErrorBody(err, this.#o.trackingId(), formatDpsTimestamp(this.#o.clock.now()))
+    const out: { condition: string; description: string; info?: Record<string, unknown> } = { condition: entry.amqpCondition, description: JSON.stringify(body) }
+    if (entry.transient) {
+      const seconds = Math.max(1, Math.ceil(err.retryAfterSeconds ?? 1))
+      out.info = { 'retry-after': seconds, 'Retry-After': seconds }
+    }
+    return out
+  }
+
+  #disposition(session: Session, deliveryId: number, state: unknown): void {
+    this.#send(frames.amqp_frame(session.localChannel, frames.disposition({ role: true, first: deliveryId, settled: true, state })))
+  }
+
+  #queueAnswer(session: Session, link: Link, correlationId: unknown, response: DeviceResponse<RegistrationOperationStatus>): void {
+    const properties: Record<string, unknown> = {}
+    if (response.retryAfterSeconds !== undefined) {
+      const seconds = Math.max(1, Math.ceil(response.retryAfterSeconds))
+      // Node and C read `retry-after`, .NET reads `Retry-After` (§4): both.
+      properties['retry-after'] = seconds
+      properties['Retry-After'] = seconds
+    }
+    const msg: Record<string, unknown> = {
+      application_properties: properties,
+      body: message.data_section(toRheaBytes(utf8.encode(JSON.stringify(response.body)))),
+    }
+    const cid = wrapCorrelationId(correlationId)
+    if (cid !== undefined) msg['correlation_id'] = cid
+    session.outbox.push({ registrationKey: `${link.idScope}/${link.registrationId.toLowerCase()}`, payload: message.encode(msg) })
+    this.#flush(session)
+  }
+
+  /** Sends queued answers on the outgoing link of their registration while credit lasts. */
+  #flush(session: Session): void {
+    while (session.outbox.length > 0) {
+      const next = session.outbox[0]!
+      let link: Link | undefined
+      for (const l of session.links.values()) {
+        if (l.direction === 'out' && `${l.idScope}/${l.registrationId.toLowerCase()}` === next.registrationKey) link = l
+      }
+      const room = this.#peerMaxFrame - TRANSFER_OVERHEAD
+      const frameCount = Math.max(1, Math.ceil(next.payload.length / room))
+      if (link === undefined || link.credit <= 0 || session.remoteIncomingWindow < frameCount) return
+      session.outbox.shift()
+      const deliveryId = session.nextDeliveryId
+      session.nextDeliveryId = (session.nextDeliveryId + 1) >>> 0
+      const tag = toRheaBytes(Uint8Array.of(deliveryId >>> 24, (deliveryId >>> 16) & 0xff, (deliveryId >>> 8) & 0xff, deliveryId & 0xff))
+      for (let i = 0; i < frameCount; i++) {
+        const slice = next.payload.subarray(i * room, Math.min(next.payload.length, (i + 1) * room))
+        const first = i === 0
+        const fields: Record<string, unknown> = { handle: link.localHandle, more: i < frameCount - 1 }
+        if (first) Object.assign(fields, { delivery_id: deliveryId, delivery_tag: tag, message_format: 0, settled: true })
+        this.#send(frames.amqp_frame(session.localChannel, frames.transfer(fields), slice))
+        session.nextOutgoingId = (session.nextOutgoingId + 1) >>> 0
+        session.remoteIncomingWindow--
+      }
+      link.credit--
+      link.deliveryCount = (link.deliveryCount + 1) >>> 0
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Output and ending
+
+  #send(frame: FrameSpec): void {
+    this.#o.write(frames.write_frame(frame))
+  }
+
+  /** Closes the connection for a wire fault, with a close frame when the AMQP layer is up. */
+  #fail(error: unknown): void {
+    if (this.#phase === 'closed') return
+    const err = error instanceof AmqpCodecError ? error : new AmqpCodecError('DECODE_ERROR', `frame could not be processed: ${reasonOf(error)}`)
+    if (this.#phase === 'open' || this.#phase === 'open-wait') {
+      try {
+        // §2.4.1: a close must follow an open; send ours first when the peer's never came.
+        if (!this.#sentOpen) this.#sendOpen()
+        this.#send(frames.amqp_frame(0, frames.close({ error: { condition: err.condition, description: err.message.slice(0, 400) } })))
+      } catch {
+        // Nothing more can be said on this connection.
+      }
+    }
+    this.#end({ code: err.code, reason: err.message, condition: err.condition })
+  }
+
+  #end(reason: AmqpCloseReason): void {
+    if (this.#phase === 'closed') return
+    this.#phase = 'closed'
+    this.#input = new Uint8Array(0)
+    this.#o.close(reason)
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+
+interface DecodedFrame {
+  readonly code: number
+  readonly performative: Performative
+  readonly payload: Uint8Array | undefined
+}
+
+/** Decodes one structurally checked frame with rhea; unknown performatives are decode errors. */
+function decodeFrame(bytes: Uint8Array): DecodedFrame {
+  let frame: ReturnType<typeof frames.read_frame>
+  try {
+    frame = frames.read_frame(toRheaBytes(bytes))
+  } catch (error) {
+    throw new AmqpCodecError('DECODE_ERROR', `frame does not decode: ${reasonOf(error)}`)
+  }
+  const performative = frame?.performative
+  const descriptor = (performative?.constructor as { descriptor?: { numeric?: unknown } } | undefined)?.descriptor
+  if (performative === undefined || typeof descriptor?.numeric !== 'number') {
+    throw new AmqpCodecError('DECODE_ERROR', 'frame body is not a known AMQP performative (§2.7, §5.3.3)')
+  }
+  return { code: descriptor.numeric, performative, payload: frame!.payload }
+}
+
+function asBytes(value: unknown): Uint8Array | undefined {
+  return value instanceof Uint8Array ? value : undefined
+}
+
+/** Splits at NUL bytes into at most `max` parts (the last part keeps any further NULs). */
+function splitNul(bytes: Uint8Array, max: number): Uint8Array[] {
+  const parts: Uint8Array[] = []
+  let start = 0
+  for (let i = 0; i < bytes.length && parts.length < max - 1; i++) {
+    if (bytes[i] === 0) {
+      parts.push(bytes.subarray(start, i))
+      start = i + 1
+    }
+  }
+  parts.push(bytes.subarray(start))
+  return parts
+}
+
+function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return utf8Decoder.decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+
+function chunk(bytes: Uint8Array, size: number): Uint8Array[] {
+  const out: Uint8Array[] = []
+  for (let i = 0; i < bytes.length; i += size) out.push(bytes.subarray(i, i + size))
+  return out
+}
+
+function numberOr(value: unknown, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback
+}
+
+/** The request body as bytes: data section(s) (Node, C), or an amqp-value string (.NET/Node polls). */
+function bodyBytes(body: unknown): Uint8Array {
+  if (body === undefined || body === null) return new Uint8Array(0)
+  if (typeof body === 'string') return body.trimStart().startsWith('{') ? utf8.encode(body) : new Uint8Array(0)
+  const section = body as { typecode?: unknown; content?: unknown; multiple?: unknown }
+  if (section.typecode === DATA_SECTION) {
+    if (section.multiple === true && Array.isArray(section.content)) {
+      let all: Uint8Array = new Uint8Array(0)
+      for (const part of section.content) if (part instanceof Uint8Array) all = concat(all, part)
+      return all
+    }
+    if (section.content instanceof Uint8Array) return section.content
+  }
+  throw new ProvisioError('VALIDATION_FAILED', 'request body is neither a data section nor an amqp-value string (§4)')
+}
+
+/** Re-wraps a decoded correlation-id so it goes back with its type (string, ulong, uuid, binary). */
+function wrapCorrelationId(value: unknown): unknown {
+  if (value === undefined || value === null) return undefined
+  if (typeof value === 'string' || typeof value === 'number') return value
+  if (value instanceof Uint8Array) return value.length === 16 ? value : types.wrap_binary(value)
+  return undefined
+}
+
+function describeError(error: unknown): string | undefined {
+  if (error === undefined || error === null) return undefined
+  const e = error as { condition?: unknown; description?: unknown }
+  return `peer closed with ${String(e.condition)}${e.description === undefined ? '' : `: ${String(e.description)}`}`
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof ProvisioError) return `${error.code}: ${error.reason}`
+  if (error instanceof Error) return error.message
+  return String(error)
+}

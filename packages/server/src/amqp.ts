@@ -1,0 +1,143 @@
+/**
+ * Node adapter of the AMQP codec (dps-protocol.md §4): a TLS listener (default port 5671) and the
+ * `AMQPWSB10` WebSocket handler on the HTTPS port. Each connection gets one sans-IO
+ * AmqpDeviceSession; this file only moves bytes, carries the TLS client chain, logs close
+ * reasons and bounds idle connections.
+ *
+ * TLS: 1.2 and up; client certificates are requested but never rejected by TLS itself — X.509
+ * devices are judged by the verifier at register (as for HTTPS).
+ */
+import { randomUUID } from 'node:crypto'
+import { createServer, type Server, type TLSSocket } from 'node:tls'
+import { AmqpDeviceSession, type AmqpCloseReason, type AmqpLimits } from '@provisio/codec-amqp'
+import type { DeviceApi } from '@provisio/protocol'
+import { clientChain } from './https.js'
+import type { Logger } from './logger.js'
+import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
+
+/** Connections silent this long are dropped (we announce no idle-time-out; DPS exchanges are short). */
+const IDLE_TIMEOUT_MS = 240_000
+
+export interface AmqpListenerOptions {
+  readonly key: string
+  readonly cert: string
+  readonly device: DeviceApi
+  readonly log: Logger
+  readonly limits?: Partial<AmqpLimits>
+}
+
+/** The AMQPS listener plus the sessions of both transports, for graceful shutdown. */
+export interface AmqpTransport {
+  readonly server: Server
+  /** Handler to register on the WebSocket router under 'AMQPWSB10'. */
+  readonly websocket: WebSocketHandler
+  /** Stops accepting, closes every session with `amqp:connection:forced`, resolves when sockets are gone. */
+  close(graceMs: number): Promise<void>
+}
+
+export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport {
+  const live = new Set<{ session: AmqpDeviceSession; destroy(): void }>()
+
+  const open = (transport: string, chain: readonly Uint8Array[], write: (b: Uint8Array) => void, end: () => void, destroy: () => void, remote: string | undefined) => {
+    const entry = { session: undefined as unknown as AmqpDeviceSession, destroy }
+    entry.session = new AmqpDeviceSession({
+      device: options.device,
+      clock: { now: () => Date.now() },
+      trackingId: randomUUID,
+      clientCertificates: chain,
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
+      write,
+      close: (reason: AmqpCloseReason) => {
+        const fields = { transport, remote, code: reason.code, reason: reason.reason }
+        if (reason.code === 'peer-closed' || reason.code === 'shutdown') options.log.debug('amqp connection closed', fields)
+        else options.log.info('amqp connection refused', fields)
+        end()
+      },
+    })
+    live.add(entry)
+    return entry
+  }
+
+  const server = createServer(
+    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 },
+    (socket: TLSSocket) => {
+      const entry = open(
+        'amqps',
+        clientChain(socket),
+        (bytes) => void socket.write(bytes),
+        () => socket.end(),
+        () => socket.destroy(),
+        socket.remoteAddress,
+      )
+      socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy())
+      socket.on('data', (chunk: Buffer) => entry.session.push(chunk))
+      socket.on('error', (error) => options.log.debug('amqp socket error', { error: error.message }))
+      socket.on('close', () => {
+        entry.session.abandon()
+        live.delete(entry)
+      })
+    },
+  )
+  server.on('tlsClientError', (error, socket) => options.log.debug('TLS handshake failed', { error: error.message, remote: socket.remoteAddress }))
+
+  const websocket: WebSocketHandler = (connection: WebSocketConnection) => {
+    const ws = connection.socket
+    const entry = open(
+      'amqp-ws',
+      connection.clientCertificates,
+      (bytes) => ws.send(bytes),
+      () => ws.close(1000),
+      () => ws.terminate(),
+      connection.request.socket.remoteAddress,
+    )
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      if (!isBinary) {
+        entry.session.push(new Uint8Array(0))
+        entry.session.shutdown('text WebSocket messages are not AMQP frames')
+        return
+      }
+      const chunks = Array.isArray(data) ? data : [data instanceof ArrayBuffer ? Buffer.from(data) : data]
+      for (const c of chunks) entry.session.push(c)
+    })
+    ws.on('error', (error) => options.log.debug('amqp websocket error', { error: error.message }))
+    ws.on('close', () => {
+      entry.session.abandon()
+      live.delete(entry)
+    })
+  }
+
+  return {
+    server,
+    websocket,
+    async close(graceMs: number) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const entry of [...live]) entry.session.shutdown()
+      const force = setTimeout(() => {
+        for (const entry of [...live]) entry.destroy()
+      }, graceMs)
+      force.unref()
+      await closed
+      clearTimeout(force)
+    },
+  }
+}
+
+/** Listens on `host:port`, with a hint when the port is taken or privileged. */
+export function listenAmqp(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      const hint =
+        error.code === 'EADDRINUSE'
+          ? `port ${port} is in use; choose another with --amqp-port`
+          : error.code === 'EACCES'
+            ? `port ${port} needs root or CAP_NET_BIND_SERVICE; choose another with --amqp-port`
+            : error.message
+      reject(new Error(`cannot listen for AMQP on ${host}:${port}: ${hint}`, { cause: error }))
+    }
+    server.once('error', onError)
+    server.listen(port, host, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+}

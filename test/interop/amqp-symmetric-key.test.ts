@@ -1,0 +1,188 @@
+// Proof of issue 7 with Microsoft's own client over real TLS and WSS on loopback: the Node device
+// SDK's AMQP transports (Amqp over AMQPS, AmqpWs over WebSockets on the HTTPS port) with the
+// symmetric-key security client register against `provisio serve` (dps-protocol.md §4).
+//
+// Test-side plumbing only, the clients stay unmodified: the Amqp transport passes no CA to rhea's
+// tls.connect, so connections to our AMQPS port get the dev CA added; AmqpWs always dials port
+// 443 (§11), so its `webSocketAgent` transport option gets an https.Agent whose connections go
+// to our HTTPS port instead.
+import { createServer, type Server } from 'node:http'
+import type * as HttpsModule from 'node:https'
+import type * as TlsModule from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import { createRequire } from 'node:module'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
+import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
+import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
+import { deriveDeviceKey } from '@provisio/crypto'
+import { startTestServer, type TestServer } from '../lib/server.js'
+
+const require = createRequire(import.meta.url)
+// CommonJS module objects: their properties can be replaced (an ES namespace is read-only).
+const tls = require('node:tls') as typeof TlsModule
+const https = require('node:https') as typeof HttpsModule
+
+let server: TestServer
+let restoreTls: () => void
+
+const key = (seed: number) => Buffer.alloc(32, seed).toString('base64')
+
+interface RegistrationResult {
+  assignedHub: string
+  deviceId: string
+  status?: string
+  payload?: unknown
+}
+
+/** An https.Agent whose TLS connections dial the test server's HTTPS port, trusting its CA. */
+function webSocketAgent(): HttpsModule.Agent {
+  const caPem = server.caPem
+  const port = server.port
+  const agent = new https.Agent({ keepAlive: false })
+  ;(agent as unknown as { createConnection: (options: TlsModule.ConnectionOptions, callback?: () => void) => TlsModule.TLSSocket }).createConnection = (options, callback) =>
+    tls.connect({ ...options, port, ca: caPem, servername: 'localhost' }, callback)
+  return agent
+}
+
+function register(transport: 'amqp' | 'amqp-ws', registrationId: string, deviceKey: string, payload?: object): Promise<RegistrationResult> {
+  let client: ReturnType<typeof ProvisioningDeviceClient.create>
+  if (transport === 'amqp') {
+    client = ProvisioningDeviceClient.create(`localhost:${server.endpoints.ports.amqp}`, server.endpoints.idScope, new Amqp() as never,
+      // Two copies of azure-iot-common in node_modules make the SDK's own types disagree; the objects fit.
+      new SymmetricKeySecurityClient(registrationId, deviceKey) as never)
+  } else {
+    const ws = new AmqpWs()
+    ws.setTransportOptions({ webSocketAgent: webSocketAgent() } as never)
+    client = ProvisioningDeviceClient.create('localhost', server.endpoints.idScope, ws as never, new SymmetricKeySecurityClient(registrationId, deviceKey) as never)
+  }
+  if (payload !== undefined) client.setProvisioningPayload(payload as never)
+  return new Promise((resolve, reject) => {
+    client.register((err?: Error, result?: unknown) => (err ? reject(err) : resolve(result as RegistrationResult)))
+  })
+}
+
+function logs(): string[] {
+  return (server as unknown as { logs: string[] }).logs
+}
+
+beforeAll(async () => {
+  server = await startTestServer()
+  const original = tls.connect
+  const amqpPort = server.endpoints.ports.amqp
+  const caPem = server.caPem
+  // rhea calls tls.connect(port, host, options, callback).
+  tls.connect = ((...args: unknown[]) => {
+    if (Number(args[0]) === amqpPort && typeof args[2] === 'object' && args[2] !== null) {
+      return original(Number(args[0]), args[1] as string, { ...(args[2] as TlsModule.ConnectionOptions), ca: caPem }, args[3] as () => void)
+    }
+    return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)
+  }) as typeof tls.connect
+  restoreTls = () => {
+    tls.connect = original
+  }
+})
+
+afterAll(async () => {
+  restoreTls?.()
+  await server?.stop()
+})
+
+describe('azure-iot-provisioning-device-amqp + azure-iot-security-symmetric-key', () => {
+  it('Amqp registers an individual enrollment and lands on the embedded hub', async () => {
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId: 'amqp-individual-1',
+      deviceId: 'amqp-device-1',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(21), secondaryKey: key(22) } },
+      initialTwin: { tags: { via: 'amqp' } },
+    })
+    const result = await register('amqp', 'amqp-individual-1', key(21))
+    expect(result.status).toBe('assigned')
+    expect(result.assignedHub).toBe('localhost')
+    expect(result.deviceId).toBe('amqp-device-1')
+    const hub = server.hubs.get('localhost')!
+    expect((await hub.getDevice('amqp-device-1'))?.authentication.symmetricKey?.primaryKey).toBe(key(21))
+    expect((await hub.getTwin('amqp-device-1'))?.tags).toEqual({ via: 'amqp' })
+    // The requests went over AMQP, as the metrics count them.
+    expect(server.metrics.render()).toMatch(/transport="amqp"/)
+  })
+
+  it('AmqpWs registers an individual enrollment over WebSockets on the HTTPS port', async () => {
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId: 'amqp-ws-individual-1',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(23), secondaryKey: key(24) } },
+    })
+    const result = await register('amqp-ws', 'amqp-ws-individual-1', key(24))
+    expect(result.status).toBe('assigned')
+    expect(result.deviceId).toBe('amqp-ws-individual-1')
+    expect(await server.hubs.get('localhost')!.getDevice('amqp-ws-individual-1')).toBeDefined()
+  })
+
+  it.each(['amqp', 'amqp-ws'] as const)('%s registers through a group enrollment with a derived key and a payload', async (transport) => {
+    const groupKey = Buffer.alloc(64, transport === 'amqp' ? 31 : 32).toString('base64')
+    const groupId = `amqp-group-${transport}`
+    await server.engine.createOrUpdateEnrollmentGroup(server.endpoints.idScope, {
+      enrollmentGroupId: groupId,
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: Buffer.alloc(64, 9).toString('base64') } },
+      initialTwin: { properties: { desired: { fleet: transport } } },
+    })
+    const registrationId = `${groupId}-member-7`
+    const result = await register(transport, registrationId, deriveDeviceKey(groupKey, registrationId), { modelId: 'dtmi:provisio:test;1' })
+    expect(result.deviceId).toBe(registrationId)
+    const state = await server.engine.getRegistrationState(server.endpoints.idScope, registrationId)
+    expect(state.status).toBe('assigned')
+    expect((await server.hubs.get('localhost')!.getTwin(registrationId))?.properties.desired).toMatchObject({ fleet: transport })
+  })
+
+  it('carries the device payload to a custom allocation webhook and its answer back (AmqpWs and Amqp)', async () => {
+    const seen: unknown[] = []
+    const webhook: Server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        const request = JSON.parse(body) as { deviceRuntimeContext: { payload?: unknown }; linkedHubs: string[] }
+        seen.push(request.deviceRuntimeContext.payload)
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ iotHubHostName: request.linkedHubs[0], payload: { echo: request.deviceRuntimeContext.payload } }))
+      })
+    })
+    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/allocate`
+      for (const [transport, seed] of [['amqp-ws', 41], ['amqp', 43]] as const) {
+        const registrationId = `amqp-custom-${transport}`
+        await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+          registrationId,
+          allocationPolicy: 'custom',
+          customAllocationDefinition: { webhookUrl: url, apiVersion: '2021-10-01' },
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(seed), secondaryKey: key(seed + 1) } },
+        })
+        const result = await register(transport, registrationId, key(seed), { modelId: 'dtmi:provisio:test;1', transport })
+        expect(result.payload).toEqual({ echo: { modelId: 'dtmi:provisio:test;1', transport } })
+      }
+      expect(seen).toEqual([
+        { modelId: 'dtmi:provisio:test;1', transport: 'amqp-ws' },
+        { modelId: 'dtmi:provisio:test;1', transport: 'amqp' },
+      ])
+    } finally {
+      webhook.close()
+    }
+  })
+
+  it.each(['amqp', 'amqp-ws'] as const)('%s: a wrong key is refused at SASL, before any link or registration', async (transport) => {
+    const registrationId = `amqp-wrong-key-${transport}`
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId,
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(51), secondaryKey: key(52) } },
+    })
+    const before = logs().length
+    await expect(register(transport, registrationId, key(59))).rejects.toThrow()
+    const refusals = logs()
+      .slice(before)
+      .filter((line) => line.includes('amqp connection refused') && line.includes('sasl-refused'))
+    expect(refusals.length).toBeGreaterThan(0)
+    expect(refusals[0]).toContain(registrationId)
+    expect(await server.hubs.get('localhost')!.getDevice(registrationId)).toBeUndefined()
+    await expect(server.engine.getRegistrationState(server.endpoints.idScope, registrationId)).rejects.toThrow()
+  })
+})
