@@ -146,3 +146,44 @@ export interface ServiceApi {
   deleteRegistrationState(idScope: string, registrationId: string, options?: ConditionalOptions): Promise<void>
   queryRegistrationStates(idScope: string, enrollmentGroupId: string, options?: QueryOptions): Promise<QueryPage<DeviceRegistrationState>>
 }
+
+/**
+ * A CA certificate registered at an instance, as our CA-certificate routes return it (§6 proof of
+ * possession; the shape follows ARM's `CertificateResponse`: name, etag, properties).
+ */
+export interface CaCertificateView {
+  readonly name: string
+  readonly etag: string
+  readonly properties: {
+    readonly subject: string
+    /** notAfter, ISO-8601 UTC. */
+    readonly expiry: string
+    /** SHA-1 thumbprint, upper-case hex (as ARM prints it). */
+    readonly thumbprint: string
+    readonly sha256Thumbprint: string
+    readonly isVerified: boolean
+    readonly created: string
+    readonly updated: string
+    /** PEM. */
+    readonly certificate: string
+    /** Present after generateVerificationCode until the CA is verified. */
+    readonly verificationCode?: string
+  }
+}
+
+/**
+ * CA certificates of an instance (§6, D-pop): upload, read, delete, list, generate a
+ * verification code, verify with a certificate whose subject CN is the code, signed by the CA's
+ * key. Served by our own routes (`/certificates/{name}`, codec-http), authorized by a service
+ * token with `ServiceConfig`. Refusals throw ProvisioError.
+ */
+export interface CaCertificateApi {
+  /** Body: `{certificate: PEM | base64 DER, isVerified?: boolean}` (or ARM's `{properties: {…}}`). */
+  createOrUpdateCaCertificate(idScope: string, name: string, body: unknown, options?: ConditionalOptions): Promise<CaCertificateView>
+  getCaCertificate(idScope: string, name: string): Promise<CaCertificateView>
+  deleteCaCertificate(idScope: string, name: string, options?: ConditionalOptions): Promise<void>
+  listCaCertificates(idScope: string): Promise<CaCertificateView[]>
+  generateVerificationCode(idScope: string, name: string, options?: ConditionalOptions): Promise<CaCertificateView>
+  /** Body: `{certificate: PEM | base64 DER}` of the proof-of-possession certificate. */
+  verifyCaCertificate(idScope: string, name: string, body: unknown, options?: ConditionalOptions): Promise<CaCertificateView>
+}
