@@ -27,6 +27,7 @@ export type {
 } from './attestation.js'
 export { verifierKindOf } from './attestation.js'
 export { createSymmetricKeyVerifier, type SymmetricKeyVerifierOptions } from './symmetric-key.js'
+export { createTpmVerifier, type TpmVerifierOptions } from './tpm-verifier.js'
 export { createX509Verifier, type X509VerifierOptions } from './x509-verifier.js'
 export type { Allocator, AllocationCall, AllocationVerdict } from './allocation-port.js'
 export type { AllocationExplanation } from '@provisio/allocation'
