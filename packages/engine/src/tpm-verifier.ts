@@ -12,8 +12,11 @@
  *    goes to `registrationState.tpm.authenticationKey`; the hub identity is created with K2
  *    (§5.2 item 4: the device imports it and signs its hub tokens with it).
  *
- * Polls of the admitted operation carry the second-leg token; they are verified against K for as
- * long as the answered challenge is kept (`answeredTtlMs`).
+ * A challenge is bound to the first token that answers it: that same token may be presented
+ * again while the answer is kept (`answeredTtlMs`): polls of the operation, a client's retry of
+ * the same request, and the AMQP flow, which checks the token at SASL time and then registers
+ * with it (§5.3). Any other token signed with K is a replayed challenge and is refused, so K
+ * cannot mint a second credential: a new registration needs a new challenge, i.e. the TPM again.
  *
  * Challenges live in this verifier's memory: with several server instances behind a load
  * balancer, both legs of a device must reach the same instance (a shared challenge store is a
@@ -54,6 +57,8 @@ interface Challenge {
   readonly issuedAtMs: number
   readonly expiresAtMs: number
   answeredAtMs?: number
+  /** The token that answered the challenge (exact text). */
+  answeredToken?: string
 }
 
 const HUB_KEY_BYTES = 32
@@ -177,14 +182,17 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
     if (c === undefined) {
       return { ok: false, enrollment: ref, error: new ProvisioError('CREDENTIALS_MISSING', `no TPM challenge is outstanding for device '${ctx.registrationId}' in ID scope ${ctx.idScope} (never issued by this server, or forgotten); ${restart}`) }
     }
-    if (c.answeredAtMs !== undefined) {
+    if (c.answeredAtMs !== undefined && (c.answeredToken !== evidence.token || lapsed(c, ctx.nowMs))) {
       return {
         ok: false,
         enrollment: ref,
-        error: new ProvisioError('CREDENTIALS_MISSING', `replayed TPM challenge: the challenge issued at ${iso(c.issuedAtMs)} was already answered at ${iso(c.answeredAtMs)}, and a challenge admits one registration; ${restart}`),
+        error: new ProvisioError(
+          'CREDENTIALS_MISSING',
+          `replayed TPM challenge: the challenge issued at ${iso(c.issuedAtMs)} was already answered at ${iso(c.answeredAtMs)} with another token${lapsed(c, ctx.nowMs) ? ' (and that answer has lapsed)' : ''}; a challenge admits one token; ${restart}`,
+        ),
       }
     }
-    if (c.expiresAtMs <= ctx.nowMs) {
+    if (c.answeredAtMs === undefined && c.expiresAtMs <= ctx.nowMs) {
       challenges.delete(id)
       return { ok: false, enrollment: ref, error: new ProvisioError('CREDENTIALS_MISSING', `the TPM challenge issued at ${iso(c.issuedAtMs)} expired at ${iso(c.expiresAtMs)} (challenges live ${challengeTtlMs / 1000} s); ${restart}`) }
     }
@@ -198,7 +206,10 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
       const why = verdict.error.code === 'SAS_BAD_SIGNATURE' ? `the SAS signature is not HMAC-SHA256 with the key of the TPM challenge issued at ${iso(c.issuedAtMs)} (${verdict.error.reason})` : `TPM challenge SAS: ${verdict.error.reason}`
       return { ok: false, enrollment: ref, error: new ProvisioError(verdict.error.code, why, { cause: verdict.error }) }
     }
-    c.answeredAtMs = ctx.nowMs
+    if (c.answeredAtMs === undefined) {
+      c.answeredAtMs = ctx.nowMs
+      c.answeredToken = evidence.token
+    }
     if (e.provisioningStatus === 'disabled') {
       return { ok: false, enrollment: ref, disabled: true, error: new ProvisioError('ENROLLMENT_DISABLED', `individual enrollment '${e.registrationId}' is disabled (the device proved its TPM)`) }
     }
@@ -236,7 +247,11 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
       const token = parseDeviceToken(evidence.token)
       if (!token.ok) return token.error
       const verdict = verifyDeviceToken(token.token, [c.key], `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
-      return verdict.ok ? undefined : new ProvisioError(verdict.error.code, `poll of a TPM registration: ${verdict.error.reason}`, { cause: verdict.error })
+      if (!verdict.ok) return new ProvisioError(verdict.error.code, `poll of a TPM registration: ${verdict.error.reason}`, { cause: verdict.error })
+      if (c.answeredToken !== evidence.token) {
+        return new ProvisioError('CREDENTIALS_MISSING', `poll of a TPM registration with a token other than the one that answered the challenge at ${iso(c.answeredAtMs)} (replayed challenge key)`)
+      }
+      return undefined
     },
   }
 }

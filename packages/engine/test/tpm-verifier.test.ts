@@ -71,15 +71,25 @@ describe('TPM verifier', () => {
     expect(await s.engine.getRegistrationState(ID_SCOPE, 'tpm-dev')).not.toHaveProperty('tpm')
   })
 
-  it('refuses a replayed challenge answer', async () => {
+  it('binds a challenge to one token: the same token again is the same attempt, another is a replay', async () => {
     const s = world()
     await enroll(s, 'tpm-dev', alice)
     alice.activate(base64Decode(await challenge(s, alice, 'tpm-dev')))
     const token = tpmSas(alice, 'tpm-dev', s.nowSeconds() + 3600)
-    await s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, token), apiVersion: '2019-03-31' })
-    const e = await refusal(s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, token), apiVersion: '2019-03-31' }))
+    const first = await s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, token), apiVersion: '2019-03-31' })
+    expect(first.status).toBe(200)
+    // AMQP checks the token at SASL time and then registers with it; clients retry a request.
+    const again = await s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, token), apiVersion: '2019-03-31' })
+    expect(again.status).toBe(200)
+    // A second credential minted with the challenge key is a replay of the challenge.
+    const minted = tpmSas(alice, 'tpm-dev', s.nowSeconds() + 7200)
+    const e = await refusal(s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, minted), apiVersion: '2019-03-31' }))
     expect(e.errorCode).toBe(401002)
     expect(e.reason).toMatch(/replayed TPM challenge/)
+    // …and the answer itself lapses.
+    s.clock.advance(31 * 60_000)
+    const late = await refusal(s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, token), apiVersion: '2019-03-31' }))
+    expect(late.reason).toMatch(/replayed TPM challenge.*lapsed/)
   })
 
   it('refuses unknown EKs with the reason', async () => {
