@@ -27,7 +27,7 @@ export async function startTestServer(overrides: Partial<ServeConfig> = {}): Pro
   const dataDir = mkdtempSync(join(tmpdir(), 'provisio-test-'))
   const logs: string[] = []
   const server = await startServer(
-    { ...DEFAULT_CONFIG, dataDir, httpsPort: 0, amqpPort: 0, retryAfterSeconds: 1, logLevel: 'debug', ...overrides },
+    { ...DEFAULT_CONFIG, dataDir, httpsPort: 0, amqpPort: 0, mqttPort: 0, retryAfterSeconds: 1, logLevel: 'debug', ...overrides },
     createLogger('debug', (line) => void logs.push(line)),
   )
   const caPem = readFileSync(server.endpoints.caCertificate, 'utf8')

@@ -25,6 +25,7 @@ import { createHttpsListener, type OpsHandler } from './https.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { WebSocketRouter } from './websocket.js'
+import { createMqttTransport, listenMqtt } from './mqtt.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
 import { loadOrCreateState, type ServerState } from './state.js'
@@ -38,7 +39,7 @@ export interface Endpoints {
   readonly serviceConnectionString: string
   /** PEM of the CA to trust (NODE_EXTRA_CA_CERTS). */
   readonly caCertificate: string
-  readonly ports: { readonly https: number }
+  readonly ports: { readonly https: number; readonly mqtt: number }
   readonly hubs: readonly { readonly hostName: string; readonly connectionString: string }[]
 }
 
@@ -160,6 +161,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // ---- further listeners (MQTT, AMQP) start here, each in its own block ----
 
+  // ---- MQTT (dps-protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
+  const mqtt = createMqttTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'mqtt'), deviceWs: metrics.instrument(engine, 'mqtt-ws'), log })
+  websockets.register('mqtt', mqtt.websocket)
+  // ---- end MQTT ----
+
   try {
     await listen(https, config.httpsPort, config.bind)
   } catch (error) {
@@ -168,6 +174,17 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     throw error
   }
   const port = (https.address() as AddressInfo).port
+  // ---- MQTT listener ----
+  try {
+    await listenMqtt(mqtt.server, config.mqttPort, config.bind)
+  } catch (error) {
+    https.close()
+    db?.close()
+    await postgres?.close()
+    throw error
+  }
+  const mqttPort = (mqtt.server.address() as AddressInfo).port
+  // ---- end MQTT listener ----
 
   const policy = state.servicePolicies[0]!
   const endpoints: Endpoints = {
@@ -175,7 +192,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     deviceEndpoint: config.host,
     serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
     caCertificate: tls.caPath,
-    ports: { https: port },
+    ports: { https: port, mqtt: mqttPort },
     hubs: state.hubs.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
   }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
@@ -197,6 +214,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       if (closed) return
       closed = true
       draining = true
+      const mqttClosed = mqtt.close(graceMs)
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           https.closeAllConnections()
@@ -212,6 +230,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       // Assignments answered with 202 may still be running: let them finish (bounded) before the
       // store closes, so none is left half-done.
       await Promise.race([engine.drain(), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
+      await mqttClosed
       db?.close()
       await postgres?.close()
       log.info('stopped')

@@ -1,0 +1,181 @@
+// Proof of issue 6 with Microsoft's own MQTT provisioning client over real TLS and WSS on
+// loopback: azure-iot-provisioning-device-mqtt (`Mqtt` and `MqttWs`) with the symmetric-key
+// security client registers against `provisio serve`.
+//
+// Pointing the unmodified clients at the test server (dps-protocol.md §11): `Mqtt` connects to
+// `mqtts://<host>`, so `localhost:<port>` works as the host. `MqttWs` always builds
+// `wss://<host>:443/$iothub/websocket`; the transport takes an MqttBase, whose public
+// `setOptions({ mqtt: { webSocketAgent } })` hands mqtt.js an https.Agent — ours opens its TLS
+// connections to the test server's HTTPS port instead of 443. Both trust the dev CA through
+// `setOptions({ ca })`.
+import { createServer, type Server } from 'node:http'
+import type * as HttpsModule from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { createRequire } from 'node:module'
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
+import { Mqtt, MqttWs } from 'azure-iot-provisioning-device-mqtt'
+import { MqttBase } from 'azure-iot-mqtt-base'
+import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
+import { deriveDeviceKey } from '@provisio/crypto'
+import { startTestServer, type TestServer } from '../lib/server.js'
+
+const https = createRequire(import.meta.url)('node:https') as typeof HttpsModule
+
+let server: TestServer
+const key = (seed: number) => Buffer.alloc(32, seed).toString('base64')
+const GROUP_KEY = Buffer.alloc(64, 0x42).toString('base64')
+
+interface RegistrationResult {
+  assignedHub: string
+  deviceId: string
+  payload?: unknown
+}
+
+/** An https.Agent that keeps the request's host (SNI, certificate check) but dials the test server's port. */
+function agentTo(port: number): HttpsModule.Agent {
+  const agent = new https.Agent({ keepAlive: false })
+  ;(agent as unknown as { createConnection: (options: ConnectionOptions) => unknown }).createConnection = (options) => tlsConnect({ ...options, port })
+  return agent
+}
+
+const TRANSPORTS = {
+  Mqtt: {
+    label: 'mqtt',
+    host: () => `localhost:${server.endpoints.ports.mqtt}`,
+    make: () => {
+      const base = new MqttBase()
+      base.setOptions({ ca: server.caPem } as never)
+      return new Mqtt(base as never)
+    },
+  },
+  MqttWs: {
+    label: 'mqtt-ws',
+    host: () => 'localhost',
+    make: () => {
+      const base = new MqttBase()
+      base.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: agentTo(server.port) } } as never)
+      return new MqttWs(base as never)
+    },
+  },
+} as const
+
+function register(transport: keyof typeof TRANSPORTS, registrationId: string, deviceKey: string, payload?: object): Promise<RegistrationResult> {
+  const t = TRANSPORTS[transport]
+  // Two copies of azure-iot-common in node_modules make the SDK's own types disagree; the objects fit.
+  const client = ProvisioningDeviceClient.create(t.host(), server.endpoints.idScope, t.make() as never, new SymmetricKeySecurityClient(registrationId, deviceKey) as never)
+  if (payload !== undefined) client.setProvisioningPayload(payload as never)
+  return new Promise((resolve, reject) => {
+    client.register((err?: Error, result?: unknown) => (err ? reject(err) : resolve(result as RegistrationResult)))
+  })
+}
+
+beforeAll(async () => {
+  server = await startTestServer()
+  await server.engine.createOrUpdateEnrollmentGroup(server.endpoints.idScope, {
+    enrollmentGroupId: 'mqtt-fleet',
+    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: Buffer.alloc(64, 0x43).toString('base64') } },
+    initialTwin: { properties: { desired: { fleet: 'mqtt' } } },
+  })
+})
+
+afterAll(async () => {
+  await server?.stop()
+})
+
+describe.each(Object.keys(TRANSPORTS) as (keyof typeof TRANSPORTS)[])('azure-iot-provisioning-device-mqtt %s + azure-iot-security-symmetric-key', (transport) => {
+  const label = TRANSPORTS[transport].label
+  const id = (name: string) => `${label}-${name}`
+
+  it('registers an individual enrollment and lands on the embedded hub', async () => {
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId: id('individual'),
+      deviceId: id('device'),
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(1), secondaryKey: key(2) } },
+      initialTwin: { tags: { site: 'lab' } },
+    })
+    const before = server.metrics.attempts.get([label, 'symmetricKey'])
+    const result = await register(transport, id('individual'), key(1))
+    expect(result.assignedHub).toBe('localhost')
+    expect(result.deviceId).toBe(id('device'))
+    const device = await server.hubs.get('localhost')!.getDevice(id('device'))
+    expect(device?.authentication.symmetricKey?.primaryKey).toBe(key(1))
+    // The request really came through this transport.
+    expect(server.metrics.attempts.get([label, 'symmetricKey'])).toBe(before + 1)
+  })
+
+  it('registers through a group enrollment with a derived key, carrying a payload', async () => {
+    const registrationId = id('group-member-7')
+    const result = await register(transport, registrationId, deriveDeviceKey(GROUP_KEY, registrationId), { modelId: 'dtmi:provisio:mqtt;1' })
+    expect(result.deviceId).toBe(registrationId)
+    const record = await server.engine.getRegistrationRecord(server.endpoints.idScope, registrationId)
+    expect(record?.state.status).toBe('assigned')
+    expect(record?.enrollmentGroupId).toBe('mqtt-fleet')
+    expect((await server.hubs.get('localhost')!.getTwin(registrationId))?.properties.desired).toMatchObject({ fleet: 'mqtt' })
+  })
+
+  it('carries the device payload to a custom allocation webhook and its answer back to the device', async () => {
+    const seen: unknown[] = []
+    const webhook: Server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        const request = JSON.parse(body) as { deviceRuntimeContext: { payload?: unknown }; linkedHubs: string[] }
+        seen.push(request.deviceRuntimeContext.payload)
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ iotHubHostName: request.linkedHubs[0], payload: { echo: request.deviceRuntimeContext.payload } }))
+      })
+    })
+    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve))
+    try {
+      await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+        registrationId: id('custom'),
+        allocationPolicy: 'custom',
+        customAllocationDefinition: { webhookUrl: `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/allocate`, apiVersion: '2021-10-01' },
+        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(11), secondaryKey: key(12) } },
+      })
+      const result = await register(transport, id('custom'), key(11), { modelId: 'dtmi:provisio:mqtt;1', via: label })
+      expect(seen).toEqual([{ modelId: 'dtmi:provisio:mqtt;1', via: label }])
+      expect(result.payload).toEqual({ echo: { modelId: 'dtmi:provisio:mqtt;1', via: label } })
+    } finally {
+      webhook.close()
+    }
+  })
+
+  it('refuses a wrong key at CONNECT', async () => {
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId: id('wrong-key'),
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(3), secondaryKey: key(4) } },
+    })
+    const refusedBefore = server.metrics.responses.get([label, 'registrationStatus', '401'])
+    await expect(register(transport, id('wrong-key'), key(9))).rejects.toThrow()
+    // Refused by the CONNECT check (CONNACK 5), before any register call.
+    expect(server.metrics.responses.get([label, 'registrationStatus', '401'])).toBe(refusedBefore + 1)
+    expect(await server.hubs.get('localhost')!.getDevice(id('wrong-key'))).toBeUndefined()
+    expect((server as unknown as { logs: string[] }).logs.some((l) => l.includes('mqtt connect refused') && l.includes(id('wrong-key')))).toBe(true)
+  })
+
+  it('answers 429 with retry-after to a throttled register and poll; the client waits and retries', async () => {
+    const registrationId = id('throttled')
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId,
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(5), secondaryKey: key(6) } },
+    })
+    const registers429 = server.metrics.responses.get([label, 'register', '429'])
+    const polls429 = server.metrics.responses.get([label, 'operationStatus', '429'])
+    server.engine.setFaultProfile(server.endpoints.idScope, {
+      throttleRegister: { firstAttempts: 1, retryAfterSeconds: 1 },
+      throttlePoll: { firstAttempts: 1, retryAfterSeconds: 1 },
+    })
+    try {
+      const result = await register(transport, registrationId, key(5))
+      expect(result.deviceId).toBe(registrationId)
+    } finally {
+      server.engine.setFaultProfile(server.endpoints.idScope, undefined)
+    }
+    expect(server.metrics.responses.get([label, 'register', '429'])).toBe(registers429 + 1)
+    expect(server.metrics.responses.get([label, 'operationStatus', '429'])).toBe(polls429 + 1)
+    expect(server.metrics.responses.get([label, 'register', '202'])).toBeGreaterThanOrEqual(1)
+  })
+})
