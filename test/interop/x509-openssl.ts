@@ -76,6 +76,11 @@ export class OpensslPki {
     return this.#issued(certPath, keyPath)
   }
 
+  /** The proof-of-possession certificate: subject CN = `code`, signed by the CA's key (D-pop). */
+  proofOfPossession(code: string, ca: Issued): Issued {
+    return this.issue(code, 'ec', ca)
+  }
+
   dispose(): void {
     rmSync(this.dir, { recursive: true, force: true })
   }

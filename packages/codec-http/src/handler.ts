@@ -8,7 +8,8 @@
  * (§1.5); nothing thrown escapes.
  */
 import { ProvisioError } from '@provisio/protocol'
-import type { DeviceApi, ServiceApi } from '@provisio/protocol'
+import type { CaCertificateApi, DeviceApi, ServiceApi } from '@provisio/protocol'
+import { CERTIFICATES_ROOT, serveCertificates } from './certificates.js'
 import { serveDevice } from './device.js'
 import { DEFAULT_HTTP_LIMITS, parseTarget, type HttpLimits, type HttpRequest, type HttpResponse } from './message.js'
 import { errorResponse } from './response.js'
@@ -18,6 +19,8 @@ import { SERVICE_ROOTS, serveService } from './service.js'
 export interface DpsHttpOptions {
   readonly device: DeviceApi
   readonly service: ServiceApi
+  /** CA certificates with proof of possession (`/certificates/…`, certificates.ts); omitted: not served. */
+  readonly certificates?: CaCertificateApi
   /** Milliseconds since the epoch, for error-body timestamps. */
   readonly clock: { now(): number }
   /** A fresh tracking id per request (`x-ms-request-id`, error body `trackingId`). */
@@ -44,9 +47,12 @@ export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
       }
       const target = parseTarget(request.target, limits)
       if (target.segments.length === 0) throw new ProvisioError('NOT_FOUND', 'no resource at "/"')
-      const served = SERVICE_ROOTS.has(target.segments[0]!.toLowerCase())
-        ? await serveService(options.service, request, target, limits)
-        : await serveDevice(options.device, request, target, limits)
+      const root = target.segments[0]!.toLowerCase()
+      const served = root === CERTIFICATES_ROOT && options.certificates !== undefined
+        ? await serveCertificates(options.service, options.certificates, request, target, limits)
+        : SERVICE_ROOTS.has(root)
+          ? await serveService(options.service, request, target, limits)
+          : await serveDevice(options.device, request, target, limits)
       if (served === undefined) throw new ProvisioError('NOT_FOUND', `no route for ${request.method} ${describePath(target.segments)}`)
       if (served === 'method') throw new ProvisioError('METHOD_NOT_ALLOWED', `${request.method} is not served on ${describePath(target.segments)}`)
       served.headers['x-ms-request-id'] = trackingId

@@ -16,3 +16,4 @@ export {
 export { errorResponse, jsonResponse } from './response.js'
 export { deviceEvidence } from './device.js'
 export { SERVICE_ROOTS } from './service.js'
+export { CERTIFICATES_ROOT, serveCertificates } from './certificates.js'

@@ -12,7 +12,7 @@ import type { Server } from 'node:https'
 import Database from 'better-sqlite3'
 import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
-import { createX509Verifier } from '@provisio/engine'
+import { createCaCertificateApi, createX509Verifier } from '@provisio/engine'
 import { EmbeddedHub, MemoryHubStore, type HubStore } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
@@ -154,7 +154,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     if (path === '/metrics') return { status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: metrics.render() }
     return undefined
   }
-  const handler = createDpsHttpHandler({ device: metrics.instrument(engine, 'https'), service: engine, clock, trackingId: randomUUID })
+  const handler = createDpsHttpHandler({ device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
   const https = createHttpsListener({ key: tls.key, cert: tls.cert, handler, ops, log, maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes, trackingId: randomUUID })
   // WebSocket transports (MQTT-WS, AMQP-WS) register their subprotocol handlers here.
   const websockets = new WebSocketRouter(https, log)
