@@ -1,0 +1,375 @@
+/**
+ * Crash-test harness: `provisio serve` instances as child processes (the built CLI), killed
+ * with SIGKILL and restarted, and a fleet of symmetric-key devices registering over HTTPS with
+ * plain requests (dps-protocol.md §1: PUT …/register, then GET …/operations/{id} until final),
+ * each device's SAS token built with @provisio/protocol from its group-derived key.
+ *
+ * Devices spread their register calls over the instances and poll on a *different* instance
+ * than the one that answered the register, so every completed device proves that operations
+ * are shared through the store. A device whose instance dies retries on another one (or the
+ * same one once restarted), as a real device's retry policy would.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { Agent, request } from 'node:https'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { deriveDeviceKey } from '@provisio/crypto'
+import { buildSasToken } from '@provisio/protocol'
+
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
+const API = 'api-version=2021-10-01'
+
+export interface Endpoints {
+  idScope: string
+  serviceConnectionString: string
+  caCertificate: string
+  ports: { https: number }
+}
+
+/** One `provisio serve` child process on a data directory; restartable. */
+export class ServeProcess {
+  readonly name: string
+  readonly dataDir: string
+  readonly args: readonly string[]
+  child: ChildProcess | undefined
+  endpoints: Endpoints | undefined
+  ca = ''
+  agent: Agent | undefined
+  /** Last lines of output, for failure messages. */
+  output: string[] = []
+  starts = 0
+
+  constructor(name: string, dataDir: string, args: readonly string[]) {
+    this.name = name
+    this.dataDir = dataDir
+    this.args = args
+  }
+
+  get alive(): boolean {
+    return this.child !== undefined && this.agent !== undefined
+  }
+
+  async start(): Promise<void> {
+    // endpoints.json is rewritten on every start: its appearance says this start is listening.
+    rmSync(join(this.dataDir, 'endpoints.json'), { force: true })
+    const child = spawn(process.execPath, [CLI, 'serve', '--data-dir', this.dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--log-level', 'warn', ...this.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    this.child = child
+    this.starts++
+    const keep = (c: Buffer) => {
+      this.output.push(...c.toString().split('\n').filter((l) => l !== ''))
+      if (this.output.length > 200) this.output.splice(0, this.output.length - 200)
+    }
+    child.stdout!.on('data', keep)
+    child.stderr!.on('data', keep)
+    const file = join(this.dataDir, 'endpoints.json')
+    const deadline = Date.now() + 30_000
+    while (!existsSync(file)) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${this.name} did not start (exit ${child.exitCode}):\n${this.output.join('\n')}`)
+      await sleep(25)
+    }
+    await sleep(20) // written atomically (rename), but give the listener's log a moment
+    this.endpoints = JSON.parse(readFileSync(file, 'utf8')) as Endpoints
+    this.ca = readFileSync(this.endpoints.caCertificate, 'utf8')
+    this.agent = new Agent({ keepAlive: true, maxSockets: 64, ca: this.ca })
+  }
+
+  /** SIGKILL: no drain, no close; in-flight assignments stay `assigning` in the store. */
+  async kill(): Promise<void> {
+    const child = this.child
+    this.agent?.destroy()
+    this.agent = undefined
+    if (child === undefined || child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+    this.child = undefined
+  }
+
+  /** SIGTERM: graceful stop (drain, close the store). */
+  async stop(): Promise<void> {
+    const child = this.child
+    this.agent?.destroy()
+    this.agent = undefined
+    if (child === undefined || child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    await exited
+    clearTimeout(timer)
+    this.child = undefined
+  }
+}
+
+export interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+/** One request to an instance over its keep-alive agent; rejects on connection errors. */
+/** The SAS token of a device of a symmetric-key group (§1, derived key, `skn=registration`). */
+export function deviceToken(idScope: string, groupKey: string, registrationId: string): string {
+  const key = deriveDeviceKey(groupKey, registrationId)
+  return buildSasToken({ resource: `${idScope}/registrations/${registrationId}`, key, keyName: 'registration', expiresAt: Math.floor(Date.now() / 1000) + 3600 })
+}
+
+export function call(instance: ServeProcess, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<Answer> {
+  const agent = instance.agent
+  const port = instance.endpoints?.ports.https
+  if (agent === undefined || port === undefined) return Promise.reject(new Error(`${instance.name} is down`))
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: 'localhost',
+        port,
+        method,
+        path,
+        agent,
+        headers: { accept: 'application/json', ...(payload === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
+        timeout: 20_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }))
+        res.on('error', reject)
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('request timed out')))
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+function parseConnectionString(cs: string): Record<string, string> {
+  return Object.fromEntries(cs.split(';').map((part) => {
+    const i = part.indexOf('=')
+    return [part.slice(0, i), part.slice(i + 1)]
+  }))
+}
+
+/** Creates a symmetric-key enrollment group through the service API (§7), returns its key. */
+export async function createGroup(instance: ServeProcess, groupId: string, primaryKey: string, extra: Record<string, unknown> = {}): Promise<void> {
+  const cs = parseConnectionString(instance.endpoints!.serviceConnectionString)
+  const token = buildSasToken({ resource: cs.HostName!, key: cs.SharedAccessKey!, keyName: cs.SharedAccessKeyName!, expiresAt: Math.floor(Date.now() / 1000) + 3600 })
+  const answer = await call(instance, 'PUT', `/enrollmentGroups/${groupId}?${API}`, { authorization: token }, {
+    enrollmentGroupId: groupId,
+    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey, secondaryKey: Buffer.alloc(32, 7).toString('base64') } },
+    ...extra,
+  })
+  if (answer.status !== 200) throw new Error(`creating group ${groupId}: ${answer.status} ${answer.body}`)
+}
+
+/** What one device saw. */
+export interface DeviceOutcome {
+  readonly registrationId: string
+  readonly operationId: string
+  readonly assignedHub: string
+  readonly deviceId: string
+  /** Polls answered by an instance other than the one that answered the register. */
+  readonly crossPolls: number
+  /** Requests that failed at the connection level (instance killed or restarting). */
+  readonly connectionErrors: number
+}
+
+interface OperationStatus {
+  operationId: string
+  status: string
+  registrationState?: { status?: string; assignedHub?: string; deviceId?: string; errorMessage?: string }
+}
+
+/**
+ * Provisions one device to completion: register, poll (on another instance), retry on
+ * connection errors and throttling; fails on any other answer.
+ */
+export async function provisionDevice(
+  instances: readonly ServeProcess[],
+  idScope: string,
+  groupKey: string,
+  registrationId: string,
+  index: number,
+  /** Skip the register: poll this operation, started on instance `registeredOn`. */
+  started?: { operationId: string; registeredOn: number },
+): Promise<DeviceOutcome> {
+  const headers = { authorization: deviceToken(idScope, groupKey, registrationId) }
+  let operationId: string | undefined = started?.operationId
+  let registeredOn = started?.registeredOn ?? -1
+  let crossPolls = 0
+  let connectionErrors = 0
+  for (let attempt = 0; attempt < 2000; attempt++) {
+    // Registers spread by device index; polls go to the next instance.
+    const preferred = operationId === undefined ? index % instances.length : (registeredOn + 1) % instances.length
+    const target = pickAlive(instances, preferred)
+    if (target === undefined) {
+      await sleep(100)
+      continue
+    }
+    let answer: Answer
+    try {
+      answer = operationId === undefined
+        ? await call(instances[target]!, 'PUT', `/${idScope}/registrations/${registrationId}/register?${API}`, headers, { registrationId })
+        : await call(instances[target]!, 'GET', `/${idScope}/registrations/${registrationId}/operations/${operationId}?${API}`, headers)
+    } catch {
+      connectionErrors++
+      await sleep(50)
+      continue
+    }
+    if (answer.status === 429 || answer.status === 503) {
+      await sleep(retryAfterMs(answer))
+      continue
+    }
+    if (answer.status === 404 && operationId !== undefined) {
+      // The operation was replaced (a repeat register after its lease expired): register again.
+      operationId = undefined
+      continue
+    }
+    if (answer.status !== 200 && answer.status !== 202) {
+      throw new Error(`device ${registrationId}: ${operationId === undefined ? 'register' : 'poll'} answered ${answer.status} ${answer.body.slice(0, 300)}`)
+    }
+    const body = JSON.parse(answer.body) as OperationStatus
+    if (operationId === undefined) registeredOn = target
+    else if (target !== registeredOn) crossPolls++
+    operationId = body.operationId
+    if (body.status === 'assigned') {
+      return {
+        registrationId,
+        operationId,
+        assignedHub: body.registrationState?.assignedHub ?? '',
+        deviceId: body.registrationState?.deviceId ?? '',
+        crossPolls,
+        connectionErrors,
+      }
+    }
+    if (body.status !== 'assigning') throw new Error(`device ${registrationId}: operation ${operationId} ended ${body.status}: ${answer.body.slice(0, 300)}`)
+    await sleep(retryAfterMs(answer))
+  }
+  throw new Error(`device ${registrationId}: not assigned after 2000 attempts`)
+}
+
+/**
+ * Polls one operation until it is final or gone: `assigned`, or `replaced` when the store no
+ * longer knows it (404: a later register of the device replaced it). Fails on anything else.
+ */
+export async function pollOperation(instances: readonly ServeProcess[], idScope: string, groupKey: string, registrationId: string, operationId: string): Promise<'assigned' | 'replaced'> {
+  const headers = { authorization: deviceToken(idScope, groupKey, registrationId) }
+  for (let attempt = 0; attempt < 2000; attempt++) {
+    const target = pickAlive(instances, attempt)
+    if (target === undefined) {
+      await sleep(100)
+      continue
+    }
+    let answer: Answer
+    try {
+      answer = await call(instances[target]!, 'GET', `/${idScope}/registrations/${registrationId}/operations/${operationId}?${API}`, headers)
+    } catch {
+      await sleep(50)
+      continue
+    }
+    if (answer.status === 404) return 'replaced'
+    if (answer.status === 429 || answer.status === 503 || answer.status === 202) {
+      await sleep(retryAfterMs(answer))
+      continue
+    }
+    const body = answer.status === 200 ? (JSON.parse(answer.body) as OperationStatus) : undefined
+    if (body?.status === 'assigned') return 'assigned'
+    throw new Error(`device ${registrationId}: poll of ${operationId} answered ${answer.status} ${answer.body.slice(0, 300)}`)
+  }
+  throw new Error(`device ${registrationId}: operation ${operationId} not final after 2000 polls`)
+}
+
+function pickAlive(instances: readonly ServeProcess[], preferred: number): number | undefined {
+  for (let i = 0; i < instances.length; i++) {
+    const k = (preferred + i) % instances.length
+    if (instances[k]!.alive) return k
+  }
+  return undefined
+}
+
+/** Retry-After in ms, capped at 1 s so the run stays short (the server says 1 s anyway). */
+function retryAfterMs(answer: Answer): number {
+  const seconds = Number(answer.headers['retry-after'])
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds * 1000, 1000) : 250
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/**
+ * Runs `work(i)` for i in [0, count) with at most `concurrency` in flight; calls `onDone` with
+ * the number completed after each one.
+ */
+export async function runPool<T>(count: number, concurrency: number, work: (i: number) => Promise<T>, onDone?: (done: number) => void): Promise<T[]> {
+  const results: T[] = new Array<T>(count)
+  let next = 0
+  let done = 0
+  const worker = async () => {
+    while (next < count) {
+      const i = next++
+      results[i] = await work(i)
+      onDone?.(++done)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
+  return results
+}
+
+/** Device count of the scale tests: PROVISIO_SCALE_DEVICES, else the given default. */
+export function deviceCount(fallback: number): number {
+  const raw = process.env.PROVISIO_SCALE_DEVICES
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 10) throw new Error(`PROVISIO_SCALE_DEVICES must be an integer of at least 10, got ${JSON.stringify(raw)}`)
+  return n
+}
+
+/** What the store holds after a run (bodies as the stores keep them). */
+export interface FleetRows {
+  readonly registrations: readonly { state: { registrationId: string; status: string; substatus?: string; assignedHub?: string; deviceId?: string } }[]
+  readonly operations: readonly { operationId: string; registrationId: string; status: string }[]
+  readonly hubDevices: readonly { device: { deviceId: string; authentication?: { symmetricKey?: { primaryKey?: string } } } }[]
+}
+
+/**
+ * Every way a run can go wrong, as readable lines (empty = every device assigned exactly once,
+ * one registration record and one operation each, and exactly the fleet's hub identities).
+ */
+export function fleetProblems(ids: readonly string[], outcomes: readonly DeviceOutcome[], rows: FleetRows, hub: string, groupKey: string): string[] {
+  const problems: string[] = []
+  const expected = new Set(ids.map((id) => id.toLowerCase()))
+  const outcomeOf = new Map(outcomes.map((o) => [o.registrationId.toLowerCase(), o]))
+  for (const id of ids) {
+    const o = outcomeOf.get(id.toLowerCase())
+    if (o === undefined) problems.push(`${id}: no outcome`)
+    else if (o.assignedHub !== hub || o.deviceId !== id) problems.push(`${id}: device saw ${o.assignedHub}/${o.deviceId}`)
+  }
+  const count = (what: string, keys: string[]) => {
+    const seen = new Map<string, number>()
+    for (const k of keys) seen.set(k, (seen.get(k) ?? 0) + 1)
+    for (const [k, n] of seen) if (n > 1) problems.push(`${what} ${k}: ${n} rows`)
+    for (const k of seen.keys()) if (!expected.has(k)) problems.push(`${what} ${k}: not a device of the fleet (orphan)`)
+    for (const k of expected) if (!seen.has(k)) problems.push(`${what} ${k}: missing`)
+  }
+  count('registration', rows.registrations.map((r) => r.state.registrationId.toLowerCase()))
+  count('operation', rows.operations.map((r) => r.registrationId.toLowerCase()))
+  count('hub identity', rows.hubDevices.map((r) => r.device.deviceId.toLowerCase()))
+  for (const r of rows.registrations) {
+    const s = r.state
+    if (s.status !== 'assigned' || s.substatus !== 'initialAssignment' || s.assignedHub !== hub || s.deviceId !== s.registrationId) {
+      problems.push(`registration ${s.registrationId}: ${s.status}/${s.substatus} at ${s.assignedHub} as ${s.deviceId}`)
+    }
+  }
+  for (const op of rows.operations) {
+    const o = outcomeOf.get(op.registrationId.toLowerCase())
+    if (op.status !== 'assigned') problems.push(`operation ${op.operationId} of ${op.registrationId}: ${op.status}`)
+    else if (o !== undefined && o.operationId !== op.operationId) problems.push(`operation of ${op.registrationId}: store has ${op.operationId}, device finished ${o.operationId} (assigned twice)`)
+  }
+  for (const d of rows.hubDevices) {
+    if (d.device.authentication?.symmetricKey?.primaryKey !== deriveDeviceKey(groupKey, d.device.deviceId)) problems.push(`hub identity ${d.device.deviceId}: wrong key`)
+  }
+  return problems.slice(0, 50)
+}
