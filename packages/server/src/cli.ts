@@ -4,6 +4,7 @@
  *
  *   provisio serve [options]   start the DPS + embedded hub with embedded defaults
  *   provisio sas [options]     print a device SAS token (for curl and scripts)
+ *   provisio pki <kind> [...]  make test certificates for X.509 attestation (pki-tools.ts)
  *   provisio help              this text
  */
 import { existsSync, readFileSync } from 'node:fs'
@@ -14,6 +15,7 @@ import { buildSasToken, deviceRegistrationResource, parseDpsServiceConnectionStr
 import { ConfigError, DEFAULT_CONFIG, SETTINGS, resolveConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
+import { issuePkiCertificate, type PkiKeyType, type PkiKind } from './pki-tools.js'
 
 function usage(): string {
   const rows = SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.help}\n  ${''.padEnd(24)} env ${s.env}`)
@@ -35,6 +37,8 @@ function usage(): string {
     'Prints a device SAS token for {idScope}/registrations/{id} (skn=registration). --group-key derives the',
     'device key from an enrollment group key. The ID scope defaults to the one in <data-dir>/endpoints.json.',
     'With --service, prints a service API token signed with the service connection string of endpoints.json.',
+    '',
+    PKI_USAGE,
   ].join('\n')
 }
 
@@ -82,6 +86,54 @@ function sasCommand(args: string[]): number {
 
 class UsageError extends Error {}
 
+// ---- provisio pki (X.509 test PKI, dps-protocol.md §6) ----
+const PKI_USAGE = [
+  'Usage: provisio pki root         --cn <name> [--name <file>] [--key rsa|ec|ec384] [--days <n>] [--path-len <n>] [--dir <dir>]',
+  '       provisio pki intermediate --cn <name> --issuer <file> [--name <file>] [--key …] [--days <n>] [--path-len <n>] [--dir <dir>]',
+  '       provisio pki device       --cn <registrationId> --issuer <file> [--name <file>] [--key …] [--days <n>] [--dir <dir>]',
+  '       provisio pki verification --cn <verificationCode> --issuer <file> [--dir <dir>]',
+  '',
+  'Writes <dir>/<file>.pem, <file>-key.pem and, below a root, <file>-chain.pem (the certificate and its',
+  'intermediates: what the device presents). --dir defaults to ./pki, --name to the CN, --key to ec (P-256).',
+  '"verification" makes the proof-of-possession certificate for POST /certificates/{name}/verify.',
+].join('\n')
+
+async function pkiCommand(args: string[]): Promise<number> {
+  const [kind, ...rest] = args
+  const kinds: readonly string[] = ['root', 'intermediate', 'device', 'verification']
+  if (kind === undefined || !kinds.includes(kind)) throw new UsageError(`the first argument must be one of ${kinds.join(', ')}\n\n${PKI_USAGE}`)
+  const { values } = parseArgs({
+    args: rest,
+    strict: true,
+    options: {
+      cn: { type: 'string' },
+      name: { type: 'string' },
+      issuer: { type: 'string' },
+      key: { type: 'string' },
+      days: { type: 'string' },
+      'path-len': { type: 'string' },
+      dir: { type: 'string' },
+    },
+  })
+  if (values.cn === undefined) throw new UsageError('--cn is required')
+  const keyType = values.key ?? 'ec'
+  if (!['rsa', 'ec', 'ec384'].includes(keyType)) throw new UsageError('--key must be rsa, ec or ec384')
+  const result = await issuePkiCertificate({
+    kind: kind as PkiKind,
+    dir: resolve(values.dir ?? 'pki'),
+    name: values.name ?? (kind === 'verification' ? 'verification' : values.cn.replace(/[^A-Za-z0-9_.-]/g, '-')),
+    commonName: values.cn,
+    ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+    keyType: keyType as PkiKeyType,
+    ...(values.days === undefined ? {} : { days: Number(values.days) }),
+    ...(values['path-len'] === undefined ? {} : { pathLength: Number(values['path-len']) }),
+    nowMs: Date.now(),
+  })
+  process.stdout.write([result.certificatePath, result.keyPath, result.chainPath].filter((p) => p !== undefined).join('\n') + '\n')
+  return 0
+}
+// ---- end provisio pki ----
+
 export function describeEndpoints(e: Endpoints): string {
   const lines = [
     '',
@@ -110,6 +162,14 @@ async function main(argv: string[]): Promise<number> {
       return sasCommand(rest)
     } catch (error) {
       process.stderr.write(`provisio sas: ${(error as Error).message}\n`)
+      return 2
+    }
+  }
+  if (command === 'pki') {
+    try {
+      return await pkiCommand(rest)
+    } catch (error) {
+      process.stderr.write(`provisio pki: ${(error as Error).message}\n`)
       return 2
     }
   }
