@@ -277,8 +277,11 @@ export class DeviceOperations {
   }
 
   async #verifyRepeat(instance: InstanceConfig, registrationId: string, key: string, evidence: Evidence, op: OperationRecord, nowMs: number): Promise<ProvisioError | undefined> {
-    const verifier = this.ctx.verifiers.get(verifierKindOf(evidence))
-    if (!verifier) return new ProvisioError('ATTESTATION_MISMATCH', `no ${verifierKindOf(evidence)} verifier is configured in this engine`)
+    // A TPM device polls with its SAS in the Authorization header and no `tpm` body (§5.2 step 3,
+    // §11), which reads as SAS evidence: the verifier that admitted the operation judges the poll.
+    const kind = op.request.attestation.tpm !== undefined ? 'tpm' : verifierKindOf(evidence)
+    const verifier = this.ctx.verifiers.get(kind)
+    if (!verifier) return new ProvisioError('ATTESTATION_MISMATCH', `no ${kind} verifier is configured in this engine`)
     const context = this.#attestationContext(instance, registrationId, key, evidence, nowMs)
     if (verifier.verifyRepeat) return verifier.verifyRepeat(context, op.request)
     const outcome = await verifier.attest(context)

@@ -235,8 +235,10 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
     kind: 'tpm',
     attest,
     async verifyRepeat(ctx: AttestationContext, request: AssignmentRequest): Promise<ProvisioError | undefined> {
+      // Polls carry the second-leg token, with or without the `tpm` body (the Node client sends `{}`).
       const evidence = ctx.evidence
-      if (evidence.type !== 'tpm' || evidence.token === undefined) {
+      const text = evidence.type === 'tpm' || evidence.type === 'sas' ? evidence.token : undefined
+      if (text === undefined) {
         return new ProvisioError('CREDENTIALS_MISSING', 'a poll of a TPM registration needs the SAS token of the second leg')
       }
       if (request.enrollment.kind !== 'individual') return new ProvisioError('ATTESTATION_MISMATCH', 'the operation was not admitted by TPM attestation')
@@ -244,11 +246,11 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
       if (c === undefined || c.answeredAtMs === undefined || lapsed(c, ctx.nowMs)) {
         return new ProvisioError('CREDENTIALS_MISSING', `no answered TPM challenge is kept for device '${ctx.registrationId}' (polls verify for ${answeredTtlMs / 1000} s after admission); register again without Authorization`)
       }
-      const token = parseDeviceToken(evidence.token)
+      const token = parseDeviceToken(text)
       if (!token.ok) return token.error
       const verdict = verifyDeviceToken(token.token, [c.key], `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
       if (!verdict.ok) return new ProvisioError(verdict.error.code, `poll of a TPM registration: ${verdict.error.reason}`, { cause: verdict.error })
-      if (c.answeredToken !== evidence.token) {
+      if (c.answeredToken !== text) {
         return new ProvisioError('CREDENTIALS_MISSING', `poll of a TPM registration with a token other than the one that answered the challenge at ${iso(c.answeredAtMs)} (replayed challenge key)`)
       }
       return undefined

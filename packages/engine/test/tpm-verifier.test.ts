@@ -156,6 +156,9 @@ describe('TPM verifier', () => {
     let poll = await s.raw.operationStatus({ idScope: ID_SCOPE, registrationId: id, operationId, evidence: evidence(alice, token) })
     for (let i = 0; i < 20 && poll.status === 202; i++) poll = await s.raw.operationStatus({ idScope: ID_SCOPE, registrationId: id, operationId, evidence: evidence(alice, token) })
     expect(poll.body.status).toBe('assigned')
+    // The Node client polls with the token in Authorization and an empty body: SAS evidence.
+    const bare = await s.raw.operationStatus({ idScope: ID_SCOPE, registrationId: id, operationId, evidence: { type: 'sas', token } })
+    expect(bare.body.status).toBe('assigned')
     const forged = tpmSas(alice, id, s.nowSeconds() + 3600, (x) => hmacSha256(new Uint8Array(32).fill(2), x))
     const e = await refusal(s.raw.operationStatus({ idScope: ID_SCOPE, registrationId: id, operationId, evidence: evidence(alice, forged) }))
     expect(e.code).toBe('SAS_BAD_SIGNATURE')

@@ -13,6 +13,7 @@ import Database from 'better-sqlite3'
 import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
 import { createCaCertificateApi, createX509Verifier } from '@provisio/engine'
+import { createTpmVerifier } from '@provisio/engine'
 import { EmbeddedHub, MemoryHubStore, type HubStore } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
@@ -111,8 +112,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // ---- X.509 attestation (dps-protocol.md §6): the HTTPS adapter hands the client chain over as evidence ----
   const x509Verifier = createX509Verifier()
   // ---- end X.509 ----
+  // ---- TPM attestation (dps-protocol.md §5): challenge over HTTP 401 / AMQP SASL TPM, hub key as a fresh blob ----
+  const tpmVerifier = createTpmVerifier({ random })
+  // ---- end TPM ----
   const engine = createEngine({
-    verifiers: [x509Verifier],
+    verifiers: [x509Verifier, tpmVerifier],
     store,
     clock,
     random,
