@@ -34,9 +34,10 @@ export function checkProofOfPossession(ca: Certificate, proof: Certificate, code
       `proof-of-possession ${describeCertificate(proof)} must have subject CN equal to the verification code ${code}, but its CN is ${cns.length === 0 ? 'absent' : `'${cns.join("', '")}'`}`,
     )
   }
-  if (nowMs < proof.notBeforeMs) return new X509Error('X509_NOT_YET_VALID', `proof-of-possession certificate is not valid before ${proof.notBeforeIso}`)
-  if (nowMs > proof.notAfterMs) return new X509Error('X509_EXPIRED', `proof-of-possession certificate expired at ${proof.notAfterIso}`)
+  // The signature is the proof itself, so it is judged before the validity period.
   const sig = checkSignature(proof, ca)
   if (sig) return new X509Error(sig.code, `proof-of-possession certificate was not signed by the CA's key: ${sig.message}`)
+  if (nowMs < proof.notBeforeMs) return new X509Error('X509_NOT_YET_VALID', `proof-of-possession certificate is not valid before ${proof.notBeforeIso}`)
+  if (nowMs > proof.notAfterMs) return new X509Error('X509_EXPIRED', `proof-of-possession certificate expired at ${proof.notAfterIso}`)
   return undefined
 }

@@ -1,0 +1,169 @@
+// The X.509 verifier's DPS matching order and reasons, and the CA-certificate API, on the
+// in-memory store with certificates made by openssl.
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ProvisioError } from '@provisio/protocol'
+import { createCaCertificateApi, createX509Verifier, MAX_CA_CERTIFICATES } from '../src/index.js'
+import { HUB_A, ID_SCOPE, setup } from './helpers/setup.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'provisio-engine-x509-'))
+let n = 0
+interface Made { pem: string; der: Uint8Array; path: string; key: string }
+
+function openssl(args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+}
+function made(path: string, key: string): Made {
+  const pem = readFileSync(path, 'utf8')
+  return { pem, der: new Uint8Array(Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64')), path, key }
+}
+function root(cn: string): Made {
+  const base = join(dir, `r${++n}`)
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.pem`, '-days', '5', '-subj', `/CN=${cn}`,
+    '-addext', 'basicConstraints=critical,CA:true', '-addext', 'keyUsage=critical,keyCertSign'])
+  return made(`${base}.pem`, `${base}.key`)
+}
+function issue(cn: string, issuer: Made, ca = false): Made {
+  const base = join(dir, `c${++n}`)
+  writeFileSync(`${base}.ext`, ca ? 'basicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign\n' : 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n')
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${cn}`])
+  openssl(['x509', '-req', '-in', `${base}.csr`, '-CA', issuer.path, '-CAkey', issuer.key, '-set_serial', String(n), '-days', '5', '-extfile', `${base}.ext`, '-out', `${base}.pem`])
+  return made(`${base}.pem`, `${base}.key`)
+}
+
+let rootCa: Made
+let intermediate: Made
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+beforeAll(() => {
+  rootCa = root('Engine Test Root')
+  intermediate = issue('Engine Test Intermediate', rootCa, true)
+})
+
+function world() {
+  const w = setup({ verifiers: [createX509Verifier()] })
+  // openssl dates have whole seconds: a little ahead of the wall clock, every fresh certificate is valid
+  w.clock.ms = Date.now() + 5000
+  const failures: { reason: string; enrollment?: { kind: string; id: string } }[] = []
+  w.raw.on('registrationFailed', (e) => void failures.push(e))
+  const register = (registrationId: string, chain: Made[]) =>
+    w.engine.register({ idScope: ID_SCOPE, registrationId, evidence: { type: 'x509', chain: chain.map((c) => c.der) }, apiVersion: '2021-10-01' })
+  const refusal = async (registrationId: string, chain: Made[]) => {
+    const error = await register(registrationId, chain).then(() => undefined, (e: unknown) => e)
+    expect(error).toBeInstanceOf(ProvisioError)
+    expect((error as ProvisioError).errorCode).toBe(401002)
+    return { error: error as ProvisioError, event: failures.at(-1)! }
+  }
+  const group = (id: string, cert: Made, status: 'enabled' | 'disabled' = 'enabled') =>
+    w.engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: id, attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: cert.pem } } } }, iotHubs: [HUB_A], provisioningStatus: status })
+  const individual = (id: string, cert: Made, status: 'enabled' | 'disabled' = 'enabled') =>
+    w.engine.createOrUpdateEnrollment(ID_SCOPE, { registrationId: id, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: cert.pem } } } }, iotHubs: [HUB_A], provisioningStatus: status })
+  return { ...w, register, refusal, group, individual, failures }
+}
+
+describe('X.509 enrollment matching (dps-protocol.md §6)', () => {
+  it('the individual enrollment for the leaf comes first, and pins the thumbprint on the hub', async () => {
+    const w = world()
+    const leaf = issue('dev-ind', intermediate)
+    await w.group('by-root', rootCa)
+    await w.individual('dev-ind', leaf)
+    const r = await w.register('dev-ind', [leaf, intermediate])
+    expect(r.body.registrationState?.x509?.enrollmentGroupId).toBeUndefined()
+    expect(r.body.registrationState?.x509?.certificateInfo?.subjectName).toBe('CN=dev-ind')
+    expect(w.hubs.device(HUB_A, 'dev-ind')?.auth).toMatchObject({ type: 'selfSigned', thumbprints: { primary: expect.stringMatching(/^[0-9A-F]{64}$/) } })
+  })
+
+  it('an individual enrollment with another certificate decides alone: refused even though a group would admit', async () => {
+    const w = world()
+    await w.group('by-root', rootCa)
+    await w.individual('dev-other', issue('dev-other', intermediate))
+    const { error, event } = await w.refusal('dev-other', [issue('dev-other', intermediate), intermediate])
+    expect(error.code).toBe('CERTIFICATE_INVALID')
+    expect(event.reason).toMatch(/neither the primary nor the secondary certificate of individual enrollment 'dev-other'/)
+  })
+
+  it('a disabled individual enrollment refuses and marks the record disabled', async () => {
+    const w = world()
+    const leaf = issue('dev-off', intermediate)
+    await w.group('by-root', rootCa)
+    await w.individual('dev-off', leaf, 'disabled')
+    const { error } = await w.refusal('dev-off', [leaf, intermediate])
+    expect(error.code).toBe('ENROLLMENT_DISABLED')
+    expect((await w.engine.getRegistrationState(ID_SCOPE, 'dev-off')).status).toBe('disabled')
+  })
+
+  it('the group of the first certificate above the leaf decides before the root group', async () => {
+    const w = world()
+    await w.group('by-root', rootCa)
+    await w.group('by-intermediate', intermediate, 'disabled')
+    const { error, event } = await w.refusal('dev-order', [issue('dev-order', intermediate), intermediate, rootCa])
+    expect(error.code).toBe('ENROLLMENT_DISABLED')
+    expect(event.enrollment).toEqual({ kind: 'group', id: 'by-intermediate' })
+    // with the intermediate group gone, the root group admits, naming the root as signing certificate
+    await w.engine.deleteEnrollmentGroup(ID_SCOPE, 'by-intermediate')
+    const r = await w.register('dev-order', [issue('dev-order', intermediate), intermediate])
+    expect(r.body.registrationState?.x509).toMatchObject({ enrollmentGroupId: 'by-root', signingCertificateInfo: { subjectName: 'CN=Engine Test Root' } })
+    expect(w.hubs.device(HUB_A, 'dev-order')?.auth).toEqual({ type: 'certificateAuthority' })
+  })
+
+  it('garbage evidence is refused with a reason, never thrown as something else', async () => {
+    const w = world()
+    const { error, event } = await w.refusal('dev-junk', [{ pem: '', der: new Uint8Array([0x30, 0x03, 0x02, 0x01]), path: '', key: '' }])
+    expect(error.code).toBe('CERTIFICATE_INVALID')
+    expect(event.reason).toMatch(/certificate 0 sent by the device does not parse/)
+  })
+
+  it('a poll must present the admitted certificate', async () => {
+    const w = world()
+    await w.group('by-root', rootCa)
+    const leaf = issue('dev-poll', intermediate)
+    const r = await w.register('dev-poll', [leaf, intermediate])
+    const poll = (chain: Made[]) => w.engine.operationStatus({ idScope: ID_SCOPE, registrationId: 'dev-poll', operationId: r.body.operationId, evidence: { type: 'x509', chain: chain.map((c) => c.der) } })
+    expect((await poll([leaf, intermediate])).body.status).toBe('assigned')
+    const other = await poll([issue('dev-poll', intermediate), intermediate]).then(() => undefined, (e: unknown) => e)
+    expect((other as ProvisioError).reason).toMatch(/not the certificate admitted by group enrollment 'by-root'/)
+  })
+})
+
+describe('CA certificates and caReferences', () => {
+  it('a group by caReferences admits only once the CA is verified by proof of possession', async () => {
+    const w = world()
+    const ca = createCaCertificateApi({ store: w.store, clock: w.clock, random: w.random })
+    const uploaded = await ca.createOrUpdateCaCertificate(ID_SCOPE, 'root-1', { certificate: rootCa.pem })
+    expect(uploaded.properties.isVerified).toBe(false)
+    await w.engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'by-ref', attestation: { type: 'x509', x509: { caReferences: { primary: 'root-1' } } }, iotHubs: [HUB_A] })
+    const leaf = issue('dev-ref', intermediate)
+    const { event } = await w.refusal('dev-ref', [leaf, intermediate])
+    expect(event.reason).toMatch(/names a CA certificate that is not verified/)
+
+    await expect(ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue('x', rootCa).pem })).rejects.toThrow(/no verification code was generated/)
+    await expect(ca.generateVerificationCode(ID_SCOPE, 'root-1', { ifMatch: '"stale"' })).rejects.toMatchObject({ code: 'PRECONDITION_FAILED' })
+    const code = (await ca.generateVerificationCode(ID_SCOPE, 'root-1')).properties.verificationCode!
+    await expect(ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue(code, root('Engine Test Root')).pem })).rejects.toThrow(/not signed by the CA's key/)
+    await expect(ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue('ABC', rootCa).pem })).rejects.toThrow(/subject CN equal to the verification code/)
+    const verified = await ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue(code, rootCa).pem })
+    expect(verified.properties).toMatchObject({ isVerified: true })
+    expect(verified.properties.verificationCode).toBeUndefined()
+    const r = await w.register('dev-ref', [leaf, intermediate])
+    expect(r.body.registrationState?.x509?.enrollmentGroupId).toBe('by-ref')
+
+    // replacing the certificate voids the proof
+    const replaced = await ca.createOrUpdateCaCertificate(ID_SCOPE, 'root-1', { certificate: intermediate.pem })
+    expect(replaced.properties.isVerified).toBe(false)
+  })
+
+  it('refuses non-CA certificates, garbage and more than the quota', async () => {
+    const w = world()
+    const ca = createCaCertificateApi({ store: w.store, clock: w.clock, random: w.random })
+    await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'leaf', { certificate: issue('leafy', rootCa).pem })).rejects.toThrow(/is not a CA certificate/)
+    await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'junk', { certificate: 'not base64 !' })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'bad name/x', { certificate: rootCa.pem })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    for (let i = 0; i < MAX_CA_CERTIFICATES; i++) await ca.createOrUpdateCaCertificate(ID_SCOPE, `ca-${i}`, { certificate: rootCa.pem, isVerified: true })
+    await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'one-too-many', { certificate: rootCa.pem })).rejects.toMatchObject({ code: 'CONFLICT' })
+    expect(await ca.listCaCertificates(ID_SCOPE)).toHaveLength(MAX_CA_CERTIFICATES)
+    await ca.deleteCaCertificate(ID_SCOPE, 'ca-0')
+    await expect(ca.getCaCertificate(ID_SCOPE, 'ca-0')).rejects.toMatchObject({ code: 'NOT_FOUND' })
+  })
+})
