@@ -11,6 +11,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { createServer, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'node:https'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -372,4 +374,66 @@ export function fleetProblems(ids: readonly string[], outcomes: readonly DeviceO
     if (d.device.authentication?.symmetricKey?.primaryKey !== deriveDeviceKey(groupKey, d.device.deviceId)) problems.push(`hub identity ${d.device.deviceId}: wrong key`)
   }
   return problems.slice(0, 50)
+}
+
+/**
+ * A custom-allocation webhook (dps-protocol.md §8) that holds the first call for each device
+ * (the instance calling it stays mid-assignment, its operation `assigning`) and answers every
+ * later call at once with the given hub: the take-over after a crash calls it again.
+ */
+export class HoldingWebhook {
+  readonly held = new Map<string, ServerResponse>()
+  readonly #server: Server
+  #url = ''
+
+  constructor(hub: string) {
+    this.#server = createServer((req, res) => {
+      let text = ''
+      req.on('data', (c: Buffer) => (text += c.toString()))
+      req.on('end', () => {
+        const id = (JSON.parse(text) as { deviceRuntimeContext: { registrationId: string } }).deviceRuntimeContext.registrationId
+        if (!this.held.has(id)) {
+          this.held.set(id, res)
+          return
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ iotHubHostName: hub }))
+      })
+    })
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve))
+    this.#url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/allocate`
+    return this.#url
+  }
+
+  /** Group settings that route a group's devices through this webhook. */
+  groupSettings(): Record<string, unknown> {
+    return { allocationPolicy: 'custom', customAllocationDefinition: { webhookUrl: this.#url, apiVersion: '2021-10-01' } }
+  }
+
+  /** Resolves once `count` devices have a held call. */
+  async waitForHeld(count: number): Promise<void> {
+    while (this.held.size < count) await sleep(20)
+  }
+
+  close(): void {
+    for (const res of this.held.values()) res.destroy()
+    this.#server.closeAllConnections()
+    this.#server.close()
+  }
+}
+
+/**
+ * Registers each device on `instance` (one request each, expecting 202) and returns the
+ * operation ids it answered.
+ */
+export async function startRegistrations(instance: ServeProcess, idScope: string, groupKey: string, ids: readonly string[]): Promise<string[]> {
+  const operations: string[] = []
+  for (const id of ids) {
+    const answer = await call(instance, 'PUT', `/${idScope}/registrations/${id}/register?${API}`, { authorization: deviceToken(idScope, groupKey, id) }, { registrationId: id })
+    if (answer.status !== 202) throw new Error(`register of ${id} on ${instance.name}: ${answer.status} ${answer.body.slice(0, 300)}`)
+    operations.push((JSON.parse(answer.body) as { operationId: string }).operationId)
+  }
+  return operations
 }

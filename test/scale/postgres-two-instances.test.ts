@@ -21,13 +21,11 @@
  * on a developer machine without PostgreSQL, never under CI=true.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
-import { call, createGroup, deviceCount, deviceToken, pollOperation, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, type FleetRows } from './harness.js'
+import { call, createGroup, deviceCount, deviceToken, HoldingWebhook, pollOperation, startRegistrations, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, type FleetRows } from './harness.js'
 
 const POSTGRES_URL = process.env.PROVISIO_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const DEVICES = deviceCount(2000)
@@ -81,36 +79,20 @@ describe.skipIf(!available)('two provisio serve instances on one PostgreSQL data
     await createGroup(b, 'fleet', groupKey)
     const ids = Array.from({ length: DEVICES }, (_, i) => `scale-dev-${String(i).padStart(5, '0')}`)
 
-    // The allocation webhook of the slow cohort: holds the first call per device, answers the rest.
-    const held = new Map<string, ServerResponse>()
-    const webhook = createServer((req, res) => {
-      let text = ''
-      req.on('data', (c: Buffer) => (text += c.toString()))
-      req.on('end', () => {
-        const id = (JSON.parse(text) as { deviceRuntimeContext: { registrationId: string } }).deviceRuntimeContext.registrationId
-        if (!held.has(id)) {
-          held.set(id, res)
-          return
-        }
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ iotHubHostName: 'localhost' }))
-      })
-    })
-    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve))
+    // The slow cohort's allocation webhook: holds A's calls, answers the take-over's.
+    const webhook = new HoldingWebhook('localhost')
+    await webhook.start()
     const slowKey = Buffer.alloc(32, 43).toString('base64')
-    await createGroup(b, 'slow', slowKey, { allocationPolicy: 'custom', customAllocationDefinition: { webhookUrl: `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/allocate`, apiVersion: '2021-10-01' } })
+    await createGroup(b, 'slow', slowKey, webhook.groupSettings())
     const slowIds = Array.from({ length: SLOW }, (_, i) => `scale-slow-${String(i).padStart(3, '0')}`)
-    const slowStarted: string[] = []
+    let slowStarted: string[] = []
 
     let crash: Promise<void> | undefined
     const outcomes = await runPool(DEVICES, 100, (i) => provisionDevice(instances, idScope, groupKey, ids[i]!, i), (done) => {
       if (done === Math.floor(DEVICES / 3) && crash === undefined) {
         crash = (async () => {
-          for (const id of slowIds) {
-            const answer = await call(a, 'PUT', `/${idScope}/registrations/${id}/register?api-version=2021-10-01`, { authorization: deviceToken(idScope, slowKey, id) }, { registrationId: id })
-            expect(answer.status, answer.body).toBe(202)
-            slowStarted.push((JSON.parse(answer.body) as { operationId: string }).operationId)
-          }
-          while (held.size < SLOW) await sleep(20) // every slow assignment is inside A now
+          slowStarted = await startRegistrations(a, idScope, slowKey, slowIds)
+          await webhook.waitForHeld(SLOW) // every slow assignment is inside A now
           await a.kill()
           await sleep(500)
           await a.start()
@@ -119,7 +101,6 @@ describe.skipIf(!available)('two provisio serve instances on one PostgreSQL data
     })
     await crash
     expect(a.starts).toBe(2)
-    for (const res of held.values()) res.destroy()
     // The slow cohort: polled on B (then either), taken over after the lease, same operations.
     const slowOutcomes = await runPool(SLOW, SLOW, (i) => provisionDevice(instances, idScope, slowKey, slowIds[i]!, i, { operationId: slowStarted[i]!, registeredOn: 0 }))
     expect(slowOutcomes.map((o) => o.operationId)).toEqual(slowStarted)
