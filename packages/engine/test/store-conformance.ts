@@ -235,6 +235,26 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await store.leaseOperation(S1, '3.aa.op', 'owner-b', 'owner-c', 9500, 6002)).toBeUndefined()
       }))
 
+    it('settles concurrent begins and commits of one device on a single operation', () =>
+      withStore(async (store) => {
+        // Several instances (or requests) racing on the same device: exactly one begin wins and
+        // every loser is handed the winner; commits racing a held operation all lose.
+        const begins = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => store.beginOperation(S1, operation(`5.${i}.op`, i % 2 === 0 ? 'Race' : 'race', `owner-${i}`, 9000), 1000)),
+        )
+        expect(begins.filter((b) => b.created).length).toBe(1)
+        const winner = await store.getDeviceOperation(S1, 'race')
+        for (const b of begins) if (!b.created) expect(b.existing).toEqual(winner)
+        const commits = await Promise.all(
+          Array.from({ length: 4 }, (_, i) =>
+            store.commitOperation(S1, { ...operation(`6.${i}.op`, 'race', `c-${i}`, 9000), status: 'assigned' }, registration('race', `"${i}"`), 2000),
+          ),
+        )
+        expect(commits.every((c) => !c)).toBe(true)
+        expect(await store.getRegistration(S1, 'race')).toBeUndefined()
+        expect(await store.getDeviceOperation(S1, 'RACE')).toEqual(winner)
+      }))
+
     it('keeps CA certificates per scope', () =>
       withStore(async (store) => {
         const ca: CaCertificateRecord = { name: 'Root-CA', certificate: 'MIIB…', isVerified: true, etag: '"1"', createdAtMs: 1, updatedAtMs: 2 }
