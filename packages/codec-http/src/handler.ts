@@ -11,6 +11,8 @@ import { ProvisioError } from '@provisio/protocol'
 import type { CaCertificateApi, DeviceApi, ServiceApi } from '@provisio/protocol'
 import { CERTIFICATES_ROOT, serveCertificates } from './certificates.js'
 import { serveDevice } from './device.js'
+import { HUB_ROOTS, hubErrorResponse, serveHubRegistry } from './hub-registry.js'
+import type { HubRegistryApi } from '@provisio/protocol'
 import { DEFAULT_HTTP_LIMITS, parseTarget, type HttpLimits, type HttpRequest, type HttpResponse } from './message.js'
 import { errorResponse } from './response.js'
 import { SERVICE_ROOTS, serveService } from './service.js'
@@ -19,6 +21,8 @@ import { SERVICE_ROOTS, serveService } from './service.js'
 export interface DpsHttpOptions {
   readonly device: DeviceApi
   readonly service: ServiceApi
+  /** The registry REST API of embedded hubs (`/devices`, `/twins`), when this server embeds hubs. */
+  readonly hub?: HubRegistryApi
   /** CA certificates with proof of possession (`/certificates/…`, certificates.ts); omitted: not served. */
   readonly certificates?: CaCertificateApi
   /** Milliseconds since the epoch, for error-body timestamps. */
@@ -31,13 +35,14 @@ export interface DpsHttpOptions {
 /** A request handler; it never rejects. */
 export type DpsHttpHandler = (request: HttpRequest) => Promise<HttpResponse>
 
-const KNOWN_METHODS = new Set(['GET', 'PUT', 'POST', 'DELETE'])
+const KNOWN_METHODS = new Set(['GET', 'PUT', 'POST', 'DELETE', 'PATCH'])
 
 /** Creates the handler. */
 export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.limits }
   return async (request) => {
     const trackingId = options.trackingId()
+    let hubRoute = false
     try {
       if (!KNOWN_METHODS.has(request.method)) {
         throw new ProvisioError('METHOD_NOT_ALLOWED', `method ${JSON.stringify(request.method.slice(0, 20))} is not served`)
@@ -48,16 +53,20 @@ export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
       const target = parseTarget(request.target, limits)
       if (target.segments.length === 0) throw new ProvisioError('NOT_FOUND', 'no resource at "/"')
       const root = target.segments[0]!.toLowerCase()
-      const served = root === CERTIFICATES_ROOT && options.certificates !== undefined
-        ? await serveCertificates(options.service, options.certificates, request, target, limits)
-        : SERVICE_ROOTS.has(root)
-          ? await serveService(options.service, request, target, limits)
-          : await serveDevice(options.device, request, target, limits)
+      hubRoute = options.hub !== undefined && HUB_ROOTS.has(root)
+      const served = hubRoute
+        ? await serveHubRegistry(options.hub!, request, target, limits)
+        : root === CERTIFICATES_ROOT && options.certificates !== undefined
+          ? await serveCertificates(options.service, options.certificates, request, target, limits)
+          : SERVICE_ROOTS.has(root)
+            ? await serveService(options.service, request, target, limits)
+            : await serveDevice(options.device, request, target, limits)
       if (served === undefined) throw new ProvisioError('NOT_FOUND', `no route for ${request.method} ${describePath(target.segments)}`)
       if (served === 'method') throw new ProvisioError('METHOD_NOT_ALLOWED', `${request.method} is not served on ${describePath(target.segments)}`)
       served.headers['x-ms-request-id'] = trackingId
       return served
     } catch (error) {
+      if (hubRoute) return hubErrorResponse(error, trackingId, options.clock.now())
       return errorResponse(error, trackingId, options.clock.now())
     }
   }

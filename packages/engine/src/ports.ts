@@ -3,7 +3,6 @@
  * randomness, fetch and stores as arguments). Node adapters (layer 5) implement them; tests pass
  * deterministic fakes.
  */
-import type { InitialTwin } from '@provisio/protocol'
 
 /** Wall clock. */
 export interface Clock {
@@ -45,45 +44,5 @@ export interface Timers {
   delay(ms: number): Promise<void>
 }
 
-/** A linked IoT hub as the gateway needs it: where it is and how to sign requests to it. */
-export interface HubTarget {
-  readonly hostName: string
-  readonly connectionString: string
-}
-
-/** How the hub authenticates the device (the same credentials it proved to DPS, §2.2, §6). */
-export type HubDeviceAuth =
-  | { readonly type: 'sas'; readonly primaryKey: string; readonly secondaryKey: string }
-  | { readonly type: 'selfSigned'; readonly thumbprints: { readonly primary: string; readonly secondary?: string } }
-  | { readonly type: 'certificateAuthority' }
-
-/** Device twin, as far as provisioning reads and writes it. */
-export interface Twin {
-  tags?: Record<string, unknown>
-  properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> }
-}
-
-/** Arguments of HubGateway.createOrUpdateDevice. */
-export interface HubDeviceSpec {
-  readonly hub: HubTarget
-  readonly deviceId: string
-  readonly auth: HubDeviceAuth
-  readonly iotEdge: boolean
-  /** Twin to apply on creation or reset (tags + desired properties), from the enrollment or the webhook. */
-  readonly initialTwin?: InitialTwin
-  /** Twin carried over from the previous hub on migration (tags + desired properties). */
-  readonly migratedTwin?: Twin
-}
-
-/**
- * The engine's only way to touch IoT hubs (DESIGN.md "Hubs"). Every call must be idempotent: an
- * operation taken over after a crash repeats them.
- */
-export interface HubGateway {
-  /** Creates the device identity or replaces its auth/capabilities; applies the twin if one is given. */
-  createOrUpdateDevice(spec: HubDeviceSpec): Promise<void>
-  /** The device's twin, or undefined when the device does not exist on that hub. */
-  getTwin(args: { readonly hub: HubTarget; readonly deviceId: string }): Promise<Twin | undefined>
-  /** Removes the identity; succeeds when it does not exist. */
-  deleteDevice(args: { readonly hub: HubTarget; readonly deviceId: string }): Promise<void>
-}
+/** The hub port and its shapes live in @provisio/protocol (hub.ts), shared with @provisio/hub's REST gateway. */
+export type { HubTarget, HubDeviceAuth, Twin, HubDeviceSpec, HubGateway } from '@provisio/protocol'

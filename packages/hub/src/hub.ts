@@ -11,27 +11,14 @@
  */
 import { base64Encode, base64UrlEncode } from '@provisio/crypto'
 import { ProvisioError, etagMatches, formatDpsTimestamp, validateDeviceId } from '@provisio/protocol'
-import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceTwin, HubStore } from './types.js'
+import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceSpec, DeviceTwin, TwinPatch } from '@provisio/protocol'
+import type { HubStore } from './types.js'
 
 /** Ports of a hub. */
 export interface HubPorts {
   readonly store: HubStore
   readonly clock: { now(): number }
   readonly random: { bytes(n: number): Uint8Array }
-}
-
-/** What a caller may set on a device identity. */
-export interface DeviceSpec {
-  readonly deviceId: string
-  readonly status?: 'enabled' | 'disabled'
-  readonly authentication: DeviceAuthentication
-  readonly capabilities?: { readonly iotEdge: boolean }
-}
-
-/** A twin patch: tags and desired properties (what the service side may change). */
-export interface TwinPatch {
-  readonly tags?: Record<string, unknown>
-  readonly properties?: { readonly desired?: Record<string, unknown> }
 }
 
 const LIST_LIMIT_MAX = 1000
@@ -51,13 +38,20 @@ export class EmbeddedHub {
    */
   async createOrUpdateDevice(
     spec: DeviceSpec,
-    options: { ifMatch?: string; twin?: TwinPatch; replaceTwin?: boolean } = {},
+    options: { ifMatch?: string; ifNoneMatch?: boolean; twin?: TwinPatch; replaceTwin?: boolean } = {},
   ): Promise<DeviceIdentity> {
     const idError = validateDeviceId(spec.deviceId)
     if (idError) throw idError
     const key = spec.deviceId.toLowerCase()
     const now = this.#now()
     const existing = await this.ports.store.get(this.hostName, key)
+    // Registry semantics: create refuses an existing id (409), update needs an existing one (404).
+    if (options.ifNoneMatch === true && existing !== undefined) {
+      throw new ProvisioError('CONFLICT', `device ${JSON.stringify(spec.deviceId)} already exists on hub ${this.hostName}`)
+    }
+    if (options.ifMatch !== undefined && existing === undefined) {
+      throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(spec.deviceId)} does not exist on hub ${this.hostName}`)
+    }
     checkIfMatch(options.ifMatch, existing?.device.etag, `device ${spec.deviceId}`)
     const status = spec.status ?? existing?.device.status ?? 'enabled'
     const authentication = normaliseAuth(spec.authentication, this.ports.random)
@@ -100,9 +94,11 @@ export class EmbeddedHub {
   /** Removes the identity and its twin. Returns false when it did not exist. */
   async deleteDevice(deviceId: string, options: { ifMatch?: string } = {}): Promise<boolean> {
     const key = deviceId.toLowerCase()
-    if (options.ifMatch !== undefined && options.ifMatch !== '*') {
+    if (options.ifMatch !== undefined) {
       const existing = await this.ports.store.get(this.hostName, key)
-      checkIfMatch(options.ifMatch, existing?.device.etag, `device ${deviceId}`)
+      // A missing device is "not found" (404), not a failed precondition.
+      if (existing === undefined) return false
+      checkIfMatch(options.ifMatch, existing.device.etag, `device ${deviceId}`)
     }
     return this.ports.store.delete(this.hostName, key)
   }

@@ -2,7 +2,8 @@
  * @provisio/hub — the embedded IoT hub core: identity registry and twins (this issue), the
  * registry REST API and the device MQTT dialect (the hub issue).
  */
-export { EmbeddedHub, mergePatch, type HubPorts, type DeviceSpec, type TwinPatch } from './hub.js'
+export { EmbeddedHub, mergePatch, type HubPorts } from './hub.js'
+export type { DeviceSpec, TwinPatch } from '@provisio/protocol'
 export { MemoryHubStore } from './memory-store.js'
 export type {
   AuthenticationType,
@@ -13,3 +14,4 @@ export type {
   HubDeviceRecord,
   HubStore,
 } from './types.js'
+export { createRestHubGateway, toAuthentication, type RestHubGatewayOptions, type RegistryFetch } from './rest-gateway.js'

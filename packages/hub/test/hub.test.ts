@@ -109,3 +109,13 @@ describe('identity and twin in one write', () => {
     expect((await h.getTwin('dev'))?.tags).toEqual({ b: 2, c: 3 })
   })
 })
+
+describe('registry create and update semantics', () => {
+  it('create refuses an existing id with CONFLICT; update of a missing id is NOT_FOUND', async () => {
+    const h = hub()
+    await h.createOrUpdateDevice({ deviceId: 'dev', authentication: { type: 'none' } }, { ifNoneMatch: true })
+    await expect(h.createOrUpdateDevice({ deviceId: 'DEV', authentication: { type: 'none' } }, { ifNoneMatch: true })).rejects.toMatchObject({ code: 'CONFLICT' })
+    await expect(h.createOrUpdateDevice({ deviceId: 'ghost', authentication: { type: 'none' } }, { ifMatch: '*' })).rejects.toMatchObject({ code: 'NOT_FOUND' })
+    await expect(h.createOrUpdateDevice({ deviceId: 'dev', authentication: { type: 'none' }, status: 'disabled' }, { ifMatch: '*' })).resolves.toMatchObject({ status: 'disabled' })
+  })
+})

@@ -5,8 +5,10 @@
  */
 export function etagMatches(ifMatch: string, current: string | undefined): boolean {
   if (current === undefined) return false
-  if (ifMatch.trim() === '*') return true
-  return normaliseEtag(ifMatch) === normaliseEtag(current)
+  const want = normaliseEtag(ifMatch)
+  // `*` is the wildcard; Azure SDKs send it quoted (azure-iothub `_ensureQuoted('*')` → `"*"`).
+  if (want === '*') return true
+  return want === normaliseEtag(current)
 }
 
 function normaliseEtag(tag: string): string {

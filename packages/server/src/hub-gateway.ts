@@ -1,21 +1,19 @@
 /**
- * The engine's HubGateway port served by embedded hubs in this process (DESIGN.md "Hubs": the
- * in-process shortcut). Hubs that are not embedded are reached over the IoT Hub registry REST
- * API, which arrives with the hub issue; until then they are refused with the reason.
+ * The engine's HubGateway port: hubs embedded in this process are written directly (DESIGN.md
+ * "Hubs": the in-process shortcut); every other linked hub — a real Azure IoT Hub, or another
+ * Provisio — through `remote`, the IoT Hub registry REST API (@provisio/hub createRestHubGateway).
  */
 import type { HubDeviceSpec, HubGateway, HubTarget, Twin } from '@provisio/engine'
-import type { DeviceAuthentication, EmbeddedHub } from '@provisio/hub'
+import { toAuthentication, type EmbeddedHub } from '@provisio/hub'
 import { ProvisioError } from '@provisio/protocol'
 
-export function createLocalHubGateway(hubs: ReadonlyMap<string, EmbeddedHub>): HubGateway {
+export function createLocalHubGateway(hubs: ReadonlyMap<string, EmbeddedHub>, remote?: HubGateway): HubGateway {
   const hubOf = (target: HubTarget): EmbeddedHub => {
     const hub = hubs.get(target.hostName.toLowerCase())
-    if (hub === undefined) {
-      throw new ProvisioError('HUB_UNAUTHORIZED', `hub ${target.hostName} is not embedded in this server and remote hubs are not supported yet`)
-    }
+    if (hub === undefined) throw new ProvisioError('HUB_UNAUTHORIZED', `hub ${target.hostName} is not embedded in this server and no remote gateway is configured`)
     return hub
   }
-  return {
+  const local: HubGateway = {
     async createOrUpdateDevice(spec: HubDeviceSpec): Promise<void> {
       // A twin travels with the identity, in the same write: the enrollment's initial twin on
       // creation or reset, the previous hub's twin on migration (§7 ReprovisionPolicy).
@@ -45,16 +43,10 @@ export function createLocalHubGateway(hubs: ReadonlyMap<string, EmbeddedHub>): H
       await hubOf(hub).deleteDevice(deviceId)
     },
   }
-}
-
-function toAuthentication(spec: HubDeviceSpec): DeviceAuthentication {
-  const auth = spec.auth
-  switch (auth.type) {
-    case 'sas':
-      return { type: 'sas', symmetricKey: { primaryKey: auth.primaryKey, secondaryKey: auth.secondaryKey } }
-    case 'selfSigned':
-      return { type: 'selfSigned', x509Thumbprint: { primaryThumbprint: auth.thumbprints.primary, secondaryThumbprint: auth.thumbprints.secondary ?? null } }
-    case 'certificateAuthority':
-      return { type: 'certificateAuthority' }
+  const route = (target: HubTarget): HubGateway => (remote !== undefined && !hubs.has(target.hostName.toLowerCase()) ? remote : local)
+  return {
+    createOrUpdateDevice: (spec) => route(spec.hub).createOrUpdateDevice(spec),
+    getTwin: (args) => route(args.hub).getTwin(args),
+    deleteDevice: (args) => route(args.hub).deleteDevice(args),
   }
 }

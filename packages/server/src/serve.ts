@@ -14,7 +14,7 @@ import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
 import { createCaCertificateApi, createX509Verifier } from '@provisio/engine'
 import { createTpmVerifier } from '@provisio/engine'
-import { EmbeddedHub, MemoryHubStore, type HubStore } from '@provisio/hub'
+import { EmbeddedHub, MemoryHubStore, createRestHubGateway, type HubStore } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
 import { createSqliteStore } from '@provisio/store-sqlite'
@@ -22,6 +22,7 @@ import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
 import { createLocalHubGateway } from './hub-gateway.js'
 import { SqliteHubStore } from './hub-store-sqlite.js'
+import { createHubRegistryApi } from './hub-registry.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
@@ -120,7 +121,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     store,
     clock,
     random,
-    hubGateway: createLocalHubGateway(hubs),
+    hubGateway: createLocalHubGateway(
+      hubs,
+      createRestHubGateway({
+        clock,
+        fetch: (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(30_000) }),
+      }),
+    ),
     fetch: async (url, init) => {
       const res = await fetch(url, { method: init.method, headers: init.headers, body: init.body, signal: AbortSignal.timeout(init.timeoutMs) })
       return { status: res.status, text: () => res.text() }
@@ -158,7 +165,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     if (path === '/metrics') return { status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: metrics.render() }
     return undefined
   }
-  const handler = createDpsHttpHandler({ device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
+  const hubRegistry = createHubRegistryApi(hubs, (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [], clock)
+  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
   const https = createHttpsListener({ key: tls.key, cert: tls.cert, handler, ops, log, maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes, trackingId: randomUUID })
   // WebSocket transports (MQTT-WS, AMQP-WS) register their subprotocol handlers here.
   const websockets = new WebSocketRouter(https, log)

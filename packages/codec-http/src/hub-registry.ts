@@ -1,0 +1,114 @@
+/**
+ * The IoT Hub registry REST API of embedded hubs (api-version 2021-04-12), the part azure-iothub's
+ * Registry and twin calls use, authorized by a hub service token (`sr={hub}`, `skn={policy}`):
+ *
+ * | route | methods | permission |
+ * |---|---|---|
+ * | `/devices/{id}` | PUT (create; with `If-Match` update) / GET / DELETE | RegistryWrite / RegistryRead / RegistryWrite |
+ * | `/devices?top=N` | GET | RegistryRead |
+ * | `/twins/{id}` | GET / PATCH (merge) / PUT (replace) | RegistryRead / RegistryWrite |
+ *
+ * Errors use IoT Hub's shape, which azure-iot-http-base parses: a body
+ * `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking ID:…"}` and the
+ * `iothub-errorcode` header; `DeviceNotFound` on 404 becomes the SDK's DeviceNotFoundError.
+ */
+import { ProvisioError, acceptApiVersion, formatDpsTimestamp, parseJsonBody, validateDeviceSpec, validateTwinPatch, wrapUnknown } from '@provisio/protocol'
+import type { HubPermission, HubRegistryApi } from '@provisio/protocol'
+import { assertJsonContent, header, type HttpLimits, type HttpRequest, type ParsedTarget } from './message.js'
+import { emptyResponse, jsonResponse } from './response.js'
+
+type Reply = { status: number; headers: Record<string, string>; body: string }
+
+/** First path segments served by the hub registry API. */
+export const HUB_ROOTS: ReadonlySet<string> = new Set(['devices', 'twins'])
+
+const MAX_LIST = 1000
+
+function authorize(api: HubRegistryApi, request: HttpRequest, permission: HubPermission): string {
+  const token = header(request, 'authorization')
+  if (token === undefined) throw new ProvisioError('CREDENTIALS_MISSING', 'hub registry request carries no Authorization header')
+  return api.authorizeHub(token, permission)
+}
+
+function readJson(request: HttpRequest, limits: HttpLimits): unknown {
+  assertJsonContent(request)
+  return parseJsonBody(request.body, { maxBytes: limits.maxBodyBytes })
+}
+
+function tagged(status: number, body: { etag: string }): Reply {
+  return jsonResponse(status, body, { etag: `"${body.etag}"` })
+}
+
+/**
+ * Serves a registry request. Returns undefined for an unknown route and 'method' for a known
+ * route with a method it does not serve.
+ */
+export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest, target: ParsedTarget, limits: HttpLimits): Promise<Reply | undefined | 'method'> {
+  const s = target.segments
+  const root = s[0]!.toLowerCase()
+  const method = request.method
+  acceptApiVersion(target.query.get('api-version'), 'service')
+  if (root === 'devices' && s.length === 1) {
+    if (method !== 'GET') return 'method'
+    const hub = authorize(api, request, 'RegistryRead')
+    const topText = target.query.get('top')
+    const top = topText === undefined ? MAX_LIST : Number(topText)
+    if (!Number.isInteger(top) || top < 1 || top > MAX_LIST) {
+      throw new ProvisioError('BAD_REQUEST', `top must be an integer from 1 to ${MAX_LIST}`, { deviceMessage: `top must be an integer from 1 to ${MAX_LIST}` })
+    }
+    return jsonResponse(200, await api.listDevices(hub, top))
+  }
+  if (s.length !== 2) return undefined
+  const id = s[1]!
+  if (root === 'devices') {
+    if (method === 'GET') return tagged(200, await api.getDevice(authorize(api, request, 'RegistryRead'), id))
+    if (method === 'PUT') {
+      const hub = authorize(api, request, 'RegistryWrite')
+      const spec = validateDeviceSpec(readJson(request, limits), id)
+      const ifMatch = header(request, 'if-match')
+      return tagged(200, ifMatch === undefined ? await api.createDevice(hub, spec) : await api.updateDevice(hub, spec, ifMatch))
+    }
+    if (method === 'DELETE') {
+      const hub = authorize(api, request, 'RegistryWrite')
+      const ifMatch = header(request, 'if-match')
+      await api.deleteDevice(hub, id, ifMatch)
+      return emptyResponse(204)
+    }
+    return 'method'
+  }
+  if (method === 'GET') return tagged(200, await api.getTwin(authorize(api, request, 'RegistryRead'), id))
+  if (method === 'PATCH' || method === 'PUT') {
+    const hub = authorize(api, request, 'RegistryWrite')
+    const patch = validateTwinPatch(readJson(request, limits))
+    const ifMatch = header(request, 'if-match')
+    return tagged(200, await api.updateTwin(hub, id, patch, { replace: method === 'PUT', ...(ifMatch === undefined ? {} : { ifMatch }) }))
+  }
+  return 'method'
+}
+
+/** IoT Hub error codes (the string after `ErrorCode:`) for our catalog's HTTP statuses. */
+function hubErrorCode(status: number, code: string): string {
+  if (status === 404) return code === 'NOT_FOUND' ? 'DeviceNotFound' : 'NotFound'
+  if (status === 409) return 'DeviceAlreadyExists'
+  if (status === 412) return 'PreconditionFailed'
+  if (status === 401) return 'IotHubUnauthorizedAccess'
+  if (status === 413) return 'MessageTooLarge'
+  if (status === 429) return 'ThrottleBacklogLimitExceeded'
+  if (status === 405) return 'InvalidOperation'
+  if (status >= 500) return 'ServerError'
+  return 'ArgumentInvalid'
+}
+
+/** An error in IoT Hub's shape; the device-safe message, never the internal reason. */
+export function hubErrorResponse(error: unknown, trackingId: string, nowMs: number): Reply {
+  const err = wrapUnknown(error)
+  const code = hubErrorCode(err.httpStatus, err.code)
+  const text = err.deviceMessage ?? err.entry.defaultMessage
+  const headers: Record<string, string> = { 'iothub-errorcode': code, 'x-ms-request-id': trackingId }
+  if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)))
+  return jsonResponse(
+    err.httpStatus,
+    { Message: `ErrorCode:${code};${text}`, ExceptionMessage: `Tracking ID:${trackingId}-TimeStamp:${formatDpsTimestamp(nowMs)}` },
+    headers,
+  )
+}

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest'
+import { ProvisioError } from '@provisio/protocol'
+import type { DeviceApi, HubRegistryApi, ServiceApi } from '@provisio/protocol'
+import { createDpsHttpHandler, type HttpRequest } from '../src/index.js'
+
+const device = { deviceId: 'd1', etag: 'e1' }
+function handlerWith(hub: Partial<HubRegistryApi>) {
+  const api: HubRegistryApi = {
+    authorizeHub: (token) => {
+      if (token !== 'hub-token') throw new ProvisioError('SAS_BAD_SIGNATURE', 'test')
+      return 'hub.example'
+    },
+    createDevice: async () => device as never,
+    updateDevice: async () => device as never,
+    getDevice: async (_h, id) => {
+      throw new ProvisioError('NOT_FOUND', `test: ${id} missing`, { deviceMessage: `Device ${id} not found.` })
+    },
+    deleteDevice: async () => {},
+    listDevices: async () => [],
+    getTwin: async () => ({ deviceId: 'd1', etag: 't1' }) as never,
+    updateTwin: async () => ({ deviceId: 'd1', etag: 't2' }) as never,
+    ...hub,
+  }
+  return createDpsHttpHandler({ device: {} as DeviceApi, service: {} as ServiceApi, hub: api, clock: { now: () => 0 }, trackingId: () => 'trk' })
+}
+const req = (method: string, target: string, body = '', headers: Record<string, string> = { authorization: 'hub-token' }): HttpRequest => ({
+  method,
+  target,
+  headers: { 'content-type': 'application/json', ...headers },
+  body: new TextEncoder().encode(body),
+})
+
+describe('hub registry routes', () => {
+  it('answers errors in IoT Hub shape so azure-iot-http-base maps them (DeviceNotFound on 404)', async () => {
+    const res = await handlerWith({})(req('GET', '/devices/ghost?api-version=2021-04-12'))
+    expect(res.status).toBe(404)
+    expect(res.headers['iothub-errorcode']).toBe('DeviceNotFound')
+    expect(JSON.parse(res.body)).toEqual({ Message: 'ErrorCode:DeviceNotFound;Device ghost not found.', ExceptionMessage: expect.stringMatching(/^Tracking ID:trk-TimeStamp:1970-01-01T/) })
+  })
+
+  it('creates without If-Match, updates with it, and validates the body with the field named', async () => {
+    const calls: string[] = []
+    const handler = handlerWith({
+      createDevice: async (_h, spec) => (calls.push(`create ${spec.deviceId}`), device as never),
+      updateDevice: async (_h, spec, ifMatch) => (calls.push(`update ${spec.deviceId} ${ifMatch}`), device as never),
+    })
+    expect((await handler(req('PUT', '/devices/d1', '{"deviceId":"d1"}'))).headers.etag).toBe('"e1"')
+    await handler(req('PUT', '/devices/d1', '{"deviceId":"d1"}', { authorization: 'hub-token', 'if-match': '"*"' }))
+    expect(calls).toEqual(['create d1', 'update d1 "*"'])
+    const bad = await handler(req('PUT', '/devices/d1', '{"authentication":{"type":"sas","symmetricKey":{"primaryKey":"short"}}}'))
+    expect(bad.status).toBe(400)
+    expect(JSON.parse(bad.body).Message).toBe('ErrorCode:ArgumentInvalid;authentication.symmetricKey.primaryKey: must be base64 of 16 to 64 bytes')
+  })
+
+  it('refuses writes to reported properties, bad tokens, and unknown methods', async () => {
+    const handler = handlerWith({})
+    expect((await handler(req('PATCH', '/twins/d1', '{"properties":{"reported":{"x":1}}}'))).status).toBe(400)
+    const denied = await handler(req('GET', '/twins/d1', '', { authorization: 'forged' }))
+    expect(denied.status).toBe(401)
+    expect(denied.headers['iothub-errorcode']).toBe('IotHubUnauthorizedAccess')
+    expect((await handler(req('POST', '/twins/d1', '{}'))).status).toBe(405)
+  })
+})

@@ -1,0 +1,219 @@
+/**
+ * IoT Hub wire vocabulary that Provisio speaks as a hub and as a client of hubs: the registry
+ * REST shapes (api-version 2021-04-12, as azure-iothub sends and reads them), the registry API the
+ * HTTP codec calls, and the HubGateway port through which the engine writes device identities to
+ * any linked hub (DESIGN.md "Hubs").
+ */
+import { ProvisioError } from './errors.js'
+import type { InitialTwin } from './models/index.js'
+
+// ---------------------------------------------------------------------------------------------
+// Registry shapes
+
+/** How a device authenticates to the hub. */
+export type AuthenticationType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none'
+
+export interface DeviceAuthentication {
+  type: AuthenticationType
+  symmetricKey?: { primaryKey: string | null; secondaryKey: string | null }
+  x509Thumbprint?: { primaryThumbprint: string | null; secondaryThumbprint: string | null }
+}
+
+/** A device identity in the registry. */
+export interface DeviceIdentity {
+  deviceId: string
+  generationId: string
+  etag: string
+  status: 'enabled' | 'disabled'
+  statusReason?: string
+  statusUpdatedTime: string
+  connectionState: 'Connected' | 'Disconnected'
+  connectionStateUpdatedTime: string
+  lastActivityTime: string
+  cloudToDeviceMessageCount: number
+  authentication: DeviceAuthentication
+  capabilities: { iotEdge: boolean }
+}
+
+/** A twin property section: user properties plus `$version`. */
+export interface TwinProperties {
+  [name: string]: unknown
+  $version: number
+}
+
+/** A device twin. */
+export interface DeviceTwin {
+  deviceId: string
+  etag: string
+  version: number
+  status: 'enabled' | 'disabled'
+  authenticationType: AuthenticationType
+  capabilities: { iotEdge: boolean }
+  tags: Record<string, unknown>
+  properties: { desired: TwinProperties; reported: TwinProperties }
+}
+
+/** What a caller may set on a device identity. */
+export interface DeviceSpec {
+  readonly deviceId: string
+  readonly status?: 'enabled' | 'disabled'
+  readonly authentication: DeviceAuthentication
+  readonly capabilities?: { readonly iotEdge: boolean }
+}
+
+/** A twin patch: tags and desired properties (what the service side may change). */
+export interface TwinPatch {
+  readonly tags?: Record<string, unknown>
+  readonly properties?: { readonly desired?: Record<string, unknown> }
+}
+
+const SAS_KEY = /^[A-Za-z0-9+/]{22,86}={0,2}$/
+const THUMBPRINT = /^(?:[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$/
+const MAX_HUB_DEVICE_BODY_KEYS = 64
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function invalid(field: string, rule: string): ProvisioError {
+  return new ProvisioError('VALIDATION_FAILED', `${field}: ${rule}`, { deviceMessage: `${field}: ${rule}`, info: { field, rule } })
+}
+
+/**
+ * Validates a registry PUT body (`PUT /devices/{id}`). Empty key strings mean "generate"
+ * (azure-iothub sends `''` for keys it leaves to the hub); thumbprints are SHA-1 or SHA-256 hex.
+ * @param urlDeviceId the id in the URL, which the body must match when it names one
+ */
+export function validateDeviceSpec(json: unknown, urlDeviceId: string): DeviceSpec {
+  if (!isObject(json)) throw invalid('(body)', 'must be a JSON object')
+  if (Object.keys(json).length > MAX_HUB_DEVICE_BODY_KEYS) throw invalid('(body)', `must have at most ${MAX_HUB_DEVICE_BODY_KEYS} members`)
+  const id = json.deviceId
+  if (id !== undefined && id !== null && (typeof id !== 'string' || id.toLowerCase() !== urlDeviceId.toLowerCase())) {
+    throw invalid('deviceId', 'must equal the device id in the URL')
+  }
+  const status = json.status ?? undefined
+  if (status !== undefined && status !== 'enabled' && status !== 'disabled') throw invalid('status', 'must be "enabled" or "disabled"')
+  const auth = json.authentication ?? { type: 'sas' }
+  if (!isObject(auth)) throw invalid('authentication', 'must be an object')
+  const type = auth.type ?? 'sas'
+  if (type !== 'sas' && type !== 'selfSigned' && type !== 'certificateAuthority' && type !== 'none') {
+    throw invalid('authentication.type', 'must be sas, selfSigned, certificateAuthority or none')
+  }
+  const out: DeviceAuthentication = { type }
+  if (type === 'sas') {
+    const sk = auth.symmetricKey ?? {}
+    if (!isObject(sk)) throw invalid('authentication.symmetricKey', 'must be an object')
+    const key = (name: 'primaryKey' | 'secondaryKey'): string | null => {
+      const v = sk[name]
+      if (v === undefined || v === null || v === '') return null
+      if (typeof v !== 'string' || !SAS_KEY.test(v)) throw invalid(`authentication.symmetricKey.${name}`, 'must be base64 of 16 to 64 bytes')
+      return v
+    }
+    out.symmetricKey = { primaryKey: key('primaryKey'), secondaryKey: key('secondaryKey') }
+  }
+  if (type === 'selfSigned') {
+    const tp = auth.x509Thumbprint ?? {}
+    if (!isObject(tp)) throw invalid('authentication.x509Thumbprint', 'must be an object')
+    const thumb = (name: 'primaryThumbprint' | 'secondaryThumbprint'): string | null => {
+      const v = tp[name]
+      if (v === undefined || v === null || v === '') return null
+      if (typeof v !== 'string' || !THUMBPRINT.test(v)) throw invalid(`authentication.x509Thumbprint.${name}`, 'must be a SHA-1 or SHA-256 hex thumbprint')
+      return v.toUpperCase()
+    }
+    const primaryThumbprint = thumb('primaryThumbprint')
+    if (primaryThumbprint === null) throw invalid('authentication.x509Thumbprint.primaryThumbprint', 'is required for selfSigned devices')
+    out.x509Thumbprint = { primaryThumbprint, secondaryThumbprint: thumb('secondaryThumbprint') }
+  }
+  const caps = json.capabilities ?? undefined
+  if (caps !== undefined && (!isObject(caps) || (caps.iotEdge !== undefined && typeof caps.iotEdge !== 'boolean'))) {
+    throw invalid('capabilities.iotEdge', 'must be a boolean')
+  }
+  return {
+    deviceId: typeof id === 'string' ? id : urlDeviceId,
+    authentication: out,
+    ...(status === undefined ? {} : { status }),
+    ...(caps === undefined ? {} : { capabilities: { iotEdge: (caps as { iotEdge?: boolean }).iotEdge === true } }),
+  }
+}
+
+/** Validates a twin PATCH/PUT body: only `tags` and `properties.desired` may be written by the service. */
+export function validateTwinPatch(json: unknown): TwinPatch {
+  if (!isObject(json)) throw invalid('(body)', 'must be a JSON object')
+  const tags = json.tags ?? undefined
+  if (tags !== undefined && !isObject(tags)) throw invalid('tags', 'must be an object')
+  const props = json.properties ?? undefined
+  if (props !== undefined && !isObject(props)) throw invalid('properties', 'must be an object')
+  const desired = isObject(props) ? (props.desired ?? undefined) : undefined
+  if (desired !== undefined && !isObject(desired)) throw invalid('properties.desired', 'must be an object')
+  if (isObject(props) && props.reported !== undefined) throw invalid('properties.reported', 'is written by the device, not the service')
+  return {
+    ...(tags === undefined ? {} : { tags: tags as Record<string, unknown> }),
+    ...(desired === undefined ? {} : { properties: { desired: desired as Record<string, unknown> } }),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry API (what the HTTP codec calls for /devices and /twins)
+
+/** Permissions of hub shared access policies that the registry API checks. */
+export type HubPermission = 'RegistryRead' | 'RegistryWrite'
+
+/** The registry REST API of the hubs this server embeds. Refusals throw ProvisioError. */
+export interface HubRegistryApi {
+  /** Checks a hub service token (`sr={hub host}`, `skn={policy}`); returns the hub's host name. */
+  authorizeHub(token: string, permission: HubPermission): string
+  createDevice(hub: string, spec: DeviceSpec): Promise<DeviceIdentity>
+  /** Replaces a device (`If-Match` required by the SDK: `*` or its etag). */
+  updateDevice(hub: string, spec: DeviceSpec, ifMatch: string): Promise<DeviceIdentity>
+  getDevice(hub: string, deviceId: string): Promise<DeviceIdentity>
+  deleteDevice(hub: string, deviceId: string, ifMatch?: string): Promise<void>
+  listDevices(hub: string, top: number): Promise<DeviceIdentity[]>
+  getTwin(hub: string, deviceId: string): Promise<DeviceTwin>
+  updateTwin(hub: string, deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace: boolean }): Promise<DeviceTwin>
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine's port to hubs
+
+/** A linked IoT hub as the gateway needs it: where it is and how to sign requests to it. */
+export interface HubTarget {
+  readonly hostName: string
+  readonly connectionString: string
+}
+
+/** How the hub authenticates the device (the same credentials it proved to DPS, §2.2, §6). */
+export type HubDeviceAuth =
+  | { readonly type: 'sas'; readonly primaryKey: string; readonly secondaryKey: string }
+  | { readonly type: 'selfSigned'; readonly thumbprints: { readonly primary: string; readonly secondary?: string } }
+  | { readonly type: 'certificateAuthority' }
+
+/** Device twin, as far as provisioning reads and writes it. */
+export interface Twin {
+  tags?: Record<string, unknown>
+  properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> }
+}
+
+/** Arguments of HubGateway.createOrUpdateDevice. */
+export interface HubDeviceSpec {
+  readonly hub: HubTarget
+  readonly deviceId: string
+  readonly auth: HubDeviceAuth
+  readonly iotEdge: boolean
+  /** Twin to apply on creation or reset (tags + desired properties), from the enrollment or the webhook. */
+  readonly initialTwin?: InitialTwin
+  /** Twin carried over from the previous hub on migration (tags + desired properties). */
+  readonly migratedTwin?: Twin
+}
+
+/**
+ * The engine's only way to touch IoT hubs (DESIGN.md "Hubs"). Every call must be idempotent: an
+ * operation taken over after a crash repeats them.
+ */
+export interface HubGateway {
+  /** Creates the device identity or replaces its auth/capabilities; applies the twin if one is given. */
+  createOrUpdateDevice(spec: HubDeviceSpec): Promise<void>
+  /** The device's twin, or undefined when the device does not exist on that hub. */
+  getTwin(args: { readonly hub: HubTarget; readonly deviceId: string }): Promise<Twin | undefined>
+  /** Removes the identity; succeeds when it does not exist. */
+  deleteDevice(args: { readonly hub: HubTarget; readonly deviceId: string }): Promise<void>
+}

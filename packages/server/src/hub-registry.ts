@@ -1,0 +1,69 @@
+/**
+ * The registry REST API (protocol HubRegistryApi) over the hubs this server embeds. Hub service
+ * tokens are checked against the hub's shared access policies (`sr` = the hub host name, matched
+ * by path segment; `skn` = the policy). The owner policy (`iothubowner`) grants every registry
+ * permission, like IoT Hub's.
+ */
+import { ProvisioError, parseSasToken, verifySasToken } from '@provisio/protocol'
+import type { DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
+import type { EmbeddedHub } from '@provisio/hub'
+import type { PolicyState } from './state.js'
+
+export function createHubRegistryApi(
+  hubs: ReadonlyMap<string, EmbeddedHub>,
+  policiesOf: (hubHostName: string) => readonly PolicyState[],
+  clock: { now(): number },
+): HubRegistryApi {
+  const hubNamed = (name: string): EmbeddedHub => {
+    const hub = hubs.get(name.toLowerCase())
+    if (hub === undefined) throw new ProvisioError('NOT_FOUND', `no embedded hub named ${JSON.stringify(name.slice(0, 100))}`)
+    return hub
+  }
+  const missing = (hub: EmbeddedHub, deviceId: string) =>
+    new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId.slice(0, 130))} does not exist on hub ${hub.hostName}`, {
+      deviceMessage: `Device ${deviceId.slice(0, 130)} not found.`,
+    })
+
+  return {
+    authorizeHub(token: string, _permission: HubPermission): string {
+      const parsed = parseSasToken(token)
+      const host = parsed.resourceDecoded.split('/')[0]!
+      const hub = hubs.get(host.toLowerCase())
+      if (hub === undefined) throw new ProvisioError('SAS_WRONG_RESOURCE', `token resource ${JSON.stringify(host.slice(0, 100))} names no hub embedded here`)
+      const policy = policiesOf(hub.hostName).find((p) => p.name.toLowerCase() === (parsed.skn ?? '').toLowerCase())
+      if (policy === undefined) {
+        throw new ProvisioError('SAS_WRONG_KEY_NAME', `hub ${hub.hostName} has no shared access policy ${JSON.stringify((parsed.skn ?? '').slice(0, 64))}`)
+      }
+      const verdict = verifySasToken(parsed, {
+        keys: [policy.primaryKey, policy.secondaryKey],
+        expectedResource: hub.hostName,
+        resourceMatch: 'segmentPrefix',
+        keyName: policy.name,
+        nowSeconds: Math.floor(clock.now() / 1000),
+      })
+      if (!verdict.ok) throw verdict.error
+      return hub.hostName
+    },
+    createDevice: (hub, spec) => hubNamed(hub).createOrUpdateDevice(spec, { ifNoneMatch: true }),
+    updateDevice: (hub, spec, ifMatch) => hubNamed(hub).createOrUpdateDevice(spec, { ifMatch }),
+    async getDevice(hub, deviceId): Promise<DeviceIdentity> {
+      const h = hubNamed(hub)
+      const device = await h.getDevice(deviceId)
+      if (device === undefined) throw missing(h, deviceId)
+      return device
+    },
+    async deleteDevice(hub, deviceId, ifMatch): Promise<void> {
+      const h = hubNamed(hub)
+      if (!(await h.deleteDevice(deviceId, ifMatch === undefined ? {} : { ifMatch }))) throw missing(h, deviceId)
+    },
+    listDevices: (hub, top) => hubNamed(hub).listDevices({ limit: top }),
+    async getTwin(hub, deviceId): Promise<DeviceTwin> {
+      const h = hubNamed(hub)
+      const twin = await h.getTwin(deviceId)
+      if (twin === undefined) throw missing(h, deviceId)
+      return twin
+    },
+    updateTwin: (hub, deviceId, patch, options) =>
+      hubNamed(hub).updateTwin(deviceId, patch, { replace: options.replace, ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }) }),
+  }
+}
