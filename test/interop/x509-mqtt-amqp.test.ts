@@ -1,0 +1,122 @@
+// Proof of issue 8 on the other transports: azure-iot-security-x509 with Microsoft's Mqtt, MqttWs,
+// Amqp and AmqpWs provisioning transports registers through an individual enrollment and through
+// groups on a root (RSA-2048) and on an intermediate (P-256), all made by openssl; an expired
+// device certificate is refused on each with the reason in the engine's registrationFailed event.
+// The client certificate rides in TLS on every transport (dps-protocol.md §6); the unmodified
+// clients are pointed at the test server as in mqtt-symmetric-key / amqp-symmetric-key.
+import type * as HttpsModule from 'node:https'
+import { createRequire } from 'node:module'
+import type * as TlsModule from 'node:tls'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
+import { Mqtt, MqttWs } from 'azure-iot-provisioning-device-mqtt'
+import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
+import { MqttBase } from 'azure-iot-mqtt-base'
+import { X509Security } from 'azure-iot-security-x509'
+import { startTestServer, type TestServer } from '../lib/server.js'
+import { OpensslPki, type Issued } from './x509-openssl.js'
+
+const require = createRequire(import.meta.url)
+// CommonJS module objects: their properties can be replaced (an ES namespace is read-only).
+const tls = require('node:tls') as typeof TlsModule
+const https = require('node:https') as typeof HttpsModule
+
+let server: TestServer
+let pki: OpensslPki
+let restoreTls: () => void
+let rsaRoot: Issued
+let rsaIntermediate: Issued
+let ecRoot: Issued
+let ecIntermediate: Issued
+const failures: { registrationId: string; reason: string; errorCode: number }[] = []
+
+/** An https.Agent whose TLS connections dial the test server's HTTPS port (the WebSocket clients always dial 443). */
+function webSocketAgent(): HttpsModule.Agent {
+  const agent = new https.Agent({ keepAlive: false })
+  ;(agent as unknown as { createConnection: (options: TlsModule.ConnectionOptions, callback?: () => void) => TlsModule.TLSSocket }).createConnection = (options, callback) =>
+    tls.connect({ ...options, port: server.port, ca: server.caPem, servername: 'localhost' }, callback)
+  return agent
+}
+
+const TRANSPORTS = {
+  mqtt: { host: () => `localhost:${server.endpoints.ports.mqtt}`, make: () => { const b = new MqttBase(); b.setOptions({ ca: server.caPem } as never); return new Mqtt(b as never) } },
+  'mqtt-ws': { host: () => 'localhost', make: () => { const b = new MqttBase(); b.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: webSocketAgent() } } as never); return new MqttWs(b as never) } },
+  amqp: { host: () => `localhost:${server.endpoints.ports.amqp}`, make: () => new Amqp() },
+  'amqp-ws': { host: () => 'localhost', make: () => { const t = new AmqpWs(); t.setTransportOptions({ webSocketAgent: webSocketAgent() } as never); return t } },
+} as const
+type Transport = keyof typeof TRANSPORTS
+
+function register(transport: Transport, registrationId: string, cert: string, key: string): Promise<{ assignedHub: string; deviceId: string }> {
+  const t = TRANSPORTS[transport]
+  // Two copies of azure-iot-common in node_modules make the SDK's own types disagree; the objects fit.
+  const client = ProvisioningDeviceClient.create(t.host(), server.endpoints.idScope, t.make() as never, new X509Security(registrationId, { cert, key }) as never)
+  return new Promise((resolve, reject) => {
+    client.register((err?: Error, result?: unknown) => (err ? reject(err) : resolve(result as { assignedHub: string; deviceId: string })))
+  })
+}
+
+beforeAll(async () => {
+  server = await startTestServer()
+  server.engine.on('registrationFailed', (e) => void failures.push(e))
+  const original = tls.connect
+  const amqpPort = server.endpoints.ports.amqp
+  const caPem = server.caPem
+  // rhea calls tls.connect(port, host, options, callback): add the dev CA for our AMQPS port.
+  tls.connect = ((...args: unknown[]) => {
+    if (Number(args[0]) === amqpPort && typeof args[2] === 'object' && args[2] !== null) {
+      return original(Number(args[0]), args[1] as string, { ...(args[2] as TlsModule.ConnectionOptions), ca: caPem }, args[3] as () => void)
+    }
+    return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)
+  }) as typeof tls.connect
+  restoreTls = () => {
+    tls.connect = original
+  }
+  pki = new OpensslPki()
+  rsaRoot = pki.root('Transport Root RSA', 'rsa')
+  rsaIntermediate = pki.issue('Transport Intermediate RSA', 'rsa', rsaRoot, { ca: true })
+  ecRoot = pki.root('Transport Root P-256', 'ec')
+  ecIntermediate = pki.issue('Transport Intermediate P-256', 'ec', ecRoot, { ca: true })
+  const idScope = server.endpoints.idScope
+  await server.engine.createOrUpdateEnrollmentGroup(idScope, { enrollmentGroupId: 'transport-rsa-root', attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: rsaRoot.pem } } } } })
+  await server.engine.createOrUpdateEnrollmentGroup(idScope, { enrollmentGroupId: 'transport-ec-intermediate', attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: ecIntermediate.pem } } } } })
+}, 60_000)
+
+afterAll(async () => {
+  restoreTls?.()
+  await server?.stop()
+  pki?.dispose()
+})
+
+describe.each(Object.keys(TRANSPORTS) as Transport[])('azure-iot-security-x509 over %s', (transport) => {
+  it('registers through an individual enrollment (self-signed P-256)', async () => {
+    const id = `x509-${transport}-individual`
+    const device = pki.selfSignedDevice(id, 'ec')
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, { registrationId: id, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: device.pem } } } } })
+    const result = await register(transport, id, device.pem, device.keyPem)
+    expect(result).toMatchObject({ assignedHub: 'localhost', deviceId: id })
+    expect((await server.hubs.get('localhost')!.getDevice(id))?.authentication.type).toBe('selfSigned')
+  })
+
+  it('registers through a group on the root (RSA-2048, leaf + intermediate sent)', async () => {
+    const id = `x509-${transport}-rsa`
+    const leaf = pki.issue(id, 'rsa', rsaIntermediate)
+    expect((await register(transport, id, leaf.pem + rsaIntermediate.pem, leaf.keyPem)).assignedHub).toBe('localhost')
+    expect((await server.engine.getRegistrationState(server.endpoints.idScope, id)).status).toBe('assigned')
+  })
+
+  it('registers through a group on an intermediate (P-256)', async () => {
+    const id = `x509-${transport}-ec`
+    const leaf = pki.issue(id, 'ec', ecIntermediate)
+    expect((await register(transport, id, leaf.pem + ecIntermediate.pem, leaf.keyPem)).assignedHub).toBe('localhost')
+    expect((await server.hubs.get('localhost')!.getDevice(id))?.authentication.type).toBe('certificateAuthority')
+  })
+
+  it('refuses an expired device certificate with the reason', async () => {
+    const id = `x509-${transport}-expired`
+    const leaf = pki.issue(id, 'ec', ecIntermediate, { days: -1 })
+    await expect(register(transport, id, leaf.pem + ecIntermediate.pem, leaf.keyPem)).rejects.toBeDefined()
+    const f = failures.filter((e) => e.registrationId === id).at(-1)
+    expect(f?.errorCode).toBe(401002)
+    expect(f?.reason).toMatch(/certificate 0 \('CN=x509-[a-z-]+-expired'.*expired at/)
+  })
+})
