@@ -41,7 +41,7 @@ export interface PostgresStoreOptions {
    * parameter of the URL, else `provisio`.
    */
   readonly schema?: string
-  /** Connections in the pool (default 10). Every instance holds its own pool. */
+  /** Connections in the pool (default: the URL's `pool_max`, else 10). Every instance holds its own pool. */
   readonly maxConnections?: number
   /** How long to wait for a connection, ms (default 5000); also bounds the first connect. */
   readonly connectionTimeoutMs?: number
@@ -509,6 +509,17 @@ function registrationColumns(record: RegistrationRecord | undefined): unknown[] 
   return [true, keyOf(record.state.registrationId), record.state.etag, groupKey(record), JSON.stringify(record)]
 }
 
+/** `pool_max` query parameter of a store URL (the CLI's way to size the pool), default 10. */
+function poolMaxFromUrl(url: URL): number {
+  const raw = url.searchParams.get('pool_max')
+  if (raw === null) return 10
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 1 || n > 1000) {
+    throw new PostgresStoreError('POSTGRES_CONFIG_INVALID', `PostgreSQL URL parameter pool_max must be an integer from 1 to 1000, got ${JSON.stringify(raw)}`)
+  }
+  return n
+}
+
 /** Where a URL points, without credentials (for error messages and logs). */
 export function describePostgresUrl(url: string): string {
   try {
@@ -523,9 +534,9 @@ export function describePostgresUrl(url: string): string {
  * Opens a pool on a PostgreSQL database, checks it can be reached, migrates the schema (once,
  * whatever the number of instances starting at the same time) and returns the store.
  *
- * @param target a `postgres://` or `postgresql://` URL (query parameter `schema` picks the
- *   schema; other parameters go to node-postgres), or an existing pg.Pool (then `close()`
- *   leaves it open)
+ * @param target a `postgres://` or `postgresql://` URL (query parameters: `schema` picks the
+ *   schema, `pool_max` sizes the pool; others go to node-postgres, e.g. `sslmode`), or an
+ *   existing pg.Pool (then `close()` leaves it open)
  * @throws PostgresStoreError `POSTGRES_UNREACHABLE` with the host, port, database and cause
  *   when no connection can be made; `POSTGRES_SCHEMA_TOO_NEW`; `POSTGRES_CONFIG_INVALID`
  * @example
@@ -549,11 +560,13 @@ export async function createPostgresStore(target: string | pg.Pool, options: Pos
       throw new PostgresStoreError('POSTGRES_CONFIG_INVALID', `PostgreSQL URL must start with postgres:// or postgresql://, got ${url.protocol}//`)
     }
     schema ??= url.searchParams.get('schema') ?? undefined
+    const max = options.maxConnections ?? poolMaxFromUrl(url)
     url.searchParams.delete('schema')
+    url.searchParams.delete('pool_max')
     where = describePostgresUrl(target)
     pool = new pg.Pool({
       connectionString: url.toString(),
-      max: options.maxConnections ?? 10,
+      max,
       connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
       idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
       statement_timeout: options.statementTimeoutMs ?? 30_000,

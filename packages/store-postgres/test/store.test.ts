@@ -54,8 +54,9 @@ describe.skipIf(!available)('PostgresStore', () => {
   it('takes the schema from the URL query and refuses a newer schema', async () => {
     const schema = uniqueSchema('provisio_test_url')
     schemas.push(schema)
-    const store = await createPostgresStore(`${POSTGRES_URL}?schema=${schema}`)
+    const store = await createPostgresStore(`${POSTGRES_URL}?schema=${schema}&pool_max=3`)
     expect(store.schema).toBe(schema)
+    expect(store.pool.options.max).toBe(3)
     await store.pool.query(`INSERT INTO "${schema}".schema_migrations (version, name) VALUES (999, 'future')`)
     await store.close()
     await expect(createPostgresStore(POSTGRES_URL, { schema })).rejects.toMatchObject({ code: 'POSTGRES_SCHEMA_TOO_NEW', message: expect.stringMatching(/version 999, newer/) })
@@ -67,6 +68,7 @@ describe.skipIf(!available)('PostgresStore', () => {
     expect(error).toMatchObject({ code: 'POSTGRES_UNREACHABLE', message: expect.stringMatching(/127\.0\.0\.1:1\/none.*ECONNREFUSED/) })
     await expect(createPostgresStore(POSTGRES_URL, { schema: 'bad"name' })).rejects.toMatchObject({ code: 'POSTGRES_CONFIG_INVALID' })
     await expect(createPostgresStore('mysql://x@y/z')).rejects.toMatchObject({ code: 'POSTGRES_CONFIG_INVALID' })
+    await expect(createPostgresStore(`${POSTGRES_URL}?pool_max=0`)).rejects.toMatchObject({ code: 'POSTGRES_CONFIG_INVALID', message: expect.stringMatching(/pool_max/) })
     const missingDb = await createPostgresStore(POSTGRES_URL.replace(/\/[^/]*$/, '/provisio_no_such_database')).catch((e: unknown) => e)
     expect(missingDb).toMatchObject({ code: 'POSTGRES_UNREACHABLE', message: expect.stringMatching(/provisio_no_such_database/) })
   })
