@@ -8,11 +8,22 @@ import { resolve } from 'node:path'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
+/** An embedded hub and how DPS allocates to it (DESIGN.md "Hubs"). */
+export interface HubConfig {
+  readonly hostName: string
+  /** Weight for hashed allocation, 1-1000 (default 1). */
+  readonly allocationWeight?: number
+  /** Whether the instance's allocation policy may choose it (default true). */
+  readonly applyAllocationPolicy?: boolean
+}
+
 export interface ServeConfig {
   /** Host name devices and SDKs use to reach this server (TLS SNI, certificate SAN). */
   readonly host: string
   /** Further names and addresses the server certificate must cover. */
   readonly hostNames: readonly string[]
+  /** Embedded hubs linked to the DPS instance; none declared means one hub named after `host`. */
+  readonly hubs: readonly HubConfig[]
   /** Address the listeners bind (default loopback only). */
   readonly bind: string
   readonly httpsPort: number
@@ -43,6 +54,7 @@ export interface ServeConfig {
 export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   host: 'localhost',
   hostNames: [],
+  hubs: [],
   bind: '127.0.0.1',
   httpsPort: 8443,
   mqttPort: 8883,
@@ -62,12 +74,13 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'count'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'count' | 'hubs'
   readonly help: string
 }
 
 export const SETTINGS: readonly Setting[] = [
   { key: 'host', env: 'PROVISIO_HOST', flag: 'host', kind: 'string', help: 'host name devices connect to (default localhost)' },
+  { key: 'hubs', env: 'PROVISIO_HUBS', flag: 'hubs', kind: 'hubs', help: 'embedded hubs: host names, comma-separated (the config file also takes weights)' },
   { key: 'hostNames', env: 'PROVISIO_HOST_NAMES', flag: 'host-names', kind: 'list', help: 'extra certificate names, comma-separated' },
   { key: 'bind', env: 'PROVISIO_BIND', flag: 'bind', kind: 'string', help: 'listen address (default 127.0.0.1; 0.0.0.0 for all)' },
   { key: 'httpsPort', env: 'PROVISIO_HTTPS_PORT', flag: 'https-port', kind: 'port', help: 'HTTPS + WebSocket port (default 8443; 443 as root)' },
@@ -118,6 +131,35 @@ function parseValue(setting: Setting, raw: unknown, source: string): unknown {
       const n = typeof raw === 'number' ? raw : Number(raw)
       if (!Number.isInteger(n) || n < 0 || n > 1_000_000_000) throw new ConfigError(`${where} must be a whole number from 0 to 1000000000, got ${JSON.stringify(raw)}`)
       return n
+    }
+    case 'hubs': {
+      // Flags and environment give host names; the config file may give objects with weights.
+      const items: unknown[] = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter((x) => x !== '') : []
+      if (!Array.isArray(raw) && typeof raw !== 'string') throw new ConfigError(`${where} must be a list of hubs`)
+      if (items.length > 50) throw new ConfigError(`${where} may declare at most 50 hubs (DPS links at most 50)`)
+      const hubs = items.map((item, i): HubConfig => {
+        const hub = typeof item === 'string' ? { hostName: item } : item
+        if (typeof hub !== 'object' || hub === null || Array.isArray(hub)) throw new ConfigError(`${where}[${i}] must be a host name or an object with hostName`)
+        const { hostName, allocationWeight, applyAllocationPolicy, ...rest } = hub as Record<string, unknown>
+        if (Object.keys(rest).length > 0) throw new ConfigError(`${where}[${i}] has unknown member "${Object.keys(rest)[0]}"`)
+        if (typeof hostName !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(hostName)) {
+          throw new ConfigError(`${where}[${i}].hostName must be a DNS host name`)
+        }
+        if (allocationWeight !== undefined && (!Number.isInteger(allocationWeight) || (allocationWeight as number) < 1 || (allocationWeight as number) > 1000)) {
+          throw new ConfigError(`${where}[${i}].allocationWeight must be an integer from 1 to 1000`)
+        }
+        if (applyAllocationPolicy !== undefined && typeof applyAllocationPolicy !== 'boolean') {
+          throw new ConfigError(`${where}[${i}].applyAllocationPolicy must be true or false`)
+        }
+        return {
+          hostName,
+          ...(allocationWeight === undefined ? {} : { allocationWeight: allocationWeight as number }),
+          ...(applyAllocationPolicy === undefined ? {} : { applyAllocationPolicy }),
+        }
+      })
+      const names = new Set(hubs.map((h) => h.hostName.toLowerCase()))
+      if (names.size !== hubs.length) throw new ConfigError(`${where} names a hub twice`)
+      return hubs
     }
     case 'level':
       if (raw !== 'error' && raw !== 'warn' && raw !== 'info' && raw !== 'debug') {

@@ -58,7 +58,9 @@ export interface RunningServer {
 
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
-  const local = loadOrCreateState(config.dataDir, config.host)
+  // Embedded hubs: as declared, or one named after the host.
+  const hubConfigs = config.hubs.length > 0 ? config.hubs : [{ hostName: config.host }]
+  const local = loadOrCreateState(config.dataDir, hubConfigs.map((h) => h.hostName))
   // ---- PostgreSQL (several instances on one database): opened first, since the DPS instance
   // state is shared through the database (see postgres.ts) ----
   const postgres: PostgresStores | undefined = isPostgresStore(config.store)
@@ -73,7 +75,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   if (config.certFile !== undefined && config.keyFile !== undefined) {
     tls = { key: readFileSync(config.keyFile, 'utf8'), cert: readFileSync(config.certFile, 'utf8'), caPath: config.certFile }
   } else {
-    const names = unique([config.host, 'localhost', '127.0.0.1', ...config.hostNames, ...state.hubs.map((h) => h.hostName)])
+    const names = unique([config.host, 'localhost', '127.0.0.1', ...config.hostNames, ...hubConfigs.map((h) => h.hostName)])
     const pki = await ensureDevPki(config.dataDir, names, Date.now())
     if (pki.created.ca) log.info('created a development CA', { path: pki.caCertificatePath })
     if (pki.created.server) log.info('issued a server certificate', { names: names.join(',') })
@@ -102,12 +104,22 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const clock = { now: () => Date.now() }
   const random = pooledRandom()
   const hubs = new Map<string, EmbeddedHub>()
-  for (const h of state.hubs) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
+  const declared = hubConfigs.map((c) => ({ config: c, state: state.hubs.find((h) => h.hostName.toLowerCase() === c.hostName.toLowerCase()) }))
+  const hubStates = declared.flatMap((d) => (d.state === undefined ? [] : [{ ...d.state, config: d.config }]))
+  if (hubStates.length !== declared.length) {
+    log.warn('declared hubs missing from the shared state are not served', { missing: declared.filter((d) => d.state === undefined).map((d) => d.config.hostName).join(',') })
+  }
+  for (const h of hubStates) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
 
   const instance: InstanceConfig = {
     idScope: state.idScope,
     serviceHostName: config.host,
-    linkedHubs: state.hubs.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    linkedHubs: hubStates.map((h) => ({
+      hostName: h.hostName,
+      connectionString: hubConnectionString(h),
+      ...(h.config.allocationWeight === undefined ? {} : { allocationWeight: h.config.allocationWeight }),
+      ...(h.config.applyAllocationPolicy === undefined ? {} : { applyAllocationPolicy: h.config.applyAllocationPolicy }),
+    })),
     accessPolicies: state.servicePolicies.map((p) => ({ ...p, permissions: SERVICE_PERMISSIONS })),
   }
   // ---- X.509 attestation (dps-protocol.md §6): the HTTPS adapter hands the client chain over as evidence ----
@@ -205,7 +217,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
     caCertificate: tls.caPath,
     ports: { https: port, mqtt: mqttPort },
-    hubs: state.hubs.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    hubs: hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
   }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
 

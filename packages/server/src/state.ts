@@ -38,7 +38,7 @@ function policy(name: string): PolicyState {
 }
 
 /** Loads the state, creating it on first start. Returns whether it was created. */
-export function loadOrCreateState(dataDir: string, hubHostName: string): { state: ServerState; created: boolean } {
+export function loadOrCreateState(dataDir: string, hubHostNames: readonly string[]): { state: ServerState; created: boolean } {
   const path = join(dataDir, FILE)
   if (existsSync(path)) {
     let json: ServerState
@@ -50,13 +50,18 @@ export function loadOrCreateState(dataDir: string, hubHostName: string): { state
     if (json.version !== 1 || !isValidIdScope(json.idScope) || !Array.isArray(json.hubs) || !Array.isArray(json.servicePolicies)) {
       throw new Error(`${path} is not a Provisio state file of version 1`)
     }
-    return { state: json, created: false }
+    // Hubs declared since the last start get their owner policy now; the others keep their keys.
+    const missing = hubHostNames.filter((name) => !json.hubs.some((h) => h.hostName.toLowerCase() === name.toLowerCase()))
+    if (missing.length === 0) return { state: json, created: false }
+    const grown: ServerState = { ...json, hubs: [...json.hubs, ...missing.map((hostName) => ({ hostName, policies: [policy('iothubowner')] }))] }
+    writeFileAtomic(path, JSON.stringify(grown, null, 2) + '\n', 0o600)
+    return { state: grown, created: false }
   }
   const state: ServerState = {
     version: 1,
     idScope: generateIdScope((n) => new Uint8Array(randomBytes(n))),
     servicePolicies: [policy('provisioningserviceowner')],
-    hubs: [{ hostName: hubHostName, policies: [policy('iothubowner')] }],
+    hubs: hubHostNames.map((hostName) => ({ hostName, policies: [policy('iothubowner')] })),
   }
   writeFileAtomic(path, JSON.stringify(state, null, 2) + '\n', 0o600)
   return { state, created: true }

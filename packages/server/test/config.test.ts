@@ -46,3 +46,23 @@ describe('rate limit settings', () => {
     expect(() => resolveConfig({ 'polls-per-10s': '-1' }, {}, '/tmp')).toThrow(/pollsPer10Seconds \(--polls-per-10s\) must be a whole number/)
   })
 })
+
+describe('hubs setting', () => {
+  it('takes host names from flags and objects with weights from the config file', () => {
+    expect(resolveConfig({ hubs: 'a.example, b.example' }, {}, '/tmp').hubs).toEqual([{ hostName: 'a.example' }, { hostName: 'b.example' }])
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    writeFileSync(join(dir, 'c.json'), JSON.stringify({ hubs: [{ hostName: 'a.example', allocationWeight: 7 }, { hostName: 'b.example', applyAllocationPolicy: false }] }))
+    expect(resolveConfig({ config: 'c.json' }, {}, dir).hubs).toEqual([{ hostName: 'a.example', allocationWeight: 7 }, { hostName: 'b.example', applyAllocationPolicy: false }])
+  })
+
+  it.each([
+    ['[{"hostName":"a.example","allocationWeight":0}]', /allocationWeight must be an integer from 1 to 1000/],
+    ['[{"hostName":"bad host"}]', /hostName must be a DNS host name/],
+    ['[{"hostName":"a.example","weight":2}]', /unknown member "weight"/],
+    ['["a.example","A.example"]', /names a hub twice/],
+  ])('refuses %s', (hubs, message) => {
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    writeFileSync(join(dir, 'c.json'), `{"hubs":${hubs}}`)
+    expect(() => resolveConfig({ config: 'c.json' }, {}, dir)).toThrow(message)
+  })
+})
