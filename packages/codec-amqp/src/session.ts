@@ -71,7 +71,7 @@ export interface AmqpLimits {
   readonly linkCredit: number
   /** Bytes of a TPM activation blob per SASL challenge (§5.3: C caps frames at ~470 bytes). */
   readonly tpmChunkBytes: number
-  /** Requests of one connection answered concurrently; further transfers wait in the input. */
+  /** Requests answered or awaiting credit per connection above which no more credit is granted. */
   readonly maxInFlight: number
 }
 
@@ -431,7 +431,10 @@ export class AmqpDeviceSession {
       (async (e, scope, id) => {
         await this.#o.device.registrationStatus({ idScope: scope, registrationId: id, evidence: e })
       })
-    authenticate(evidence, idScope, registrationId).then(
+    // Through a promise, so a verifier that throws synchronously is a refusal like any other.
+    Promise.resolve()
+      .then(() => authenticate(evidence, idScope, registrationId))
+      .then(
       () =>
         this.#resume(() => {
           this.#identity = { kind: 'credential', idScope, registrationId, evidence }
@@ -640,6 +643,7 @@ export class AmqpDeviceSession {
       // §2.6.7: credit = delivery-count(receiver) + link-credit(receiver) - delivery-count(sender).
       link.credit = Math.max(0, numberOr(p['delivery_count'], 0) + numberOr(p['link_credit'], 0) - link.deliveryCount)
       this.#flush(session)
+      this.#replenish(session)
       if (p['drain'] === true && link.credit > 0) {
         // Nothing more to send: use up the credit and tell the receiver (§2.6.7 drain).
         link.deliveryCount += link.credit
@@ -707,11 +711,8 @@ export class AmqpDeviceSession {
     link.partial = undefined
     link.credit--
     link.deliveryCount = (link.deliveryCount + 1) >>> 0
-    if (link.credit <= this.#limits.linkCredit / 2) {
-      link.credit = this.#limits.linkCredit
-      this.#sendFlow(session, link)
-    }
     this.#request(session, link, partial.deliveryId, partial.settled, partial.bytes)
+    this.#replenish(session)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -727,7 +728,6 @@ export class AmqpDeviceSession {
     }
     const correlationId = decoded.correlation_id
     this.#inFlight++
-    if (this.#inFlight >= this.#limits.maxInFlight) this.#paused = true
     this.#answer(link, decoded).then(
       (response) => this.#complete(session, link, deliveryId, settled, correlationId, response, undefined),
       (error: unknown) => this.#complete(session, link, deliveryId, settled, correlationId, undefined, error),
@@ -785,21 +785,42 @@ export class AmqpDeviceSession {
     error: unknown,
   ): void {
     this.#inFlight--
-    if (this.#phase === 'closed' || this.#sessions.get(session.remoteChannel) !== session) return
-    try {
-      if (response !== undefined) {
-        if (!settled) this.#disposition(session, deliveryId, message.accepted().described())
-        this.#queueAnswer(session, link, correlationId, response)
-      } else if (!settled) {
-        this.#disposition(session, deliveryId, message.rejected({ error: this.#rejection(error) }).described())
+    if (this.#phase === 'closed') return
+    if (this.#sessions.get(session.remoteChannel) === session) {
+      try {
+        if (response !== undefined) {
+          if (!settled) this.#disposition(session, deliveryId, message.accepted().described())
+          this.#queueAnswer(session, link, correlationId, response)
+        } else if (!settled) {
+          this.#disposition(session, deliveryId, message.rejected({ error: this.#rejection(error) }).described())
+        }
+      } catch (failure) {
+        this.#fail(failure)
+        return
       }
-    } catch (failure) {
-      this.#fail(failure)
-      return
     }
-    if (this.#paused && this.#inFlight < this.#limits.maxInFlight && this.#phase === 'open') {
-      this.#paused = false
-      this.#drain()
+    for (const s of this.#sessions.values()) this.#replenish(s)
+  }
+
+  /** Requests being answered plus answers waiting for credit on the device's receiver link. */
+  #backlog(): number {
+    let queued = 0
+    for (const s of this.#sessions.values()) queued += s.outbox.length
+    return this.#inFlight + queued
+  }
+
+  /**
+   * Tops up credit on the device's sender links once half is used, but only while the backlog is
+   * under maxInFlight: AMQP flow control (§2.6.7) is what bounds the work a device can queue — one
+   * that sends requests and never grants credit for the answers simply gets no more credit.
+   */
+  #replenish(session: Session): void {
+    if (this.#backlog() >= this.#limits.maxInFlight) return
+    for (const link of session.links.values()) {
+      if (link.direction === 'in' && link.credit <= this.#limits.linkCredit / 2) {
+        link.credit = this.#limits.linkCredit
+        this.#sendFlow(session, link)
+      }
     }
   }
 

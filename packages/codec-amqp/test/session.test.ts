@@ -377,6 +377,35 @@ describe('requests and refusals', () => {
     expect(decodeMessage(h.output().at(-1)!.payload!).correlation_id).toBe('late')
   })
 
+  it('stops granting request credit while answers wait for receiver credit, and resumes after', async () => {
+    const { api } = fakeDevice()
+    const h = harness(api, { limits: { linkCredit: 4, maxInFlight: 4 } })
+    for (const b of [SASL_HEADER, plainInit(ADDRESS, GOOD_SAS), AMQP_HEADER, open(), begin(), attachReceiver(), attachSender()]) {
+      h.session.push(b)
+      await h.settle()
+    }
+    const inHandle = h.output().find((w) => w.name === 'attach' && w.p['role'] === true)!.p['handle']
+    const creditLimit = () => {
+      const flows = h.output().filter((w) => w.name === 'flow' && w.p['handle'] === inHandle)
+      const last = flows.at(-1)!
+      return (last.p['delivery_count'] as number) + (last.p['link_credit'] as number)
+    }
+    let sent = 0
+    while (sent < creditLimit() && sent < 50) {
+      h.session.push(request(sent, registerMessage(`c${sent}`)))
+      await h.settle()
+      sent++
+    }
+    // Credit stopped at the backlog limit: 4 answers queued, at most one more top-up granted.
+    expect(sent).toBeLessThanOrEqual(8)
+    expect(h.output().filter((w) => w.name === 'transfer')).toEqual([])
+    expect(h.closes).toEqual([])
+    h.session.push(grant(100))
+    await h.settle()
+    expect(h.output().filter((w) => w.name === 'transfer')).toHaveLength(sent)
+    expect(creditLimit()).toBeGreaterThan(sent)
+  })
+
   it('detaches a link whose address names another registration', async () => {
     const { api } = fakeDevice()
     const h = harness(api)

@@ -92,7 +92,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
     )
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (!isBinary) {
-        entry.session.push(new Uint8Array(0))
+        // AMQPWSB10 carries AMQP bytes in binary messages only.
         entry.session.shutdown('text WebSocket messages are not AMQP frames')
         return
       }
