@@ -13,8 +13,12 @@
  *
  * Sizes are bounded by MAX_COMMAND_SIZE; an unknown request code or an oversized command ends the
  * connection (the simulator does the same).
+ *
+ * The TPM behind the front is a backend: our software TPM by default, or `swtpmBackend`, a bridge
+ * to swtpm's raw command socket (swtpm speaks plain TPM commands, not the simulator protocol,
+ * §11), so simulator clients can use a real TPM 2.0 implementation.
  */
-import { createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { MAX_COMMAND_SIZE, SoftwareTpm } from '@provisio/tpm'
 
@@ -32,9 +36,19 @@ const SERVER_VERSION = 1
 /** TPM properties bits of the handshake: the simulator reports "TPM in simulator" style flags; 0 is accepted. */
 const TPM_PROPERTIES = 0
 
+/** The TPM behind the front: executes one TPM 2.0 command, returns its response. */
+export interface TpmBackend {
+  execute(command: Uint8Array): Uint8Array | Promise<Uint8Array>
+  /** Platform power cycle (transient state lost). */
+  restart?(): void
+  close?(): void
+}
+
 /** Options of startTpmSimulator. */
 export interface TpmSimulatorOptions {
-  /** The TPM to serve; a fresh one from `seed` when omitted. */
+  /** Another TPM to serve (e.g. swtpmBackend); `tpm`/`seed` are ignored then. */
+  readonly backend?: TpmBackend
+  /** The software TPM to serve; a fresh one from `seed` when omitted. */
   readonly tpm?: SoftwareTpm
   /** Seed of a fresh TPM (≥ 16 bytes). */
   readonly seed?: Uint8Array
@@ -45,7 +59,8 @@ export interface TpmSimulatorOptions {
 
 /** A running simulator front. */
 export interface TpmSimulator {
-  readonly tpm: SoftwareTpm
+  /** The software TPM served, unless another backend was given. */
+  readonly tpm: SoftwareTpm | undefined
   readonly host: string
   /** Command port; the platform port is `port + 1`. */
   readonly port: number
@@ -100,7 +115,11 @@ function listen(server: Server, port: number, host: string): Promise<number> {
 
 /** Starts the command and platform listeners over a software TPM. */
 export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Promise<TpmSimulator> {
-  const tpm = options.tpm ?? new SoftwareTpm({ seed: options.seed ?? new Uint8Array(32) })
+  const tpm = options.backend ? undefined : (options.tpm ?? new SoftwareTpm({ seed: options.seed ?? new Uint8Array(32) }))
+  const backend: TpmBackend = options.backend ?? {
+    execute: (command) => tpm!.execute(command),
+    restart: () => tpm!.restart(),
+  }
   const host = options.host ?? '127.0.0.1'
   const sockets = new Set<Socket>()
   let powered = true
@@ -108,6 +127,8 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
   const command = createServer((socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
+    // Commands of one connection run one after another, answers in order.
+    let queue: Promise<void> = Promise.resolve()
     framed(socket, (take) => {
       const code = take(4)?.readUInt32BE(0)
       if (code === undefined) return 'wait'
@@ -124,8 +145,15 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
           if (size > MAX_COMMAND_SIZE) return false
           const body = take(size)
           if (body === undefined) return 'wait'
-          const response = Buffer.from(tpm.execute(new Uint8Array(body)))
-          socket.write(Buffer.concat([u32(response.length), response, u32(0)]))
+          const bytes = new Uint8Array(body)
+          queue = queue.then(async () => {
+            try {
+              const response = Buffer.from(await backend.execute(bytes))
+              if (!socket.destroyed) socket.write(Buffer.concat([u32(response.length), response, u32(0)]))
+            } catch {
+              socket.destroy()
+            }
+          })
           return true
         }
         case SESSION_END:
@@ -148,14 +176,14 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
       if (code === undefined) return 'wait'
       switch (code) {
         case SIGNAL_POWER_ON:
-          if (!powered) tpm.restart()
+          if (!powered) backend.restart?.()
           powered = true
           break
         case SIGNAL_POWER_OFF:
           powered = false
           break
         case SIGNAL_RESET:
-          tpm.restart()
+          backend.restart?.()
           break
         case SIGNAL_NV_ON:
         case SIGNAL_NV_OFF:
@@ -196,10 +224,64 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
   function close(): Promise<void> {
     closing ??= (async () => {
       for (const s of sockets) s.destroy()
+      backend.close?.()
       await Promise.all([command, platform].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
     })()
     return closing
   }
 
   return { tpm, host, port, close }
+}
+
+/**
+ * A backend that forwards each command to swtpm's raw TPM socket (`swtpm socket --server
+ * type=tcp,port=N`): write the command, read the 10-byte response header, then the rest of the
+ * size it announces (TPM 2.0 Part 1 §18). One command at a time over one connection.
+ */
+export function swtpmBackend(options: { host?: string; port: number }): TpmBackend {
+  const socket = connect(options.port, options.host ?? '127.0.0.1')
+  let buffered = Buffer.alloc(0)
+  let waiting: { resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | undefined
+  let failure: Error | undefined
+  let queue: Promise<unknown> = Promise.resolve()
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk])
+    if (waiting === undefined || buffered.length < 10) return
+    const size = buffered.readUInt32BE(2)
+    if (size < 10 || size > MAX_COMMAND_SIZE) {
+      waiting.reject(new Error(`swtpm answered a response of size ${size}`))
+      waiting = undefined
+      return
+    }
+    if (buffered.length < size) return
+    const response = new Uint8Array(buffered.subarray(0, size))
+    buffered = buffered.subarray(size)
+    const w = waiting
+    waiting = undefined
+    w.resolve(response)
+  })
+  const fail = (error: Error) => {
+    failure = error
+    waiting?.reject(error)
+    waiting = undefined
+  }
+  socket.on('error', fail)
+  socket.on('close', () => fail(new Error('swtpm connection closed')))
+  return {
+    execute(command) {
+      const run = queue.then(
+        () =>
+          new Promise<Uint8Array>((resolve, reject) => {
+            if (failure) return reject(failure)
+            waiting = { resolve, reject }
+            socket.write(command)
+          }),
+      )
+      queue = run.catch(() => undefined)
+      return run
+    },
+    close() {
+      socket.destroy()
+    },
+  }
 }
