@@ -49,6 +49,9 @@ export async function openPostgresStores(url: string, dataDir: string, local: Se
     const shared = JSON.parse(await store.claimSetting(SERVER_STATE_SETTING, JSON.stringify(local))) as ServerState
     const claimed = shared.idScope === local.idScope
     if (!claimed) {
+      // Keep the replaced local state (its keys may still matter to a SQLite database in this
+      // directory) next to the adopted one rather than losing it.
+      writeFileAtomic(join(dataDir, `state.${local.idScope}.replaced.json`), JSON.stringify(local, null, 2) + '\n', 0o600)
       writeFileAtomic(join(dataDir, 'state.json'), JSON.stringify(shared, null, 2) + '\n', 0o600)
       log.info('serving the DPS instance stored in PostgreSQL', { idScope: shared.idScope, previousLocalIdScope: local.idScope })
     }

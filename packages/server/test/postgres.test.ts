@@ -4,7 +4,7 @@
  * engine records and the embedded hub's registry; an unreachable database fails the start with
  * where and why; the operation lease is configurable.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -60,6 +60,10 @@ describe.skipIf(!available)('two servers on one PostgreSQL schema', () => {
     expect(b.endpoints.serviceConnectionString).toBe(a.endpoints.serviceConnectionString)
     // The second data directory mirrors the shared state (for `provisio sas` and friends).
     expect(JSON.parse(readFileSync(join(configB.dataDir, 'state.json'), 'utf8'))).toEqual(a.state)
+    // …keeping the local state it replaced beside it.
+    const replaced = readdirSync(configB.dataDir).filter((f) => /^state\.0ne[0-9A-F]+\.replaced\.json$/.test(f))
+    expect(replaced.length).toBe(1)
+    expect(JSON.parse(readFileSync(join(configB.dataDir, replaced[0]!), 'utf8')).idScope).not.toBe(a.state.idScope)
 
     const idScope = a.state.idScope
     await a.engine.createOrUpdateEnrollment(idScope, {
