@@ -4,55 +4,18 @@
 // azure-iot-security-tpm + azure-iot-provisioning-device-http registering against `provisio
 // serve`: the activation blobs built in software are activated and imported by libtpms, and the
 // hub key ends up inside it. Skipped only when swtpm is absent outside CI (.ci/run installs it).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHmac } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { connect, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Http } from 'azure-iot-provisioning-device-http'
 import { TpmSecurityClient } from 'azure-iot-security-tpm'
 import { startTpmSimulator, swtpmBackend, type TpmSimulator } from '@provisio/server'
 import { startTestServer, type TestServer } from '../lib/server.js'
+import { startSwtpm, swtpmAvailable, type Swtpm } from '../lib/swtpm.js'
+
 
 const { Tpm } = createRequire(createRequire(import.meta.url).resolve('azure-iot-security-tpm'))('tss.js') as { Tpm: new (useSimulator: boolean, host: string, port: number) => unknown }
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-function freePortPair(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => {
-        const t = createServer()
-        t.once('error', () => resolve(freePortPair()))
-        t.listen(port + 1, '127.0.0.1', () => t.close(() => resolve(port)))
-      })
-    })
-    s.on('error', reject)
-  })
-}
-
-function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.on('error', () => resolve(false))
-  })
-}
 
 function call<T>(fn: (cb: (err?: Error, value?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))))
@@ -64,26 +27,21 @@ interface TpmClient {
   signWithIdentity(data: Buffer, cb: (err?: Error, sig?: Buffer) => void): void
 }
 
-describe.skipIf(!has('swtpm') && !process.env.CI)('azure-iot-security-tpm on swtpm (through the simulator bridge) + provisioning-device-http', () => {
+describe.skipIf(!swtpmAvailable && !process.env.CI)('azure-iot-security-tpm on swtpm (through the simulator bridge) + provisioning-device-http', () => {
   let server: TestServer
-  let swtpm: ChildProcess
-  let dir: string
+  let swtpm: Swtpm
   let front: TpmSimulator
 
   beforeAll(async () => {
     server = await startTestServer()
     server.useAsDefaultHttpsAgent()
-    dir = mkdtempSync(join(tmpdir(), 'provisio-swtpm-'))
-    const port = await freePortPair()
-    swtpm = spawn('swtpm', ['socket', '--tpm2', '--tpmstate', `dir=${dir}`, '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${port + 1},bindaddr=127.0.0.1`, '--flags', 'not-need-init,startup-clear'], { stdio: 'ignore' })
-    for (let i = 0; i < 50 && !(await reachable(port)); i++) await new Promise((r) => setTimeout(r, 100))
-    front = await startTpmSimulator({ backend: swtpmBackend({ port }), port: 0 })
+    swtpm = await startSwtpm()
+    front = await startTpmSimulator({ backend: swtpmBackend({ port: swtpm.port }), port: 0 })
   })
 
   afterAll(async () => {
     await front?.close()
-    swtpm?.kill()
-    if (dir) rmSync(dir, { recursive: true, force: true })
+    swtpm?.stop()
     await server?.stop()
   })
 
