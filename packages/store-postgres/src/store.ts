@@ -18,6 +18,7 @@
  *   strings, which a device payload may legally contain).
  * - Hot statements are prepared once per connection (named queries).
  */
+import { createHash } from 'node:crypto'
 import pg from 'pg'
 import type {
   BeginOperationResult,
@@ -86,15 +87,16 @@ function check(current: string | undefined, condition: WriteCondition | undefine
 type Queryable = pg.Pool | pg.PoolClient
 
 /**
- * Named (prepared) queries: PostgreSQL parses and plans each once per connection. The name is
- * derived from the SQL text, so one text always maps to one name.
+ * Named (prepared) queries: PostgreSQL parses and plans each once per connection. The name is a
+ * hash of the SQL text (schema included), so stores sharing one pool — even on different
+ * schemas — never give one name to two texts (node-postgres refuses that).
  */
 class Statements {
   readonly #names = new Map<string, string>()
   run<R extends pg.QueryResultRow>(db: Queryable, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
     let name = this.#names.get(text)
     if (name === undefined) {
-      name = `provisio_${this.#names.size + 1}`
+      name = `provisio_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`
       this.#names.set(text, name)
     }
     return db.query<R>({ name, text, values })

@@ -130,12 +130,20 @@ describe.skipIf(!available)('PostgresStore', () => {
     await a.close()
   })
 
-  it('leaves a pool it did not create open', async () => {
-    const schema = uniqueSchema('provisio_test_pool')
-    schemas.push(schema)
-    const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 })
-    const store = await createPostgresStore(pool, { schema })
-    await store.close()
+  it('shares a pool it did not create between schemas, and leaves it open', async () => {
+    const one = uniqueSchema('provisio_test_pool')
+    const two = uniqueSchema('provisio_test_pool')
+    schemas.push(one, two)
+    const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 1 })
+    const a = await createPostgresStore(pool, { schema: one })
+    const b = await createPostgresStore(pool, { schema: two })
+    // Different first statements on the one connection: prepared names must not clash.
+    expect(await a.getEnrollment('0ne00000001', 'x')).toBeUndefined()
+    expect(await b.groupsRevision('0ne00000001')).toBe(0)
+    expect(await b.getEnrollment('0ne00000001', 'x')).toBeUndefined()
+    expect(await a.groupsRevision('0ne00000001')).toBe(0)
+    await a.close()
+    await b.close()
     expect((await pool.query('SELECT 1 AS one')).rows[0].one).toBe(1)
     await pool.end()
   })
