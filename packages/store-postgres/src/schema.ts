@@ -112,7 +112,10 @@ export async function migrate(client: pg.PoolClient, schema: string): Promise<nu
     // hashtext() gives a stable 32-bit key per schema; the two-key form keeps us apart from
     // other applications' single-key advisory locks.
     await client.query("SELECT pg_advisory_xact_lock(hashtext('provisio-migrations'), hashtext($1))", [schema])
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`)
+    // Create the schema only when missing: CREATE SCHEMA needs the database's CREATE privilege
+    // even with IF NOT EXISTS, which a least-privileged role on a DBA-made schema lacks.
+    const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])
+    if (exists.rowCount === 0) await client.query(`CREATE SCHEMA ${s}`)
     await client.query(`CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
       version    INTEGER PRIMARY KEY,
       name       TEXT NOT NULL,

@@ -193,7 +193,7 @@ class KeyedTable<V> {
 }
 
 function clampLimit(limit: number): number {
-  return Math.max(0, Math.min(Math.floor(limit), 1_000_000))
+  return Number.isFinite(limit) ? Math.max(0, Math.min(Math.floor(limit), 1_000_000)) : 0
 }
 
 async function transaction<T>(pool: pg.Pool, fn: (db: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -130,6 +130,26 @@ describe.skipIf(!available)('PostgresStore', () => {
     await a.close()
   })
 
+  it('migrates a schema a DBA created for a role that may not create schemas', async () => {
+    const schema = uniqueSchema('provisio_test_role')
+    const role = schema.replace('provisio_test_role', 'provisio_role')
+    const admin = new pg.Client({ connectionString: POSTGRES_URL })
+    await admin.connect()
+    try {
+      await admin.query(`CREATE ROLE "${role}" LOGIN`)
+      await admin.query(`CREATE SCHEMA "${schema}" AUTHORIZATION "${role}"`)
+      const url = new URL(POSTGRES_URL)
+      url.username = role
+      const store = await createPostgresStore(url.toString(), { schema })
+      expect(await store.schemaVersions()).toEqual(MIGRATIONS.map((m) => m.version))
+      await store.close()
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      await admin.query(`DROP ROLE IF EXISTS "${role}"`)
+      await admin.end()
+    }
+  })
+
   it('shares a pool it did not create between schemas, and leaves it open', async () => {
     const one = uniqueSchema('provisio_test_pool')
     const two = uniqueSchema('provisio_test_pool')
