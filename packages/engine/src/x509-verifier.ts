@@ -21,6 +21,7 @@
  * admits by chain to a CA it trusts ([UNCERTAIN] in §6 which one DPS uses; this choice keeps an
  * individual device bound to exactly its certificate and a group device to its CA).
  */
+import { sha256 } from '@provisio/crypto'
 import { ProvisioError, normalizeRegistrationId } from '@provisio/protocol'
 import type { EnrollmentGroup, IndividualEnrollment, X509CertificateWithInfo } from '@provisio/protocol'
 import {
@@ -62,6 +63,20 @@ export function createX509Verifier(options: X509VerifierOptions = {}): Attestati
   const maxChain = options.maxChainLength ?? 10
   const groupCache = new Map<string, GroupIndex>()
   const parsed = new Map<string, Certificate[] | X509Error>()
+  // Intermediates repeat across a fleet: parsed device certificates are kept by DER hash (a
+  // SHA-256 in WASM costs far less than a PKI.js parse). Certificates are immutable values.
+  const byDer = new Map<string, Certificate>()
+  function parseDeviceCertificate(der: Uint8Array): Certificate {
+    const digest = sha256(der)
+    let key = ''
+    for (const b of digest) key += String.fromCharCode(b)
+    const hit = byDer.get(key)
+    if (hit !== undefined && hit.der.length === der.length) return hit
+    const cert = parseCertificate(der)
+    if (byDer.size >= 2048) byDer.delete(byDer.keys().next().value as string)
+    byDer.set(key, cert)
+    return cert
+  }
 
   /** Parses enrollment certificate text once (PEM or base64 DER); a bad one is an X509Error. */
   function certsOf(text: string): Certificate[] | X509Error {
@@ -241,7 +256,7 @@ export function createX509Verifier(options: X509VerifierOptions = {}): Attestati
     const chain: Certificate[] = []
     for (let i = 0; i < raw.length; i++) {
       try {
-        chain.push(parseCertificate(raw[i]!))
+        chain.push(parseDeviceCertificate(raw[i]!))
       } catch (e) {
         return refuse('CERTIFICATE_INVALID', `certificate ${i} sent by the device does not parse: ${e instanceof Error ? e.message : String(e)}`)
       }
