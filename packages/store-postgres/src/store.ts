@@ -198,16 +198,21 @@ function clampLimit(limit: number): number {
 
 async function transaction<T>(pool: pg.Pool, fn: (db: pg.PoolClient) => Promise<T>): Promise<T> {
   const db = await pool.connect()
+  // A connection that cannot even roll back is broken (server restart, network cut): it is
+  // destroyed instead of going back to the pool.
+  let broken = false
   try {
     await db.query('BEGIN')
     const result = await fn(db)
     await db.query('COMMIT')
     return result
   } catch (error) {
-    await db.query('ROLLBACK').catch(() => undefined)
+    await db.query('ROLLBACK').catch(() => {
+      broken = true
+    })
     throw error
   } finally {
-    db.release()
+    db.release(broken)
   }
 }
 
