@@ -46,8 +46,14 @@ export interface TpmVerifierOptions {
   readonly challengeTtlMs?: number
   /** How long an answered challenge still verifies polls of its operation (default 30 minutes). */
   readonly answeredTtlMs?: number
-  /** Most challenges kept at once; the oldest go first (default 100,000). */
+  /** Most devices with challenges kept at once; the oldest go first (default 100,000). */
   readonly maxChallenges?: number
+  /**
+   * Challenges kept per device (default 4): a first leg does not cancel the previous ones, so
+   * someone who knows a device's EK (a public key) cannot knock out the challenge the device is
+   * answering by asking for new ones.
+   */
+  readonly challengesPerDevice?: number
 }
 
 interface Challenge {
@@ -80,7 +86,9 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
   const challengeTtlMs = options.challengeTtlMs ?? 5 * 60_000
   const answeredTtlMs = options.answeredTtlMs ?? 30 * 60_000
   const maxChallenges = options.maxChallenges ?? 100_000
-  const challenges = new Map<string, Challenge>()
+  const perDevice = Math.max(1, options.challengesPerDevice ?? 4)
+  /** Per device (idScope + registration key): its most recent challenges, oldest first. */
+  const challenges = new Map<string, Challenge[]>()
   const random = (n: number): Uint8Array => options.random.bytes(n)
 
   function keyOf(ctx: AttestationContext): string {
@@ -88,15 +96,18 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
   }
 
   function remember(id: string, c: Challenge, nowMs: number): void {
+    const kept = (challenges.get(id) ?? []).filter((x) => !lapsed(x, nowMs))
+    kept.push(c)
+    while (kept.length > perDevice) kept.shift()
     challenges.delete(id)
     if (challenges.size >= maxChallenges) {
       for (const [k, v] of challenges) {
         if (challenges.size < maxChallenges) break
-        if (lapsed(v, nowMs)) challenges.delete(k)
+        if (v.every((x) => lapsed(x, nowMs))) challenges.delete(k)
       }
       while (challenges.size >= maxChallenges) challenges.delete(challenges.keys().next().value as string)
     }
-    challenges.set(id, c)
+    challenges.set(id, kept)
   }
 
   function lapsed(c: Challenge, nowMs: number): boolean {
@@ -176,12 +187,23 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
       }
     }
 
-    // Second leg (§5.2 step 3).
-    const c = challenges.get(id)
+    // Second leg (§5.2 step 3): which of the device's challenges (if any) signed the token.
+    const kept = challenges.get(id) ?? []
     const restart = 'register again without Authorization for a new challenge'
-    if (c === undefined) {
+    if (kept.length === 0) {
       return { ok: false, enrollment: ref, error: new ProvisioError('CREDENTIALS_MISSING', `no TPM challenge is outstanding for device '${ctx.registrationId}' in ID scope ${ctx.idScope} (never issued by this server, or forgotten); ${restart}`) }
     }
+    const token = parseDeviceToken(evidence.token)
+    if (!token.ok) return { ok: false, enrollment: ref, error: token.error }
+    const verdict = verifyDeviceToken(token.token, kept.map((x) => x.key), `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
+    if (!verdict.ok) {
+      const last = kept[kept.length - 1]!
+      const why = verdict.error.code === 'SAS_BAD_SIGNATURE'
+        ? `the SAS signature is not HMAC-SHA256 with the key of any of the ${kept.length} TPM challenge(s) issued to this device (latest at ${iso(last.issuedAtMs)}) (${verdict.error.reason})`
+        : `TPM challenge SAS: ${verdict.error.reason}`
+      return { ok: false, enrollment: ref, error: new ProvisioError(verdict.error.code, why, { cause: verdict.error }) }
+    }
+    const c = kept[verdict.keyIndex]!
     if (c.answeredAtMs !== undefined && (c.answeredToken !== evidence.token || lapsed(c, ctx.nowMs))) {
       return {
         ok: false,
@@ -193,18 +215,10 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
       }
     }
     if (c.answeredAtMs === undefined && c.expiresAtMs <= ctx.nowMs) {
-      challenges.delete(id)
       return { ok: false, enrollment: ref, error: new ProvisioError('CREDENTIALS_MISSING', `the TPM challenge issued at ${iso(c.issuedAtMs)} expired at ${iso(c.expiresAtMs)} (challenges live ${challengeTtlMs / 1000} s); ${restart}`) }
     }
     if (!sameEndorsementKey(c.ek, ek)) {
       return { ok: false, enrollment: ref, error: new ProvisioError('ATTESTATION_MISMATCH', `the EK of this request (${fingerprint(ek)}) is not the EK the challenge was issued to (${fingerprint(c.ek)})`) }
-    }
-    const token = parseDeviceToken(evidence.token)
-    if (!token.ok) return { ok: false, enrollment: ref, error: token.error }
-    const verdict = verifyDeviceToken(token.token, [c.key], `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
-    if (!verdict.ok) {
-      const why = verdict.error.code === 'SAS_BAD_SIGNATURE' ? `the SAS signature is not HMAC-SHA256 with the key of the TPM challenge issued at ${iso(c.issuedAtMs)} (${verdict.error.reason})` : `TPM challenge SAS: ${verdict.error.reason}`
-      return { ok: false, enrollment: ref, error: new ProvisioError(verdict.error.code, why, { cause: verdict.error }) }
     }
     if (c.answeredAtMs === undefined) {
       c.answeredAtMs = ctx.nowMs
@@ -242,16 +256,17 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
         return new ProvisioError('CREDENTIALS_MISSING', 'a poll of a TPM registration needs the SAS token of the second leg')
       }
       if (request.enrollment.kind !== 'individual') return new ProvisioError('ATTESTATION_MISMATCH', 'the operation was not admitted by TPM attestation')
-      const c = challenges.get(keyOf(ctx))
-      if (c === undefined || c.answeredAtMs === undefined || lapsed(c, ctx.nowMs)) {
+      const answered = (challenges.get(keyOf(ctx)) ?? []).filter((x) => x.answeredAtMs !== undefined && !lapsed(x, ctx.nowMs))
+      if (answered.length === 0) {
         return new ProvisioError('CREDENTIALS_MISSING', `no answered TPM challenge is kept for device '${ctx.registrationId}' (polls verify for ${answeredTtlMs / 1000} s after admission); register again without Authorization`)
       }
       const token = parseDeviceToken(text)
       if (!token.ok) return token.error
-      const verdict = verifyDeviceToken(token.token, [c.key], `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
+      const verdict = verifyDeviceToken(token.token, answered.map((x) => x.key), `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
       if (!verdict.ok) return new ProvisioError(verdict.error.code, `poll of a TPM registration: ${verdict.error.reason}`, { cause: verdict.error })
+      const c = answered[verdict.keyIndex]!
       if (c.answeredToken !== text) {
-        return new ProvisioError('CREDENTIALS_MISSING', `poll of a TPM registration with a token other than the one that answered the challenge at ${iso(c.answeredAtMs)} (replayed challenge key)`)
+        return new ProvisioError('CREDENTIALS_MISSING', `poll of a TPM registration with a token other than the one that answered the challenge at ${iso(c.answeredAtMs!)} (replayed challenge key)`)
       }
       return undefined
     },

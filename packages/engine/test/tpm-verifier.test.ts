@@ -110,7 +110,18 @@ describe('TPM verifier', () => {
     const forged = tpmSas(alice, 'tpm-dev', s.nowSeconds() + 3600, (x) => hmacSha256(new Uint8Array(32).fill(1), x))
     const e = await refusal(s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, forged), apiVersion: '2019-03-31' }))
     expect(e.code).toBe('SAS_BAD_SIGNATURE')
-    expect(e.reason).toMatch(/not HMAC-SHA256 with the key of the TPM challenge/)
+    expect(e.reason).toMatch(/not HMAC-SHA256 with the key of any of the 1 TPM challenge/)
+  })
+
+  it('keeps earlier challenges: first legs by someone else do not cancel the one the device answers', async () => {
+    const s = world()
+    await enroll(s, 'tpm-dev', alice)
+    alice.activate(base64Decode(await challenge(s, alice, 'tpm-dev')))
+    // Anyone can send the (public) EK and SRK and ask for new challenges meanwhile.
+    await challenge(s, alice, 'tpm-dev')
+    await challenge(s, alice, 'tpm-dev')
+    const reply = await s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, tpmSas(alice, 'tpm-dev', s.nowSeconds() + 3600)), apiVersion: '2019-03-31' })
+    expect(reply.status).toBe(200)
   })
 
   it('refuses an answer after the challenge expired, and a second leg without any challenge', async () => {
