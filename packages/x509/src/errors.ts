@@ -21,6 +21,7 @@ export type X509ErrorCode =
   | 'X509_BAD_EXTENSION'
   | 'X509_NO_PATH'
   | 'X509_CN_MISMATCH'
+  | 'X509_NAME_CONSTRAINTS'
 
 /** An X.509 parse or validation failure with a stable `code` and a reason that says why. */
 export class X509Error extends Error {

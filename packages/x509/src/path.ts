@@ -12,8 +12,11 @@
  * - any certificate asserting keyCertSign must be a CA (§4.2.1.3);
  * - the leaf: not a CA, keyUsage (if present) with digitalSignature, extKeyUsage (if present)
  *   with the required purpose (clientAuth for DPS devices) or anyExtendedKeyUsage (§4.2.1.12);
- * - critical extensions other than the ones we process are refused (§4.2); name constraints and
- *   policy constraints are not implemented, so a critical one is refused (fail closed);
+ * - name constraints (§4.2.1.10) of every CA over the certificates below it, for dNSName,
+ *   iPAddress, rfc822Name and directoryName (other forms fail closed); nameConstraints must be
+ *   critical and only in CAs; malformed subjectAltName or nameConstraints refuse the certificate;
+ * - critical extensions other than the ones we process are refused (§4.2): policy constraints,
+ *   certificate policies, AIA and the rest fail closed;
  * - empty issuer names, and CAs with an empty subject, are refused (§4.1.2.4, §4.1.2.6).
  *
  * Path building is a depth-first search over candidate issuers (name match, AKI/SKI as a hint)
@@ -22,6 +25,7 @@
  */
 import { type Certificate, KEY_USAGE, OID, describeCertificate, namesEqual } from './certificate.js'
 import { X509Error } from './errors.js'
+import { checkNameConstraints, nameConstraintsOf, subjectAltNames } from './names.js'
 import { checkSignature } from './signature.js'
 
 /** Options of {@link validatePath}. */
@@ -51,7 +55,7 @@ export interface InvalidPath {
   readonly error: X509Error
 }
 
-const PROCESSED = new Set<string>([OID.basicConstraints, OID.keyUsage, OID.extKeyUsage, OID.subjectAltName, OID.subjectKeyIdentifier, OID.authorityKeyIdentifier])
+const PROCESSED = new Set<string>([OID.basicConstraints, OID.keyUsage, OID.extKeyUsage, OID.subjectAltName, OID.subjectKeyIdentifier, OID.authorityKeyIdentifier, OID.nameConstraints])
 
 /** Checks that apply to a certificate on its own (position = index in the path, 0 = leaf). */
 function checkAlone(cert: Certificate, position: number, role: 'leaf' | 'ca' | 'anchor', options: PathOptions, handled: ReadonlySet<string>): X509Error | undefined {
@@ -75,6 +79,24 @@ function checkAlone(cert: Certificate, position: number, role: 'leaf' | 'ca' | '
     return new X509Error('X509_MALFORMED', `${who} carries extensions but is X.509 v${cert.version}; extensions MUST only appear in v3 (RFC 5280 §4.1.2.9)`)
   }
   if (cert.issuer.empty) return new X509Error('X509_MALFORMED', `${who} has an empty issuer name (RFC 5280 §4.1.2.4)`)
+  // Names: a malformed subjectAltName or nameConstraints refuses the certificate.
+  let hasNameConstraints = false
+  try {
+    const sans = subjectAltNames(cert)
+    const san = cert.extensions.find((e) => e.oid === OID.subjectAltName)
+    if (cert.subject.empty && (san === undefined || !san.critical || sans.length === 0)) {
+      return new X509Error('X509_BAD_EXTENSION', `${who} has an empty subject, so it needs a critical subjectAltName (RFC 5280 §4.2.1.6)`)
+    }
+    hasNameConstraints = nameConstraintsOf(cert) !== undefined
+  } catch (e) {
+    return e instanceof X509Error ? new X509Error(e.code, `${who}: ${e.message}`) : new X509Error('X509_BAD_EXTENSION', `${who}: ${String(e)}`)
+  }
+  if (hasNameConstraints) {
+    if (role === 'leaf') return new X509Error('X509_BAD_EXTENSION', `${who} is an end-entity certificate with nameConstraints, which MUST be used only in CA certificates (RFC 5280 §4.2.1.10)`)
+    if (!cert.extensions.find((e) => e.oid === OID.nameConstraints)!.critical) {
+      return new X509Error('X509_BAD_EXTENSION', `${who} has a non-critical nameConstraints; RFC 5280 §4.2.1.10 requires it critical`)
+    }
+  }
   const ku = cert.keyUsage
   const ca = cert.basicConstraints?.ca === true
   if (ku?.has(KEY_USAGE.keyCertSign) && !ca) {
@@ -166,7 +188,7 @@ export function validatePath(
         fail(depth, new X509Error(sig.code, `${describeCertificate(top, depth - 1)}: ${sig.message}`))
         continue
       }
-      const err = checkAnchor(a, depth) ?? checkPathLengths([...path, a])
+      const err = checkAnchor(a, depth) ?? checkPathLengths([...path, a]) ?? checkPathNames([...path, a])
       if (err) {
         fail(depth, err)
         continue
@@ -213,6 +235,23 @@ export function validatePath(
       `no path from ${describeCertificate(leaf, 0)} to a trusted certificate: no certificate named '${leaf.issuer.text}' (its issuer) was sent or is trusted`,
     ),
   }
+}
+
+/**
+ * Name constraints of every CA on the path (anchor included) over the certificates below it;
+ * self-issued intermediates are exempt, the leaf never is (RFC 5280 §6.1.3 (b)-(c), §6.1.4 (g)).
+ */
+function checkPathNames(path: readonly Certificate[]): X509Error | undefined {
+  for (let k = 1; k < path.length; k++) {
+    const nc = nameConstraintsOf(path[k]!)
+    if (nc === undefined) continue
+    for (let j = 0; j < k; j++) {
+      if (j > 0 && selfIssued(path[j]!)) continue
+      const err = checkNameConstraints(path[j]!, j, subjectAltNames(path[j]!), path[k]!, k, nc)
+      if (err) return err
+    }
+  }
+  return undefined
 }
 
 /**

@@ -30,8 +30,8 @@ const limbo = JSON.parse(readFileSync(FILE, 'utf8')) as { testcases: Testcase[] 
  * authentication of devices to an enrollment's certificate (dps-protocol.md §6).
  */
 const NOT_APPLICABLE: { match: (t: Testcase) => boolean; reason: string }[] = [
-  { match: (t) => t.id.startsWith('rfc5280::nc::') || t.id.startsWith('webpki::nc::'), reason: 'name constraints are not implemented (a critical nameConstraints extension is refused, fail closed)' },
-  { match: (t) => t.id.startsWith('webpki::san::') || t.id.startsWith('rfc5280::san::'), reason: 'DNS/IP subjectAltName matching for server authentication; devices are identified by subject CN' },
+  { match: (t) => t.id === 'webpki::nc::permitted-dns-match-noncritical', reason: 'conflicts with rfc5280::nc::permitted-dns-match-noncritical; we follow RFC 5280 §4.2.1.10 (nameConstraints MUST be critical)' },
+  { match: (t) => t.id.startsWith('webpki::san::'), reason: 'DNS/IP subjectAltName matching against a server name (server authentication); devices are identified by subject CN' },
   { match: (t) => (t.features ?? []).some((f) => f.startsWith('pedantic')), reason: 'pedantic profile checks (serial numbers, webpki EKU/SPKI rules, cross-signed AKI) beyond RFC 5280 path validation' },
   { match: (t) => (t.id.startsWith('rfc5280::aki::') || t.id.startsWith('rfc5280::ski::') || t.id.startsWith('webpki::aki::')) && !t.id.includes('::critical-'), reason: 'presence rules for AKI/SKI are not enforced (field devices and CAs omit them; names and signatures chain the path); a critical AKI/SKI is refused' },
   { match: (t) => t.id === 'pathlen::validation-ignores-pathlen-in-leaf', reason: 'its leaf is a CA certificate; our profile refuses a CA as the device certificate of a chain (as webpki::ee-basicconstraints-ca expects)' },

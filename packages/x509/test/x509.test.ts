@@ -152,6 +152,17 @@ describe('validatePath', () => {
   })
 })
 
+describe('name constraints', () => {
+  it('a constrained CA admits names inside its subtree and refuses others, naming both certificates', () => {
+    const ca = root('Constrained Root', 'p256', ['nameConstraints=critical,permitted;DNS:devices.example.com'])
+    const inside = issue('in', ca, { ext: 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:a.devices.example.com\n' })
+    const outside = issue('out', ca, { ext: 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:a.example.org\n' })
+    expect(validatePath(inside.cert, [], [ca.cert], { nowMs: now() }).ok).toBe(true)
+    const r = validatePath(outside.cert, [], [ca.cert], { nowMs: now() })
+    expect(r.ok ? 'valid' : `${r.error.code}: ${r.error.message}`).toMatch(/^X509_NAME_CONSTRAINTS: certificate 0 \('CN=out'.*dNSName 'a\.example\.org' outside every permitted dns subtree of the name constraints of certificate 1 \('CN=Constrained Root'/)
+  })
+})
+
 describe('proof of possession', () => {
   it('accepts CN = code signed by the CA; refuses another CN or another key', () => {
     const ca = root('PoP Root')
