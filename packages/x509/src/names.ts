@@ -196,7 +196,7 @@ function describe(name: GeneralName): string {
     case 'ip':
       return `iPAddress ${name.bytes.length === 4 ? [...name.bytes].join('.') : [...name.bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`
     case 'dn':
-      return `directoryName '${name.normalized.replace(/\u0000/g, ', ')}'`
+      return `directoryName '${name.normalized.split('\u0000').join(', ')}'`
     case 'other':
       return `GeneralName [${name.tag}]`
   }
