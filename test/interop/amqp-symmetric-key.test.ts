@@ -169,6 +169,37 @@ describe('azure-iot-provisioning-device-amqp + azure-iot-security-symmetric-key'
     }
   })
 
+  // Transient refusals (§4): the request delivery is rejected with the catalog condition, the JSON
+  // error body as description and retry-after in info. The Node client then retries only if its
+  // `instanceof ThrottlingError/InternalServerError` check holds; in this install
+  // azure-iot-amqp-base and azure-iot-provisioning-device-amqp each carry their own copy of
+  // azure-iot-common, so the check fails and the client reports the rejection instead. What it
+  // received is checked field by field, then the same device registers once the fault is gone.
+  it.each([
+    ['throttled register', { throttleRegister: { firstAttempts: 1, retryAfterSeconds: 4 } }, 'com.microsoft:device-container-throttled', 429001, 4],
+    ['register answered 503', { serverErrorRegister: { firstAttempts: 1, status: 503 as const, retryAfterSeconds: 2 } }, 'amqp:internal-error', 503001, 2],
+  ] as const)('Amqp: a %s is a rejected delivery carrying the condition, the JSON error body and retry-after', async (label, profile, condition, errorCode, retryAfter) => {
+    const registrationId = `amqp-fault-${label.replace(/[^a-z0-9]+/g, '-')}`
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId,
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(61), secondaryKey: key(62) } },
+    })
+    server.engine.setFaultProfile(server.endpoints.idScope, profile)
+    let refusal: { condition?: string; description?: string; info?: Record<string, unknown> } | undefined
+    try {
+      await register('amqp', registrationId, key(61)).catch((error: unknown) => {
+        refusal = JSON.parse(JSON.stringify(error)) as typeof refusal
+      })
+    } finally {
+      server.engine.setFaultProfile(server.endpoints.idScope, undefined)
+    }
+    expect(refusal?.condition).toBe(condition)
+    expect(JSON.parse(refusal!.description!)).toMatchObject({ errorCode })
+    expect(refusal?.info).toEqual({ 'retry-after': retryAfter, 'Retry-After': retryAfter })
+    const result = await register('amqp', registrationId, key(61))
+    expect(result.status).toBe('assigned')
+  })
+
   it.each(['amqp', 'amqp-ws'] as const)('%s: a wrong key is refused at SASL, before any link or registration', async (transport) => {
     const registrationId = `amqp-wrong-key-${transport}`
     await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
