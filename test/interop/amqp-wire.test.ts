@@ -33,6 +33,12 @@ function parse(bytes: Buffer): Seen {
       continue
     }
     const size = bytes.readUInt32BE(pos)
+    if (size === 8) {
+      // Empty frame (heartbeat, §2.4.5).
+      seen.frames.push({ name: 'empty', p: {} })
+      pos += size
+      continue
+    }
     const f = frames.read_frame(bytes.subarray(pos, pos + size))!
     const code = (f.performative!.constructor as unknown as { descriptor: { numeric: number } }).descriptor.numeric
     seen.frames.push({ name: NAMES[code] ?? String(code), p: f.performative as unknown as Record<string, unknown> })
@@ -92,6 +98,30 @@ describe('AMQPS listener faults', () => {
     const seen = await exchange(Buffer.concat([SASL_HEADER, Buffer.from(frames.write_frame(frames.sasl_frame(init)))]))
     expect(seen.frames.map((f) => f.name)).toEqual(['sasl-mechanisms', 'sasl-outcome'])
     expect(seen.frames[1]!.p['code']).toBe(1)
+  })
+})
+
+describe('AMQPS heartbeats', () => {
+  it('sends empty frames when the device announces an idle-time-out', async () => {
+    const empty = Buffer.from([0, 0, 0, 8, 2, 0, 0, 0])
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      let all = Buffer.alloc(0)
+      const socket = connect({ host: 'localhost', port: server.endpoints.ports.amqp, ca: server.caPem, servername: 'localhost' }, () =>
+        socket.write(Buffer.concat([AMQP_HEADER, frame(frames.open({ container_id: 'idle', idle_time_out: 2000 }))])),
+      )
+      socket.on('data', (c: Buffer) => {
+        all = Buffer.concat([all, c])
+        // Header and open first, then the heartbeat.
+        if (parse(all).frames.some((f) => f.name === 'empty')) {
+          socket.destroy()
+          resolve(all)
+        }
+      })
+      socket.on('error', reject)
+      socket.setTimeout(15_000, () => reject(new Error('no heartbeat arrived')))
+    })
+    expect(parse(received).frames.map((f) => f.name)).toEqual(['open', 'empty'])
+    expect(received.subarray(received.length - 8)).toEqual(empty)
   })
 })
 

@@ -125,6 +125,11 @@ export interface AmqpSessionOptions {
   readonly authenticate?: AmqpAuthenticate
   /** container-id of this server's open frame. */
   readonly containerId?: string
+  /**
+   * Called once when the peer's open announces an idle-time-out (ms): the adapter must then call
+   * {@link AmqpDeviceSession.heartbeat} more often than that (AMQP 1.0 §2.4.5; half is customary).
+   */
+  readonly onPeerIdleTimeout?: (ms: number) => void
   readonly limits?: Partial<AmqpLimits>
 }
 
@@ -185,6 +190,8 @@ const SASL_INIT = 0x41, SASL_RESPONSE = 0x43
 const SASL_OK = 0, SASL_AUTH = 1, SASL_SYS = 2
 
 const DATA_SECTION = 0x75
+/** An AMQP frame with no body: size 8, doff 2, type 0, channel 0 (§2.4.5). */
+const EMPTY_FRAME = Uint8Array.of(0, 0, 0, 8, 2, 0, 0, 0)
 const utf8 = new TextEncoder()
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true })
 
@@ -242,6 +249,14 @@ export class AmqpDeviceSession {
     if (this.#phase === 'closed') return
     if (this.#phase === 'open') this.#send(frames.amqp_frame(0, frames.close({ error: { condition: 'amqp:connection:forced', description: reason } })))
     this.#end({ code: 'shutdown', reason })
+  }
+
+  /**
+   * Writes an empty frame (AMQP 1.0 §2.4.5) so the peer's idle timer does not expire; a no-op
+   * unless the connection is open.
+   */
+  heartbeat(): void {
+    if (this.#phase === 'open') this.#o.write(EMPTY_FRAME)
   }
 
   /** The peer went away without a close frame; stops answering. */
@@ -512,6 +527,8 @@ export class AmqpDeviceSession {
     this.#peerMaxFrame = Math.min(announced, this.#limits.maxFrameSize)
     this.#sendOpen()
     this.#phase = 'open'
+    const idle = p['idle_time_out']
+    if (typeof idle === 'number' && idle > 0) this.#o.onPeerIdleTimeout?.(idle)
   }
 
   #sendOpen(): void {

@@ -419,6 +419,23 @@ describe('requests and refusals', () => {
     expect((out.at(-1)!.p['error'] as { condition: string }).condition).toBe('amqp:unauthorized-access')
   })
 
+  it('reports the peer idle-time-out and writes empty frames as heartbeats once open', async () => {
+    const announced: number[] = []
+    const h = harness(fakeDevice().api, { onPeerIdleTimeout: (ms) => announced.push(ms) })
+    h.session.push(AMQP_HEADER)
+    h.session.heartbeat()
+    const before = Buffer.concat(h.written).length
+    expect(before).toBe(8)
+    h.session.push(amqp(frames.open({ container_id: 'device', idle_time_out: 120_000 })))
+    expect(announced).toEqual([120_000])
+    const afterOpen = Buffer.concat(h.written).length
+    h.session.heartbeat()
+    expect(Buffer.concat(h.written).subarray(afterOpen)).toEqual(Buffer.from([0, 0, 0, 8, 2, 0, 0, 0]))
+    // The device's own empty frames are accepted silently.
+    h.session.push(Buffer.from([0, 0, 0, 8, 2, 0, 0, 0]))
+    expect(h.closes).toEqual([])
+  })
+
   it('answers close with close and reports peer-closed', async () => {
     const { api } = fakeDevice()
     const h = await connected(api)

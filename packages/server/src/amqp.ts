@@ -36,10 +36,22 @@ export interface AmqpTransport {
 }
 
 export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport {
-  const live = new Set<{ session: AmqpDeviceSession; destroy(): void }>()
+  const live = new Set<{ session: AmqpDeviceSession; destroy(): void; gone(): void }>()
 
   const open = (transport: string, chain: readonly Uint8Array[], write: (b: Uint8Array) => void, end: () => void, destroy: () => void, remote: string | undefined) => {
-    const entry = { session: undefined as unknown as AmqpDeviceSession, destroy }
+    let heartbeat: NodeJS.Timeout | undefined
+    const stopHeartbeat = () => {
+      if (heartbeat !== undefined) clearInterval(heartbeat)
+      heartbeat = undefined
+    }
+    const entry = {
+      session: undefined as unknown as AmqpDeviceSession,
+      destroy: () => {
+        stopHeartbeat()
+        destroy()
+      },
+      gone: stopHeartbeat,
+    }
     entry.session = new AmqpDeviceSession({
       device: options.device,
       clock: { now: () => Date.now() },
@@ -47,7 +59,14 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
       clientCertificates: chain,
       ...(options.limits === undefined ? {} : { limits: options.limits }),
       write,
+      // The device's idle-time-out (§2.4.5): empty frames at half of it keep its timer from expiring.
+      onPeerIdleTimeout: (ms) => {
+        stopHeartbeat()
+        heartbeat = setInterval(() => entry.session.heartbeat(), Math.max(1000, Math.floor(ms / 2)))
+        heartbeat.unref()
+      },
       close: (reason: AmqpCloseReason) => {
+        stopHeartbeat()
         const fields = { transport, remote, code: reason.code, reason: reason.reason }
         if (reason.code === 'peer-closed' || reason.code === 'shutdown') options.log.debug('amqp connection closed', fields)
         else options.log.info('amqp connection refused', fields)
@@ -74,6 +93,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
       socket.on('error', (error) => options.log.debug('amqp socket error', { error: error.message }))
       socket.on('close', () => {
         entry.session.abandon()
+        entry.gone()
         live.delete(entry)
       })
     },
@@ -102,6 +122,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
     ws.on('error', (error) => options.log.debug('amqp websocket error', { error: error.message }))
     ws.on('close', () => {
       entry.session.abandon()
+      entry.gone()
       live.delete(entry)
     })
   }
