@@ -13,4 +13,4 @@ export {
   type AmqpSessionOptions,
 } from './session.js'
 export { AmqpCodecError, type AmqpCodecErrorCode, type AmqpCondition } from './errors.js'
-export { AMQP_HEADER, SASL_HEADER, MAX_ENCODING_DEPTH, checkEncoding, readFrameHeader, readProtocolHeader } from './wire.js'
+export { AMQP_HEADER, SASL_HEADER, MAX_ENCODING_DEPTH, checkEncoding, checkValue, readFrameHeader, readProtocolHeader } from './wire.js'

@@ -51,6 +51,7 @@ import {
   base64Decode,
   base64Encode,
   checkEncoding,
+  checkValue,
   concat,
   readFrameHeader,
   readProtocolHeader,
@@ -170,6 +171,8 @@ interface Session {
   readonly localChannel: number
   nextOutgoingId: number
   nextIncomingId: number
+  /** Transfer frames the device may still send before our announced incoming-window runs out. */
+  incomingWindowLeft: number
   remoteIncomingWindow: number
   nextDeliveryId: number
   readonly links: Map<number, Link>
@@ -281,7 +284,8 @@ export class AmqpDeviceSession {
         this.#input = this.#input.subarray(header.size)
         // Heartbeat / empty frame (§2.4.5): header and nothing else.
         if (header.size === header.doff * 4) continue
-        checkEncoding(frameBytes, header.doff * 4, header.size)
+        // Only the performative: a transfer's payload may be one fragment of a multi-frame message.
+        checkValue(frameBytes, header.doff * 4, header.size)
         const frame = decodeFrame(frameBytes)
         if (header.type === FRAME_TYPE_SASL) {
           if (this.#phase !== 'sasl') throw new AmqpCodecError('PROTOCOL_ERROR', 'SASL frame outside the SASL layer')
@@ -556,6 +560,7 @@ export class AmqpDeviceSession {
       localChannel,
       nextOutgoingId: 0,
       nextIncomingId: numberOr(p['next_outgoing_id'], 0),
+      incomingWindowLeft: INCOMING_WINDOW,
       remoteIncomingWindow: numberOr(p['incoming_window'], 0),
       nextDeliveryId: 0,
       links: new Map(),
@@ -672,21 +677,17 @@ export class AmqpDeviceSession {
     if (p['echo'] === true) this.#sendFlow(session, link)
   }
 
-  #sendFlow(session: Session, link: Link): void {
-    this.#send(
-      frames.amqp_frame(
-        session.localChannel,
-        frames.flow({
-          next_incoming_id: session.nextIncomingId,
-          incoming_window: INCOMING_WINDOW,
-          next_outgoing_id: session.nextOutgoingId,
-          outgoing_window: OUTGOING_WINDOW,
-          handle: link.localHandle,
-          delivery_count: link.deliveryCount,
-          link_credit: link.credit,
-        }),
-      ),
-    )
+  /** A flow frame: session window (re-opened to INCOMING_WINDOW) and, with `link`, its credit (§2.7.4). */
+  #sendFlow(session: Session, link?: Link): void {
+    session.incomingWindowLeft = INCOMING_WINDOW
+    const fields: Record<string, unknown> = {
+      next_incoming_id: session.nextIncomingId,
+      incoming_window: INCOMING_WINDOW,
+      next_outgoing_id: session.nextOutgoingId,
+      outgoing_window: OUTGOING_WINDOW,
+    }
+    if (link !== undefined) Object.assign(fields, { handle: link.localHandle, delivery_count: link.deliveryCount, link_credit: link.credit })
+    this.#send(frames.amqp_frame(session.localChannel, frames.flow(fields)))
   }
 
   #linkOf(session: Session, handle: number): Link {
@@ -704,6 +705,10 @@ export class AmqpDeviceSession {
 
   #transfer(session: Session, p: Performative, payload: Uint8Array | undefined): void {
     session.nextIncomingId = (session.nextIncomingId + 1) >>> 0
+    // §2.5.6: a transfer beyond our incoming-window is a session error; re-open the window at half
+    // so multi-frame messages (a 128 KiB request in 512-byte frames) never stall on it.
+    if (--session.incomingWindowLeft < 0) throw new AmqpCodecError('PROTOCOL_ERROR', `transfer beyond the session incoming-window of ${INCOMING_WINDOW}`)
+    if (session.incomingWindowLeft < INCOMING_WINDOW / 2) this.#sendFlow(session)
     const link = this.#linkOf(session, numberOr(p['handle'], -1))
     if (link.direction !== 'in') throw new AmqpCodecError('PROTOCOL_ERROR', `transfer on handle ${link.remoteHandle}, a link the device receives on`)
     if (p['aborted'] === true) {

@@ -78,6 +78,14 @@ export function checkEncoding(bytes: Uint8Array, start: number, end: number): vo
   while (pos < end) pos = scanValue(bytes, pos, end, 0)
 }
 
+/**
+ * Checks the one value starting at `start` (a frame's performative) and returns where it ends.
+ * What follows a transfer's performative is a fragment of a message, checked once complete.
+ */
+export function checkValue(bytes: Uint8Array, start: number, end: number): number {
+  return scanValue(bytes, start, end, 0)
+}
+
 function fail(pos: number, why: string): never {
   throw new AmqpCodecError('DECODE_ERROR', `malformed AMQP encoding at byte ${pos}: ${why} (AMQP 1.0 §1.6)`)
 }

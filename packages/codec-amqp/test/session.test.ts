@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import frames from 'rhea/lib/frames.js'
+import message from 'rhea/lib/message.js'
 import terminus from 'rhea/lib/terminus.js'
 import types from 'rhea/lib/types.js'
 import { ProvisioError } from '@provisio/protocol'
@@ -404,6 +405,23 @@ describe('requests and refusals', () => {
     await h.settle()
     expect(h.output().filter((w) => w.name === 'transfer')).toHaveLength(sent)
     expect(creditLimit()).toBeGreaterThan(sent)
+  })
+
+  it('re-opens the session incoming-window while a message arrives in many small frames', async () => {
+    const { api, calls } = fakeDevice()
+    const h = await connected(api)
+    const payload = Buffer.from(message.encode(registerMessage('many', { registrationId: DEVICE, payload: { pad: 'p'.repeat(60_000) } })))
+    const pieces = Math.ceil(payload.length / 50)
+    expect(pieces).toBeGreaterThan(1024)
+    const sessionFlowsBefore = h.output().filter((w) => w.name === 'flow' && w.p['handle'] === undefined).length
+    for (let i = 0; i < pieces; i++) {
+      const fields = i === 0 ? { handle: 1, delivery_id: 0, delivery_tag: Buffer.from([0]), message_format: 0, more: pieces > 1 } : { handle: 1, more: i < pieces - 1 }
+      h.session.push(amqp(frames.transfer(fields), 0, payload.subarray(i * 50, (i + 1) * 50)))
+    }
+    await h.settle()
+    expect(h.closes.map((c) => c.reason)).toEqual([])
+    expect(h.output().filter((w) => w.name === 'flow' && w.p['handle'] === undefined).length).toBeGreaterThan(sessionFlowsBefore)
+    expect(calls.register).toHaveLength(1)
   })
 
   it('detaches a link whose address names another registration', async () => {
