@@ -176,6 +176,8 @@ interface Session {
   remoteIncomingWindow: number
   nextDeliveryId: number
   readonly links: Map<number, Link>
+  /** Device handles of links we refused (attached and detached at once), until the device detaches them too. */
+  readonly refused: Set<number>
   /** Answers waiting for credit on an outgoing link. */
   readonly outbox: { readonly registrationKey: string; readonly payload: Uint8Array }[]
 }
@@ -308,10 +310,9 @@ export class AmqpDeviceSession {
     }
     if (this.#input.length < 8) return false
     const kind = readProtocolHeader(this.#input)
+    if (kind === undefined || (this.#phase === 'sasl-done' && kind !== 'amqp')) throw this.#badHeader()
     this.#input = this.#input.subarray(8)
-    if (kind === undefined) throw this.#badHeader()
     if (this.#phase === 'sasl-done') {
-      if (kind !== 'amqp') throw this.#badHeader()
       this.#o.write(AMQP_HEADER)
       this.#phase = 'open-wait'
       return true
@@ -564,6 +565,7 @@ export class AmqpDeviceSession {
       remoteIncomingWindow: numberOr(p['incoming_window'], 0),
       nextDeliveryId: 0,
       links: new Map(),
+      refused: new Set(),
       outbox: [],
     }
     this.#sessions.set(channel, session)
@@ -585,7 +587,7 @@ export class AmqpDeviceSession {
     const handle = numberOr(p['handle'], -1)
     const name = String(p['name'])
     if (handle < 0 || handle >= this.#limits.maxLinksPerSession) throw new AmqpCodecError('RESOURCE_LIMIT', `link handle ${handle} is above handle-max ${this.#limits.maxLinksPerSession - 1}`)
-    if (session.links.has(handle)) throw new AmqpCodecError('PROTOCOL_ERROR', `attach on handle ${handle}, which is in use`)
+    if (session.links.has(handle) || session.refused.has(handle)) throw new AmqpCodecError('PROTOCOL_ERROR', `attach on handle ${handle}, which is in use`)
     // role true = the device receives, so we send on this link (§2.8.1).
     const direction = p['role'] === true ? 'out' : 'in'
     const source = p['source']
@@ -597,6 +599,7 @@ export class AmqpDeviceSession {
     const used = new Set([...session.links.values()].map((l) => l.localHandle))
     let localHandle = 0
     while (used.has(localHandle)) localHandle++
+    if (localHandle >= this.#limits.maxLinksPerSession) throw new AmqpCodecError('RESOURCE_LIMIT', `more than ${this.#limits.maxLinksPerSession} links in one session`)
 
     const reply = {
       name,
@@ -611,6 +614,7 @@ export class AmqpDeviceSession {
       // §2.6.3: attach, then detach at once with the reason.
       this.#send(frames.amqp_frame(session.localChannel, frames.attach(reply)))
       this.#send(frames.amqp_frame(session.localChannel, frames.detach({ handle: localHandle, closed: true, error: refusal })))
+      session.refused.add(handle)
       return
     }
     const link: Link = {
@@ -698,6 +702,8 @@ export class AmqpDeviceSession {
 
   #detach(session: Session, p: Performative): void {
     const handle = numberOr(p['handle'], -1)
+    // The device's answer to our detach of a refused link: nothing more to say.
+    if (session.refused.delete(handle)) return
     const link = this.#linkOf(session, handle)
     session.links.delete(handle)
     this.#send(frames.amqp_frame(session.localChannel, frames.detach({ handle: link.localHandle, closed: p['closed'] === true })))

@@ -435,6 +435,12 @@ describe('requests and refusals', () => {
     expect(out.at(-1)!.name).toBe('detach')
     expect(out.at(-1)!.p['closed']).toBe(true)
     expect((out.at(-1)!.p['error'] as { condition: string }).condition).toBe('amqp:unauthorized-access')
+    // The device detaches in turn; the connection stays up and the right address still attaches.
+    h.session.push(amqp(frames.detach({ handle: 0, closed: true })))
+    h.session.push(attachReceiver(ADDRESS, 1))
+    expect(h.closes).toEqual([])
+    expect(h.output().at(-1)!.name).toBe('attach')
+    expect(h.output().filter((w) => w.name === 'detach')).toHaveLength(1)
   })
 
   it('reports the peer idle-time-out and writes empty frames as heartbeats once open', async () => {
