@@ -664,6 +664,8 @@ export class AmqpDeviceSession {
     session.remoteIncomingWindow = nextIncoming + numberOr(p['incoming_window'], 0) - session.nextOutgoingId
     const handle = p['handle']
     if (typeof handle !== 'number') return this.#flush(session)
+    // Credit the device granted before it saw our detach of a refused link.
+    if (session.refused.has(handle)) return
     const link = this.#linkOf(session, handle)
     if (link.direction === 'out') {
       // §2.6.7: credit = delivery-count(receiver) + link-credit(receiver) - delivery-count(sender).

@@ -435,7 +435,9 @@ describe('requests and refusals', () => {
     expect(out.at(-1)!.name).toBe('detach')
     expect(out.at(-1)!.p['closed']).toBe(true)
     expect((out.at(-1)!.p['error'] as { condition: string }).condition).toBe('amqp:unauthorized-access')
-    // The device detaches in turn; the connection stays up and the right address still attaches.
+    // Credit sent before the device saw our detach, then its own detach: the connection stays up
+    // and the right address still attaches.
+    h.session.push(grant(10, 0))
     h.session.push(amqp(frames.detach({ handle: 0, closed: true })))
     h.session.push(attachReceiver(ADDRESS, 1))
     expect(h.closes).toEqual([])
