@@ -27,6 +27,7 @@ import { createHttpsListener, type OpsHandler } from './https.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { WebSocketRouter } from './websocket.js'
+import { createAmqpTransport, listenAmqp } from './amqp.js'
 import { createMqttTransport, listenMqtt } from './mqtt.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
@@ -41,7 +42,7 @@ export interface Endpoints {
   readonly serviceConnectionString: string
   /** PEM of the CA to trust (NODE_EXTRA_CA_CERTS). */
   readonly caCertificate: string
-  readonly ports: { readonly https: number; readonly mqtt: number }
+  readonly ports: { readonly https: number; readonly amqp: number; readonly mqtt: number }
   readonly hubs: readonly { readonly hostName: string; readonly connectionString: string }[]
 }
 
@@ -185,6 +186,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // ---- further listeners (MQTT, AMQP) start here, each in its own block ----
 
+  // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
+  const amqp = createAmqpTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'amqp'), log })
+  websockets.register('AMQPWSB10', amqp.websocket)
+  // ---- end AMQP ----
+
   // ---- MQTT (dps-protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
   const mqtt = createMqttTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'mqtt'), deviceWs: metrics.instrument(engine, 'mqtt-ws'), log })
   websockets.register('mqtt', mqtt.websocket)
@@ -198,11 +204,23 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     throw error
   }
   const port = (https.address() as AddressInfo).port
+  // ---- AMQP listener ----
+  try {
+    await listenAmqp(amqp.server, config.amqpPort, config.bind)
+  } catch (error) {
+    https.close()
+    db?.close()
+    await postgres?.close()
+    throw error
+  }
+  const amqpPort = (amqp.server.address() as AddressInfo).port
+  // ---- end AMQP listener ----
   // ---- MQTT listener ----
   try {
     await listenMqtt(mqtt.server, config.mqttPort, config.bind)
   } catch (error) {
     https.close()
+    amqp.server.close()
     db?.close()
     await postgres?.close()
     throw error
@@ -216,7 +234,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     deviceEndpoint: config.host,
     serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
     caCertificate: tls.caPath,
-    ports: { https: port, mqtt: mqttPort },
+    ports: { https: port, amqp: amqpPort, mqtt: mqttPort },
     hubs: hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
   }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
@@ -238,6 +256,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       if (closed) return
       closed = true
       draining = true
+      const amqpClosed = amqp.close(graceMs)
       const mqttClosed = mqtt.close(graceMs)
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
@@ -254,6 +273,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       // Assignments answered with 202 may still be running: let them finish (bounded) before the
       // store closes, so none is left half-done.
       await Promise.race([engine.drain(), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
+      await amqpClosed
       await mqttClosed
       db?.close()
       await postgres?.close()
