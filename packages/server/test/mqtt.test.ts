@@ -1,0 +1,90 @@
+// The Node adapter of the MQTT session over real TLS on loopback: the shared ticker enforces the
+// connect timeout and keep-alive, close reasons are logged, and close() ends every connection.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import { connect, type TLSSocket } from 'node:tls'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MqttDecoder, encodePacket, type MqttPacket } from '@provisio/codec-mqtt'
+import type { DeviceApi } from '@provisio/protocol'
+import { createMqttTransport, listenMqtt, type MqttTransport } from '../src/mqtt.js'
+import { ensureDevPki } from '../src/pki.js'
+import type { Logger } from '../src/logger.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'provisio-mqtt-adapter-'))
+const lines: { msg: string; fields: Record<string, unknown> }[] = []
+const log: Logger = {
+  error: (msg, fields = {}) => void lines.push({ msg, fields }),
+  warn: (msg, fields = {}) => void lines.push({ msg, fields }),
+  info: (msg, fields = {}) => void lines.push({ msg, fields }),
+  debug: (msg, fields = {}) => void lines.push({ msg, fields }),
+}
+const api: DeviceApi = {
+  registrationStatus: async () => ({ status: 200, body: { registrationId: 'dev-1', status: 'unassigned' } }),
+  register: async () => ({ status: 202, body: { operationId: 'op', status: 'assigning' }, retryAfterSeconds: 1 }),
+  operationStatus: async () => ({ status: 200, body: { operationId: 'op', status: 'assigned' } }),
+}
+let transport: MqttTransport
+let ca: string
+let port: number
+let tlsFiles: { key: string; cert: string }
+
+beforeAll(async () => {
+  const pki = await ensureDevPki(dir, ['localhost'], Date.now())
+  ca = pki.caCertificatePem
+  tlsFiles = { key: pki.keyPem, cert: pki.certificatePem }
+  transport = createMqttTransport({ key: pki.keyPem, cert: pki.certificatePem, device: api, log, limits: { connectTimeoutMs: 200 } })
+  await listenMqtt(transport.server, 0, '127.0.0.1')
+  port = (transport.server.address() as AddressInfo).port
+})
+
+afterAll(async () => {
+  await transport?.close(100)
+  rmSync(dir, { recursive: true, force: true })
+})
+
+function open(): Promise<{ socket: TLSSocket; packets: MqttPacket[]; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const packets: MqttPacket[] = []
+    const decoder = new MqttDecoder()
+    const socket = connect({ host: 'localhost', port, ca }, () => resolve({ socket, packets, closed }))
+    const closed = new Promise<void>((r) => socket.on('close', () => r()))
+    socket.on('data', (chunk: Buffer) => packets.push(...decoder.push(chunk).packets))
+    socket.on('error', reject)
+  })
+}
+
+const dropped = (code: string) => lines.find((l) => l.msg === 'mqtt connection dropped' && l.fields.code === code)
+
+describe('MQTT adapter', () => {
+  it('drops a connection that sends no CONNECT within the connect timeout, logging why', async () => {
+    const { closed } = await open()
+    await closed
+    expect(dropped('CONNECT_TIMEOUT')?.fields).toMatchObject({ transport: 'mqtts', reason: 'no CONNECT within 200 ms of the connection opening' })
+  })
+
+  it('drops a connected client silent for 1.5 keep-alive periods', async () => {
+    const c = await open()
+    c.socket.write(encodePacket({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 1, clientId: 'dev-1', username: '0ne00000A0A/registrations/dev-1/api-version=2019-03-31', password: Buffer.from('sas') }))
+    await c.closed
+    expect(c.packets[0]).toEqual({ cmd: 'connack', returnCode: 0, sessionPresent: false })
+    expect(dropped('KEEPALIVE_TIMEOUT')?.fields.reason).toMatch(/keep-alive is 1 s/)
+  })
+
+  it('close() ends every open connection and stops the listener', async () => {
+    const own = createMqttTransport({ ...tlsFiles, device: api, log })
+    await listenMqtt(own.server, 0, '127.0.0.1')
+    const ownPort = (own.server.address() as AddressInfo).port
+    const socket = connect({ host: 'localhost', port: ownPort, ca })
+    const closed = new Promise<void>((r) => socket.on('close', () => r()))
+    await new Promise((r) => socket.once('secureConnect', r))
+    socket.on('error', () => {})
+    // Wait until the server side has registered the connection.
+    while (own.connections === 0) await new Promise((r) => setTimeout(r, 10))
+    await own.close(100)
+    await closed
+    expect(own.connections).toBe(0)
+    expect(own.server.listening).toBe(false)
+  })
+})
