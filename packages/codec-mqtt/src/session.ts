@@ -61,6 +61,8 @@ export type MqttCloseCode =
   | 'CONNECTION_LOST'
   /** The adapter ended the session (server shutdown). */
   | 'SERVER_CLOSING'
+  /** Another connection CONNECTed with the same clientId; the older one is closed (MQTT-3.1.4-2). */
+  | 'TAKEN_OVER'
   /** Bytes that are not MQTT 3.1.1. */
   | 'MALFORMED_PACKET'
   /** A packet over `maxPacketBytes`. */
@@ -227,8 +229,11 @@ export class DpsMqttSession {
     }
   }
 
-  /** The adapter ends the session (connection lost, server closing). Answers still pending are dropped. */
-  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' = 'CONNECTION_LOST', reason = 'connection closed'): void {
+  /**
+   * The adapter ends the session (connection lost, server closing, or taken over by a newer
+   * connection of the same client). Answers still pending are dropped.
+   */
+  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER' = 'CONNECTION_LOST', reason = 'connection closed'): void {
     this.#close(code, reason)
   }
 

@@ -52,6 +52,9 @@ interface Live {
 
 export function createMqttTransport(options: MqttTransportOptions): MqttTransport {
   const live = new Set<Live>()
+  // MQTT-3.1.4-2: one connection per client; a new CONNECT of the same clientId (= registrationId
+  // in its ID scope) closes the older connection.
+  const byClient = new Map<string, DpsMqttSession>()
   const log = options.log
   let ticker: ReturnType<typeof setInterval> | undefined
 
@@ -73,9 +76,20 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     })
   }
 
-  const onEvent = (transport: string, remote: string | undefined) => (event: DpsMqttEvent) => {
+  const claim = (session: DpsMqttSession, closed: Promise<void>) => {
+    const key = `${session.idScope}\u0000${session.registrationId!.toLowerCase()}`
+    const previous = byClient.get(key)
+    byClient.set(key, session)
+    if (previous !== undefined && previous !== session) previous.end('TAKEN_OVER', 'a newer connection CONNECTed with the same clientId (MQTT-3.1.4-2)')
+    void closed.then(() => {
+      if (byClient.get(key) === session) byClient.delete(key)
+    })
+  }
+
+  const onEvent = (transport: string, remote: string | undefined, connected: () => void) => (event: DpsMqttEvent) => {
     switch (event.type) {
       case 'connected':
+        connected()
         log.debug('mqtt device connected', { transport, remote, idScope: event.idScope, registrationId: event.registrationId, apiVersion: event.apiVersion, clientVersion: event.clientVersion })
         return
       case 'refused':
@@ -95,6 +109,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       case 'CLIENT_DISCONNECT':
       case 'CONNECTION_LOST':
       case 'SERVER_CLOSING':
+      case 'TAKEN_OVER':
         log.debug('mqtt connection closed', fields)
         return
       case 'INTERNAL_ERROR':
@@ -128,7 +143,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
           socket.end()
           setTimeout(() => socket.destroy(), 2000).unref()
         },
-        onEvent: onEvent('mqtts', remote),
+        onEvent: onEvent('mqtts', remote, () => claim(session, closed)),
       })
       track({ session, destroy: () => socket.destroy(), closed })
       socket.on('data', (chunk: Buffer) => session.push(chunk))
@@ -156,11 +171,11 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       close: (reason) => {
         logClose(reason)
         // 1000 for endings the client asked for, 1002 (protocol error) for the rest.
-        const normal = reason.code === 'CLIENT_DISCONNECT' || reason.code === 'SERVER_CLOSING' || reason.code === 'CONNECTION_LOST'
+        const normal = reason.code === 'CLIENT_DISCONNECT' || reason.code === 'SERVER_CLOSING' || reason.code === 'CONNECTION_LOST' || reason.code === 'TAKEN_OVER'
         socket.close(normal ? 1000 : 1002, reason.code)
         setTimeout(() => socket.terminate(), 2000).unref()
       },
-      onEvent: onEvent('mqtt-ws', remote),
+      onEvent: onEvent('mqtt-ws', remote, () => claim(session, closed)),
     })
     track({ session, destroy: () => socket.terminate(), closed })
     socket.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {

@@ -72,6 +72,25 @@ describe('MQTT adapter', () => {
     expect(dropped('KEEPALIVE_TIMEOUT')?.fields.reason).toMatch(/keep-alive is 1 s/)
   })
 
+  it('closes the older connection when the same client CONNECTs again (MQTT-3.1.4-2)', async () => {
+    const hello = (id: string) =>
+      encodePacket({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: id, username: `0ne00000A0A/registrations/${id}/api-version=2019-03-31`, password: Buffer.from('sas') })
+    const first = await open()
+    first.socket.write(hello('Dev-2'))
+    while (first.packets.length === 0) await new Promise((r) => setTimeout(r, 10))
+    const second = await open()
+    // Registration ids compare case-insensitively (dps-protocol.md §0): the same client.
+    second.socket.write(hello('dev-2'))
+    await first.closed
+    expect(lines.find((l) => l.msg === 'mqtt connection closed' && l.fields.code === 'TAKEN_OVER')).toBeDefined()
+    while (second.packets.length === 0) await new Promise((r) => setTimeout(r, 10))
+    expect(second.packets[0]).toEqual({ cmd: 'connack', returnCode: 0, sessionPresent: false })
+    second.socket.write(encodePacket({ cmd: 'pingreq' }))
+    while (second.packets.length < 2) await new Promise((r) => setTimeout(r, 10))
+    expect(second.packets[1]).toEqual({ cmd: 'pingresp' })
+    second.socket.destroy()
+  })
+
   it('close() ends every open connection and stops the listener', async () => {
     const own = createMqttTransport({ ...tlsFiles, device: api, log })
     await listenMqtt(own.server, 0, '127.0.0.1')
