@@ -24,7 +24,7 @@ function curl(args: string[]): { status: number; body: string } {
 beforeAll(async () => {
   expect(existsSync(cli), `${cli} must be built (turbo runs build before these tests)`).toBe(true)
   dataDir = mkdtempSync(join(tmpdir(), 'provisio-cli-'))
-  child = spawn(process.execPath, [cli, 'serve', '--data-dir', dataDir, '--https-port', '0', '--retry-after', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child = spawn(process.execPath, [cli, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--retry-after', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()))
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
   const deadline = Date.now() + 30_000

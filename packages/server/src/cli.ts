@@ -138,7 +138,7 @@ export function describeEndpoints(e: Endpoints): string {
   const lines = [
     '',
     'Provisio is running.',
-    `  Device endpoint (global)   ${e.deviceEndpoint}  (HTTPS port ${e.ports.https})`,
+    `  Device endpoint (global)   ${e.deviceEndpoint}  (HTTPS ${e.ports.https}, MQTTS ${e.ports.mqtt}, AMQPS ${e.ports.amqp}; WebSockets at /$iothub/websocket)`,
     `  ID scope                   ${e.idScope}`,
     `  Service connection string  ${e.serviceConnectionString}`,
     ...e.hubs.map((h) => `  Hub ${h.hostName.padEnd(23)}${h.connectionString}`),
