@@ -18,19 +18,15 @@
  * Every refusal says which enrollment and which key failed, or that the token expired or named
  * another resource; the device only sees 401002 (protocol error catalog).
  */
-import { ProvisioError, normalizeRegistrationId } from '@provisio/protocol'
+import { ProvisioError } from '@provisio/protocol'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 import type { AttestationContext, AttestationOutcome, AttestationVerifier } from './attestation.js'
 import type { AssignmentRequest } from './store.js'
 import { base64Encode, utf8Encode } from '@provisio/crypto'
 import { deviceKeyDeriver, parseDeviceToken, signatureMatches, verifyDeviceToken, type DeviceKeyDeriver, type ParsedDeviceToken } from './internal/sas.js'
+import { groupsOfType } from './group-cache.js'
 
 const EMPTY = new Uint8Array(0)
-
-interface GroupCacheEntry {
-  revision: number
-  groups: EnrollmentGroup[]
-}
 
 /** Options of {@link createSymmetricKeyVerifier}. */
 export interface SymmetricKeyVerifierOptions {
@@ -40,7 +36,6 @@ export interface SymmetricKeyVerifierOptions {
 
 /** Creates the symmetric-key verifier. */
 export function createSymmetricKeyVerifier(options: SymmetricKeyVerifierOptions = {}): AttestationVerifier {
-  const groupCache = new Map<string, GroupCacheEntry>()
   const derivers = new Map<string, DeviceKeyDeriver>()
   const keyCacheSize = options.keyCacheSize ?? 4096
 
@@ -55,21 +50,7 @@ export function createSymmetricKeyVerifier(options: SymmetricKeyVerifierOptions 
     return d
   }
 
-  async function symmetricGroups(ctx: AttestationContext): Promise<EnrollmentGroup[]> {
-    const revision = await ctx.store.groupsRevision(ctx.idScope)
-    const cached = groupCache.get(ctx.idScope)
-    if (cached && cached.revision === revision) return cached.groups
-    const groups: EnrollmentGroup[] = []
-    let after: string | undefined
-    for (;;) {
-      const page = await ctx.store.listGroups(ctx.idScope, { after, limit: 500 })
-      for (const g of page) if (g.attestation.type === 'symmetricKey') groups.push(g)
-      if (page.length < 500) break
-      after = normalizeRegistrationId(page[page.length - 1]!.enrollmentGroupId)
-    }
-    groupCache.set(ctx.idScope, { revision, groups })
-    return groups
-  }
+  const symmetricGroups = groupsOfType('symmetricKey')
 
   function expectedResource(ctx: AttestationContext): string {
     return `${ctx.idScope}/registrations/${ctx.registrationId}`

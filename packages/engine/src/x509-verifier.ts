@@ -22,7 +22,7 @@
  * individual device bound to exactly its certificate and a group device to its CA).
  */
 import { sha256 } from '@provisio/crypto'
-import { ProvisioError, normalizeRegistrationId } from '@provisio/protocol'
+import { ProvisioError } from '@provisio/protocol'
 import type { EnrollmentGroup, IndividualEnrollment, X509CertificateWithInfo } from '@provisio/protocol'
 import {
   OID,
@@ -37,6 +37,7 @@ import {
 } from '@provisio/x509'
 import type { AttestationContext, AttestationOutcome, AttestationVerifier } from './attestation.js'
 import type { AssignmentRequest } from './store.js'
+import { groupsOfType } from './group-cache.js'
 
 /** Options of {@link createX509Verifier}. */
 export interface X509VerifierOptions {
@@ -53,15 +54,9 @@ interface GroupAnchor {
   readonly slot: string
 }
 
-interface GroupIndex {
-  readonly revision: number
-  readonly groups: EnrollmentGroup[]
-}
-
 /** Creates the X.509 verifier. */
 export function createX509Verifier(options: X509VerifierOptions = {}): AttestationVerifier {
   const maxChain = options.maxChainLength ?? 10
-  const groupCache = new Map<string, GroupIndex>()
   const parsed = new Map<string, Certificate[] | X509Error>()
   // Intermediates repeat across a fleet: parsed device certificates are kept by DER hash (a
   // SHA-256 in WASM costs far less than a PKI.js parse). Certificates are immutable values.
@@ -93,21 +88,7 @@ export function createX509Verifier(options: X509VerifierOptions = {}): Attestati
     return hit
   }
 
-  async function x509Groups(ctx: AttestationContext): Promise<EnrollmentGroup[]> {
-    const revision = await ctx.store.groupsRevision(ctx.idScope)
-    const cached = groupCache.get(ctx.idScope)
-    if (cached && cached.revision === revision) return cached.groups
-    const groups: EnrollmentGroup[] = []
-    let after: string | undefined
-    for (;;) {
-      const page = await ctx.store.listGroups(ctx.idScope, { after, limit: 500 })
-      for (const g of page) if (g.attestation.type === 'x509') groups.push(g)
-      if (page.length < 500) break
-      after = normalizeRegistrationId(page[page.length - 1]!.enrollmentGroupId)
-    }
-    groupCache.set(ctx.idScope, { revision, groups })
-    return groups
-  }
+  const x509Groups = groupsOfType('x509')
 
   /** The usable certificates of every X.509 group, and notes on the unusable ones (for reasons). */
   async function groupAnchors(ctx: AttestationContext): Promise<{ anchors: GroupAnchor[]; notes: string[] }> {
