@@ -6,10 +6,8 @@
 // tls.connect, so connections to our AMQPS port get the dev CA added; AmqpWs always dials port
 // 443 (§11), so its `webSocketAgent` transport option gets an https.Agent whose connections go
 // to our HTTPS port instead.
-import { createServer, type Server } from 'node:http'
 import type * as HttpsModule from 'node:https'
 import type * as TlsModule from 'node:tls'
-import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
@@ -17,6 +15,7 @@ import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { startTestServer, type TestServer } from '../lib/server.js'
+import { startEchoWebhook } from '../lib/webhook.js'
 
 const require = createRequire(import.meta.url)
 // CommonJS module objects: their properties can be replaced (an ES namespace is read-only).
@@ -135,20 +134,10 @@ describe('azure-iot-provisioning-device-amqp + azure-iot-security-symmetric-key'
   })
 
   it('carries the device payload to a custom allocation webhook and its answer back (AmqpWs and Amqp)', async () => {
-    const seen: unknown[] = []
-    const webhook: Server = createServer((req, res) => {
-      let body = ''
-      req.on('data', (c: Buffer) => (body += c.toString()))
-      req.on('end', () => {
-        const request = JSON.parse(body) as { deviceRuntimeContext: { payload?: unknown }; linkedHubs: string[] }
-        seen.push(request.deviceRuntimeContext.payload)
-        res.writeHead(200, { 'content-type': 'application/json' })
-        res.end(JSON.stringify({ iotHubHostName: request.linkedHubs[0], payload: { echo: request.deviceRuntimeContext.payload } }))
-      })
-    })
-    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve))
+    const webhook = await startEchoWebhook()
+    const seen = webhook.seen
     try {
-      const url = `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/allocate`
+      const url = webhook.url
       for (const [transport, seed] of [['amqp-ws', 41], ['amqp', 43]] as const) {
         const registrationId = `amqp-custom-${transport}`
         await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
@@ -165,7 +154,7 @@ describe('azure-iot-provisioning-device-amqp + azure-iot-security-symmetric-key'
         { modelId: 'dtmi:provisio:test;1', transport: 'amqp' },
       ])
     } finally {
-      webhook.close()
+      await webhook.close()
     }
   })
 

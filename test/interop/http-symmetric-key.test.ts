@@ -1,8 +1,6 @@
 // Proof of issue 5 with Microsoft's own clients over real TLS on loopback: the Node device SDK's
 // HTTP transport with the symmetric-key security client registers against `provisio serve`, and
 // the provisioning service client manages enrollments with the printed connection string.
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Http } from 'azure-iot-provisioning-device-http'
@@ -10,6 +8,7 @@ import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { ProvisioningServiceClient } from 'azure-iot-provisioning-service'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { startTestServer, type TestServer } from '../lib/server.js'
+import { startEchoWebhook } from '../lib/webhook.js'
 
 let server: TestServer
 let service: ProvisioningServiceClient
@@ -86,20 +85,10 @@ describe('azure-iot-provisioning-device-http + azure-iot-security-symmetric-key'
   })
 
   it('carries the device payload to a custom allocation webhook and its answer back to the device', async () => {
-    const seen: unknown[] = []
-    const webhook: Server = createServer((req, res) => {
-      let body = ''
-      req.on('data', (c: Buffer) => (body += c.toString()))
-      req.on('end', () => {
-        const request = JSON.parse(body) as { deviceRuntimeContext: { payload?: unknown }; linkedHubs: string[] }
-        seen.push(request.deviceRuntimeContext.payload)
-        res.writeHead(200, { 'content-type': 'application/json' })
-        res.end(JSON.stringify({ iotHubHostName: request.linkedHubs[0], payload: { echo: request.deviceRuntimeContext.payload } }))
-      })
-    })
-    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve))
+    const webhook = await startEchoWebhook()
+    const seen = webhook.seen
     try {
-      const url = `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/allocate?code=secret`
+      const url = `${webhook.url}?code=secret`
       await service.createOrUpdateIndividualEnrollment({
         registrationId: 'sk-custom',
         allocationPolicy: 'custom',
@@ -110,7 +99,7 @@ describe('azure-iot-provisioning-device-http + azure-iot-security-symmetric-key'
       expect(seen).toEqual([{ modelId: 'dtmi:provisio:test;1', region: 'lab' }])
       expect(result.payload).toEqual({ echo: { modelId: 'dtmi:provisio:test;1', region: 'lab' } })
     } finally {
-      webhook.close()
+      await webhook.close()
     }
   })
 

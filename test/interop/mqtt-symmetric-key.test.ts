@@ -8,9 +8,7 @@
 // `setOptions({ mqtt: { webSocketAgent } })` hands mqtt.js an https.Agent — ours opens its TLS
 // connections to the test server's HTTPS port instead of 443. Both trust the dev CA through
 // `setOptions({ ca })`.
-import { createServer, type Server } from 'node:http'
 import type * as HttpsModule from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -20,6 +18,7 @@ import { MqttBase } from 'azure-iot-mqtt-base'
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { startTestServer, type TestServer } from '../lib/server.js'
+import { startEchoWebhook } from '../lib/webhook.js'
 
 const https = createRequire(import.meta.url)('node:https') as typeof HttpsModule
 
@@ -116,30 +115,20 @@ describe.each(Object.keys(TRANSPORTS) as (keyof typeof TRANSPORTS)[])('azure-iot
   })
 
   it('carries the device payload to a custom allocation webhook and its answer back to the device', async () => {
-    const seen: unknown[] = []
-    const webhook: Server = createServer((req, res) => {
-      let body = ''
-      req.on('data', (c: Buffer) => (body += c.toString()))
-      req.on('end', () => {
-        const request = JSON.parse(body) as { deviceRuntimeContext: { payload?: unknown }; linkedHubs: string[] }
-        seen.push(request.deviceRuntimeContext.payload)
-        res.writeHead(200, { 'content-type': 'application/json' })
-        res.end(JSON.stringify({ iotHubHostName: request.linkedHubs[0], payload: { echo: request.deviceRuntimeContext.payload } }))
-      })
-    })
-    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve))
+    const webhook = await startEchoWebhook()
+    const seen = webhook.seen
     try {
       await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
         registrationId: id('custom'),
         allocationPolicy: 'custom',
-        customAllocationDefinition: { webhookUrl: `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/allocate`, apiVersion: '2021-10-01' },
+        customAllocationDefinition: { webhookUrl: webhook.url, apiVersion: '2021-10-01' },
         attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(11), secondaryKey: key(12) } },
       })
       const result = await register(transport, id('custom'), key(11), { modelId: 'dtmi:provisio:mqtt;1', via: label })
       expect(seen).toEqual([{ modelId: 'dtmi:provisio:mqtt;1', via: label }])
       expect(result.payload).toEqual({ echo: { modelId: 'dtmi:provisio:mqtt;1', via: label } })
     } finally {
-      webhook.close()
+      await webhook.close()
     }
   })
 
