@@ -146,3 +146,19 @@ describe('graceful shutdown', () => {
     }
   })
 })
+
+describe('start-up failures', () => {
+  it('names the protocol, the port and the flag when a port is taken', async () => {
+    const taken = await startTestServer()
+    try {
+      // HTTPS and AMQP start on free ports, MQTT collides (serve.ts then closes what did start).
+      const error = await startTestServer({ mqttPort: taken.endpoints.ports.mqtt }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      )
+      expect(error?.message).toBe(`cannot listen for MQTT on 127.0.0.1:${taken.endpoints.ports.mqtt}: port ${taken.endpoints.ports.mqtt} is in use; choose another with --mqtt-port`)
+    } finally {
+      await taken.stop()
+    }
+  })
+})

@@ -14,6 +14,7 @@ import type { DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
+import { listenOn } from './listen.js'
 
 /** Connections silent this long are dropped (we announce no idle-time-out; DPS exchanges are short). */
 const IDLE_TIMEOUT_MS = 240_000
@@ -145,20 +146,5 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
 
 /** Listens on `host:port`, with a hint when the port is taken or privileged. */
 export function listenAmqp(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException) => {
-      const hint =
-        error.code === 'EADDRINUSE'
-          ? `port ${port} is in use; choose another with --amqp-port`
-          : error.code === 'EACCES'
-            ? `port ${port} needs root or CAP_NET_BIND_SERVICE; choose another with --amqp-port`
-            : error.message
-      reject(new Error(`cannot listen for AMQP on ${host}:${port}: ${hint}`, { cause: error }))
-    }
-    server.once('error', onError)
-    server.listen(port, host, () => {
-      server.off('error', onError)
-      resolve()
-    })
-  })
+  return listenOn(server, port, host, { protocol: 'AMQP', flag: '--amqp-port' })
 }

@@ -15,6 +15,7 @@ import type { DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
+import { listenOn } from './listen.js'
 
 /** How often sessions are ticked; keep-alive and connect timeouts are judged at this grain. */
 const TICK_MS = 1000
@@ -216,20 +217,5 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
 
 /** Listens with an error naming the setting to change. */
 export function listenMqtt(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException) => {
-      const hint =
-        error.code === 'EADDRINUSE'
-          ? `port ${port} is in use; choose another with --mqtt-port`
-          : error.code === 'EACCES'
-            ? `port ${port} needs root or CAP_NET_BIND_SERVICE; use --mqtt-port 8884 or above 1023`
-            : error.message
-      reject(new Error(`cannot listen for MQTT on ${host}:${port}: ${hint}`, { cause: error }))
-    }
-    server.once('error', onError)
-    server.listen(port, host, () => {
-      server.off('error', onError)
-      resolve()
-    })
-  })
+  return listenOn(server, port, host, { protocol: 'MQTT', flag: '--mqtt-port' })
 }

@@ -8,7 +8,6 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
-import type { Server } from 'node:https'
 import Database from 'better-sqlite3'
 import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
@@ -24,6 +23,7 @@ import { createLocalHubGateway } from './hub-gateway.js'
 import { SqliteHubStore } from './hub-store-sqlite.js'
 import { createHubRegistryApi } from './hub-registry.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
+import { listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { WebSocketRouter } from './websocket.js'
@@ -123,12 +123,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     })),
     accessPolicies: state.servicePolicies.map((p) => ({ ...p, permissions: SERVICE_PERMISSIONS })),
   }
-  // ---- X.509 attestation (dps-protocol.md §6): the HTTPS adapter hands the client chain over as evidence ----
+  // Attestation beyond symmetric keys (built into the engine): X.509 (dps-protocol.md §6; the
+  // transports hand the TLS client chain over as evidence) and TPM (§5: challenge over HTTP 401 or
+  // AMQP SASL TPM, hub key delivered as a fresh activation blob).
   const x509Verifier = createX509Verifier()
-  // ---- end X.509 ----
-  // ---- TPM attestation (dps-protocol.md §5): challenge over HTTP 401 / AMQP SASL TPM, hub key as a fresh blob ----
   const tpmVerifier = createTpmVerifier({ random })
-  // ---- end TPM ----
   const engine = createEngine({
     verifiers: [x509Verifier, tpmVerifier],
     store,
@@ -184,8 +183,6 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // WebSocket transports (MQTT-WS, AMQP-WS) register their subprotocol handlers here.
   const websockets = new WebSocketRouter(https, log)
 
-  // ---- further listeners (MQTT, AMQP) start here, each in its own block ----
-
   // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
   const amqp = createAmqpTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'amqp'), log })
   websockets.register('AMQPWSB10', amqp.websocket)
@@ -197,36 +194,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // ---- end MQTT ----
 
   try {
-    await listen(https, config.httpsPort, config.bind)
+    await listenOn(https, config.httpsPort, config.bind, { protocol: 'HTTPS', flag: '--https-port' })
+    await listenAmqp(amqp.server, config.amqpPort, config.bind)
+    await listenMqtt(mqtt.server, config.mqttPort, config.bind)
   } catch (error) {
+    // Nothing half-started stays behind: close whatever did start, and the stores.
+    for (const server of [https, amqp.server, mqtt.server]) if (server.listening) server.close()
     db?.close()
     await postgres?.close()
     throw error
   }
   const port = (https.address() as AddressInfo).port
-  // ---- AMQP listener ----
-  try {
-    await listenAmqp(amqp.server, config.amqpPort, config.bind)
-  } catch (error) {
-    https.close()
-    db?.close()
-    await postgres?.close()
-    throw error
-  }
   const amqpPort = (amqp.server.address() as AddressInfo).port
-  // ---- end AMQP listener ----
-  // ---- MQTT listener ----
-  try {
-    await listenMqtt(mqtt.server, config.mqttPort, config.bind)
-  } catch (error) {
-    https.close()
-    amqp.server.close()
-    db?.close()
-    await postgres?.close()
-    throw error
-  }
   const mqttPort = (mqtt.server.address() as AddressInfo).port
-  // ---- end MQTT listener ----
 
   const policy = state.servicePolicies[0]!
   const endpoints: Endpoints = {
@@ -285,25 +265,6 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 function hubConnectionString(h: ServerState['hubs'][number]): string {
   const p = h.policies[0]!
   return formatSharedAccessKeyConnectionString({ hostName: h.hostName, sharedAccessKeyName: p.name, sharedAccessKey: p.primaryKey })
-}
-
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException) => {
-      const hint =
-        error.code === 'EADDRINUSE'
-          ? `port ${port} is in use; choose another with --https-port`
-          : error.code === 'EACCES'
-            ? `port ${port} needs root or CAP_NET_BIND_SERVICE; use --https-port 8443`
-            : error.message
-      reject(new Error(`cannot listen on ${host}:${port}: ${hint}`, { cause: error }))
-    }
-    server.once('error', onError)
-    server.listen(port, host, () => {
-      server.off('error', onError)
-      resolve()
-    })
-  })
 }
 
 function unique(names: readonly string[]): string[] {
