@@ -11,15 +11,12 @@
 //
 // One operation = one device registered (`200 assigned`: the server runs with an assignment
 // budget, so the first answer is final). Client and servers share this process and 2 cores.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import rhea from 'rhea'
 import WebSocket, { WebSocketServer } from 'ws'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { buildSasToken } from '@provisio/protocol'
-import { DEFAULT_CONFIG, createLogger, startServer } from '@provisio/server'
+import { startBenchServer } from '../lib/provisio-server.mjs'
 
 const CONCURRENCY = 32
 const BATCH = 128
@@ -110,18 +107,11 @@ function bareContainer() {
 
 async function setup() {
   if (state.server) return
-  state.dir = mkdtempSync(join(tmpdir(), 'provisio-bench-amqp-'))
-  state.server = await startServer(
-    { ...DEFAULT_CONFIG, dataDir: state.dir, httpsPort: 0, mqttPort: 0, amqpPort: 0, assignmentBudgetMs: 5000, logLevel: 'error', retryAfterSeconds: 1, registrationsPerMinute: 0 },
-    createLogger('error'),
-  )
-  await state.server.engine.createOrUpdateEnrollmentGroup(state.server.endpoints.idScope, {
-    enrollmentGroupId: 'amqp-bench-fleet',
-    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
-  })
-  state.ca = readFileSync(state.server.endpoints.caCertificate, 'utf8')
-  const cert = readFileSync(join(state.dir, 'server.pem'), 'utf8')
-  const key = readFileSync(join(state.dir, 'server-key.pem'), 'utf8')
+  const started = await startBenchServer('amqp', GROUP_KEY)
+  state.server = started.server
+  state.dir = started.dir
+  state.ca = started.ca
+  const { cert, key } = started
 
   // Bare rhea over TLS.
   const tlsServer = bareContainer().listen({ port: 0, host: '127.0.0.1', transport: 'tls', key, cert })
@@ -134,7 +124,6 @@ async function setup() {
   wss.on('connection', (socket) => wsContainer.websocket_accept(socket))
   await new Promise((resolve) => https.listen(0, '127.0.0.1', resolve))
   state.bareWs = https
-  process.on('exit', () => rmSync(state.dir, { recursive: true, force: true }))
 }
 
 const ours = {

@@ -8,12 +8,9 @@
 // assignment budget, so the assignment completes inside the request; a real device would then
 // skip its first poll). Client and server share this process and the machine's two cores.
 import { request, Agent, createServer } from 'node:https'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { buildSasToken } from '@provisio/protocol'
-import { DEFAULT_CONFIG, createLogger, startServer } from '@provisio/server'
+import { startBenchServer } from '../lib/provisio-server.mjs'
 
 const CONCURRENCY = 32
 const BATCH = 256
@@ -65,20 +62,13 @@ function deviceRequest() {
 
 async function setup() {
   if (state.server) return
-  state.dir = mkdtempSync(join(tmpdir(), 'provisio-bench-e2e-'))
-  state.server = await startServer(
-    { ...DEFAULT_CONFIG, dataDir: state.dir, httpsPort: 0, mqttPort: 0, amqpPort: 0, assignmentBudgetMs: 5000, logLevel: 'error', retryAfterSeconds: 1, registrationsPerMinute: 0 },
-    createLogger('error'),
-  )
-  await state.server.engine.createOrUpdateEnrollmentGroup(state.server.endpoints.idScope, {
-    enrollmentGroupId: 'e2e-fleet',
-    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
-  })
-  state.ca = readFileSync(state.server.endpoints.caCertificate, 'utf8')
+  const started = await startBenchServer('e2e', GROUP_KEY)
+  state.server = started.server
+  state.dir = started.dir
+  state.ca = started.ca
   state.agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: state.ca })
   // Baseline: the same certificate and key, a handler that only reads the body and answers.
-  const cert = readFileSync(join(state.dir, 'server.pem'), 'utf8')
-  const key = readFileSync(join(state.dir, 'server-key.pem'), 'utf8')
+  const { cert, key } = started
   const reply = JSON.stringify({ operationId: '4.0123456789abcdef.00000000-0000-0000-0000-000000000000', status: 'assigned' })
   state.baseline = createServer({ cert, key, minVersion: 'TLSv1.2' }, (req, res) => {
     req.resume()
@@ -90,7 +80,6 @@ async function setup() {
   state.baseline.keepAliveTimeout = 5000
   await new Promise((resolve) => state.baseline.listen(0, '127.0.0.1', resolve))
   state.baselineAgent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: state.ca })
-  process.on('exit', () => rmSync(state.dir, { recursive: true, force: true }))
 }
 
 async function ours() {

@@ -17,9 +17,6 @@
 // (after a forced GC); the figures go into the notes.
 import { spawn } from 'node:child_process'
 import { createServer as createHttpsServer } from 'node:https'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -28,7 +25,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import { MqttDecoder, encodePacket } from '@provisio/codec-mqtt'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { buildSasToken } from '@provisio/protocol'
-import { DEFAULT_CONFIG, createLogger, startServer } from '@provisio/server'
+import { startBenchServer } from '../lib/provisio-server.mjs'
 
 const CONCURRENCY = 32
 const BATCH = 128
@@ -139,18 +136,11 @@ function respond(write, end) {
 
 async function setup() {
   if (state.server) return
-  state.dir = mkdtempSync(join(tmpdir(), 'provisio-bench-mqtt-'))
-  state.server = await startServer(
-    { ...DEFAULT_CONFIG, dataDir: state.dir, httpsPort: 0, mqttPort: 0, amqpPort: 0, assignmentBudgetMs: 5000, logLevel: 'error', retryAfterSeconds: 1, registrationsPerMinute: 0 },
-    createLogger('error'),
-  )
-  await state.server.engine.createOrUpdateEnrollmentGroup(state.server.endpoints.idScope, {
-    enrollmentGroupId: 'mqtt-e2e-fleet',
-    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
-  })
-  state.ca = readFileSync(state.server.endpoints.caCertificate, 'utf8')
-  const cert = readFileSync(join(state.dir, 'server.pem'), 'utf8')
-  const key = readFileSync(join(state.dir, 'server-key.pem'), 'utf8')
+  const started = await startBenchServer('mqtt', GROUP_KEY)
+  state.server = started.server
+  state.dir = started.dir
+  state.ca = started.ca
+  const { cert, key } = started
   state.baselineTls = createTlsServer({ cert, key, minVersion: 'TLSv1.2' }, (socket) => {
     socket.setNoDelay(true)
     socket.on('data', respond((b) => socket.write(b), () => socket.end()))
@@ -161,7 +151,6 @@ async function setup() {
   const wss = new WebSocketServer({ server: state.baselineHttps, path: '/$iothub/websocket', perMessageDeflate: false })
   wss.on('connection', (ws) => ws.on('message', respond((b) => ws.send(b), () => ws.close())))
   await new Promise((resolve) => state.baselineHttps.listen(0, '127.0.0.1', resolve))
-  process.on('exit', () => rmSync(state.dir, { recursive: true, force: true }))
   // A first, discarded round per transport pays the one-time costs (JIT, TLS and WebSocket
   // machinery, caches), so the measured round sees only what each further connection adds.
   await idleMemory('tls', 200)
