@@ -5,6 +5,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { deriveDeviceKey } from '@provisio/crypto'
+import { buildSasToken } from '@provisio/protocol'
 import { DEFAULT_CONFIG, createLogger, startServer } from '@provisio/server'
 
 /**
@@ -29,4 +31,32 @@ export async function startBenchServer(label, groupKey) {
     cert: readFileSync(join(dir, 'server.pem'), 'utf8'),
     key: readFileSync(join(dir, 'server-key.pem'), 'utf8'),
   }
+}
+
+/**
+ * A device SAS token of a group member, shaped like Microsoft's Node symmetric-key client's
+ * (raw `sr`, fields sr, sig, skn, se), signed with the key derived from `groupKey` (§2.2).
+ */
+export function groupDeviceToken(idScope, registrationId, groupKey) {
+  return buildSasToken({
+    resource: `${idScope}/registrations/${registrationId}`,
+    key: deriveDeviceKey(groupKey, registrationId),
+    keyName: 'registration',
+    expiresAt: Math.floor(Date.now() / 1000) + 3600,
+    encodeResource: 'raw',
+    fieldOrder: ['sr', 'sig', 'skn', 'se'],
+  })
+}
+
+/** Runs `one()` `count` times with at most `concurrency` calls in flight. */
+export async function runPool(count, concurrency, one) {
+  let started = 0
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (started < count) {
+        started++
+        await one()
+      }
+    }),
+  )
 }

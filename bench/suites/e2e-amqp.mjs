@@ -14,9 +14,7 @@
 import { createServer as createHttpsServer } from 'node:https'
 import rhea from 'rhea'
 import WebSocket, { WebSocketServer } from 'ws'
-import { deriveDeviceKey } from '@provisio/crypto'
-import { buildSasToken } from '@provisio/protocol'
-import { startBenchServer } from '../lib/provisio-server.mjs'
+import { groupDeviceToken, runPool, startBenchServer } from '../lib/provisio-server.mjs'
 
 const CONCURRENCY = 32
 const BATCH = 128
@@ -29,14 +27,7 @@ function device() {
   const { idScope } = state.server.endpoints
   const id = `amqp-bench-${String(state.next++).padStart(8, '0')}-0123456789`
   const address = `${idScope}/registrations/${id}`
-  const token = buildSasToken({
-    resource: address,
-    key: deriveDeviceKey(GROUP_KEY, id),
-    keyName: 'registration',
-    expiresAt: Math.floor(Date.now() / 1000) + 3600,
-    encodeResource: 'raw',
-    fieldOrder: ['sr', 'sig', 'skn', 'se'],
-  })
+  const token = groupDeviceToken(idScope, id, GROUP_KEY)
   return { id, address, token }
 }
 
@@ -76,18 +67,6 @@ function registerOne(target) {
     connection.on('connection_error', (context) => finish(new Error(`connection error ${JSON.stringify(context.connection.error)}`)))
     sender.on('rejected', (context) => finish(new Error(`rejected: ${context.delivery.remote_state?.error?.description}`)))
   })
-}
-
-async function pool(count, one) {
-  let started = 0
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (started < count) {
-        started++
-        await one()
-      }
-    }),
-  )
 }
 
 /** A bare rhea server container: PLAIN accepts anyone; each request gets the fixed answer. */
@@ -136,7 +115,7 @@ const bare = {
 }
 
 async function batch(target) {
-  await pool(BATCH, async () => {
+  await runPool(BATCH, CONCURRENCY, async () => {
     const body = JSON.parse(await registerOne(target))
     if (body.status !== 'assigned') throw new Error(`amqp bench: answer ${JSON.stringify(body)}`)
   })

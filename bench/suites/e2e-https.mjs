@@ -8,9 +8,7 @@
 // assignment budget, so the assignment completes inside the request; a real device would then
 // skip its first poll). Client and server share this process and the machine's two cores.
 import { request, Agent, createServer } from 'node:https'
-import { deriveDeviceKey } from '@provisio/crypto'
-import { buildSasToken } from '@provisio/protocol'
-import { startBenchServer } from '../lib/provisio-server.mjs'
+import { groupDeviceToken, runPool, startBenchServer } from '../lib/provisio-server.mjs'
 
 const CONCURRENCY = 32
 const BATCH = 256
@@ -31,28 +29,10 @@ function put(agent, port, path, headers, body) {
 }
 
 /** Runs `count` requests with at most CONCURRENCY in flight. */
-async function pool(count, one) {
-  let started = 0
-  const workers = Array.from({ length: CONCURRENCY }, async () => {
-    while (started < count) {
-      started++
-      await one()
-    }
-  })
-  await Promise.all(workers)
-}
-
 function deviceRequest() {
   const { idScope } = state.server.endpoints
   const id = `e2e-device-${String(state.next++).padStart(8, '0')}-0123456789`
-  const token = buildSasToken({
-    resource: `${idScope}/registrations/${id}`,
-    key: deriveDeviceKey(GROUP_KEY, id),
-    keyName: 'registration',
-    expiresAt: Math.floor(Date.now() / 1000) + 3600,
-    encodeResource: 'raw',
-    fieldOrder: ['sr', 'sig', 'skn', 'se'],
-  })
+  const token = groupDeviceToken(idScope, id, GROUP_KEY)
   return {
     path: `/${idScope}/registrations/${id}/register?api-version=2019-03-31`,
     headers: { authorization: token, 'content-type': 'application/json; charset=utf-8', accept: 'application/json' },
@@ -83,7 +63,7 @@ async function setup() {
 }
 
 async function ours() {
-  await pool(BATCH, async () => {
+  await runPool(BATCH, CONCURRENCY, async () => {
     const r = deviceRequest()
     const res = await put(state.agent, state.server.endpoints.ports.https, r.path, r.headers, r.body)
     if (res.status !== 200) throw new Error(`e2e bench: register answered ${res.status} ${res.body}`)
@@ -92,7 +72,7 @@ async function ours() {
 
 async function baseline() {
   const port = state.baseline.address().port
-  await pool(BATCH, async () => {
+  await runPool(BATCH, CONCURRENCY, async () => {
     const r = deviceRequest()
     const res = await put(state.baselineAgent, port, r.path, r.headers, r.body)
     if (res.status !== 200) throw new Error(`e2e bench: baseline answered ${res.status}`)

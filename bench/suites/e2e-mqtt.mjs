@@ -23,9 +23,7 @@ import { runInNewContext } from 'node:vm'
 import mqttPacket from 'mqtt-packet'
 import WebSocket, { WebSocketServer } from 'ws'
 import { MqttDecoder, encodePacket } from '@provisio/codec-mqtt'
-import { deriveDeviceKey } from '@provisio/crypto'
-import { buildSasToken } from '@provisio/protocol'
-import { startBenchServer } from '../lib/provisio-server.mjs'
+import { groupDeviceToken, runPool, startBenchServer } from '../lib/provisio-server.mjs'
 
 const CONCURRENCY = 32
 const BATCH = 128
@@ -59,14 +57,7 @@ function openPipe(kind, port) {
 function deviceCredentials() {
   const { idScope } = state.server.endpoints
   const id = `mqtt-e2e-${String(state.next++).padStart(8, '0')}-0123456789`
-  const password = buildSasToken({
-    resource: `${idScope}/registrations/${id}`,
-    key: deriveDeviceKey(GROUP_KEY, id),
-    keyName: 'registration',
-    expiresAt: Math.floor(Date.now() / 1000) + 3600,
-    encodeResource: 'raw',
-    fieldOrder: ['sr', 'sig', 'skn', 'se'],
-  })
+  const password = groupDeviceToken(idScope, id, GROUP_KEY)
   return { idScope, id, password }
 }
 
@@ -101,16 +92,6 @@ async function registerDevice(kind, port, stayConnected = false) {
   pipe.write(encodePacket({ cmd: 'disconnect' }))
   pipe.close()
   return { status, body: Buffer.from(response.payload).toString('utf8') }
-}
-
-async function pool(count, one) {
-  let started = 0
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (started < count) {
-      started++
-      await one()
-    }
-  }))
 }
 
 // ---- the baseline: a bare MQTT responder on mqtt-packet --------------------------------------
@@ -246,7 +227,7 @@ async function idleMemory(kind, count) {
 
 function batch(kind, who) {
   return async () => {
-    await pool(BATCH, async () => {
+    await runPool(BATCH, CONCURRENCY, async () => {
       const r = await registerDevice(kind, ports[who](kind))
       if (r.status !== 200) throw new Error(`e2e-mqtt: register answered ${r.status} ${r.body}`)
     })
