@@ -6,9 +6,6 @@
 // tls.connect, so connections to our AMQPS port get the dev CA added; AmqpWs always dials port
 // 443 (§11), so its `webSocketAgent` transport option gets an https.Agent whose connections go
 // to our HTTPS port instead.
-import type * as HttpsModule from 'node:https'
-import type * as TlsModule from 'node:tls'
-import { createRequire } from 'node:module'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
@@ -16,11 +13,8 @@ import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { startEchoWebhook } from '../lib/webhook.js'
+import { trustCaOnPort, webSocketAgent } from '../lib/tls-plumbing.js'
 
-const require = createRequire(import.meta.url)
-// CommonJS module objects: their properties can be replaced (an ES namespace is read-only).
-const tls = require('node:tls') as typeof TlsModule
-const https = require('node:https') as typeof HttpsModule
 
 let server: TestServer
 let restoreTls: () => void
@@ -34,16 +28,6 @@ interface RegistrationResult {
   payload?: unknown
 }
 
-/** An https.Agent whose TLS connections dial the test server's HTTPS port, trusting its CA. */
-function webSocketAgent(): HttpsModule.Agent {
-  const caPem = server.caPem
-  const port = server.port
-  const agent = new https.Agent({ keepAlive: false })
-  ;(agent as unknown as { createConnection: (options: TlsModule.ConnectionOptions, callback?: () => void) => TlsModule.TLSSocket }).createConnection = (options, callback) =>
-    tls.connect({ ...options, port, ca: caPem, servername: 'localhost' }, callback)
-  return agent
-}
-
 function register(transport: 'amqp' | 'amqp-ws', registrationId: string, deviceKey: string, payload?: object): Promise<RegistrationResult> {
   let client: ReturnType<typeof ProvisioningDeviceClient.create>
   if (transport === 'amqp') {
@@ -52,7 +36,7 @@ function register(transport: 'amqp' | 'amqp-ws', registrationId: string, deviceK
       new SymmetricKeySecurityClient(registrationId, deviceKey) as never)
   } else {
     const ws = new AmqpWs()
-    ws.setTransportOptions({ webSocketAgent: webSocketAgent() } as never)
+    ws.setTransportOptions({ webSocketAgent: webSocketAgent(server) } as never)
     client = ProvisioningDeviceClient.create('localhost', server.endpoints.idScope, ws as never, new SymmetricKeySecurityClient(registrationId, deviceKey) as never)
   }
   if (payload !== undefined) client.setProvisioningPayload(payload as never)
@@ -67,19 +51,7 @@ function logs(): string[] {
 
 beforeAll(async () => {
   server = await startTestServer()
-  const original = tls.connect
-  const amqpPort = server.endpoints.ports.amqp
-  const caPem = server.caPem
-  // rhea calls tls.connect(port, host, options, callback).
-  tls.connect = ((...args: unknown[]) => {
-    if (Number(args[0]) === amqpPort && typeof args[2] === 'object' && args[2] !== null) {
-      return original(Number(args[0]), args[1] as string, { ...(args[2] as TlsModule.ConnectionOptions), ca: caPem }, args[3] as () => void)
-    }
-    return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)
-  }) as typeof tls.connect
-  restoreTls = () => {
-    tls.connect = original
-  }
+  restoreTls = trustCaOnPort(server.endpoints.ports.amqp, server.caPem)
 })
 
 afterAll(async () => {

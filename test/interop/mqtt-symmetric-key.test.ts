@@ -8,9 +8,6 @@
 // `setOptions({ mqtt: { webSocketAgent } })` hands mqtt.js an https.Agent — ours opens its TLS
 // connections to the test server's HTTPS port instead of 443. Both trust the dev CA through
 // `setOptions({ ca })`.
-import type * as HttpsModule from 'node:https'
-import { createRequire } from 'node:module'
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Mqtt, MqttWs } from 'azure-iot-provisioning-device-mqtt'
@@ -19,8 +16,8 @@ import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { startEchoWebhook } from '../lib/webhook.js'
+import { webSocketAgent } from '../lib/tls-plumbing.js'
 
-const https = createRequire(import.meta.url)('node:https') as typeof HttpsModule
 
 let server: TestServer
 const key = (seed: number) => Buffer.alloc(32, seed).toString('base64')
@@ -30,13 +27,6 @@ interface RegistrationResult {
   assignedHub: string
   deviceId: string
   payload?: unknown
-}
-
-/** An https.Agent that keeps the request's host (SNI, certificate check) but dials the test server's port. */
-function agentTo(port: number): HttpsModule.Agent {
-  const agent = new https.Agent({ keepAlive: false })
-  ;(agent as unknown as { createConnection: (options: ConnectionOptions) => unknown }).createConnection = (options) => tlsConnect({ ...options, port })
-  return agent
 }
 
 const TRANSPORTS = {
@@ -54,7 +44,7 @@ const TRANSPORTS = {
     host: () => 'localhost',
     make: () => {
       const base = new MqttBase()
-      base.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: agentTo(server.port) } } as never)
+      base.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: webSocketAgent(server) } } as never)
       return new MqttWs(base as never)
     },
   },

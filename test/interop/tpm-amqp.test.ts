@@ -4,7 +4,6 @@
 // SAS signed inside the TPM (dps-protocol.md §5.3), then the register message; the hub key arrives
 // as a second blob. Test-side plumbing as in amqp-symmetric-key.test.ts: the dev CA is added to
 // rhea's tls.connect, and AmqpWs gets an agent that dials our HTTPS port.
-import type * as HttpsModule from 'node:https'
 import type * as TlsModule from 'node:tls'
 import { createRequire } from 'node:module'
 import { createHmac } from 'node:crypto'
@@ -15,10 +14,10 @@ import { TpmSecurityClient } from 'azure-iot-security-tpm'
 import { startTpmSimulator, swtpmBackend, type TpmSimulator } from '@provisio/server'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { startSwtpm, swtpmAvailable, type Swtpm } from '../lib/swtpm.js'
+import { webSocketAgent } from '../lib/tls-plumbing.js'
 
 const require = createRequire(import.meta.url)
 const tls = require('node:tls') as typeof TlsModule
-const https = require('node:https') as typeof HttpsModule
 const { Tpm } = createRequire(require.resolve('azure-iot-security-tpm'))('tss.js') as { Tpm: new (useSimulator: boolean, host: string, port: number) => unknown }
 
 let server: TestServer & { logs: string[] }
@@ -50,13 +49,6 @@ async function tpmClient(source: number | 'swtpm'): Promise<TpmClient> {
   return new TpmSecurityClient(undefined as unknown as string, new Tpm(true, sim.host, sim.port) as never) as unknown as TpmClient
 }
 
-function webSocketAgent(): HttpsModule.Agent {
-  const agent = new https.Agent({ keepAlive: false })
-  ;(agent as unknown as { createConnection: (options: TlsModule.ConnectionOptions, callback?: () => void) => TlsModule.TLSSocket }).createConnection = (options, callback) =>
-    tls.connect({ ...options, port: server.port, ca: server.caPem, servername: 'localhost' }, callback)
-  return agent
-}
-
 async function provision(transport: 'amqp' | 'amqp-ws', source: number | 'swtpm', enrolled = true) {
   const security = await tpmClient(source)
   const ek = await call<Buffer>((cb) => security.getEndorsementKey(cb))
@@ -67,7 +59,7 @@ async function provision(transport: 'amqp' | 'amqp-ws', source: number | 'swtpm'
     client = ProvisioningDeviceClient.create(`localhost:${server.endpoints.ports.amqp}`, server.endpoints.idScope, new Amqp() as never, security as never)
   } else {
     const ws = new AmqpWs()
-    ws.setTransportOptions({ webSocketAgent: webSocketAgent() } as never)
+    ws.setTransportOptions({ webSocketAgent: webSocketAgent(server) } as never)
     client = ProvisioningDeviceClient.create('localhost', server.endpoints.idScope, ws as never, security as never)
   }
   if (!enrolled) {

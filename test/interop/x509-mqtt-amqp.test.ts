@@ -4,9 +4,6 @@
 // device certificate is refused on each with the reason in the engine's registrationFailed event.
 // The client certificate rides in TLS on every transport (dps-protocol.md §6); the unmodified
 // clients are pointed at the test server as in mqtt-symmetric-key / amqp-symmetric-key.
-import type * as HttpsModule from 'node:https'
-import { createRequire } from 'node:module'
-import type * as TlsModule from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Mqtt, MqttWs } from 'azure-iot-provisioning-device-mqtt'
@@ -15,11 +12,8 @@ import { MqttBase } from 'azure-iot-mqtt-base'
 import { X509Security } from 'azure-iot-security-x509'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { OpensslPki, type Issued } from './x509-openssl.js'
+import { trustCaOnPort, webSocketAgent } from '../lib/tls-plumbing.js'
 
-const require = createRequire(import.meta.url)
-// CommonJS module objects: their properties can be replaced (an ES namespace is read-only).
-const tls = require('node:tls') as typeof TlsModule
-const https = require('node:https') as typeof HttpsModule
 
 let server: TestServer
 let pki: OpensslPki
@@ -30,19 +24,11 @@ let ecRoot: Issued
 let ecIntermediate: Issued
 const failures: { registrationId: string; reason: string; errorCode: number }[] = []
 
-/** An https.Agent whose TLS connections dial the test server's HTTPS port (the WebSocket clients always dial 443). */
-function webSocketAgent(): HttpsModule.Agent {
-  const agent = new https.Agent({ keepAlive: false })
-  ;(agent as unknown as { createConnection: (options: TlsModule.ConnectionOptions, callback?: () => void) => TlsModule.TLSSocket }).createConnection = (options, callback) =>
-    tls.connect({ ...options, port: server.port, ca: server.caPem, servername: 'localhost' }, callback)
-  return agent
-}
-
 const TRANSPORTS = {
   mqtt: { host: () => `localhost:${server.endpoints.ports.mqtt}`, make: () => { const b = new MqttBase(); b.setOptions({ ca: server.caPem } as never); return new Mqtt(b as never) } },
-  'mqtt-ws': { host: () => 'localhost', make: () => { const b = new MqttBase(); b.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: webSocketAgent() } } as never); return new MqttWs(b as never) } },
+  'mqtt-ws': { host: () => 'localhost', make: () => { const b = new MqttBase(); b.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: webSocketAgent(server) } } as never); return new MqttWs(b as never) } },
   amqp: { host: () => `localhost:${server.endpoints.ports.amqp}`, make: () => new Amqp() },
-  'amqp-ws': { host: () => 'localhost', make: () => { const t = new AmqpWs(); t.setTransportOptions({ webSocketAgent: webSocketAgent() } as never); return t } },
+  'amqp-ws': { host: () => 'localhost', make: () => { const t = new AmqpWs(); t.setTransportOptions({ webSocketAgent: webSocketAgent(server) } as never); return t } },
 } as const
 type Transport = keyof typeof TRANSPORTS
 
@@ -58,19 +44,7 @@ function register(transport: Transport, registrationId: string, cert: string, ke
 beforeAll(async () => {
   server = await startTestServer()
   server.engine.on('registrationFailed', (e) => void failures.push(e))
-  const original = tls.connect
-  const amqpPort = server.endpoints.ports.amqp
-  const caPem = server.caPem
-  // rhea calls tls.connect(port, host, options, callback): add the dev CA for our AMQPS port.
-  tls.connect = ((...args: unknown[]) => {
-    if (Number(args[0]) === amqpPort && typeof args[2] === 'object' && args[2] !== null) {
-      return original(Number(args[0]), args[1] as string, { ...(args[2] as TlsModule.ConnectionOptions), ca: caPem }, args[3] as () => void)
-    }
-    return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)
-  }) as typeof tls.connect
-  restoreTls = () => {
-    tls.connect = original
-  }
+  restoreTls = trustCaOnPort(server.endpoints.ports.amqp, server.caPem)
   pki = new OpensslPki()
   rsaRoot = pki.root('Transport Root RSA', 'rsa')
   rsaIntermediate = pki.issue('Transport Intermediate RSA', 'rsa', rsaRoot, { ca: true })
