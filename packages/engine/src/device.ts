@@ -22,7 +22,7 @@ import type {
 } from '@provisio/protocol'
 import { runAssignment } from './assignment.js'
 import type { AttestationContext, AttestationOutcome, Evidence, MatchedEnrollment } from './attestation.js'
-import { verifierKindOf } from './attestation.js'
+import { verifierKindOf, type VerifierKind } from './attestation.js'
 import type { EngineContext } from './context.js'
 import type { EvidenceType } from './events.js'
 import { REGISTER_RANDOM_BYTES, etagFromBytes, hex, operationIdFromBytes } from './ids.js'
@@ -277,9 +277,12 @@ export class DeviceOperations {
   }
 
   async #verifyRepeat(instance: InstanceConfig, registrationId: string, key: string, evidence: Evidence, op: OperationRecord, nowMs: number): Promise<ProvisioError | undefined> {
-    // A TPM device polls with its SAS in the Authorization header and no `tpm` body (§5.2 step 3,
-    // §11), which reads as SAS evidence: the verifier that admitted the operation judges the poll.
-    const kind = op.request.attestation.tpm !== undefined ? 'tpm' : verifierKindOf(evidence)
+    // The verifier that admitted the operation judges the poll, whatever the poll's evidence reads
+    // as: a TPM device, for one, polls with its SAS in the Authorization header and no `tpm` body
+    // (§5.2 step 3, §11), which on its own would read as symmetric-key evidence.
+    const admitted = op.request.attestation
+    const kind: VerifierKind =
+      admitted.tpm !== undefined ? 'tpm' : admitted.x509 !== undefined ? 'x509' : admitted.symmetricKey !== undefined ? 'symmetricKey' : verifierKindOf(evidence)
     const verifier = this.ctx.verifiers.get(kind)
     if (!verifier) return new ProvisioError('ATTESTATION_MISMATCH', `no ${kind} verifier is configured in this engine`)
     const context = this.#attestationContext(instance, registrationId, key, evidence, nowMs)
