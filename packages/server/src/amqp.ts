@@ -22,7 +22,10 @@ const IDLE_TIMEOUT_MS = 240_000
 export interface AmqpListenerOptions {
   readonly key: string
   readonly cert: string
+  /** The device API for AMQPS (usually `metrics.instrument(engine, 'amqp')`). */
   readonly device: DeviceApi
+  /** The device API for AMQP over WebSockets; defaults to `device`. */
+  readonly deviceWs?: DeviceApi
   readonly log: Logger
   readonly limits?: Partial<AmqpLimits>
 }
@@ -54,7 +57,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
       gone: stopHeartbeat,
     }
     entry.session = new AmqpDeviceSession({
-      device: options.device,
+      device: transport === 'amqp-ws' ? (options.deviceWs ?? options.device) : options.device,
       clock: { now: () => Date.now() },
       trackingId: randomUUID,
       clientCertificates: chain,

@@ -184,7 +184,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const websockets = new WebSocketRouter(https, log)
 
   // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
-  const amqp = createAmqpTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'amqp'), log })
+  const amqp = createAmqpTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'amqp'), deviceWs: metrics.instrument(engine, 'amqp-ws'), log })
   websockets.register('AMQPWSB10', amqp.websocket)
   // ---- end AMQP ----
 
