@@ -6,33 +6,12 @@
  */
 import { base64Encode } from '@provisio/crypto'
 import { formatDpsTimestamp } from '@provisio/protocol'
+import type { HubTelemetryMessage, HubTelemetryPage } from '@provisio/protocol'
 
-/** One message as the device sent it. */
-export interface TelemetryMessage {
-  /** Per-device sequence number, 1 upwards, in arrival order (survives drops: gaps show losses). */
-  readonly sequenceNumber: number
-  /** Arrival time (ISO 8601, UTC). */
-  readonly enqueuedTimeUtc: string
-  /** Application properties from the topic (`key=value&…`, percent-decoded). */
-  readonly properties: Readonly<Record<string, string>>
-  /** System properties from the topic (`$.mid`, `$.cid`, `$.ct`, `$.ce`, …), percent-decoded. */
-  readonly systemProperties: Readonly<Record<string, string>>
-  /** The payload: UTF-8 text when it decodes as such, else base64 with `bodyEncoding: 'base64'`. */
-  readonly body: string
-  readonly bodyEncoding: 'utf-8' | 'base64'
-  /** Payload size in bytes. */
-  readonly size: number
-}
-
+/** One message as the device sent it (the protocol's shape). */
+export type TelemetryMessage = HubTelemetryMessage
 /** A read: the messages after `after`, and how many this device lost to the bounds so far. */
-export interface TelemetryPage {
-  readonly deviceId: string
-  readonly messages: readonly TelemetryMessage[]
-  /** Messages dropped (oldest first) because the device's buffer was full. */
-  readonly dropped: number
-  /** Sequence number of the newest message received (0: none yet). */
-  readonly lastSequenceNumber: number
-}
+export type TelemetryPage = HubTelemetryPage
 
 export interface TelemetryLimits {
   /** Messages kept per device. */
