@@ -16,5 +16,6 @@ export type {
   TwinProperties,
   HubDeviceRecord,
   HubStore,
+  HubWriteCondition,
 } from './types.js'
 export { createRestHubGateway, toAuthentication, type RestHubGatewayOptions, type RegistryFetch } from './rest-gateway.js'
