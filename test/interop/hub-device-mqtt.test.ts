@@ -187,13 +187,18 @@ describe('the hub device endpoint refuses and recovers', () => {
     await client.close()
   })
 
-  it('a disabled device is refused', async () => {
+  it('disabling a connected device ends its connection, and it is refused from then on', async () => {
     const registrationId = 'hub-disabled'
     const key = deriveDeviceKey(GROUP_KEY, registrationId)
     const assignment = await provision(registrationId, key)
+    const connected = await deviceClient('Mqtt', assignment, key, { retry: false })
+    const dropped = new Promise<void>((resolve) => connected.on('disconnect', () => resolve()))
     const registry = registryFor(HUB_B)
     const device = (await registry.get(registrationId)).responseBody
     await registry.update({ ...device, status: 'disabled' } as never)
+    await dropped
+    expect(server.logs.some((l) => l.includes('IDENTITY_REVOKED') && l.includes(`device ${registrationId} was disabled on hub ${HUB_B}`))).toBe(true)
+
     const client = Client.fromConnectionString(`HostName=${assignment.assignedHub};DeviceId=${assignment.deviceId};SharedAccessKey=${key}`, DeviceMqtt)
     await client.setOptions({ ca: server.caPem })
     await expect(client.open()).rejects.toMatchObject({ name: 'UnauthorizedError' })

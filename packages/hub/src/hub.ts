@@ -38,9 +38,17 @@ export interface DesiredChange {
   readonly patch: Record<string, unknown>
 }
 
+/** A device identity was disabled or deleted: connections it holds should end. */
+export interface IdentityRevoked {
+  readonly hostName: string
+  readonly deviceId: string
+  readonly why: 'disabled' | 'deleted'
+}
+
 /** One embedded hub. */
 export class EmbeddedHub {
   readonly #desiredListeners = new Set<(change: DesiredChange) => void>()
+  readonly #revokedListeners = new Set<(event: IdentityRevoked) => void>()
   /** Per record key: the end of the queue of writers waiting for their turn. */
   readonly #turns = new Map<string, Promise<void>>()
 
@@ -57,6 +65,22 @@ export class EmbeddedHub {
   onDesiredChange(listener: (change: DesiredChange) => void): () => void {
     this.#desiredListeners.add(listener)
     return () => void this.#desiredListeners.delete(listener)
+  }
+
+  /** Subscribes to identities disabled or deleted through this object (in-process, like desired changes). */
+  onIdentityRevoked(listener: (event: IdentityRevoked) => void): () => void {
+    this.#revokedListeners.add(listener)
+    return () => void this.#revokedListeners.delete(listener)
+  }
+
+  #emitRevoked(event: IdentityRevoked): void {
+    for (const listener of this.#revokedListeners) {
+      try {
+        listener(event)
+      } catch {
+        // As for desired changes: the write stands, the other listeners still hear of it.
+      }
+    }
   }
 
   #emitDesired(twin: DeviceTwin, patch: TwinPatch, replace: boolean): void {
@@ -134,11 +158,11 @@ export class EmbeddedHub {
       const replace = existing !== undefined && options.replaceTwin === true
       if (options.twin !== undefined) this.#applyTwinPatch(twin, options.twin, replace)
       const patch = options.twin
-      return {
-        record: { device, twin },
-        result: device,
-        ...(existing !== undefined && patch !== undefined ? { after: () => this.#emitDesired(twin, patch, replace) } : {}),
+      const after = () => {
+        if (existing !== undefined && patch !== undefined) this.#emitDesired(twin, patch, replace)
+        if (status !== 'enabled') this.#emitRevoked({ hostName: this.hostName, deviceId: device.deviceId, why: 'disabled' })
       }
+      return { record: { device, twin }, result: device, after }
     })
   }
 
@@ -200,7 +224,9 @@ export class EmbeddedHub {
       if (existing === undefined) return false
       checkIfMatch(options.ifMatch, existing.device.etag, `device ${deviceId}`)
     }
-    return this.ports.store.delete(this.hostName, key)
+    const deleted = await this.ports.store.delete(this.hostName, key)
+    if (deleted) this.#emitRevoked({ hostName: this.hostName, deviceId, why: 'deleted' })
+    return deleted
   }
 
   /** Devices in id order, `limit` at a time after the device id `after`. */

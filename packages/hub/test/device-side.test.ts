@@ -56,6 +56,20 @@ describe('desired-property change events', () => {
   })
 })
 
+describe('identity revocation events', () => {
+  it('tells listeners when an identity is disabled or deleted, not when it stays enabled', async () => {
+    const h = hub()
+    const seen: string[] = []
+    h.onIdentityRevoked((e) => seen.push(`${e.deviceId} ${e.why}`))
+    await h.createOrUpdateDevice({ deviceId: 'Dev', authentication: { type: 'sas' } })
+    await h.createOrUpdateDevice({ deviceId: 'dev', status: 'enabled', authentication: { type: 'sas' } })
+    await h.createOrUpdateDevice({ deviceId: 'dev', status: 'disabled', authentication: { type: 'sas' } })
+    await h.deleteDevice('DEV')
+    expect(await h.deleteDevice('dev')).toBe(false)
+    expect(seen).toEqual(['Dev disabled', 'DEV deleted'])
+  })
+})
+
 describe('reported properties from the device', () => {
   it('merge-patches and bumps $version, twin version and etag', async () => {
     const h = hub()

@@ -10,7 +10,7 @@
 import type { HubDeviceApi } from '@provisio/codec-mqtt'
 import type { Store } from '@provisio/engine'
 import { TelemetryBuffer, authenticateHubDevice, type EmbeddedHub, type TelemetryLimits } from '@provisio/hub'
-import { ProvisioError } from '@provisio/protocol'
+import { ProvisioError, parseSasToken } from '@provisio/protocol'
 import { decodeCertificateText } from '@provisio/x509'
 
 export interface HubDevices {
@@ -71,7 +71,9 @@ export function createHubDevices(options: {
         },
         { hostName: hub.hostName, nowMs: clock.now(), getDevice: (id) => hub.getDevice(id), trustedCas },
       )
-      return { hostName: hub.hostName, deviceId: device.deviceId }
+      // The token verified, so it parses; its `se` ends the connection (IoT Hub's rule).
+      const expiresAtMs = request.sasToken === undefined ? undefined : parseSasToken(request.sasToken).se * 1000
+      return { hostName: hub.hostName, deviceId: device.deviceId, ...(expiresAtMs === undefined ? {} : { expiresAtMs }) }
     },
     async getTwin(hostName, deviceId) {
       const twin = await hubNamed(hostName).getTwin(deviceId)
