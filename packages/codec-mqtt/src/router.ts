@@ -56,7 +56,8 @@ export class MqttRouter implements MqttSessionLike {
   push(bytes: Uint8Array): void {
     if (this.#session !== undefined) return this.#session.push(bytes)
     if (this.#closed) return
-    this.#held.push(bytes.slice())
+    // A copy (Buffer#slice would be a view): the caller may reuse its buffer once push returns.
+    this.#held.push(Uint8Array.prototype.slice.call(bytes))
     const { packets, error } = this.#decoder!.push(bytes)
     if (packets.length === 0 && error === undefined) return
     const first = packets[0]
