@@ -49,9 +49,12 @@ export class Metrics {
   readonly responses = new Counter('provisio_device_responses_total', 'Device API answers by status.', ['transport', 'operation', 'status'])
   readonly registrations = new Counter('provisio_registrations_total', 'Assignments that finished, by outcome.', ['status'])
   readonly attestation = new Counter('provisio_attestation_attempts_total', 'Attestation outcomes of register calls.', ['kind', 'result'])
+  readonly hubConnections = new Counter('provisio_hub_connections_total', 'Device CONNECTs at the embedded hubs, by outcome (accepted, or the CONNACK code).', ['transport', 'result'])
+  readonly hubTelemetry = new Counter('provisio_hub_telemetry_messages_total', 'Device-to-cloud messages the embedded hubs stored.', ['transport'])
+  readonly hubTwin = new Counter('provisio_hub_twin_requests_total', 'Device twin requests at the embedded hubs, by operation and status.', ['transport', 'operation', 'status'])
 
   render(): string {
-    return [this.attempts, this.responses, this.registrations, this.attestation].map((c) => c.render()).join('')
+    return [this.attempts, this.responses, this.registrations, this.attestation, this.hubConnections, this.hubTelemetry, this.hubTwin].map((c) => c.render()).join('')
   }
 
   /** Wraps a DeviceApi so that every call through one transport is counted. */

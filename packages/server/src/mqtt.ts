@@ -43,6 +43,8 @@ export interface MqttHubOptions {
   readonly isHub: (hostName: string) => boolean
   /** Subscribes to desired-property changes of every embedded hub; returns the unsubscribe. */
   readonly onDesiredChange: (listener: (change: DesiredChange) => void) => () => void
+  /** Sees every hub session event (metrics). */
+  readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent) => void
   /** Subscribes to identities disabled or deleted on every embedded hub; returns the unsubscribe. */
   readonly onIdentityRevoked?: (listener: (event: IdentityRevoked) => void) => () => void
   readonly limits?: Partial<HubMqttLimits>
@@ -163,7 +165,8 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     }
   }
 
-  const onHubEvent = (transport: string, remote: string | undefined, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
+  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
+    hub?.onEvent?.(transport, event)
     switch (event.type) {
       case 'connected':
         connected(event.hostName, event.deviceId)

@@ -206,6 +206,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         const offs = [...hubs.values()].map((h) => h.onDesiredChange(listener))
         return () => offs.forEach((off) => off())
       },
+      onEvent: (transport, event) => {
+        if (event.type === 'connected') metrics.hubConnections.inc([transport, 'accepted'])
+        else if (event.type === 'refused') metrics.hubConnections.inc([transport, `refused_${event.returnCode}`])
+        else if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
+        else if (event.type === 'twin') metrics.hubTwin.inc([transport, event.operation, String(event.status)])
+      },
       onIdentityRevoked: (listener) => {
         const offs = [...hubs.values()].map((h) => h.onIdentityRevoked(listener))
         return () => offs.forEach((off) => off())
