@@ -29,6 +29,8 @@ export interface MqttTransportOptions {
   readonly deviceWs?: DeviceApi
   readonly log: Logger
   readonly limits?: Partial<MqttLimits>
+  /** TLS handshake limit from the TCP accept (default 10,000 ms). */
+  readonly handshakeTimeoutMs?: number
 }
 
 /** The MQTTS listener plus the sessions of both transports, for graceful shutdown. */
@@ -124,7 +126,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
   }
 
   const server = createServer(
-    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 },
+    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
     (socket: TLSSocket) => {
       const remote = socket.remoteAddress
       socket.setNoDelay(true)
@@ -155,7 +157,9 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       })
     },
   )
-  server.on('tlsClientError', (error, socket) => log.debug('mqtt TLS handshake failed', { error: error.message, remote: socket.remoteAddress }))
+  server.on('tlsClientError', (error, socket) =>
+    log.debug('TLS handshake failed', { listener: 'mqtts', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress }),
+  )
 
   const websocket: WebSocketHandler = ({ socket, request, clientCertificates }: WebSocketConnection) => {
     const remote = request.socket.remoteAddress

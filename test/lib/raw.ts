@@ -1,0 +1,82 @@
+/**
+ * Raw bytes at a real TLS socket, for the hostile-input suites: write what a broken or malicious
+ * peer would, collect whatever comes back until the server closes the connection (or a deadline),
+ * and split HTTP/1.1 answers out of the bytes.
+ */
+import { connect, type TLSSocket } from 'node:tls'
+
+export interface RawResult {
+  readonly bytes: Buffer
+  /** The server closed (or reset) the connection before the deadline. */
+  readonly closedByServer: boolean
+  readonly error?: string
+}
+
+export interface RawOptions {
+  /** Give up waiting for the server to close after this (then the client closes). Default 10 s. */
+  readonly deadlineMs?: number
+  /** Half-close the client's side after writing. */
+  readonly endAfterWrite?: boolean
+  /** Pause between chunks. */
+  readonly gapMs?: number
+}
+
+/** Opens TLS to `port`, writes `chunks` in order and collects the answer. */
+export function rawTls(port: number, ca: string, chunks: readonly (Buffer | string)[], options: RawOptions = {}): Promise<RawResult> {
+  return new Promise((resolve) => {
+    const received: Buffer[] = []
+    let done = false
+    let error: string | undefined
+    const socket: TLSSocket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => {
+      void (async () => {
+        for (const c of chunks) {
+          if (socket.destroyed) return
+          socket.write(c)
+          if (options.gapMs !== undefined) await new Promise((r) => setTimeout(r, options.gapMs))
+        }
+        if (options.endAfterWrite === true && !socket.destroyed) socket.end()
+      })()
+    })
+    const finish = (closedByServer: boolean) => {
+      if (done) return
+      done = true
+      clearTimeout(deadline)
+      socket.destroy()
+      resolve({ bytes: Buffer.concat(received), closedByServer, ...(error === undefined ? {} : { error }) })
+    }
+    const deadline = setTimeout(() => finish(false), options.deadlineMs ?? 10_000)
+    socket.on('data', (c: Buffer) => received.push(c))
+    socket.on('error', (e) => (error = e.message))
+    socket.on('end', () => finish(true))
+    socket.on('close', () => finish(true))
+  })
+}
+
+export interface RawHttpAnswer {
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly body: string
+}
+
+/** Splits the HTTP/1.1 answers (Content-Length framed, as our server writes them) out of `bytes`. */
+export function parseHttpAnswers(bytes: Buffer): RawHttpAnswer[] {
+  const answers: RawHttpAnswer[] = []
+  let pos = 0
+  while (pos < bytes.length) {
+    const end = bytes.indexOf('\r\n\r\n', pos, 'latin1')
+    if (end < 0) throw new Error(`incomplete HTTP head: ${JSON.stringify(bytes.subarray(pos, pos + 200).toString('latin1'))}`)
+    const [statusLine, ...lines] = bytes.toString('latin1', pos, end).split('\r\n')
+    const m = /^HTTP\/1\.1 (\d{3}) /.exec(statusLine!)
+    if (!m) throw new Error(`not an HTTP status line: ${JSON.stringify(statusLine)}`)
+    const headers: Record<string, string> = {}
+    for (const line of lines) {
+      const colon = line.indexOf(':')
+      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+    }
+    const length = Number(headers['content-length'] ?? 0)
+    const bodyStart = end + 4
+    answers.push({ status: Number(m[1]), headers, body: bytes.toString('utf8', bodyStart, bodyStart + length) })
+    pos = bodyStart + length
+  }
+  return answers
+}
