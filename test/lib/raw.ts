@@ -80,3 +80,42 @@ export function parseHttpAnswers(bytes: Buffer): RawHttpAnswer[] {
   }
   return answers
 }
+
+export interface RawWsResult extends RawResult {
+  readonly closeCode?: number
+  readonly closeReason?: string
+}
+
+/**
+ * Opens a WebSocket to `/$iothub/websocket` with `subprotocol`, sends `messages` as binary
+ * messages and collects the binary messages received until the server closes it (or a deadline).
+ */
+export async function rawWs(port: number, ca: string, subprotocol: string, messages: readonly Buffer[], options: RawOptions = {}): Promise<RawWsResult> {
+  const { default: WebSocket } = await import('ws')
+  return new Promise((resolve) => {
+    const received: Buffer[] = []
+    let done = false
+    let error: string | undefined
+    const ws = new WebSocket(`wss://localhost:${port}/$iothub/websocket`, [subprotocol], { ca })
+    const finish = (closedByServer: boolean, closeCode?: number, closeReason?: string) => {
+      if (done) return
+      done = true
+      clearTimeout(deadline)
+      ws.terminate()
+      resolve({ bytes: Buffer.concat(received), closedByServer, ...(closeCode === undefined ? {} : { closeCode }), ...(closeReason === undefined ? {} : { closeReason }), ...(error === undefined ? {} : { error }) })
+    }
+    const deadline = setTimeout(() => finish(false), options.deadlineMs ?? 10_000)
+    ws.on('open', () => {
+      void (async () => {
+        for (const m of messages) {
+          if (ws.readyState !== ws.OPEN) return
+          ws.send(m)
+          if (options.gapMs !== undefined) await new Promise((r) => setTimeout(r, options.gapMs))
+        }
+      })()
+    })
+    ws.on('message', (data: Buffer) => received.push(Buffer.from(data)))
+    ws.on('error', (e) => (error = e.message))
+    ws.on('close', (code, reason) => finish(true, code, reason.toString()))
+  })
+}
