@@ -114,9 +114,11 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
       })
     },
   )
-  server.on('tlsClientError', (error, socket) =>
-    options.log.debug('TLS handshake failed', { listener: 'amqps', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress }),
-  )
+  server.on('tlsClientError', (error, socket) => {
+    options.log.debug('TLS handshake failed', { listener: 'amqps', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
+    // Node only reports a handshake timeout; the socket must be destroyed here or it stays open.
+    socket.destroy()
+  })
 
   const websocket: WebSocketHandler = (connection: WebSocketConnection) => {
     const ws = connection.socket

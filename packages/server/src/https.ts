@@ -44,6 +44,8 @@ export const MAX_HEADER_BYTES = 16 * 1024
  */
 export function clientErrorAnswer(error: NodeJS.ErrnoException & { reason?: string }): ProvisioError | undefined {
   const detail = typeof error.reason === 'string' && error.reason !== '' ? error.reason : error.message
+  // TLS failures (https forwards them here too, e.g. a handshake timeout): no HTTP is spoken yet.
+  if (error.code?.startsWith('ERR_TLS') === true || error.code?.startsWith('ERR_SSL') === true) return undefined
   switch (error.code) {
     case 'ECONNRESET':
     case 'EPIPE':

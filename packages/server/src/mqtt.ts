@@ -157,9 +157,11 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       })
     },
   )
-  server.on('tlsClientError', (error, socket) =>
-    log.debug('TLS handshake failed', { listener: 'mqtts', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress }),
-  )
+  server.on('tlsClientError', (error, socket) => {
+    log.debug('TLS handshake failed', { listener: 'mqtts', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
+    // Node only reports a handshake timeout; the socket must be destroyed here or it stays open.
+    socket.destroy()
+  })
 
   const websocket: WebSocketHandler = ({ socket, request, clientCertificates }: WebSocketConnection) => {
     const remote = request.socket.remoteAddress
