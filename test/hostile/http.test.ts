@@ -12,7 +12,7 @@ import { parseHttpAnswers, rawTls } from '../lib/raw.js'
 let server: HostileServer
 
 beforeAll(async () => {
-  server = await startHostileServer({ connectTimeoutMs: 3000, requestTimeoutMs: 5000 })
+  server = await startHostileServer({ connectTimeoutMs: 2000, requestTimeoutMs: 2500 })
 })
 
 afterEach(async () => {

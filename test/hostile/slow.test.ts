@@ -2,18 +2,18 @@
 // handshakes that never finish (a TCP connect that sends nothing, a partial ClientHello), an
 // HTTPS connection that never sends a request, an MQTT client that never sends CONNECT, an AMQP
 // client stuck after its header. The server cuts each after its configured timeout (short ones
-// here: 1.5 s), logs why, and keeps serving good devices while they hang.
+// here: 1 s), logs why, and keeps serving good devices while they hang.
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { eventually, expectGoodRegistration, logLines, openConnections, startHostileServer, type HostileServer } from '../lib/hostile.js'
 
-const TIMEOUT_MS = 1500
+const TIMEOUT_MS = 1000
 let server: HostileServer
 
 beforeAll(async () => {
-  server = await startHostileServer({ handshakeTimeoutMs: TIMEOUT_MS, connectTimeoutMs: TIMEOUT_MS, requestTimeoutMs: 4 * TIMEOUT_MS })
+  server = await startHostileServer({ handshakeTimeoutMs: TIMEOUT_MS, connectTimeoutMs: TIMEOUT_MS, requestTimeoutMs: 3 * TIMEOUT_MS })
 })
 
 afterAll(async () => {
@@ -132,7 +132,7 @@ describe('peers that finish TLS and then stall are cut at the connect timeout', 
     })
     const held = hold(socket, started)
     const { afterMs, received } = await held.cut
-    expect(afterMs).toBeGreaterThanOrEqual(4 * TIMEOUT_MS - 50)
+    expect(afterMs).toBeGreaterThanOrEqual(3 * TIMEOUT_MS - 50)
     expect(received.toString('latin1')).toMatch(/^HTTP\/1\.1 408 /)
   })
 

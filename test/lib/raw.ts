@@ -19,6 +19,8 @@ export interface RawOptions {
   readonly endAfterWrite?: boolean
   /** Pause between chunks. */
   readonly gapMs?: number
+  /** Stop (the client closes) as soon as the bytes received so far satisfy this. */
+  readonly until?: (received: Buffer) => boolean
 }
 
 /** Opens TLS to `port`, writes `chunks` in order and collects the answer. */
@@ -45,7 +47,10 @@ export function rawTls(port: number, ca: string, chunks: readonly (Buffer | stri
       resolve({ bytes: Buffer.concat(received), closedByServer, ...(error === undefined ? {} : { error }) })
     }
     const deadline = setTimeout(() => finish(false), options.deadlineMs ?? 10_000)
-    socket.on('data', (c: Buffer) => received.push(c))
+    socket.on('data', (c: Buffer) => {
+      received.push(c)
+      if (options.until?.(Buffer.concat(received)) === true) finish(false)
+    })
     socket.on('error', (e) => (error = e.message))
     socket.on('end', () => finish(true))
     socket.on('close', () => finish(true))
