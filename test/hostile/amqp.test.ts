@@ -131,6 +131,29 @@ describe.each(['tls', 'ws'] as const)('AMQP over %s', (kind) => {
   })
 })
 
+describe('AMQP over WebSockets', () => {
+  it('a WebSocket message over 256 KiB is refused with close code 1009, logged', async () => {
+    const before = server.logs.length
+    const result = await rawWs(server.port, server.caPem, 'AMQPWSB10', [AMQP_HEADER, OPEN, Buffer.alloc(300 * 1024, 0x30)])
+    expect(result.closedByServer).toBe(true)
+    expect(result.closeCode).toBe(1009)
+    expect(logLines(server).slice(before).find((l) => l.msg === 'amqp websocket error')?.error).toMatch(/Max payload size exceeded/)
+  })
+
+  it('a text message is not AMQP: the connection is closed with the reason', async () => {
+    const before = server.logs.length
+    const ws = await import('ws')
+    const result = await new Promise<{ code: number }>((resolve, reject) => {
+      const socket = new ws.default(`wss://localhost:${server.port}/$iothub/websocket`, ['AMQPWSB10'], { ca: server.caPem })
+      socket.on('open', () => socket.send('AMQP\u0000\u0001\u0000\u0000'))
+      socket.on('close', (code) => resolve({ code }))
+      socket.on('error', reject)
+    })
+    expect(result.code).toBe(1000)
+    expect(logLines(server).slice(before).find((l) => l.msg === 'amqp connection closed' || l.msg === 'amqp connection refused')?.reason).toMatch(/text WebSocket messages are not AMQP frames/)
+  })
+})
+
 describe('fuzzed AMQP bytes (bounded)', () => {
   it.each(['tls', 'ws'] as const)('random bytes, alone or after header and open, over %s', async (kind) => {
     await fc.assert(

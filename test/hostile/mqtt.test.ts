@@ -113,6 +113,16 @@ describe.each(['tls', 'ws'] as const)('MQTT over %s', (kind) => {
   })
 })
 
+describe('MQTT over WebSockets', () => {
+  it('a WebSocket message over 256 KiB is refused with close code 1009, logged', async () => {
+    const before = server.logs.length
+    const result = await rawWs(server.port, server.caPem, 'mqtt', [connect(), Buffer.alloc(300 * 1024, 0x30)])
+    expect(result.closedByServer).toBe(true)
+    expect(result.closeCode).toBe(1009)
+    expect(logLines(server).slice(before).find((l) => l.msg === 'mqtt websocket error')?.error).toMatch(/Max payload size exceeded/)
+  })
+})
+
 describe('fuzzed MQTT bytes (bounded)', () => {
   it.each(['tls', 'ws'] as const)('random bytes, alone or after a good CONNECT, over %s', async (kind) => {
     await fc.assert(
