@@ -133,6 +133,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (!isBinary) {
         // AMQPWSB10 carries AMQP bytes in binary messages only.
+        options.log.info('amqp connection refused', { transport: 'amqp-ws', remote: connection.request.socket.remoteAddress, code: 'TEXT_MESSAGE', reason: 'text WebSocket messages are not AMQP frames' })
         entry.session.shutdown('text WebSocket messages are not AMQP frames')
         return
       }

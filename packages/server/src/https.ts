@@ -76,9 +76,9 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
       maxHeaderSize: MAX_HEADER_BYTES,
       headersTimeout: options.headersTimeoutMs ?? 10_000,
       requestTimeout: options.requestTimeoutMs ?? 30_000,
-      // How often Node checks the two timeouts above (its default, 30 s, would stretch them).
       // A missing Host is refused below with a DPS error body rather than Node's bare 400.
       requireHostHeader: false,
+      // How often Node checks the two timeouts above (its default, 30 s, would stretch them).
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor((options.headersTimeoutMs ?? 10_000) / 4))),
     },
     (req, res) => {
