@@ -151,7 +151,8 @@ describe('a fault profile from --faults (503 on the first register, 500 on the f
     expect(logLines(server).find((l) => l.msg === 'fault injection is on')).toMatchObject({ idScope: server.endpoints.idScope, faults: expect.stringContaining('serverErrorRegister') })
   })
 
-  it('mqtt: the SDK retries through the injected errors by itself and is assigned', async () => {
+  // The two devices run side by side: faults are counted per device.
+  it.concurrent('mqtt: the SDK retries through the injected errors by itself and is assigned', async ({ expect }) => {
     const result = await register('mqtt', 'faulty-mqtt')
     expect(result).toMatchObject({ deviceId: 'faulty-mqtt', assignedHub: 'localhost' })
     expect(server.metrics.responses.get(['mqtt', 'register', '503'])).toBe(1)
@@ -161,7 +162,7 @@ describe('a fault profile from --faults (503 on the first register, 500 on the f
     expect(await server.hubs.get('localhost')!.getDevice('faulty-mqtt')).toBeDefined()
   })
 
-  it('http: the SDK reports each transient error with its retry-after; registering again survives them', async () => {
+  it.concurrent('http: the SDK reports each transient error with its retry-after; registering again survives them', async ({ expect }) => {
     const { result, answers } = await observeRegisterAnswers(() => registerRetryingTransient('http', 'faulty-http'))
     expect(result.result).toMatchObject({ deviceId: 'faulty-http', assignedHub: 'localhost' })
     expect(result.transient).toEqual([503, 500])
