@@ -122,7 +122,7 @@ export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID'
 }
 
-function parseValue(setting: Setting, raw: unknown, source: string): unknown {
+function parseValue(setting: Setting, raw: unknown, source: string, cwd: string): unknown {
   const where = `${setting.key} (${source})`
   switch (setting.kind) {
     case 'string':
@@ -152,7 +152,7 @@ function parseValue(setting: Setting, raw: unknown, source: string): unknown {
       return n
     }
     case 'faults':
-      return parseFaultProfile(raw, where)
+      return parseFaultProfile(raw, where, cwd)
     case 'count': {
       const n = typeof raw === 'number' ? raw : Number(raw)
       if (!Number.isInteger(n) || n < 0 || n > 1_000_000_000) throw new ConfigError(`${where} must be a whole number from 0 to 1000000000, got ${JSON.stringify(raw)}`)
@@ -215,16 +215,16 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
     for (const [k, v] of Object.entries(json)) {
       const setting = SETTINGS.find((s) => s.key === k)
       if (setting === undefined) throw new ConfigError(`config file ${file}: unknown setting "${k}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`)
-      out[k] = parseValue(setting, v, `config file ${file}`)
+      out[k] = parseValue(setting, v, `config file ${file}`, cwd)
     }
   }
   for (const s of SETTINGS) {
     const v = env[s.env]
-    if (v !== undefined && v !== '') out[s.key] = parseValue(s, v, `environment ${s.env}`)
+    if (v !== undefined && v !== '') out[s.key] = parseValue(s, v, `environment ${s.env}`, cwd)
   }
   for (const s of SETTINGS) {
     const v = flags[s.flag]
-    if (v !== undefined) out[s.key] = parseValue(s, v, `--${s.flag}`)
+    if (v !== undefined) out[s.key] = parseValue(s, v, `--${s.flag}`, cwd)
   }
   const config = out as unknown as ServeConfig
   if (config.connectTimeoutMs > config.requestTimeoutMs) {
@@ -238,14 +238,14 @@ const SCHEDULED_FAULTS = ['throttleRegister', 'throttlePoll', 'serverErrorRegist
 
 /**
  * A fault profile (engine faults.ts) from the config file (an object) or a flag/environment value
- * (inline JSON, or `@path` of a JSON file). Every member is checked, so a typo fails at start.
+ * (inline JSON, or `@path` of a JSON file, relative to the working directory). Every member is checked, so a typo fails at start.
  */
-function parseFaultProfile(raw: unknown, where: string): FaultProfile {
+function parseFaultProfile(raw: unknown, where: string, cwd: string): FaultProfile {
   let value = raw
   if (typeof raw === 'string') {
     const text = raw.trim()
     try {
-      value = JSON.parse(text.startsWith('@') ? readFileSync(text.slice(1), 'utf8') : text)
+      value = JSON.parse(text.startsWith('@') ? readFileSync(resolve(cwd, text.slice(1)), 'utf8') : text)
     } catch (error) {
       throw new ConfigError(`${where} must be a JSON object or @file of one: ${(error as Error).message}`)
     }

@@ -81,6 +81,7 @@ describe('connection timeouts and fault profiles', () => {
     const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
     writeFileSync(join(dir, 'faults.json'), JSON.stringify(profile))
     expect(resolveConfig({}, { PROVISIO_FAULTS: `@${join(dir, 'faults.json')}` }, dir).faults).toEqual(profile)
+    expect(resolveConfig({ faults: '@faults.json' }, {}, dir).faults).toEqual(profile)
     writeFileSync(join(dir, 'c.json'), JSON.stringify({ faults: { throttlePoll: {} } }))
     expect(resolveConfig({ config: 'c.json' }, {}, dir).faults).toEqual({ throttlePoll: {} })
     expect(resolveConfig({}, {}, '/tmp').faults).toBeUndefined()
