@@ -17,6 +17,8 @@ export type AmqpCodecErrorCode =
   | 'PROTOCOL_ERROR'
   /** A message larger than the codec accepts, or too many sessions/links. */
   | 'RESOURCE_LIMIT'
+  /** The peer did not finish opening (header, SASL, open) within the adapter's connect timeout. */
+  | 'OPEN_TIMEOUT'
 
 /** AMQP error conditions the codec closes connections with. */
 export type AmqpCondition =
@@ -37,6 +39,8 @@ const CONDITIONS: Record<AmqpCodecErrorCode, AmqpCondition> = {
   DECODE_ERROR: 'amqp:decode-error',
   PROTOCOL_ERROR: 'amqp:illegal-state',
   RESOURCE_LIMIT: 'amqp:resource-limit-exceeded',
+  // A connection held open without opening ties up server resources.
+  OPEN_TIMEOUT: 'amqp:resource-limit-exceeded',
 }
 
 /** A wire-level fault of one connection; the session closes that connection with `condition`. */

@@ -192,7 +192,7 @@ const TRANSFER_OVERHEAD = 96
 const OPEN = 0x10, BEGIN = 0x11, ATTACH = 0x12, FLOW = 0x13, TRANSFER = 0x14, DISPOSITION = 0x15, DETACH = 0x16, END = 0x17, CLOSE = 0x18
 const SASL_INIT = 0x41, SASL_RESPONSE = 0x43
 // sasl-outcome codes (§5.3.3.6).
-const SASL_OK = 0, SASL_AUTH = 1, SASL_SYS = 2
+const SASL_OK = 0, SASL_AUTH = 1, SASL_SYS = 2, SASL_SYS_TEMP = 4
 
 const DATA_SECTION = 0x75
 /** An AMQP frame with no body: size 8, doff 2, type 0, channel 0 (§2.4.5). */
@@ -262,6 +262,28 @@ export class AmqpDeviceSession {
    */
   heartbeat(): void {
     if (this.#phase === 'open') this.#o.write(EMPTY_FRAME)
+  }
+
+  /** True until the peer's open frame arrived (protocol header, SASL and open still under way). */
+  get opening(): boolean {
+    return this.#phase !== 'open' && this.#phase !== 'closed'
+  }
+
+  /**
+   * The adapter's connect timeout expired before the peer opened the connection: during SASL the
+   * device gets sasl-outcome `sys-temp`, after the AMQP header an open and a close with
+   * `amqp:resource-limit-exceeded` and the reason; before any header the connection just ends.
+   * A no-op once the connection is open or closed.
+   */
+  openTimedOut(timeoutMs: number): void {
+    if (!this.opening) return
+    const error = new AmqpCodecError('OPEN_TIMEOUT', `the connection did not open within ${timeoutMs} ms (stuck at ${this.#phase})`)
+    if (this.#phase === 'sasl') {
+      this.#outcome(SASL_SYS_TEMP)
+      this.#end({ code: error.code, reason: error.message, condition: error.condition })
+      return
+    }
+    this.#fail(error)
   }
 
   /** The peer went away without a close frame; stops answering. */

@@ -577,3 +577,39 @@ it('AmqpCodecError carries a stable code and its AMQP condition', () => {
   expect([e.code, e.condition, e.message]).toEqual(['FRAME_TOO_LARGE', 'amqp:connection:framing-error', 'why'])
   expect(new AmqpDeviceSession({ device: fakeDevice().api, clock: { now: () => 0 }, trackingId: () => 't', write: () => {}, close: () => {} }).closed).toBe(false)
 })
+
+describe('openTimedOut (the adapter connect timeout)', () => {
+  it('during SASL: sasl-outcome sys-temp, then the connection ends naming the phase', async () => {
+    const h = harness(fakeDevice().api)
+    h.session.push(SASL_HEADER)
+    expect(h.session.opening).toBe(true)
+    h.session.openTimedOut(1000)
+    expect(h.output().map((w) => w.name)).toEqual(['sasl-header', 'sasl-mechanisms', 'sasl-outcome'])
+    expect((h.output()[2]!.p as unknown as { code: number }).code).toBe(4)
+    expect(h.closes).toEqual([{ code: 'OPEN_TIMEOUT', reason: 'the connection did not open within 1000 ms (stuck at sasl)', condition: 'amqp:resource-limit-exceeded' }])
+  })
+
+  it('after the AMQP header: open and close with amqp:resource-limit-exceeded', async () => {
+    const h = harness(fakeDevice().api)
+    h.session.push(AMQP_HEADER)
+    h.session.openTimedOut(250)
+    const out = h.output()
+    expect(out.map((w) => w.name)).toEqual(['amqp-header', 'open', 'close'])
+    expect((out[2]!.p as unknown as { error: { condition: string; description: string } }).error).toMatchObject({ condition: 'amqp:resource-limit-exceeded', description: expect.stringContaining('stuck at open-wait') })
+    expect(h.closes[0]!.code).toBe('OPEN_TIMEOUT')
+  })
+
+  it('before any header: just ends; once open it is a no-op', async () => {
+    const silent = harness(fakeDevice().api)
+    silent.session.openTimedOut(100)
+    expect(silent.written).toEqual([])
+    expect(silent.closes[0]!.code).toBe('OPEN_TIMEOUT')
+
+    const opened = harness(fakeDevice().api)
+    opened.session.push(AMQP_HEADER)
+    opened.session.push(open())
+    expect(opened.session.opening).toBe(false)
+    opened.session.openTimedOut(100)
+    expect(opened.closes).toEqual([])
+  })
+})

@@ -7,7 +7,7 @@
  * Sans-IO: no sockets, no timers, no clock of its own. Every failure becomes the DPS error body
  * (§1.5); nothing thrown escapes.
  */
-import { ProvisioError } from '@provisio/protocol'
+import { ProvisioError, isProvisioError } from '@provisio/protocol'
 import type { CaCertificateApi, DeviceApi, ServiceApi } from '@provisio/protocol'
 import { CERTIFICATES_ROOT, serveCertificates } from './certificates.js'
 import { serveDevice } from './device.js'
@@ -43,17 +43,21 @@ export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
   return async (request) => {
     const trackingId = options.trackingId()
     let hubRoute = false
+    let serviceRoute = false
     try {
       if (!KNOWN_METHODS.has(request.method)) {
-        throw new ProvisioError('METHOD_NOT_ALLOWED', `method ${JSON.stringify(request.method.slice(0, 20))} is not served`)
+        const reason = `method ${JSON.stringify(request.method.slice(0, 20))} is not served`
+        throw new ProvisioError('METHOD_NOT_ALLOWED', reason, { deviceMessage: reason })
       }
       if (request.body.length > limits.maxBodyBytes) {
-        throw new ProvisioError('PAYLOAD_TOO_LARGE', `request body is ${request.body.length} bytes, over the limit of ${limits.maxBodyBytes}`)
+        const reason = `request body is ${request.body.length} bytes, over the limit of ${limits.maxBodyBytes}`
+        throw new ProvisioError('PAYLOAD_TOO_LARGE', reason, { deviceMessage: reason })
       }
       const target = parseTarget(request.target, limits)
       if (target.segments.length === 0) throw new ProvisioError('NOT_FOUND', 'no resource at "/"')
       const root = target.segments[0]!.toLowerCase()
       hubRoute = options.hub !== undefined && HUB_ROOTS.has(root)
+      serviceRoute = SERVICE_ROOTS.has(root) || root === CERTIFICATES_ROOT
       const served = hubRoute
         ? await serveHubRegistry(options.hub!, request, target, limits)
         : root === CERTIFICATES_ROOT && options.certificates !== undefined
@@ -62,14 +66,30 @@ export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
             ? await serveService(options.service, request, target, limits)
             : await serveDevice(options.device, request, target, limits)
       if (served === undefined) throw new ProvisioError('NOT_FOUND', `no route for ${request.method} ${describePath(target.segments)}`)
-      if (served === 'method') throw new ProvisioError('METHOD_NOT_ALLOWED', `${request.method} is not served on ${describePath(target.segments)}`)
+      if (served === 'method') {
+        const reason = `${request.method} is not served on ${describePath(target.segments)}`
+        throw new ProvisioError('METHOD_NOT_ALLOWED', reason, { deviceMessage: reason })
+      }
       served.headers['x-ms-request-id'] = trackingId
       return served
     } catch (error) {
       if (hubRoute) return hubErrorResponse(error, trackingId, options.clock.now())
-      return errorResponse(error, trackingId, options.clock.now())
+      return errorResponse(serviceRoute ? withOwnReason(error) : error, trackingId, options.clock.now())
     }
   }
+}
+
+/**
+ * Service API callers hold a service key; a 400 about their own request body tells them which
+ * field and rule failed (device refusals stay generic, protocol errors.ts).
+ */
+function withOwnReason(error: unknown): unknown {
+  if (!isProvisioError(error) || error.httpStatus !== 400 || error.deviceMessage !== undefined) return error
+  return new ProvisioError(error.code, error.message, {
+    deviceMessage: error.message.slice(0, 500),
+    ...(error.info === undefined ? {} : { info: error.info }),
+    cause: error,
+  })
 }
 
 /** A route shape for messages: ids are elided so logs never carry them twice. */

@@ -55,9 +55,9 @@ export interface ParsedTarget {
  */
 export function parseTarget(target: string, limits: HttpLimits): ParsedTarget {
   if (target.length > limits.maxTargetLength) {
-    throw new ProvisioError('BAD_REQUEST', `request target is ${target.length} characters, over the limit of ${limits.maxTargetLength}`)
+    throw badRequest(`request target is ${target.length} characters, over the limit of ${limits.maxTargetLength}`)
   }
-  if (target.charCodeAt(0) !== 0x2f) throw new ProvisioError('BAD_REQUEST', 'request target must start with "/" (origin-form)')
+  if (target.charCodeAt(0) !== 0x2f) throw badRequest('request target must start with "/" (origin-form)')
   const q = target.indexOf('?')
   const path = q < 0 ? target : target.slice(0, q)
   const raw = path.split('/')
@@ -67,12 +67,12 @@ export function parseTarget(target: string, limits: HttpLimits): ParsedTarget {
     const piece = raw[i]!
     if (piece === '' && i === raw.length - 1) break
     if (segments.length === limits.maxPathSegments) {
-      throw new ProvisioError('BAD_REQUEST', `request path has more than ${limits.maxPathSegments} segments`)
+      throw badRequest(`request path has more than ${limits.maxPathSegments} segments`)
     }
     const decoded = percentDecode(piece)
-    if (decoded === undefined) throw new ProvisioError('BAD_REQUEST', `path segment ${i} has invalid percent-encoding`)
+    if (decoded === undefined) throw badRequest(`path segment ${i} has invalid percent-encoding`)
     if (decoded === '' || decoded === '.' || decoded === '..') {
-      throw new ProvisioError('BAD_REQUEST', `path segment ${i} must not be empty, "." or ".."`)
+      throw badRequest(`path segment ${i} must not be empty, "." or ".."`)
     }
     segments.push(decoded)
   }
@@ -80,14 +80,14 @@ export function parseTarget(target: string, limits: HttpLimits): ParsedTarget {
   if (q >= 0 && q < target.length - 1) {
     const pairs = target.slice(q + 1).split('&')
     if (pairs.length > limits.maxQueryParameters) {
-      throw new ProvisioError('BAD_REQUEST', `request target has more than ${limits.maxQueryParameters} query parameters`)
+      throw badRequest(`request target has more than ${limits.maxQueryParameters} query parameters`)
     }
     for (const pair of pairs) {
       if (pair === '') continue
       const eq = pair.indexOf('=')
       const name = percentDecode(eq < 0 ? pair : pair.slice(0, eq))
       const value = eq < 0 ? '' : percentDecode(pair.slice(eq + 1))
-      if (name === undefined || value === undefined) throw new ProvisioError('BAD_REQUEST', 'query parameter has invalid percent-encoding')
+      if (name === undefined || value === undefined) throw badRequest('query parameter has invalid percent-encoding')
       // First occurrence wins, like URLSearchParams.get.
       const key = name.toLowerCase()
       if (!query.has(key)) query.set(key, value)
@@ -105,7 +105,7 @@ export function header(request: HttpRequest, name: string): string | undefined {
   if (v === undefined || typeof v === 'string') return v
   if (v.length === 1) return v[0]
   if (v.length === 0) return undefined
-  throw new ProvisioError('BAD_REQUEST', `header "${name}" must appear at most once`)
+  throw badRequest(`header "${name}" must appear at most once`)
 }
 
 const JSON_MEDIA = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
@@ -116,7 +116,19 @@ const JSON_MEDIA = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
  */
 export function assertJsonContent(request: HttpRequest): void {
   if (request.body.length === 0) return
+  // Bodies are never decompressed: a content-coding would be read as garbage JSON (RFC 9110 §15.5.16).
+  const coding = header(request, 'content-encoding')
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+    const reason = `content-encoding ${JSON.stringify(coding.slice(0, 40))} is not supported; send the JSON body uncompressed`
+    throw new ProvisioError('UNSUPPORTED_MEDIA_TYPE', reason, { deviceMessage: reason })
+  }
   const type = header(request, 'content-type')
   if (type === undefined || JSON_MEDIA.test(type.trim())) return
-  throw new ProvisioError('UNSUPPORTED_MEDIA_TYPE', `content-type ${JSON.stringify(type.slice(0, 80))} is not JSON`)
+  const reason = `content-type ${JSON.stringify(type.slice(0, 80))} is not JSON`
+  throw new ProvisioError('UNSUPPORTED_MEDIA_TYPE', reason, { deviceMessage: reason })
+}
+
+/** A 400 whose reason (which rule of the request line or headers) the caller may see: it holds no secrets. */
+function badRequest(reason: string): ProvisioError {
+  return new ProvisioError('BAD_REQUEST', reason, { deviceMessage: reason })
 }

@@ -205,6 +205,36 @@ describe('errors (dps-protocol.md §1.4, §1.5)', () => {
     expect(r.calls).toHaveLength(0)
   })
 
+  it.each([
+    ['a target over 8 KB', req('GET', `/${'a'.repeat(9000)}`), /over the limit of/],
+    ['bad percent-encoding', req('GET', `/${SCOPE}/registrations/%zz/operations/1`), /invalid percent-encoding/],
+    ['a method the route does not serve', req('DELETE', `/${SCOPE}/registrations/dev-1/register`), /DELETE is not served/],
+    ['a body over 96 KB', req('PUT', `/${SCOPE}/registrations/d/register`, { headers: { authorization: 't' }, body: new Uint8Array(96 * 1024 + 1) }), /over the limit of 98304/],
+    ['a compressed body', req('PUT', `/${SCOPE}/registrations/d/register`, { headers: { authorization: 't', 'content-encoding': 'gzip' }, body: '{}' }), /content-encoding "gzip" is not supported/],
+    ['a non-JSON content type', req('PUT', `/${SCOPE}/registrations/d/register`, { headers: { authorization: 't', 'content-type': 'text/plain' }, body: 'hi' }), /content-type "text\/plain" is not JSON/],
+  ])('says why it refuses %s (the reason names only the request itself)', async (_name, request, message) => {
+    const res = await recorder().handler(request)
+    expect(JSON.parse(res.body).message).toMatch(message)
+  })
+
+  it('a content-encoding of identity is accepted', async () => {
+    const r = recorder()
+    const res = await r.handler(req('PUT', `/${SCOPE}/registrations/dev-1/register`, { headers: { authorization: 't', 'content-encoding': 'identity' }, body: '{"registrationId":"dev-1"}' }))
+    expect(res.status).toBe(202)
+  })
+
+  it('service routes show the reason of a 400 about the caller\'s body; device refusals stay generic', async () => {
+    const r = recorder()
+    r.fail(new ProvisioError('VALIDATION_FAILED', 'enrollment.attestation.type must be tpm, x509 or symmetricKey'))
+    const service = await r.handler(req('PUT', '/enrollments/dev-1?api-version=2021-10-01', { headers: { authorization: 'good-token' }, body: '{"registrationId":"dev-1","attestation":{}}' }))
+    expect(service.status).toBe(400)
+    expect(JSON.parse(service.body).message).toBe('enrollment.attestation.type must be tpm, x509 or symmetricKey')
+    r.fail(new ProvisioError('ENROLLMENT_NOT_FOUND', 'no enrollment for dev-1'))
+    const device = await r.handler(req('PUT', `/${SCOPE}/registrations/dev-1/register`, { headers: { authorization: 't' }, body: '{"registrationId":"dev-1"}' }))
+    expect(device.status).toBe(401)
+    expect(JSON.parse(device.body).message).toBe('Unauthorized')
+  })
+
   it('never rejects and always answers a status, whatever arrives (fast-check)', async () => {
     const r = recorder()
     await fc.assert(

@@ -54,9 +54,11 @@
  * | METHOD_NOT_ALLOWED | 405001 | 405 | amqp:not-allowed | no | Method not allowed. | HTTP verb not served on the route |
  * | CONFLICT | 409001 | 409 | amqp:not-allowed | no | Conflict. | resource already exists / state conflict |
  * | CONCURRENT_REGISTRATION | 409203 | 409 | com.microsoft:precondition-failed | no | Precondition failed. | same device registering twice at once (C e2e) |
+ * | REQUEST_TIMEOUT | 408001 | 408 | com.microsoft:argument-error | no | Request timeout. | request headers or body not received within the server's timeout |
  * | PRECONDITION_FAILED | 412001 | 412 | com.microsoft:precondition-failed | no | Precondition failed. | If-Match ETag does not match |
  * | PAYLOAD_TOO_LARGE | 413001 | 413 | amqp:link:message-size-exceeded | no | Payload too large. | body over the 96 KB limit (§9) or a parser limit |
  * | UNSUPPORTED_MEDIA_TYPE | 415001 | 415 | com.microsoft:argument-error | no | Unsupported media type. | content-type not JSON |
+ * | HEADERS_TOO_LARGE | 431001 | 431 | com.microsoft:argument-error | no | Request header fields too large. | HTTP header block over the server's limit |
  * | THROTTLED | 429001 | 429 | com.microsoft:device-container-throttled | yes | Too many requests. | device registration rate (§9) |
  * | POLL_THROTTLED | 429002 | 429 | com.microsoft:device-container-throttled | yes | Too many requests. | operation-status polling rate (§9) |
  * | SERVICE_THROTTLED | 429003 | 429 | com.microsoft:device-container-throttled | yes | Too many requests. | service API operations rate (§9) |
@@ -156,10 +158,12 @@ export const ERROR_CATALOG = /* @__PURE__ */ Object.freeze({
   METHOD_NOT_ALLOWED: row(405001, 'amqp:not-allowed', 'Method not allowed.'),
   CONFLICT: row(409001, 'amqp:not-allowed', 'Conflict.'),
   CONCURRENT_REGISTRATION: row(409203, PRECONDITION, 'Precondition failed.'),
+  REQUEST_TIMEOUT: row(408001, ARG, 'Request timeout.'),
   PRECONDITION_FAILED: row(412001, PRECONDITION, 'Precondition failed.'),
   PAYLOAD_TOO_LARGE: row(413001, 'amqp:link:message-size-exceeded', 'Payload too large.'),
   UNSUPPORTED_MEDIA_TYPE: row(415001, ARG, 'Unsupported media type.'),
   // 429: transient; sub-codes are our choice (real ones [UNCERTAIN], dps-protocol.md §1.5).
+  HEADERS_TOO_LARGE: row(431001, ARG, 'Request header fields too large.'),
   THROTTLED: row(429001, THROTTLE, 'Too many requests.'),
   POLL_THROTTLED: row(429002, THROTTLE, 'Too many requests.'),
   SERVICE_THROTTLED: row(429003, THROTTLE, 'Too many requests.'),

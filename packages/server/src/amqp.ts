@@ -28,6 +28,10 @@ export interface AmqpListenerOptions {
   readonly deviceWs?: DeviceApi
   readonly log: Logger
   readonly limits?: Partial<AmqpLimits>
+  /** TLS handshake limit from the TCP accept (default 10,000 ms). */
+  readonly handshakeTimeoutMs?: number
+  /** Protocol header, SASL and open must be done within this of the connection starting (default 10,000 ms). */
+  readonly connectTimeoutMs?: number
 }
 
 /** The AMQPS listener plus the sessions of both transports, for graceful shutdown. */
@@ -42,11 +46,17 @@ export interface AmqpTransport {
 export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport {
   const live = new Set<{ session: AmqpDeviceSession; destroy(): void; gone(): void }>()
 
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000
   const open = (transport: string, chain: readonly Uint8Array[], write: (b: Uint8Array) => void, end: () => void, destroy: () => void, remote: string | undefined) => {
     let heartbeat: NodeJS.Timeout | undefined
+    // A connection that does not open in time is refused (slow or stuck peers hold no socket for long).
+    let opening: NodeJS.Timeout | undefined = setTimeout(() => entry.session.openTimedOut(connectTimeoutMs), connectTimeoutMs)
+    opening.unref()
     const stopHeartbeat = () => {
       if (heartbeat !== undefined) clearInterval(heartbeat)
       heartbeat = undefined
+      if (opening !== undefined) clearTimeout(opening)
+      opening = undefined
     }
     const entry = {
       session: undefined as unknown as AmqpDeviceSession,
@@ -75,6 +85,8 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
         if (reason.code === 'peer-closed' || reason.code === 'shutdown') options.log.debug('amqp connection closed', fields)
         else options.log.info('amqp connection refused', fields)
         end()
+        // A peer that neither reads nor closes is not waited for.
+        setTimeout(destroy, 2000).unref()
       },
     })
     live.add(entry)
@@ -82,7 +94,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
   }
 
   const server = createServer(
-    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 },
+    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
     (socket: TLSSocket) => {
       const entry = open(
         'amqps',
@@ -102,7 +114,11 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
       })
     },
   )
-  server.on('tlsClientError', (error, socket) => options.log.debug('TLS handshake failed', { error: error.message, remote: socket.remoteAddress }))
+  server.on('tlsClientError', (error, socket) => {
+    options.log.debug('TLS handshake failed', { listener: 'amqps', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
+    // Node only reports a handshake timeout; the socket must be destroyed here or it stays open.
+    socket.destroy()
+  })
 
   const websocket: WebSocketHandler = (connection: WebSocketConnection) => {
     const ws = connection.socket
@@ -117,6 +133,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (!isBinary) {
         // AMQPWSB10 carries AMQP bytes in binary messages only.
+        options.log.info('amqp connection refused', { transport: 'amqp-ws', remote: connection.request.socket.remoteAddress, code: 'TEXT_MESSAGE', reason: 'text WebSocket messages are not AMQP frames' })
         entry.session.shutdown('text WebSocket messages are not AMQP frames')
         return
       }

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
+import type { FaultProfile } from '@provisio/engine'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
@@ -49,6 +50,17 @@ export interface ServeConfig {
   readonly registrationsPerMinute: number
   /** Operation-status polls per device per 10 s (DPS default 5); 0 turns the limit off. */
   readonly pollsPer10Seconds: number
+  /** A TLS handshake not finished this long after the TCP connect is cut (every listener). Default 10,000. */
+  readonly handshakeTimeoutMs: number
+  /**
+   * After the handshake, how long a connection may take to open its protocol: the first HTTP
+   * request's header block, the MQTT CONNECT, the AMQP header + SASL + open. Default 10,000.
+   */
+  readonly connectTimeoutMs: number
+  /** An HTTP request (headers and body) not received in full this long after it began is cut with 408. Default 30,000. */
+  readonly requestTimeoutMs: number
+  /** Fault-injection profile applied to the DPS instance at start (engine faults.ts); none by default. */
+  readonly faults?: FaultProfile
 }
 
 export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
@@ -67,6 +79,9 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   operationLeaseMs: 30_000,
   registrationsPerMinute: 1000,
   pollsPer10Seconds: 5,
+  handshakeTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -74,7 +89,7 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'count' | 'hubs'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults'
   readonly help: string
 }
 
@@ -95,6 +110,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'answer 200 assigned at once when done within this budget (default 0)' },
   { key: 'registrationsPerMinute', env: 'PROVISIO_REGISTRATIONS_PER_MINUTE', flag: 'registrations-per-minute', kind: 'count', help: 'register calls per minute per ID scope (default 1000, as DPS; 0 = no limit)' },
   { key: 'pollsPer10Seconds', env: 'PROVISIO_POLLS_PER_10S', flag: 'polls-per-10s', kind: 'count', help: 'status polls per device per 10 s (default 5, as DPS; 0 = no limit)' },
+  { key: 'handshakeTimeoutMs', env: 'PROVISIO_HANDSHAKE_TIMEOUT_MS', flag: 'handshake-timeout-ms', kind: 'timeout', help: 'TLS handshake must finish within this, ms (default 10000)' },
+  { key: 'connectTimeoutMs', env: 'PROVISIO_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'timeout', help: 'after TLS: first HTTP header block, MQTT CONNECT, AMQP open within this, ms (default 10000)' },
+  { key: 'requestTimeoutMs', env: 'PROVISIO_REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: 'timeout', help: 'whole HTTP request (headers and body) within this, ms (default 30000)' },
+  { key: 'faults', env: 'PROVISIO_FAULTS', flag: 'faults', kind: 'faults', help: 'fault-injection profile: JSON or @file with throttleRegister, serverErrorPoll … (testing only)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
 ]
 
@@ -103,7 +122,7 @@ export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID'
 }
 
-function parseValue(setting: Setting, raw: unknown, source: string): unknown {
+function parseValue(setting: Setting, raw: unknown, source: string, cwd: string): unknown {
   const where = `${setting.key} (${source})`
   switch (setting.kind) {
     case 'string':
@@ -127,6 +146,13 @@ function parseValue(setting: Setting, raw: unknown, source: string): unknown {
       if (setting.kind === 'seconds' && n < 1) throw new ConfigError(`${where} must be at least 1`)
       return n
     }
+    case 'timeout': {
+      const n = typeof raw === 'number' ? raw : Number(raw)
+      if (!Number.isInteger(n) || n < 100 || n > 600_000) throw new ConfigError(`${where} must be an integer from 100 to 600000 (ms), got ${JSON.stringify(raw)}`)
+      return n
+    }
+    case 'faults':
+      return parseFaultProfile(raw, where, cwd)
     case 'count': {
       const n = typeof raw === 'number' ? raw : Number(raw)
       if (!Number.isInteger(n) || n < 0 || n > 1_000_000_000) throw new ConfigError(`${where} must be a whole number from 0 to 1000000000, got ${JSON.stringify(raw)}`)
@@ -189,18 +215,71 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
     for (const [k, v] of Object.entries(json)) {
       const setting = SETTINGS.find((s) => s.key === k)
       if (setting === undefined) throw new ConfigError(`config file ${file}: unknown setting "${k}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`)
-      out[k] = parseValue(setting, v, `config file ${file}`)
+      out[k] = parseValue(setting, v, `config file ${file}`, cwd)
     }
   }
   for (const s of SETTINGS) {
     const v = env[s.env]
-    if (v !== undefined && v !== '') out[s.key] = parseValue(s, v, `environment ${s.env}`)
+    if (v !== undefined && v !== '') out[s.key] = parseValue(s, v, `environment ${s.env}`, cwd)
   }
   for (const s of SETTINGS) {
     const v = flags[s.flag]
-    if (v !== undefined) out[s.key] = parseValue(s, v, `--${s.flag}`)
+    if (v !== undefined) out[s.key] = parseValue(s, v, `--${s.flag}`, cwd)
   }
   const config = out as unknown as ServeConfig
+  if (config.connectTimeoutMs > config.requestTimeoutMs) {
+    throw new ConfigError(`connectTimeoutMs (${config.connectTimeoutMs}) must not exceed requestTimeoutMs (${config.requestTimeoutMs}): the header block is part of the request`)
+  }
   if ((config.certFile === undefined) !== (config.keyFile === undefined)) throw new ConfigError('--cert and --key must be given together')
   return { ...config, dataDir: resolve(cwd, config.dataDir) }
+}
+
+const SCHEDULED_FAULTS = ['throttleRegister', 'throttlePoll', 'serverErrorRegister', 'serverErrorPoll', 'missingOperationId'] as const
+
+/**
+ * A fault profile (engine faults.ts) from the config file (an object) or a flag/environment value
+ * (inline JSON, or `@path` of a JSON file, relative to the working directory). Every member is checked, so a typo fails at start.
+ */
+function parseFaultProfile(raw: unknown, where: string, cwd: string): FaultProfile {
+  let value = raw
+  if (typeof raw === 'string') {
+    const text = raw.trim()
+    try {
+      value = JSON.parse(text.startsWith('@') ? readFileSync(resolve(cwd, text.slice(1)), 'utf8') : text)
+    } catch (error) {
+      throw new ConfigError(`${where} must be a JSON object or @file of one: ${(error as Error).message}`)
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${where} must be a JSON object`)
+  const int = (v: unknown, name: string, min: number, max: number): number => {
+    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw new ConfigError(`${where}: ${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`)
+    return v as number
+  }
+  const out: Record<string, unknown> = {}
+  for (const [key, member] of Object.entries(value as Record<string, unknown>)) {
+    if (key === 'slowAssigningPolls') {
+      out[key] = int(member, key, 0, 1000)
+      continue
+    }
+    if (key === 'webhookFailureStatus') {
+      out[key] = int(member, key, 100, 599)
+      continue
+    }
+    if (!(SCHEDULED_FAULTS as readonly string[]).includes(key)) {
+      throw new ConfigError(`${where}: unknown fault "${key}" (known: ${[...SCHEDULED_FAULTS, 'slowAssigningPolls', 'webhookFailureStatus'].join(', ')})`)
+    }
+    if (typeof member !== 'object' || member === null || Array.isArray(member)) throw new ConfigError(`${where}: ${key} must be an object`)
+    const schedule: Record<string, number> = {}
+    for (const [field, v] of Object.entries(member as Record<string, unknown>)) {
+      if (field === 'firstAttempts') schedule[field] = int(v, `${key}.${field}`, 0, 1_000_000)
+      else if (field === 'everyNth') schedule[field] = int(v, `${key}.${field}`, 1, 1_000_000)
+      else if (field === 'retryAfterSeconds' && key !== 'missingOperationId') schedule[field] = int(v, `${key}.${field}`, 1, 300)
+      else if (field === 'status' && key.startsWith('serverError')) {
+        if (v !== 500 && v !== 503) throw new ConfigError(`${where}: ${key}.status must be 500 or 503`)
+        schedule[field] = v
+      } else throw new ConfigError(`${where}: ${key} has unknown member "${field}"`)
+    }
+    out[key] = schedule
+  }
+  return out as FaultProfile
 }

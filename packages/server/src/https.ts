@@ -6,7 +6,7 @@
  * devices are judged by the verifier, which can explain a refusal (DESIGN.md "Ports, hosts, TLS").
  */
 import { createServer, type Server } from 'node:https'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls'
 import { errorResponse, type DpsHttpHandler, type HttpRequest } from '@provisio/codec-http'
 import { ProvisioError } from '@provisio/protocol'
@@ -22,12 +22,47 @@ export interface HttpsListenerOptions {
   readonly handler: DpsHttpHandler
   readonly log: Logger
   readonly maxBodyBytes: number
-  /** Tracking id for answers the adapter gives itself (oversized bodies). */
+  /** Tracking id for answers the adapter gives itself (oversized bodies, unparsable requests). */
   readonly trackingId: () => string
+  /** TLS handshake limit from the TCP accept (default 10,000 ms). */
+  readonly handshakeTimeoutMs?: number
+  /** A request's header block must arrive within this (default 10,000 ms); 408 after it. */
+  readonly headersTimeoutMs?: number
+  /** A whole request (headers and body) must arrive within this (default 30,000 ms); 408 after it. */
+  readonly requestTimeoutMs?: number
 }
 
 /** Header block limit (Node's default is 16 KB; DPS requests carry a SAS and a few headers). */
-const MAX_HEADER_BYTES = 16 * 1024
+export const MAX_HEADER_BYTES = 16 * 1024
+
+/**
+ * What an unparsable request is answered with, by Node's parser error code: 431 for a header
+ * block over the limit, 408 for a timeout, 413 for an oversized chunk extension, 400 with the
+ * parser's reason for everything else (smuggling shapes such as Content-Length together with
+ * Transfer-Encoding, two Content-Lengths, obs-fold, bad chunk sizes, unknown methods).
+ * undefined: nothing to answer (the peer reset the connection).
+ */
+export function clientErrorAnswer(error: NodeJS.ErrnoException & { reason?: string }): ProvisioError | undefined {
+  const detail = typeof error.reason === 'string' && error.reason !== '' ? error.reason : error.message
+  // TLS failures (https forwards them here too, e.g. a handshake timeout): no HTTP is spoken yet.
+  if (error.code?.startsWith('ERR_TLS') === true || error.code?.startsWith('ERR_SSL') === true) return undefined
+  switch (error.code) {
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return undefined
+    case 'HPE_HEADER_OVERFLOW':
+      return new ProvisioError('HEADERS_TOO_LARGE', `request header block exceeds ${MAX_HEADER_BYTES} bytes`, { deviceMessage: `request header block exceeds ${MAX_HEADER_BYTES} bytes` })
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADERS_TIMEOUT':
+      return new ProvisioError('REQUEST_TIMEOUT', 'request not received within the server timeout', { deviceMessage: 'request not received within the server timeout' })
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new ProvisioError('PAYLOAD_TOO_LARGE', `malformed HTTP request: ${detail}`, { deviceMessage: `malformed HTTP request: ${detail}` })
+    default:
+      return new ProvisioError('BAD_REQUEST', `malformed HTTP request (${error.code ?? 'parse error'}): ${detail}`, {
+        deviceMessage: `malformed HTTP request (${error.code ?? 'parse error'}): ${detail}`,
+      })
+  }
+}
 
 export function createHttpsListener(options: HttpsListenerOptions): Server {
   const server = createServer(
@@ -37,11 +72,23 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
       minVersion: 'TLSv1.2',
       requestCert: true,
       rejectUnauthorized: false,
-      handshakeTimeout: 10_000,
+      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
       maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      requestTimeout: options.requestTimeoutMs ?? 30_000,
+      // A missing Host is refused below with a DPS error body rather than Node's bare 400.
+      requireHostHeader: false,
+      // How often Node checks the two timeouts above (its default, 30 s, would stretch them).
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor((options.headersTimeoutMs ?? 10_000) / 4))),
     },
     (req, res) => {
       serve(options, req, res).catch((error: unknown) => {
+        if (req.destroyed || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
+          // The peer went away (or sent something unparsable) in the middle of its body: nothing to answer.
+          options.log.debug('http request aborted', { error: (error as Error).message, remote: req.socket.remoteAddress })
+          res.destroy()
+          return
+        }
         options.log.error('http adapter failure', { error: (error as Error).message })
         if (!res.headersSent) {
           res.writeHead(500)
@@ -50,21 +97,39 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
       })
     },
   )
-  server.headersTimeout = 10_000
-  server.requestTimeout = 30_000
   server.keepAliveTimeout = 5_000
   server.on('tlsClientError', (error, socket) => {
-    options.log.debug('TLS handshake failed', { error: error.message, remote: socket.remoteAddress })
+    options.log.debug('TLS handshake failed', { listener: 'https', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
   })
-  server.on('clientError', (error, socket) => {
-    options.log.debug('malformed HTTP request', { error: error.message })
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
-    else socket.destroy()
+  server.on('clientError', (error: NodeJS.ErrnoException & { reason?: string }, socket) => {
+    const refusal = clientErrorAnswer(error)
+    const remote = (socket as { remoteAddress?: string }).remoteAddress
+    // An answer already on its way on this connection is not interleaved with a second one.
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
+    if (refusal === undefined || !socket.writable || inFlight?.headersSent === true) {
+      options.log.debug('http connection ended mid-request', { error: error.message, code: error.code, remote })
+      socket.destroy()
+      return
+    }
+    options.log.info('malformed HTTP request refused', { status: refusal.httpStatus, code: error.code, reason: refusal.message, remote })
+    const answer = errorResponse(refusal, options.trackingId(), Date.now(), { connection: 'close' })
+    const payload = Buffer.from(answer.body, 'utf8')
+    const head = [`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}`, ...Object.entries({ ...answer.headers, 'content-length': String(payload.length) }).map(([k, v]) => `${k}: ${v}`)]
+    socket.end(Buffer.concat([Buffer.from(head.join('\r\n') + '\r\n\r\n', 'latin1'), payload]))
+    // A peer that never reads its answer is not waited for.
+    setTimeout(() => socket.destroy(), 2000).unref()
   })
   return server
 }
 
 async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const framing = framingRefusal(req)
+  if (framing !== undefined) {
+    options.log.info('malformed HTTP request refused', { status: framing.httpStatus, reason: framing.message, remote: req.socket.remoteAddress })
+    write(res, errorResponse(framing, options.trackingId(), Date.now(), { connection: 'close' }))
+    res.on('finish', () => req.destroy())
+    return
+  }
   const ops = options.ops?.(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!)
   if (ops !== undefined) {
     req.resume()
@@ -73,7 +138,8 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
   }
   const body = await readBody(req, options.maxBodyBytes)
   if (body === undefined) {
-    const tooLarge = new ProvisioError('PAYLOAD_TOO_LARGE', `request body exceeds ${options.maxBodyBytes} bytes`)
+    const reason = `request body exceeds ${options.maxBodyBytes} bytes`
+    const tooLarge = new ProvisioError('PAYLOAD_TOO_LARGE', reason, { deviceMessage: reason })
     write(res, errorResponse(tooLarge, options.trackingId(), Date.now(), { connection: 'close' }))
     // Stop reading the rest of an oversized upload.
     res.on('finish', () => req.destroy())
@@ -87,6 +153,24 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
     clientCertificates: clientChain(req.socket as TLSSocket),
   }
   write(res, await options.handler(request))
+}
+
+/**
+ * What Node's parser lets through but this server does not serve: a transfer-coding other than
+ * plain `chunked` (the body would be handed on still encoded; RFC 9112 §6.1), and an HTTP/1.1
+ * request without Host (RFC 9112 §3.2).
+ */
+function framingRefusal(req: IncomingMessage): ProvisioError | undefined {
+  const te = req.headers['transfer-encoding']
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+    const reason = `transfer-encoding ${JSON.stringify(te.slice(0, 40))} is not supported (only chunked)`
+    return new ProvisioError('BAD_REQUEST', reason, { deviceMessage: reason })
+  }
+  if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined) {
+    const reason = 'an HTTP/1.1 request must carry a Host header'
+    return new ProvisioError('BAD_REQUEST', reason, { deviceMessage: reason })
+  }
+  return undefined
 }
 
 function write(res: ServerResponse, answer: { status: number; headers: Record<string, string>; body: string }): void {

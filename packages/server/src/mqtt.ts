@@ -61,6 +61,8 @@ export interface MqttTransportOptions {
   readonly limits?: Partial<MqttLimits>
   /** Serve the embedded hubs' device dialect too (CONNECTs whose username names a hub). */
   readonly hub?: MqttHubOptions
+  /** TLS handshake limit from the TCP accept (default 10,000 ms). */
+  readonly handshakeTimeoutMs?: number
 }
 
 /** The MQTTS listener plus the sessions of both transports, for graceful shutdown. */
@@ -251,7 +253,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
   }
 
   const server = createServer(
-    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 },
+    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
     (socket: TLSSocket) => {
       socket.setNoDelay(true)
       let resolveClosed!: () => void
@@ -281,7 +283,11 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       })
     },
   )
-  server.on('tlsClientError', (error, socket) => log.debug('mqtt TLS handshake failed', { error: error.message, remote: socket.remoteAddress }))
+  server.on('tlsClientError', (error, socket) => {
+    log.debug('TLS handshake failed', { listener: 'mqtts', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
+    // Node only reports a handshake timeout; the socket must be destroyed here or it stays open.
+    socket.destroy()
+  })
 
   const websocket: WebSocketHandler = ({ socket, request, clientCertificates }: WebSocketConnection) => {
     let resolveClosed!: () => void

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
 import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
@@ -27,7 +27,7 @@ import { createHttpsListener, type OpsHandler } from './https.js'
 import { listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
-import { WebSocketRouter } from './websocket.js'
+import { WebSocketRouter, type WebSocketHandler } from './websocket.js'
 import { createAmqpTransport, listenAmqp } from './amqp.js'
 import { createMqttTransport, listenMqtt } from './mqtt.js'
 import type { Logger } from './logger.js'
@@ -155,6 +155,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       pollsPerDevice: config.pollsPer10Seconds > 0 ? { limit: config.pollsPer10Seconds, windowMs: 10_000 } : false,
     },
   })
+  // Fault injection (testing device retry logic): the configured profile applies from the start.
+  if (config.faults !== undefined) {
+    engine.setFaultProfile(state.idScope, config.faults)
+    log.warn('fault injection is on', { idScope: state.idScope, faults: JSON.stringify(config.faults) })
+  }
   const metrics = new Metrics()
   engine.on('registrationAssigned', (e) => {
     metrics.registrations.inc(['assigned'])
@@ -182,13 +187,32 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const hubDevices = createHubDevices({ hubs, clock, store, idScope: state.idScope })
   const hubRegistry = createHubRegistryApi(hubs, (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [], clock, hubDevices.telemetry)
   const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
-  const https = createHttpsListener({ key: tls.key, cert: tls.cert, handler, ops, log, maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes, trackingId: randomUUID })
+  const https = createHttpsListener({
+    key: tls.key,
+    cert: tls.cert,
+    handler,
+    ops,
+    log,
+    maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes,
+    trackingId: randomUUID,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    headersTimeoutMs: config.connectTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+  })
   // WebSocket transports (MQTT-WS, AMQP-WS) register their subprotocol handlers here.
   const websockets = new WebSocketRouter(https, log)
 
   // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
-  const amqp = createAmqpTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'amqp'), deviceWs: metrics.instrument(engine, 'amqp-ws'), log })
-  websockets.register('AMQPWSB10', amqp.websocket)
+  const amqp = createAmqpTransport({
+    key: tls.key,
+    cert: tls.cert,
+    device: metrics.instrument(engine, 'amqp'),
+    deviceWs: metrics.instrument(engine, 'amqp-ws'),
+    log,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    connectTimeoutMs: config.connectTimeoutMs,
+  })
+  websockets.register('AMQPWSB10', counted('amqp-ws', amqp.websocket))
   // ---- end AMQP ----
 
   // ---- MQTT (dps-protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
@@ -217,9 +241,24 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         return () => offs.forEach((off) => off())
       },
     },
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    limits: { connectTimeoutMs: config.connectTimeoutMs },
   })
-  websockets.register('mqtt', mqtt.websocket)
+  websockets.register('mqtt', counted('mqtt-ws', mqtt.websocket))
   // ---- end MQTT ----
+
+  // Open connections per listener, from the TCP accept (before TLS), for /metrics.
+  for (const [listener, server] of [['https', https], ['amqps', amqp.server], ['mqtts', mqtt.server]] as const) {
+    metrics.connections.add([listener], 0)
+    server.on('connection', (socket: Socket) => metrics.track(listener, socket))
+  }
+  function counted(listener: string, handler: WebSocketHandler): WebSocketHandler {
+    metrics.connections.add([listener], 0)
+    return (connection) => {
+      metrics.track(listener, connection.socket)
+      handler(connection)
+    }
+  }
 
   try {
     await listenOn(https, config.httpsPort, config.bind, { protocol: 'HTTPS', flag: '--https-port' })

@@ -66,3 +66,28 @@ describe('hubs setting', () => {
     expect(() => resolveConfig({ config: 'c.json' }, {}, dir)).toThrow(message)
   })
 })
+
+describe('connection timeouts and fault profiles', () => {
+  it('default to 10 s / 10 s / 30 s and take flags and environment', () => {
+    expect(resolveConfig({}, {}, '/tmp')).toMatchObject({ handshakeTimeoutMs: 10_000, connectTimeoutMs: 10_000, requestTimeoutMs: 30_000 })
+    expect(resolveConfig({ 'connect-timeout-ms': '500' }, { PROVISIO_HANDSHAKE_TIMEOUT_MS: '700' }, '/tmp')).toMatchObject({ handshakeTimeoutMs: 700, connectTimeoutMs: 500 })
+    expect(() => resolveConfig({ 'handshake-timeout-ms': '0' }, {}, '/tmp')).toThrow(/handshakeTimeoutMs \(--handshake-timeout-ms\) must be an integer from 100 to 600000/)
+    expect(() => resolveConfig({ 'connect-timeout-ms': '40000' }, {}, '/tmp')).toThrow(/must not exceed requestTimeoutMs/)
+  })
+
+  it('reads a fault profile inline, from @file and from the config file, and names what is wrong', () => {
+    const profile = { throttleRegister: { firstAttempts: 1, retryAfterSeconds: 2 }, serverErrorPoll: { everyNth: 2, status: 503 }, slowAssigningPolls: 1 }
+    expect(resolveConfig({ faults: JSON.stringify(profile) }, {}, '/tmp').faults).toEqual(profile)
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    writeFileSync(join(dir, 'faults.json'), JSON.stringify(profile))
+    expect(resolveConfig({}, { PROVISIO_FAULTS: `@${join(dir, 'faults.json')}` }, dir).faults).toEqual(profile)
+    expect(resolveConfig({ faults: '@faults.json' }, {}, dir).faults).toEqual(profile)
+    writeFileSync(join(dir, 'c.json'), JSON.stringify({ faults: { throttlePoll: {} } }))
+    expect(resolveConfig({ config: 'c.json' }, {}, dir).faults).toEqual({ throttlePoll: {} })
+    expect(resolveConfig({}, {}, '/tmp').faults).toBeUndefined()
+    expect(() => resolveConfig({ faults: '{"throttleRegistr":{}}' }, {}, '/tmp')).toThrow(/unknown fault "throttleRegistr"/)
+    expect(() => resolveConfig({ faults: '{"serverErrorRegister":{"status":502}}' }, {}, '/tmp')).toThrow(/status must be 500 or 503/)
+    expect(() => resolveConfig({ faults: '{"throttlePoll":{"everyNth":0}}' }, {}, '/tmp')).toThrow(/everyNth must be an integer from 1/)
+    expect(() => resolveConfig({ faults: '{oops' }, {}, '/tmp')).toThrow(/faults \(--faults\) must be a JSON object or @file/)
+  })
+})

@@ -34,3 +34,24 @@ describe('Metrics', () => {
     expect(text).toContain('provisio_device_responses_total{transport="https",operation="operationStatus",status="200"} 1')
   })
 })
+
+describe('open connections gauge', () => {
+  it('counts a socket until it closes, by listener, and renders process memory', async () => {
+    const { EventEmitter } = await import('node:events')
+    const metrics = new Metrics()
+    metrics.connections.add(['mqtts'], 0)
+    const a = new EventEmitter()
+    const b = new EventEmitter()
+    metrics.track('https', a)
+    metrics.track('https', b)
+    expect(metrics.connections.get(['https'])).toBe(2)
+    a.emit('close')
+    a.emit('close') // counted once
+    expect(metrics.connections.get(['https'])).toBe(1)
+    const text = metrics.render()
+    expect(text).toContain('# TYPE provisio_open_connections gauge')
+    expect(text).toContain('provisio_open_connections{listener="https"} 1')
+    expect(text).toContain('provisio_open_connections{listener="mqtts"} 0')
+    expect(text).toMatch(/^provisio_process_heap_used_bytes [1-9]\d*$/m)
+  })
+})
