@@ -9,6 +9,7 @@ import { parseTwinResponseTopic, telemetryTopic } from '../src/hub.js'
 import { symmetricKey, symmetricKeySasToken, tpmSasToken, softwareTpm } from '../src/security.js'
 import { errorFromReply, DeviceError } from '../src/errors.js'
 import { parseRetryAfter } from '../src/transport.js'
+import { deadlineSignal } from '../src/retry.js'
 
 describe('DPS MQTT', () => {
   it('builds the CONNECT username with the api-version and an encoded ClientVersion', () => {
@@ -116,4 +117,27 @@ describe('SAS tokens and security providers', () => {
     expect(Buffer.from(ek.subarray(0, 12)).toString('base64')).toBe('AToAAQALAAMAsgAg')
     expect(Buffer.from(await b.endorsementKey()).equals(Buffer.from(ek))).toBe(true)
   }, 60_000)
+})
+
+describe('deadlineSignal', () => {
+  it('does not fire at once for a deadline beyond the 2^31-1 ms timer range (or an infinite one)', async () => {
+    for (const at of [Date.now() + 2 ** 32, Number.POSITIVE_INFINITY]) {
+      const d = deadlineSignal(undefined, at, 'x')
+      await new Promise((r) => setTimeout(r, 20))
+      expect(d.signal.aborted).toBe(false)
+      d.dispose()
+    }
+  })
+
+  it('fires with DEADLINE_EXCEEDED once the deadline has passed, and follows its parent', async () => {
+    const d = deadlineSignal(undefined, Date.now() - 1, 'register')
+    expect(d.signal.aborted).toBe(true)
+    expect(d.signal.reason).toMatchObject({ code: 'DEADLINE_EXCEEDED' })
+    const parent = new AbortController()
+    const e = deadlineSignal(parent.signal, Date.now() + 60_000, 'register')
+    parent.abort(new Error('stop'))
+    expect(e.signal.aborted).toBe(true)
+    expect((e.signal.reason as Error).message).toBe('stop')
+    e.dispose()
+  })
 })
