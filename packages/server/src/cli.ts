@@ -6,6 +6,7 @@
  *   provisio sas [options]     print a device SAS token (for curl and scripts)
  *   provisio pki <kind> [...]  make test certificates for X.509 attestation (pki-tools.ts)
  *   provisio telemetry [...]   print the telemetry an embedded hub kept for a device (JSON lines)
+ *   provisio simulate [...]    register N devices through @provisio/device and summarise (simulate.ts)
  *   provisio help              this text
  */
 import { existsSync, readFileSync } from 'node:fs'
@@ -19,6 +20,7 @@ import { ConfigError, DEFAULT_CONFIG, SETTINGS, resolveConfig } from './config.j
 import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
 import { issuePkiCertificate, type PkiKeyType, type PkiKind } from './pki-tools.js'
+import { SIMULATE_USAGE, SimulateUsageError, simulateCommand } from './simulate.js'
 
 function usage(): string {
   const rows = SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.help}\n  ${''.padEnd(24)} env ${s.env}`)
@@ -44,6 +46,8 @@ function usage(): string {
     PKI_USAGE,
     '',
     TELEMETRY_USAGE,
+    '',
+    SIMULATE_USAGE,
   ].join('\n')
 }
 
@@ -265,6 +269,18 @@ async function main(argv: string[]): Promise<number> {
     } catch (error) {
       process.stderr.write(`provisio telemetry: ${(error as Error).message}\n`)
       return error instanceof UsageError ? 2 : 1
+    }
+  }
+  if (command === 'simulate') {
+    try {
+      return await simulateCommand(rest)
+    } catch (error) {
+      if (error instanceof SimulateUsageError || (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+        process.stderr.write(`provisio simulate: ${(error as Error).message}\n\n${SIMULATE_USAGE}\n`)
+        return 2
+      }
+      process.stderr.write(`provisio simulate: ${(error as Error).message}\n`)
+      return 1
     }
   }
   if (command !== 'serve') {
