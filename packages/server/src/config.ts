@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { DEFAULT_CORS_ORIGINS, normaliseOrigin } from './origins.js'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
@@ -49,6 +50,13 @@ export interface ServeConfig {
   readonly registrationsPerMinute: number
   /** Operation-status polls per device per 10 s (DPS default 5); 0 turns the limit off. */
   readonly pollsPer10Seconds: number
+  /**
+   * Origins of web pages (besides this server's own /emulator/) that may call the DPS device API
+   * and open WebSockets at /$iothub/websocket; `*` allows any. Default: the emulator's Vite dev server.
+   */
+  readonly corsOrigins: readonly string[]
+  /** Directory of the browser emulator's build served at /emulator/ (default: @provisio/emulator's dist, when installed). */
+  readonly emulatorDir?: string
 }
 
 export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
@@ -67,6 +75,7 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   operationLeaseMs: 30_000,
   registrationsPerMinute: 1000,
   pollsPer10Seconds: 5,
+  corsOrigins: DEFAULT_CORS_ORIGINS,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -74,7 +83,7 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'count' | 'hubs'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'count' | 'hubs' | 'origins'
   readonly help: string
 }
 
@@ -95,6 +104,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'answer 200 assigned at once when done within this budget (default 0)' },
   { key: 'registrationsPerMinute', env: 'PROVISIO_REGISTRATIONS_PER_MINUTE', flag: 'registrations-per-minute', kind: 'count', help: 'register calls per minute per ID scope (default 1000, as DPS; 0 = no limit)' },
   { key: 'pollsPer10Seconds', env: 'PROVISIO_POLLS_PER_10S', flag: 'polls-per-10s', kind: 'count', help: 'status polls per device per 10 s (default 5, as DPS; 0 = no limit)' },
+  { key: 'corsOrigins', env: 'PROVISIO_CORS_ORIGINS', flag: 'cors-origins', kind: 'origins', help: `web page origins allowed on the device API and WebSockets, comma-separated; * for any (default ${DEFAULT_CORS_ORIGINS.join(',')})` },
+  { key: 'emulatorDir', env: 'PROVISIO_EMULATOR_DIR', flag: 'emulator-dir', kind: 'string', help: 'build of the browser emulator served at /emulator/ (default: @provisio/emulator dist)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
 ]
 
@@ -161,6 +172,19 @@ function parseValue(setting: Setting, raw: unknown, source: string): unknown {
       if (names.size !== hubs.length) throw new ConfigError(`${where} names a hub twice`)
       return hubs
     }
+    case 'origins': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined
+      if (items === undefined || !items.every((x) => typeof x === 'string')) throw new ConfigError(`${where} must be a list of origins`)
+      const list = items.map((x: string) => x.trim()).filter((x: string) => x !== '')
+      if (list.length > 100) throw new ConfigError(`${where} may list at most 100 origins`)
+      return list.map((entry: string) => {
+        try {
+          return normaliseOrigin(entry)
+        } catch (error) {
+          throw new ConfigError(`${where}: ${(error as Error).message}`)
+        }
+      })
+    }
     case 'level':
       if (raw !== 'error' && raw !== 'warn' && raw !== 'info' && raw !== 'debug') {
         throw new ConfigError(`${where} must be one of error, warn, info, debug`)
@@ -202,5 +226,5 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
   }
   const config = out as unknown as ServeConfig
   if ((config.certFile === undefined) !== (config.keyFile === undefined)) throw new ConfigError('--cert and --key must be given together')
-  return { ...config, dataDir: resolve(cwd, config.dataDir) }
+  return { ...config, dataDir: resolve(cwd, config.dataDir), ...(config.emulatorDir === undefined ? {} : { emulatorDir: resolve(cwd, config.emulatorDir) }) }
 }
