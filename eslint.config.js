@@ -51,6 +51,41 @@ const pureRules = {
   ],
 }
 
+/**
+ * @provisio/device runs in Node and browsers: everything but its Node platform (src/node/) and its
+ * Node entry (src/index.ts) is reachable from the browser entry, so it imports no Node built-ins
+ * (and not `ws`, the Node WebSocket). Timers and fetch are fine there: both runtimes have them.
+ */
+const deviceBrowserRules = {
+  'no-restricted-imports': [
+    'error',
+    {
+      paths: [
+        // 'buffer' is allowed: in a browser bundle it is the npm package (rhea's UMD build needs Buffers).
+        ...nodeBuiltins.filter((name) => name !== 'buffer').map((name) => ({
+          name,
+          message: 'Browser-reachable device code imports no Node built-ins; put it in src/node/ behind the Platform (packages/device/src/transport.ts).',
+        })),
+        { name: 'ws', message: 'The Node WebSocket lives in src/node/platform.ts; browsers use the global WebSocket.' },
+        { name: 'rhea', message: 'Take rhea from the Platform: Node loads the package, browsers its UMD build.' },
+      ],
+      patterns: [
+        {
+          group: ['node:*'],
+          message: 'Browser-reachable device code imports no node:* modules; put it in src/node/ behind the Platform.',
+        },
+      ],
+    },
+  ],
+  'no-restricted-globals': [
+    'error',
+    ...['process', 'Buffer', 'global', 'require', '__dirname', '__filename', 'setImmediate'].map((name) => ({
+      name,
+      message: `Browser-reachable device code uses no Node global "${name}".`,
+    })),
+  ],
+}
+
 export default tseslint.config(
   {
     ignores: ['**/node_modules/**', '**/dist/**', '**/build/**', '**/src/generated/**', 'assembly/**', '**/.turbo/**'],
@@ -68,6 +103,11 @@ export default tseslint.config(
   {
     files: PURE_PACKAGES.map((p) => `packages/${p}/src/**/*.ts`),
     rules: pureRules,
+  },
+  {
+    files: ['packages/device/src/**/*.ts'],
+    ignores: ['packages/device/src/node/**', 'packages/device/src/index.ts'],
+    rules: deviceBrowserRules,
   },
   {
     files: ['**/*.mjs', '**/*.js', 'bench/**', 'test/**', 'packages/*/test/**', 'packages/*/scripts/**'],
