@@ -1,0 +1,50 @@
+/**
+ * The fleet's driver on @provisio/device: one ProvisioningClient per device over the chosen
+ * transport, with a symmetric key or the device's software TPM; refusals by the service are
+ * reported as `failed` / `disabled` with the DPS error code, anything else (socket, TLS, timeout)
+ * is thrown and counted as an error.
+ */
+import { ProvisioningClient, isDeviceError, softwareTpm, symmetricKey, tpm } from '@provisio/device/browser'
+import type { DeviceDriver, DeviceSpec, ProvisionResult } from './fleet.js'
+import type { EmulatorSettings } from './settings.js'
+import type { TpmPool } from './tpms.js'
+
+/** Deadline of one device's registration (polls and retries included). */
+const REGISTER_TIMEOUT_MS = 120_000
+
+export interface DriverContext {
+  /** The page's software TPMs (TPM runs). */
+  readonly tpms?: TpmPool | undefined
+}
+
+export function createDriver(settings: EmulatorSettings, context: DriverContext): DeviceDriver {
+  const security = (device: DeviceSpec) => {
+    if (device.credential.kind === 'symmetric-key') return symmetricKey({ registrationId: device.registrationId, key: device.credential.key })
+    if (context.tpms === undefined) throw new Error('no software TPMs were made for this run')
+    return tpm({ tpm: softwareTpm(context.tpms.get(device.credential.index).tpm), registrationId: device.registrationId })
+  }
+  return {
+    async provision(device, signal): Promise<ProvisionResult> {
+      const client = new ProvisioningClient({
+        idScope: settings.idScope,
+        transport: settings.transport,
+        globalEndpoint: settings.host,
+        port: settings.port,
+        security: security(device),
+        timeoutMs: REGISTER_TIMEOUT_MS,
+      })
+      try {
+        const result = await client.register({ signal })
+        return { status: 'assigned', assignedHub: result.assignedHub, deviceId: result.deviceId, ...(result.substatus === undefined ? {} : { substatus: result.substatus }) }
+      } catch (error) {
+        if (isDeviceError(error)) {
+          const reason = error.serverMessage ?? error.message
+          const code = error.errorCode ?? error.code
+          if (error.code === 'REGISTRATION_DISABLED') return { status: 'disabled', errorCode: code, reason }
+          if (error.code === 'REFUSED' || error.code === 'REGISTRATION_FAILED') return { status: 'failed', errorCode: code, reason }
+        }
+        throw error
+      }
+    },
+  }
+}
