@@ -30,9 +30,14 @@ const LAYER: Record<string, number> = {
 
 /**
  * Same-layer dependencies DESIGN.md allows: the server (layer 5, "everything below") wires the
- * stores, which the table lists before it in layer 5.
+ * stores, which the table lists before it in layer 5, and the device SDK (`provisio simulate`).
  */
-const SAME_LAYER_ALLOWED = new Set(['@provisio/server -> @provisio/store-sqlite', '@provisio/server -> @provisio/store-postgres'])
+const SAME_LAYER_ALLOWED = new Set([
+  '@provisio/server -> @provisio/store-sqlite',
+  '@provisio/server -> @provisio/store-postgres',
+  // `provisio simulate` (the load generator in the server's CLI) drives devices through the device SDK.
+  '@provisio/server -> @provisio/device',
+])
 
 /** Third-party runtime dependencies a pure package may have (they must be runtime-neutral). */
 const PURE_ALLOWED = new Set(['asn1js', 'pkijs', 'mqtt-packet', 'rhea', 'pvtsutils', 'bytestreamjs'])

@@ -7,6 +7,7 @@
  * | `/devices/{id}` | PUT (create; with `If-Match` update) / GET / DELETE | RegistryWrite / RegistryRead / RegistryWrite |
  * | `/devices?top=N` | GET | RegistryRead |
  * | `/twins/{id}` | GET / PATCH (merge) / PUT (replace) | RegistryRead / RegistryWrite |
+ * | `/devices/{id}/messages/events?after=S&limit=N` | GET: telemetry the embedded hub kept (ours, not IoT Hub's) | ServiceConnect |
  *
  * Errors use IoT Hub's shape, which azure-iot-http-base parses: a body
  * `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking ID:…"}` and the
@@ -58,6 +59,15 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
     }
     return jsonResponse(200, await api.listDevices(hub, top))
   }
+  // Telemetry kept by the embedded hub: GET /devices/{id}/messages/events?after={seq}&limit={n}
+  // (our own route; Azure IoT Hub hands telemetry to its Event Hubs-compatible endpoint instead).
+  if (root === 'devices' && s.length === 4 && s[2] === 'messages' && s[3] === 'events') {
+    if (method !== 'GET') return 'method'
+    const hub = authorize(api, request, 'ServiceConnect')
+    const after = integerParam(target.query.get('after'), 'after', 0, Number.MAX_SAFE_INTEGER, 0)
+    const limit = integerParam(target.query.get('limit'), 'limit', 1, MAX_LIST, MAX_LIST)
+    return jsonResponse(200, await api.readTelemetry(hub, s[1]!, { after, limit }))
+  }
   if (s.length !== 2) return undefined
   const id = s[1]!
   if (root === 'devices') {
@@ -84,6 +94,16 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
     return tagged(200, await api.updateTwin(hub, id, patch, { replace: method === 'PUT', ...(ifMatch === undefined ? {} : { ifMatch }) }))
   }
   return 'method'
+}
+
+function integerParam(text: string | undefined, name: string, min: number, max: number, fallback: number): number {
+  if (text === undefined) return fallback
+  const value = Number(text)
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
+    const message = `${name} must be an integer from ${min} to ${max}`
+    throw new ProvisioError('BAD_REQUEST', message, { deviceMessage: message })
+  }
+  return value
 }
 
 /** IoT Hub error codes (the string after `ErrorCode:`) for our catalog's HTTP statuses. */

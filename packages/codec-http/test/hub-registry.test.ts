@@ -19,6 +19,7 @@ function handlerWith(hub: Partial<HubRegistryApi>) {
     listDevices: async () => [],
     getTwin: async () => ({ deviceId: 'd1', etag: 't1' }) as never,
     updateTwin: async () => ({ deviceId: 'd1', etag: 't2' }) as never,
+    readTelemetry: async (_h, deviceId, options) => ({ deviceId, messages: [], dropped: 0, lastSequenceNumber: options.after }),
     ...hub,
   }
   return createDpsHttpHandler({ device: {} as DeviceApi, service: {} as ServiceApi, hub: api, clock: { now: () => 0 }, trackingId: () => 'trk' })
@@ -59,5 +60,26 @@ describe('hub registry routes', () => {
     expect(denied.status).toBe(401)
     expect(denied.headers['iothub-errorcode']).toBe('IotHubUnauthorizedAccess')
     expect((await handler(req('POST', '/twins/d1', '{}'))).status).toBe(405)
+  })
+
+  it('reads telemetry with after/limit, validating both and needing a hub token', async () => {
+    const seen: unknown[] = []
+    const handler = handlerWith({
+      readTelemetry: async (hub, deviceId, options) => (seen.push([hub, deviceId, options]), { deviceId, messages: [], dropped: 2, lastSequenceNumber: 9 }),
+    })
+    const ok = await handler(req('GET', '/devices/d1/messages/events?api-version=2021-04-12&after=3&limit=10'))
+    expect(ok.status).toBe(200)
+    expect(JSON.parse(ok.body)).toEqual({ deviceId: 'd1', messages: [], dropped: 2, lastSequenceNumber: 9 })
+    await handler(req('GET', '/devices/d1/messages/events?api-version=2021-04-12'))
+    expect(seen).toEqual([
+      ['hub.example', 'd1', { after: 3, limit: 10 }],
+      ['hub.example', 'd1', { after: 0, limit: 1000 }],
+    ])
+    const bad = await handler(req('GET', '/devices/d1/messages/events?api-version=2021-04-12&limit=0'))
+    expect(bad.status).toBe(400)
+    expect(JSON.parse(bad.body).Message).toMatch(/limit must be an integer from 1 to 1000/)
+    expect((await handler(req('GET', '/devices/d1/messages/events?api-version=2021-04-12&after=-1'))).status).toBe(400)
+    expect((await handler(req('GET', '/devices/d1/messages/events?api-version=2021-04-12', '', { authorization: 'forged' }))).status).toBe(401)
+    expect((await handler(req('POST', '/devices/d1/messages/events?api-version=2021-04-12', '{}'))).status).toBe(405)
   })
 })

@@ -1,7 +1,8 @@
 /**
- * @provisio/codec-mqtt — the sans-IO MQTT 3.1.1 session of the DPS device dialect
- * (dps-protocol.md §3), on mqtt-packet: bytes in, bytes and DeviceApi calls out. The Node
- * adapter in @provisio/server only moves bytes and calls `tick()`.
+ * @provisio/codec-mqtt — sans-IO MQTT 3.1.1 sessions of the DPS device dialect
+ * (dps-protocol.md §3) and of the IoT Hub device dialect, on mqtt-packet: bytes in, bytes and
+ * API calls out; a router picks the dialect from the CONNECT. The Node adapter in
+ * @provisio/server only moves bytes and calls `tick()`.
  *
  * Runtime note: mqtt-packet uses Node's `Buffer` and `events` internally (browsers need the
  * usual shims); this package's own code uses no Node global.
@@ -17,6 +18,32 @@ export {
   type MqttCloseCode,
   type MqttCloseReason,
 } from './session.js'
+export {
+  createHubMqttSession,
+  HubMqttSession,
+  DEFAULT_HUB_MQTT_LIMITS,
+  type HubDeviceApi,
+  type HubMqttEvent,
+  type HubMqttLimits,
+  type HubMqttSessionOptions,
+  type HubMqttState,
+} from './hub-session.js'
+export {
+  TWIN_RESPONSE_FILTER,
+  TWIN_DESIRED_FILTER,
+  METHODS_FILTER,
+  parseHubUsername,
+  parseHubRequestTopic,
+  hubSubscriptionOf,
+  formatTwinResponseTopic,
+  formatDesiredTopic,
+  mqttDialectOf,
+  type HubUsername,
+  type HubUsernameError,
+  type HubRequestTopic,
+  type HubTopicError,
+} from './hub-topics.js'
+export { MqttRouter, type MqttRouterOptions, type MqttSessionLike } from './router.js'
 export {
   DPS_RESPONSE_FILTER,
   MAX_RID_LENGTH,

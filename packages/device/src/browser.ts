@@ -7,10 +7,16 @@
  */
 import { ProvisioningClientCore, type ProvisioningClientOptions, type RegisterEvents } from './client.js'
 import { DeviceError } from './errors.js'
+import { HubClient, type HubClientOptions } from './hub.js'
 import { browserPlatform } from './browser/platform.js'
 import type { X509Security } from './security.js'
 
 export * from './common.js'
+
+/** Connects a provisioned device to its hub over MQTT (see HubClient). */
+export function connectHub(options: HubClientOptions): Promise<HubClient> {
+  return HubClient.connect(options, browserPlatform)
+}
 
 /** Registers devices from a browser; see ProvisioningClientOptions. */
 export class ProvisioningClient extends ProvisioningClientCore {

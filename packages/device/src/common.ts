@@ -28,3 +28,12 @@ export {
   type RegistrationState,
 } from './client.js'
 export { ready } from '@provisio/crypto'
+export {
+  HUB_API_VERSION,
+  telemetryTopic,
+  parseTwinResponseTopic,
+  type HubClient,
+  type HubClientOptions,
+  type DeviceTwinDocument,
+  type TelemetryOptions,
+} from './hub.js'

@@ -6,10 +6,16 @@
 import { X509Certificate } from 'node:crypto'
 import { ProvisioningClientCore, type ProvisioningClientOptions, type RegisterEvents } from './client.js'
 import { DeviceError } from './errors.js'
+import { HubClient, type HubClientOptions } from './hub.js'
 import { nodePlatform } from './node/platform.js'
 import type { X509Security } from './security.js'
 
 export * from './common.js'
+
+/** Connects a provisioned device to its hub over MQTT (see HubClient). */
+export function connectHub(options: HubClientOptions): Promise<HubClient> {
+  return HubClient.connect(options, nodePlatform)
+}
 
 /** Registers devices; see ProvisioningClientOptions. */
 export class ProvisioningClient extends ProvisioningClientCore {

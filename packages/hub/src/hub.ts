@@ -23,12 +23,57 @@ export interface HubPorts {
 
 const LIST_LIMIT_MAX = 1000
 
+/**
+ * A change of a device's desired properties, as the hub pushes it to a connected device
+ * (`$iothub/twin/PATCH/properties/desired/?$version={version}`): `patch` is the merge patch
+ * that was applied (null removes a property), or the whole desired document when the service
+ * replaced it; it always carries `$version`.
+ */
+export interface DesiredChange {
+  readonly hostName: string
+  readonly deviceId: string
+  readonly version: number
+  readonly patch: Record<string, unknown>
+}
+
 /** One embedded hub. */
 export class EmbeddedHub {
+  readonly #desiredListeners = new Set<(change: DesiredChange) => void>()
+
   constructor(
     readonly hostName: string,
     private readonly ports: HubPorts,
   ) {}
+
+  /**
+   * Subscribes to desired-property changes written through this object (the registry API, the
+   * in-process gateway, provisioning). In-process only: with several instances on one database,
+   * an instance sees the changes it wrote itself. Returns the unsubscribe function.
+   */
+  onDesiredChange(listener: (change: DesiredChange) => void): () => void {
+    this.#desiredListeners.add(listener)
+    return () => void this.#desiredListeners.delete(listener)
+  }
+
+  #emitDesired(twin: DeviceTwin, patch: TwinPatch, replace: boolean): void {
+    const desired = patch.properties?.desired
+    if (desired === undefined || this.#desiredListeners.size === 0) return
+    const version = twin.properties.desired.$version
+    let body: Record<string, unknown>
+    if (replace) body = { ...twin.properties.desired }
+    else {
+      const { $version: _v, $metadata: _m, ...user } = desired
+      body = { ...user, $version: version }
+    }
+    const change: DesiredChange = { hostName: this.hostName, deviceId: twin.deviceId, version, patch: body }
+    for (const listener of this.#desiredListeners) {
+      try {
+        listener(change)
+      } catch {
+        // A listener's failure is its own; the write has happened and other listeners still hear of it.
+      }
+    }
+  }
 
   /**
    * Creates the identity, or replaces its status, authentication and capabilities (idempotent).
@@ -82,8 +127,10 @@ export class EmbeddedHub {
     twin.status = status
     twin.authenticationType = authentication.type
     twin.capabilities = { iotEdge }
-    if (options.twin !== undefined) this.#applyTwinPatch(twin, options.twin, existing !== undefined && options.replaceTwin === true)
+    const replace = existing !== undefined && options.replaceTwin === true
+    if (options.twin !== undefined) this.#applyTwinPatch(twin, options.twin, replace)
     await this.ports.store.put(this.hostName, key, { device, twin })
+    if (existing !== undefined && options.twin !== undefined) this.#emitDesired(twin, options.twin, replace)
     return device
   }
 
@@ -127,7 +174,10 @@ export class EmbeddedHub {
     const record = await this.ports.store.get(this.hostName, key)
     if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
     checkIfMatch(options.ifMatch, record.twin.etag, `twin of ${deviceId}`)
-    if (this.#applyTwinPatch(record.twin, patch, options.replace === true)) await this.ports.store.put(this.hostName, key, record)
+    if (this.#applyTwinPatch(record.twin, patch, options.replace === true)) {
+      await this.ports.store.put(this.hostName, key, record)
+      this.#emitDesired(record.twin, patch, options.replace === true)
+    }
     return record.twin
   }
 
@@ -154,11 +204,21 @@ export class EmbeddedHub {
     return changed
   }
 
-  /** Device side (MQTT, issue 10 onward): merge-patch reported properties. Returns the new `$version`. */
+  /**
+   * Device side (MQTT `$iothub/twin/PATCH/properties/reported`): merge-patch reported
+   * properties. Keys starting with `$` are IoT Hub's own and are refused. Returns the new `$version`.
+   */
   async patchReported(deviceId: string, patch: Record<string, unknown>): Promise<number> {
     const key = deviceId.toLowerCase()
     const record = await this.ports.store.get(this.hostName, key)
     if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
+    for (const name of Object.keys(patch)) {
+      if (name.startsWith('$')) {
+        throw new ProvisioError('VALIDATION_FAILED', `reported property ${JSON.stringify(name.slice(0, 64))} starts with "$", which IoT Hub reserves`, {
+          deviceMessage: 'Reported property names must not start with "$".',
+        })
+      }
+    }
     const { $version: version, ...current } = record.twin.properties.reported
     const next = version + 1
     record.twin.properties.reported = { ...mergePatch(current, patch), $version: next }

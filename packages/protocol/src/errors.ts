@@ -45,6 +45,7 @@
  * | ENROLLMENT_DISABLED | 401002 | 401 | amqp:unauthorized-access | no | Unauthorized | enrollment or group has provisioningStatus=disabled |
  * | ATTESTATION_MISMATCH | 401002 | 401 | amqp:unauthorized-access | no | Unauthorized | credential type differs from the enrollment's mechanism |
  * | CERTIFICATE_INVALID | 401002 | 401 | amqp:unauthorized-access | no | Unauthorized | X.509 chain refused: signature, validity, CA rules, CN ≠ registrationId (§6) |
+ * | DEVICE_DISABLED | 401002 | 401 | amqp:unauthorized-access | no | Unauthorized | hub device identity has status disabled |
  * | NOT_FOUND | 404001 | 404 | amqp:not-found | no | Not found. | route or resource unknown |
  * | REGISTRATION_NOT_FOUND | 404201 | 404 | amqp:not-found | no | Registration not found. | no registration record for the id |
  * | OPERATION_NOT_FOUND | 404202 | 404 | amqp:not-found | no | Operation not found. | operationId unknown or of another device |
@@ -144,6 +145,7 @@ export const ERROR_CATALOG = /* @__PURE__ */ Object.freeze({
   ENROLLMENT_DISABLED: row(401002, UNAUTH, 'Unauthorized'),
   ATTESTATION_MISMATCH: row(401002, UNAUTH, 'Unauthorized'),
   CERTIFICATE_INVALID: row(401002, UNAUTH, 'Unauthorized'),
+  DEVICE_DISABLED: row(401002, UNAUTH, 'Unauthorized'),
   // 404
   NOT_FOUND: row(404001, NOT_FOUND, 'Not found.'),
   REGISTRATION_NOT_FOUND: row(404201, NOT_FOUND, 'Registration not found.'),

@@ -156,7 +156,34 @@ export function validateTwinPatch(json: unknown): TwinPatch {
 // The registry API (what the HTTP codec calls for /devices and /twins)
 
 /** Permissions of hub shared access policies that the registry API checks. */
-export type HubPermission = 'RegistryRead' | 'RegistryWrite'
+export type HubPermission = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect'
+
+/** One device-to-cloud message the embedded hub kept (GET /devices/{id}/messages/events). */
+export interface HubTelemetryMessage {
+  /** Per-device sequence number, 1 upwards, in arrival order (gaps show messages dropped). */
+  readonly sequenceNumber: number
+  /** Arrival time (ISO 8601, UTC). */
+  readonly enqueuedTimeUtc: string
+  /** Application properties from the topic, percent-decoded. */
+  readonly properties: Readonly<Record<string, string>>
+  /** System properties from the topic (`$.mid`, `$.cid`, `$.ct`, `$.ce`, …), percent-decoded. */
+  readonly systemProperties: Readonly<Record<string, string>>
+  /** The payload: UTF-8 text when it decodes as such, else base64 with `bodyEncoding: 'base64'`. */
+  readonly body: string
+  readonly bodyEncoding: 'utf-8' | 'base64'
+  /** Payload size in bytes. */
+  readonly size: number
+}
+
+/** A read of a device's telemetry: the messages after a sequence number, and the losses so far. */
+export interface HubTelemetryPage {
+  readonly deviceId: string
+  readonly messages: readonly HubTelemetryMessage[]
+  /** Messages dropped (oldest first) because the device's buffer was full. */
+  readonly dropped: number
+  /** Sequence number of the newest message received (0: none yet). */
+  readonly lastSequenceNumber: number
+}
 
 /** The registry REST API of the hubs this server embeds. Refusals throw ProvisioError. */
 export interface HubRegistryApi {
@@ -170,6 +197,8 @@ export interface HubRegistryApi {
   listDevices(hub: string, top: number): Promise<DeviceIdentity[]>
   getTwin(hub: string, deviceId: string): Promise<DeviceTwin>
   updateTwin(hub: string, deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace: boolean }): Promise<DeviceTwin>
+  /** Telemetry the device sent, after sequence number `after` (0: from the oldest kept), at most `limit`. */
+  readTelemetry(hub: string, deviceId: string, options: { after: number; limit: number }): Promise<HubTelemetryPage>
 }
 
 // ---------------------------------------------------------------------------------------------

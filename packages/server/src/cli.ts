@@ -5,6 +5,7 @@
  *   provisio serve [options]   start the DPS + embedded hub with embedded defaults
  *   provisio sas [options]     print a device SAS token (for curl and scripts)
  *   provisio pki <kind> [...]  make test certificates for X.509 attestation (pki-tools.ts)
+ *   provisio simulate [...]    register N devices through @provisio/device and summarise (simulate.ts)
  *   provisio help              this text
  */
 import { existsSync, readFileSync } from 'node:fs'
@@ -16,6 +17,7 @@ import { ConfigError, DEFAULT_CONFIG, SETTINGS, resolveConfig } from './config.j
 import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
 import { issuePkiCertificate, type PkiKeyType, type PkiKind } from './pki-tools.js'
+import { SIMULATE_USAGE, SimulateUsageError, simulateCommand } from './simulate.js'
 
 function usage(): string {
   const rows = SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.help}\n  ${''.padEnd(24)} env ${s.env}`)
@@ -39,6 +41,8 @@ function usage(): string {
     'With --service, prints a service API token signed with the service connection string of endpoints.json.',
     '',
     PKI_USAGE,
+    '',
+    SIMULATE_USAGE,
   ].join('\n')
 }
 
@@ -172,6 +176,18 @@ async function main(argv: string[]): Promise<number> {
     } catch (error) {
       process.stderr.write(`provisio pki: ${(error as Error).message}\n`)
       return 2
+    }
+  }
+  if (command === 'simulate') {
+    try {
+      return await simulateCommand(rest)
+    } catch (error) {
+      if (error instanceof SimulateUsageError || (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+        process.stderr.write(`provisio simulate: ${(error as Error).message}\n\n${SIMULATE_USAGE}\n`)
+        return 2
+      }
+      process.stderr.write(`provisio simulate: ${(error as Error).message}\n`)
+      return 1
     }
   }
   if (command !== 'serve') {

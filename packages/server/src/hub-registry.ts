@@ -6,13 +6,14 @@
  */
 import { ProvisioError, parseSasToken, verifySasToken } from '@provisio/protocol'
 import type { DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
-import type { EmbeddedHub } from '@provisio/hub'
+import type { EmbeddedHub, TelemetryBuffer } from '@provisio/hub'
 import type { PolicyState } from './state.js'
 
 export function createHubRegistryApi(
   hubs: ReadonlyMap<string, EmbeddedHub>,
   policiesOf: (hubHostName: string) => readonly PolicyState[],
   clock: { now(): number },
+  telemetryOf: (hubHostName: string) => TelemetryBuffer | undefined = () => undefined,
 ): HubRegistryApi {
   const hubNamed = (name: string): EmbeddedHub => {
     const hub = hubs.get(name.toLowerCase())
@@ -62,6 +63,13 @@ export function createHubRegistryApi(
       const twin = await h.getTwin(deviceId)
       if (twin === undefined) throw missing(h, deviceId)
       return twin
+    },
+    async readTelemetry(hub, deviceId, options) {
+      const h = hubNamed(hub)
+      const device = await h.getDevice(deviceId)
+      if (device === undefined) throw missing(h, deviceId)
+      const page = telemetryOf(h.hostName)?.read(device.deviceId, options)
+      return page ?? { deviceId: device.deviceId, messages: [], dropped: 0, lastSequenceNumber: 0 }
     },
     updateTwin: (hub, deviceId, patch, options) =>
       hubNamed(hub).updateTwin(deviceId, patch, { replace: options.replace, ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }) }),

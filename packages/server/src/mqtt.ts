@@ -1,7 +1,9 @@
 /**
- * Node adapter of the MQTT codec (dps-protocol.md §3): a TLS listener (default port 8883) and the
- * `mqtt` WebSocket handler on the HTTPS port (`/$iothub/websocket`). Each connection gets one
- * sans-IO DpsMqttSession; this file only moves bytes, carries the TLS client chain, logs why a
+ * Node adapter of the MQTT codecs (dps-protocol.md §3): a TLS listener (default port 8883) and the
+ * `mqtt` WebSocket handler on the HTTPS port (`/$iothub/websocket`). Each connection gets a
+ * router that reads the CONNECT and hands the connection to a sans-IO DpsMqttSession or, when the
+ * username names an embedded hub, a HubMqttSession; this file only moves bytes, carries the TLS
+ * client chain and SNI, routes desired-property changes to the device's connection, logs why a
  * connection ended, and ticks every session from one shared timer (keep-alive, connect timeout)
  * so an idle connection costs no timer of its own.
  *
@@ -10,8 +12,22 @@
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
-import { createDpsMqttSession, type DpsMqttEvent, type DpsMqttSession, type MqttCloseReason, type MqttLimits } from '@provisio/codec-mqtt'
-import type { DeviceApi } from '@provisio/protocol'
+import {
+  MqttRouter,
+  createDpsMqttSession,
+  createHubMqttSession,
+  mqttDialectOf,
+  type DpsMqttEvent,
+  type DpsMqttSession,
+  type HubDeviceApi,
+  type HubMqttEvent,
+  type HubMqttLimits,
+  type HubMqttSession,
+  type MqttCloseReason,
+  type MqttLimits,
+} from '@provisio/codec-mqtt'
+import type { DesiredChange } from '@provisio/hub'
+import { ProvisioError, type DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
@@ -19,6 +35,16 @@ import { listenOn } from './listen.js'
 
 /** How often sessions are ticked; keep-alive and connect timeouts are judged at this grain. */
 const TICK_MS = 1000
+
+/** The embedded hubs' device endpoint on the same listeners (IoT Hub's MQTT dialect). */
+export interface MqttHubOptions {
+  readonly api: HubDeviceApi
+  /** Whether a host name (CONNECT username host, TLS SNI) names an embedded hub. */
+  readonly isHub: (hostName: string) => boolean
+  /** Subscribes to desired-property changes of every embedded hub; returns the unsubscribe. */
+  readonly onDesiredChange: (listener: (change: DesiredChange) => void) => () => void
+  readonly limits?: Partial<HubMqttLimits>
+}
 
 export interface MqttTransportOptions {
   readonly key: string
@@ -29,6 +55,8 @@ export interface MqttTransportOptions {
   readonly deviceWs?: DeviceApi
   readonly log: Logger
   readonly limits?: Partial<MqttLimits>
+  /** Serve the embedded hubs' device dialect too (CONNECTs whose username names a hub). */
+  readonly hub?: MqttHubOptions
 }
 
 /** The MQTTS listener plus the sessions of both transports, for graceful shutdown. */
@@ -46,17 +74,32 @@ export interface MqttTransport {
 }
 
 interface Live {
-  readonly session: DpsMqttSession
+  readonly session: MqttRouter
+  readonly destroy: () => void
+  readonly closed: Promise<void>
+}
+
+/** What one accepted connection (TLS socket or WebSocket) gives the dispatcher. */
+interface Accepted {
+  readonly transport: 'mqtts' | 'mqtt-ws'
+  readonly remote: string | undefined
+  /** TLS SNI, when the client sent one. */
+  readonly serverName: string | undefined
+  readonly clientCertificates: readonly Uint8Array[]
+  readonly write: (bytes: Uint8Array) => void
+  /** Flush and close after the session ended for `reason`. */
+  readonly end: (reason: MqttCloseReason) => void
   readonly destroy: () => void
   readonly closed: Promise<void>
 }
 
 export function createMqttTransport(options: MqttTransportOptions): MqttTransport {
   const live = new Set<Live>()
-  // MQTT-3.1.4-2: one connection per client; a new CONNECT of the same clientId (= registrationId
-  // in its ID scope) closes the older connection.
-  const byClient = new Map<string, DpsMqttSession>()
+  // MQTT-3.1.4-2: one connection per client; a new CONNECT of the same clientId (DPS: the
+  // registrationId in its ID scope; hub: the deviceId on its hub) closes the older connection.
+  const byClient = new Map<string, DpsMqttSession | HubMqttSession>()
   const log = options.log
+  const hub = options.hub
   let ticker: ReturnType<typeof setInterval> | undefined
 
   const tickAll = () => {
@@ -77,8 +120,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     })
   }
 
-  const claim = (session: DpsMqttSession, closed: Promise<void>) => {
-    const key = `${session.idScope}\u0000${session.registrationId!.toLowerCase()}`
+  const claim = (key: string, session: DpsMqttSession | HubMqttSession, closed: Promise<void>) => {
     const previous = byClient.get(key)
     byClient.set(key, session)
     if (previous !== undefined && previous !== session) previous.end('TAKEN_OVER', 'a newer connection CONNECTed with the same clientId (MQTT-3.1.4-2)')
@@ -86,8 +128,17 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       if (byClient.get(key) === session) byClient.delete(key)
     })
   }
+  const hubKey = (hostName: string, deviceId: string) => `hub\u0000${hostName.toLowerCase()}\u0000${deviceId.toLowerCase()}`
 
-  const onEvent = (transport: string, remote: string | undefined, connected: () => void) => (event: DpsMqttEvent) => {
+  // Desired-property changes reach the device's current connection, if it subscribed.
+  const offDesired = hub?.onDesiredChange((change) => {
+    const session = byClient.get(hubKey(change.hostName, change.deviceId)) as HubMqttSession | undefined
+    if (session === undefined) return
+    const sent = session.pushDesired(change.patch, change.version)
+    log.debug('hub desired properties pushed', { hub: change.hostName, deviceId: change.deviceId, version: change.version, delivered: sent })
+  })
+
+  const onDpsEvent = (transport: string, remote: string | undefined, connected: () => void) => (event: DpsMqttEvent) => {
     switch (event.type) {
       case 'connected':
         connected()
@@ -100,6 +151,28 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
         if (event.error !== undefined || !event.delivered) {
           log.debug('mqtt request answered', { transport, remote, operation: event.operation, status: event.status, delivered: event.delivered, reason: event.error?.reason })
         }
+        return
+    }
+  }
+
+  const onHubEvent = (transport: string, remote: string | undefined, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
+    switch (event.type) {
+      case 'connected':
+        connected(event.hostName, event.deviceId)
+        log.debug('hub device connected', { transport, remote, hub: event.hostName, deviceId: event.deviceId, apiVersion: event.apiVersion, clientType: event.clientType, clean: event.clean })
+        return
+      case 'refused':
+        log.info('hub connect refused', { transport, remote, returnCode: event.returnCode, hub: event.hostName, deviceId: event.deviceId, reason: event.reason })
+        return
+      case 'twin':
+        if (event.error !== undefined || !event.delivered) {
+          log.debug('hub twin request answered', { transport, remote, operation: event.operation, status: event.status, delivered: event.delivered, reason: event.error?.reason })
+        }
+        return
+      case 'telemetryRefused':
+        log.warn('hub telemetry not stored', { transport, remote, reason: event.reason })
+        return
+      case 'telemetry':
         return
     }
   }
@@ -123,34 +196,76 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     }
   }
 
+  /** One connection: a router that creates the DPS or the hub session once the CONNECT is read. */
+  const accept = (c: Accepted, dpsApi: DeviceApi) => {
+    const logClose = closeLogger(c.transport, c.remote)
+    const close = (reason: MqttCloseReason) => {
+      logClose(reason)
+      c.end(reason)
+    }
+    const clock = { now: () => Date.now() }
+    const router = new MqttRouter({
+      clock,
+      ...(options.limits?.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.limits.connectTimeoutMs }),
+      close,
+      choose: (connect) => {
+        if (hub !== undefined && mqttDialectOf(connect?.username, hub.isHub) === 'hub') {
+          const session: HubMqttSession = createHubMqttSession({
+            api: sniChecked(hub.api, c.serverName, hub.isHub),
+            clock,
+            trackingId: randomUUID,
+            clientCertificates: c.clientCertificates,
+            limits: { ...options.limits, ...hub.limits },
+            write: c.write,
+            close,
+            onEvent: onHubEvent(c.transport, c.remote, (hostName, deviceId) => claim(hubKey(hostName, deviceId), session, c.closed)),
+          })
+          return session
+        }
+        const session: DpsMqttSession = createDpsMqttSession({
+          api: dpsApi,
+          clock,
+          trackingId: randomUUID,
+          clientCertificates: c.clientCertificates,
+          ...(options.limits === undefined ? {} : { limits: options.limits }),
+          write: c.write,
+          close,
+          onEvent: onDpsEvent(c.transport, c.remote, () => claim(`dps\u0000${session.idScope}\u0000${session.registrationId!.toLowerCase()}`, session, c.closed)),
+        })
+        return session
+      },
+    })
+    track({ session: router, destroy: c.destroy, closed: c.closed })
+    return router
+  }
+
   const server = createServer(
     { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 },
     (socket: TLSSocket) => {
-      const remote = socket.remoteAddress
       socket.setNoDelay(true)
       let resolveClosed!: () => void
       const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
-      const logClose = closeLogger('mqtts', remote)
-      const session = createDpsMqttSession({
-        api: options.device,
-        clock: { now: () => Date.now() },
-        trackingId: randomUUID,
-        clientCertificates: clientChain(socket),
-        ...(options.limits === undefined ? {} : { limits: options.limits }),
-        write: (bytes) => void socket.write(bytes),
-        close: (reason) => {
-          logClose(reason)
-          // Flush what the session wrote last (a CONNACK refusal, a SUBACK), then close.
-          socket.end()
-          setTimeout(() => socket.destroy(), 2000).unref()
+      const router = accept(
+        {
+          transport: 'mqtts',
+          remote: socket.remoteAddress,
+          serverName: typeof socket.servername === 'string' ? socket.servername : undefined,
+          clientCertificates: clientChain(socket),
+          write: (bytes) => void socket.write(bytes),
+          end: () => {
+            // Flush what the session wrote last (a CONNACK refusal, a SUBACK), then close.
+            socket.end()
+            setTimeout(() => socket.destroy(), 2000).unref()
+          },
+          destroy: () => socket.destroy(),
+          closed,
         },
-        onEvent: onEvent('mqtts', remote, () => claim(session, closed)),
-      })
-      track({ session, destroy: () => socket.destroy(), closed })
-      socket.on('data', (chunk: Buffer) => session.push(chunk))
-      socket.on('error', (error) => log.debug('mqtt socket error', { remote, error: error.message }))
+        options.device,
+      )
+      socket.on('data', (chunk: Buffer) => router.push(chunk))
+      socket.on('error', (error) => log.debug('mqtt socket error', { remote: socket.remoteAddress, error: error.message }))
       socket.on('close', () => {
-        session.end('CONNECTION_LOST', 'socket closed')
+        router.end('CONNECTION_LOST', 'socket closed')
         resolveClosed()
       })
     },
@@ -158,35 +273,35 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
   server.on('tlsClientError', (error, socket) => log.debug('mqtt TLS handshake failed', { error: error.message, remote: socket.remoteAddress }))
 
   const websocket: WebSocketHandler = ({ socket, request, clientCertificates }: WebSocketConnection) => {
-    const remote = request.socket.remoteAddress
     let resolveClosed!: () => void
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
-    const logClose = closeLogger('mqtt-ws', remote)
-    const session = createDpsMqttSession({
-      api: options.deviceWs ?? options.device,
-      clock: { now: () => Date.now() },
-      trackingId: randomUUID,
-      clientCertificates,
-      ...(options.limits === undefined ? {} : { limits: options.limits }),
-      write: (bytes) => socket.send(bytes, { binary: true }),
-      close: (reason) => {
-        logClose(reason)
-        // 1000 for endings the client asked for, 1002 (protocol error) for the rest.
-        const normal = reason.code === 'CLIENT_DISCONNECT' || reason.code === 'SERVER_CLOSING' || reason.code === 'CONNECTION_LOST' || reason.code === 'TAKEN_OVER'
-        socket.close(normal ? 1000 : 1002, reason.code)
-        setTimeout(() => socket.terminate(), 2000).unref()
+    const tlsSocket = request.socket as TLSSocket
+    const router = accept(
+      {
+        transport: 'mqtt-ws',
+        remote: request.socket.remoteAddress,
+        serverName: typeof tlsSocket.servername === 'string' ? tlsSocket.servername : undefined,
+        clientCertificates,
+        write: (bytes) => socket.send(bytes, { binary: true }),
+        end: (reason) => {
+          // 1000 for endings the client asked for, 1002 (protocol error) for the rest.
+          const normal = reason.code === 'CLIENT_DISCONNECT' || reason.code === 'SERVER_CLOSING' || reason.code === 'CONNECTION_LOST' || reason.code === 'TAKEN_OVER'
+          socket.close(normal ? 1000 : 1002, reason.code)
+          setTimeout(() => socket.terminate(), 2000).unref()
+        },
+        destroy: () => socket.terminate(),
+        closed,
       },
-      onEvent: onEvent('mqtt-ws', remote, () => claim(session, closed)),
-    })
-    track({ session, destroy: () => socket.terminate(), closed })
+      options.deviceWs ?? options.device,
+    )
     socket.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
       // MQTT over WebSockets carries the byte stream in binary messages of any split (MQTT 3.1.1 §6).
-      if (Array.isArray(data)) for (const part of data) session.push(part)
-      else session.push(data instanceof ArrayBuffer ? new Uint8Array(data) : data)
+      if (Array.isArray(data)) for (const part of data) router.push(part)
+      else router.push(data instanceof ArrayBuffer ? new Uint8Array(data) : data)
     })
-    socket.on('error', (error) => log.debug('mqtt websocket error', { remote, error: error.message }))
+    socket.on('error', (error) => log.debug('mqtt websocket error', { remote: request.socket.remoteAddress, error: error.message }))
     socket.on('close', () => {
-      session.end('CONNECTION_LOST', 'websocket closed')
+      router.end('CONNECTION_LOST', 'websocket closed')
       resolveClosed()
     })
   }
@@ -198,6 +313,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       return live.size
     },
     async close(graceMs: number) {
+      offDesired?.()
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
       // Let answers in flight reach their devices, bounded by the grace period.
       const deadline = Date.now() + graceMs
@@ -211,6 +327,25 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       await serverClosed
       if (ticker !== undefined) clearInterval(ticker)
       ticker = undefined
+    },
+  }
+}
+
+/**
+ * The hub is the one the username names (the SAS is signed over it). When the TLS SNI names
+ * another embedded hub, the device dialled one hub and claims another: refused with both names.
+ */
+function sniChecked(api: HubDeviceApi, serverName: string | undefined, isHub: (hostName: string) => boolean): HubDeviceApi {
+  if (serverName === undefined || !isHub(serverName)) return api
+  return {
+    ...api,
+    authenticate: (request) => {
+      if (request.hostName.toLowerCase() !== serverName.toLowerCase()) {
+        return Promise.reject(
+          new ProvisioError('SAS_WRONG_RESOURCE', `TLS SNI names hub ${JSON.stringify(serverName)}, but the CONNECT username names hub ${JSON.stringify(request.hostName)}`),
+        )
+      }
+      return api.authenticate(request)
     },
   }
 }

@@ -22,6 +22,7 @@ import { writeFileAtomic } from './files.js'
 import { createLocalHubGateway } from './hub-gateway.js'
 import { SqliteHubStore } from './hub-store-sqlite.js'
 import { createHubRegistryApi } from './hub-registry.js'
+import { createHubDevices } from './hub-device.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
 import { listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
@@ -181,7 +182,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     if (path === '/metrics') return { status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: metrics.render() }
     return undefined
   }
-  const hubRegistry = createHubRegistryApi(hubs, (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [], clock)
+  // The hubs' device side (MQTT): authentication, twin, telemetry kept in memory per instance.
+  const hubDevices = createHubDevices({ hubs, clock, store, idScope: state.idScope })
+  const hubRegistry = createHubRegistryApi(hubs, (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [], clock, hubDevices.telemetry)
   const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
   // The browser emulator at /emulator/ and the web origins allowed on the device endpoints.
   const origins = new OriginPolicy(config.corsOrigins)
@@ -202,7 +205,22 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // ---- end AMQP ----
 
   // ---- MQTT (dps-protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
-  const mqtt = createMqttTransport({ key: tls.key, cert: tls.cert, device: metrics.instrument(engine, 'mqtt'), deviceWs: metrics.instrument(engine, 'mqtt-ws'), log })
+  const mqtt = createMqttTransport({
+    key: tls.key,
+    cert: tls.cert,
+    device: metrics.instrument(engine, 'mqtt'),
+    deviceWs: metrics.instrument(engine, 'mqtt-ws'),
+    log,
+    // The embedded hubs' device endpoint shares the listeners; the CONNECT username picks the dialect.
+    hub: {
+      api: hubDevices.api,
+      isHub: hubDevices.isHub,
+      onDesiredChange: (listener) => {
+        const offs = [...hubs.values()].map((h) => h.onDesiredChange(listener))
+        return () => offs.forEach((off) => off())
+      },
+    },
+  })
   websockets.register('mqtt', mqtt.websocket)
   // ---- end MQTT ----
 

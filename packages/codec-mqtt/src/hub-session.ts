@@ -1,0 +1,411 @@
+/**
+ * One device connection speaking IoT Hub's device MQTT dialect (see hub-topics.ts for the
+ * strings), sans-IO like the DPS session: the adapter pushes bytes, writes what the session hands
+ * it, calls `tick()`, and delivers desired-property changes with {@link HubMqttSession.pushDesired}.
+ *
+ * Flow: CONNECT (username `{hub}/{deviceId}/?api-version=…`, clientId = deviceId, password = device
+ * SAS, or a TLS client certificate) → `api.authenticate` → CONNACK 0 (sessionPresent 0: nothing is
+ * kept between connections, so clean=0 is accepted and starts empty) or 4/5 with the reason in the
+ * `refused` event → SUBSCRIBE twin responses / desired / methods / C2D (granted at QoS ≤ 1; other
+ * filters 0x80) → PUBLISH telemetry (stored, PUBACK), twin GET (`200` with desired and reported),
+ * reported PATCH (`204` with the new `$version`); method responses are accepted and ignored.
+ */
+import { ProvisioError, formatDpsTimestamp, parseJsonBody, toErrorBody, wrapUnknown } from '@provisio/protocol'
+import { formatDesiredTopic, formatTwinResponseTopic, hubSubscriptionOf, parseHubRequestTopic, parseHubUsername } from './hub-topics.js'
+import { DEFAULT_MQTT_LIMITS, type MqttCloseCode, type MqttCloseReason, type MqttLimits } from './session.js'
+import { MqttDecoder, encodePacket, type MqttConnackPacket, type MqttConnectPacket, type MqttPacket, type MqttPublishPacket } from './wire.js'
+
+/** What the hub answers a device with; ProvisioErrors thrown say why (their HTTP status picks the code). */
+export interface HubDeviceApi {
+  /**
+   * Admits a device to the hub named in its username (or refuses it, throwing). Returns the
+   * canonical hub host name and device id.
+   */
+  authenticate(request: {
+    readonly hostName: string
+    readonly deviceId: string
+    readonly sasToken?: string
+    readonly clientCertificates?: readonly Uint8Array[]
+  }): Promise<{ readonly hostName: string; readonly deviceId: string }>
+  /** The twin's properties as a device reads them: `{ desired, reported }`, each with `$version`. */
+  getTwin(hostName: string, deviceId: string): Promise<{ readonly desired: Record<string, unknown>; readonly reported: Record<string, unknown> }>
+  /** Merge-patches reported properties; returns the new reported `$version`. */
+  patchReported(hostName: string, deviceId: string, patch: Record<string, unknown>): Promise<number>
+  /** Stores one telemetry message (synchronously: the buffer is bounded, never awaited). */
+  telemetry(hostName: string, deviceId: string, message: { readonly body: Uint8Array; readonly properties: Record<string, string>; readonly systemProperties: Record<string, string> }): void
+}
+
+/** Limits of one hub session. */
+export interface HubMqttLimits extends MqttLimits {
+  /** Largest telemetry payload (IoT Hub's device-to-cloud limit is 256 KB). */
+  readonly maxTelemetryBytes: number
+}
+
+export const DEFAULT_HUB_MQTT_LIMITS: HubMqttLimits = Object.freeze({
+  ...DEFAULT_MQTT_LIMITS,
+  maxPacketBytes: 256 * 1024 + 4096,
+  // IoT Hub's limit on each twin section (desired, reported) is 32 KB.
+  maxBodyBytes: 32 * 1024,
+  maxTelemetryBytes: 256 * 1024,
+})
+
+/** What the session tells the adapter about, for logs, take-over and desired pushes. */
+export type HubMqttEvent =
+  | { readonly type: 'connected'; readonly hostName: string; readonly deviceId: string; readonly apiVersion?: string; readonly clientType?: string; readonly keepAliveSeconds: number; readonly clean: boolean }
+  | { readonly type: 'refused'; readonly returnCode: MqttConnackPacket['returnCode']; readonly reason: string; readonly hostName?: string; readonly deviceId?: string }
+  | { readonly type: 'twin'; readonly operation: 'get' | 'reportedPatch'; readonly rid: string; readonly status: number; readonly error?: ProvisioError; readonly delivered: boolean }
+  | { readonly type: 'telemetry'; readonly bytes: number }
+  | { readonly type: 'telemetryRefused'; readonly reason: string }
+
+export interface HubMqttSessionOptions {
+  readonly api: HubDeviceApi
+  readonly clock: { now(): number }
+  readonly trackingId: () => string
+  readonly write: (bytes: Uint8Array) => void
+  readonly close: (reason: MqttCloseReason) => void
+  /** TLS client certificate chain, DER, leaf first (X.509 devices). */
+  readonly clientCertificates?: readonly Uint8Array[]
+  readonly limits?: Partial<HubMqttLimits>
+  readonly onEvent?: (event: HubMqttEvent) => void
+}
+
+export type HubMqttState = 'awaitingConnect' | 'authenticating' | 'connected' | 'closed'
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+export function createHubMqttSession(options: HubMqttSessionOptions): HubMqttSession {
+  return new HubMqttSession(options)
+}
+
+/** One hub device connection; see the module documentation. */
+export class HubMqttSession {
+  readonly #options: HubMqttSessionOptions
+  readonly #limits: HubMqttLimits
+  readonly #decoder: MqttDecoder
+  #state: HubMqttState = 'awaitingConnect'
+  readonly #openedAtMs: number
+  #lastPacketAtMs: number
+  #keepAliveMs = 0
+  #hostName: string | undefined
+  #deviceId: string | undefined
+  /** Granted QoS per served subscription. */
+  readonly #granted = new Map<string, 0 | 1>()
+  #inFlight = 0
+  #nextPacketId = 1
+  #queued: MqttPacket[] = []
+
+  constructor(options: HubMqttSessionOptions) {
+    this.#options = options
+    this.#limits = { ...DEFAULT_HUB_MQTT_LIMITS, ...options.limits }
+    this.#decoder = new MqttDecoder({ maxPacketBytes: this.#limits.maxPacketBytes })
+    this.#openedAtMs = this.#lastPacketAtMs = options.clock.now()
+  }
+
+  get state(): HubMqttState {
+    return this.#state
+  }
+
+  /** Canonical hub host name, once connected. */
+  get hostName(): string | undefined {
+    return this.#hostName
+  }
+
+  /** Canonical device id, once connected. */
+  get deviceId(): string | undefined {
+    return this.#deviceId
+  }
+
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  /** Bytes read from the connection. Never throws; a broken stream closes the session. */
+  push(bytes: Uint8Array): void {
+    if (this.#state === 'closed') return
+    try {
+      const { packets, error } = this.#decoder.push(bytes)
+      for (const packet of packets) {
+        if (this.#isClosed()) return
+        this.#lastPacketAtMs = this.#options.clock.now()
+        this.#receive(packet)
+      }
+      if (error !== undefined && !this.#isClosed()) {
+        if (error.code === 'MQTT_UNSUPPORTED_PROTOCOL' && this.#state === 'awaitingConnect') return this.#refuse(1, error.message)
+        this.#close(error.code === 'MQTT_PACKET_TOO_LARGE' ? 'PACKET_TOO_LARGE' : 'MALFORMED_PACKET', error.message)
+      }
+    } catch (error) {
+      this.#close('INTERNAL_ERROR', `session failure: ${(error as Error)?.message ?? String(error)}`)
+    }
+  }
+
+  /** Judges the connect timeout and keep-alive against the clock; call it every second or so. */
+  tick(): void {
+    if (this.#state === 'closed') return
+    const now = this.#options.clock.now()
+    if (this.#state === 'awaitingConnect') {
+      if (now - this.#openedAtMs >= this.#limits.connectTimeoutMs) this.#close('CONNECT_TIMEOUT', `no CONNECT within ${this.#limits.connectTimeoutMs} ms of the connection opening`)
+      return
+    }
+    if (this.#keepAliveMs > 0 && now - this.#lastPacketAtMs > this.#keepAliveMs * 1.5) {
+      this.#close('KEEPALIVE_TIMEOUT', `no packet for ${now - this.#lastPacketAtMs} ms; keep-alive is ${this.#keepAliveMs / 1000} s (limit 1.5×)`)
+    }
+  }
+
+  /**
+   * Delivers a desired-property change (the hub's `DesiredChange.patch`, with `$version`) when
+   * the device subscribed to desired updates. Returns whether it was sent.
+   */
+  pushDesired(patch: Record<string, unknown>, version: number): boolean {
+    if (this.#state !== 'connected') return false
+    const qos = this.#granted.get('twinDesired')
+    if (qos === undefined) return false
+    this.#publish(formatDesiredTopic(version), JSON.stringify(patch), qos)
+    return true
+  }
+
+  /** The adapter ends the session (connection lost, server closing, taken over). */
+  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER' = 'CONNECTION_LOST', reason = 'connection closed'): void {
+    this.#close(code, reason)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  #receive(packet: MqttPacket): void {
+    switch (this.#state) {
+      case 'awaitingConnect':
+        if (packet.cmd !== 'connect') return this.#close('PROTOCOL_VIOLATION', `first packet is ${packet.cmd.toUpperCase()}, not CONNECT (MQTT-3.1.0-1)`)
+        return this.#connect(packet)
+      case 'authenticating':
+        if (packet.cmd === 'connect') return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
+        if (this.#queued.length >= this.#limits.maxQueuedBeforeConnack) return this.#close('PROTOCOL_VIOLATION', `more than ${this.#limits.maxQueuedBeforeConnack} packets sent before CONNACK`)
+        this.#queued.push(packet)
+        return
+      case 'connected':
+        return this.#serve(packet)
+      case 'closed':
+        return
+    }
+  }
+
+  #connect(packet: MqttConnectPacket): void {
+    if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
+      return this.#refuse(1, `protocol ${packet.protocolId} level ${packet.protocolVersion} is not MQTT 3.1.1 (level 4)`)
+    }
+    if (packet.username === undefined) return this.#refuse(4, 'CONNECT has no username; the hub needs {hubHostName}/{deviceId}/?api-version=…')
+    const user = parseHubUsername(packet.username)
+    if ('error' in user) return this.#refuse(4, user.error)
+    const who = { hostName: user.hostName, deviceId: user.deviceId }
+    if (user.moduleId !== undefined) return this.#refuse(2, `module identities (${user.deviceId}/${user.moduleId}) are not served by the embedded hub`, who)
+    if (packet.clientId !== user.deviceId) {
+      return this.#refuse(2, `clientId ${JSON.stringify(packet.clientId.slice(0, 128))} differs from the username's deviceId ${JSON.stringify(user.deviceId.slice(0, 128))}`, who)
+    }
+    let sasToken: string | undefined
+    if (packet.password !== undefined) {
+      try {
+        sasToken = strictUtf8.decode(packet.password)
+      } catch {
+        return this.#refuse(4, 'password is not UTF-8 text; the hub expects a SharedAccessSignature token', who)
+      }
+    } else if (this.#options.clientCertificates === undefined || this.#options.clientCertificates.length === 0) {
+      return this.#refuse(5, 'neither a SAS password nor a TLS client certificate was presented', who)
+    }
+    const keepalive = packet.keepalive === 0 ? this.#limits.maxKeepAliveSeconds : Math.min(packet.keepalive, this.#limits.maxKeepAliveSeconds)
+    this.#keepAliveMs = keepalive * 1000
+    this.#state = 'authenticating'
+    this.#options.api
+      .authenticate({
+        ...who,
+        ...(sasToken === undefined ? { clientCertificates: this.#options.clientCertificates ?? [] } : { sasToken }),
+      })
+      .then(
+        (admitted) => {
+          if (this.#state !== 'authenticating') return
+          this.#hostName = admitted.hostName
+          this.#deviceId = admitted.deviceId
+          this.#state = 'connected'
+          // Nothing is kept between connections: sessionPresent is 0 even for clean=0 (MQTT-3.2.2-2 allows it).
+          this.#send({ cmd: 'connack', returnCode: 0, sessionPresent: false })
+          this.#options.onEvent?.({
+            type: 'connected',
+            hostName: admitted.hostName,
+            deviceId: admitted.deviceId,
+            ...(user.apiVersion === undefined ? {} : { apiVersion: user.apiVersion }),
+            ...(user.clientType === undefined ? {} : { clientType: user.clientType }),
+            keepAliveSeconds: keepalive,
+            clean: packet.clean,
+          })
+          const queued = this.#queued
+          this.#queued = []
+          for (const next of queued) {
+            if (this.#state !== 'connected') return
+            this.#serve(next)
+          }
+        },
+        (error: unknown) => {
+          if (this.#state !== 'authenticating') return
+          const err = wrapUnknown(error)
+          this.#refuse(connackCodeOf(err), `credentials refused: ${err.code}: ${err.reason}`, who)
+        },
+      )
+      .catch((error: unknown) => this.#close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
+  }
+
+  #refuse(returnCode: MqttConnackPacket['returnCode'], reason: string, who?: { hostName: string; deviceId: string }): void {
+    this.#send({ cmd: 'connack', returnCode, sessionPresent: false })
+    this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(who ?? {}) })
+    this.#close('CONNECT_REFUSED', `CONNACK ${returnCode}: ${reason}`)
+  }
+
+  #serve(packet: MqttPacket): void {
+    switch (packet.cmd) {
+      case 'subscribe': {
+        const granted = packet.subscriptions.map((s) => {
+          const which = hubSubscriptionOf(s.topic, this.#deviceId!)
+          if (which === undefined) return 0x80
+          const qos = s.qos === 0 ? 0 : 1
+          this.#granted.set(which, qos)
+          return qos
+        })
+        this.#send({ cmd: 'suback', messageId: packet.messageId, granted })
+        return
+      }
+      case 'unsubscribe':
+        for (const filter of packet.unsubscriptions) {
+          const which = hubSubscriptionOf(filter, this.#deviceId!)
+          if (which !== undefined) this.#granted.delete(which)
+        }
+        this.#send({ cmd: 'unsuback', messageId: packet.messageId })
+        return
+      case 'publish':
+        return this.#onPublish(packet)
+      case 'puback':
+        return
+      case 'pingreq':
+        this.#send({ cmd: 'pingresp' })
+        return
+      case 'disconnect':
+        return this.#close('CLIENT_DISCONNECT', 'client sent DISCONNECT')
+      case 'connect':
+        return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
+      default:
+        return this.#close('PROTOCOL_VIOLATION', `${packet.cmd.toUpperCase()} is not expected from a client here`)
+    }
+  }
+
+  #onPublish(packet: MqttPublishPacket): void {
+    // IoT Hub serves QoS 0 and 1 only and closes the connection on QoS 2.
+    if (packet.qos === 2) return this.#close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by IoT Hub')
+    const topic = parseHubRequestTopic(packet.topic)
+    if ('error' in topic && topic.rid === undefined) return this.#close('UNSUPPORTED', topic.error)
+    if (!('error' in topic) && topic.kind === 'telemetry') return this.#telemetry(packet, topic.deviceId, topic.properties, topic.systemProperties)
+    if (packet.qos === 1) this.#send({ cmd: 'puback', messageId: packet.messageId! })
+    if ('error' in topic) return this.#answerError('reportedPatch', topic.rid!, new ProvisioError('BAD_REQUEST', topic.error, { deviceMessage: topic.error }))
+    if (topic.kind === 'methodResponse') return
+    if (this.#inFlight >= this.#limits.maxInFlight) {
+      const error = new ProvisioError('THROTTLED', `more than ${this.#limits.maxInFlight} twin requests in flight on one MQTT connection`, { retryAfterSeconds: 1 })
+      return this.#answerError(topic.kind === 'twinGet' ? 'get' : 'reportedPatch', topic.rid, error)
+    }
+    const hostName = this.#hostName!
+    const deviceId = this.#deviceId!
+    if (topic.kind === 'twinGet') {
+      this.#track('get', topic.rid, () => this.#options.api.getTwin(hostName, deviceId).then((twin) => ({ status: 200, body: JSON.stringify({ desired: twin.desired, reported: twin.reported }) })))
+      return
+    }
+    this.#track('reportedPatch', topic.rid, () => {
+      const json = parseJsonBody(packet.payload, { maxBytes: this.#limits.maxBodyBytes })
+      if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+        throw new ProvisioError('VALIDATION_FAILED', 'a reported-properties patch must be a JSON object', { deviceMessage: 'The reported properties patch must be a JSON object.' })
+      }
+      return this.#options.api.patchReported(hostName, deviceId, json as Record<string, unknown>).then((version) => ({ status: 204, body: '', version }))
+    })
+  }
+
+  #telemetry(packet: MqttPublishPacket, topicDeviceId: string, properties: Record<string, string>, systemProperties: Record<string, string>): void {
+    if (topicDeviceId.toLowerCase() !== this.#deviceId!.toLowerCase()) {
+      // IoT Hub closes a connection that publishes for another device.
+      return this.#close('UNSUPPORTED', `telemetry topic names device ${JSON.stringify(topicDeviceId.slice(0, 128))}, but this connection is ${JSON.stringify(this.#deviceId)}`)
+    }
+    if (packet.payload.length > this.#limits.maxTelemetryBytes) {
+      return this.#close('PACKET_TOO_LARGE', `telemetry payload of ${packet.payload.length} bytes exceeds the limit of ${this.#limits.maxTelemetryBytes} bytes`)
+    }
+    try {
+      this.#options.api.telemetry(this.#hostName!, this.#deviceId!, { body: packet.payload, properties, systemProperties })
+    } catch (error) {
+      // Not acknowledged: the device's SDK sees no PUBACK and retries or fails the send.
+      const err = wrapUnknown(error)
+      this.#options.onEvent?.({ type: 'telemetryRefused', reason: `${err.code}: ${err.reason}` })
+      return
+    }
+    if (packet.qos === 1) this.#send({ cmd: 'puback', messageId: packet.messageId! })
+    this.#options.onEvent?.({ type: 'telemetry', bytes: packet.payload.length })
+  }
+
+  #track(operation: 'get' | 'reportedPatch', rid: string, call: () => Promise<{ status: number; body: string; version?: number }>): void {
+    let pending: Promise<{ status: number; body: string; version?: number }>
+    try {
+      pending = call()
+    } catch (error) {
+      return this.#answerError(operation, rid, error)
+    }
+    this.#inFlight++
+    pending
+      .then(
+        (result) => {
+          this.#inFlight--
+          this.#answer(operation, rid, result.status, result.body, result.version)
+        },
+        (error: unknown) => {
+          this.#inFlight--
+          this.#answerError(operation, rid, error)
+        },
+      )
+      .catch((error: unknown) => this.#close('INTERNAL_ERROR', `session failure answering a twin request: ${(error as Error)?.message ?? String(error)}`))
+  }
+
+  #answerError(operation: 'get' | 'reportedPatch', rid: string, error: unknown): void {
+    const err = wrapUnknown(error)
+    // azure-iot-device fails a twin request whose response body carries an errorCode.
+    const body = toErrorBody(err, this.#options.trackingId(), formatDpsTimestamp(this.#options.clock.now()))
+    this.#answer(operation, rid, err.httpStatus, JSON.stringify(body), undefined, err)
+  }
+
+  #answer(operation: 'get' | 'reportedPatch', rid: string, status: number, body: string, version?: number, error?: ProvisioError): void {
+    if (this.#state !== 'connected') return
+    const qos = this.#granted.get('twinResponse')
+    if (qos !== undefined) this.#publish(formatTwinResponseTopic(status, rid, version), body, qos)
+    this.#options.onEvent?.({ type: 'twin', operation, rid, status, delivered: qos !== undefined, ...(error === undefined ? {} : { error }) })
+  }
+
+  #publish(topic: string, payload: string, qos: 0 | 1): void {
+    this.#send({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos === 1 ? { messageId: this.#packetId() } : {}) })
+  }
+
+  #packetId(): number {
+    const id = this.#nextPacketId
+    this.#nextPacketId = id === 0xffff ? 1 : id + 1
+    return id
+  }
+
+  #send(packet: MqttPacket | (Omit<MqttPublishPacket, 'payload'> & { readonly payload: string })): void {
+    if (this.#state === 'closed') return
+    this.#options.write(encodePacket(packet))
+  }
+
+  #isClosed(): boolean {
+    return this.#state === 'closed'
+  }
+
+  #close(code: MqttCloseCode, reason: string): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#queued = []
+    this.#options.close({ code, reason })
+  }
+}
+
+/** CONNACK return code for a refusal at CONNECT (MQTT 3.1.1 §3.2.2.3): 5 for who-you-are, 3 when we cannot tell now. */
+function connackCodeOf(error: ProvisioError): MqttConnackPacket['returnCode'] {
+  if (error.httpStatus === 429 || error.httpStatus >= 500) return 3
+  if (error.httpStatus === 401 || error.httpStatus === 403 || error.httpStatus === 404) return 5
+  return 4
+}

@@ -1,0 +1,290 @@
+/**
+ * A small IoT Hub device client over MQTT 3.1.1 (TLS or WebSocket), speaking the hub device dialect
+ * as Microsoft's azure-iot-device-mqtt does (dps-protocol.md §11):
+ *
+ * - CONNECT: clientId = deviceId, username `{hub}/{deviceId}/?api-version=2021-04-12&DeviceClientType={UA}`,
+ *   password = device SAS `sr={hub}%2Fdevices%2F{deviceId}` without skn (symmetric key or TPM), none
+ *   for X.509 (the TLS client certificate); clean session 0, keep-alive 180 s.
+ * - Twin: SUBSCRIBE `$iothub/twin/res/#` and `$iothub/twin/PATCH/properties/desired/#` (QoS 0);
+ *   GET = PUBLISH `$iothub/twin/GET/?$rid={rid}`; reported = PUBLISH
+ *   `$iothub/twin/PATCH/properties/reported/?$rid={rid}` with the JSON patch; answers on
+ *   `$iothub/twin/res/{status}/?$rid={rid}[&$version={n}]`; desired changes arrive on
+ *   `$iothub/twin/PATCH/properties/desired/?$version={n}`.
+ * - Telemetry: PUBLISH QoS 1 on `devices/{deviceId}/messages/events/{system and application properties}`.
+ *
+ * No automatic reconnection: a dropped connection rejects pending requests with a transient
+ * TRANSPORT DeviceError and fires `onDisconnect`; connect again to continue.
+ */
+import type { IClientOptions, MqttClient } from 'mqtt'
+import { buildSasToken, hubDeviceResource } from '@provisio/protocol'
+import { DeviceError } from './errors.js'
+import { connectMqtt } from './mqtt.js'
+import { abortable } from './retry.js'
+import { SAS_LIFETIME_SECONDS, tpmSasToken, type SecurityProvider } from './security.js'
+import { MAX_RESPONSE_BYTES, type Platform, type TlsOptions } from './transport.js'
+
+/** The hub API version azure-iot-device sends. */
+export const HUB_API_VERSION = '2021-04-12'
+export const TWIN_RESPONSE_FILTER = '$iothub/twin/res/#'
+export const TWIN_DESIRED_FILTER = '$iothub/twin/PATCH/properties/desired/#'
+
+/** Options of {@link connectHub}. */
+export interface HubClientOptions {
+  /** The hub host name (a registration's `assignedHub`). */
+  readonly hostName: string
+  /** The device id on the hub (a registration's `deviceId`). */
+  readonly deviceId: string
+  /** The device's credential: the same provider it registered with (symmetric key, X.509 or TPM holding the hub key). */
+  readonly security: SecurityProvider
+  /** 'mqtt' (TLS, default port 8883) or 'mqtt-ws' (WebSocket at /$iothub/websocket, default 443). */
+  readonly transport?: 'mqtt' | 'mqtt-ws'
+  /** Host to connect to when it differs from hostName (like GatewayHostName); TLS SNI stays this host. */
+  readonly gatewayHost?: string
+  readonly port?: number
+  /** Node: extra trusted CA certificates (PEM). */
+  readonly ca?: string | readonly string[]
+  readonly rejectUnauthorized?: boolean
+  readonly connectTimeoutMs?: number
+  /** Cancels connect(). */
+  readonly signal?: AbortSignal
+  readonly userAgent?: string
+}
+
+/** A device twin as the hub returns it to the device. */
+export interface DeviceTwinDocument {
+  readonly desired: Record<string, unknown> & { readonly $version?: number }
+  readonly reported: Record<string, unknown> & { readonly $version?: number }
+}
+
+/** Options of {@link HubClient.sendTelemetry}. */
+export interface TelemetryOptions {
+  /** Application properties (topic key/value pairs). */
+  readonly properties?: Readonly<Record<string, string>>
+  readonly messageId?: string
+  readonly correlationId?: string
+  /** Content type (`$.ct`), default `application/json` for objects. */
+  readonly contentType?: string
+  /** Content encoding (`$.ce`), default `utf-8` for objects and strings. */
+  readonly contentEncoding?: string
+}
+
+/** The telemetry topic of a message (system properties first, then application properties). */
+export function telemetryTopic(deviceId: string, system: Readonly<Record<string, string | undefined>>, properties: Readonly<Record<string, string>> = {}): string {
+  const parts: string[] = []
+  for (const [k, v] of Object.entries(system)) if (v !== undefined) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+  for (const [k, v] of Object.entries(properties)) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+  return `devices/${deviceId}/messages/events/${parts.join('&')}`
+}
+
+/** Parses `$iothub/twin/res/{status}/?$rid=…&$version=…`. */
+export function parseTwinResponseTopic(topic: string): { status: number; rid: string; version: number | undefined } | undefined {
+  const m = /^\$iothub\/twin\/res\/(\d{3})\/\?(.*)$/.exec(topic)
+  if (m === null) return undefined
+  let rid: string | undefined
+  let version: number | undefined
+  for (const part of m[2]!.split('&')) {
+    const eq = part.indexOf('=')
+    if (eq < 0) continue
+    const name = part.slice(0, eq)
+    const value = part.slice(eq + 1)
+    if (name === '$rid') rid ??= value
+    else if (name === '$version' && /^\d{1,15}$/.test(value)) version = Number(value)
+  }
+  return rid === undefined ? undefined : { status: Number(m[1]), rid, version }
+}
+
+/** A connected hub device. Create it with the entry's `connectHub(options)`. */
+export class HubClient {
+  readonly #client: MqttClient
+  readonly #platform: Platform
+  readonly #deviceId: string
+  readonly #pending = new Map<string, { resolve(v: { status: number; version: number | undefined; body: unknown }): void; reject(e: unknown): void }>()
+  readonly #desired = new Set<(patch: Record<string, unknown>, version: number | undefined) => void>()
+  readonly #disconnect = new Set<(error: DeviceError) => void>()
+  #closed: DeviceError | undefined
+
+  private constructor(client: MqttClient, platform: Platform, deviceId: string) {
+    this.#client = client
+    this.#platform = platform
+    this.#deviceId = deviceId
+    client.on('message', (topic, payload) => this.#onMessage(topic, payload))
+    client.on('close', () => {
+      const error = (this.#closed ??= new DeviceError('TRANSPORT', 'hub MQTT connection closed', { transient: true }))
+      for (const p of this.#pending.values()) p.reject(error)
+      this.#pending.clear()
+      for (const l of this.#disconnect) l(error)
+      this.#disconnect.clear()
+    })
+  }
+
+  /** @internal Connects; the entries' `connectHub` passes their platform. */
+  static async connect(options: HubClientOptions, platform: Platform): Promise<HubClient> {
+    const { hostName, deviceId, security } = options
+    if (typeof hostName !== 'string' || hostName === '' || typeof deviceId !== 'string' || deviceId === '') {
+      throw new DeviceError('INVALID_ARGUMENT', 'connectHub: hostName and deviceId are required')
+    }
+    const transport = options.transport ?? 'mqtt'
+    if (transport !== 'mqtt' && transport !== 'mqtt-ws') throw new DeviceError('INVALID_ARGUMENT', `connectHub: transport must be mqtt or mqtt-ws, got ${JSON.stringify(transport)}`)
+    if (!platform.transports.includes(transport)) throw new DeviceError('UNSUPPORTED', `transport ${transport} is not available on this platform (${platform.name})`)
+    if (security.kind === 'x509' && platform.name === 'browser') throw new DeviceError('UNSUPPORTED', 'X.509 is not supported in browsers')
+    const resource = hubDeviceResource(hostName, deviceId)
+    const now = Date.now()
+    let password: string | undefined
+    if (security.kind === 'symmetricKey') {
+      password = buildSasToken({ resource, key: security.key, expiresAt: Math.floor(now / 1000) + SAS_LIFETIME_SECONDS, encodeResource: 'encodeUriComponentStrict' })
+    } else if (security.kind === 'tpm') {
+      password = await tpmSasToken(resource, security.tpm, now)
+    }
+    const tls: TlsOptions = {
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...(options.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: options.rejectUnauthorized }),
+      ...(security.kind === 'x509' ? { cert: security.cert, key: security.key } : {}),
+    }
+    const host = options.gatewayHost ?? hostName
+    const port = options.port ?? (transport === 'mqtt' ? 8883 : 443)
+    const url = transport === 'mqtt' ? `mqtts://${host}:${port}` : `wss://${host}:${port}/$iothub/websocket`
+    const userAgent = options.userAgent ?? 'provisio-device/0.1.0'
+    const mqttOptions: IClientOptions = {
+      clientId: deviceId,
+      username: `${hostName}/${deviceId}/?api-version=${HUB_API_VERSION}&DeviceClientType=${encodeURIComponent(userAgent)}`,
+      clean: false,
+      keepalive: 180,
+      connectTimeout: options.connectTimeoutMs ?? 30_000,
+      ...(password === undefined ? {} : { password }),
+      ...platform.mqttTlsOptions(tls),
+      ...(transport === 'mqtt' && host !== hostName ? { servername: hostName } : {}),
+    }
+    const signal = options.signal ?? new AbortController().signal
+    const client = await connectMqtt(url, mqttOptions, signal, `${host}:${port}`)
+    const hub = new HubClient(client, platform, deviceId)
+    try {
+      const granted = await abortable(client.subscribeAsync({ [TWIN_RESPONSE_FILTER]: { qos: 0 }, [TWIN_DESIRED_FILTER]: { qos: 0 } }), signal, 'hub subscribe')
+      const refused = granted.filter((g) => g.qos === 128)
+      if (refused.length > 0) throw new DeviceError('REFUSED', `the hub refused the subscription to ${refused.map((g) => g.topic).join(', ')}`)
+    } catch (error) {
+      client.end(true)
+      throw error instanceof DeviceError ? error : new DeviceError('TRANSPORT', `hub subscribe failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error, transient: true })
+    }
+    return hub
+  }
+
+  /** The device id. */
+  get deviceId(): string {
+    return this.#deviceId
+  }
+
+  /** The twin's desired and reported properties. */
+  async getTwin(): Promise<DeviceTwinDocument> {
+    const r = await this.#twinRequest('GET', '/', ' ')
+    const body = r.body as Partial<DeviceTwinDocument> | undefined
+    if (typeof body !== 'object' || body === null) throw new DeviceError('PROTOCOL', 'twin GET answered without a twin document')
+    return { desired: body.desired ?? {}, reported: body.reported ?? {} }
+  }
+
+  /** Patches reported properties; resolves with the new reported version when the hub sends one. */
+  async updateReported(patch: Record<string, unknown>): Promise<number | undefined> {
+    if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new DeviceError('INVALID_ARGUMENT', 'updateReported: the patch must be a JSON object')
+    return (await this.#twinRequest('PATCH', '/properties/reported/', JSON.stringify(patch))).version
+  }
+
+  /** Calls `listener(patch, version)` for every desired-property change; returns an unsubscribe function. */
+  onDesired(listener: (patch: Record<string, unknown>, version: number | undefined) => void): () => void {
+    this.#desired.add(listener)
+    return () => void this.#desired.delete(listener)
+  }
+
+  /** Calls `listener(error)` once when the connection drops or is closed. */
+  onDisconnect(listener: (error: DeviceError) => void): () => void {
+    this.#disconnect.add(listener)
+    return () => void this.#disconnect.delete(listener)
+  }
+
+  /** Sends one telemetry message (QoS 1: resolves on PUBACK). Objects are sent as JSON. */
+  sendTelemetry(body: string | Uint8Array | Record<string, unknown>, options: TelemetryOptions = {}): Promise<void> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed)
+    const isObject = typeof body === 'object' && !(body instanceof Uint8Array)
+    const payload = isObject ? JSON.stringify(body) : body
+    const size = typeof payload === 'string' ? new TextEncoder().encode(payload).length : payload.length
+    if (size > MAX_RESPONSE_BYTES) return Promise.reject(new DeviceError('INVALID_ARGUMENT', `telemetry of ${size} bytes is over the hub's 256 KiB limit`))
+    const topic = telemetryTopic(
+      this.#deviceId,
+      {
+        '$.mid': options.messageId,
+        '$.cid': options.correlationId,
+        '$.ct': options.contentType ?? (isObject ? 'application/json' : undefined),
+        '$.ce': options.contentEncoding ?? (typeof payload === 'string' ? 'utf-8' : undefined),
+      },
+      options.properties,
+    )
+    return new Promise((resolve, reject) => {
+      this.#client.publish(topic, typeof payload === 'string' ? payload : (this.#platform.binary(payload) as Uint8Array as never), { qos: 1 }, (error) => {
+        if (error === undefined || error === null) resolve()
+        else reject(new DeviceError('TRANSPORT', `telemetry publish failed: ${error.message}`, { cause: error, transient: true }))
+      })
+    })
+  }
+
+  /** Disconnects. */
+  close(): Promise<void> {
+    this.#closed ??= new DeviceError('TRANSPORT', 'hub client closed')
+    return new Promise((resolve) => this.#client.end(false, {}, () => resolve()))
+  }
+
+  #twinRequest(method: 'GET' | 'PATCH', resource: string, payload: string): Promise<{ status: number; version: number | undefined; body: unknown }> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed)
+    const rid = this.#platform.uuid()
+    const what = `twin ${method} ${resource}`
+    return new Promise<{ status: number; version: number | undefined; body: unknown }>((resolve, reject) => {
+      this.#pending.set(rid, { resolve, reject })
+      this.#client.publish(`$iothub/twin/${method}${resource}?$rid=${rid}`, payload, { qos: 0 }, (error) => {
+        if (error === undefined || error === null) return
+        this.#pending.delete(rid)
+        reject(new DeviceError('TRANSPORT', `${what}: publish failed: ${error.message}`, { cause: error, transient: true }))
+      })
+    }).then((r) => {
+      if (r.status >= 300) {
+        const b = r.body as { errorCode?: unknown; message?: unknown } | undefined
+        throw new DeviceError(r.status >= 429 ? 'RETRIES_EXHAUSTED' : 'REFUSED', `${what}: the hub answered ${r.status}${typeof b?.message === 'string' ? `: ${b.message}` : ''}`, {
+          status: r.status,
+          transient: r.status >= 429,
+          ...(typeof b?.errorCode === 'number' ? { errorCode: b.errorCode } : {}),
+          ...(typeof b?.message === 'string' ? { serverMessage: b.message } : {}),
+        })
+      }
+      return r
+    })
+  }
+
+  #onMessage(topic: string, payload: Uint8Array): void {
+    if (payload.length > MAX_RESPONSE_BYTES) return
+    const text = new TextDecoder().decode(payload)
+    if (topic.startsWith('$iothub/twin/res/')) {
+      const parsed = parseTwinResponseTopic(topic)
+      if (parsed === undefined) return
+      const waiter = this.#pending.get(parsed.rid)
+      if (waiter === undefined) return
+      this.#pending.delete(parsed.rid)
+      let body: unknown
+      try {
+        body = text.trim() === '' ? undefined : (JSON.parse(text) as unknown)
+      } catch (cause) {
+        waiter.reject(new DeviceError('PROTOCOL', `twin response on ${topic} is not JSON`, { cause }))
+        return
+      }
+      waiter.resolve({ status: parsed.status, version: parsed.version, body })
+      return
+    }
+    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) {
+      let patch: unknown
+      try {
+        patch = JSON.parse(text) as unknown
+      } catch {
+        return
+      }
+      if (typeof patch !== 'object' || patch === null) return
+      const m = /[?&]\$version=(\d{1,15})/.exec(topic)
+      const version = m !== null ? Number(m[1]) : typeof (patch as { $version?: unknown }).$version === 'number' ? ((patch as { $version: number }).$version) : undefined
+      for (const l of this.#desired) l(patch as Record<string, unknown>, version)
+    }
+  }
+}

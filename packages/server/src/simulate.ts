@@ -1,0 +1,322 @@
+/**
+ * `provisio simulate` — a load generator built on @provisio/device: N devices register with a
+ * DPS-compatible service over one transport and attestation, C at a time; progress on stderr (a bar
+ * on a TTY, periodic lines otherwise) and a summary (count, rate, p50/p95/p99 latency, failures by
+ * error code), or JSON with `--json`.
+ *
+ * Where the devices come from:
+ * - symmetric: `--group-key <base64>` of an existing symmetric-key enrollment group, or
+ *   `--create-group` (a new group with random keys, made through the service API);
+ * - x509: a fresh root CA uploaded as a new X.509 enrollment group through the service API, and one
+ *   device certificate per device (CN = registrationId);
+ * - tpm: a software TPM per device (@provisio/tpm), each with an individual enrollment made through
+ *   the service API (DPS has no TPM groups).
+ * The service endpoint, ID scope, ports, CA and service connection string come from
+ * `<data-dir>/endpoints.json` (written by `provisio serve`); flags override them.
+ */
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { request } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import {
+  ProvisioningClient,
+  TRANSPORTS,
+  isDeviceError,
+  softwareTpm,
+  symmetricKey,
+  tpm,
+  x509,
+  type SecurityProvider,
+  type TransportName,
+} from '@provisio/device'
+import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
+import { issuePkiCertificate } from './pki-tools.js'
+
+export const SIMULATE_USAGE = [
+  'Usage: provisio simulate [--devices N] [--concurrency C] [--transport http|mqtt|mqtt-ws|amqp|amqp-ws]',
+  '                         [--attestation symmetric|tpm|x509] [--group-key <base64> | --create-group]',
+  '                         [--data-dir <dir>] [--host <host>] [--port <n>] [--id-scope <scope>] [--ca <file>]',
+  '                         [--prefix <text>] [--timeout <s>] [--json]',
+  '',
+  'Registers N devices (default 10), C at a time (default 10), through @provisio/device, and prints a',
+  'summary: count, rate, p50/p95/p99 latency, failures by error code (--json: one JSON object on stdout).',
+  'Progress goes to stderr (a bar on a terminal, a line every 2 s otherwise). Endpoint, ID scope, ports,',
+  'CA and service connection string come from <data-dir>/endpoints.json (default ./.provisio).',
+  'symmetric: --group-key of an existing symmetric-key enrollment group, or --create-group to make one',
+  'through the service API. x509: a new root CA and X.509 group, one certificate per device. tpm: a',
+  'software TPM and an individual enrollment per device (service API). registrationIds are <prefix><n>',
+  '(default prefix sim-<random>-). Exit code 0 when every device was assigned, 1 otherwise, 2 on usage errors.',
+].join('\n')
+
+export class SimulateUsageError extends Error {}
+
+export type Attestation = 'symmetric' | 'tpm' | 'x509'
+
+/** What one run measured. */
+export interface SimulationSummary {
+  readonly transport: TransportName
+  readonly attestation: Attestation
+  readonly devices: number
+  readonly concurrency: number
+  readonly succeeded: number
+  readonly failed: number
+  /** Wall time of the run, seconds (per-device credentials — TPM keys, certificates — are made inside it; latency excludes them). */
+  readonly durationSeconds: number
+  /** Assigned devices per second. */
+  readonly ratePerSecond: number
+  /** register() latency of assigned devices, milliseconds. */
+  readonly latencyMs: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number }
+  /** Failures by DeviceError code (and DPS errorCode when the service sent one), e.g. "REFUSED/401002". */
+  readonly failures: Readonly<Record<string, number>>
+  /** Transient failures the SDK retried (429, 5xx, dropped connections). */
+  readonly retries: number
+  /** The first failure messages (at most 5), for diagnosis. */
+  readonly sampleErrors: readonly string[]
+  readonly hubs: Readonly<Record<string, number>>
+}
+
+interface Endpoints {
+  idScope?: string
+  deviceEndpoint?: string
+  serviceConnectionString?: string
+  caCertificate?: string
+  ports?: { https?: number; mqtt?: number; amqp?: number }
+}
+
+/** The p-th percentile (nearest rank) of sorted values. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0
+  const rank = Math.ceil((p / 100) * sorted.length)
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!
+}
+
+function positiveInt(text: string | undefined, flag: string, dflt: number, max: number): number {
+  if (text === undefined) return dflt
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new SimulateUsageError(`${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(text)}`)
+  return n
+}
+
+/** A tiny service API client (HTTPS, service SAS from the connection string). */
+function serviceApi(host: string, port: number, ca: string | undefined, connectionString: string) {
+  const cs = parseDpsServiceConnectionString(connectionString)
+  return async (method: 'PUT', path: string, body: unknown): Promise<void> => {
+    const token = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 })
+    const text = JSON.stringify(body)
+    const answer = await new Promise<{ status: number; body: string }>((resolvePromise, reject) => {
+      const req = request(
+        { host, port, method, path: `${path}?api-version=2021-10-01`, ...(ca === undefined ? {} : { ca }), headers: { authorization: token, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
+        (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (c: Buffer) => chunks.push(c))
+          res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8').slice(0, 2000) }))
+          res.on('error', reject)
+        },
+      )
+      req.on('error', reject)
+      req.end(text)
+    })
+    if (answer.status >= 300) throw new Error(`service API ${method} ${path} answered ${answer.status}: ${answer.body}`)
+  }
+}
+
+/** Progress on stderr: a redrawn bar on a TTY, a plain line every 2 s otherwise. */
+function progressReporter(total: number, stream: NodeJS.WriteStream | NodeJS.WritableStream, isTty: boolean) {
+  let done = 0
+  let failed = 0
+  const started = performance.now()
+  let lastLine = 0
+  const render = (final: boolean) => {
+    const elapsed = (performance.now() - started) / 1000
+    const rate = elapsed > 0 ? (done - failed) / elapsed : 0
+    if (isTty) {
+      const width = 30
+      const filled = Math.round((done / total) * width)
+      stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ok ${done - failed} failed ${failed} ${rate.toFixed(1)}/s${final ? '\n' : ''}`)
+    } else {
+      stream.write(`simulate: ${done}/${total} done, ${done - failed} assigned, ${failed} failed, ${rate.toFixed(1)}/s\n`)
+    }
+  }
+  return {
+    tick(ok: boolean) {
+      done++
+      if (!ok) failed++
+      const now = performance.now()
+      if (isTty || now - lastLine >= 2000) {
+        lastLine = now
+        if (done < total) render(false)
+      }
+    },
+    finish: () => render(true),
+  }
+}
+
+/** Runs `provisio simulate` with its arguments; returns the exit code. */
+export async function simulateCommand(args: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stderrIsTty: boolean } = { stdout: process.stdout, stderr: process.stderr, stderrIsTty: process.stderr.isTTY === true }): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      devices: { type: 'string' },
+      concurrency: { type: 'string' },
+      transport: { type: 'string' },
+      attestation: { type: 'string' },
+      'group-key': { type: 'string' },
+      'create-group': { type: 'boolean' },
+      'data-dir': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'id-scope': { type: 'string' },
+      ca: { type: 'string' },
+      prefix: { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  })
+  const devices = positiveInt(values.devices, '--devices', 10, 1_000_000)
+  const concurrency = positiveInt(values.concurrency, '--concurrency', 10, 10_000)
+  const timeoutMs = positiveInt(values.timeout, '--timeout', 120, 3600) * 1000
+  const transport = (values.transport ?? 'http') as TransportName
+  if (!TRANSPORTS.includes(transport)) throw new SimulateUsageError(`--transport must be one of ${TRANSPORTS.join(', ')}, got ${JSON.stringify(values.transport)}`)
+  const attestation = (values.attestation ?? 'symmetric') as Attestation
+  if (!['symmetric', 'tpm', 'x509'].includes(attestation)) throw new SimulateUsageError(`--attestation must be symmetric, tpm or x509, got ${JSON.stringify(values.attestation)}`)
+  if (attestation === 'tpm' && (transport === 'mqtt' || transport === 'mqtt-ws')) throw new SimulateUsageError('TPM attestation is not offered over MQTT by DPS; use http, amqp or amqp-ws')
+  if (attestation === 'symmetric' && (values['group-key'] === undefined) === (values['create-group'] !== true)) {
+    throw new SimulateUsageError('symmetric attestation needs exactly one of --group-key <base64> and --create-group')
+  }
+  if (attestation !== 'symmetric' && values['group-key'] !== undefined) throw new SimulateUsageError('--group-key is for --attestation symmetric')
+
+  const dataDir = resolve(values['data-dir'] ?? '.provisio')
+  const endpointsFile = join(dataDir, 'endpoints.json')
+  const endpoints: Endpoints = existsSync(endpointsFile) ? (JSON.parse(readFileSync(endpointsFile, 'utf8')) as Endpoints) : {}
+  const idScope = values['id-scope'] ?? endpoints.idScope
+  if (idScope === undefined) throw new SimulateUsageError(`--id-scope is required (no ${endpointsFile} to read it from)`)
+  const host = values.host ?? endpoints.deviceEndpoint ?? 'localhost'
+  const caFile = values.ca ?? endpoints.caCertificate
+  const ca = caFile === undefined ? undefined : readFileSync(caFile, 'utf8')
+  const ports = endpoints.ports ?? {}
+  const port = values.port !== undefined
+    ? positiveInt(values.port, '--port', 0, 65535)
+    : transport === 'mqtt' ? ports.mqtt ?? 8883 : transport === 'amqp' ? ports.amqp ?? 5671 : ports.https ?? 443
+  const prefix = values.prefix ?? `sim-${randomBytes(3).toString('hex')}-`
+  const needsService = attestation !== 'symmetric' || values['create-group'] === true
+  if (needsService && endpoints.serviceConnectionString === undefined) {
+    throw new SimulateUsageError(`creating enrollments needs the service connection string of ${endpointsFile} (start provisio serve or pass --data-dir)`)
+  }
+  const service = needsService ? serviceApi(host, ports.https ?? 443, ca, endpoints.serviceConnectionString!) : undefined
+  const ids = Array.from({ length: devices }, (_, i) => `${prefix}${i + 1}`)
+
+  // ---- enrollments and credentials ----
+  let pkiDir: string | undefined
+  let securityOf: (registrationId: string) => Promise<SecurityProvider>
+  try {
+    if (attestation === 'symmetric') {
+      let groupKey = values['group-key']
+      if (groupKey === undefined) {
+        groupKey = randomBytes(64).toString('base64')
+        const groupId = `${prefix}group`.replace(/[^a-z0-9-]/gi, '-').toLowerCase()
+        await service!('PUT', `/enrollmentGroups/${groupId}`, { enrollmentGroupId: groupId, attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: randomBytes(64).toString('base64') } } })
+        io.stderr.write(`simulate: created symmetric-key enrollment group ${groupId}\n`)
+      }
+      const key = groupKey
+      securityOf = (registrationId) => Promise.resolve(symmetricKey({ registrationId, groupKey: key }))
+    } else if (attestation === 'x509') {
+      pkiDir = mkdtempSync(join(tmpdir(), 'provisio-simulate-'))
+      const dir = pkiDir
+      await issuePkiCertificate({ kind: 'root', dir, name: 'root', commonName: `${prefix}root`, keyType: 'ec', nowMs: Date.now() })
+      const groupId = `${prefix}x509`.replace(/[^a-z0-9-]/gi, '-').toLowerCase()
+      await service!('PUT', `/enrollmentGroups/${groupId}`, { enrollmentGroupId: groupId, attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: readFileSync(join(dir, 'root.pem'), 'utf8') } } } } })
+      io.stderr.write(`simulate: created X.509 enrollment group ${groupId} on a new root CA\n`)
+      securityOf = async (registrationId) => {
+        const r = await issuePkiCertificate({ kind: 'device', dir, name: registrationId.replace(/[^A-Za-z0-9_.-]/g, '-'), commonName: registrationId, issuer: 'root', keyType: 'ec', nowMs: Date.now() })
+        return x509({ cert: readFileSync(r.chainPath ?? r.certificatePath, 'utf8'), key: readFileSync(r.keyPath, 'utf8'), registrationId })
+      }
+    } else {
+      securityOf = async (registrationId) => {
+        const t = softwareTpm(randomBytes(32))
+        const ek = Buffer.from(await t.endorsementKey()).toString('base64')
+        await service!('PUT', `/enrollments/${encodeURIComponent(registrationId)}`, { registrationId, attestation: { type: 'tpm', tpm: { endorsementKey: ek } } })
+        return tpm({ tpm: t, registrationId })
+      }
+    }
+
+    // ---- the run ----
+    const latencies: number[] = []
+    const failures: Record<string, number> = {}
+    const hubs: Record<string, number> = {}
+    const sampleErrors: string[] = []
+    let retries = 0
+    const progress = progressReporter(devices, io.stderr, io.stderrIsTty)
+    let next = 0
+    const started = performance.now()
+    const worker = async () => {
+      while (next < ids.length) {
+        const registrationId = ids[next++]!
+        let ok = false
+        try {
+          const security = await securityOf(registrationId)
+          const client = new ProvisioningClient({ idScope, globalEndpoint: host, port, transport, security, timeoutMs, ...(ca === undefined ? {} : { ca }) }, { onRetry: () => void retries++ })
+          const t0 = performance.now()
+          const result = await client.register()
+          latencies.push(performance.now() - t0)
+          hubs[result.assignedHub] = (hubs[result.assignedHub] ?? 0) + 1
+          ok = true
+        } catch (error) {
+          const key = isDeviceError(error) ? `${error.code}${error.errorCode === undefined ? '' : `/${error.errorCode}`}` : 'SETUP'
+          failures[key] = (failures[key] ?? 0) + 1
+          if (sampleErrors.length < 5) sampleErrors.push(`${registrationId}: ${error instanceof Error ? error.message : String(error)}`)
+        }
+        progress.tick(ok)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(concurrency, devices) }, worker))
+    const durationSeconds = (performance.now() - started) / 1000
+    progress.finish()
+    latencies.sort((a, b) => a - b)
+    const round = (n: number) => Math.round(n * 10) / 10
+    const summary: SimulationSummary = {
+      transport,
+      attestation,
+      devices,
+      concurrency,
+      succeeded: latencies.length,
+      failed: devices - latencies.length,
+      durationSeconds: round(durationSeconds),
+      ratePerSecond: round(durationSeconds > 0 ? latencies.length / durationSeconds : 0),
+      latencyMs: { p50: round(percentile(latencies, 50)), p95: round(percentile(latencies, 95)), p99: round(percentile(latencies, 99)), max: round(latencies.at(-1) ?? 0) },
+      failures,
+      retries,
+      sampleErrors,
+      hubs,
+    }
+    io.stdout.write(values.json === true ? JSON.stringify(summary) + '\n' : formatSummary(summary))
+    return summary.failed === 0 ? 0 : 1
+  } finally {
+    if (pkiDir !== undefined) rmSync(pkiDir, { recursive: true, force: true })
+  }
+}
+
+/** The human summary. */
+export function formatSummary(s: SimulationSummary): string {
+  const lines = [
+    `Simulated ${s.devices} devices (${s.attestation} over ${s.transport}, concurrency ${s.concurrency})`,
+    `  assigned      ${s.succeeded}`,
+    `  failed        ${s.failed}`,
+    `  duration      ${s.durationSeconds} s`,
+    `  rate          ${s.ratePerSecond} registrations/s`,
+    `  latency (ms)  p50 ${s.latencyMs.p50}  p95 ${s.latencyMs.p95}  p99 ${s.latencyMs.p99}  max ${s.latencyMs.max}`,
+    `  retries       ${s.retries}`,
+  ]
+  const hubs = Object.entries(s.hubs)
+  if (hubs.length > 0) lines.push(`  hubs          ${hubs.map(([h, n]) => `${h} ${n}`).join(', ')}`)
+  const failures = Object.entries(s.failures)
+  if (failures.length > 0) {
+    lines.push('  failures by code:')
+    for (const [code, n] of failures.sort((a, b) => b[1] - a[1])) lines.push(`    ${code.padEnd(28)} ${n}`)
+    for (const e of s.sampleErrors) lines.push(`    e.g. ${e}`)
+  }
+  return lines.join('\n') + '\n'
+}

@@ -1,0 +1,121 @@
+// `provisio simulate` as a user runs it: the built CLI against `provisio serve` in a child process.
+// Small runs on several transports and attestations; the JSON and human summaries, the progress
+// lines on a non-TTY stderr, failures counted by error code, and usage errors.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { randomBytes } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
+let dataDir: string
+let child: ChildProcess
+let stdout = ''
+let stderr = ''
+let endpoints: { idScope: string; caCertificate: string; ports: { https: number } }
+
+interface Summary {
+  transport: string
+  attestation: string
+  devices: number
+  concurrency: number
+  succeeded: number
+  failed: number
+  durationSeconds: number
+  ratePerSecond: number
+  latencyMs: { p50: number; p95: number; p99: number; max: number }
+  failures: Record<string, number>
+  retries: number
+  hubs: Record<string, number>
+}
+
+function simulate(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, 'simulate', '--data-dir', dataDir, ...args], { encoding: 'utf8', timeout: 240_000 })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+function registrationStatus(registrationId: string): string {
+  const token = execFileSync(process.execPath, [cli, 'sas', '--service', '--data-dir', dataDir], { encoding: 'utf8' }).trim()
+  const out = execFileSync('curl', ['-sS', '--cacert', endpoints.caCertificate, '-H', `Authorization: ${token}`, `https://localhost:${endpoints.ports.https}/registrations/${registrationId}?api-version=2021-10-01`], { encoding: 'utf8' })
+  return (JSON.parse(out) as { status: string }).status
+}
+
+beforeAll(async () => {
+  expect(existsSync(cli), `${cli} must be built (turbo runs build before these tests)`).toBe(true)
+  dataDir = mkdtempSync(join(tmpdir(), 'provisio-simulate-'))
+  child = spawn(process.execPath, [cli, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--retry-after', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()))
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
+  const deadline = Date.now() + 30_000
+  while (!stdout.includes('Provisio is running')) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`provisio serve did not start:\n${stdout}\n${stderr}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'))
+})
+
+afterAll(() => {
+  child?.kill('SIGKILL')
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true })
+})
+
+describe('provisio simulate', () => {
+  it('registers N symmetric-key devices of a group it creates, C at a time, and prints a JSON summary', () => {
+    const r = simulate(['--devices', '6', '--concurrency', '3', '--transport', 'http', '--create-group', '--prefix', 'simjson-', '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    const s = JSON.parse(r.stdout) as Summary
+    expect(s).toMatchObject({ transport: 'http', attestation: 'symmetric', devices: 6, concurrency: 3, succeeded: 6, failed: 0, failures: {}, hubs: { localhost: 6 } })
+    expect(s.latencyMs.p50).toBeGreaterThan(0)
+    expect(s.latencyMs.p50).toBeLessThanOrEqual(s.latencyMs.p95)
+    expect(s.latencyMs.p95).toBeLessThanOrEqual(s.latencyMs.p99)
+    expect(s.latencyMs.p99).toBeLessThanOrEqual(s.latencyMs.max)
+    expect(s.ratePerSecond).toBeGreaterThan(0)
+    // The service really has them.
+    expect(registrationStatus('simjson-1')).toBe('assigned')
+    expect(registrationStatus('simjson-6')).toBe('assigned')
+    // Progress on a non-TTY stderr: plain lines, the last one complete.
+    expect(r.stderr).toMatch(/created symmetric-key enrollment group simjson-group/)
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^simulate: 6\/6 done, 6 assigned, 0 failed, [\d.]+\/s$/)
+  })
+
+  it.each([
+    ['tpm', 'amqp'],
+    ['tpm', 'http'],
+    ['x509', 'mqtt-ws'],
+    ['x509', 'amqp'],
+    ['symmetric', 'mqtt'],
+  ])('registers %s devices over %s', (attestation, transport) => {
+    const r = simulate(['--devices', '2', '--concurrency', '2', '--transport', transport, '--attestation', attestation, ...(attestation === 'symmetric' ? ['--create-group'] : []), '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ transport, attestation, devices: 2, succeeded: 2, failed: 0 })
+  })
+
+  it('counts refusals by error code in the human summary and exits 1', () => {
+    // A group key no enrollment group has: every device is refused (HTTP carries errorCode 401002).
+    const r = simulate(['--devices', '3', '--concurrency', '3', '--transport', 'http', '--group-key', randomBytes(64).toString('base64'), '--prefix', 'stranger-'])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toContain('Simulated 3 devices (symmetric over http, concurrency 3)')
+    expect(r.stdout).toMatch(/assigned\s+0\n/)
+    expect(r.stdout).toMatch(/failed\s+3\n/)
+    expect(r.stdout).toMatch(/failures by code:\n\s+REFUSED\/401002\s+3\n/)
+    expect(r.stdout).toMatch(/e\.g\. stranger-\d: register: the service answered 401/)
+  })
+
+  it('refuses bad usage with exit code 2 and the reason', () => {
+    const bad = simulate(['--transport', 'carrier-pigeon', '--create-group'])
+    expect(bad.status).toBe(2)
+    expect(bad.stderr).toMatch(/--transport must be one of http, mqtt, mqtt-ws, amqp, amqp-ws/)
+    const both = simulate(['--create-group', '--group-key', 'AAAA'])
+    expect(both.status).toBe(2)
+    expect(both.stderr).toMatch(/exactly one of --group-key/)
+    const tpmMqtt = simulate(['--attestation', 'tpm', '--transport', 'mqtt'])
+    expect(tpmMqtt.status).toBe(2)
+    expect(tpmMqtt.stderr).toMatch(/not offered over MQTT/)
+    const unknown = simulate(['--bogus'])
+    expect(unknown.status).toBe(2)
+    const help = execFileSync(process.execPath, [cli, 'help'], { encoding: 'utf8' })
+    expect(help).toContain('Usage: provisio simulate')
+  })
+})
