@@ -2,7 +2,7 @@
 // against the built `provisio serve`: the page is loaded from /emulator/ on the HTTPS port,
 // pre-fills the ID scope from config.json, provisions 200 devices by enrollment-group key over
 // MQTT over WebSockets and 20 devices with software TPMs made in the page over AMQP over
-// WebSockets, and shows every device assigned (each twin's initial desired properties: with the hub client). A
+// WebSockets, and shows every device assigned with its twin's initial desired properties. A
 // screenshot is saved to test/artifacts/emulator.png (never committed).
 //
 // Needs /usr/bin/chromium (`.ci/run` installs it): skipped when it is missing on a developer's
@@ -204,19 +204,20 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     expect(await page.getByTestId('x509-note').textContent()).toMatch(/provisio simulate/)
   })
 
-  it(`provisions ${GROUP_DEVICES} devices by group key over MQTT over WebSockets, `, async () => {
+  it(`provisions ${GROUP_DEVICES} devices by group key over MQTT over WebSockets, each with its twin`, async () => {
     await page.goto(`${endpoints.emulator!}?transport=mqtt-ws&credential=group-key&registrationIdPrefix=grp-&count=${GROUP_DEVICES}&concurrency=25`)
     await page.waitForFunction(() => document.body.dataset.ready === 'true')
     await page.getByTestId('group-key').fill(GROUP_KEY)
     await runAndWait(10 * 60_000)
     await screenshot('emulator-group.png')
     const shown = await counts()
-    expect(shown).toMatchObject({ started: String(GROUP_DEVICES), assigned: String(GROUP_DEVICES), failed: '0', error: '0', stopped: '0' })
+    expect(shown).toMatchObject({ started: String(GROUP_DEVICES), assigned: String(GROUP_DEVICES), failed: '0', error: '0', stopped: '0', twins: String(GROUP_DEVICES) })
     const table = await rows()
     expect(table).toHaveLength(GROUP_DEVICES)
     expect(new Set(table.map((r) => r.id))).toEqual(new Set(Array.from({ length: GROUP_DEVICES }, (_, i) => `grp-${i}`)))
     for (const r of table) {
       expect(r, r.id).toMatchObject({ status: 'assigned', hub: 'localhost', deviceId: r.id, reason: '' })
+      expect(JSON.parse(r.twin), r.id).toEqual(GROUP_DESIRED)
     }
     expect(await page.getByTestId('error-codes').locator('tbody tr').count()).toBe(0)
   }, 12 * 60_000)
@@ -248,11 +249,12 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     await runAndWait(10 * 60_000)
     await screenshot('emulator.png')
     const shown = await counts()
-    expect(shown).toMatchObject({ started: String(TPM_DEVICES), assigned: String(TPM_DEVICES), failed: '0', error: '0', stopped: '0' })
+    expect(shown).toMatchObject({ started: String(TPM_DEVICES), assigned: String(TPM_DEVICES), failed: '0', error: '0', stopped: '0', twins: String(TPM_DEVICES) })
     const table = await rows()
     expect(table).toHaveLength(TPM_DEVICES)
     for (const r of table) {
       expect(r, r.id).toMatchObject({ status: 'assigned', hub: 'localhost', deviceId: r.id, reason: '' })
+      expect(JSON.parse(r.twin), r.id).toEqual(TPM_DESIRED)
     }
   }, 22 * 60_000)
 
@@ -263,8 +265,8 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
       expect(await page.getByTestId('server-info').textContent()).toMatch(/Not served by provisio serve/)
       await page.getByTestId('group-key').fill(GROUP_KEY)
       await runAndWait(5 * 60_000)
-      expect(await counts(), transport).toMatchObject({ assigned: String(CROSS_ORIGIN_DEVICES), failed: '0', error: '0' })
-      for (const r of await rows()) expect(r, r.id).toMatchObject({ status: 'assigned', deviceId: r.id })
+      expect(await counts(), transport).toMatchObject({ assigned: String(CROSS_ORIGIN_DEVICES), failed: '0', error: '0', twins: String(CROSS_ORIGIN_DEVICES) })
+      for (const r of await rows()) expect(JSON.parse(r.twin), r.id).toEqual(GROUP_DESIRED)
     }
   }, 12 * 60_000)
 

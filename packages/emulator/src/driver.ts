@@ -2,15 +2,21 @@
  * The fleet's driver on @provisio/device: one ProvisioningClient per device over the chosen
  * transport, with a symmetric key or the device's software TPM; refusals by the service are
  * reported as `failed` / `disabled` with the DPS error code, anything else (socket, TLS, timeout)
- * is thrown and counted as an error.
+ * is thrown and counted as an error. An assigned device then connects to its hub over MQTT over
+ * WebSockets (the only hub transport a page can open), on the same port, with the same
+ * credential (a TPM device signs with the hub key its registration activated), and reads its twin.
  */
-import { ProvisioningClient, isDeviceError, softwareTpm, symmetricKey, tpm } from '@provisio/device/browser'
+import { ProvisioningClient, connectHub, isDeviceError, softwareTpm, symmetricKey, tpm, type DeviceTwinDocument } from '@provisio/device/browser'
 import type { DeviceDriver, DeviceSpec, ProvisionResult } from './fleet.js'
 import type { EmulatorSettings } from './settings.js'
 import type { TpmPool } from './tpms.js'
 
 /** Deadline of one device's registration (polls and retries included). */
 const REGISTER_TIMEOUT_MS = 120_000
+/** Longest wait for the hub connection. */
+const HUB_CONNECT_TIMEOUT_MS = 30_000
+/** Longest wait for the twin once connected. */
+const TWIN_TIMEOUT_MS = 30_000
 
 export interface DriverContext {
   /** The page's software TPMs (TPM runs). */
@@ -44,6 +50,33 @@ export function createDriver(settings: EmulatorSettings, context: DriverContext)
           if (error.code === 'REFUSED' || error.code === 'REGISTRATION_FAILED') return { status: 'failed', errorCode: code, reason }
         }
         throw error
+      }
+    },
+
+    async readTwin(device, result, signal): Promise<DeviceTwinDocument> {
+      const hub = await connectHub({
+        hostName: result.assignedHub,
+        deviceId: result.deviceId,
+        security: security(device),
+        transport: 'mqtt-ws',
+        port: settings.port,
+        connectTimeoutMs: HUB_CONNECT_TIMEOUT_MS,
+        signal,
+      })
+      let timer: ReturnType<typeof setTimeout> | undefined
+      let onAbort: (() => void) | undefined
+      const giveUp = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the hub did not answer the twin request within ${TWIN_TIMEOUT_MS / 1000} s`)), TWIN_TIMEOUT_MS)
+        onAbort = () => reject(new Error('stopped'))
+        signal.addEventListener('abort', onAbort, { once: true })
+      })
+      giveUp.catch(() => undefined)
+      try {
+        return await Promise.race([hub.getTwin(), giveUp])
+      } finally {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', onAbort!)
+        await hub.close()
       }
     },
   }

@@ -30,6 +30,8 @@ export interface HttpsListenerOptions {
   readonly maxBodyBytes: number
   /** Tracking id for answers the adapter gives itself (oversized bodies). */
   readonly trackingId: () => string
+  /** Timeouts (ms); the defaults suit production, tests shorten them. */
+  readonly timeouts?: { readonly headersMs?: number; readonly requestMs?: number; readonly checkIntervalMs?: number }
 }
 
 /** Header block limit (Node's default is 16 KB; DPS requests carry a SAS and a few headers). */
@@ -45,6 +47,7 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
       rejectUnauthorized: false,
       handshakeTimeout: 10_000,
       maxHeaderSize: MAX_HEADER_BYTES,
+      connectionsCheckingInterval: options.timeouts?.checkIntervalMs ?? 30_000,
     },
     (req, res) => {
       serve(options, req, res).catch((error: unknown) => {
@@ -56,14 +59,22 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
       })
     },
   )
-  server.headersTimeout = 10_000
-  server.requestTimeout = 30_000
+  server.headersTimeout = options.timeouts?.headersMs ?? 10_000
+  server.requestTimeout = options.timeouts?.requestMs ?? 30_000
   server.keepAliveTimeout = 5_000
   server.on('tlsClientError', (error, socket) => {
     options.log.debug('TLS handshake failed', { error: error.message, remote: socket.remoteAddress })
   })
-  server.on('clientError', (error, socket) => {
-    options.log.debug('malformed HTTP request', { error: error.message })
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    // A connection that sent no complete request in time is closed without an answer: browsers open
+    // spare connections ahead of need, and a 400 (or 408) written to one of them would be read as
+    // the answer to the request they later send on it. Closed, the client retries on a new one.
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT' || error.code === 'ECONNRESET') {
+      options.log.debug('connection closed without a complete request', { reason: error.message })
+      socket.destroy()
+      return
+    }
+    options.log.debug('malformed HTTP request', { error: error.message, code: error.code ?? '' })
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
     else socket.destroy()
   })
