@@ -30,17 +30,21 @@ export function createDriver(settings: EmulatorSettings, context: DriverContext)
     return tpm({ tpm: softwareTpm(context.tpms.get(device.credential.index).tpm), registrationId: device.registrationId })
   }
   return {
-    async provision(device, signal): Promise<ProvisionResult> {
-      const client = new ProvisioningClient({
-        idScope: settings.idScope,
-        transport: settings.transport,
-        globalEndpoint: settings.host,
-        port: settings.port,
-        security: security(device),
-        timeoutMs: REGISTER_TIMEOUT_MS,
-      })
+    async provision(device, signal, note): Promise<ProvisionResult> {
+      const client = new ProvisioningClient(
+        {
+          idScope: settings.idScope,
+          transport: settings.transport,
+          globalEndpoint: settings.host,
+          port: settings.port,
+          security: security(device),
+          timeoutMs: REGISTER_TIMEOUT_MS,
+        },
+        { onRetry: ({ attempt, delayMs, error }) => note(`retry ${attempt} in ${Math.round(delayMs)} ms: ${error.message}`) },
+      )
       try {
         const result = await client.register({ signal })
+        note(`${result.requests} request(s), ${result.retries} retried, over ${result.transport}`)
         return { status: 'assigned', assignedHub: result.assignedHub, deviceId: result.deviceId, ...(result.substatus === undefined ? {} : { substatus: result.substatus }) }
       } catch (error) {
         if (isDeviceError(error)) {

@@ -30,10 +30,20 @@ export type ProvisionResult =
 
 /** Where the devices' work is done: the device SDK behind a small seam (driver.ts). */
 export interface DeviceDriver {
-  provision(device: DeviceSpec, signal: AbortSignal): Promise<ProvisionResult>
+  /** Provisions the device; `note` adds a line to its log (retries, what the service said). */
+  provision(device: DeviceSpec, signal: AbortSignal, note: (text: string) => void): Promise<ProvisionResult>
   /** The twin of an assigned device, read from its hub (absent: twins are not read). */
   readTwin?(device: DeviceSpec, result: Extract<ProvisionResult, { status: 'assigned' }>, signal: AbortSignal): Promise<unknown>
 }
+
+/** One line of a device's log: milliseconds since the fleet started, and what happened. */
+export interface LogLine {
+  readonly atMs: number
+  readonly text: string
+}
+
+/** Lines kept per device (a device that retries for long keeps its first and latest lines). */
+export const MAX_LOG_LINES = 50
 
 export type DeviceStatus = 'pending' | 'registering' | 'assigned' | 'failed' | 'disabled' | 'error' | 'stopped'
 
@@ -51,6 +61,7 @@ export interface DeviceRow {
   twinStatus?: 'reading' | 'read' | 'error'
   twin?: unknown
   twinError?: string
+  readonly log: LogLine[]
 }
 
 export interface Clock {
@@ -80,6 +91,7 @@ export class Fleet {
   readonly #abort = new AbortController()
   readonly #listeners = new Set<(event: FleetEvent) => void>()
   #finished: Promise<void> | undefined
+  #t0 = 0
 
   constructor(private readonly options: FleetOptions) {
     if (!Number.isInteger(options.count) || options.count < 0) throw new RangeError('count must be a whole number')
@@ -100,7 +112,8 @@ export class Fleet {
   start(): Promise<void> {
     if (this.#finished !== undefined) return this.#finished
     this.#running = true
-    this.stats.restart(this.options.clock.now())
+    this.#t0 = this.options.clock.now()
+    this.stats.restart(this.#t0)
     this.#finished = new Promise<void>((resolve) => {
       const lanes = Math.min(this.options.concurrency, this.options.count)
       let open = lanes
@@ -168,20 +181,22 @@ export class Fleet {
     try {
       spec = this.options.device(index)
     } catch (error) {
-      const row: DeviceRow = { index, registrationId: `#${index}`, status: 'error', errorCode: errorCode(error), reason: message(error) }
+      const row: DeviceRow = { index, registrationId: `#${index}`, status: 'error', errorCode: errorCode(error), reason: message(error), log: [] }
+      this.#note(row, `could not be made: ${message(error)}`)
       this.rows[index] = row
       this.stats.record('error', row.errorCode, undefined, clock.now())
       this.#update(row)
       return
     }
-    const row: DeviceRow = { index, registrationId: spec.registrationId, status: 'registering' }
+    const row: DeviceRow = { index, registrationId: spec.registrationId, status: 'registering', log: [] }
     this.rows[index] = row
     this.stats.started()
+    this.#note(row, 'registering')
     this.#update(row)
     const startedAt = clock.now()
     let result: ProvisionResult
     try {
-      result = await driver.provision(spec, signal)
+      result = await driver.provision(spec, signal, (text) => this.#note(row, text))
     } catch (error) {
       const now = clock.now()
       if (signal.aborted) {
@@ -195,6 +210,7 @@ export class Fleet {
         row.latencyMs = now - startedAt
         this.stats.record('error', row.errorCode, row.latencyMs, now)
       }
+      this.#note(row, `${row.status}: ${row.reason}`)
       this.#update(row)
       return
     }
@@ -205,26 +221,36 @@ export class Fleet {
       row.assignedHub = result.assignedHub
       row.deviceId = result.deviceId
       this.stats.record('assigned', undefined, row.latencyMs, now)
+      this.#note(row, `assigned to ${result.assignedHub} as ${result.deviceId}${result.substatus === undefined ? '' : ` (${result.substatus})`} after ${Math.round(row.latencyMs)} ms`)
     } else {
       row.status = result.status
       if (result.errorCode !== undefined) row.errorCode = String(result.errorCode)
       row.reason = result.reason
       this.stats.record(result.status, row.errorCode, row.latencyMs, now)
+      this.#note(row, `${result.status}${row.errorCode === undefined ? '' : ` (${row.errorCode})`}: ${result.reason}`)
     }
     this.#update(row)
     if (result.status !== 'assigned' || !this.options.readTwins || driver.readTwin === undefined || signal.aborted) return
     row.twinStatus = 'reading'
+    this.#note(row, `reading the twin from ${result.assignedHub}`)
     this.#update(row)
     try {
       row.twin = await driver.readTwin(spec, result, signal)
       row.twinStatus = 'read'
       this.stats.twinRead(true)
+      this.#note(row, 'twin read')
     } catch (error) {
       row.twinStatus = 'error'
       row.twinError = signal.aborted ? 'stopped' : message(error)
       this.stats.twinRead(false)
+      this.#note(row, `twin not read: ${row.twinError}`)
     }
     this.#update(row)
+  }
+
+  #note(row: DeviceRow, text: string): void {
+    if (row.log.length >= MAX_LOG_LINES) row.log.splice(1, 1)
+    row.log.push({ atMs: this.options.clock.now() - this.#t0, text })
   }
 }
 

@@ -35,6 +35,8 @@ const errorsList = $('errors')
 const tbody = $('device-rows')
 const canvas = $<HTMLCanvasElement>('chart')
 const filter = $<HTMLSelectElement>('filter')
+/** The device whose log is shown (row index), if any. */
+let selected: number | undefined
 
 $('x509-note').textContent = X509_NOTE
 
@@ -145,6 +147,8 @@ async function start(settings: EmulatorSettings): Promise<void> {
   rowElements.clear()
   dirty.clear()
   tbody.replaceChildren()
+  selected = undefined
+  $('log-panel').hidden = true
   const current = new Fleet({
     count: settings.count,
     concurrency: settings.concurrency,
@@ -211,9 +215,35 @@ function repaint(): void {
     const row = fleet.rows[index]
     if (row !== undefined) renderRow(row)
   }
+  if (selected !== undefined && dirty.has(selected)) renderLog()
   dirty.clear()
   applyFilter()
 }
+
+function renderLog(): void {
+  const row = selected === undefined ? undefined : fleet?.rows[selected]
+  $('log-panel').hidden = row === undefined
+  if (row === undefined) return
+  $('log-device').textContent = row.registrationId
+  $('device-log').replaceChildren(
+    ...row.log.map((line) => {
+      const li = document.createElement('li')
+      const at = document.createElement('span')
+      at.className = 'at'
+      at.textContent = `${(line.atMs / 1000).toFixed(3)} s`
+      li.append(at, line.text)
+      return li
+    }),
+  )
+  for (const [index, tr] of rowElements) tr.classList.toggle('selected', index === selected)
+}
+
+tbody.addEventListener('click', (event) => {
+  const tr = (event.target as HTMLElement).closest('tr')
+  if (tr === null) return
+  for (const [index, el] of rowElements) if (el === tr) selected = index
+  renderLog()
+})
 
 function renderRow(row: DeviceRow): void {
   let tr = rowElements.get(row.index)

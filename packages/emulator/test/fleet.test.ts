@@ -62,13 +62,15 @@ describe('Fleet', () => {
     expect(fleet.stats.twinsRead).toBe(7)
     expect(twins.sort()).toEqual(['d-0', 'd-1', 'd-2', 'd-3', 'd-4', 'd-5', 'd-6'])
     expect(fleet.rows[4]).toMatchObject({ status: 'assigned', assignedHub: 'hub', deviceId: 'd-4', twinStatus: 'read', twin: { desired: { from: 'd-4' } } })
+    expect(fleet.rows[4]!.log.map((l) => l.text)).toEqual(['registering', 'assigned to hub as d-4 after 300 ms', 'reading the twin from hub', 'twin read'])
     expect(fleet.running).toBe(false)
   })
 
   it('counts refusals and errors by code, with the reason on the row', async () => {
     const clock = new ManualClock()
     const driver: DeviceDriver = {
-      async provision(s) {
+      async provision(s, _signal, note) {
+        note('retry 1 in 1000 ms: throttled')
         clock.t += 50
         if (s.index === 0) return { status: 'failed', errorCode: 401002, reason: 'Unauthorized' }
         if (s.index === 1) return { status: 'disabled', reason: 'enrollment disabled' }
@@ -81,6 +83,13 @@ describe('Fleet', () => {
     expect(Object.fromEntries(fleet.stats.byErrorCode)).toEqual({ '401002': 1, TRANSPORT_CLOSED: 2 })
     expect(fleet.rows[0]).toMatchObject({ status: 'failed', errorCode: '401002', reason: 'Unauthorized', latencyMs: 50 })
     expect(fleet.rows[3]).toMatchObject({ status: 'error', errorCode: 'TRANSPORT_CLOSED', reason: 'socket closed' })
+    // Each device keeps a log: when (ms since start) and what happened.
+    expect(fleet.rows[0]!.log).toEqual([
+      { atMs: 0, text: 'registering' },
+      { atMs: 0, text: 'retry 1 in 1000 ms: throttled' },
+      { atMs: 50, text: 'failed (401002): Unauthorized' },
+    ])
+    expect(fleet.rows[3]!.log.at(-1)).toEqual({ atMs: 200, text: 'error: socket closed' })
   })
 
   it('stop aborts the devices at work and starts no more', async () => {
