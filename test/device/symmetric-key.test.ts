@@ -14,7 +14,7 @@ function portOf(transport: TransportName): number {
   return transport === 'mqtt' ? p.mqtt : transport === 'amqp' ? p.amqp! : p.https
 }
 
-export function client(transport: TransportName, security: SecurityProvider): ProvisioningClient {
+function client(transport: TransportName, security: SecurityProvider): ProvisioningClient {
   return new ProvisioningClient({
     idScope: server.endpoints.idScope,
     globalEndpoint: 'localhost',
@@ -84,5 +84,36 @@ describe.each(TRANSPORTS)('@provisio/device over %s with a symmetric key', (tran
     expect(e.transient).toBe(false)
     // HTTP and AMQP carry the DPS error body; MQTT refuses at CONNECT (return code 5) without one.
     if (transport === 'http' || transport.startsWith('amqp')) expect(e.errorCode ?? 401002).toBe(401002)
+  })
+})
+
+describe('@provisio/device over http with a caller-supplied fetch (the browser entry\'s code path)', () => {
+  it('sends every request through the given WHATWG fetch', async () => {
+    // Node's own fetch (undici) trusting the test CA: its Agent class is reachable through the
+    // global dispatcher once a first fetch has made it.
+    await fetch('http://127.0.0.1:1/').catch(() => undefined)
+    const Agent = (globalThis as unknown as Record<symbol, { constructor: new (o: unknown) => unknown }>)[Symbol.for('undici.globalDispatcher.1')]!.constructor
+    const dispatcher = new Agent({ connect: { ca: server.caPem } })
+    const urls: string[] = []
+    const viaFetch = ((url: string, init: RequestInit) => {
+      urls.push(`${init.method} ${new URL(url).pathname}`)
+      return fetch(url, { ...init, dispatcher } as RequestInit)
+    }) as never
+    const key = randomBytes(32).toString('base64')
+    await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
+      registrationId: 'sdk-fetch',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key, secondaryKey: randomBytes(32).toString('base64') } },
+    })
+    const result = await new ProvisioningClient({
+      idScope: server.endpoints.idScope,
+      globalEndpoint: 'localhost',
+      port: server.port,
+      transport: 'http',
+      security: symmetricKey({ registrationId: 'sdk-fetch', key }),
+      fetch: viaFetch,
+    }).register()
+    expect(result.deviceId).toBe('sdk-fetch')
+    expect(urls[0]).toBe(`PUT /${server.endpoints.idScope}/registrations/sdk-fetch/register`)
+    expect(urls.slice(1).every((u) => u.startsWith(`GET /${server.endpoints.idScope}/registrations/sdk-fetch/operations/`))).toBe(true)
   })
 })

@@ -35,3 +35,33 @@ export function trustCaOnPort(port: number, ca: string): () => void {
     tls.connect = original
   }
 }
+
+/**
+ * Sends mqtt.js's MQTTS connections to port 8883 (the only port azure-iot-device's `Mqtt` transport
+ * dials: it builds `mqtts://<host>`) to the test server's MQTT port on loopback, trusting `ca`.
+ * The TLS server name stays the hub host name the SDK dialled, so hubs need no DNS entry and the
+ * server still sees the SNI. mqtt.js calls `tls.connect(options)` with one object. Returns the
+ * function that undoes it.
+ */
+export function redirectMqtts(server: { readonly endpoints: { readonly ports: { readonly mqtt: number } }; readonly caPem: string }): () => void {
+  const original = tls.connect
+  tls.connect = ((...args: unknown[]) => {
+    const first = args[0] as TlsModule.ConnectionOptions | undefined
+    if (args.length === 1 && typeof first === 'object' && first !== null && Number(first.port) === 8883) {
+      const host = first.host ?? 'localhost'
+      return original({ ...first, host: '127.0.0.1', port: server.endpoints.ports.mqtt, servername: first.servername ?? host, ca: server.caPem })
+    }
+    return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)
+  }) as typeof tls.connect
+  return () => {
+    tls.connect = original
+  }
+}
+
+/** An https.Agent for clients of a hub host name (REST, WebSockets): every connection goes to the server's HTTPS port on loopback, whatever the host, so hub names need no DNS entry. */
+export function loopbackHttpsAgent(server: { readonly port: number; readonly caPem: string }): HttpsModule.Agent {
+  const agent = new https.Agent({ keepAlive: false })
+  ;(agent as unknown as { createConnection: (options: TlsModule.ConnectionOptions, callback?: () => void) => TlsModule.TLSSocket }).createConnection = (options, callback) =>
+    tls.connect({ ...options, host: '127.0.0.1', port: server.port, ca: server.caPem, servername: 'localhost' }, callback)
+  return agent
+}

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
+import { PassThrough } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { simulateCommand, percentile } from '@provisio/server'
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
 let dataDir: string
@@ -101,6 +103,29 @@ describe('provisio simulate', () => {
     expect(r.stdout).toMatch(/failed\s+3\n/)
     expect(r.stdout).toMatch(/failures by code:\n\s+REFUSED\/401002\s+3\n/)
     expect(r.stdout).toMatch(/e\.g\. stranger-\d: register: the service answered 401/)
+  })
+
+  it('draws a progress bar on a terminal (in-process, stderr marked as a TTY)', async () => {
+    const out = new PassThrough()
+    const err = new PassThrough()
+    let stdoutText = ''
+    let stderrText = ''
+    out.on('data', (c: Buffer) => (stdoutText += c.toString()))
+    err.on('data', (c: Buffer) => (stderrText += c.toString()))
+    const code = await simulateCommand(['--data-dir', dataDir, '--devices', '4', '--concurrency', '2', '--transport', 'amqp-ws', '--create-group', '--prefix', 'tty-'], { stdout: out, stderr: err, stderrIsTty: true })
+    expect(code).toBe(0)
+    // One redrawn line per device, ending with the full bar and a newline.
+    const frames = stderrText.split('\r').filter((f) => f.startsWith('['))
+    expect(frames.length).toBe(4)
+    expect(frames.at(-1)).toMatch(/^\[#{30}\] 4\/4 ok 4 failed 0 [\d.]+\/s\n$/)
+    expect(stdoutText).toMatch(/^Simulated 4 devices \(symmetric over amqp-ws, concurrency 2\)\n\s+assigned\s+4\n/)
+  })
+
+  it('computes nearest-rank percentiles', () => {
+    const values = Array.from({ length: 100 }, (_, i) => i + 1)
+    expect([percentile(values, 50), percentile(values, 95), percentile(values, 99), percentile(values, 100)]).toEqual([50, 95, 99, 100])
+    expect(percentile([7], 99)).toBe(7)
+    expect(percentile([], 50)).toBe(0)
   })
 
   it('refuses bad usage with exit code 2 and the reason', () => {

@@ -19,14 +19,15 @@ import { MqttDecoder, encodePacket, type MqttConnackPacket, type MqttConnectPack
 export interface HubDeviceApi {
   /**
    * Admits a device to the hub named in its username (or refuses it, throwing). Returns the
-   * canonical hub host name and device id.
+   * canonical hub host name and device id, and when its credentials expire (a SAS token's `se`):
+   * the session closes the connection then, as IoT Hub does.
    */
   authenticate(request: {
     readonly hostName: string
     readonly deviceId: string
     readonly sasToken?: string
     readonly clientCertificates?: readonly Uint8Array[]
-  }): Promise<{ readonly hostName: string; readonly deviceId: string }>
+  }): Promise<{ readonly hostName: string; readonly deviceId: string; readonly expiresAtMs?: number }>
   /** The twin's properties as a device reads them: `{ desired, reported }`, each with `$version`. */
   getTwin(hostName: string, deviceId: string): Promise<{ readonly desired: Record<string, unknown>; readonly reported: Record<string, unknown> }>
   /** Merge-patches reported properties; returns the new reported `$version`. */
@@ -86,6 +87,7 @@ export class HubMqttSession {
   readonly #openedAtMs: number
   #lastPacketAtMs: number
   #keepAliveMs = 0
+  #expiresAtMs: number | undefined
   #hostName: string | undefined
   #deviceId: string | undefined
   /** Granted QoS per served subscription. */
@@ -148,7 +150,16 @@ export class HubMqttSession {
     }
     if (this.#keepAliveMs > 0 && now - this.#lastPacketAtMs > this.#keepAliveMs * 1.5) {
       this.#close('KEEPALIVE_TIMEOUT', `no packet for ${now - this.#lastPacketAtMs} ms; keep-alive is ${this.#keepAliveMs / 1000} s (limit 1.5×)`)
+      return
     }
+    if (this.#state === 'connected' && this.#expiresAtMs !== undefined && now >= this.#expiresAtMs) {
+      this.#close('CREDENTIALS_EXPIRED', `the SAS token of ${this.#deviceId} expired at ${this.#expiresAtMs / 1000} (unix seconds); the device reconnects with a new one`)
+    }
+  }
+
+  /** The device's identity was disabled or deleted: the connection ends with the reason. */
+  revoke(reason: string): void {
+    this.#close('IDENTITY_REVOKED', reason)
   }
 
   /**
@@ -222,6 +233,7 @@ export class HubMqttSession {
           if (this.#state !== 'authenticating') return
           this.#hostName = admitted.hostName
           this.#deviceId = admitted.deviceId
+          this.#expiresAtMs = admitted.expiresAtMs
           this.#state = 'connected'
           // Nothing is kept between connections: sessionPresent is 0 even for clean=0 (MQTT-3.2.2-2 allows it).
           this.#send({ cmd: 'connack', returnCode: 0, sessionPresent: false })

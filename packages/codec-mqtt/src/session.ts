@@ -76,6 +76,10 @@ export type MqttCloseCode =
   | 'CONNECT_TIMEOUT'
   /** Nothing received for 1.5 × keep-alive (MQTT-3.1.2-24). */
   | 'KEEPALIVE_TIMEOUT'
+  /** Hub dialect: the device's identity was disabled or deleted while it was connected. */
+  | 'IDENTITY_REVOKED'
+  /** Hub dialect: the SAS token the device connected with expired (IoT Hub closes the connection). */
+  | 'CREDENTIALS_EXPIRED'
   /** A bug: an exception inside the session. */
   | 'INTERNAL_ERROR'
 

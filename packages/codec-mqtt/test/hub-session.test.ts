@@ -184,6 +184,28 @@ describe('CONNECT', () => {
   })
 })
 
+describe('credentials and identity during a connection', () => {
+  it('closes when the SAS token the device connected with expires (CREDENTIALS_EXPIRED), on the tick after', async () => {
+    const h = harness({ api: { authenticate: async (r) => ({ hostName: r.hostName, deviceId: r.deviceId, expiresAtMs: 1_700_000_060_000 }) } })
+    await h.connect({ keepalive: 0 })
+    h.advance(59_000)
+    h.session.tick()
+    expect(h.closes).toHaveLength(0)
+    h.advance(1_000)
+    h.session.tick()
+    expect(h.closes).toEqual([{ code: 'CREDENTIALS_EXPIRED', reason: expect.stringMatching(/dev-1 expired at 1700000060/) }])
+  })
+
+  it('closes with IDENTITY_REVOKED and the reason when the adapter revokes the device', async () => {
+    const h = harness()
+    await h.connect()
+    h.session.revoke('device dev-1 was disabled on hub hub.example')
+    expect(h.closes).toEqual([{ code: 'IDENTITY_REVOKED', reason: 'device dev-1 was disabled on hub hub.example' }])
+    h.send({ cmd: 'pingreq' })
+    expect(h.out.at(-1)).toEqual({ cmd: 'connack', returnCode: 0, sessionPresent: false })
+  })
+})
+
 describe('subscriptions', () => {
   it('grants the twin, desired, methods and own C2D filters (QoS ≤ 1) and fails the rest', async () => {
     const h = harness()

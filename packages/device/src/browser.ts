@@ -30,3 +30,8 @@ export function x509(_options: { cert: string; key: string; registrationId?: str
   throw new DeviceError('UNSUPPORTED', 'X.509 attestation is not supported in browsers: a page cannot present a TLS client certificate. Use the Node entry of @provisio/device.')
 }
 
+
+/** Not available in browsers (always throws DeviceError UNSUPPORTED): use softwareTpm(seed), or commandTpm(execute) with your own channel. */
+export function tpmSimulator(_options?: { host?: string; port?: number }): never {
+  throw new DeviceError('UNSUPPORTED', 'a TPM simulator over TCP is not reachable from a browser; use softwareTpm(seed) or commandTpm(execute)')
+}

@@ -153,6 +153,7 @@ export class ProvisioningClientCore {
   async register(options: RegisterOptions = {}): Promise<RegistrationResult> {
     const o = this.#options
     const timeoutMs = options.timeoutMs ?? o.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new DeviceError('INVALID_ARGUMENT', `register: timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`)
     const { signal, dispose } = deadlineSignal(options.signal, Date.now() + timeoutMs, 'register')
     try {
       return await this.#register(options, signal)

@@ -37,3 +37,4 @@ export {
   type DeviceTwinDocument,
   type TelemetryOptions,
 } from './hub.js'
+export { commandTpm, TpmResponseError, type TpmExecute } from './tpm-commands.js'

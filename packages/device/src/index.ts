@@ -11,6 +11,7 @@ import { nodePlatform } from './node/platform.js'
 import type { X509Security } from './security.js'
 
 export * from './common.js'
+export { tpmSimulator, type TpmSimulatorOptions } from './node/tpm-simulator.js'
 
 /** Connects a provisioned device to its hub over MQTT (see HubClient). */
 export function connectHub(options: HubClientOptions): Promise<HubClient> {

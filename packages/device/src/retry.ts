@@ -4,6 +4,8 @@
  */
 import { DeviceError } from './errors.js'
 
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** How transient failures (429, 5xx, dropped connections) are retried. */
 export interface RetryPolicy {
   /** First backoff step in ms (default 1000). */
@@ -85,10 +87,17 @@ export function deadlineSignal(parent: AbortSignal | undefined, deadlineAt: numb
   const onParent = () => controller.abort(parent?.reason)
   if (parent?.aborted) controller.abort(parent.reason)
   else parent?.addEventListener('abort', onParent, { once: true })
-  const timer = setTimeout(
-    () => controller.abort(new DeviceError('DEADLINE_EXCEEDED', `${what}: the deadline passed`)),
-    Math.max(0, deadlineAt - Date.now()),
-  )
+  // setTimeout fires at once past 2^31-1 ms: a longer (or infinite) deadline waits that long at most, then re-arms.
+  let timer: ReturnType<typeof setTimeout>
+  const arm = () => {
+    const left = deadlineAt - Date.now()
+    if (left <= 0) {
+      controller.abort(new DeviceError('DEADLINE_EXCEEDED', `${what}: the deadline passed`))
+      return
+    }
+    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS))
+  }
+  arm()
   return {
     signal: controller.signal,
     dispose() {

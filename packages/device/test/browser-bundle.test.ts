@@ -31,6 +31,25 @@ describe('browser entry', () => {
     expect(text).not.toMatch(/from\s*["']node:/)
   }, 120_000)
 
+  // With the "source" condition too (as the workspace's Vite and vitest configs set it): the
+  // browser branch must win over the top-level "source" (src/index.ts, the Node entry).
+  it('a bare "@provisio/device" import resolves to the browser entry under the browser condition', async () => {
+    const conditions = ['source', 'browser']
+    const result = await build({
+      stdin: { contents: "import { ProvisioningClient, x509 } from '@provisio/device'; console.log(ProvisioningClient, x509)", resolveDir: fileURLToPath(new URL('.', import.meta.url)), loader: 'ts' },
+      bundle: true,
+      write: false,
+      platform: 'browser',
+      format: 'esm',
+      conditions,
+      metafile: true,
+      logLevel: 'silent',
+    })
+    const inputs = Object.keys(result.metafile.inputs)
+    expect(inputs.some((f) => /(^|\/)(src\/browser\.ts|dist\/browser\.js)$/.test(f))).toBe(true)
+    expect(inputs.some((f) => /^\.\.\/(src|dist)\/index\.(ts|js)$/.test(f))).toBe(false)
+  }, 120_000)
+
   it('the Node entry does not bundle for a browser (the check above can fail)', async () => {
     await expect(bundle('index.ts')).rejects.toThrow(/node:/)
   }, 120_000)

@@ -12,7 +12,7 @@
 import { base64Encode, base64UrlEncode } from '@provisio/crypto'
 import { ProvisioError, etagMatches, formatDpsTimestamp, validateDeviceId } from '@provisio/protocol'
 import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceSpec, DeviceTwin, TwinPatch } from '@provisio/protocol'
-import type { HubStore } from './types.js'
+import type { HubDeviceRecord, HubStore, HubWriteCondition } from './types.js'
 
 /** Ports of a hub. */
 export interface HubPorts {
@@ -22,6 +22,8 @@ export interface HubPorts {
 }
 
 const LIST_LIMIT_MAX = 1000
+/** Conditional writes tried before a contended record is reported as unavailable. */
+const MAX_WRITE_ATTEMPTS = 16
 
 /**
  * A change of a device's desired properties, as the hub pushes it to a connected device
@@ -36,9 +38,19 @@ export interface DesiredChange {
   readonly patch: Record<string, unknown>
 }
 
+/** A device identity was disabled or deleted: connections it holds should end. */
+export interface IdentityRevoked {
+  readonly hostName: string
+  readonly deviceId: string
+  readonly why: 'disabled' | 'deleted'
+}
+
 /** One embedded hub. */
 export class EmbeddedHub {
   readonly #desiredListeners = new Set<(change: DesiredChange) => void>()
+  readonly #revokedListeners = new Set<(event: IdentityRevoked) => void>()
+  /** Per record key: the end of the queue of writers waiting for their turn. */
+  readonly #turns = new Map<string, Promise<void>>()
 
   constructor(
     readonly hostName: string,
@@ -53,6 +65,22 @@ export class EmbeddedHub {
   onDesiredChange(listener: (change: DesiredChange) => void): () => void {
     this.#desiredListeners.add(listener)
     return () => void this.#desiredListeners.delete(listener)
+  }
+
+  /** Subscribes to identities disabled or deleted through this object (in-process, like desired changes). */
+  onIdentityRevoked(listener: (event: IdentityRevoked) => void): () => void {
+    this.#revokedListeners.add(listener)
+    return () => void this.#revokedListeners.delete(listener)
+  }
+
+  #emitRevoked(event: IdentityRevoked): void {
+    for (const listener of this.#revokedListeners) {
+      try {
+        listener(event)
+      } catch {
+        // As for desired changes: the write stands, the other listeners still hear of it.
+      }
+    }
   }
 
   #emitDesired(twin: DeviceTwin, patch: TwinPatch, replace: boolean): void {
@@ -88,50 +116,99 @@ export class EmbeddedHub {
     const idError = validateDeviceId(spec.deviceId)
     if (idError) throw idError
     const key = spec.deviceId.toLowerCase()
-    const now = this.#now()
-    const existing = await this.ports.store.get(this.hostName, key)
-    // Registry semantics: create refuses an existing id (409), update needs an existing one (404).
-    if (options.ifNoneMatch === true && existing !== undefined) {
-      throw new ProvisioError('CONFLICT', `device ${JSON.stringify(spec.deviceId)} already exists on hub ${this.hostName}`)
+    return this.#readModifyWrite(key, `device ${spec.deviceId}`, (existing) => {
+      const now = this.#now()
+      // Registry semantics: create refuses an existing id (409), update needs an existing one (404).
+      if (options.ifNoneMatch === true && existing !== undefined) {
+        throw new ProvisioError('CONFLICT', `device ${JSON.stringify(spec.deviceId)} already exists on hub ${this.hostName}`)
+      }
+      if (options.ifMatch !== undefined && existing === undefined) {
+        throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(spec.deviceId)} does not exist on hub ${this.hostName}`)
+      }
+      checkIfMatch(options.ifMatch, existing?.device.etag, `device ${spec.deviceId}`)
+      const status = spec.status ?? existing?.device.status ?? 'enabled'
+      const authentication = normaliseAuth(spec.authentication, this.ports.random)
+      const iotEdge = spec.capabilities?.iotEdge ?? existing?.device.capabilities.iotEdge ?? false
+      const device: DeviceIdentity = {
+        deviceId: existing?.device.deviceId ?? spec.deviceId,
+        generationId: existing?.device.generationId ?? this.#generationId(),
+        etag: this.#etag(),
+        status,
+        statusUpdatedTime: existing !== undefined && existing.device.status === status ? existing.device.statusUpdatedTime : now,
+        connectionState: existing?.device.connectionState ?? 'Disconnected',
+        connectionStateUpdatedTime: existing?.device.connectionStateUpdatedTime ?? '0001-01-01T00:00:00Z',
+        lastActivityTime: existing?.device.lastActivityTime ?? '0001-01-01T00:00:00Z',
+        cloudToDeviceMessageCount: existing?.device.cloudToDeviceMessageCount ?? 0,
+        authentication,
+        capabilities: { iotEdge },
+      }
+      const twin: DeviceTwin = existing?.twin ?? {
+        deviceId: device.deviceId,
+        etag: this.#etag(),
+        version: 1,
+        status,
+        authenticationType: authentication.type,
+        capabilities: { iotEdge },
+        tags: {},
+        properties: { desired: { $version: 1 }, reported: { $version: 1 } },
+      }
+      twin.status = status
+      twin.authenticationType = authentication.type
+      twin.capabilities = { iotEdge }
+      const replace = existing !== undefined && options.replaceTwin === true
+      if (options.twin !== undefined) this.#applyTwinPatch(twin, options.twin, replace)
+      const patch = options.twin
+      const after = () => {
+        if (existing !== undefined && patch !== undefined) this.#emitDesired(twin, patch, replace)
+        if (status !== 'enabled') this.#emitRevoked({ hostName: this.hostName, deviceId: device.deviceId, why: 'disabled' })
+      }
+      return { record: { device, twin }, result: device, after }
+    })
+  }
+
+  /**
+   * Reads the record, lets `step` decide what to write, and writes it only if nobody wrote the
+   * record in between (etag condition); otherwise reads again. `step` must not have side effects
+   * beyond its return value (it may run more than once); `after` runs once, after the write.
+   */
+  async #readModifyWrite<T>(
+    key: string,
+    what: string,
+    step: (existing: HubDeviceRecord | undefined) => { record?: HubDeviceRecord; result: T; after?: () => void },
+  ): Promise<T> {
+    // Writers of one record in this process take turns; the etag condition covers other instances.
+    const previous = this.#turns.get(key)
+    let release!: () => void
+    const mine = new Promise<void>((resolve) => (release = resolve))
+    const tail = (previous ?? Promise.resolve()).then(() => mine)
+    this.#turns.set(key, tail)
+    if (previous !== undefined) await previous
+    try {
+      return await this.#attempts(key, what, step)
+    } finally {
+      release()
+      if (this.#turns.get(key) === tail) this.#turns.delete(key)
     }
-    if (options.ifMatch !== undefined && existing === undefined) {
-      throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(spec.deviceId)} does not exist on hub ${this.hostName}`)
+  }
+
+  async #attempts<T>(
+    key: string,
+    what: string,
+    step: (existing: HubDeviceRecord | undefined) => { record?: HubDeviceRecord; result: T; after?: () => void },
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const existing = await this.ports.store.get(this.hostName, key)
+      const condition: HubWriteCondition = existing === undefined ? { absent: true } : { deviceEtag: existing.device.etag, twinEtag: existing.twin.etag }
+      const out = step(existing)
+      if (out.record === undefined) return out.result
+      if (await this.ports.store.put(this.hostName, key, out.record, condition)) {
+        out.after?.()
+        return out.result
+      }
+      if (attempt >= MAX_WRITE_ATTEMPTS) {
+        throw new ProvisioError('SERVICE_UNAVAILABLE', `${what} on hub ${this.hostName} changed under ${MAX_WRITE_ATTEMPTS} attempts in a row to write it`, { retryAfterSeconds: 1 })
+      }
     }
-    checkIfMatch(options.ifMatch, existing?.device.etag, `device ${spec.deviceId}`)
-    const status = spec.status ?? existing?.device.status ?? 'enabled'
-    const authentication = normaliseAuth(spec.authentication, this.ports.random)
-    const iotEdge = spec.capabilities?.iotEdge ?? existing?.device.capabilities.iotEdge ?? false
-    const device: DeviceIdentity = {
-      deviceId: existing?.device.deviceId ?? spec.deviceId,
-      generationId: existing?.device.generationId ?? this.#generationId(),
-      etag: this.#etag(),
-      status,
-      statusUpdatedTime: existing !== undefined && existing.device.status === status ? existing.device.statusUpdatedTime : now,
-      connectionState: existing?.device.connectionState ?? 'Disconnected',
-      connectionStateUpdatedTime: existing?.device.connectionStateUpdatedTime ?? '0001-01-01T00:00:00Z',
-      lastActivityTime: existing?.device.lastActivityTime ?? '0001-01-01T00:00:00Z',
-      cloudToDeviceMessageCount: existing?.device.cloudToDeviceMessageCount ?? 0,
-      authentication,
-      capabilities: { iotEdge },
-    }
-    const twin: DeviceTwin = existing?.twin ?? {
-      deviceId: device.deviceId,
-      etag: this.#etag(),
-      version: 1,
-      status,
-      authenticationType: authentication.type,
-      capabilities: { iotEdge },
-      tags: {},
-      properties: { desired: { $version: 1 }, reported: { $version: 1 } },
-    }
-    twin.status = status
-    twin.authenticationType = authentication.type
-    twin.capabilities = { iotEdge }
-    const replace = existing !== undefined && options.replaceTwin === true
-    if (options.twin !== undefined) this.#applyTwinPatch(twin, options.twin, replace)
-    await this.ports.store.put(this.hostName, key, { device, twin })
-    if (existing !== undefined && options.twin !== undefined) this.#emitDesired(twin, options.twin, replace)
-    return device
   }
 
   async getDevice(deviceId: string): Promise<DeviceIdentity | undefined> {
@@ -147,7 +224,9 @@ export class EmbeddedHub {
       if (existing === undefined) return false
       checkIfMatch(options.ifMatch, existing.device.etag, `device ${deviceId}`)
     }
-    return this.ports.store.delete(this.hostName, key)
+    const deleted = await this.ports.store.delete(this.hostName, key)
+    if (deleted) this.#emitRevoked({ hostName: this.hostName, deviceId, why: 'deleted' })
+    return deleted
   }
 
   /** Devices in id order, `limit` at a time after the device id `after`. */
@@ -171,14 +250,13 @@ export class EmbeddedHub {
    */
   async updateTwin(deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace?: boolean } = {}): Promise<DeviceTwin> {
     const key = deviceId.toLowerCase()
-    const record = await this.ports.store.get(this.hostName, key)
-    if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
-    checkIfMatch(options.ifMatch, record.twin.etag, `twin of ${deviceId}`)
-    if (this.#applyTwinPatch(record.twin, patch, options.replace === true)) {
-      await this.ports.store.put(this.hostName, key, record)
-      this.#emitDesired(record.twin, patch, options.replace === true)
-    }
-    return record.twin
+    const replace = options.replace === true
+    return this.#readModifyWrite(key, `twin of ${deviceId}`, (record) => {
+      if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
+      checkIfMatch(options.ifMatch, record.twin.etag, `twin of ${deviceId}`)
+      if (!this.#applyTwinPatch(record.twin, patch, replace)) return { result: record.twin }
+      return { record, result: record.twin, after: () => this.#emitDesired(record.twin, patch, replace) }
+    })
   }
 
   /** Applies tags / desired properties to `twin`; bumps versions and etag. Returns whether anything changed. */
@@ -209,9 +287,6 @@ export class EmbeddedHub {
    * properties. Keys starting with `$` are IoT Hub's own and are refused. Returns the new `$version`.
    */
   async patchReported(deviceId: string, patch: Record<string, unknown>): Promise<number> {
-    const key = deviceId.toLowerCase()
-    const record = await this.ports.store.get(this.hostName, key)
-    if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
     for (const name of Object.keys(patch)) {
       if (name.startsWith('$')) {
         throw new ProvisioError('VALIDATION_FAILED', `reported property ${JSON.stringify(name.slice(0, 64))} starts with "$", which IoT Hub reserves`, {
@@ -219,13 +294,16 @@ export class EmbeddedHub {
         })
       }
     }
-    const { $version: version, ...current } = record.twin.properties.reported
-    const next = version + 1
-    record.twin.properties.reported = { ...mergePatch(current, patch), $version: next }
-    record.twin.version += 1
-    record.twin.etag = this.#etag()
-    await this.ports.store.put(this.hostName, key, record)
-    return next
+    const key = deviceId.toLowerCase()
+    return this.#readModifyWrite(key, `twin of ${deviceId}`, (record) => {
+      if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
+      const { $version: version, ...current } = record.twin.properties.reported
+      const next = version + 1
+      record.twin.properties.reported = { ...mergePatch(current, patch), $version: next }
+      record.twin.version += 1
+      record.twin.etag = this.#etag()
+      return { record, result: next }
+    })
   }
 
   #now(): string {

@@ -1,4 +1,4 @@
-import type { HubDeviceRecord, HubStore } from './types.js'
+import type { HubDeviceRecord, HubStore, HubWriteCondition } from './types.js'
 
 /** A HubStore in memory (library use and tests). Records are copied in and out. */
 export class MemoryHubStore implements HubStore {
@@ -16,8 +16,13 @@ export class MemoryHubStore implements HubStore {
     return r === undefined ? undefined : structuredCopy(r)
   }
 
-  async put(hub: string, deviceKey: string, record: HubDeviceRecord): Promise<void> {
+  async put(hub: string, deviceKey: string, record: HubDeviceRecord, condition?: HubWriteCondition): Promise<boolean> {
+    const current = this.#hub(hub).get(deviceKey)
+    if (condition !== undefined) {
+      if ('absent' in condition ? current !== undefined : current === undefined || current.device.etag !== condition.deviceEtag || current.twin.etag !== condition.twinEtag) return false
+    }
     this.#hub(hub).set(deviceKey, structuredCopy(record))
+    return true
   }
 
   async delete(hub: string, deviceKey: string): Promise<boolean> {

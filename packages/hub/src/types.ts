@@ -13,10 +13,19 @@ export interface HubDeviceRecord {
   twin: DeviceTwin
 }
 
+/**
+ * When a write may happen: only if no record exists (`absent`), or only if the stored record still
+ * carries these etags (both change on every write of their part). Lets read-modify-write callers
+ * (a device patching reported properties while the service patches desired ones, possibly on
+ * another instance) detect that they lost a race and retry instead of overwriting.
+ */
+export type HubWriteCondition = { readonly absent: true } | { readonly deviceEtag: string; readonly twinEtag: string }
+
 /** Persistence of one hub's registry (keys are lower-cased device ids: ids are case-insensitive). */
 export interface HubStore {
   get(hubHostName: string, deviceKey: string): Promise<HubDeviceRecord | undefined>
-  put(hubHostName: string, deviceKey: string, record: HubDeviceRecord): Promise<void>
+  /** Writes the record (unconditionally, or only when `condition` holds); returns whether it was written. */
+  put(hubHostName: string, deviceKey: string, record: HubDeviceRecord, condition?: HubWriteCondition): Promise<boolean>
   delete(hubHostName: string, deviceKey: string): Promise<boolean>
   list(hubHostName: string, options: { after?: string; limit: number }): Promise<HubDeviceRecord[]>
 }

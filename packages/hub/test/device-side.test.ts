@@ -56,6 +56,20 @@ describe('desired-property change events', () => {
   })
 })
 
+describe('identity revocation events', () => {
+  it('tells listeners when an identity is disabled or deleted, not when it stays enabled', async () => {
+    const h = hub()
+    const seen: string[] = []
+    h.onIdentityRevoked((e) => seen.push(`${e.deviceId} ${e.why}`))
+    await h.createOrUpdateDevice({ deviceId: 'Dev', authentication: { type: 'sas' } })
+    await h.createOrUpdateDevice({ deviceId: 'dev', status: 'enabled', authentication: { type: 'sas' } })
+    await h.createOrUpdateDevice({ deviceId: 'dev', status: 'disabled', authentication: { type: 'sas' } })
+    await h.deleteDevice('DEV')
+    expect(await h.deleteDevice('dev')).toBe(false)
+    expect(seen).toEqual(['Dev disabled', 'DEV deleted'])
+  })
+})
+
 describe('reported properties from the device', () => {
   it('merge-patches and bumps $version, twin version and etag', async () => {
     const h = hub()
@@ -75,6 +89,52 @@ describe('reported properties from the device', () => {
     expect(await refusal(h.patchReported('d', { $version: 9 }))).toMatchObject({ code: 'VALIDATION_FAILED' })
     expect(await refusal(h.patchReported('nobody', { a: 1 }))).toMatchObject({ code: 'NOT_FOUND' })
     expect((await h.getTwin('d'))?.properties.reported).toEqual({ $version: 1 })
+  })
+})
+
+describe('concurrent writers of one twin', () => {
+  it('a device reporting while the service patches desired loses neither write (conditional writes, retried)', async () => {
+    const h = hub()
+    await h.createOrUpdateDevice({ deviceId: 'd', authentication: { type: 'sas' } })
+    const seen: number[] = []
+    h.onDesiredChange((c) => seen.push(c.version))
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => [h.updateTwin('d', { properties: { desired: { [`s${i}`]: i } } }), h.patchReported('d', { [`r${i}`]: i })]).flat(),
+    )
+    const twin = await h.getTwin('d')
+    for (let i = 0; i < 20; i++) {
+      expect(twin?.properties.desired[`s${i}`]).toBe(i)
+      expect(twin?.properties.reported[`r${i}`]).toBe(i)
+    }
+    expect(twin?.properties.desired.$version).toBe(21)
+    expect(twin?.properties.reported.$version).toBe(21)
+    expect(twin?.version).toBe(41)
+    // One event per desired write, each with its own version.
+    expect([...seen].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2))
+  })
+
+  it('two instances on one store writing the same twin at once lose nothing (etag-conditional writes, retried)', async () => {
+    const store = new MemoryHubStore()
+    let r = 3
+    const ports = { store, clock: { now: () => NOW }, random: { bytes: (n: number) => Uint8Array.from({ length: n }, () => (r = (r * 1103515245 + 12345) & 0xffff) & 0xff) } }
+    const a = new EmbeddedHub('hub.example', ports)
+    const b = new EmbeddedHub('hub.example', ports)
+    await a.createOrUpdateDevice({ deviceId: 'd', authentication: { type: 'sas' } })
+    await Promise.all(Array.from({ length: 10 }, (_, i) => [a.updateTwin('d', { properties: { desired: { [`s${i}`]: i } } }), b.patchReported('d', { [`r${i}`]: i })]).flat())
+    const twin = await a.getTwin('d')
+    expect(Object.keys(twin!.properties.desired).filter((k) => k.startsWith('s'))).toHaveLength(10)
+    expect(Object.keys(twin!.properties.reported).filter((k) => k.startsWith('r'))).toHaveLength(10)
+    expect(twin?.version).toBe(21)
+  })
+
+  it('a record that keeps changing is reported as unavailable, not overwritten', async () => {
+    const store = new MemoryHubStore()
+    let r = 1
+    const h = new EmbeddedHub('hub.example', { store, clock: { now: () => NOW }, random: { bytes: (n) => Uint8Array.from({ length: n }, () => (r = (r * 75 + 74) % 65537) & 0xff) } })
+    await h.createOrUpdateDevice({ deviceId: 'd', authentication: { type: 'sas' } })
+    const put = store.put.bind(store)
+    store.put = async (hub, key, record, condition) => (condition === undefined ? put(hub, key, record) : false)
+    expect(await refusal(h.patchReported('d', { a: 1 }))).toMatchObject({ code: 'SERVICE_UNAVAILABLE', reason: expect.stringMatching(/16 attempts/) })
   })
 })
 

@@ -5,14 +5,17 @@
  *   provisio serve [options]   start the DPS + embedded hub with embedded defaults
  *   provisio sas [options]     print a device SAS token (for curl and scripts)
  *   provisio pki <kind> [...]  make test certificates for X.509 attestation (pki-tools.ts)
+ *   provisio telemetry [...]   print the telemetry an embedded hub kept for a device (JSON lines)
  *   provisio simulate [...]    register N devices through @provisio/device and summarise (simulate.ts)
  *   provisio help              this text
  */
 import { existsSync, readFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { deriveDeviceKey } from '@provisio/crypto'
-import { buildSasToken, deviceRegistrationResource, parseDpsServiceConnectionString } from '@provisio/protocol'
+import { buildSasToken, deviceRegistrationResource, parseDpsServiceConnectionString, parseHubConnectionString } from '@provisio/protocol'
+import type { HubTelemetryPage } from '@provisio/protocol'
 import { ConfigError, DEFAULT_CONFIG, SETTINGS, resolveConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
@@ -41,6 +44,8 @@ function usage(): string {
     'With --service, prints a service API token signed with the service connection string of endpoints.json.',
     '',
     PKI_USAGE,
+    '',
+    TELEMETRY_USAGE,
     '',
     SIMULATE_USAGE,
   ].join('\n')
@@ -89,6 +94,87 @@ function sasCommand(args: string[]): number {
 }
 
 class UsageError extends Error {}
+
+// ---- provisio telemetry (what devices sent to an embedded hub) ----
+const TELEMETRY_USAGE = [
+  'Usage: provisio telemetry --device <deviceId> [--hub <hostName>] [--after <seq>] [--limit <n>] [--follow] [--data-dir <dir>]',
+  '',
+  'Prints the device-to-cloud messages an embedded hub kept for a device, one JSON object a line',
+  '(sequenceNumber, enqueuedTimeUtc, properties, systemProperties, body, bodyEncoding, size), read from',
+  'GET /devices/{id}/messages/events with the hub connection string of <data-dir>/endpoints.json.',
+  '--hub picks the hub when several are embedded (default: the first). --follow keeps polling every second.',
+  'The buffer is in memory per server instance: bounded, oldest dropped first (counted in "dropped").',
+].join('\n')
+
+async function telemetryCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      device: { type: 'string' },
+      hub: { type: 'string' },
+      after: { type: 'string' },
+      limit: { type: 'string' },
+      follow: { type: 'boolean' },
+      'data-dir': { type: 'string' },
+    },
+  })
+  const deviceId = values.device
+  if (deviceId === undefined || deviceId === '') throw new UsageError('--device is required')
+  let after = Number(values.after ?? 0)
+  const limit = Number(values.limit ?? 1000)
+  if (!Number.isSafeInteger(after) || after < 0) throw new UsageError('--after must be a whole number, 0 or more')
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit must be a whole number from 1 to 1000')
+  const endpointsFile = join(resolve(values['data-dir'] ?? DEFAULT_CONFIG.dataDir), 'endpoints.json')
+  if (!existsSync(endpointsFile)) throw new UsageError(`no ${endpointsFile} (start provisio serve or pass --data-dir)`)
+  const endpoints = JSON.parse(readFileSync(endpointsFile, 'utf8')) as Endpoints
+  const hub = values.hub === undefined ? endpoints.hubs[0] : endpoints.hubs.find((h) => h.hostName.toLowerCase() === values.hub!.toLowerCase())
+  if (hub === undefined) throw new UsageError(`no embedded hub ${JSON.stringify(values.hub ?? '')} in ${endpointsFile} (hubs: ${endpoints.hubs.map((h) => h.hostName).join(', ')})`)
+  const cs = parseHubConnectionString(hub.connectionString)
+  const ca = readFileSync(endpoints.caCertificate, 'utf8')
+  const read = (from: number) =>
+    new Promise<HubTelemetryPage>((resolvePage, reject) => {
+      const token = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 300 })
+      // Every embedded hub is served by this instance's HTTPS listener; the token names the hub.
+      const req = httpsRequest(
+        {
+          host: endpoints.deviceEndpoint,
+          port: endpoints.ports.https,
+          ca,
+          method: 'GET',
+          path: `/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12&after=${from}&limit=${limit}`,
+          headers: { authorization: token, accept: 'application/json' },
+          timeout: 30_000,
+        },
+        (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (c: string) => (body += c))
+          res.on('end', () => {
+            if (res.statusCode === 200) return resolvePage(JSON.parse(body) as HubTelemetryPage)
+            reject(new Error(`hub ${cs.hostName} answered ${res.statusCode}: ${body.slice(0, 300)}`))
+          })
+        },
+      )
+      req.on('timeout', () => req.destroy(new Error('no answer within 30 s')))
+      req.on('error', reject)
+      req.end()
+    })
+  let reportedDropped = 0
+  for (;;) {
+    const page = await read(after)
+    if (page.dropped > reportedDropped) {
+      process.stderr.write(`provisio telemetry: ${page.dropped - reportedDropped} older message(s) of ${page.deviceId} were dropped by the bounded buffer\n`)
+      reportedDropped = page.dropped
+    }
+    for (const m of page.messages) process.stdout.write(JSON.stringify(m) + '\n')
+    if (page.messages.length > 0) after = page.messages[page.messages.length - 1]!.sequenceNumber
+    if (page.messages.length === limit) continue
+    if (values.follow !== true) return 0
+    await new Promise((r) => setTimeout(r, 1000))
+  }
+}
+// ---- end provisio telemetry ----
 
 // ---- provisio pki (X.509 test PKI, dps-protocol.md §6) ----
 const PKI_USAGE = [
@@ -176,6 +262,14 @@ async function main(argv: string[]): Promise<number> {
     } catch (error) {
       process.stderr.write(`provisio pki: ${(error as Error).message}\n`)
       return 2
+    }
+  }
+  if (command === 'telemetry') {
+    try {
+      return await telemetryCommand(rest)
+    } catch (error) {
+      process.stderr.write(`provisio telemetry: ${(error as Error).message}\n`)
+      return error instanceof UsageError ? 2 : 1
     }
   }
   if (command === 'simulate') {

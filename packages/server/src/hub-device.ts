@@ -10,7 +10,7 @@
 import type { HubDeviceApi } from '@provisio/codec-mqtt'
 import type { Store } from '@provisio/engine'
 import { TelemetryBuffer, authenticateHubDevice, type EmbeddedHub, type TelemetryLimits } from '@provisio/hub'
-import { ProvisioError } from '@provisio/protocol'
+import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, parseSasToken } from '@provisio/protocol'
 import { decodeCertificateText } from '@provisio/x509'
 
 export interface HubDevices {
@@ -71,7 +71,10 @@ export function createHubDevices(options: {
         },
         { hostName: hub.hostName, nowMs: clock.now(), getDevice: (id) => hub.getDevice(id), trustedCas },
       )
-      return { hostName: hub.hostName, deviceId: device.deviceId }
+      // The token verified, so it parses; its `se` (with the clock skew verification allowed) ends
+      // the connection, as IoT Hub's rule is.
+      const expiresAtMs = request.sasToken === undefined ? undefined : (parseSasToken(request.sasToken).se + SAS_DEFAULT_CLOCK_SKEW_SECONDS) * 1000
+      return { hostName: hub.hostName, deviceId: device.deviceId, ...(expiresAtMs === undefined ? {} : { expiresAtMs }) }
     },
     async getTwin(hostName, deviceId) {
       const twin = await hubNamed(hostName).getTwin(deviceId)

@@ -56,6 +56,8 @@ export function createHubRegistryApi(
     async deleteDevice(hub, deviceId, ifMatch): Promise<void> {
       const h = hubNamed(hub)
       if (!(await h.deleteDevice(deviceId, ifMatch === undefined ? {} : { ifMatch }))) throw missing(h, deviceId)
+      // A device created again under the same id starts with no telemetry.
+      telemetryOf(h.hostName)?.clear(deviceId)
     },
     listDevices: (hub, top) => hubNamed(hub).listDevices({ limit: top }),
     async getTwin(hub, deviceId): Promise<DeviceTwin> {

@@ -1,13 +1,16 @@
 import type Database from 'better-sqlite3'
-import type { HubDeviceRecord, HubStore } from '@provisio/hub'
+import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
 
 /**
  * The embedded hub's registry in the server's SQLite database (one row per device, the record
- * as JSON). Each call is a single statement, so a crash never leaves half a record.
+ * as JSON). Each call is a single statement, so a crash never leaves half a record; conditional
+ * writes compare the stored etags in the same statement (insert-if-absent, update-if-unchanged).
  */
 export class SqliteHubStore implements HubStore {
   readonly #get: Database.Statement<[string, string], { record: string }>
   readonly #put: Database.Statement<[string, string, string]>
+  readonly #insert: Database.Statement<[string, string, string]>
+  readonly #update: Database.Statement<[string, string, string, string, string]>
   readonly #delete: Database.Statement<[string, string]>
   readonly #list: Database.Statement<[string, string, number], { record: string }>
 
@@ -22,6 +25,10 @@ export class SqliteHubStore implements HubStore {
     this.#put = db.prepare(
       'INSERT INTO hub_devices (hub, device_key, record) VALUES (?, ?, ?) ON CONFLICT (hub, device_key) DO UPDATE SET record = excluded.record',
     )
+    this.#insert = db.prepare('INSERT INTO hub_devices (hub, device_key, record) VALUES (?, ?, ?) ON CONFLICT (hub, device_key) DO NOTHING')
+    this.#update = db.prepare(
+      "UPDATE hub_devices SET record = ? WHERE hub = ? AND device_key = ? AND json_extract(record, '$.device.etag') = ? AND json_extract(record, '$.twin.etag') = ?",
+    )
     this.#delete = db.prepare('DELETE FROM hub_devices WHERE hub = ? AND device_key = ?')
     this.#list = db.prepare('SELECT record FROM hub_devices WHERE hub = ? AND device_key > ? ORDER BY device_key LIMIT ?')
   }
@@ -31,8 +38,11 @@ export class SqliteHubStore implements HubStore {
     return row === undefined ? undefined : (JSON.parse(row.record) as HubDeviceRecord)
   }
 
-  async put(hub: string, deviceKey: string, record: HubDeviceRecord): Promise<void> {
-    this.#put.run(hub.toLowerCase(), deviceKey, JSON.stringify(record))
+  async put(hub: string, deviceKey: string, record: HubDeviceRecord, condition?: HubWriteCondition): Promise<boolean> {
+    const json = JSON.stringify(record)
+    if (condition === undefined) return this.#put.run(hub.toLowerCase(), deviceKey, json).changes > 0
+    if ('absent' in condition) return this.#insert.run(hub.toLowerCase(), deviceKey, json).changes > 0
+    return this.#update.run(json, hub.toLowerCase(), deviceKey, condition.deviceEtag, condition.twinEtag).changes > 0
   }
 
   async delete(hub: string, deviceKey: string): Promise<boolean> {

@@ -26,7 +26,7 @@ import {
   type MqttCloseReason,
   type MqttLimits,
 } from '@provisio/codec-mqtt'
-import type { DesiredChange } from '@provisio/hub'
+import type { DesiredChange, IdentityRevoked } from '@provisio/hub'
 import { ProvisioError, type DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
@@ -43,6 +43,8 @@ export interface MqttHubOptions {
   readonly isHub: (hostName: string) => boolean
   /** Subscribes to desired-property changes of every embedded hub; returns the unsubscribe. */
   readonly onDesiredChange: (listener: (change: DesiredChange) => void) => () => void
+  /** Subscribes to identities disabled or deleted on every embedded hub; returns the unsubscribe. */
+  readonly onIdentityRevoked?: (listener: (event: IdentityRevoked) => void) => () => void
   readonly limits?: Partial<HubMqttLimits>
 }
 
@@ -136,6 +138,12 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     if (session === undefined) return
     const sent = session.pushDesired(change.patch, change.version)
     log.debug('hub desired properties pushed', { hub: change.hostName, deviceId: change.deviceId, version: change.version, delivered: sent })
+  })
+
+  // A disabled or deleted identity loses its connection (it would be refused at its next CONNECT).
+  const offRevoked = hub?.onIdentityRevoked?.((event) => {
+    const session = byClient.get(hubKey(event.hostName, event.deviceId)) as HubMqttSession | undefined
+    session?.revoke(`device ${event.deviceId} was ${event.why} on hub ${event.hostName}`)
   })
 
   const onDpsEvent = (transport: string, remote: string | undefined, connected: () => void) => (event: DpsMqttEvent) => {
@@ -314,6 +322,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     },
     async close(graceMs: number) {
       offDesired?.()
+      offRevoked?.()
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
       // Let answers in flight reach their devices, bounded by the grace period.
       const deadline = Date.now() + graceMs

@@ -219,6 +219,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         const offs = [...hubs.values()].map((h) => h.onDesiredChange(listener))
         return () => offs.forEach((off) => off())
       },
+      onIdentityRevoked: (listener) => {
+        const offs = [...hubs.values()].map((h) => h.onIdentityRevoked(listener))
+        return () => offs.forEach((off) => off())
+      },
     },
   })
   websockets.register('mqtt', mqtt.websocket)

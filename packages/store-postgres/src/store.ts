@@ -30,7 +30,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
-import type { HubDeviceRecord, HubStore } from '@provisio/hub'
+import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 import { PostgresStoreError } from './errors.js'
 import { checkSchemaName, migrate, quoteIdent } from './schema.js'
@@ -301,20 +301,27 @@ export class PostgresStore implements Store {
       get: `SELECT record FROM ${s}.hub_devices WHERE hub = $1 AND device_key = $2`,
       put: `INSERT INTO ${s}.hub_devices (hub, device_key, record) VALUES ($1, $2, $3)
             ON CONFLICT (hub, device_key) DO UPDATE SET record = excluded.record`,
+      insert: `INSERT INTO ${s}.hub_devices (hub, device_key, record) VALUES ($1, $2, $3) ON CONFLICT (hub, device_key) DO NOTHING`,
+      update: `UPDATE ${s}.hub_devices SET record = $3 WHERE hub = $1 AND device_key = $2
+               AND (record::jsonb -> 'device' ->> 'etag') = $4 AND (record::jsonb -> 'twin' ->> 'etag') = $5`,
       del: `DELETE FROM ${s}.hub_devices WHERE hub = $1 AND device_key = $2`,
       list: `SELECT record FROM ${s}.hub_devices WHERE hub = $1 AND device_key > $2 ORDER BY device_key LIMIT $3`,
     }
     const st = this.#s
     // The embedded hub's registry: one row per device, the record as JSON; each call is one
     // statement, and a put is an upsert, so writing the same identity twice (two instances
-    // finishing the same take-over) is harmless.
+    // finishing the same take-over) is harmless. Conditional puts (read-modify-write of a twin by
+    // a device and the service on different instances) compare the stored etags in the statement.
     this.hubStore = {
       async get(hub: string, deviceKey: string): Promise<HubDeviceRecord | undefined> {
         const { rows } = await st.run<{ record: string }>(pool, hubSql.get, [hub.toLowerCase(), deviceKey])
         return rows.length === 0 ? undefined : (JSON.parse(rows[0]!.record) as HubDeviceRecord)
       },
-      async put(hub: string, deviceKey: string, record: HubDeviceRecord): Promise<void> {
-        await st.run(pool, hubSql.put, [hub.toLowerCase(), deviceKey, JSON.stringify(record)])
+      async put(hub: string, deviceKey: string, record: HubDeviceRecord, condition?: HubWriteCondition): Promise<boolean> {
+        const args = [hub.toLowerCase(), deviceKey, JSON.stringify(record)]
+        if (condition === undefined) return ((await st.run(pool, hubSql.put, args)).rowCount ?? 0) > 0
+        if ('absent' in condition) return ((await st.run(pool, hubSql.insert, args)).rowCount ?? 0) > 0
+        return ((await st.run(pool, hubSql.update, [...args, condition.deviceEtag, condition.twinEtag])).rowCount ?? 0) > 0
       },
       async delete(hub: string, deviceKey: string): Promise<boolean> {
         return ((await st.run(pool, hubSql.del, [hub.toLowerCase(), deviceKey])).rowCount ?? 0) > 0

@@ -130,6 +130,22 @@ describe.skipIf(!available)('PostgresStore', () => {
     await a.close()
   })
 
+  it('writes hub records conditionally: insert only when absent, update only when both etags still match', async () => {
+    const a = await fresh('hubcas')
+    const v1 = { device: { deviceId: 'd', etag: 'e1' }, twin: { etag: 't1' } } as never
+    const v2 = { device: { deviceId: 'd', etag: 'e1' }, twin: { etag: 't2' } } as never
+    expect(await a.hubStore.put('hub.local', 'd', v1, { absent: true })).toBe(true)
+    expect(await a.hubStore.put('hub.local', 'd', v2, { absent: true })).toBe(false)
+    // Two writers read v1; only the first conditional update lands.
+    const outcomes = await Promise.all([a.hubStore.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1' }), a.hubStore.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1' })])
+    expect(outcomes.filter(Boolean)).toHaveLength(1)
+    expect(await a.hubStore.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't1' })).toBe(false)
+    expect(await a.hubStore.get('hub.local', 'd')).toEqual(v2)
+    expect(await a.hubStore.put('hub.local', 'gone', v1, { deviceEtag: 'e1', twinEtag: 't1' })).toBe(false)
+    expect(await a.hubStore.get('hub.local', 'gone')).toBeUndefined()
+    await a.close()
+  })
+
   it('migrates a schema a DBA created for a role that may not create schemas', async () => {
     const schema = uniqueSchema('provisio_test_role')
     const role = schema.replace('provisio_test_role', 'provisio_role')
