@@ -142,7 +142,7 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     viteOrigin = `http://127.0.0.1:${vitePort}`
     child = spawn(
       process.execPath,
-      [cli, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--retry-after', '1', '--emulator-dir', emulatorDist, '--cors-origins', viteOrigin],
+      [cli, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--retry-after', '1', '--cors-origins', viteOrigin],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )
     child.stdout!.on('data', (c: Buffer) => (output += c.toString()))
@@ -193,7 +193,7 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     if (profileDir) rmSync(profileDir, { recursive: true, force: true })
   })
 
-  it('serves the page at /emulator/ and pre-fills the endpoint and ID scope from the server', async () => {
+  it('serves the page at /emulator/ (the workspace build, found without --emulator-dir) and pre-fills the endpoint and ID scope from the server', async () => {
     expect(endpoints.emulator).toBe(`https://localhost:${endpoints.ports.https}/emulator/`)
     expect(output).toContain(`Browser device emulator    ${endpoints.emulator}`)
     await page.goto(endpoints.emulator!)
