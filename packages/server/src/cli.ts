@@ -233,6 +233,7 @@ export function describeEndpoints(e: Endpoints): string {
     `  Service connection string  ${e.serviceConnectionString}`,
     ...e.hubs.map((h) => `  Hub ${h.hostName.padEnd(23)}${h.connectionString}`),
     `  CA certificate             ${e.caCertificate}`,
+    ...(e.emulator === undefined ? [] : [`  Browser device emulator    ${e.emulator}`]),
     '',
     'Trust the CA in Node-based SDKs and tools with:',
     `  export NODE_EXTRA_CA_CERTS=${e.caCertificate}`,

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { FaultProfile } from '@provisio/engine'
+import { DEFAULT_CORS_ORIGINS, normaliseOrigin } from './origins.js'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
@@ -61,6 +62,13 @@ export interface ServeConfig {
   readonly requestTimeoutMs: number
   /** Fault-injection profile applied to the DPS instance at start (engine faults.ts); none by default. */
   readonly faults?: FaultProfile
+  /**
+   * Origins of web pages (besides this server's own /emulator/) that may call the DPS device API
+   * and open WebSockets at /$iothub/websocket; `*` allows any. Default: the emulator's Vite dev server.
+   */
+  readonly corsOrigins: readonly string[]
+  /** Directory of the browser emulator's build served at /emulator/ (default: @provisio/emulator's dist, when installed). */
+  readonly emulatorDir?: string
 }
 
 export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
@@ -82,6 +90,7 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
+  corsOrigins: DEFAULT_CORS_ORIGINS,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -89,7 +98,7 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults' | 'origins'
   readonly help: string
 }
 
@@ -114,6 +123,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'connectTimeoutMs', env: 'PROVISIO_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'timeout', help: 'after TLS: first HTTP header block, MQTT CONNECT, AMQP open within this, ms (default 10000)' },
   { key: 'requestTimeoutMs', env: 'PROVISIO_REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: 'timeout', help: 'whole HTTP request (headers and body) within this, ms (default 30000)' },
   { key: 'faults', env: 'PROVISIO_FAULTS', flag: 'faults', kind: 'faults', help: 'fault-injection profile: JSON or @file with throttleRegister, serverErrorPoll … (testing only)' },
+  { key: 'corsOrigins', env: 'PROVISIO_CORS_ORIGINS', flag: 'cors-origins', kind: 'origins', help: `web page origins allowed on the device API and WebSockets, comma-separated; * for any (default ${DEFAULT_CORS_ORIGINS.join(',')})` },
+  { key: 'emulatorDir', env: 'PROVISIO_EMULATOR_DIR', flag: 'emulator-dir', kind: 'string', help: 'build of the browser emulator served at /emulator/ (default: @provisio/emulator dist)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
 ]
 
@@ -187,6 +198,19 @@ function parseValue(setting: Setting, raw: unknown, source: string, cwd: string)
       if (names.size !== hubs.length) throw new ConfigError(`${where} names a hub twice`)
       return hubs
     }
+    case 'origins': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined
+      if (items === undefined || !items.every((x) => typeof x === 'string')) throw new ConfigError(`${where} must be a list of origins`)
+      const list = items.map((x: string) => x.trim()).filter((x: string) => x !== '')
+      if (list.length > 100) throw new ConfigError(`${where} may list at most 100 origins`)
+      return list.map((entry: string) => {
+        try {
+          return normaliseOrigin(entry)
+        } catch (error) {
+          throw new ConfigError(`${where}: ${(error as Error).message}`)
+        }
+      })
+    }
     case 'level':
       if (raw !== 'error' && raw !== 'warn' && raw !== 'info' && raw !== 'debug') {
         throw new ConfigError(`${where} must be one of error, warn, info, debug`)
@@ -231,7 +255,7 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
     throw new ConfigError(`connectTimeoutMs (${config.connectTimeoutMs}) must not exceed requestTimeoutMs (${config.requestTimeoutMs}): the header block is part of the request`)
   }
   if ((config.certFile === undefined) !== (config.keyFile === undefined)) throw new ConfigError('--cert and --key must be given together')
-  return { ...config, dataDir: resolve(cwd, config.dataDir) }
+  return { ...config, dataDir: resolve(cwd, config.dataDir), ...(config.emulatorDir === undefined ? {} : { emulatorDir: resolve(cwd, config.emulatorDir) }) }
 }
 
 const SCHEDULED_FAULTS = ['throttleRegister', 'throttlePoll', 'serverErrorRegister', 'serverErrorPoll', 'missingOperationId'] as const

@@ -11,12 +11,18 @@ import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:t
 import { errorResponse, type DpsHttpHandler, type HttpRequest } from '@provisio/codec-http'
 import { ProvisioError } from '@provisio/protocol'
 import type { Logger } from './logger.js'
+import type { EmulatorSite } from './emulator.js'
+import { applyCors, type OriginPolicy } from './origins.js'
 
 /** Operational endpoints served beside the DPS API (health, metrics). */
 export type OpsHandler = (method: string, path: string) => { status: number; headers: Record<string, string>; body: string } | undefined
 
 export interface HttpsListenerOptions {
   readonly ops?: OpsHandler
+  /** The browser emulator's files at /emulator/ (emulator.ts). */
+  readonly emulator?: EmulatorSite
+  /** CORS on the DPS device API for pages of other origins (origins.ts). */
+  readonly origins?: OriginPolicy
   readonly key: string
   readonly cert: string
   readonly handler: DpsHttpHandler
@@ -130,10 +136,22 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
     res.on('finish', () => req.destroy())
     return
   }
-  const ops = options.ops?.(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!)
+  const method = req.method ?? 'GET'
+  const path = (req.url ?? '/').split('?')[0]!
+  // A CORS preflight is answered here; other device API requests get their Access-Control-* headers.
+  if (options.origins !== undefined && applyCors(options.origins, req, res, path)) return
+  const ops = options.ops?.(method, path)
   if (ops !== undefined) {
     req.resume()
     write(res, ops)
+    return
+  }
+  const page = options.emulator?.answer(method, path, req.headers)
+  if (page !== undefined) {
+    req.resume()
+    const body = typeof page.body === 'string' ? Buffer.from(page.body, 'utf8') : page.body
+    res.writeHead(page.status, { ...page.headers, 'content-length': String(body.length) })
+    res.end(method === 'HEAD' || page.status === 304 ? undefined : body)
     return
   }
   const body = await readBody(req, options.maxBodyBytes)

@@ -13,3 +13,5 @@ export { createMqttTransport, listenMqtt, type MqttTransport, type MqttTransport
 export { WebSocketRouter, WEBSOCKET_PATH, MAX_WEBSOCKET_MESSAGE, type WebSocketConnection, type WebSocketHandler } from './websocket.js'
 export { simulateCommand, formatSummary, percentile, type SimulationSummary } from './simulate.js'
 export { startTpmSimulator, swtpmBackend, type TpmBackend, type TpmSimulator, type TpmSimulatorOptions } from './tpm-simulator.js'
+export { createEmulatorSite, findEmulatorDist, EMULATOR_PATH, type EmulatorSite, type EmulatorPublicConfig } from './emulator.js'
+export { OriginPolicy, DEFAULT_CORS_ORIGINS, isDeviceApiPath, normaliseOrigin, type OriginVerdict } from './origins.js'

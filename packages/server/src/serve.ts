@@ -5,7 +5,7 @@
  * writes `<data-dir>/endpoints.json` describing how to reach them.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
@@ -27,6 +27,8 @@ import { createHttpsListener, type OpsHandler } from './https.js'
 import { listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
+import { createEmulatorSite, findEmulatorDist } from './emulator.js'
+import { OriginPolicy } from './origins.js'
 import { WebSocketRouter, type WebSocketHandler } from './websocket.js'
 import { createAmqpTransport, listenAmqp } from './amqp.js'
 import { createMqttTransport, listenMqtt } from './mqtt.js'
@@ -45,6 +47,8 @@ export interface Endpoints {
   readonly caCertificate: string
   readonly ports: { readonly https: number; readonly amqp: number; readonly mqtt: number }
   readonly hubs: readonly { readonly hostName: string; readonly connectionString: string }[]
+  /** URL of the browser device emulator, when its build is served (/emulator/). */
+  readonly emulator?: string
 }
 
 export interface RunningServer {
@@ -187,11 +191,21 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const hubDevices = createHubDevices({ hubs, clock, store, idScope: state.idScope })
   const hubRegistry = createHubRegistryApi(hubs, (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [], clock, hubDevices.telemetry)
   const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
+  // The browser emulator at /emulator/ and the web origins allowed on the device endpoints.
+  const origins = new OriginPolicy(config.corsOrigins)
+  const emulatorDir = config.emulatorDir ?? findEmulatorDist()
+  if (config.emulatorDir !== undefined && !existsSync(join(config.emulatorDir, 'index.html'))) {
+    log.warn('the emulator directory holds no index.html; /emulator/ will answer 404', { emulatorDir: config.emulatorDir })
+  }
+  let listeningPort = 0
+  const emulator = createEmulatorSite(emulatorDir, () => ({ idScope: state.idScope, host: config.host, port: listeningPort }))
   const https = createHttpsListener({
     key: tls.key,
     cert: tls.cert,
     handler,
     ops,
+    emulator,
+    origins,
     log,
     maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes,
     trackingId: randomUUID,
@@ -199,8 +213,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     headersTimeoutMs: config.connectTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
   })
-  // WebSocket transports (MQTT-WS, AMQP-WS) register their subprotocol handlers here.
-  const websockets = new WebSocketRouter(https, log)
+  // WebSocket transports (MQTT-WS, AMQP-WS) register their subprotocol handlers here; pages of
+  // other origins than this server and corsOrigins are refused.
+  const websockets = new WebSocketRouter(https, log, origins)
 
   // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
   const amqp = createAmqpTransport({
@@ -272,6 +287,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     throw error
   }
   const port = (https.address() as AddressInfo).port
+  listeningPort = port
   const amqpPort = (amqp.server.address() as AddressInfo).port
   const mqttPort = (mqtt.server.address() as AddressInfo).port
 
@@ -283,6 +299,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     caCertificate: tls.caPath,
     ports: { https: port, amqp: amqpPort, mqtt: mqttPort },
     hubs: hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${port}/emulator/` } : {}),
   }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
 

@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
+import { OriginPolicy } from './origins.js'
 
 /** Path of the WebSocket endpoint (fixed by the SDKs). */
 export const WEBSOCKET_PATH = '/$iothub/websocket'
@@ -33,9 +34,14 @@ export class WebSocketRouter {
   readonly #handlers = new Map<string, WebSocketHandler>()
   readonly #wss: WebSocketServer
 
+  /**
+   * @param origins which browser pages may open WebSockets here (Origin header; same origin and the
+   *   configured corsOrigins). Clients that send no Origin (the SDKs) are not concerned. Absent: no check.
+   */
   constructor(
     server: HttpsServer | HttpServer,
     private readonly log: Logger,
+    private readonly origins?: OriginPolicy,
   ) {
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -66,11 +72,17 @@ export class WebSocketRouter {
   #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (request.url ?? '').split('?')[0]
     const offered = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
-    const refuse = (status: number, reason: string) => {
+    const refuse = (status: 400 | 403 | 404, reason: string) => {
       this.log.debug('websocket upgrade refused', { path, offered, reason })
-      socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      const body = status === 403 ? reason + '\n' : ''
+      const text = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found' }[status]
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
     }
     if (path !== WEBSOCKET_PATH) return refuse(404, `no WebSocket endpoint at ${path}`)
+    if (this.origins !== undefined && this.origins.judge(request.headers) === 'refused') {
+      this.log.warn('websocket from a page of another origin refused', { origin: request.headers.origin, host: request.headers.host })
+      return refuse(403, OriginPolicy.refusal(request.headers.origin))
+    }
     if (!offered.some((name) => this.#find(name) !== undefined)) {
       return refuse(400, `none of the offered subprotocols [${offered.join(', ')}] is served (known: ${[...this.#handlers.keys()].join(', ') || 'none'})`)
     }

@@ -65,6 +65,27 @@ describe('hubs setting', () => {
     writeFileSync(join(dir, 'c.json'), `{"hubs":${hubs}}`)
     expect(() => resolveConfig({ config: 'c.json' }, {}, dir)).toThrow(message)
   })
+
+  it('takes web origins for CORS and WebSockets: the Vite dev server by default, normalised, * for any', () => {
+    expect(resolveConfig({}, {}, '/tmp').corsOrigins).toEqual(['http://localhost:5173', 'http://127.0.0.1:5173'])
+    expect(resolveConfig({ 'cors-origins': 'https://Ops.Example:443/, http://localhost:3000' }, {}, '/tmp').corsOrigins).toEqual(['https://ops.example', 'http://localhost:3000'])
+    expect(resolveConfig({}, { PROVISIO_CORS_ORIGINS: '*' }, '/tmp').corsOrigins).toEqual(['*'])
+    expect(resolveConfig({ 'cors-origins': '' }, {}, '/tmp').corsOrigins).toEqual([])
+  })
+
+  it.each([
+    ['https://a.example/path', /corsOrigins \(--cors-origins\): "https:\/\/a.example\/path" must be an origin only/],
+    ['ftp://a.example', /must be an http or https origin/],
+    ['a.example', /is not an origin/],
+    ['https://user@a.example', /must be an origin only/],
+  ])('refuses the origin %s saying why', (origin, message) => {
+    expect(() => resolveConfig({ 'cors-origins': origin }, {}, '/tmp')).toThrow(message)
+  })
+
+  it('resolves the emulator directory against the working directory', () => {
+    expect(resolveConfig({ 'emulator-dir': 'web/dist' }, {}, '/srv').emulatorDir).toBe('/srv/web/dist')
+    expect(resolveConfig({}, {}, '/srv').emulatorDir).toBeUndefined()
+  })
 })
 
 describe('connection timeouts and fault profiles', () => {
