@@ -70,6 +70,7 @@ for (const suite of suites) {
         opsPerSec,
         ...(bytesPerOp !== undefined ? { bytesPerSec: opsPerSec * bytesPerOp } : {}),
         spread: [m[name].min * opsPerCall, m[name].max * opsPerCall],
+        ...(m[name].latency ? { latencyMs: m[name].latency } : {}),
       }
     }
     const ours = rate('ours')
@@ -90,7 +91,8 @@ for (const suite of suites) {
       ...(c.target ? { target: c.target, met: verdict.met, clauses: verdict.clauses } : { met: null }),
     }
     cases.push(result)
-    const show = (r) => (r.bytesPerSec !== undefined ? `${(r.bytesPerSec / 1e6).toFixed(1)} MB/s` : `${Math.round(r.opsPerSec).toLocaleString('en-US')} ops/s`)
+    const lat = (r) => (r.latencyMs ? ` (p50 ${r.latencyMs.p50.toFixed(1)} ms, p99 ${r.latencyMs.p99.toFixed(1)} ms)` : '')
+    const show = (r) => (r.bytesPerSec !== undefined ? `${(r.bytesPerSec / 1e6).toFixed(1)} MB/s` : `${Math.round(r.opsPerSec).toLocaleString('en-US')} ops/s`) + lat(r)
     console.log(`- ${c.name}: ours ${show(ours)}` + Object.entries(peers).map(([k, v]) => `; ${k} ${show(v)} (${v.ratio.toFixed(2)}x)`).join('') +
       (c.target ? ` — target ${c.target}: ${verdict.met === true ? 'met' : verdict.met === false ? 'NOT MET' : 'n/a'}` : ''))
   }
