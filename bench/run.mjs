@@ -18,6 +18,8 @@ const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const filters = args.filter((a) => !a.startsWith('--'))
+// --case=<text>: only the cases whose name contains <text> (e.g. while working on one transport).
+const caseFilter = args.find((a) => a.startsWith('--case='))?.slice('--case='.length)
 const timing = quick ? { warmupMs: 100, runMs: 80, runs: 3 } : { warmupMs: 250, runMs: 250, runs: 7 }
 
 const files = readdirSync(join(here, 'suites'))
@@ -53,6 +55,7 @@ for (const suite of suites) {
   console.log(`\n# ${suite.title} (${suite.id})`)
   const cases = []
   for (const c of suite.cases) {
+    if (caseFilter !== undefined && !c.name.includes(caseFilter)) continue
     if (c.setup) await c.setup()
     const opsPerCall = c.opsPerCall ?? 1
     const bytesPerOp = c.unit === 'bytes' ? c.bytesPerOp : undefined

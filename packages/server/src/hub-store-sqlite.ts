@@ -1,9 +1,12 @@
 import type Database from 'better-sqlite3'
 import type { HubDeviceRecord, HubStore } from '@provisio/hub'
+import type { GroupCommit } from '@provisio/store-sqlite'
 
 /**
  * The embedded hub's registry in the server's SQLite database (one row per device, the record
- * as JSON). Each call is a single statement, so a crash never leaves half a record.
+ * as JSON). Each call is a single statement, so a crash never leaves half a record. With a
+ * {@link GroupCommit} (the one the engine's store uses), writes join its transaction and settle
+ * after its COMMIT, so a registration's hub identity commits with its operation's writes.
  */
 export class SqliteHubStore implements HubStore {
   readonly #get: Database.Statement<[string, string], { record: string }>
@@ -11,7 +14,10 @@ export class SqliteHubStore implements HubStore {
   readonly #delete: Database.Statement<[string, string]>
   readonly #list: Database.Statement<[string, string, number], { record: string }>
 
-  constructor(db: Database.Database) {
+  readonly #group: GroupCommit | undefined
+
+  constructor(db: Database.Database, group?: GroupCommit) {
+    this.#group = group
     db.exec(`CREATE TABLE IF NOT EXISTS hub_devices (
       hub TEXT NOT NULL,
       device_key TEXT NOT NULL,
@@ -27,19 +33,29 @@ export class SqliteHubStore implements HubStore {
   }
 
   async get(hub: string, deviceKey: string): Promise<HubDeviceRecord | undefined> {
-    const row = this.#get.get(hub.toLowerCase(), deviceKey)
-    return row === undefined ? undefined : (JSON.parse(row.record) as HubDeviceRecord)
+    return this.#read(() => {
+      const row = this.#get.get(hub.toLowerCase(), deviceKey)
+      return row === undefined ? undefined : (JSON.parse(row.record) as HubDeviceRecord)
+    })
   }
 
   async put(hub: string, deviceKey: string, record: HubDeviceRecord): Promise<void> {
-    this.#put.run(hub.toLowerCase(), deviceKey, JSON.stringify(record))
+    await this.#write(() => this.#put.run(hub.toLowerCase(), deviceKey, JSON.stringify(record)))
   }
 
   async delete(hub: string, deviceKey: string): Promise<boolean> {
-    return this.#delete.run(hub.toLowerCase(), deviceKey).changes > 0
+    return this.#write(() => this.#delete.run(hub.toLowerCase(), deviceKey).changes > 0)
   }
 
   async list(hub: string, options: { after?: string; limit: number }): Promise<HubDeviceRecord[]> {
-    return this.#list.all(hub.toLowerCase(), options.after ?? '', options.limit).map((r) => JSON.parse(r.record) as HubDeviceRecord)
+    return this.#read(() => this.#list.all(hub.toLowerCase(), options.after ?? '', options.limit).map((r) => JSON.parse(r.record) as HubDeviceRecord))
+  }
+
+  async #write<T>(fn: () => T): Promise<T> {
+    return this.#group ? this.#group.write(fn) : fn()
+  }
+
+  async #read<T>(fn: () => T): Promise<T> {
+    return this.#group ? this.#group.read(fn) : fn()
   }
 }
