@@ -152,7 +152,16 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       const res = await fetch(url, { method: init.method, headers: init.headers, body: init.body, signal: AbortSignal.timeout(init.timeoutMs) })
       return { status: res.status, text: () => res.text() }
     },
-    timers: { delay: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) },
+    // The budget's timer is cleared as soon as the assignment settles (one per register otherwise
+    // stays pending for the whole budget).
+    timers: {
+      delay: (ms, until) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(resolve, ms)
+          const stop = () => clearTimeout(timer)
+          until?.then(stop, stop)
+        }),
+    },
     instances: [instance],
     retryAfterSeconds: config.retryAfterSeconds,
     assignmentBudgetMs: config.assignmentBudgetMs,
