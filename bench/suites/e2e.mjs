@@ -165,7 +165,7 @@ for (const configName of ['sqlite', 'postgres']) {
 export default {
   file: 'e2e',
   title: 'End to end: registrations per transport and attestation, one and two instances, beside a bare-TLS baseline',
-  timing: { warmupMs: 500, runMs: 500, runs: 7 },
+  timing: { warmupMs: 500, runMs: 750, runs: 7 },
   notes:
     '`provisio serve` (the built CLI, its own process; dev PKI with an ECDSA P-256 certificate; `--assignment-budget-ms 5000` so register answers `200 assigned`; ' +
     'register rate limit off; log level error) on one instance with SQLite, or two instances on one PostgreSQL database (devices alternate between them). ' +
