@@ -100,7 +100,9 @@ for (const suite of suites) {
       (c.target ? ` — target ${c.target}: ${verdict.met === true ? 'met' : verdict.met === false ? 'NOT MET' : 'n/a'}` : ''))
   }
   const list = byFile.get(suite.file) ?? []
-  list.push({ id: suite.id, title: suite.title, ...(suite.notes ? { notes: suite.notes } : {}), env, cases })
+  // notes may be a function, called after the cases ran (figures a suite gathers while measuring).
+  const notes = typeof suite.notes === 'function' ? suite.notes() : suite.notes
+  list.push({ id: suite.id, title: suite.title, ...(notes ? { notes } : {}), env, cases })
   byFile.set(suite.file, list)
 }
 

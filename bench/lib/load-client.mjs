@@ -5,10 +5,11 @@
 // Messages (IPC), each answered with { id, ok, ... } or { id, ok: false, error }:
 //   { cmd: 'x509', count }   make an X.509 root and `count` device identities → { rootPem }
 //   { cmd: 'batch', transport, targets: [{ port, ca }], idScope, prefix, count, concurrency,
-//     credential: 'sas' | 'x509', groupKey, resume, fresh }
+//     credential: 'sas' | 'x509', groupKey, resume, fresh, poolKey }
 //       registers `count` brand-new devices (ids `${prefix}${n}`), `concurrency` at a time, each
 //       "connect, one register request, close", device i on targets[i % targets.length];
-//       → { samples: [ms per device] } (from the start of its connect to its connection closed)
+//       → { samples: [ms per device] (from the start of its connect to its connection closed),
+//           x509Reused: X.509 registrations so far that reused an identity of the pool }
 import { performance } from 'node:perf_hooks'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { buildSasToken } from '@provisio/protocol'
@@ -17,7 +18,7 @@ import { createX509Fleet } from './x509-devices.mjs'
 
 const sessions = new Map() // TLS tickets per host:port, kept across batches (devices reconnecting)
 const counters = new Map()
-let x509 = { ids: [], next: 0, identities: [] }
+let x509 = { identities: [], used: new Map(), reused: 0 }
 
 function sasToken(idScope, registrationId, groupKey) {
   return buildSasToken({
@@ -38,7 +39,11 @@ async function registerOne(job, n) {
     // Identities are made up front. Provisio gets a fresh one per registration (wrapping around,
     // i.e. re-registering, only if a case outlasts the pool); the baseline knows no devices and
     // cycles through the pool.
-    const identity = job.fresh ? x509.identities[x509.next++ % x509.identities.length] : x509.identities[n % x509.identities.length]
+    // Counted per pool key (one per server configuration: a fresh database knows none of them).
+    const used = x509.used.get(job.poolKey) ?? 0
+    if (job.fresh) x509.used.set(job.poolKey, used + 1)
+    if (job.fresh && used >= x509.identities.length) x509.reused++
+    const identity = job.fresh ? x509.identities[used % x509.identities.length] : x509.identities[n % x509.identities.length]
     registrationId = identity.registrationId
     credential = { cert: identity.cert, key: identity.key }
   } else {
@@ -79,7 +84,8 @@ async function batch(job) {
       }
     }),
   )
-  return { samples }
+  // x509Reused: registrations that had to reuse an identity (the pool ran out): re-registrations.
+  return { samples, x509Reused: x509.reused }
 }
 
 process.on('message', async (msg) => {
@@ -93,7 +99,7 @@ process.on('message', async (msg) => {
         const registrationId = `${msg.prefix}${String(i).padStart(6, '0')}`
         identities.push({ registrationId, ...(await fleet.issue(registrationId)) })
       }
-      x509 = { next: 0, identities }
+      x509 = { identities, used: new Map(), reused: 0 }
       out = { rootPem: fleet.rootPem }
     } else throw new Error(`unknown command ${msg.cmd}`)
     process.send({ id: msg.id, ok: true, ...out })

@@ -125,6 +125,10 @@ function batch(configName, transport, credential, who, { resume = credential ===
       groupKey: GROUP_KEY,
       resume,
       fresh: who === 'ours',
+      poolKey: configName,
+    }).then((answer) => {
+      state.x509Reused = answer.x509Reused
+      return answer
     })
   }
 }
@@ -166,7 +170,7 @@ export default {
   file: 'e2e',
   title: 'End to end: registrations per transport and attestation, one and two instances, beside a bare-TLS baseline',
   timing: { warmupMs: 500, runMs: 750, runs: 7 },
-  notes:
+  notes: () =>
     '`provisio serve` (the built CLI, its own process; dev PKI with an ECDSA P-256 certificate; `--assignment-budget-ms 5000` so register answers `200 assigned`; ' +
     'register rate limit off; log level error) on one instance with SQLite, or two instances on one PostgreSQL database (devices alternate between them). ' +
     'Baseline: one bare-TLS server process per instance (`lib/bare-server.mjs`) on the same certificate and TLS settings and transport, answering the same register ' +
@@ -174,6 +178,7 @@ export default {
     '"connect, one request, close" (MQTT: CONNECT + SUBSCRIBE + register PUBLISH; AMQP: SASL PLAIN + two links + register message); the same client code drives ours and the baseline. ' +
     'Symmetric-key devices resume TLS sessions with the last ticket the server sent (as Node\'s https.Agent does); X.509 devices do a full handshake with their own certificate ' +
     `(leaf CN = registrationId under one P-256 root; a pool of ${X509_POOL} made up front). ` +
-    'p50/p99: per registration, from connect to close, measured in the load client over the timed runs. All processes share the 2 cores, so absolute rates are a floor; the ratio is what compares.',
+    'p50/p99: per registration, from connect to close, measured in the load client over the timed runs. All processes share the 2 cores, so absolute rates are a floor; the ratio is what compares.' +
+    ` X.509 identities reused (pool exhausted, i.e. re-registrations): ${state.x509Reused ?? 0}.`,
   cases,
 }
