@@ -18,6 +18,7 @@
 // ticket the server sent, as Node's https.Agent does for any reconnecting client); X.509 devices
 // do a full handshake with their own certificate every time. One extra MQTT case measures the full
 // handshake for symmetric-key devices too.
+import { readFileSync } from 'node:fs'
 import pg from 'pg'
 import { putEnrollmentGroup, startBare, startLoadClient, startProvisio, tempDir } from '../lib/e2e-processes.mjs'
 
@@ -105,14 +106,35 @@ async function use(configName) {
   return state.current
 }
 
+/**
+ * CPU time of a process so far, ms (Linux /proc; undefined elsewhere). Used for the CPU spent per
+ * registration by the servers and by the load client: unlike a rate, it hardly moves with the
+ * machine's background load, and it shows which side sets the pace.
+ */
+function cpuMs(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+  } catch {
+    return undefined
+  }
+}
+const CLOCK_TICKS = 100 // USER_HZ: 100 on every Linux architecture Node runs on
+
+/** Per case and side: registrations and CPU ms of the servers and of the load client. */
+const cpu = new Map()
+
 let runId = 0
-function batch(configName, transport, credential, who, { resume = credential === 'sas', count = BATCH } = {}) {
+function batch(configName, transport, credential, who, { resume = credential === 'sas', count = BATCH, caseName } = {}) {
   return async () => {
     const c = await use(configName)
     const targets =
       who === 'ours'
         ? c.instances.map((i) => ({ port: TRANSPORTS[transport].port(i.endpoints.ports), ca: i.ca }))
         : c.bare.map((b, k) => ({ port: TRANSPORTS[transport].port(b.ports), ca: c.instances[k].ca }))
+    const servers = (who === 'ours' ? c.instances : c.bare).map((p) => p.child.pid)
+    const sum = (pids) => pids.reduce((t, pid) => t + (cpuMs(pid) ?? NaN), 0)
+    const before = { server: sum(servers), client: sum([client().child.pid]) }
     return client().ask({
       cmd: 'batch',
       transport,
@@ -128,6 +150,14 @@ function batch(configName, transport, credential, who, { resume = credential ===
       poolKey: configName,
     }).then((answer) => {
       state.x509Reused = answer.x509Reused
+      if (caseName !== undefined) {
+        const key = `${caseName}\u0000${who}`
+        const t = cpu.get(key) ?? { ops: 0, server: 0, client: 0 }
+        t.ops += count
+        t.server += sum(servers) - before.server
+        t.client += sum([client().child.pid]) - before.client
+        cpu.set(key, t)
+      }
       return answer
     })
   }
@@ -136,9 +166,11 @@ function batch(configName, transport, credential, who, { resume = credential ===
 function registrationCase(configName, transport, credential, { target, resume } = {}) {
   const attestation = credential === 'sas' ? 'symmetric key' : 'X.509'
   const handshake = credential === 'x509' ? 'full TLS handshake with a client certificate' : resume === false ? 'full TLS handshake' : 'TLS session resumed'
-  const options = resume === undefined ? {} : { resume }
+  const name = `${CONFIGS[configName].label}: ${TRANSPORTS[transport].label}, ${attestation} (${handshake})`
+  names.push(name)
+  const options = { ...(resume === undefined ? {} : { resume }), caseName: name }
   return {
-    name: `${CONFIGS[configName].label}: ${TRANSPORTS[transport].label}, ${attestation} (${handshake})`,
+    name,
     unit: 'ops',
     opsPerCall: BATCH,
     async: true,
@@ -147,14 +179,15 @@ function registrationCase(configName, transport, credential, { target, resume } 
     async check() {
       runId++
       // One device each way; the load client throws unless the answer is `200 assigned`.
-      await batch(configName, transport, credential, 'ours', { ...options, count: 1 })()
-      await batch(configName, transport, credential, 'baseline', { ...options, count: 1 })()
+      await batch(configName, transport, credential, 'ours', { ...options, count: 1, caseName: undefined })()
+      await batch(configName, transport, credential, 'baseline', { ...options, count: 1, caseName: undefined })()
     },
     ours: batch(configName, transport, credential, 'ours', options),
     peers: { [BASELINE]: batch(configName, transport, credential, 'baseline', options) },
   }
 }
 
+const names = []
 const cases = []
 for (const configName of ['sqlite', 'postgres']) {
   for (const transport of Object.keys(TRANSPORTS)) {
@@ -179,6 +212,18 @@ export default {
     'Symmetric-key devices resume TLS sessions with the last ticket the server sent (as Node\'s https.Agent does); X.509 devices do a full handshake with their own certificate ' +
     `(leaf CN = registrationId under one P-256 root; a pool of ${X509_POOL} made up front). ` +
     'p50/p99: per registration, from connect to close, measured in the load client over the timed runs. All processes share the 2 cores, so absolute rates are a floor; the ratio is what compares.' +
-    ` X.509 identities reused (pool exhausted, i.e. re-registrations): ${state.x509Reused ?? 0}.`,
+    ` X.509 identities reused (pool exhausted, i.e. re-registrations): ${state.x509Reused ?? 0}.\n\n` +
+    'CPU per registration (/proc, over warm-up and timed runs; servers = every measured server process, PostgreSQL\'s own processes not included; ' +
+    'client = the load client). With 2 cores, server + client CPU per registration bounds the rate: 2 cores / (server + client ms).\n\n' +
+    '| Case | provisio serve | bare-TLS servers | load client (ours / baseline) |\n|---|---:|---:|---:|\n' +
+    names
+      .filter((n) => cpu.has(`${n}\u0000ours`))
+      .map((n) => {
+        const o = cpu.get(`${n}\u0000ours`)
+        const b = cpu.get(`${n}\u0000baseline`)
+        const ms = (t, side) => (t && t.ops > 0 && Number.isFinite(t[side]) ? `${(t[side] / t.ops).toFixed(2)} ms` : 'n/a')
+        return `| ${n} | ${ms(o, 'server')} | ${ms(b, 'server')} | ${ms(o, 'client')} / ${ms(b, 'client')} |`
+      })
+      .join('\n'),
   cases,
 }
