@@ -100,6 +100,8 @@ for (const suite of suites) {
       (c.target ? ` — target ${c.target}: ${verdict.met === true ? 'met' : verdict.met === false ? 'NOT MET' : 'n/a'}` : ''))
   }
   const list = byFile.get(suite.file) ?? []
+  // teardown (optional): stops what the suite started (servers, databases) once its cases ran.
+  if (suite.teardown) await suite.teardown()
   // notes may be a function, called after the cases ran (figures a suite gathers while measuring).
   const notes = typeof suite.notes === 'function' ? suite.notes() : suite.notes
   list.push({ id: suite.id, title: suite.title, ...(notes ? { notes } : {}), env, cases })

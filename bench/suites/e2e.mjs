@@ -89,14 +89,20 @@ const CONFIGS = {
   },
 }
 
+/** Stops the running configuration: servers gracefully (SIGTERM), baselines, its database schema. */
+async function stopCurrent() {
+  if (!state.current) return
+  const c = state.current
+  state.current = undefined
+  for (const i of c.instances) await i.stop()
+  for (const b of c.bare) b.child.kill('SIGKILL')
+  await c.cleanup?.()
+}
+
 /** Starts a configuration's processes (stopping the previous configuration's) and its groups. */
 async function use(configName) {
   if (state.current?.name === configName) return state.current
-  if (state.current) {
-    for (const i of state.current.instances) await i.stop()
-    for (const b of state.current.bare) b.child.kill('SIGKILL')
-    await state.current.cleanup?.()
-  }
+  await stopCurrent()
   const started = await CONFIGS[configName].start()
   const first = started.instances[0]
   await putEnrollmentGroup(first, { enrollmentGroupId: 'bench-sas', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } })
@@ -203,6 +209,10 @@ export default {
   file: 'e2e',
   title: 'End to end: registrations per transport and attestation, one and two instances, beside a bare-TLS baseline',
   timing: { warmupMs: 500, runMs: 750, runs: 7 },
+  async teardown() {
+    await stopCurrent()
+    await state.client?.stop()
+  },
   notes: () =>
     '`provisio serve` (the built CLI, its own process; dev PKI with an ECDSA P-256 certificate; `--assignment-budget-ms 5000` so register answers `200 assigned`; ' +
     'register rate limit off; log level error) on one instance with SQLite, or two instances on one PostgreSQL database (devices alternate between them). ' +
