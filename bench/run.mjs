@@ -18,6 +18,8 @@ const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const filters = args.filter((a) => !a.startsWith('--'))
+// --case=<text>: only the cases whose name contains <text> (e.g. while working on one transport).
+const caseFilter = args.find((a) => a.startsWith('--case='))?.slice('--case='.length)
 const timing = quick ? { warmupMs: 100, runMs: 80, runs: 3 } : { warmupMs: 250, runMs: 250, runs: 7 }
 
 const files = readdirSync(join(here, 'suites'))
@@ -53,6 +55,7 @@ for (const suite of suites) {
   console.log(`\n# ${suite.title} (${suite.id})`)
   const cases = []
   for (const c of suite.cases) {
+    if (caseFilter !== undefined && !c.name.includes(caseFilter)) continue
     if (c.setup) await c.setup()
     const opsPerCall = c.opsPerCall ?? 1
     const bytesPerOp = c.unit === 'bytes' ? c.bytesPerOp : undefined
@@ -70,6 +73,7 @@ for (const suite of suites) {
         opsPerSec,
         ...(bytesPerOp !== undefined ? { bytesPerSec: opsPerSec * bytesPerOp } : {}),
         spread: [m[name].min * opsPerCall, m[name].max * opsPerCall],
+        ...(m[name].latency ? { latencyMs: m[name].latency } : {}),
       }
     }
     const ours = rate('ours')
@@ -90,12 +94,17 @@ for (const suite of suites) {
       ...(c.target ? { target: c.target, met: verdict.met, clauses: verdict.clauses } : { met: null }),
     }
     cases.push(result)
-    const show = (r) => (r.bytesPerSec !== undefined ? `${(r.bytesPerSec / 1e6).toFixed(1)} MB/s` : `${Math.round(r.opsPerSec).toLocaleString('en-US')} ops/s`)
+    const lat = (r) => (r.latencyMs ? ` (p50 ${r.latencyMs.p50.toFixed(1)} ms, p99 ${r.latencyMs.p99.toFixed(1)} ms)` : '')
+    const show = (r) => (r.bytesPerSec !== undefined ? `${(r.bytesPerSec / 1e6).toFixed(1)} MB/s` : `${Math.round(r.opsPerSec).toLocaleString('en-US')} ops/s`) + lat(r)
     console.log(`- ${c.name}: ours ${show(ours)}` + Object.entries(peers).map(([k, v]) => `; ${k} ${show(v)} (${v.ratio.toFixed(2)}x)`).join('') +
       (c.target ? ` — target ${c.target}: ${verdict.met === true ? 'met' : verdict.met === false ? 'NOT MET' : 'n/a'}` : ''))
   }
   const list = byFile.get(suite.file) ?? []
-  list.push({ id: suite.id, title: suite.title, ...(suite.notes ? { notes: suite.notes } : {}), env, cases })
+  // teardown (optional): stops what the suite started (servers, databases) once its cases ran.
+  if (suite.teardown) await suite.teardown()
+  // notes may be a function, called after the cases ran (figures a suite gathers while measuring).
+  const notes = typeof suite.notes === 'function' ? suite.notes() : suite.notes
+  list.push({ id: suite.id, title: suite.title, ...(notes ? { notes } : {}), env, cases })
   byFile.set(suite.file, list)
 }
 

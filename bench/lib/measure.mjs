@@ -63,8 +63,23 @@ export function measure(fns, { warmupMs = 250, runMs = 250, runs = 7 } = {}) {
 }
 
 /**
+ * Nearest-rank percentile (0 < p <= 100) of numbers sorted ascending.
+ * @param {number[]} sorted
+ * @param {number} p
+ */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+}
+
+/**
  * Like measure(), for functions that return a Promise (e.g. a batch of engine operations):
  * every call is awaited before the next, so one call = one completed batch.
+ *
+ * Per-operation latency: a call may resolve with `{ samples: number[] }`, the milliseconds each
+ * operation of its batch took (timed where the operation runs, e.g. in a load-client process).
+ * The samples of the timed runs (not of warm-up) are pooled per function and reported as
+ * `latency: { p50, p99, n }`; the rate is still calls completed per second of the interleaved runs.
  *
  * @param {Record<string, () => Promise<unknown>>} fns
  * @param {{ warmupMs?: number, runMs?: number, runs?: number }} [options]
@@ -85,13 +100,17 @@ export async function measureAsync(fns, { warmupMs = 250, runMs = 250, runs = 7 
     iterations[name] = Math.max(1, Math.round((calls / elapsed) * runMs))
   }
   const rates = Object.fromEntries(names.map((n) => [n, []]))
+  const samples = Object.fromEntries(names.map((n) => [n, []]))
   for (let r = 0; r < runs; r++) {
     for (let k = 0; k < names.length; k++) {
       const name = names[(k + r) % names.length]
       const fn = fns[name]
       const n = iterations[name]
       const start = now()
-      for (let i = 0; i < n; i++) await fn()
+      for (let i = 0; i < n; i++) {
+        const result = await fn()
+        if (Array.isArray(result?.samples)) for (const ms of result.samples) samples[name].push(ms)
+      }
       rates[name].push((n * 1000) / (now() - start))
     }
   }
@@ -99,6 +118,10 @@ export async function measureAsync(fns, { warmupMs = 250, runMs = 250, runs = 7 
   for (const name of names) {
     const sorted = [...rates[name]].sort((a, b) => a - b)
     out[name] = { callsPerSec: sorted[sorted.length >> 1], min: sorted[0], max: sorted[sorted.length - 1], runs: rates[name] }
+    if (samples[name].length > 0) {
+      const ms = samples[name].sort((a, b) => a - b)
+      out[name].latency = { p50: percentile(ms, 50), p99: percentile(ms, 99), n: ms.length }
+    }
   }
   return out
 }

@@ -27,14 +27,24 @@ export function markdown(doc) {
       '',
     )
     if (suite.notes) lines.push(suite.notes, '')
-    lines.push('| Case | Ours | Peer | Peer speed | Ours / peer | Target | Met |', '|---|---:|---|---:|---:|---|:-:|')
+    // Latency columns (p50 / p99 per operation) appear when a suite's cases measured them.
+    const latency = suite.cases.some((c) => c.ours.latencyMs)
+    const ms = (r) => (r?.latencyMs ? `${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)} ms` : '')
+    lines.push(
+      latency
+        ? '| Case | Ours | Ours p50 / p99 | Peer | Peer speed | Peer p50 / p99 | Ours / peer | Target | Met |'
+        : '| Case | Ours | Peer | Peer speed | Ours / peer | Target | Met |',
+      latency ? '|---|---:|---:|---|---:|---:|---:|---|:-:|' : '|---|---:|---|---:|---:|---|:-:|',
+    )
     for (const c of suite.cases) {
       const peers = Object.entries(c.peers)
       const rows = peers.length > 0 ? peers : [[ '—', null ]]
       rows.forEach(([name, p], i) => {
-        lines.push(
-          `| ${i === 0 ? c.name : ''} | ${i === 0 ? speed(c.ours) : ''} | ${name} | ${p ? speed(p) : ''} | ${p ? `${p.ratio.toFixed(2)}x` : ''} | ${i === 0 ? (c.target ?? '') : ''} | ${i === 0 ? verdict(c.met) : ''} |`,
-        )
+        const first = i === 0
+        const cells = latency
+          ? [first ? c.name : '', first ? speed(c.ours) : '', first ? ms(c.ours) : '', name, p ? speed(p) : '', ms(p), p ? `${p.ratio.toFixed(2)}x` : '', first ? (c.target ?? '') : '', first ? verdict(c.met) : '']
+          : [first ? c.name : '', first ? speed(c.ours) : '', name, p ? speed(p) : '', p ? `${p.ratio.toFixed(2)}x` : '', first ? (c.target ?? '') : '', first ? verdict(c.met) : '']
+        lines.push(`| ${cells.join(' | ')} |`)
       })
     }
     lines.push('')

@@ -1,13 +1,18 @@
 /**
  * Crash-test harness: `provisio serve` instances as child processes (the built CLI), killed
- * with SIGKILL and restarted, and a fleet of symmetric-key devices registering over HTTPS with
- * plain requests (dps-protocol.md §1: PUT …/register, then GET …/operations/{id} until final),
- * each device's SAS token built with @provisio/protocol from its group-derived key.
+ * with SIGKILL and restarted, and a fleet of symmetric-key devices registering over every
+ * transport, each device's SAS token built with @provisio/protocol from its group-derived key.
  *
- * Devices spread their register calls over the instances and poll on a *different* instance
- * than the one that answered the register, so every completed device proves that operations
- * are shared through the store. A device whose instance dies retries on another one (or the
- * same one once restarted), as a real device's retry policy would.
+ * HTTPS devices use plain requests (dps-protocol.md §1: PUT …/register, then GET
+ * …/operations/{id} until final), spread their register calls over the instances and poll on a
+ * *different* instance than the one that answered the register, so every completed device
+ * proves that operations are shared through the store. MQTT, MQTT-WS, AMQP and AMQP-WS devices
+ * (§3, §4) open one connection to an instance, register and poll on it, as Microsoft's clients
+ * do; their client is the e2e bench's (bench/lib/device-clients.mjs), so tests and bench speak
+ * to the server the same way. A device whose instance dies (request refused, connection
+ * dropped) retries on another instance, or the same one once restarted, as a real device's
+ * retry policy would: HTTPS repeats the request, the session transports reconnect and carry on
+ * with the register or the poll where they were.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
@@ -18,6 +23,11 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { buildSasToken } from '@provisio/protocol'
+import { openDevice, type DeviceAnswer, type DeviceConnection, type DeviceTransport } from '../../bench/lib/device-clients.mjs'
+
+export type { DeviceTransport }
+/** Every transport a device may use; scale tests give device i the transport TRANSPORTS[i % 5]. */
+export const TRANSPORTS: readonly DeviceTransport[] = ['https', 'mqtt', 'mqtt-ws', 'amqp', 'amqp-ws']
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
 const API = 'api-version=2021-10-01'
@@ -26,7 +36,7 @@ export interface Endpoints {
   idScope: string
   serviceConnectionString: string
   caCertificate: string
-  ports: { https: number }
+  ports: { https: number; mqtt: number; amqp: number }
 }
 
 /** One `provisio serve` child process on a data directory; restartable. */
@@ -38,6 +48,8 @@ export class ServeProcess {
   endpoints: Endpoints | undefined
   ca = ''
   agent: Agent | undefined
+  /** TLS session tickets of this instance (the session transports resume, as reconnecting devices do). */
+  tlsSessions = new Map<string, Buffer>()
   /** Last lines of output, for failure messages. */
   output: string[] = []
   starts = 0
@@ -176,6 +188,7 @@ export interface DeviceOutcome {
   readonly crossPolls: number
   /** Requests that failed at the connection level (instance killed or restarting). */
   readonly connectionErrors: number
+  readonly transport: DeviceTransport
 }
 
 interface OperationStatus {
@@ -196,7 +209,9 @@ export async function provisionDevice(
   index: number,
   /** Skip the register: poll this operation, started on instance `registeredOn`. */
   started?: { operationId: string; registeredOn: number },
+  transport: DeviceTransport = 'https',
 ): Promise<DeviceOutcome> {
+  if (transport !== 'https') return provisionOverSession(instances, idScope, groupKey, registrationId, index, transport, started)
   const headers = { authorization: deviceToken(idScope, groupKey, registrationId) }
   let operationId: string | undefined = started?.operationId
   let registeredOn = started?.registeredOn ?? -1
@@ -244,12 +259,105 @@ export async function provisionDevice(
         deviceId: body.registrationState?.deviceId ?? '',
         crossPolls,
         connectionErrors,
+        transport,
       }
     }
     if (body.status !== 'assigning') throw new Error(`device ${registrationId}: operation ${operationId} ended ${body.status}: ${answer.body.slice(0, 300)}`)
     await sleep(retryAfterMs(answer))
   }
   throw new Error(`device ${registrationId}: not assigned after 2000 attempts`)
+}
+
+/** A device-side verdict (an answer the device must not retry): fails the test. */
+class DeviceFailure extends Error {}
+
+/** The port of `transport` on an instance (the WebSocket forms share the HTTPS port). */
+function portOf(instance: ServeProcess, transport: DeviceTransport): number | undefined {
+  const ports = instance.endpoints?.ports
+  if (ports === undefined) return undefined
+  return transport === 'mqtt' ? ports.mqtt : transport === 'amqp' ? ports.amqp : ports.https
+}
+
+/**
+ * provisionDevice over MQTT, MQTT-WS, AMQP or AMQP-WS: one connection to an instance (registers
+ * spread by device index), register, then poll on the same connection until final. A dropped
+ * or refused connection, or a request left unanswered, counts as a connection error: the device
+ * reconnects (to the next live instance) and repeats the register, or polls its operation
+ * there. Throttling (429) and unavailability (503) are retried after Retry-After.
+ */
+async function provisionOverSession(
+  instances: readonly ServeProcess[],
+  idScope: string,
+  groupKey: string,
+  registrationId: string,
+  index: number,
+  transport: DeviceTransport,
+  started?: { operationId: string; registeredOn: number },
+): Promise<DeviceOutcome> {
+  const sas = deviceToken(idScope, groupKey, registrationId)
+  let operationId: string | undefined = started?.operationId
+  let registeredOn = started?.registeredOn ?? -1
+  let crossPolls = 0
+  let connectionErrors = 0
+  let preferred = operationId === undefined ? index % instances.length : (registeredOn + 1) % instances.length
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const target = pickAlive(instances, preferred)
+    const instance = target === undefined ? undefined : instances[target]
+    const port = instance === undefined ? undefined : portOf(instance, transport)
+    if (target === undefined || instance === undefined || port === undefined) {
+      await sleep(100)
+      continue
+    }
+    let device: DeviceConnection | undefined
+    try {
+      device = await openDevice({ transport, port, ca: instance.ca, idScope, registrationId, sas, tlsSessions: instance.tlsSessions, timeoutMs: 15_000 })
+      for (let request = 0; request < 2000; request++) {
+        const answer: DeviceAnswer = operationId === undefined ? await device.register() : await device.poll(operationId)
+        if (answer.status === 429 || answer.status === 503) {
+          await sleep(Math.min(answer.retryAfterMs ?? 250, 1000))
+          continue
+        }
+        if (answer.status === 404 && operationId !== undefined) {
+          operationId = undefined // replaced by a later register of this device: register again
+          continue
+        }
+        if (answer.status !== 200 && answer.status !== 202) {
+          throw new DeviceFailure(`device ${registrationId} (${transport}): ${operationId === undefined ? 'register' : 'poll'} answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 300)}`)
+        }
+        const body = answer.body
+        if (operationId === undefined) registeredOn = target
+        else if (target !== registeredOn) crossPolls++
+        operationId = body.operationId
+        if (body.status === 'assigned') {
+          return {
+            registrationId,
+            operationId: operationId ?? '',
+            assignedHub: body.registrationState?.assignedHub ?? '',
+            deviceId: body.registrationState?.deviceId ?? '',
+            crossPolls,
+            connectionErrors,
+            transport,
+          }
+        }
+        if (body.status !== 'assigning' || operationId === undefined) {
+          throw new DeviceFailure(`device ${registrationId} (${transport}): operation ${operationId} ended ${body.status}: ${JSON.stringify(body).slice(0, 300)}`)
+        }
+        await sleep(Math.min(answer.retryAfterMs ?? 250, 1000))
+      }
+      throw new DeviceFailure(`device ${registrationId} (${transport}): operation ${operationId} not final after 2000 requests`)
+    } catch (error) {
+      if (error instanceof DeviceFailure) throw error
+      // MQTT CONNACK refusals other than "server unavailable" (3) are verdicts, not outages.
+      const returnCode = (error as { returnCode?: number }).returnCode
+      if (returnCode !== undefined && returnCode !== 3) throw new Error(`device ${registrationId} (${transport}): ${(error as Error).message}`)
+      connectionErrors++
+      preferred = target + 1
+      await sleep(50)
+    } finally {
+      device?.close()
+    }
+  }
+  throw new Error(`device ${registrationId} (${transport}): not assigned after 200 connections`)
 }
 
 /**
@@ -318,6 +426,12 @@ export async function runPool<T>(count: number, concurrency: number, work: (i: n
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
   return results
+}
+
+/** "https 400, mqtt 400, …, retried: mqtt 12, …": how a run's devices went, for the log line. */
+export function transportSummary(outcomes: readonly DeviceOutcome[]): string {
+  const by = (keep: (o: DeviceOutcome) => boolean) => TRANSPORTS.map((t) => `${t} ${outcomes.filter((o) => o.transport === t && keep(o)).length}`).join(', ')
+  return `${by(() => true)}; reconnected/retried: ${by((o) => o.connectionErrors > 0)}`
 }
 
 /** Device count of the scale tests: PROVISIO_SCALE_DEVICES, else the given default. */
@@ -425,15 +539,17 @@ export class HoldingWebhook {
 }
 
 /**
- * Registers each device on `instance` (one request each, expecting 202) and returns the
- * operation ids it answered.
+ * Registers each device on `instance` (one request each, all at once, expecting 202) and returns
+ * the operation ids it answered, in the order of `ids`. All at once, so that the held webhook
+ * calls they start are all in place quickly even on a loaded machine: the first must not wait
+ * for the last long enough to hit the instance's webhook timeout (10 s) before the kill.
  */
 export async function startRegistrations(instance: ServeProcess, idScope: string, groupKey: string, ids: readonly string[]): Promise<string[]> {
-  const operations: string[] = []
-  for (const id of ids) {
-    const answer = await call(instance, 'PUT', `/${idScope}/registrations/${id}/register?${API}`, { authorization: deviceToken(idScope, groupKey, id) }, { registrationId: id })
-    if (answer.status !== 202) throw new Error(`register of ${id} on ${instance.name}: ${answer.status} ${answer.body.slice(0, 300)}`)
-    operations.push((JSON.parse(answer.body) as { operationId: string }).operationId)
-  }
-  return operations
+  return Promise.all(
+    ids.map(async (id) => {
+      const answer = await call(instance, 'PUT', `/${idScope}/registrations/${id}/register?${API}`, { authorization: deviceToken(idScope, groupKey, id) }, { registrationId: id })
+      if (answer.status !== 202) throw new Error(`register of ${id} on ${instance.name}: ${answer.status} ${answer.body.slice(0, 300)}`)
+      return (JSON.parse(answer.body) as { operationId: string }).operationId
+    }),
+  )
 }

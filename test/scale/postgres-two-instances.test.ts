@@ -1,9 +1,11 @@
 /**
  * Issue 12: two `provisio serve` processes on one PostgreSQL database (`--store postgres://…`),
  * each with its own data directory (own dev PKI and port); the DPS instance (ID scope, keys,
- * hub) is shared through the database. A fleet of symmetric-key devices registers over HTTPS
- * across both — registers spread over the instances, polls always on the other instance — while
- * instance A is killed with SIGKILL mid-run and restarted on its data directory. Operations A
+ * hub) is shared through the database. A fleet of symmetric-key devices registers across both
+ * over MIXED transports — device i uses HTTPS, MQTT, MQTT-WS, AMQP or AMQP-WS by i mod 5;
+ * registers spread over the instances, HTTPS polls always on the other instance, the session
+ * transports poll on their connection and reconnect elsewhere when it drops — while instance A
+ * is killed with SIGKILL mid-run and restarted on its data directory. Operations A
  * left `assigning` are taken over by whichever instance is polled once their lease
  * (--operation-lease-ms) expires.
  *
@@ -25,7 +27,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
-import { call, createGroup, deviceCount, deviceToken, HoldingWebhook, pollOperation, startRegistrations, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, type FleetRows } from './harness.js'
+import { call, createGroup, TRANSPORTS, transportSummary, deviceCount, deviceToken, HoldingWebhook, pollOperation, startRegistrations, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, type FleetRows } from './harness.js'
 
 const POSTGRES_URL = process.env.PROVISIO_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const DEVICES = deviceCount(2000)
@@ -88,7 +90,7 @@ describe.skipIf(!available)('two provisio serve instances on one PostgreSQL data
     let slowStarted: string[] = []
 
     let crash: Promise<void> | undefined
-    const outcomes = await runPool(DEVICES, 100, (i) => provisionDevice(instances, idScope, groupKey, ids[i]!, i), (done) => {
+    const outcomes = await runPool(DEVICES, 100, (i) => provisionDevice(instances, idScope, groupKey, ids[i]!, i, undefined, TRANSPORTS[i % TRANSPORTS.length]), (done) => {
       if (done === Math.floor(DEVICES / 3) && crash === undefined) {
         crash = (async () => {
           slowStarted = await startRegistrations(a, idScope, slowKey, slowIds)
@@ -143,7 +145,9 @@ describe.skipIf(!available)('two provisio serve instances on one PostgreSQL data
     await client.end()
     const takenOver = (rows.operations as unknown as { createdAtMs: number; updatedAtMs: number }[]).filter((o) => o.updatedAtMs - o.createdAtMs >= LEASE_MS).length
     const retried = outcomes.filter((o) => o.connectionErrors > 0).length
-    console.info(`scale/postgres: ${DEVICES} devices + ${twins.length} twins (${joined} joined one operation); ${retried} devices retried after the kill; ${takenOver} operations finished after their first lease expired (taken over)`)
+    console.info(`scale/postgres: ${DEVICES} devices (${transportSummary(outcomes)}) + ${twins.length} twins (${joined} joined one operation); ${retried} devices retried after the kill; ${takenOver} operations finished after their first lease expired (taken over)`)
+    // Every transport was in the run, and devices of the session transports lived through the kill.
+    for (const t of TRANSPORTS) expect(outcomes.filter((o) => o.transport === t).length).toBeGreaterThan(0)
     expect(otherRows.rows[0]!.n).toBe(0)
     const part = (keep: (id: string) => boolean): FleetRows => ({
       registrations: rows.registrations.filter((r) => keep(r.state.registrationId)),
@@ -159,7 +163,7 @@ describe.skipIf(!available)('two provisio serve instances on one PostgreSQL data
     const twinOutcomes = twins.map((id, i) => {
       const op = rows.operations.find((o) => o.registrationId === id)
       expect(twinOps[i]).toContain(op?.operationId)
-      return { registrationId: id, operationId: op?.operationId ?? '', assignedHub: 'localhost', deviceId: id, crossPolls: 0, connectionErrors: 0 }
+      return { registrationId: id, operationId: op?.operationId ?? '', assignedHub: 'localhost', deviceId: id, crossPolls: 0, connectionErrors: 0, transport: 'https' as const }
     })
     expect(fleetProblems(twins, twinOutcomes, part(isTwin), 'localhost', groupKey)).toEqual([])
   }, 300_000)

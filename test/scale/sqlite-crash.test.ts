@@ -1,8 +1,8 @@
 /**
  * Issue 12, the SQLite half: one `provisio serve` on its default SQLite store, killed with
  * SIGKILL mid-run and restarted on the same data directory (same database, state and CA),
- * while a fleet of symmetric-key devices registers over HTTPS and keeps retrying through the
- * outage. Operations the killed process left `assigning` are taken over by the restarted one
+ * while a fleet of symmetric-key devices registers over MIXED transports (device i uses HTTPS,
+ * MQTT, MQTT-WS, AMQP or AMQP-WS by i mod 5) and keeps retrying through the outage. Operations the killed process left `assigning` are taken over by the restarted one
  * once their lease expires; a cohort whose allocation webhook (§8) holds the killed process's
  * calls makes that certain rather than left to timing.
  *
@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createGroup, deviceCount, fleetProblems, HoldingWebhook, provisionDevice, runPool, ServeProcess, sleep, startRegistrations, type FleetRows } from './harness.js'
+import { createGroup, deviceCount, TRANSPORTS, transportSummary, fleetProblems, HoldingWebhook, provisionDevice, runPool, ServeProcess, sleep, startRegistrations, type FleetRows } from './harness.js'
 
 const DEVICES = deviceCount(2000)
 const LEASE_MS = 3000
@@ -49,7 +49,7 @@ describe('one provisio serve on SQLite', () => {
     let slowStarted: string[] = []
 
     let crash: Promise<void> | undefined
-    const outcomes = await runPool(DEVICES, 100, (i) => provisionDevice([s], idScope, groupKey, ids[i]!, i), (done) => {
+    const outcomes = await runPool(DEVICES, 100, (i) => provisionDevice([s], idScope, groupKey, ids[i]!, i, undefined, TRANSPORTS[i % TRANSPORTS.length]), (done) => {
       if (done === Math.floor(DEVICES / 3) && crash === undefined) {
         crash = (async () => {
           slowStarted = await startRegistrations(s, idScope, slowKey, slowIds)
@@ -89,6 +89,7 @@ describe('one provisio serve on SQLite', () => {
     const slowOps = rows.operations.filter((o) => isSlow(o.registrationId)) as unknown as { createdAtMs: number; updatedAtMs: number }[]
     for (const op of slowOps) expect(op.updatedAtMs - op.createdAtMs).toBeGreaterThanOrEqual(LEASE_MS)
     const retried = outcomes.filter((o) => o.connectionErrors > 0).length
-    console.info(`scale/sqlite: ${DEVICES} devices (${retried} retried through the restart) + ${SLOW} taken over after the lease`)
+    console.info(`scale/sqlite: ${DEVICES} devices (${transportSummary(outcomes)}; ${retried} retried through the restart) + ${SLOW} taken over after the lease`)
+    for (const t of TRANSPORTS) expect(outcomes.filter((o) => o.transport === t).length).toBeGreaterThan(0)
   }, 300_000)
 })

@@ -304,7 +304,7 @@ export class DeviceOperations {
     if (budget <= 0) return TIMED_OUT
     const timers = this.ctx.timers
     if (!timers) return running
-    return Promise.race([running, timers.delay(budget).then((): typeof TIMED_OUT => TIMED_OUT)])
+    return Promise.race([running, timers.delay(budget, running).then((): typeof TIMED_OUT => TIMED_OUT)])
   }
 
   #assigningResponse(

@@ -40,8 +40,12 @@ export type Fetch = (url: string, init: FetchRequestInit) => Promise<FetchRespon
  * for the assignment to finish (budget > 0) or never waits (budget 0).
  */
 export interface Timers {
-  /** Resolves after `ms` milliseconds. */
-  delay(ms: number): Promise<void>
+  /**
+   * Resolves after `ms` milliseconds. `until`, when given, settles once nobody waits for the delay
+   * any more (the assignment finished first); an implementation should then drop its timer, or
+   * every register would leave one pending for the whole budget.
+   */
+  delay(ms: number, until?: Promise<unknown>): Promise<void>
 }
 
 /** The hub port and its shapes live in @provisio/protocol (hub.ts), shared with @provisio/hub's REST gateway. */

@@ -133,6 +133,27 @@ describe('register and poll (DPS-style 202)', () => {
     expect((await store.getRegistration(ID_SCOPE, 'dev-c'))?.state.etag).toBe(taken.body.registrationState?.etag)
   })
 
+  it('hands the running assignment to Timers.delay, so the budget timer can be dropped when it settles', async () => {
+    let until: Promise<unknown> | undefined
+    let settled = false
+    const { engine, nowSeconds } = setup({
+      assignmentBudgetMs: 5000,
+      timers: {
+        delay: (_ms, u) => {
+          until = u
+          void u?.then(() => (settled = true))
+          return new Promise<void>(() => {})
+        },
+      },
+    })
+    const k = await enrollIndividual(engine, 'dev-u')
+    const r = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-u', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-u', k, nowSeconds() + 60) }, apiVersion: API })
+    expect(r.status).toBe(200)
+    expect(until).toBeInstanceOf(Promise)
+    await until
+    expect(settled).toBe(true)
+  })
+
   it('answers 202 when the Timers budget runs out before the assignment', async () => {
     const hubs = new BlockingGateway()
     const { engine, nowSeconds } = setup({ assignmentBudgetMs: 50, hubGateway: hubs, timers: { delay: () => Promise.resolve() } })

@@ -1,10 +1,13 @@
 import type Database from 'better-sqlite3'
 import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
+import type { GroupCommit } from '@provisio/store-sqlite'
 
 /**
  * The embedded hub's registry in the server's SQLite database (one row per device, the record
  * as JSON). Each call is a single statement, so a crash never leaves half a record; conditional
  * writes compare the stored etags in the same statement (insert-if-absent, update-if-unchanged).
+ * With a {@link GroupCommit} (the one the engine's store uses), writes join its transaction and
+ * settle after its COMMIT, so a registration's hub identity commits with its operation's writes.
  */
 export class SqliteHubStore implements HubStore {
   readonly #get: Database.Statement<[string, string], { record: string }>
@@ -13,8 +16,10 @@ export class SqliteHubStore implements HubStore {
   readonly #update: Database.Statement<[string, string, string, string, string]>
   readonly #delete: Database.Statement<[string, string]>
   readonly #list: Database.Statement<[string, string, number], { record: string }>
+  readonly #group: GroupCommit | undefined
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, group?: GroupCommit) {
+    this.#group = group
     db.exec(`CREATE TABLE IF NOT EXISTS hub_devices (
       hub TEXT NOT NULL,
       device_key TEXT NOT NULL,
@@ -34,22 +39,34 @@ export class SqliteHubStore implements HubStore {
   }
 
   async get(hub: string, deviceKey: string): Promise<HubDeviceRecord | undefined> {
-    const row = this.#get.get(hub.toLowerCase(), deviceKey)
-    return row === undefined ? undefined : (JSON.parse(row.record) as HubDeviceRecord)
+    return this.#read(() => {
+      const row = this.#get.get(hub.toLowerCase(), deviceKey)
+      return row === undefined ? undefined : (JSON.parse(row.record) as HubDeviceRecord)
+    })
   }
 
   async put(hub: string, deviceKey: string, record: HubDeviceRecord, condition?: HubWriteCondition): Promise<boolean> {
     const json = JSON.stringify(record)
-    if (condition === undefined) return this.#put.run(hub.toLowerCase(), deviceKey, json).changes > 0
-    if ('absent' in condition) return this.#insert.run(hub.toLowerCase(), deviceKey, json).changes > 0
-    return this.#update.run(json, hub.toLowerCase(), deviceKey, condition.deviceEtag, condition.twinEtag).changes > 0
+    return this.#write(() => {
+      if (condition === undefined) return this.#put.run(hub.toLowerCase(), deviceKey, json).changes > 0
+      if ('absent' in condition) return this.#insert.run(hub.toLowerCase(), deviceKey, json).changes > 0
+      return this.#update.run(json, hub.toLowerCase(), deviceKey, condition.deviceEtag, condition.twinEtag).changes > 0
+    })
   }
 
   async delete(hub: string, deviceKey: string): Promise<boolean> {
-    return this.#delete.run(hub.toLowerCase(), deviceKey).changes > 0
+    return this.#write(() => this.#delete.run(hub.toLowerCase(), deviceKey).changes > 0)
   }
 
   async list(hub: string, options: { after?: string; limit: number }): Promise<HubDeviceRecord[]> {
-    return this.#list.all(hub.toLowerCase(), options.after ?? '', options.limit).map((r) => JSON.parse(r.record) as HubDeviceRecord)
+    return this.#read(() => this.#list.all(hub.toLowerCase(), options.after ?? '', options.limit).map((r) => JSON.parse(r.record) as HubDeviceRecord))
+  }
+
+  async #write<T>(fn: () => T): Promise<T> {
+    return this.#group ? this.#group.write(fn) : fn()
+  }
+
+  async #read<T>(fn: () => T): Promise<T> {
+    return this.#group ? this.#group.read(fn) : fn()
   }
 }

@@ -16,7 +16,7 @@ import { createTpmVerifier } from '@provisio/engine'
 import { EmbeddedHub, MemoryHubStore, createRestHubGateway, type HubStore } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
-import { createSqliteStore } from '@provisio/store-sqlite'
+import { createSqliteStore, GroupCommit } from '@provisio/store-sqlite'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
 import { createLocalHubGateway } from './hub-gateway.js'
@@ -90,6 +90,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // Stores: SQLite in the data directory by default, one database for the engine and the hubs.
   let db: Database.Database | undefined
+  let closeDb = () => {}
   let store: Store
   let hubStore: HubStore
   if (config.store === 'memory') {
@@ -98,8 +99,15 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   } else if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
     const file = config.store === 'sqlite' ? join(config.dataDir, 'provisio.db') : config.store.slice('sqlite:'.length)
     db = new Database(file)
-    store = createSqliteStore(db)
-    hubStore = new SqliteHubStore(db)
+    // One group commit for the engine's and the hub's writes: the writes of an event-loop turn
+    // share one transaction, each answered after its COMMIT (see GroupCommit).
+    const group = new GroupCommit(db)
+    store = createSqliteStore(db, { groupCommit: group })
+    hubStore = new SqliteHubStore(db, group)
+    closeDb = () => {
+      group.flush()
+      db?.close()
+    }
   } else if (postgres !== undefined) {
     store = postgres.store
     hubStore = postgres.hubStore
@@ -149,7 +157,16 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       const res = await fetch(url, { method: init.method, headers: init.headers, body: init.body, signal: AbortSignal.timeout(init.timeoutMs) })
       return { status: res.status, text: () => res.text() }
     },
-    timers: { delay: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) },
+    // The budget's timer is cleared as soon as the assignment settles (one per register otherwise
+    // stays pending for the whole budget).
+    timers: {
+      delay: (ms, until) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(resolve, ms)
+          const stop = () => clearTimeout(timer)
+          until?.then(stop, stop)
+        }),
+    },
     instances: [instance],
     retryAfterSeconds: config.retryAfterSeconds,
     assignmentBudgetMs: config.assignmentBudgetMs,
@@ -282,7 +299,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   } catch (error) {
     // Nothing half-started stays behind: close whatever did start, and the stores.
     for (const server of [https, amqp.server, mqtt.server]) if (server.listening) server.close()
-    db?.close()
+    closeDb()
     await postgres?.close()
     throw error
   }
@@ -339,7 +356,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       await Promise.race([engine.drain(), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
       await amqpClosed
       await mqttClosed
-      db?.close()
+      closeDb()
       await postgres?.close()
       log.info('stopped')
     },

@@ -38,6 +38,99 @@ export interface SqliteStoreOptions {
   readonly cacheSizeKiB?: number
   /** Memory-mapped I/O size, bytes (default 256 MiB; 0 disables). */
   readonly mmapSizeBytes?: number
+  /**
+   * Share one transaction among the writes of an event-loop turn ({@link GroupCommit}); pass the
+   * same instance to every store on this database (e.g. the server's hub store). Default: none,
+   * every write commits on its own.
+   */
+  readonly groupCommit?: GroupCommit
+}
+
+/**
+ * Group commit: the writes issued during one event-loop turn run in one SQLite transaction
+ * (`BEGIN IMMEDIATE` at the first, `COMMIT` on `setImmediate`), and each caller's promise settles
+ * only after that COMMIT, so nothing is reported done before it is durable. A write that fails
+ * inside the group is undone alone (better-sqlite3 runs a nested `db.transaction` as a savepoint;
+ * a single statement is atomic by itself); a failed COMMIT rejects every caller of the group.
+ * Reads while a group is open see its writes, so they also settle after the COMMIT.
+ *
+ * Measured with bench/suites/e2e.mjs: one register writes three times (operation begun, hub
+ * identity, operation finished + registration); with 32 devices in flight the commits, each a
+ * WAL append and lock round, were a quarter of the server's CPU time.
+ */
+export class GroupCommit {
+  readonly #db: Database.Database
+  readonly #begin: Database.Statement
+  readonly #commit: Database.Statement
+  readonly #rollback: Database.Statement
+  #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = []
+  #open = false
+
+  constructor(db: Database.Database) {
+    this.#db = db
+    this.#begin = db.prepare('BEGIN IMMEDIATE')
+    this.#commit = db.prepare('COMMIT')
+    this.#rollback = db.prepare('ROLLBACK')
+  }
+
+  /** Runs `fn` (synchronous statements) in the current group; resolves with its result once committed. */
+  write<T>(fn: () => T): Promise<T> {
+    if (!this.#open) {
+      // Someone else's explicit transaction is running (e.g. a migration): no group around it.
+      if (this.#db.inTransaction) return settle(fn)
+      try {
+        this.#begin.run()
+      } catch (error) {
+        return Promise.reject(error)
+      }
+      this.#open = true
+      setImmediate(() => this.flush())
+    }
+    return this.#after(fn)
+  }
+
+  /** Runs a read; while a group is open its result waits for the COMMIT (it may see the group's writes). */
+  read<T>(fn: () => T): Promise<T> {
+    return this.#open ? this.#after(fn) : settle(fn)
+  }
+
+  #after<T>(fn: () => T): Promise<T> {
+    let result: T
+    try {
+      result = fn()
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return new Promise<T>((resolve, reject) => this.#waiters.push({ resolve: () => resolve(result), reject }))
+  }
+
+  /** Commits the open group now (also run on `setImmediate`); call before closing the database. */
+  flush(): void {
+    if (!this.#open) return
+    const waiters = this.#waiters
+    this.#waiters = []
+    this.#open = false
+    try {
+      this.#commit.run()
+    } catch (error) {
+      try {
+        if (this.#db.inTransaction) this.#rollback.run()
+      } catch {
+        // The connection already ended the transaction; the callers hear about the COMMIT failure.
+      }
+      for (const w of waiters) w.reject(error)
+      return
+    }
+    for (const w of waiters) w.resolve()
+  }
+}
+
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn())
+  } catch (error) {
+    return Promise.reject(error)
+  }
 }
 
 /** One schema migration. Versions are dense and never edited once released. */
@@ -213,9 +306,12 @@ export class SqliteStore implements Store {
   readonly #lease: (idScope: string, id: string, expected: string, next: string, until: number, now: number) => OperationRecord | undefined
   readonly #commit: (idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number) => boolean
 
+  readonly #group: GroupCommit | undefined
+
   constructor(db: Database.Database, owned: boolean, options: SqliteStoreOptions = {}) {
     this.db = db
     this.#owned = owned
+    this.#group = options.groupCommit
     db.pragma('journal_mode = WAL')
     db.pragma(`synchronous = ${options.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`)
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`)
@@ -297,9 +393,19 @@ export class SqliteStore implements Store {
     return this.#registrations.put(idScope, record.state.registrationId, record.state.etag, record, [group], condition)
   }
 
-  /** Closes the database if this store opened it. */
+  /** Closes the database if this store opened it (committing an open group first). */
   close(): void {
+    this.#group?.flush()
     if (this.#owned) this.db.close()
+  }
+
+  /** A write: in the open group when group commit is on, else committed on its own. */
+  #w<T>(fn: () => T): Promise<T> {
+    return this.#group ? this.#group.write(fn) : settle(fn)
+  }
+  /** A read (after the open group's COMMIT when group commit is on). */
+  #r<T>(fn: () => T): Promise<T> {
+    return this.#group ? this.#group.read(fn) : settle(fn)
   }
 
   /** Applied schema versions (for diagnostics and tests). */
@@ -308,73 +414,79 @@ export class SqliteStore implements Store {
   }
 
   async getEnrollment(idScope: string, registrationId: string): Promise<IndividualEnrollment | undefined> {
-    return this.#enrollments.get(idScope, registrationId)
+    return this.#r(() => this.#enrollments.get(idScope, registrationId))
   }
   async putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#enrollments.put(idScope, enrollment.registrationId, enrollment.etag ?? '', enrollment, [], condition)
+    return this.#w(() => this.#enrollments.put(idScope, enrollment.registrationId, enrollment.etag ?? '', enrollment, [], condition))
   }
   async deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#enrollments.delete(idScope, registrationId, condition)
+    return this.#w(() => this.#enrollments.delete(idScope, registrationId, condition))
   }
   async listEnrollments(idScope: string, page: PageRequest): Promise<IndividualEnrollment[]> {
-    return this.#enrollments.page(idScope, page)
+    return this.#r(() => this.#enrollments.page(idScope, page))
   }
 
   async getGroup(idScope: string, enrollmentGroupId: string): Promise<EnrollmentGroup | undefined> {
-    return this.#groups.get(idScope, enrollmentGroupId)
+    return this.#r(() => this.#groups.get(idScope, enrollmentGroupId))
   }
   async putGroup(idScope: string, group: EnrollmentGroup, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#groups.put(idScope, group.enrollmentGroupId, group.etag ?? '', group, [group.attestation.type], condition)
+    return this.#w(() => this.#groups.put(idScope, group.enrollmentGroupId, group.etag ?? '', group, [group.attestation.type], condition))
   }
   async deleteGroup(idScope: string, enrollmentGroupId: string, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#groups.delete(idScope, enrollmentGroupId, condition)
+    return this.#w(() => this.#groups.delete(idScope, enrollmentGroupId, condition))
   }
   async listGroups(idScope: string, page: PageRequest): Promise<EnrollmentGroup[]> {
-    return this.#groups.page(idScope, page)
+    return this.#r(() => this.#groups.page(idScope, page))
   }
   async groupsRevision(idScope: string): Promise<number> {
-    return this.#stmt.revision.get(idScope)?.groups_revision ?? 0
+    return this.#r(() => this.#stmt.revision.get(idScope)?.groups_revision ?? 0)
   }
 
   async getRegistration(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined> {
-    return this.#registrations.get(idScope, registrationId)
+    return this.#r(() => this.#registrations.get(idScope, registrationId))
   }
   async putRegistration(idScope: string, record: RegistrationRecord, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#putRegistration(idScope, record, condition)
+    return this.#w(() => this.#putRegistration(idScope, record, condition))
   }
   async deleteRegistration(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#registrations.delete(idScope, registrationId, condition)
+    return this.#w(() => this.#registrations.delete(idScope, registrationId, condition))
   }
   async listRegistrationsByGroup(idScope: string, enrollmentGroupId: string, page: PageRequest): Promise<RegistrationRecord[]> {
     const group = keyOf(enrollmentGroupId)
-    const rows = page.after === undefined
-      ? this.#stmt.byGroupFirst.all(idScope, group, page.limit)
-      : this.#stmt.byGroup.all(idScope, group, page.after, page.limit)
-    return rows.map((r) => JSON.parse(r.body) as RegistrationRecord)
+    return this.#r(() => {
+      const rows = page.after === undefined
+        ? this.#stmt.byGroupFirst.all(idScope, group, page.limit)
+        : this.#stmt.byGroup.all(idScope, group, page.after, page.limit)
+      return rows.map((r) => JSON.parse(r.body) as RegistrationRecord)
+    })
   }
   async listRegistrations(idScope: string, page: PageRequest): Promise<RegistrationRecord[]> {
-    return this.#registrations.page(idScope, page)
+    return this.#r(() => this.#registrations.page(idScope, page))
   }
 
   async getOperation(idScope: string, operationId: string): Promise<OperationRecord | undefined> {
-    const row = this.#stmt.opById.get(idScope, operationId)
-    return row === undefined ? undefined : (JSON.parse(row.body) as OperationRecord)
+    return this.#r(() => {
+      const row = this.#stmt.opById.get(idScope, operationId)
+      return row === undefined ? undefined : (JSON.parse(row.body) as OperationRecord)
+    })
   }
   async getDeviceOperation(idScope: string, registrationId: string): Promise<OperationRecord | undefined> {
-    const row = this.#stmt.opByDevice.get(idScope, keyOf(registrationId))
-    return row === undefined ? undefined : (JSON.parse(row.body) as OperationRecord)
+    return this.#r(() => {
+      const row = this.#stmt.opByDevice.get(idScope, keyOf(registrationId))
+      return row === undefined ? undefined : (JSON.parse(row.body) as OperationRecord)
+    })
   }
   async getActiveOperationId(idScope: string, registrationId: string, nowMs: number): Promise<string | undefined> {
-    return this.#stmt.opActive.get(idScope, keyOf(registrationId), nowMs)?.operation_id
+    return this.#r(() => this.#stmt.opActive.get(idScope, keyOf(registrationId), nowMs)?.operation_id)
   }
   async beginOperation(idScope: string, operation: OperationRecord, nowMs: number): Promise<BeginOperationResult> {
-    return this.#begin(idScope, operation, nowMs)
+    return this.#w(() => this.#begin(idScope, operation, nowMs))
   }
   async finishOperation(idScope: string, final: OperationRecord, leaseOwner: string, registration?: RegistrationRecord): Promise<boolean> {
-    return this.#finish(idScope, final, leaseOwner, registration)
+    return this.#w(() => this.#finish(idScope, final, leaseOwner, registration))
   }
   async commitOperation(idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number): Promise<boolean> {
-    return this.#commit(idScope, final, registration, nowMs)
+    return this.#w(() => this.#commit(idScope, final, registration, nowMs))
   }
   async leaseOperation(
     idScope: string,
@@ -384,20 +496,20 @@ export class SqliteStore implements Store {
     assigningUntilMs: number,
     nowMs: number,
   ): Promise<OperationRecord | undefined> {
-    return this.#lease(idScope, operationId, expectedOwner, newOwner, assigningUntilMs, nowMs)
+    return this.#w(() => this.#lease(idScope, operationId, expectedOwner, newOwner, assigningUntilMs, nowMs))
   }
 
   async getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {
-    return this.#cas.get(idScope, name)
+    return this.#r(() => this.#cas.get(idScope, name))
   }
   async putCaCertificate(idScope: string, record: CaCertificateRecord, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#cas.put(idScope, record.name, record.etag, record, [], condition)
+    return this.#w(() => this.#cas.put(idScope, record.name, record.etag, record, [], condition))
   }
   async deleteCaCertificate(idScope: string, name: string, condition?: WriteCondition): Promise<WriteResult> {
-    return this.#cas.delete(idScope, name, condition)
+    return this.#w(() => this.#cas.delete(idScope, name, condition))
   }
   async listCaCertificates(idScope: string): Promise<CaCertificateRecord[]> {
-    return this.#cas.page(idScope, { limit: 1_000_000 })
+    return this.#r(() => this.#cas.page(idScope, { limit: 1_000_000 }))
   }
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runStoreConformance } from '../../engine/test/store-conformance.js'
-import { MIGRATIONS, createSqliteStore } from '../src/index.js'
+import { GroupCommit, MIGRATIONS, createSqliteStore } from '../src/index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'provisio-sqlite-'))
 let counter = 0
@@ -13,6 +13,88 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 runStoreConformance('SqliteStore (temp file)', async () => {
   const store = createSqliteStore(join(dir, `conf-${++counter}.db`))
   return { store, close: () => store.close() }
+})
+
+runStoreConformance('SqliteStore with group commit', async () => {
+  const db = new Database(join(dir, `conf-group-${++counter}.db`))
+  const store = createSqliteStore(db, { groupCommit: new GroupCommit(db) })
+  return {
+    store,
+    close: () => {
+      store.close()
+      db.close()
+    },
+  }
+})
+
+describe('GroupCommit', () => {
+  const open = (name: string) => {
+    const path = join(dir, name)
+    const db = new Database(path)
+    db.exec('CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL)')
+    return { path, db, group: new GroupCommit(db) }
+  }
+
+  it('runs the writes of one turn in one transaction and settles each only after the COMMIT', async () => {
+    const { path, db, group } = open('group-one-turn.db')
+    const other = new Database(path)
+    const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)')
+    const seen: string[] = []
+    const writes = ['a', 'b', 'c'].map((k) => group.write(() => insert.run(k, k).changes).then(() => seen.push(k)))
+    // Same turn: one open transaction, invisible to another connection, nothing settled yet.
+    expect(db.inTransaction).toBe(true)
+    expect(other.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 0 })
+    await Promise.resolve()
+    expect(seen).toEqual([])
+    await Promise.all(writes)
+    expect(seen).toEqual(['a', 'b', 'c'])
+    expect(db.inTransaction).toBe(false)
+    expect(other.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 3 })
+    other.close()
+    db.close()
+  })
+
+  it('undoes a failing write alone; the rest of its group commits', async () => {
+    const { db, group } = open('group-failure.db')
+    const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)')
+    const twoRows = db.transaction((k: string) => {
+      insert.run(`${k}-1`, 'x')
+      insert.run(`${k}-1`, 'duplicate') // primary key violation: the savepoint rolls back both
+    })
+    const ok = group.write(() => insert.run('kept', 'x'))
+    const failed = group.write(() => twoRows('gone'))
+    await expect(failed).rejects.toThrow(/UNIQUE constraint failed/)
+    await ok
+    expect(db.prepare('SELECT k FROM t ORDER BY k').all()).toEqual([{ k: 'kept' }])
+    db.close()
+  })
+
+  it('rejects every caller when the COMMIT fails, and nothing of the group stays', async () => {
+    const { db, group } = open('group-commit-fails.db')
+    db.exec('CREATE TABLE parent (id TEXT PRIMARY KEY); CREATE TABLE child (p TEXT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)')
+    db.pragma('foreign_keys = ON')
+    const a = group.write(() => db.prepare('INSERT INTO t (k, v) VALUES (?, ?)').run('x', 'y'))
+    const b = group.write(() => db.prepare('INSERT INTO child (p) VALUES (?)').run('missing')) // checked at COMMIT
+    await expect(a).rejects.toThrow(/FOREIGN KEY/)
+    await expect(b).rejects.toThrow(/FOREIGN KEY/)
+    expect(db.inTransaction).toBe(false)
+    expect(db.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 0 })
+    db.close()
+  })
+
+  it('holds a read made while a group is open until the COMMIT; answers one made outside at once', async () => {
+    const { db, group } = open('group-read.db')
+    const count = () => (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n
+    expect(await group.read(count)).toBe(0)
+    const write = group.write(() => db.prepare('INSERT INTO t (k, v) VALUES (?, ?)').run('r', 'v'))
+    let read = -1
+    const pending = group.read(count).then((n) => (read = n))
+    await Promise.resolve()
+    expect(read).toBe(-1)
+    await Promise.all([write, pending])
+    expect(read).toBe(1)
+    db.close()
+  })
 })
 
 describe('SqliteStore specifics', () => {

@@ -167,8 +167,9 @@ export function parseCertificate(der: Uint8Array): Certificate {
     throw new X509Error('X509_TOO_LARGE', `certificate is ${der.length} bytes, over the ${MAX_CERTIFICATE_BYTES}-byte limit`)
   }
   let cert: pkijs.Certificate
+  let asn: ReturnType<typeof asn1js.fromBER>
   try {
-    const asn = asn1js.fromBER(der)
+    asn = asn1js.fromBER(der)
     if (asn.offset === -1 || asn.offset !== der.length) throw malformed(asn.offset === -1 ? 'not DER' : 'trailing bytes after the certificate')
     cert = new pkijs.Certificate({ schema: asn.result })
   } catch (e) {
@@ -176,7 +177,7 @@ export function parseCertificate(der: Uint8Array): Certificate {
     throw malformed(e instanceof Error ? e.message : 'PKI.js could not decode it', e)
   }
   try {
-    return fromPkijs(der.slice(), cert)
+    return fromPkijs(der.slice(), cert, (asn.result as asn1js.Sequence).valueBlock.value[0])
   } catch (e) {
     if (e instanceof X509Error) throw e
     throw malformed(e instanceof Error ? e.message : String(e), e)
@@ -189,7 +190,7 @@ function algorithm(a: pkijs.AlgorithmIdentifier): { oid: string; params?: Uint8A
   return { oid: a.algorithmId, params: new Uint8Array(p.toBER(false)) }
 }
 
-function fromPkijs(der: Uint8Array, cert: pkijs.Certificate): Certificate {
+function fromPkijs(der: Uint8Array, cert: pkijs.Certificate, tbsBlock?: asn1js.AsnType): Certificate {
   const extensions: RawExtension[] = (cert.extensions ?? []).map((e) => ({
     oid: e.extnID,
     critical: e.critical === true,
@@ -205,7 +206,7 @@ function fromPkijs(der: Uint8Array, cert: pkijs.Certificate): Certificate {
   const notBefore = cert.notBefore.value
   const notAfter = cert.notAfter.value
   const tbs = bytesOf(cert.tbsView)
-  const spki = new Uint8Array(cert.subjectPublicKeyInfo.toSchema().toBER(false))
+  const spki = spkiBytes(tbsBlock, cert)
   const bc = ext(OID.basicConstraints)
   const ku = ext(OID.keyUsage)
   const eku = ext(OID.extKeyUsage)
@@ -239,6 +240,22 @@ function fromPkijs(der: Uint8Array, cert: pkijs.Certificate): Certificate {
   }
 }
 
+/**
+ * The SubjectPublicKeyInfo as it was received: the TBS's field after subject (RFC 5280 §4.1;
+ * index 6 with the explicit [0] version, 5 without). Re-encoding PKI.js's object gave the same
+ * bytes for DER input at several times the cost; anything unexpected falls back to it.
+ */
+function spkiBytes(tbsBlock: asn1js.AsnType | undefined, cert: pkijs.Certificate): Uint8Array {
+  const fields = tbsBlock instanceof asn1js.Sequence ? tbsBlock.valueBlock.value : undefined
+  if (fields !== undefined) {
+    const first = fields[0]
+    const versioned = first !== undefined && first.idBlock.tagClass === 3 && first.idBlock.tagNumber === 0
+    const field = fields[versioned ? 6 : 5]
+    if (field instanceof asn1js.Sequence && field.valueBeforeDecodeView.length > 0) return new Uint8Array(field.valueBeforeDecodeView)
+  }
+  return new Uint8Array(cert.subjectPublicKeyInfo.toSchema().toBER(false))
+}
+
 function parseName(name: pkijs.RelativeDistinguishedNames): Name {
   const parts: string[] = []
   const norm: string[] = []
@@ -250,7 +267,8 @@ function parseName(name: pkijs.RelativeDistinguishedNames): Name {
     parts.push(`${SHORT_NAMES[tv.type] ?? tv.type}=${text}`)
     norm.push(`${tv.type}=${text.trim().replace(/\s+/g, ' ').toLowerCase()}`)
   }
-  const der = new Uint8Array(name.toSchema().toBER(false))
+  // The Name as received (PKI.js keeps it for a parsed name); re-encoding it meant parsing it again.
+  const der = name.valueBeforeDecode.byteLength > 0 ? new Uint8Array(name.valueBeforeDecode.slice(0)) : new Uint8Array(name.toSchema().toBER(false))
   return { der, text: parts.join(', '), commonNames: cns, normalized: norm.join('\u0000'), empty: name.typesAndValues.length === 0 }
 }
 

@@ -87,6 +87,25 @@ describe('parseCertificate', () => {
     expect(ca.cert.basicConstraints).toEqual({ ca: true, critical: true })
   })
 
+  it('keeps the SubjectPublicKeyInfo and the names as received (the DER inside the certificate)', () => {
+    for (const made of [leaf, ca]) {
+      const der = made.cert.der
+      const contains = (part: Uint8Array) => Buffer.from(der).indexOf(Buffer.from(part)) > 0
+      // The key as node:crypto exports it from the certificate is the SPKI we keep, byte for byte.
+      expect(Buffer.from(made.cert.spki).equals(new X509Certificate(made.pem).publicKey.export({ type: 'spki', format: 'der' }))).toBe(true)
+      expect(contains(made.cert.subject.der)).toBe(true)
+      expect(contains(made.cert.issuer.der)).toBe(true)
+      expect(made.cert.subject.der[0]).toBe(0x30) // a SEQUENCE (RDNSequence)
+    }
+    // A v1 certificate (no [0] version field): the SPKI is found one field earlier.
+    const base = join(dir, `v1-${++n}`)
+    openssl(['req', '-new', ...KEYS.p256!, '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', '/CN=v1-device'])
+    openssl(['x509', '-req', '-in', `${base}.csr`, '-signkey', `${base}.key`, '-days', '5', '-out', `${base}.pem`])
+    const v1 = load(`${base}.pem`, `${base}.key`)
+    expect(v1.cert.version).toBe(1)
+    expect(Buffer.from(v1.cert.spki).equals(new X509Certificate(v1.pem).publicKey.export({ type: 'spki', format: 'der' }))).toBe(true)
+  })
+
   it('decodes PEM bundles and base64 DER alike', () => {
     const both = decodeCertificateText(leaf.pem + ca.pem)
     expect(both).toHaveLength(2)
