@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningClient, connectHub, symmetricKey, tpm, softwareTpm, x509, DeviceError, type SecurityProvider, type TransportName, type HubClient } from '@provisio/device'
 import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import { clientOptions } from '../lib/device.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { httpsRequest } from '../lib/https-client.js'
 import { OpensslPki } from '../interop/x509-openssl.js'
@@ -17,15 +18,7 @@ const GROUP_KEY = randomBytes(64).toString('base64')
 const open: HubClient[] = []
 
 async function provision(security: SecurityProvider, transport: TransportName = 'amqp') {
-  const p = server.endpoints.ports
-  return new ProvisioningClient({
-    idScope: server.endpoints.idScope,
-    globalEndpoint: 'localhost',
-    port: transport === 'mqtt' ? p.mqtt : transport === 'amqp' ? p.amqp! : p.https,
-    transport,
-    security,
-    ca: server.caPem,
-  }).register()
+  return new ProvisioningClient(clientOptions(server, transport, security)).register()
 }
 
 async function hub(hostName: string, deviceId: string, security: SecurityProvider, transport: 'mqtt' | 'mqtt-ws'): Promise<HubClient> {
