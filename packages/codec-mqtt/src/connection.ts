@@ -278,6 +278,55 @@ export class MqttConnection {
 }
 
 /**
+ * What both dialect sessions are on the outside: a composed {@link MqttConnection} fed by
+ * `push()`, judged by `tick()`, ended by `end()`. A dialect implements the three handlers.
+ */
+export abstract class MqttDialectSession {
+  protected readonly connection: MqttConnection
+
+  constructor(ports: Pick<MqttConnectionOptions, 'clock' | 'write' | 'close'>, limits: MqttConnectionLimits) {
+    this.connection = new MqttConnection({
+      clock: ports.clock,
+      limits,
+      write: ports.write,
+      close: ports.close,
+      connect: (packet) => this.onConnect(packet),
+      serve: (packet) => this.onPacket(packet),
+      refuse: (returnCode, reason) => this.refuseConnect(returnCode, reason),
+    })
+  }
+
+  get state(): MqttConnectionState {
+    return this.connection.state
+  }
+
+  /** Bytes read from the connection. Never throws; a broken stream closes the session. */
+  push(bytes: Uint8Array): void {
+    this.connection.push(bytes)
+  }
+
+  /** Judges the connect timeout and keep-alive against the clock; call it every second or so. */
+  tick(): void {
+    this.connection.tick()
+  }
+
+  /**
+   * The adapter ends the session (connection lost, server closing, or taken over by a newer
+   * connection of the same client). Answers still pending are dropped.
+   */
+  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER' = 'CONNECTION_LOST', reason = 'connection closed'): void {
+    this.connection.close(code, reason)
+  }
+
+  /** The first packet, an MQTT 3.1.1 CONNECT. */
+  protected abstract onConnect(packet: MqttConnectPacket): void
+  /** SUBSCRIBE, UNSUBSCRIBE or PUBLISH of a connected client. */
+  protected abstract onPacket(packet: MqttDialectPacket): void
+  /** Reports and sends a refusal (CONNACK `returnCode`), then the connection closes. */
+  protected abstract refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void
+}
+
+/**
  * CONNACK return code for credentials refused at CONNECT (MQTT 3.1.1 §3.2.2.3): 3 when the
  * service cannot tell now (429, 5xx), 5 for who-you-are (401, 403, 404), otherwise 4.
  */

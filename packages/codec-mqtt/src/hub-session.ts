@@ -12,7 +12,7 @@
  */
 import { ProvisioError, formatDpsTimestamp, parseJsonBody, toErrorBody, wrapUnknown } from '@provisio/protocol'
 import { formatDesiredTopic, formatTwinResponseTopic, hubSubscriptionOf, parseHubRequestTopic, parseHubUsername } from './hub-topics.js'
-import { MqttConnection, connackCodeOf, type MqttCloseReason, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
+import { MqttDialectSession, connackCodeOf, type MqttCloseReason, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
 import { DEFAULT_MQTT_LIMITS, type MqttLimits } from './session.js'
 import type { MqttConnackPacket, MqttConnectPacket, MqttPublishPacket } from './wire.js'
 
@@ -80,10 +80,9 @@ export function createHubMqttSession(options: HubMqttSessionOptions): HubMqttSes
 }
 
 /** One hub device connection; see the module documentation. */
-export class HubMqttSession {
+export class HubMqttSession extends MqttDialectSession {
   readonly #options: HubMqttSessionOptions
   readonly #limits: HubMqttLimits
-  readonly #connection: MqttConnection
   #expiresAtMs: number | undefined
   #hostName: string | undefined
   #deviceId: string | undefined
@@ -92,21 +91,10 @@ export class HubMqttSession {
   #inFlight = 0
 
   constructor(options: HubMqttSessionOptions) {
+    const limits = { ...DEFAULT_HUB_MQTT_LIMITS, ...options.limits }
+    super(options, limits)
     this.#options = options
-    this.#limits = { ...DEFAULT_HUB_MQTT_LIMITS, ...options.limits }
-    this.#connection = new MqttConnection({
-      clock: options.clock,
-      limits: this.#limits,
-      write: options.write,
-      close: options.close,
-      connect: (packet) => this.#connect(packet),
-      serve: (packet) => this.#serve(packet),
-      refuse: (returnCode, reason) => this.#refuse(returnCode, reason),
-    })
-  }
-
-  get state(): HubMqttState {
-    return this.#connection.state
+    this.#limits = limits
   }
 
   /** Canonical hub host name, once connected. */
@@ -123,22 +111,17 @@ export class HubMqttSession {
     return this.#inFlight
   }
 
-  /** Bytes read from the connection. Never throws; a broken stream closes the session. */
-  push(bytes: Uint8Array): void {
-    this.#connection.push(bytes)
-  }
-
   /** Judges the connect timeout, keep-alive and SAS expiry against the clock; call it every second or so. */
-  tick(): void {
-    this.#connection.tick()
-    if (this.#connection.state === 'connected' && this.#expiresAtMs !== undefined && this.#options.clock.now() >= this.#expiresAtMs) {
-      this.#connection.close('CREDENTIALS_EXPIRED', `the SAS token of ${this.#deviceId} expired at ${this.#expiresAtMs / 1000} (unix seconds); the device reconnects with a new one`)
+  override tick(): void {
+    super.tick()
+    if (this.connection.state === 'connected' && this.#expiresAtMs !== undefined && this.#options.clock.now() >= this.#expiresAtMs) {
+      this.connection.close('CREDENTIALS_EXPIRED', `the SAS token of ${this.#deviceId} expired at ${this.#expiresAtMs / 1000} (unix seconds); the device reconnects with a new one`)
     }
   }
 
   /** The device's identity was disabled or deleted: the connection ends with the reason. */
   revoke(reason: string): void {
-    this.#connection.close('IDENTITY_REVOKED', reason)
+    this.connection.close('IDENTITY_REVOKED', reason)
   }
 
   /**
@@ -146,19 +129,26 @@ export class HubMqttSession {
    * the device subscribed to desired updates. Returns whether it was sent.
    */
   pushDesired(patch: Record<string, unknown>, version: number): boolean {
-    if (this.#connection.state !== 'connected') return false
+    if (this.connection.state !== 'connected') return false
     const qos = this.#granted.get('twinDesired')
     if (qos === undefined) return false
     this.#publish(formatDesiredTopic(version), JSON.stringify(patch), qos)
     return true
   }
 
-  /** The adapter ends the session (connection lost, server closing, taken over). */
-  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER' = 'CONNECTION_LOST', reason = 'connection closed'): void {
-    this.#connection.close(code, reason)
+  // ---------------------------------------------------------------------------------------------
+
+  protected override onConnect(packet: MqttConnectPacket): void {
+    this.#connect(packet)
   }
 
-  // ---------------------------------------------------------------------------------------------
+  protected override onPacket(packet: MqttDialectPacket): void {
+    this.#serve(packet)
+  }
+
+  protected override refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void {
+    this.#refuse(returnCode, reason)
+  }
 
   /** A CONNECT of MQTT 3.1.1 (the connection checked the protocol level). */
   #connect(packet: MqttConnectPacket): void {
@@ -180,8 +170,8 @@ export class HubMqttSession {
     } else if (this.#options.clientCertificates === undefined || this.#options.clientCertificates.length === 0) {
       return this.#refuse(5, 'neither a SAS password nor a TLS client certificate was presented', who)
     }
-    const keepalive = this.#connection.keepAlive(packet.keepalive)
-    this.#connection.authenticating()
+    const keepalive = this.connection.keepAlive(packet.keepalive)
+    this.connection.authenticating()
     this.#options.api
       .authenticate({
         ...who,
@@ -189,12 +179,12 @@ export class HubMqttSession {
       })
       .then(
         (admitted) => {
-          if (this.#connection.state !== 'authenticating') return
+          if (this.connection.state !== 'authenticating') return
           this.#hostName = admitted.hostName
           this.#deviceId = admitted.deviceId
           this.#expiresAtMs = admitted.expiresAtMs
           // Nothing is kept between connections: sessionPresent is 0 even for clean=0 (MQTT-3.2.2-2 allows it).
-          this.#connection.accept(() =>
+          this.connection.accept(() =>
             this.#options.onEvent?.({
               type: 'connected',
               hostName: admitted.hostName,
@@ -207,16 +197,16 @@ export class HubMqttSession {
           )
         },
         (error: unknown) => {
-          if (this.#connection.state !== 'authenticating') return
+          if (this.connection.state !== 'authenticating') return
           const err = wrapUnknown(error)
           this.#refuse(connackCodeOf(err), `credentials refused: ${err.code}: ${err.reason}`, who)
         },
       )
-      .catch((error: unknown) => this.#connection.close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
+      .catch((error: unknown) => this.connection.close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
   }
 
   #refuse(returnCode: MqttConnackPacket['returnCode'], reason: string, who?: { hostName: string; deviceId: string }): void {
-    this.#connection.refuse(returnCode, reason, () => this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(who ?? {}) }))
+    this.connection.refuse(returnCode, reason, () => this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(who ?? {}) }))
   }
 
   #serve(packet: MqttDialectPacket): void {
@@ -229,7 +219,7 @@ export class HubMqttSession {
           this.#granted.set(which, qos)
           return qos
         })
-        this.#connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
+        this.connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
         return
       }
       case 'unsubscribe':
@@ -237,7 +227,7 @@ export class HubMqttSession {
           const which = hubSubscriptionOf(filter, this.#deviceId!)
           if (which !== undefined) this.#granted.delete(which)
         }
-        this.#connection.send({ cmd: 'unsuback', messageId: packet.messageId })
+        this.connection.send({ cmd: 'unsuback', messageId: packet.messageId })
         return
       case 'publish':
         return this.#onPublish(packet)
@@ -245,11 +235,11 @@ export class HubMqttSession {
   }
   #onPublish(packet: MqttPublishPacket): void {
     // IoT Hub serves QoS 0 and 1 only and closes the connection on QoS 2.
-    if (packet.qos === 2) return this.#connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by IoT Hub')
+    if (packet.qos === 2) return this.connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by IoT Hub')
     const topic = parseHubRequestTopic(packet.topic)
-    if ('error' in topic && topic.rid === undefined) return this.#connection.close('UNSUPPORTED', topic.error)
+    if ('error' in topic && topic.rid === undefined) return this.connection.close('UNSUPPORTED', topic.error)
     if (!('error' in topic) && topic.kind === 'telemetry') return this.#telemetry(packet, topic.deviceId, topic.properties, topic.systemProperties)
-    if (packet.qos === 1) this.#connection.send({ cmd: 'puback', messageId: packet.messageId! })
+    if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
     if ('error' in topic) return this.#answerError('reportedPatch', topic.rid!, new ProvisioError('BAD_REQUEST', topic.error, { deviceMessage: topic.error }))
     if (topic.kind === 'methodResponse') return
     if (this.#inFlight >= this.#limits.maxInFlight) {
@@ -274,10 +264,10 @@ export class HubMqttSession {
   #telemetry(packet: MqttPublishPacket, topicDeviceId: string, properties: Record<string, string>, systemProperties: Record<string, string>): void {
     if (topicDeviceId.toLowerCase() !== this.#deviceId!.toLowerCase()) {
       // IoT Hub closes a connection that publishes for another device.
-      return this.#connection.close('UNSUPPORTED', `telemetry topic names device ${JSON.stringify(topicDeviceId.slice(0, 128))}, but this connection is ${JSON.stringify(this.#deviceId)}`)
+      return this.connection.close('UNSUPPORTED', `telemetry topic names device ${JSON.stringify(topicDeviceId.slice(0, 128))}, but this connection is ${JSON.stringify(this.#deviceId)}`)
     }
     if (packet.payload.length > this.#limits.maxTelemetryBytes) {
-      return this.#connection.close('PACKET_TOO_LARGE', `telemetry payload of ${packet.payload.length} bytes exceeds the limit of ${this.#limits.maxTelemetryBytes} bytes`)
+      return this.connection.close('PACKET_TOO_LARGE', `telemetry payload of ${packet.payload.length} bytes exceeds the limit of ${this.#limits.maxTelemetryBytes} bytes`)
     }
     try {
       this.#options.api.telemetry(this.#hostName!, this.#deviceId!, { body: packet.payload, properties, systemProperties })
@@ -287,7 +277,7 @@ export class HubMqttSession {
       this.#options.onEvent?.({ type: 'telemetryRefused', reason: `${err.code}: ${err.reason}` })
       return
     }
-    if (packet.qos === 1) this.#connection.send({ cmd: 'puback', messageId: packet.messageId! })
+    if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
     this.#options.onEvent?.({ type: 'telemetry', bytes: packet.payload.length })
   }
 
@@ -310,7 +300,7 @@ export class HubMqttSession {
           this.#answerError(operation, rid, error)
         },
       )
-      .catch((error: unknown) => this.#connection.close('INTERNAL_ERROR', `session failure answering a twin request: ${(error as Error)?.message ?? String(error)}`))
+      .catch((error: unknown) => this.connection.close('INTERNAL_ERROR', `session failure answering a twin request: ${(error as Error)?.message ?? String(error)}`))
   }
 
   #answerError(operation: 'get' | 'reportedPatch', rid: string, error: unknown): void {
@@ -321,13 +311,13 @@ export class HubMqttSession {
   }
 
   #answer(operation: 'get' | 'reportedPatch', rid: string, status: number, body: string, version?: number, error?: ProvisioError): void {
-    if (this.#connection.state !== 'connected') return
+    if (this.connection.state !== 'connected') return
     const qos = this.#granted.get('twinResponse')
     if (qos !== undefined) this.#publish(formatTwinResponseTopic(status, rid, version), body, qos)
     this.#options.onEvent?.({ type: 'twin', operation, rid, status, delivered: qos !== undefined, ...(error === undefined ? {} : { error }) })
   }
 
   #publish(topic: string, payload: string, qos: 0 | 1): void {
-    this.#connection.send({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos === 1 ? { messageId: this.#connection.packetId() } : {}) })
+    this.connection.send({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos === 1 ? { messageId: this.connection.packetId() } : {}) })
   }
 }

@@ -22,7 +22,7 @@ import {
 } from '@provisio/protocol'
 import type { DeviceApi, DeviceResponse, Evidence, RegisterRequest, RegistrationOperationStatus, TpmChallengeResponse } from '@provisio/protocol'
 import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from './dps-topics.js'
-import { MqttConnection, connackCodeOf as connackCodeOfStatus, type MqttCloseReason, type MqttConnectionLimits, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
+import { MqttDialectSession, connackCodeOf as connackCodeOfStatus, type MqttCloseReason, type MqttConnectionLimits, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
 import { DEFAULT_MAX_PACKET_BYTES, type MqttConnackPacket, type MqttConnectPacket, type MqttPublishPacket } from './wire.js'
 
 export type { MqttCloseCode, MqttCloseReason } from './connection.js'
@@ -111,30 +111,18 @@ export function createDpsMqttSession(options: DpsMqttSessionOptions): DpsMqttSes
 }
 
 /** One DPS MQTT connection; see the module documentation. */
-export class DpsMqttSession {
+export class DpsMqttSession extends MqttDialectSession {
   readonly #options: DpsMqttSessionOptions
   readonly #limits: MqttLimits
-  readonly #connection: MqttConnection
   #identity: Identity | undefined
   #subscribed = false
   #inFlight = 0
 
   constructor(options: DpsMqttSessionOptions) {
+    const limits = { ...DEFAULT_MQTT_LIMITS, ...options.limits }
+    super(options, limits)
     this.#options = options
-    this.#limits = { ...DEFAULT_MQTT_LIMITS, ...options.limits }
-    this.#connection = new MqttConnection({
-      clock: options.clock,
-      limits: this.#limits,
-      write: options.write,
-      close: options.close,
-      connect: (packet) => this.#connect(packet),
-      serve: (packet) => this.#serve(packet),
-      refuse: (returnCode, reason) => this.#refuse(returnCode, reason),
-    })
-  }
-
-  get state(): DpsMqttState {
-    return this.#connection.state
+    this.#limits = limits
   }
 
   /** The registrationId of the CONNECT username, once accepted. */
@@ -151,25 +139,19 @@ export class DpsMqttSession {
     return this.#inFlight
   }
 
-  /** Bytes read from the connection. Never throws; a broken stream closes the session. */
-  push(bytes: Uint8Array): void {
-    this.#connection.push(bytes)
-  }
-
-  /** Judges the connect timeout and keep-alive against the clock; call it every second or so. */
-  tick(): void {
-    this.#connection.tick()
-  }
-
-  /**
-   * The adapter ends the session (connection lost, server closing, or taken over by a newer
-   * connection of the same client). Answers still pending are dropped.
-   */
-  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER' = 'CONNECTION_LOST', reason = 'connection closed'): void {
-    this.#connection.close(code, reason)
-  }
-
   // ---------------------------------------------------------------------------------------------
+
+  protected override onConnect(packet: MqttConnectPacket): void {
+    this.#connect(packet)
+  }
+
+  protected override onPacket(packet: MqttDialectPacket): void {
+    this.#serve(packet)
+  }
+
+  protected override refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void {
+    this.#refuse(returnCode, reason)
+  }
 
   #serve(packet: MqttDialectPacket): void {
     switch (packet.cmd) {
@@ -180,12 +162,12 @@ export class DpsMqttSession {
           this.#subscribed = true
           return Math.min(s.qos, 1)
         })
-        this.#connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
+        this.connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
         return
       }
       case 'unsubscribe':
         if (packet.unsubscriptions.includes(DPS_RESPONSE_FILTER)) this.#subscribed = false
-        this.#connection.send({ cmd: 'unsuback', messageId: packet.messageId })
+        this.connection.send({ cmd: 'unsuback', messageId: packet.messageId })
         return
       case 'publish':
         return this.#publish(packet)
@@ -223,12 +205,12 @@ export class DpsMqttSession {
     } else {
       return this.#refuse(5, 'neither a SAS password nor a TLS client certificate was presented', user.registrationId)
     }
-    const keepalive = this.#connection.keepAlive(packet.keepalive)
+    const keepalive = this.connection.keepAlive(packet.keepalive)
     const identity: Identity = { idScope: user.idScope, registrationId: user.registrationId, apiVersion, evidence }
     const accepted = () => {
       this.#identity = identity
       // §3: DPS sessions are never persistent; .NET aborts on sessionPresent = 1.
-      this.#connection.accept(() =>
+      this.connection.accept(() =>
         this.#options.onEvent?.({
           type: 'connected',
           idScope: identity.idScope,
@@ -240,24 +222,24 @@ export class DpsMqttSession {
       )
     }
     if (this.#options.authenticateAtConnect === false) return accepted()
-    this.#connection.authenticating()
+    this.connection.authenticating()
     this.#options.api
       .registrationStatus({ idScope: identity.idScope, registrationId: identity.registrationId, evidence })
       .then(
         () => {
-          if (this.#connection.state === 'authenticating') accepted()
+          if (this.connection.state === 'authenticating') accepted()
         },
         (error: unknown) => {
-          if (this.#connection.state !== 'authenticating') return
+          if (this.connection.state !== 'authenticating') return
           const err = wrapUnknown(error)
           this.#refuse(connackCodeOf(err), `credentials refused: ${err.code}: ${err.reason}`, identity.registrationId)
         },
       )
-      .catch((error: unknown) => this.#connection.close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
+      .catch((error: unknown) => this.connection.close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
   }
 
   #refuse(returnCode: MqttConnackPacket['returnCode'], reason: string, registrationId?: string): void {
-    this.#connection.refuse(returnCode, reason, () =>
+    this.connection.refuse(returnCode, reason, () =>
       this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(registrationId === undefined ? {} : { registrationId }) }),
     )
   }
@@ -265,12 +247,12 @@ export class DpsMqttSession {
   #publish(packet: MqttPublishPacket): void {
     if (packet.qos === 2) {
       // Azure IoT's MQTT endpoints do not serve QoS 2 and close the connection (dps-protocol.md §3: QoS 0 or 1).
-      return this.#connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by DPS')
+      return this.connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by DPS')
     }
     const topic = parseDpsRequestTopic(packet.topic)
-    if ('error' in topic && topic.rid === undefined) return this.#connection.close('UNSUPPORTED', topic.error)
+    if ('error' in topic && topic.rid === undefined) return this.connection.close('UNSUPPORTED', topic.error)
     // §3: the PUBACK goes out before the response; .NET's state machine needs this order.
-    if (packet.qos === 1) this.#connection.send({ cmd: 'puback', messageId: packet.messageId! })
+    if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
     if ('error' in topic) {
       const error = new ProvisioError('BAD_REQUEST', topic.error, { deviceMessage: topic.error })
       this.#answerError('operationStatus', topic.rid!, error)
@@ -344,18 +326,18 @@ export class DpsMqttSession {
   }
 
   #answer(operation: 'register' | 'operationStatus', rid: string, status: number, body: string, retryAfterSeconds?: number, error?: ProvisioError): void {
-    if (this.#connection.state !== 'connected') return
+    if (this.connection.state !== 'connected') return
     // MQTT-3.3.5: a server delivers only what a subscription matches.
     const delivered = this.#subscribed
     if (delivered) {
-      this.#connection.send({
+      this.connection.send({
         cmd: 'publish',
         topic: formatDpsResponseTopic(status, rid, retryAfterSeconds),
         payload: body,
         qos: 1,
         retain: false,
         dup: false,
-        messageId: this.#connection.packetId(),
+        messageId: this.connection.packetId(),
       })
     }
     this.#options.onEvent?.({ type: 'response', operation, rid, status, delivered, ...(error === undefined ? {} : { error }) })
