@@ -138,20 +138,12 @@ export class HubMqttSession extends MqttDialectSession {
 
   // ---------------------------------------------------------------------------------------------
 
-  protected override onConnect(packet: MqttConnectPacket): void {
-    this.#connect(packet)
-  }
-
-  protected override onPacket(packet: MqttDialectPacket): void {
-    this.#serve(packet)
-  }
-
   protected override refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void {
     this.#refuse(returnCode, reason)
   }
 
   /** A CONNECT of MQTT 3.1.1 (the connection checked the protocol level). */
-  #connect(packet: MqttConnectPacket): void {
+  protected override onConnect(packet: MqttConnectPacket): void {
     if (packet.username === undefined) return this.#refuse(4, 'CONNECT has no username; the hub needs {hubHostName}/{deviceId}/?api-version=…')
     const user = parseHubUsername(packet.username)
     if ('error' in user) return this.#refuse(4, user.error)
@@ -209,7 +201,7 @@ export class HubMqttSession extends MqttDialectSession {
     this.connection.refuse(returnCode, reason, () => this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(who ?? {}) }))
   }
 
-  #serve(packet: MqttDialectPacket): void {
+  protected override onPacket(packet: MqttDialectPacket): void {
     switch (packet.cmd) {
       case 'subscribe': {
         const granted = packet.subscriptions.map((s) => {

@@ -141,19 +141,11 @@ export class DpsMqttSession extends MqttDialectSession {
 
   // ---------------------------------------------------------------------------------------------
 
-  protected override onConnect(packet: MqttConnectPacket): void {
-    this.#connect(packet)
-  }
-
-  protected override onPacket(packet: MqttDialectPacket): void {
-    this.#serve(packet)
-  }
-
   protected override refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void {
     this.#refuse(returnCode, reason)
   }
 
-  #serve(packet: MqttDialectPacket): void {
+  protected override onPacket(packet: MqttDialectPacket): void {
     switch (packet.cmd) {
       case 'subscribe': {
         // §3 flow 1: only the response filter; QoS 2 is granted as 1, anything else fails (0x80).
@@ -175,7 +167,7 @@ export class DpsMqttSession extends MqttDialectSession {
   }
 
   /** A CONNECT of MQTT 3.1.1 (the connection checked the protocol level, MQTT-3.1.2-2; DPS speaks 3.1.1 only, §3). */
-  #connect(packet: MqttConnectPacket): void {
+  protected override onConnect(packet: MqttConnectPacket): void {
     if (packet.username === undefined) return this.#refuse(4, 'CONNECT has no username; DPS needs {idScope}/registrations/{registrationId}/api-version=…')
     const user = parseDpsUsername(packet.username)
     if ('error' in user) return this.#refuse(4, user.error)
