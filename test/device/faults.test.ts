@@ -6,24 +6,15 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningClient, symmetricKey, DeviceError, TRANSPORTS, type TransportName } from '@provisio/device'
+import { clientOptions } from '../lib/device.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 
 let server: TestServer
 const GROUP_KEY = randomBytes(64).toString('base64')
 
 function client(transport: TransportName, registrationId: string, delays: number[] = []): ProvisioningClient {
-  const p = server.endpoints.ports
   return new ProvisioningClient(
-    {
-      idScope: server.endpoints.idScope,
-      globalEndpoint: 'localhost',
-      port: transport === 'mqtt' ? p.mqtt : transport === 'amqp' ? p.amqp! : p.https,
-      transport,
-      security: symmetricKey({ registrationId, groupKey: GROUP_KEY }),
-      ca: server.caPem,
-      retry: { random: () => 0, initialDelayMs: 50 },
-      timeoutMs: 60_000,
-    },
+    clientOptions(server, transport, symmetricKey({ registrationId, groupKey: GROUP_KEY }), { retry: { random: () => 0, initialDelayMs: 50 }, timeoutMs: 60_000 }),
     { onRetry: ({ delayMs, error }) => void delays.push(delayMs, error.status ?? 0) },
   )
 }

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningClient, connectHub, symmetricKey, tpm, softwareTpm, x509, DeviceError, type SecurityProvider, type TransportName, type HubClient } from '@provisio/device'
-import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import { clientOptions } from '../lib/device.js'
+import { hubServiceToken } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { httpsRequest } from '../lib/https-client.js'
 import { OpensslPki } from '../interop/x509-openssl.js'
@@ -17,15 +18,7 @@ const GROUP_KEY = randomBytes(64).toString('base64')
 const open: HubClient[] = []
 
 async function provision(security: SecurityProvider, transport: TransportName = 'amqp') {
-  const p = server.endpoints.ports
-  return new ProvisioningClient({
-    idScope: server.endpoints.idScope,
-    globalEndpoint: 'localhost',
-    port: transport === 'mqtt' ? p.mqtt : transport === 'amqp' ? p.amqp! : p.https,
-    transport,
-    security,
-    ca: server.caPem,
-  }).register()
+  return new ProvisioningClient(clientOptions(server, transport, security)).register()
 }
 
 async function hub(hostName: string, deviceId: string, security: SecurityProvider, transport: 'mqtt' | 'mqtt-ws'): Promise<HubClient> {
@@ -35,9 +28,7 @@ async function hub(hostName: string, deviceId: string, security: SecurityProvide
 }
 
 async function telemetryOf(deviceId: string): Promise<{ messages: { body: string; properties: Record<string, string>; systemProperties: Record<string, string> }[] }> {
-  const cs = parseHubConnectionString(server.endpoints.hubs[0]!.connectionString)
-  const token = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 })
-  const answer = await httpsRequest(server.port, server.caPem, 'GET', `/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12`, { headers: { authorization: token, host: 'localhost' } })
+  const answer = await httpsRequest(server.port, server.caPem, 'GET', `/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12`, { headers: { authorization: hubServiceToken(server), host: 'localhost' } })
   expect(answer.status).toBe(200)
   return JSON.parse(answer.body) as never
 }

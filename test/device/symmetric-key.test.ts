@@ -4,26 +4,14 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningClient, symmetricKey, DeviceError, TRANSPORTS, type TransportName, type SecurityProvider } from '@provisio/device'
+import { clientOptions } from '../lib/device.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 
 let server: TestServer
 const GROUP_KEY = randomBytes(64).toString('base64')
 
-function portOf(transport: TransportName): number {
-  const p = server.endpoints.ports
-  return transport === 'mqtt' ? p.mqtt : transport === 'amqp' ? p.amqp! : p.https
-}
-
 function client(transport: TransportName, security: SecurityProvider): ProvisioningClient {
-  return new ProvisioningClient({
-    idScope: server.endpoints.idScope,
-    globalEndpoint: 'localhost',
-    port: portOf(transport),
-    transport,
-    security,
-    ca: server.caPem,
-    timeoutMs: 60_000,
-  })
+  return new ProvisioningClient(clientOptions(server, transport, security, { timeoutMs: 60_000 }))
 }
 
 beforeAll(async () => {

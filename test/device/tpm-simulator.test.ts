@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningClient, tpm, tpmSimulator, DeviceError, type DeviceTpm, type TransportName } from '@provisio/device'
 import { startTpmSimulator, swtpmBackend, type TpmSimulator } from '@provisio/server'
 import { defaultRegistrationId } from '@provisio/tpm'
+import { clientOptions } from '../lib/device.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { startSwtpm, swtpmAvailable, type Swtpm } from '../lib/swtpm.js'
 
@@ -32,15 +33,7 @@ async function provisionWith(t: DeviceTpm, transport: TransportName, label: stri
   expect(Buffer.from(ek.subarray(0, 12)).toString('base64')).toBe('AToAAQALAAMAsgAg')
   const registrationId = defaultRegistrationId(ek)
   await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, { registrationId, deviceId: `${label}-${transport}`, attestation: { type: 'tpm', tpm: { endorsementKey: Buffer.from(ek).toString('base64') } } })
-  const p = server.endpoints.ports
-  const result = await new ProvisioningClient({
-    idScope: server.endpoints.idScope,
-    globalEndpoint: 'localhost',
-    port: transport === 'amqp' ? p.amqp! : p.https,
-    transport,
-    security: tpm({ tpm: t }),
-    ca: server.caPem,
-  }).register()
+  const result = await new ProvisioningClient(clientOptions(server, transport, tpm({ tpm: t }))).register()
   expect(result).toMatchObject({ status: 'assigned', assignedHub: 'localhost', deviceId: `${label}-${transport}`, registrationId })
   const primaryKey = (await server.hubs.get('localhost')!.getDevice(`${label}-${transport}`))?.authentication.symmetricKey?.primaryKey
   expect(primaryKey).toBeTruthy()

@@ -6,6 +6,7 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningClient, x509, tpm, softwareTpm, DeviceError, TRANSPORTS, type TransportName, type SecurityProvider } from '@provisio/device'
+import { clientOptions } from '../lib/device.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { OpensslPki, type Issued } from '../interop/x509-openssl.js'
 
@@ -15,16 +16,7 @@ let rsaRoot: Issued
 let rsaIntermediate: Issued
 
 function client(transport: TransportName, security: SecurityProvider): ProvisioningClient {
-  const p = server.endpoints.ports
-  return new ProvisioningClient({
-    idScope: server.endpoints.idScope,
-    globalEndpoint: 'localhost',
-    port: transport === 'mqtt' ? p.mqtt : transport === 'amqp' ? p.amqp! : p.https,
-    transport,
-    security,
-    ca: server.caPem,
-    timeoutMs: 60_000,
-  })
+  return new ProvisioningClient(clientOptions(server, transport, security, { timeoutMs: 60_000 }))
 }
 
 const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as DeviceError)

@@ -6,7 +6,7 @@
 import fc from 'fast-check'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import frames from 'rhea/lib/frames.js'
-import { eventually, expectGoodRegistration, logLines, openConnections, startHostileServer, type HostileServer } from '../lib/hostile.js'
+import { expectServerUnharmed, type HostileServer, logLines, startHostileServer } from '../lib/hostile.js'
 import { rawTls, rawWs, type RawResult } from '../lib/raw.js'
 
 let server: HostileServer
@@ -19,15 +19,7 @@ beforeAll(async () => {
   server = await startHostileServer({ connectTimeoutMs: 1000 })
 })
 
-afterEach(async () => {
-  await expectGoodRegistration(server)
-  expect(logLines(server).filter((l) => l.level === 'error')).toEqual([])
-  await eventually(async () => {
-    const open = await openConnections(server.port, server.caPem)
-    expect(open.amqps).toBe(0)
-    expect(open['amqp-ws']).toBe(0)
-  })
-})
+afterEach(() => expectServerUnharmed(server, ['amqps', 'amqp-ws']))
 
 afterAll(async () => {
   await server?.stop()

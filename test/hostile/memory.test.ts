@@ -5,25 +5,19 @@
 // after its header, slowloris on HTTPS) are all cut by the server's timeouts; afterwards every
 // open-connections gauge is back to zero, the heap is back near where it started, and a device
 // still registers.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { connect as netConnect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
 import { httpsRequest } from '../lib/https-client.js'
+import { startServe, type ServeProcess } from '../lib/cli.js'
 import { eventually } from '../lib/hostile.js'
 
-const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
 const TIMEOUT_MS = 2000
 const MIB = 1024 * 1024
-let child: ChildProcess
-let dataDir: string
-let stderr = ''
-let endpoints: { idScope: string; serviceConnectionString: string; caCertificate: string; ports: { https: number; mqtt: number; amqp: number } }
+let serve: ServeProcess<{ idScope: string; serviceConnectionString: string; caCertificate: string; ports: { https: number; mqtt: number; amqp: number } }>
+let endpoints: (typeof serve)['endpoints']
 let ca: string
 
 const DEVICE_KEY = Buffer.alloc(32, 0x33).toString('base64')
@@ -44,9 +38,9 @@ async function openConnections(): Promise<Record<string, number>> {
 
 /** Heap in use right after a full collection in the server process. */
 async function heapAfterGc(): Promise<number> {
-  child.kill('SIGUSR2')
+  serve.child.kill('SIGUSR2')
   await new Promise((r) => setTimeout(r, 300))
-  child.kill('SIGUSR2')
+  serve.child.kill('SIGUSR2')
   await new Promise((r) => setTimeout(r, 300))
   return metric('provisio_process_heap_used_bytes')
 }
@@ -87,24 +81,13 @@ async function wave(perKind: number): Promise<{ peak: number; cut: number }> {
 }
 
 beforeAll(async () => {
-  expect(existsSync(cli), `${cli} must be built (turbo runs build before these tests)`).toBe(true)
-  dataDir = mkdtempSync(join(tmpdir(), 'provisio-hostile-memory-'))
   const gcOnSignal = `data:text/javascript,process.on('SIGUSR2',()=>globalThis.gc())`
-  child = spawn(
-    process.execPath,
-    ['--expose-gc', '--import', gcOnSignal, cli, 'serve', '--data-dir', dataDir, '--store', 'memory', '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0',
-      '--handshake-timeout-ms', String(TIMEOUT_MS), '--connect-timeout-ms', String(TIMEOUT_MS), '--assignment-budget-ms', '20000', '--log-level', 'warn'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  )
-  let stdout = ''
-  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const deadline = Date.now() + 30_000
-  while (!stdout.includes('Provisio is running')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`provisio serve did not start:\n${stdout}\n${stderr}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'))
+  serve = await startServe({
+    dataDirPrefix: 'provisio-hostile-memory-',
+    nodeArgs: ['--expose-gc', '--import', gcOnSignal],
+    args: ['--store', 'memory', '--handshake-timeout-ms', String(TIMEOUT_MS), '--connect-timeout-ms', String(TIMEOUT_MS), '--assignment-budget-ms', '20000', '--log-level', 'warn'],
+  })
+  endpoints = serve.endpoints
   ca = readFileSync(endpoints.caCertificate, 'utf8')
   const service = parseDpsServiceConnectionString(endpoints.serviceConnectionString)
   const serviceToken = buildSasToken({ resource: service.hostName, key: service.sharedAccessKey, keyName: service.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 })
@@ -116,10 +99,7 @@ beforeAll(async () => {
   await registerDevice('memory-device')
 }, 60_000)
 
-afterAll(() => {
-  child?.kill('SIGKILL')
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-})
+afterAll(() => serve?.stop())
 
 describe('a crowd of hostile connections', () => {
   it('is cut, leaves no connection open and no heap behind, and the server keeps serving', async () => {
@@ -144,7 +124,7 @@ describe('a crowd of hostile connections', () => {
     // and sessions, and the gauges above would not be back at zero.
     expect(afterFirst).toBeLessThan(baseline + 12 * MIB)
     expect(afterSecond).toBeLessThan(afterFirst + 4 * MIB)
-    expect(child.exitCode).toBeNull()
-    expect(stderr).not.toMatch(/"level":"error"/)
+    expect(serve.child.exitCode).toBeNull()
+    expect(serve.stderr).not.toMatch(/"level":"error"/)
   }, 90_000)
 })

@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { encodePacket, MqttDecoder, type MqttPacket } from '@provisio/codec-mqtt'
 import { buildSasToken } from '@provisio/protocol'
-import { deviceToken, eventually, expectGoodRegistration, GOOD_DEVICE, GOOD_KEY, logLines, openConnections, startHostileServer, type HostileServer } from '../lib/hostile.js'
+import { deviceToken, expectServerUnharmed, GOOD_DEVICE, GOOD_KEY, type HostileServer, logLines, startHostileServer } from '../lib/hostile.js'
 import { rawTls, rawWs, type RawResult } from '../lib/raw.js'
 
 let server: HostileServer
@@ -16,15 +16,7 @@ beforeAll(async () => {
   server = await startHostileServer({ connectTimeoutMs: 1000 })
 })
 
-afterEach(async () => {
-  await expectGoodRegistration(server)
-  expect(logLines(server).filter((l) => l.level === 'error')).toEqual([])
-  await eventually(async () => {
-    const open = await openConnections(server.port, server.caPem)
-    expect(open.mqtts).toBe(0)
-    expect(open['mqtt-ws']).toBe(0)
-  })
-})
+afterEach(() => expectServerUnharmed(server, ['mqtts', 'mqtt-ws']))
 
 afterAll(async () => {
   await server?.stop()

@@ -26,6 +26,8 @@ import { RestApiClient } from 'azure-iot-http-base'
 import { NoRetry } from 'azure-iot-common'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import { httpsRequest } from '../lib/https-client.js'
+import { hubServiceToken } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { loopbackHttpsAgent, redirectMqtts } from '../lib/tls-plumbing.js'
 
@@ -83,24 +85,8 @@ function desiredUpdate(twin: Twin, test: (desired: Record<string, unknown>) => b
 }
 
 async function readTelemetry(hostName: string, deviceId: string): Promise<{ status: number; body: { messages: { body: string; properties: Record<string, string>; systemProperties: Record<string, string>; sequenceNumber: number }[]; dropped: number } }> {
-  const cs = parseHubConnectionString(server.endpoints.hubs.find((h) => h.hostName === hostName)!.connectionString)
-  const token = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 300 })
-  const res = await fetchLoopback(`/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12`, token)
+  const res = await httpsRequest(server.port, server.caPem, 'GET', `/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12`, { headers: { authorization: hubServiceToken(server, hostName, 300) } })
   return { status: res.status, body: JSON.parse(res.body) as never }
-}
-
-async function fetchLoopback(path: string, authorization: string): Promise<{ status: number; body: string }> {
-  const https = await import('node:https')
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: 'localhost', port: server.port, path, ca: server.caPem, headers: { authorization }, agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode!, body }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 beforeAll(async () => {

@@ -3,11 +3,11 @@
 // the hub picked by the username's host name, a TLS SNI that names another hub refused, the SDK's
 // method and C2D subscriptions granted, a bad PUBLISH closing only its own connection, and the
 // telemetry API's errors.
-import { connect as tlsConnect } from 'node:tls'
-import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MqttDecoder, encodePacket, type MqttPacket, type MqttPublishPacket } from '@provisio/codec-mqtt'
-import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import type { MqttPublishPacket, encodePacket } from '@provisio/codec-mqtt'
+import { buildSasToken } from '@provisio/protocol'
+import { httpsRequest } from '../lib/https-client.js'
+import { hubServiceToken, rawMqttClient } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 
 const HUB_A = 'hub-a.example'
@@ -15,63 +15,15 @@ const HUB_B = 'hub-b.example'
 const KEY = Buffer.alloc(32, 0x44).toString('base64')
 let server: TestServer & { logs: string[] }
 
-interface RawClient {
-  send(packet: Parameters<typeof encodePacket>[0]): void
-  next(): Promise<MqttPacket>
-  readonly closed: Promise<void>
-  end(): void
-}
-
-function rawClient(servername: string): Promise<RawClient> {
-  const decoder = new MqttDecoder({ maxPacketBytes: 1 << 20 })
-  const queue: MqttPacket[] = []
-  const waiters: ((p: MqttPacket) => void)[] = []
-  const next = () =>
-    new Promise<MqttPacket>((resolve) => {
-      const p = queue.shift()
-      if (p) resolve(p)
-      else waiters.push(resolve)
-    })
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port: server.endpoints.ports.mqtt, ca: server.caPem, servername }, () => {
-      resolve({ send: (p) => socket.write(encodePacket(p)), next, closed, end: () => socket.destroy() })
-    })
-    const closed = new Promise<void>((r) => socket.on('close', () => r()))
-    socket.on('data', (chunk: Buffer) => {
-      const r = decoder.push(chunk)
-      if (r.error) throw r.error
-      for (const p of r.packets) {
-        const w = waiters.shift()
-        if (w) w(p)
-        else queue.push(p)
-      }
-    })
-    socket.on('error', reject)
-  })
-}
+const rawClient = (servername: string) => rawMqttClient(server, { host: '127.0.0.1', servername, maxPacketBytes: 1 << 20 })
 
 function hubConnect(hub: string, deviceId: string, key = KEY): Parameters<typeof encodePacket>[0] {
   const password = buildSasToken({ resource: `${hub}/devices/${deviceId}`, key, expiresAt: Math.floor(Date.now() / 1000) + 600 })
   return { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: 60, clientId: deviceId, username: `${hub}/${deviceId}/?api-version=2021-04-12`, password: Buffer.from(password) }
 }
 
-function hubToken(hub: string): string {
-  const cs = parseHubConnectionString(server.endpoints.hubs.find((h) => h.hostName === hub)!.connectionString)
-  return buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 })
-}
-
-function get(path: string, authorization: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: 'localhost', port: server.port, path, ca: server.caPem, headers: { authorization }, agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode!, body }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
+const hubToken = (hub: string) => hubServiceToken(server, hub)
+const get = (path: string, authorization: string) => httpsRequest(server.port, server.caPem, 'GET', path, { headers: { authorization } })
 
 beforeAll(async () => {
   server = (await startTestServer({ hubs: [{ hostName: HUB_A }, { hostName: HUB_B }] })) as typeof server

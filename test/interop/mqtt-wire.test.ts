@@ -2,60 +2,16 @@
 // @provisio/codec-mqtt's packet codec over TLS and over a WebSocket: packet order (PUBACK before
 // the response), topic shapes, CONNACK codes, and what a malformed packet does — it closes that
 // one connection, is logged with its reason, and leaves every other connection alone.
-import { connect as tlsConnect } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import WebSocket from 'ws'
-import { MqttDecoder, encodePacket, type MqttPacket, type MqttPublishPacket } from '@provisio/codec-mqtt'
+import type { MqttPacket, MqttPublishPacket, encodePacket } from '@provisio/codec-mqtt'
 import { buildSasToken } from '@provisio/protocol'
+import { rawMqttClient } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 
 let server: TestServer
 const KEY = Buffer.alloc(32, 0x21).toString('base64')
 
-/** A raw MQTT connection: send packets, await the next packet, know when the server closed it. */
-interface RawClient {
-  send(packet: Parameters<typeof encodePacket>[0]): void
-  sendBytes(bytes: Uint8Array): void
-  next(): Promise<MqttPacket>
-  readonly closed: Promise<void>
-  end(): void
-}
-
-function rawClient(kind: 'tls' | 'ws'): Promise<RawClient> {
-  const decoder = new MqttDecoder()
-  const queue: MqttPacket[] = []
-  const waiters: ((p: MqttPacket) => void)[] = []
-  const deliver = (chunk: Uint8Array) => {
-    const r = decoder.push(chunk)
-    if (r.error) throw r.error
-    for (const p of r.packets) {
-      const w = waiters.shift()
-      if (w) w(p)
-      else queue.push(p)
-    }
-  }
-  const next = () => new Promise<MqttPacket>((resolve) => {
-    const p = queue.shift()
-    if (p) resolve(p)
-    else waiters.push(resolve)
-  })
-  return new Promise((resolve, reject) => {
-    if (kind === 'tls') {
-      const socket = tlsConnect({ host: 'localhost', port: server.endpoints.ports.mqtt, ca: server.caPem }, () => {
-        resolve({ send: (p) => socket.write(encodePacket(p)), sendBytes: (b) => socket.write(b), next, closed, end: () => socket.destroy() })
-      })
-      const closed = new Promise<void>((r) => socket.on('close', () => r()))
-      socket.on('data', deliver)
-      socket.on('error', reject)
-    } else {
-      const ws = new WebSocket(`wss://localhost:${server.port}/$iothub/websocket`, ['mqtt'], { ca: server.caPem })
-      const closed = new Promise<void>((r) => ws.on('close', () => r()))
-      ws.on('open', () => resolve({ send: (p) => ws.send(encodePacket(p)), sendBytes: (b) => ws.send(b), next, closed, end: () => ws.terminate() }))
-      ws.on('message', (data: Buffer) => deliver(data))
-      ws.on('error', reject)
-    }
-  })
-}
+const rawClient = (transport: 'tls' | 'ws') => rawMqttClient(server, { transport })
 
 function connectPacket(registrationId: string, key = KEY): Parameters<typeof encodePacket>[0] {
   const { idScope } = server.endpoints

@@ -70,6 +70,21 @@ export function logLines(server: HostileServer): Record<string, unknown>[] {
   return server.logs.map((l) => JSON.parse(l) as Record<string, unknown>)
 }
 
+/**
+ * What every attack must leave behind: the good device still registers, nothing a client sent made
+ * the server log an error, and (eventually) no connection is open on `listeners` (names of
+ * `provisio_open_connections`, e.g. `mqtts`, `mqtt-ws`).
+ */
+export async function expectServerUnharmed(server: HostileServer, listeners: readonly string[] = []): Promise<void> {
+  await expectGoodRegistration(server)
+  expect(logLines(server).filter((l) => l.level === 'error')).toEqual([])
+  if (listeners.length === 0) return
+  await eventually(async () => {
+    const open = await openConnections(server.port, server.caPem)
+    for (const listener of listeners) expect(open[listener], listener).toBe(0)
+  })
+}
+
 /** A DPS error body: errorCode matching the status, a message, the tracking id of x-ms-request-id. */
 export function expectDpsError(answer: { status: number; headers: Record<string, string | string[] | undefined>; body: string }, status: number, message?: RegExp): Record<string, unknown> {
   expect(answer.status, answer.body).toBe(status)

@@ -1,19 +1,15 @@
 // The `provisio` command line as a user runs it: `provisio serve` in a child process, then curl
 // (the README's recipe) creates an enrollment, registers a device with a SAS token from
 // `provisio sas`, and polls until it is assigned. Needs the built CLI (turbo builds it first).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CLI as cli, startServe, type ServeProcess } from '../lib/cli.js'
 
-const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
+let serve: ServeProcess<{ idScope: string; serviceConnectionString: string; caCertificate: string; ports: { https: number }; hubs: { hostName: string; connectionString: string }[] }>
 let dataDir: string
-let child: ChildProcess
-let stdout = ''
-let stderr = ''
-let endpoints: { idScope: string; serviceConnectionString: string; caCertificate: string; ports: { https: number }; hubs: { hostName: string; connectionString: string }[] }
+let endpoints: (typeof serve)['endpoints']
 
 function curl(args: string[]): { status: number; body: string } {
   const out = execFileSync('curl', ['-sS', '--cacert', endpoints.caCertificate, '-w', '\n%{http_code}', ...args], { encoding: 'utf8' })
@@ -22,34 +18,23 @@ function curl(args: string[]): { status: number; body: string } {
 }
 
 beforeAll(async () => {
-  expect(existsSync(cli), `${cli} must be built (turbo runs build before these tests)`).toBe(true)
-  dataDir = mkdtempSync(join(tmpdir(), 'provisio-cli-'))
-  child = spawn(process.execPath, [cli, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--retry-after', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const deadline = Date.now() + 30_000
-  while (!stdout.includes('Provisio is running')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`provisio serve did not start:\n${stdout}\n${stderr}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'))
+  serve = await startServe({ dataDirPrefix: 'provisio-cli-', args: ['--retry-after', '1'] })
+  dataDir = serve.dataDir
+  endpoints = serve.endpoints
 })
 
-afterAll(() => {
-  child?.kill('SIGKILL')
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-})
+afterAll(() => serve?.stop())
 
 describe('provisio serve', () => {
   it('prints the endpoints, the ID scope, the connection string and how to trust the CA', () => {
-    expect(stdout).toContain(endpoints.idScope)
-    expect(stdout).toContain(endpoints.serviceConnectionString)
-    expect(stdout).toContain(`export NODE_EXTRA_CA_CERTS=${endpoints.caCertificate}`)
+    expect(serve.stdout).toContain(endpoints.idScope)
+    expect(serve.stdout).toContain(endpoints.serviceConnectionString)
+    expect(serve.stdout).toContain(`export NODE_EXTRA_CA_CERTS=${endpoints.caCertificate}`)
     expect(endpoints.idScope).toMatch(/^0ne[0-9A-F]{8}$/)
     expect(endpoints.hubs).toHaveLength(1)
     expect(existsSync(join(dataDir, 'provisio.db'))).toBe(true)
     // Logs are JSON lines.
-    const first = stderr.split('\n').find((l) => l.trim() !== '')!
+    const first = serve.stderr.split('\n').find((l) => l.trim() !== '')!
     expect(JSON.parse(first)).toMatchObject({ level: 'info' })
   })
 
@@ -78,10 +63,10 @@ describe('provisio serve', () => {
   })
 
   it('stops cleanly on SIGTERM', async () => {
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    child.kill('SIGTERM')
+    const exited = new Promise<number | null>((resolve) => serve.child.once('exit', (code) => resolve(code)))
+    serve.child.kill('SIGTERM')
     expect(await exited).toBe(0)
-    expect(stderr).toContain('"msg":"stopped"')
+    expect(serve.stderr).toContain('"msg":"stopped"')
   })
 })
 

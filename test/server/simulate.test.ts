@@ -1,22 +1,16 @@
 // `provisio simulate` as a user runs it: the built CLI against `provisio serve` in a child process.
 // Small runs on several transports and attestations; the JSON and human summaries, the progress
 // lines on a non-TTY stderr, failures counted by error code, and usage errors.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { PassThrough } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { simulateCommand, percentile } from '@provisio/server'
+import { CLI as cli, startServe, type ServeProcess } from '../lib/cli.js'
 
-const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
+let serve: ServeProcess<{ idScope: string; caCertificate: string; ports: { https: number } }>
 let dataDir: string
-let child: ChildProcess
-let stdout = ''
-let stderr = ''
-let endpoints: { idScope: string; caCertificate: string; ports: { https: number } }
+let endpoints: (typeof serve)['endpoints']
 
 interface Summary {
   transport: string
@@ -45,23 +39,12 @@ function registrationStatus(registrationId: string): string {
 }
 
 beforeAll(async () => {
-  expect(existsSync(cli), `${cli} must be built (turbo runs build before these tests)`).toBe(true)
-  dataDir = mkdtempSync(join(tmpdir(), 'provisio-simulate-'))
-  child = spawn(process.execPath, [cli, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--retry-after', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const deadline = Date.now() + 30_000
-  while (!stdout.includes('Provisio is running')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`provisio serve did not start:\n${stdout}\n${stderr}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'))
+  serve = await startServe({ dataDirPrefix: 'provisio-simulate-', args: ['--retry-after', '1'] })
+  dataDir = serve.dataDir
+  endpoints = serve.endpoints
 })
 
-afterAll(() => {
-  child?.kill('SIGKILL')
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-})
+afterAll(() => serve?.stop())
 
 describe('provisio simulate', () => {
   it('registers N symmetric-key devices of a group it creates, C at a time, and prints a JSON summary', () => {

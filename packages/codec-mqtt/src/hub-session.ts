@@ -12,8 +12,9 @@
  */
 import { ProvisioError, formatDpsTimestamp, parseJsonBody, toErrorBody, wrapUnknown } from '@provisio/protocol'
 import { formatDesiredTopic, formatTwinResponseTopic, hubSubscriptionOf, parseHubRequestTopic, parseHubUsername } from './hub-topics.js'
-import { DEFAULT_MQTT_LIMITS, type MqttCloseCode, type MqttCloseReason, type MqttLimits } from './session.js'
-import { MqttDecoder, encodePacket, type MqttConnackPacket, type MqttConnectPacket, type MqttPacket, type MqttPublishPacket } from './wire.js'
+import { MqttDialectSession, connackCodeOf, type MqttCloseReason, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
+import { DEFAULT_MQTT_LIMITS, type MqttLimits } from './session.js'
+import type { MqttConnackPacket, MqttConnectPacket, MqttPublishPacket } from './wire.js'
 
 /** What the hub answers a device with; ProvisioErrors thrown say why (their HTTP status picks the code). */
 export interface HubDeviceApi {
@@ -70,7 +71,7 @@ export interface HubMqttSessionOptions {
   readonly onEvent?: (event: HubMqttEvent) => void
 }
 
-export type HubMqttState = 'awaitingConnect' | 'authenticating' | 'connected' | 'closed'
+export type HubMqttState = MqttConnectionState
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -79,32 +80,21 @@ export function createHubMqttSession(options: HubMqttSessionOptions): HubMqttSes
 }
 
 /** One hub device connection; see the module documentation. */
-export class HubMqttSession {
+export class HubMqttSession extends MqttDialectSession {
   readonly #options: HubMqttSessionOptions
   readonly #limits: HubMqttLimits
-  readonly #decoder: MqttDecoder
-  #state: HubMqttState = 'awaitingConnect'
-  readonly #openedAtMs: number
-  #lastPacketAtMs: number
-  #keepAliveMs = 0
   #expiresAtMs: number | undefined
   #hostName: string | undefined
   #deviceId: string | undefined
   /** Granted QoS per served subscription. */
   readonly #granted = new Map<string, 0 | 1>()
   #inFlight = 0
-  #nextPacketId = 1
-  #queued: MqttPacket[] = []
 
   constructor(options: HubMqttSessionOptions) {
+    const limits = { ...DEFAULT_HUB_MQTT_LIMITS, ...options.limits }
+    super(options, limits)
     this.#options = options
-    this.#limits = { ...DEFAULT_HUB_MQTT_LIMITS, ...options.limits }
-    this.#decoder = new MqttDecoder({ maxPacketBytes: this.#limits.maxPacketBytes })
-    this.#openedAtMs = this.#lastPacketAtMs = options.clock.now()
-  }
-
-  get state(): HubMqttState {
-    return this.#state
+    this.#limits = limits
   }
 
   /** Canonical hub host name, once connected. */
@@ -121,45 +111,17 @@ export class HubMqttSession {
     return this.#inFlight
   }
 
-  /** Bytes read from the connection. Never throws; a broken stream closes the session. */
-  push(bytes: Uint8Array): void {
-    if (this.#state === 'closed') return
-    try {
-      const { packets, error } = this.#decoder.push(bytes)
-      for (const packet of packets) {
-        if (this.#isClosed()) return
-        this.#lastPacketAtMs = this.#options.clock.now()
-        this.#receive(packet)
-      }
-      if (error !== undefined && !this.#isClosed()) {
-        if (error.code === 'MQTT_UNSUPPORTED_PROTOCOL' && this.#state === 'awaitingConnect') return this.#refuse(1, error.message)
-        this.#close(error.code === 'MQTT_PACKET_TOO_LARGE' ? 'PACKET_TOO_LARGE' : 'MALFORMED_PACKET', error.message)
-      }
-    } catch (error) {
-      this.#close('INTERNAL_ERROR', `session failure: ${(error as Error)?.message ?? String(error)}`)
-    }
-  }
-
-  /** Judges the connect timeout and keep-alive against the clock; call it every second or so. */
-  tick(): void {
-    if (this.#state === 'closed') return
-    const now = this.#options.clock.now()
-    if (this.#state === 'awaitingConnect') {
-      if (now - this.#openedAtMs >= this.#limits.connectTimeoutMs) this.#close('CONNECT_TIMEOUT', `no CONNECT within ${this.#limits.connectTimeoutMs} ms of the connection opening`)
-      return
-    }
-    if (this.#keepAliveMs > 0 && now - this.#lastPacketAtMs > this.#keepAliveMs * 1.5) {
-      this.#close('KEEPALIVE_TIMEOUT', `no packet for ${now - this.#lastPacketAtMs} ms; keep-alive is ${this.#keepAliveMs / 1000} s (limit 1.5×)`)
-      return
-    }
-    if (this.#state === 'connected' && this.#expiresAtMs !== undefined && now >= this.#expiresAtMs) {
-      this.#close('CREDENTIALS_EXPIRED', `the SAS token of ${this.#deviceId} expired at ${this.#expiresAtMs / 1000} (unix seconds); the device reconnects with a new one`)
+  /** Judges the connect timeout, keep-alive and SAS expiry against the clock; call it every second or so. */
+  override tick(): void {
+    super.tick()
+    if (this.connection.state === 'connected' && this.#expiresAtMs !== undefined && this.#options.clock.now() >= this.#expiresAtMs) {
+      this.connection.close('CREDENTIALS_EXPIRED', `the SAS token of ${this.#deviceId} expired at ${this.#expiresAtMs / 1000} (unix seconds); the device reconnects with a new one`)
     }
   }
 
   /** The device's identity was disabled or deleted: the connection ends with the reason. */
   revoke(reason: string): void {
-    this.#close('IDENTITY_REVOKED', reason)
+    this.connection.close('IDENTITY_REVOKED', reason)
   }
 
   /**
@@ -167,41 +129,21 @@ export class HubMqttSession {
    * the device subscribed to desired updates. Returns whether it was sent.
    */
   pushDesired(patch: Record<string, unknown>, version: number): boolean {
-    if (this.#state !== 'connected') return false
+    if (this.connection.state !== 'connected') return false
     const qos = this.#granted.get('twinDesired')
     if (qos === undefined) return false
     this.#publish(formatDesiredTopic(version), JSON.stringify(patch), qos)
     return true
   }
 
-  /** The adapter ends the session (connection lost, server closing, taken over). */
-  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER' = 'CONNECTION_LOST', reason = 'connection closed'): void {
-    this.#close(code, reason)
-  }
-
   // ---------------------------------------------------------------------------------------------
 
-  #receive(packet: MqttPacket): void {
-    switch (this.#state) {
-      case 'awaitingConnect':
-        if (packet.cmd !== 'connect') return this.#close('PROTOCOL_VIOLATION', `first packet is ${packet.cmd.toUpperCase()}, not CONNECT (MQTT-3.1.0-1)`)
-        return this.#connect(packet)
-      case 'authenticating':
-        if (packet.cmd === 'connect') return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
-        if (this.#queued.length >= this.#limits.maxQueuedBeforeConnack) return this.#close('PROTOCOL_VIOLATION', `more than ${this.#limits.maxQueuedBeforeConnack} packets sent before CONNACK`)
-        this.#queued.push(packet)
-        return
-      case 'connected':
-        return this.#serve(packet)
-      case 'closed':
-        return
-    }
+  protected override refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void {
+    this.#refuse(returnCode, reason)
   }
 
-  #connect(packet: MqttConnectPacket): void {
-    if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
-      return this.#refuse(1, `protocol ${packet.protocolId} level ${packet.protocolVersion} is not MQTT 3.1.1 (level 4)`)
-    }
+  /** A CONNECT of MQTT 3.1.1 (the connection checked the protocol level). */
+  protected override onConnect(packet: MqttConnectPacket): void {
     if (packet.username === undefined) return this.#refuse(4, 'CONNECT has no username; the hub needs {hubHostName}/{deviceId}/?api-version=…')
     const user = parseHubUsername(packet.username)
     if ('error' in user) return this.#refuse(4, user.error)
@@ -220,9 +162,8 @@ export class HubMqttSession {
     } else if (this.#options.clientCertificates === undefined || this.#options.clientCertificates.length === 0) {
       return this.#refuse(5, 'neither a SAS password nor a TLS client certificate was presented', who)
     }
-    const keepalive = packet.keepalive === 0 ? this.#limits.maxKeepAliveSeconds : Math.min(packet.keepalive, this.#limits.maxKeepAliveSeconds)
-    this.#keepAliveMs = keepalive * 1000
-    this.#state = 'authenticating'
+    const keepalive = this.connection.keepAlive(packet.keepalive)
+    this.connection.authenticating()
     this.#options.api
       .authenticate({
         ...who,
@@ -230,45 +171,37 @@ export class HubMqttSession {
       })
       .then(
         (admitted) => {
-          if (this.#state !== 'authenticating') return
+          if (this.connection.state !== 'authenticating') return
           this.#hostName = admitted.hostName
           this.#deviceId = admitted.deviceId
           this.#expiresAtMs = admitted.expiresAtMs
-          this.#state = 'connected'
           // Nothing is kept between connections: sessionPresent is 0 even for clean=0 (MQTT-3.2.2-2 allows it).
-          this.#send({ cmd: 'connack', returnCode: 0, sessionPresent: false })
-          this.#options.onEvent?.({
-            type: 'connected',
-            hostName: admitted.hostName,
-            deviceId: admitted.deviceId,
-            ...(user.apiVersion === undefined ? {} : { apiVersion: user.apiVersion }),
-            ...(user.clientType === undefined ? {} : { clientType: user.clientType }),
-            keepAliveSeconds: keepalive,
-            clean: packet.clean,
-          })
-          const queued = this.#queued
-          this.#queued = []
-          for (const next of queued) {
-            if (this.#state !== 'connected') return
-            this.#serve(next)
-          }
+          this.connection.accept(() =>
+            this.#options.onEvent?.({
+              type: 'connected',
+              hostName: admitted.hostName,
+              deviceId: admitted.deviceId,
+              ...(user.apiVersion === undefined ? {} : { apiVersion: user.apiVersion }),
+              ...(user.clientType === undefined ? {} : { clientType: user.clientType }),
+              keepAliveSeconds: keepalive,
+              clean: packet.clean,
+            }),
+          )
         },
         (error: unknown) => {
-          if (this.#state !== 'authenticating') return
+          if (this.connection.state !== 'authenticating') return
           const err = wrapUnknown(error)
           this.#refuse(connackCodeOf(err), `credentials refused: ${err.code}: ${err.reason}`, who)
         },
       )
-      .catch((error: unknown) => this.#close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
+      .catch((error: unknown) => this.connection.close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
   }
 
   #refuse(returnCode: MqttConnackPacket['returnCode'], reason: string, who?: { hostName: string; deviceId: string }): void {
-    this.#send({ cmd: 'connack', returnCode, sessionPresent: false })
-    this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(who ?? {}) })
-    this.#close('CONNECT_REFUSED', `CONNACK ${returnCode}: ${reason}`)
+    this.connection.refuse(returnCode, reason, () => this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(who ?? {}) }))
   }
 
-  #serve(packet: MqttPacket): void {
+  protected override onPacket(packet: MqttDialectPacket): void {
     switch (packet.cmd) {
       case 'subscribe': {
         const granted = packet.subscriptions.map((s) => {
@@ -278,7 +211,7 @@ export class HubMqttSession {
           this.#granted.set(which, qos)
           return qos
         })
-        this.#send({ cmd: 'suback', messageId: packet.messageId, granted })
+        this.connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
         return
       }
       case 'unsubscribe':
@@ -286,31 +219,19 @@ export class HubMqttSession {
           const which = hubSubscriptionOf(filter, this.#deviceId!)
           if (which !== undefined) this.#granted.delete(which)
         }
-        this.#send({ cmd: 'unsuback', messageId: packet.messageId })
+        this.connection.send({ cmd: 'unsuback', messageId: packet.messageId })
         return
       case 'publish':
         return this.#onPublish(packet)
-      case 'puback':
-        return
-      case 'pingreq':
-        this.#send({ cmd: 'pingresp' })
-        return
-      case 'disconnect':
-        return this.#close('CLIENT_DISCONNECT', 'client sent DISCONNECT')
-      case 'connect':
-        return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
-      default:
-        return this.#close('PROTOCOL_VIOLATION', `${packet.cmd.toUpperCase()} is not expected from a client here`)
     }
   }
-
   #onPublish(packet: MqttPublishPacket): void {
     // IoT Hub serves QoS 0 and 1 only and closes the connection on QoS 2.
-    if (packet.qos === 2) return this.#close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by IoT Hub')
+    if (packet.qos === 2) return this.connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by IoT Hub')
     const topic = parseHubRequestTopic(packet.topic)
-    if ('error' in topic && topic.rid === undefined) return this.#close('UNSUPPORTED', topic.error)
+    if ('error' in topic && topic.rid === undefined) return this.connection.close('UNSUPPORTED', topic.error)
     if (!('error' in topic) && topic.kind === 'telemetry') return this.#telemetry(packet, topic.deviceId, topic.properties, topic.systemProperties)
-    if (packet.qos === 1) this.#send({ cmd: 'puback', messageId: packet.messageId! })
+    if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
     if ('error' in topic) return this.#answerError('reportedPatch', topic.rid!, new ProvisioError('BAD_REQUEST', topic.error, { deviceMessage: topic.error }))
     if (topic.kind === 'methodResponse') return
     if (this.#inFlight >= this.#limits.maxInFlight) {
@@ -335,10 +256,10 @@ export class HubMqttSession {
   #telemetry(packet: MqttPublishPacket, topicDeviceId: string, properties: Record<string, string>, systemProperties: Record<string, string>): void {
     if (topicDeviceId.toLowerCase() !== this.#deviceId!.toLowerCase()) {
       // IoT Hub closes a connection that publishes for another device.
-      return this.#close('UNSUPPORTED', `telemetry topic names device ${JSON.stringify(topicDeviceId.slice(0, 128))}, but this connection is ${JSON.stringify(this.#deviceId)}`)
+      return this.connection.close('UNSUPPORTED', `telemetry topic names device ${JSON.stringify(topicDeviceId.slice(0, 128))}, but this connection is ${JSON.stringify(this.#deviceId)}`)
     }
     if (packet.payload.length > this.#limits.maxTelemetryBytes) {
-      return this.#close('PACKET_TOO_LARGE', `telemetry payload of ${packet.payload.length} bytes exceeds the limit of ${this.#limits.maxTelemetryBytes} bytes`)
+      return this.connection.close('PACKET_TOO_LARGE', `telemetry payload of ${packet.payload.length} bytes exceeds the limit of ${this.#limits.maxTelemetryBytes} bytes`)
     }
     try {
       this.#options.api.telemetry(this.#hostName!, this.#deviceId!, { body: packet.payload, properties, systemProperties })
@@ -348,7 +269,7 @@ export class HubMqttSession {
       this.#options.onEvent?.({ type: 'telemetryRefused', reason: `${err.code}: ${err.reason}` })
       return
     }
-    if (packet.qos === 1) this.#send({ cmd: 'puback', messageId: packet.messageId! })
+    if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
     this.#options.onEvent?.({ type: 'telemetry', bytes: packet.payload.length })
   }
 
@@ -371,7 +292,7 @@ export class HubMqttSession {
           this.#answerError(operation, rid, error)
         },
       )
-      .catch((error: unknown) => this.#close('INTERNAL_ERROR', `session failure answering a twin request: ${(error as Error)?.message ?? String(error)}`))
+      .catch((error: unknown) => this.connection.close('INTERNAL_ERROR', `session failure answering a twin request: ${(error as Error)?.message ?? String(error)}`))
   }
 
   #answerError(operation: 'get' | 'reportedPatch', rid: string, error: unknown): void {
@@ -382,42 +303,13 @@ export class HubMqttSession {
   }
 
   #answer(operation: 'get' | 'reportedPatch', rid: string, status: number, body: string, version?: number, error?: ProvisioError): void {
-    if (this.#state !== 'connected') return
+    if (this.connection.state !== 'connected') return
     const qos = this.#granted.get('twinResponse')
     if (qos !== undefined) this.#publish(formatTwinResponseTopic(status, rid, version), body, qos)
     this.#options.onEvent?.({ type: 'twin', operation, rid, status, delivered: qos !== undefined, ...(error === undefined ? {} : { error }) })
   }
 
   #publish(topic: string, payload: string, qos: 0 | 1): void {
-    this.#send({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos === 1 ? { messageId: this.#packetId() } : {}) })
+    this.connection.send({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos === 1 ? { messageId: this.connection.packetId() } : {}) })
   }
-
-  #packetId(): number {
-    const id = this.#nextPacketId
-    this.#nextPacketId = id === 0xffff ? 1 : id + 1
-    return id
-  }
-
-  #send(packet: MqttPacket | (Omit<MqttPublishPacket, 'payload'> & { readonly payload: string })): void {
-    if (this.#state === 'closed') return
-    this.#options.write(encodePacket(packet))
-  }
-
-  #isClosed(): boolean {
-    return this.#state === 'closed'
-  }
-
-  #close(code: MqttCloseCode, reason: string): void {
-    if (this.#state === 'closed') return
-    this.#state = 'closed'
-    this.#queued = []
-    this.#options.close({ code, reason })
-  }
-}
-
-/** CONNACK return code for a refusal at CONNECT (MQTT 3.1.1 §3.2.2.3): 5 for who-you-are, 3 when we cannot tell now. */
-function connackCodeOf(error: ProvisioError): MqttConnackPacket['returnCode'] {
-  if (error.httpStatus === 429 || error.httpStatus >= 500) return 3
-  if (error.httpStatus === 401 || error.httpStatus === 403 || error.httpStatus === 404) return 5
-  return 4
 }

@@ -22,25 +22,17 @@ import {
 } from '@provisio/protocol'
 import type { DeviceApi, DeviceResponse, Evidence, RegisterRequest, RegistrationOperationStatus, TpmChallengeResponse } from '@provisio/protocol'
 import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from './dps-topics.js'
-import { DEFAULT_MAX_PACKET_BYTES, MqttDecoder, encodePacket, type MqttConnackPacket, type MqttConnectPacket, type MqttPacket, type MqttPublishPacket } from './wire.js'
+import { MqttDialectSession, connackCodeOf as connackCodeOfStatus, type MqttCloseReason, type MqttConnectionLimits, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
+import { DEFAULT_MAX_PACKET_BYTES, type MqttConnackPacket, type MqttConnectPacket, type MqttPublishPacket } from './wire.js'
 
-/** Limits of one session. */
-export interface MqttLimits {
-  /** Largest packet accepted, fixed header included. */
-  readonly maxPacketBytes: number
+export type { MqttCloseCode, MqttCloseReason } from './connection.js'
+
+/** Limits of one session: the connection's (packet size, connect timeout, keep-alive ceiling, packets held before CONNACK) and the dialect's. */
+export interface MqttLimits extends MqttConnectionLimits {
   /** Largest register body (the DPS limit is 96 KB, §9). */
   readonly maxBodyBytes: number
-  /** Time from the first byte of the connection to a complete CONNECT. */
-  readonly connectTimeoutMs: number
-  /**
-   * Ceiling of the keep-alive the server honours, seconds: a client asking for 0 (no keep-alive)
-   * or more is held to this, so an idle connection cannot stay open forever.
-   */
-  readonly maxKeepAliveSeconds: number
   /** Device requests of one connection awaiting the service at once; more are answered 429. */
   readonly maxInFlight: number
-  /** Packets a client may pipeline behind its CONNECT while the credentials are checked. */
-  readonly maxQueuedBeforeConnack: number
 }
 
 export const DEFAULT_MQTT_LIMITS: MqttLimits = Object.freeze({
@@ -52,42 +44,6 @@ export const DEFAULT_MQTT_LIMITS: MqttLimits = Object.freeze({
   maxInFlight: 16,
   maxQueuedBeforeConnack: 32,
 })
-
-/** Stable codes of why a session ended. */
-export type MqttCloseCode =
-  /** The client sent DISCONNECT. */
-  | 'CLIENT_DISCONNECT'
-  /** The adapter reported the connection gone (socket closed or errored). */
-  | 'CONNECTION_LOST'
-  /** The adapter ended the session (server shutdown). */
-  | 'SERVER_CLOSING'
-  /** Another connection CONNECTed with the same clientId; the older one is closed (MQTT-3.1.4-2). */
-  | 'TAKEN_OVER'
-  /** Bytes that are not MQTT 3.1.1. */
-  | 'MALFORMED_PACKET'
-  /** A packet over `maxPacketBytes`. */
-  | 'PACKET_TOO_LARGE'
-  /** Valid packets in an order or direction MQTT forbids (e.g. no CONNECT first, a second CONNECT). */
-  | 'PROTOCOL_VIOLATION'
-  /** Something MQTT allows and DPS does not serve (QoS 2 PUBLISH, a topic outside the dialect). */
-  | 'UNSUPPORTED'
-  /** CONNACK with a non-zero return code was sent. */
-  | 'CONNECT_REFUSED'
-  | 'CONNECT_TIMEOUT'
-  /** Nothing received for 1.5 × keep-alive (MQTT-3.1.2-24). */
-  | 'KEEPALIVE_TIMEOUT'
-  /** Hub dialect: the device's identity was disabled or deleted while it was connected. */
-  | 'IDENTITY_REVOKED'
-  /** Hub dialect: the SAS token the device connected with expired (IoT Hub closes the connection). */
-  | 'CREDENTIALS_EXPIRED'
-  /** A bug: an exception inside the session. */
-  | 'INTERNAL_ERROR'
-
-/** Why a session ended: a stable code and a sentence for the log. */
-export interface MqttCloseReason {
-  readonly code: MqttCloseCode
-  readonly reason: string
-}
 
 /** What the session tells the adapter about, for logs and metrics. */
 export type DpsMqttEvent =
@@ -129,7 +85,7 @@ export interface DpsMqttSessionOptions {
 }
 
 /** Where a session is. */
-export type DpsMqttState = 'awaitingConnect' | 'authenticating' | 'connected' | 'closed'
+export type DpsMqttState = MqttConnectionState
 
 interface Identity {
   readonly idScope: string
@@ -155,29 +111,18 @@ export function createDpsMqttSession(options: DpsMqttSessionOptions): DpsMqttSes
 }
 
 /** One DPS MQTT connection; see the module documentation. */
-export class DpsMqttSession {
+export class DpsMqttSession extends MqttDialectSession {
   readonly #options: DpsMqttSessionOptions
   readonly #limits: MqttLimits
-  readonly #decoder: MqttDecoder
-  #state: DpsMqttState = 'awaitingConnect'
-  readonly #openedAtMs: number
-  #lastPacketAtMs: number
-  #keepAliveMs = 0
   #identity: Identity | undefined
   #subscribed = false
   #inFlight = 0
-  #nextPacketId = 1
-  #queued: MqttPacket[] = []
 
   constructor(options: DpsMqttSessionOptions) {
+    const limits = { ...DEFAULT_MQTT_LIMITS, ...options.limits }
+    super(options, limits)
     this.#options = options
-    this.#limits = { ...DEFAULT_MQTT_LIMITS, ...options.limits }
-    this.#decoder = new MqttDecoder({ maxPacketBytes: this.#limits.maxPacketBytes })
-    this.#openedAtMs = this.#lastPacketAtMs = options.clock.now()
-  }
-
-  get state(): DpsMqttState {
-    return this.#state
+    this.#limits = limits
   }
 
   /** The registrationId of the CONNECT username, once accepted. */
@@ -194,75 +139,13 @@ export class DpsMqttSession {
     return this.#inFlight
   }
 
-  /** Bytes read from the connection. Never throws; a broken stream closes the session. */
-  push(bytes: Uint8Array): void {
-    if (this.#state === 'closed') return
-    try {
-      const { packets, error } = this.#decoder.push(bytes)
-      for (const packet of packets) {
-        if (this.#isClosed()) return
-        this.#lastPacketAtMs = this.#options.clock.now()
-        this.#receive(packet)
-      }
-      if (error !== undefined && !this.#isClosed()) {
-        if (error.code === 'MQTT_UNSUPPORTED_PROTOCOL' && this.#state === 'awaitingConnect') {
-          // MQTT-3.1.2-2: answer an unsupported protocol level with return code 1, then close.
-          this.#refuse(1, error.message)
-          return
-        }
-        this.#close(error.code === 'MQTT_PACKET_TOO_LARGE' ? 'PACKET_TOO_LARGE' : 'MALFORMED_PACKET', error.message)
-      }
-    } catch (error) {
-      this.#close('INTERNAL_ERROR', `session failure: ${(error as Error)?.message ?? String(error)}`)
-    }
-  }
-
-  /** Judges the connect timeout and keep-alive against the clock; call it every second or so. */
-  tick(): void {
-    if (this.#state === 'closed') return
-    const now = this.#options.clock.now()
-    if (this.#state === 'awaitingConnect') {
-      if (now - this.#openedAtMs >= this.#limits.connectTimeoutMs) {
-        this.#close('CONNECT_TIMEOUT', `no CONNECT within ${this.#limits.connectTimeoutMs} ms of the connection opening`)
-      }
-      return
-    }
-    // MQTT-3.1.2-24: one and a half keep-alive periods without a control packet.
-    if (this.#keepAliveMs > 0 && now - this.#lastPacketAtMs > this.#keepAliveMs * 1.5) {
-      this.#close('KEEPALIVE_TIMEOUT', `no packet for ${now - this.#lastPacketAtMs} ms; keep-alive is ${this.#keepAliveMs / 1000} s (limit 1.5×)`)
-    }
-  }
-
-  /**
-   * The adapter ends the session (connection lost, server closing, or taken over by a newer
-   * connection of the same client). Answers still pending are dropped.
-   */
-  end(code: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER' = 'CONNECTION_LOST', reason = 'connection closed'): void {
-    this.#close(code, reason)
-  }
-
   // ---------------------------------------------------------------------------------------------
 
-  #receive(packet: MqttPacket): void {
-    switch (this.#state) {
-      case 'awaitingConnect':
-        if (packet.cmd !== 'connect') return this.#close('PROTOCOL_VIOLATION', `first packet is ${packet.cmd.toUpperCase()}, not CONNECT (MQTT-3.1.0-1)`)
-        return this.#connect(packet)
-      case 'authenticating':
-        if (packet.cmd === 'connect') return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
-        if (this.#queued.length >= this.#limits.maxQueuedBeforeConnack) {
-          return this.#close('PROTOCOL_VIOLATION', `more than ${this.#limits.maxQueuedBeforeConnack} packets sent before CONNACK`)
-        }
-        this.#queued.push(packet)
-        return
-      case 'connected':
-        return this.#serve(packet)
-      case 'closed':
-        return
-    }
+  protected override refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void {
+    this.#refuse(returnCode, reason)
   }
 
-  #serve(packet: MqttPacket): void {
+  protected override onPacket(packet: MqttDialectPacket): void {
     switch (packet.cmd) {
       case 'subscribe': {
         // §3 flow 1: only the response filter; QoS 2 is granted as 1, anything else fails (0x80).
@@ -271,38 +154,20 @@ export class DpsMqttSession {
           this.#subscribed = true
           return Math.min(s.qos, 1)
         })
-        this.#send({ cmd: 'suback', messageId: packet.messageId, granted })
+        this.connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
         return
       }
       case 'unsubscribe':
         if (packet.unsubscriptions.includes(DPS_RESPONSE_FILTER)) this.#subscribed = false
-        this.#send({ cmd: 'unsuback', messageId: packet.messageId })
+        this.connection.send({ cmd: 'unsuback', messageId: packet.messageId })
         return
       case 'publish':
         return this.#publish(packet)
-      case 'puback':
-        // Our responses are QoS 1 on a clean session: nothing is redelivered (MQTT-4.4.0-1), so an
-        // acknowledgement needs no bookkeeping.
-        return
-      case 'pingreq':
-        this.#send({ cmd: 'pingresp' })
-        return
-      case 'disconnect':
-        return this.#close('CLIENT_DISCONNECT', 'client sent DISCONNECT')
-      case 'connect':
-        return this.#close('PROTOCOL_VIOLATION', 'second CONNECT on one connection (MQTT-3.1.0-2)')
-      default:
-        // PUBREC/PUBREL/PUBCOMP belong to QoS 2, which is never in play; CONNACK, SUBACK,
-        // UNSUBACK and PINGRESP only travel server → client.
-        return this.#close('PROTOCOL_VIOLATION', `${packet.cmd.toUpperCase()} is not expected from a client here`)
     }
   }
 
-  #connect(packet: MqttConnectPacket): void {
-    // MQTT-3.1.2-2: DPS speaks 3.1.1 only (§3).
-    if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
-      return this.#refuse(1, `protocol ${packet.protocolId} level ${packet.protocolVersion} is not MQTT 3.1.1 (level 4)`)
-    }
+  /** A CONNECT of MQTT 3.1.1 (the connection checked the protocol level, MQTT-3.1.2-2; DPS speaks 3.1.1 only, §3). */
+  protected override onConnect(packet: MqttConnectPacket): void {
     if (packet.username === undefined) return this.#refuse(4, 'CONNECT has no username; DPS needs {idScope}/registrations/{registrationId}/api-version=…')
     const user = parseDpsUsername(packet.username)
     if ('error' in user) return this.#refuse(4, user.error)
@@ -332,62 +197,54 @@ export class DpsMqttSession {
     } else {
       return this.#refuse(5, 'neither a SAS password nor a TLS client certificate was presented', user.registrationId)
     }
-    const keepalive = packet.keepalive === 0 ? this.#limits.maxKeepAliveSeconds : Math.min(packet.keepalive, this.#limits.maxKeepAliveSeconds)
-    this.#keepAliveMs = keepalive * 1000
+    const keepalive = this.connection.keepAlive(packet.keepalive)
     const identity: Identity = { idScope: user.idScope, registrationId: user.registrationId, apiVersion, evidence }
     const accepted = () => {
       this.#identity = identity
-      this.#state = 'connected'
       // §3: DPS sessions are never persistent; .NET aborts on sessionPresent = 1.
-      this.#send({ cmd: 'connack', returnCode: 0, sessionPresent: false })
-      this.#options.onEvent?.({
-        type: 'connected',
-        idScope: identity.idScope,
-        registrationId: identity.registrationId,
-        apiVersion,
-        ...(user.clientVersion === undefined ? {} : { clientVersion: user.clientVersion }),
-        keepAliveSeconds: keepalive,
-      })
-      const queued = this.#queued
-      this.#queued = []
-      for (const next of queued) {
-        if (this.#state !== 'connected') return
-        this.#serve(next)
-      }
+      this.connection.accept(() =>
+        this.#options.onEvent?.({
+          type: 'connected',
+          idScope: identity.idScope,
+          registrationId: identity.registrationId,
+          apiVersion,
+          ...(user.clientVersion === undefined ? {} : { clientVersion: user.clientVersion }),
+          keepAliveSeconds: keepalive,
+        }),
+      )
     }
     if (this.#options.authenticateAtConnect === false) return accepted()
-    this.#state = 'authenticating'
+    this.connection.authenticating()
     this.#options.api
       .registrationStatus({ idScope: identity.idScope, registrationId: identity.registrationId, evidence })
       .then(
         () => {
-          if (this.#state === 'authenticating') accepted()
+          if (this.connection.state === 'authenticating') accepted()
         },
         (error: unknown) => {
-          if (this.#state !== 'authenticating') return
+          if (this.connection.state !== 'authenticating') return
           const err = wrapUnknown(error)
           this.#refuse(connackCodeOf(err), `credentials refused: ${err.code}: ${err.reason}`, identity.registrationId)
         },
       )
-      .catch((error: unknown) => this.#close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
+      .catch((error: unknown) => this.connection.close('INTERNAL_ERROR', `session failure after CONNECT: ${(error as Error)?.message ?? String(error)}`))
   }
 
   #refuse(returnCode: MqttConnackPacket['returnCode'], reason: string, registrationId?: string): void {
-    this.#send({ cmd: 'connack', returnCode, sessionPresent: false })
-    this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(registrationId === undefined ? {} : { registrationId }) })
-    // MQTT-3.2.2-5: a refused CONNECT is followed by closing the connection.
-    this.#close('CONNECT_REFUSED', `CONNACK ${returnCode}: ${reason}`)
+    this.connection.refuse(returnCode, reason, () =>
+      this.#options.onEvent?.({ type: 'refused', returnCode, reason, ...(registrationId === undefined ? {} : { registrationId }) }),
+    )
   }
 
   #publish(packet: MqttPublishPacket): void {
     if (packet.qos === 2) {
       // Azure IoT's MQTT endpoints do not serve QoS 2 and close the connection (dps-protocol.md §3: QoS 0 or 1).
-      return this.#close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by DPS')
+      return this.connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by DPS')
     }
     const topic = parseDpsRequestTopic(packet.topic)
-    if ('error' in topic && topic.rid === undefined) return this.#close('UNSUPPORTED', topic.error)
+    if ('error' in topic && topic.rid === undefined) return this.connection.close('UNSUPPORTED', topic.error)
     // §3: the PUBACK goes out before the response; .NET's state machine needs this order.
-    if (packet.qos === 1) this.#send({ cmd: 'puback', messageId: packet.messageId! })
+    if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
     if ('error' in topic) {
       const error = new ProvisioError('BAD_REQUEST', topic.error, { deviceMessage: topic.error })
       this.#answerError('operationStatus', topic.rid!, error)
@@ -426,7 +283,6 @@ export class DpsMqttSession {
       )
       .catch((error: unknown) => this.#answerError(topic.kind, topic.rid, error))
   }
-
   /** The register call of a PUBLISH body (§1.2; .NET sends an empty body). */
   #registerRequest(identity: Identity, payload: Uint8Array): RegisterRequest {
     const json = parseJsonBody(payload, { maxBytes: this.#limits.maxBodyBytes, allowEmpty: true })
@@ -462,55 +318,26 @@ export class DpsMqttSession {
   }
 
   #answer(operation: 'register' | 'operationStatus', rid: string, status: number, body: string, retryAfterSeconds?: number, error?: ProvisioError): void {
-    if (this.#state !== 'connected') return
+    if (this.connection.state !== 'connected') return
     // MQTT-3.3.5: a server delivers only what a subscription matches.
     const delivered = this.#subscribed
     if (delivered) {
-      this.#send({
+      this.connection.send({
         cmd: 'publish',
         topic: formatDpsResponseTopic(status, rid, retryAfterSeconds),
         payload: body,
         qos: 1,
         retain: false,
         dup: false,
-        messageId: this.#packetId(),
+        messageId: this.connection.packetId(),
       })
     }
     this.#options.onEvent?.({ type: 'response', operation, rid, status, delivered, ...(error === undefined ? {} : { error }) })
   }
-
-  /**
-   * Packet identifiers of our QoS 1 responses: 1…65535 in turn. Nothing is redelivered, so an
-   * identifier is only reused after 65535 newer responses, long after its PUBACK.
-   */
-  #packetId(): number {
-    const id = this.#nextPacketId
-    this.#nextPacketId = id === 0xffff ? 1 : id + 1
-    return id
-  }
-
-  #send(packet: MqttPacket | (Omit<MqttPublishPacket, 'payload'> & { readonly payload: string })): void {
-    if (this.#state === 'closed') return
-    this.#options.write(encodePacket(packet))
-  }
-
-  /** A method, not a property read: callbacks may close the session under TypeScript's narrowing. */
-  #isClosed(): boolean {
-    return this.#state === 'closed'
-  }
-
-  #close(code: MqttCloseCode, reason: string): void {
-    if (this.#state === 'closed') return
-    this.#state = 'closed'
-    this.#queued = []
-    this.#options.close({ code, reason })
-  }
 }
 
-/** CONNACK return code for a refusal at CONNECT (MQTT 3.1.1 §3.2.2.3). */
+/** CONNACK return code for a refusal at CONNECT (MQTT 3.1.1 §3.2.2.3): 2 for an invalid registrationId, else by HTTP status. */
 function connackCodeOf(error: ProvisioError): MqttConnackPacket['returnCode'] {
   if (error.code === 'INVALID_REGISTRATION_ID') return 2
-  if (error.httpStatus === 429 || error.httpStatus >= 500) return 3
-  if (error.httpStatus === 401 || error.httpStatus === 403 || error.httpStatus === 404) return 5
-  return 4
+  return connackCodeOfStatus(error)
 }

@@ -4,7 +4,6 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { ProvisioError } from '@provisio/protocol'
 import {
-  MqttDecoder,
   MqttRouter,
   createHubMqttSession,
   encodePacket,
@@ -16,20 +15,17 @@ import {
   type MqttPacket,
   type MqttPublishPacket,
 } from '../src/index.js'
+import { concat, recordingPorts, sender, settle, text } from './helpers.js'
 
 const USERNAME = 'hub.example/dev-1/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4'
 const SAS = 'SharedAccessSignature sr=hub.example%2Fdevices%2Fdev-1&sig=abc%3D&se=1900000000'
 
 function harness(options: { api?: Partial<HubDeviceApi>; limits?: Partial<HubMqttLimits>; chain?: Uint8Array[] } = {}) {
-  let now = 1_700_000_000_000
-  const out: MqttPacket[] = []
-  const closes: MqttCloseReason[] = []
-  const events: HubMqttEvent[] = []
+  const recorder = recordingPorts<HubMqttEvent>({ maxPacketBytes: 1 << 20 })
   const calls: { name: string; args: unknown[] }[] = []
   const telemetry: { body: string; properties: Record<string, string>; systemProperties: Record<string, string> }[] = []
   const reported: Record<string, unknown> = {}
   let reportedVersion = 1
-  const serverOutput = new MqttDecoder({ maxPacketBytes: 1 << 20 })
   const api: HubDeviceApi = {
     authenticate: async (r) => {
       calls.push({ name: 'authenticate', args: [r] })
@@ -55,30 +51,21 @@ function harness(options: { api?: Partial<HubDeviceApi>; limits?: Partial<HubMqt
   }
   const session = createHubMqttSession({
     api,
-    clock: { now: () => now },
-    trackingId: () => 'track-1',
-    write: (b) => {
-      const r = serverOutput.push(b)
-      if (r.error) throw r.error
-      out.push(...r.packets)
-    },
-    close: (reason) => closes.push(reason),
-    onEvent: (e) => events.push(e),
+    ...recorder.ports,
     ...(options.chain ? { clientCertificates: options.chain } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
   })
-  const send = (...packets: Parameters<typeof encodePacket>[0][]) => session.push(concat(packets.map((p) => encodePacket(p))))
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 0))
+  const send = sender(session)
   return {
     session,
-    out,
-    closes,
-    events,
+    out: recorder.out,
+    closes: recorder.closes,
+    events: recorder.events,
     calls,
     telemetry,
     send,
     settle,
-    advance: (ms: number) => void (now += ms),
+    advance: recorder.advance,
     connect: async (extra: Partial<Extract<MqttPacket, { cmd: 'connect' }>> = {}) => {
       send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: 180, clientId: 'dev-1', username: USERNAME, password: Buffer.from(SAS), ...extra })
       await settle()
@@ -93,18 +80,6 @@ function harness(options: { api?: Partial<HubDeviceApi>; limits?: Partial<HubMqt
     },
   }
 }
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let o = 0
-  for (const p of parts) {
-    out.set(p, o)
-    o += p.length
-  }
-  return out
-}
-
-const text = (p: MqttPacket) => new TextDecoder().decode((p as MqttPublishPacket).payload)
 
 describe('CONNECT', () => {
   it('admits a device with its SAS: clean=0 accepted, sessionPresent 0, credentials handed to the hub', async () => {

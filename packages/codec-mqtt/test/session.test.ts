@@ -5,15 +5,13 @@ import { describe, expect, it } from 'vitest'
 import { ProvisioError } from '@provisio/protocol'
 import type { DeviceApi } from '@provisio/protocol'
 import {
-  MqttDecoder,
   createDpsMqttSession,
-  encodePacket,
   type DpsMqttEvent,
-  type MqttCloseReason,
   type MqttLimits,
   type MqttPacket,
   type MqttPublishPacket,
 } from '../src/index.js'
+import { recordingPorts, sender, settle, text } from './helpers.js'
 
 const SCOPE = '0ne00000A0A'
 const USERNAME = `${SCOPE}/registrations/dev-1/api-version=2019-03-31&ClientVersion=azure-iot-provisioning-device%2F1.9.1`
@@ -28,12 +26,8 @@ interface Call {
 }
 
 function harness(options: { api?: Partial<DeviceApi>; limits?: Partial<MqttLimits>; chain?: Uint8Array[]; authenticateAtConnect?: boolean } = {}) {
-  let now = 1_700_000_000_000
-  const out: MqttPacket[] = []
-  const closes: MqttCloseReason[] = []
-  const events: DpsMqttEvent[] = []
+  const recorder = recordingPorts<DpsMqttEvent>()
   const calls: Call[] = []
-  const serverOutput = new MqttDecoder()
   const recorded =
     <T,>(name: string, fallback: (request: Record<string, unknown>) => Promise<T>) =>
     (request: unknown) => {
@@ -51,43 +45,24 @@ function harness(options: { api?: Partial<DeviceApi>; limits?: Partial<MqttLimit
   }
   const session = createDpsMqttSession({
     api,
-    clock: { now: () => now },
-    trackingId: () => 'track-1',
-    write: (b) => {
-      const r = serverOutput.push(b)
-      if (r.error) throw r.error
-      out.push(...r.packets)
-    },
-    close: (reason) => closes.push(reason),
-    onEvent: (e) => events.push(e),
+    ...recorder.ports,
     ...(options.chain ? { clientCertificates: options.chain } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.authenticateAtConnect === undefined ? {} : { authenticateAtConnect: options.authenticateAtConnect }),
   })
-  const send = (...packets: Parameters<typeof encodePacket>[0][]) => session.push(concat(packets.map((p) => encodePacket(p))))
+  const send = sender(session)
   return {
     session,
-    out,
-    closes,
-    events,
+    out: recorder.out,
+    closes: recorder.closes,
+    events: recorder.events,
     calls,
     send,
-    advance: (ms: number) => void (now += ms),
-    /** Lets pending promise callbacks run. */
-    settle: () => new Promise((resolve) => setTimeout(resolve, 0)),
+    advance: recorder.advance,
+    settle,
     connect: (extra: Partial<Extract<MqttPacket, { cmd: 'connect' }>> = {}) =>
       send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 180, clientId: 'dev-1', username: USERNAME, password: Buffer.from(SAS), ...extra }),
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
 }
 
 const publish = (topic: string, payload: string, messageId = 5, qos: 0 | 1 | 2 = 1): MqttPublishPacket & { payload: Uint8Array } => ({
@@ -99,8 +74,6 @@ const publish = (topic: string, payload: string, messageId = 5, qos: 0 | 1 | 2 =
   dup: false,
   ...(qos > 0 ? { messageId } : {}),
 })
-
-const text = (p: MqttPacket) => Buffer.from((p as MqttPublishPacket).payload).toString('utf8')
 
 async function connected(options: Parameters<typeof harness>[0] = {}) {
   const h = harness(options)

@@ -15,6 +15,10 @@ import {
   SRK_HANDLE,
   SRK_TEMPLATE,
   TPM_ALG,
+  TPM_CC,
+  TPM_RC,
+  TPM_RH,
+  TPM_ST,
   TpmReader,
   TpmWriter,
   marshalTpm2bPublic,
@@ -27,26 +31,11 @@ import type { DeviceTpm } from './security.js'
 /** Sends one TPM command and returns the TPM's response. */
 export type TpmExecute = (command: Uint8Array) => Promise<Uint8Array>
 
-const ST_NO_SESSIONS = 0x8001
-const ST_SESSIONS = 0x8002
-const RS_PW = 0x40000009
-const RH_OWNER = 0x40000001
-const RH_NULL = 0x40000007
-const RH_ENDORSEMENT = 0x4000000b
-const CC = {
-  EvictControl: 0x120,
-  CreatePrimary: 0x131,
-  Startup: 0x144,
-  ActivateCredential: 0x147,
-  PolicySecret: 0x151,
-  HMAC: 0x155,
-  Import: 0x156,
-  Load: 0x157,
-  FlushContext: 0x165,
-  ReadPublic: 0x173,
-  StartAuthSession: 0x176,
-} as const
-const RC_INITIALIZE = 0x100
+// Command codes, handles, tags and response codes as @provisio/tpm's software TPM defines them.
+const { NO_SESSIONS: ST_NO_SESSIONS, SESSIONS: ST_SESSIONS } = TPM_ST
+const { PW: RS_PW, OWNER: RH_OWNER, NULL: RH_NULL, ENDORSEMENT: RH_ENDORSEMENT } = TPM_RH
+const CC = TPM_CC
+const RC_INITIALIZE = TPM_RC.INITIALIZE
 /** Largest TPM2B_MAX_BUFFER a TPM must accept for HMAC (MAX_DIGEST_BUFFER is at least 1024). */
 const MAX_HMAC_INPUT = 1024
 const MAX_RESPONSE = 8192

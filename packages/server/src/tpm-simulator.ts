@@ -20,19 +20,9 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { MAX_COMMAND_SIZE, SoftwareTpm } from '@provisio/tpm'
+import { MAX_COMMAND_SIZE, SoftwareTpm, TPM_SIMULATOR, TPM_SIMULATOR_VERSION, encodeSendCommandAnswer, uint32s } from '@provisio/tpm'
 
-const SIGNAL_POWER_ON = 1
-const SIGNAL_POWER_OFF = 2
-const SEND_COMMAND = 8
-const SIGNAL_NV_ON = 11
-const SIGNAL_NV_OFF = 12
-const HAND_SHAKE = 15
-const SIGNAL_RESET = 17
-const SESSION_END = 20
-const STOP = 21
-/** Server protocol version tss.js expects (its ClientVer). */
-const SERVER_VERSION = 1
+const { SIGNAL_POWER_ON, SIGNAL_POWER_OFF, SEND_COMMAND, SIGNAL_NV_ON, SIGNAL_NV_OFF, HAND_SHAKE, SIGNAL_RESET, SESSION_END, STOP } = TPM_SIMULATOR
 /** TPM properties bits of the handshake: the simulator reports "TPM in simulator" style flags; 0 is accepted. */
 const TPM_PROPERTIES = 0
 
@@ -65,12 +55,6 @@ export interface TpmSimulator {
   /** Command port; the platform port is `port + 1`. */
   readonly port: number
   close(): Promise<void>
-}
-
-function u32(v: number): Buffer {
-  const b = Buffer.alloc(4)
-  b.writeUInt32BE(v >>> 0)
-  return b
 }
 
 /** Reads big-endian framed requests from a socket; `handle` returns false to stop. */
@@ -135,7 +119,7 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
       switch (code) {
         case HAND_SHAKE: {
           if (take(4) === undefined) return 'wait'
-          socket.write(Buffer.concat([u32(SERVER_VERSION), u32(TPM_PROPERTIES), u32(0)]))
+          socket.write(uint32s(TPM_SIMULATOR_VERSION, TPM_PROPERTIES, 0))
           return true
         }
         case SEND_COMMAND: {
@@ -148,8 +132,8 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
           const bytes = new Uint8Array(body)
           queue = queue.then(async () => {
             try {
-              const response = Buffer.from(await backend.execute(bytes))
-              if (!socket.destroyed) socket.write(Buffer.concat([u32(response.length), response, u32(0)]))
+              const response = await backend.execute(bytes)
+              if (!socket.destroyed) socket.write(encodeSendCommandAnswer(response))
             } catch {
               socket.destroy()
             }
@@ -159,7 +143,7 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
         case SESSION_END:
           return false
         case STOP:
-          socket.write(u32(0))
+          socket.write(uint32s(0))
           void close()
           return false
         default:
@@ -193,7 +177,7 @@ export async function startTpmSimulator(options: TpmSimulatorOptions = {}): Prom
         default:
           return false
       }
-      socket.write(u32(0))
+      socket.write(uint32s(0))
       return true
     })
   })

@@ -88,10 +88,15 @@ export const TPM_RH = {
   PLATFORM: 0x4000000c,
 } as const
 
-const ST_NO_SESSIONS = 0x8001
-const ST_SESSIONS = 0x8002
-const ST_CREATION = 0x8021
-const ST_AUTH_SECRET = 0x8023
+/** Structure tags (Part 2 §6.9) of command and response headers and tickets. */
+export const TPM_ST = {
+  NO_SESSIONS: 0x8001,
+  SESSIONS: 0x8002,
+  CREATION: 0x8021,
+  AUTH_SECRET: 0x8023,
+} as const
+
+const { NO_SESSIONS: ST_NO_SESSIONS, SESSIONS: ST_SESSIONS, CREATION: ST_CREATION, AUTH_SECRET: ST_AUTH_SECRET } = TPM_ST
 const TPM_CAP_TPM_PROPERTIES = 6
 const PT_INPUT_BUFFER = 0x10d
 const PT_MAX_DIGEST = 0x120

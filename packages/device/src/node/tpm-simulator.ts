@@ -11,16 +11,11 @@
  * Commands go one at a time (the protocol has no request ids).
  */
 import { connect, type Socket } from 'node:net'
+import { TPM_SIMULATOR, TPM_SIMULATOR_VERSION, encodeSendCommand, uint32s } from '@provisio/tpm'
 import { DeviceError } from '../errors.js'
 import type { DeviceTpm } from '../security.js'
 import { commandTpm } from '../tpm-commands.js'
 
-const SIGNAL_POWER_ON = 1
-const SEND_COMMAND = 8
-const SIGNAL_NV_ON = 11
-const HAND_SHAKE = 15
-const SESSION_END = 20
-const CLIENT_VERSION = 1
 const MAX_RESPONSE = 8192
 
 /** Options of {@link tpmSimulator}. */
@@ -90,12 +85,6 @@ function open(host: string, port: number): Promise<Socket> {
   })
 }
 
-function u32(...values: number[]): Buffer {
-  const b = Buffer.alloc(4 * values.length)
-  values.forEach((v, i) => b.writeUInt32BE(v >>> 0, 4 * i))
-  return b
-}
-
 /**
  * Connects to a TPM simulator (lazily, on first use) and returns it as a DeviceTpm. `close()` ends
  * the session.
@@ -112,9 +101,9 @@ export function tpmSimulator(options: TpmSimulatorOptions = {}): DeviceTpm {
         const platform = await open(host, port + 1)
         const pc = new Channel(platform, `${host}:${port + 1}`)
         try {
-          platform.write(u32(SIGNAL_POWER_ON))
+          platform.write(uint32s(TPM_SIMULATOR.SIGNAL_POWER_ON))
           await pc.ack('SignalPowerOn')
-          platform.write(u32(SIGNAL_NV_ON))
+          platform.write(uint32s(TPM_SIMULATOR.SIGNAL_NV_ON))
           await pc.ack('SignalNvOn')
         } finally {
           platform.end()
@@ -122,7 +111,7 @@ export function tpmSimulator(options: TpmSimulatorOptions = {}): DeviceTpm {
       }
       const socket = await open(host, port)
       const c = new Channel(socket, `${host}:${port}`)
-      socket.write(u32(HAND_SHAKE, CLIENT_VERSION))
+      socket.write(uint32s(TPM_SIMULATOR.HAND_SHAKE, TPM_SIMULATOR_VERSION))
       const serverVersion = await c.u32()
       if (serverVersion < 1) throw new DeviceError('TPM', `TPM simulator speaks protocol version ${serverVersion}`)
       await c.u32() // TPM properties
@@ -133,11 +122,7 @@ export function tpmSimulator(options: TpmSimulatorOptions = {}): DeviceTpm {
   const execute = (command: Uint8Array): Promise<Uint8Array> => {
     const run = async () => {
       const c = await connectOnce()
-      const header = Buffer.alloc(9)
-      header.writeUInt32BE(SEND_COMMAND, 0)
-      header.writeUInt8(0, 4)
-      header.writeUInt32BE(command.length, 5)
-      c.socket.write(Buffer.concat([header, command]))
+      c.socket.write(encodeSendCommand(command))
       const size = await c.u32()
       if (size > MAX_RESPONSE) throw new DeviceError('TPM', `TPM simulator response of ${size} bytes is over the limit`)
       const response = await c.read(size)
@@ -154,6 +139,6 @@ export function tpmSimulator(options: TpmSimulatorOptions = {}): DeviceTpm {
     const c = await channel.catch(() => undefined)
     if (c === undefined) return
     await queue
-    c.socket.end(u32(SESSION_END))
+    c.socket.end(uint32s(TPM_SIMULATOR.SESSION_END))
   })
 }
