@@ -1,7 +1,7 @@
 // `provisio serve` serving the browser emulator at /emulator/ over real TLS: content types, cache
 // headers and ETags, refusal of paths that try to leave the build directory, the public
 // config.json (no key in it), and the answer when the emulator is not built.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -48,6 +48,19 @@ describe('the emulator at /emulator/', () => {
     const again = await get('/emulator/index.html', { 'if-none-match': String(page.headers.etag) })
     expect(again.status).toBe(304)
     expect(again.body).toBe('')
+  })
+
+  it('serves a file again when the build rewrites it (new body, new ETag; the old tag no longer matches)', async () => {
+    const file = join(base, 'dist', 'assets', 'rebuilt.js')
+    writeFileSync(file, 'console.log(1)')
+    const first = await get('/emulator/assets/rebuilt.js')
+    expect(first.body).toBe('console.log(1)')
+    writeFileSync(file, 'console.log(22)')
+    utimesSync(file, new Date(), new Date(Date.now() + 5000))
+    const second = await get('/emulator/assets/rebuilt.js', { 'if-none-match': String(first.headers.etag) })
+    expect(second.status).toBe(200)
+    expect(second.body).toBe('console.log(22)')
+    expect(second.headers.etag).not.toBe(first.headers.etag)
   })
 
   it('serves hashed assets with their content types and a year-long immutable cache', async () => {

@@ -74,6 +74,8 @@ export interface EmulatorSite {
 
 export function createEmulatorSite(dir: string | undefined, publicConfig: () => EmulatorPublicConfig): EmulatorSite {
   const root = dir === undefined ? undefined : safeRealpath(dir)
+  // The build is a few files; each is kept once read (bounded by the directory's contents).
+  const files = new Map<string, { size: number; mtimeMs: number; answer: EmulatorAnswer }>()
   return {
     answer(method, path, headers) {
       if (path !== '/emulator' && !path.startsWith(EMULATOR_PATH)) return undefined
@@ -91,21 +93,30 @@ export function createEmulatorSite(dir: string | undefined, publicConfig: () => 
       }
       const file = resolveFile(root, rest === '' ? 'index.html' : rest)
       if (typeof file !== 'string') return text(file.status, file.reason)
-      const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream'
-      const hashed = rest.startsWith('assets/')
-      const body = readFileSync(file)
-      const answer: EmulatorAnswer = {
-        status: 200,
-        headers: {
-          'content-type': type,
-          'cache-control': hashed ? 'public, max-age=31536000, immutable' : 'no-cache',
-          'x-content-type-options': 'nosniff',
-          ...(type.startsWith('text/html') ? { 'content-security-policy': CONTENT_SECURITY_POLICY, 'referrer-policy': 'no-referrer' } : {}),
-        },
-        body,
-      }
-      return withEtag(headers, answer)
+      return withEtag(headers, filed(file, rest.startsWith('assets/')))
     },
+  }
+
+  /** A file's answer, read and tagged once per version of the file (same size and mtime). */
+  function filed(file: string, hashed: boolean): EmulatorAnswer {
+    const { size, mtimeMs } = statSync(file)
+    const held = files.get(file)
+    if (held !== undefined && held.size === size && held.mtimeMs === mtimeMs) return held.answer
+    const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream'
+    const body = readFileSync(file)
+    const answer: EmulatorAnswer = {
+      status: 200,
+      headers: {
+        'content-type': type,
+        'cache-control': hashed ? 'public, max-age=31536000, immutable' : 'no-cache',
+        'x-content-type-options': 'nosniff',
+        ...(type.startsWith('text/html') ? { 'content-security-policy': CONTENT_SECURITY_POLICY, 'referrer-policy': 'no-referrer' } : {}),
+        etag: etagOf(body),
+      },
+      body,
+    }
+    files.set(file, { size, mtimeMs, answer })
+    return answer
   }
 }
 
@@ -147,14 +158,19 @@ function text(status: number, message: string, extra: Record<string, string> = {
   return { status, headers: { 'content-type': CONTENT_TYPES['.txt']!, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...extra }, body: message + '\n' }
 }
 
-/** A weak ETag over the body; 304 when the client already holds it. */
+/** A weak ETag over a body. */
+function etagOf(body: Uint8Array | string): string {
+  return `W/"${fnv1a(body)}"`
+}
+
+/** The answer with its ETag (computed here unless it carries one); 304 when the client already holds it. */
 function withEtag(headers: Readonly<Record<string, string | string[] | undefined>>, answer: EmulatorAnswer): EmulatorAnswer {
-  const etag = `W/"${fnv1a(answer.body)}"`
+  const etag = answer.headers.etag ?? etagOf(answer.body)
   const held = headers['if-none-match']
   if (typeof held === 'string' && held.split(',').some((t) => t.trim() === etag)) {
     return { status: 304, headers: { etag, 'cache-control': answer.headers['cache-control']! }, body: '' }
   }
-  return { ...answer, headers: { ...answer.headers, etag } }
+  return answer.headers.etag === undefined ? { ...answer, headers: { ...answer.headers, etag } } : answer
 }
 
 /** FNV-1a (32-bit) of the body plus its length: enough to tell versions of a file apart. */
