@@ -216,24 +216,21 @@ export async function openAmqpSession(params: SessionParams, overWebSocket: bool
       waiter.reject(error)
     }
   })
-  connection.on('rejected', (context) => {
-    const id = context.delivery?.id
+  /** The request a settled delivery belongs to, taken out of both tables. */
+  const takeDelivery = (id: number | undefined) => {
     const key = id === undefined ? undefined : byDelivery.get(id)
-    if (key === undefined) return
+    if (key === undefined) return undefined
     byDelivery.delete(id!)
     const waiter = pending.get(key)
     pending.delete(key)
-    waiter?.reject(rejectionError(context.delivery?.remote_state?.error, 'AMQP request'))
+    return waiter
+  }
+  connection.on('rejected', (context) => {
+    takeDelivery(context.delivery?.id)?.reject(rejectionError(context.delivery?.remote_state?.error, 'AMQP request'))
   })
   for (const event of ['released', 'modified'] as const) {
     connection.on(event, (context) => {
-      const id = context.delivery?.id
-      const key = id === undefined ? undefined : byDelivery.get(id)
-      if (key === undefined) return
-      byDelivery.delete(id!)
-      const waiter = pending.get(key)
-      pending.delete(key)
-      waiter?.reject(new DeviceError('TRANSPORT', `AMQP request ${event} by the service`, { transient: true, status: 503 }))
+      takeDelivery(context.delivery?.id)?.reject(new DeviceError('TRANSPORT', `AMQP request ${event} by the service`, { transient: true, status: 503 }))
     })
   }
 
