@@ -15,19 +15,10 @@
  * error description is the JSON error body.
  */
 import { utf8Decode, utf8Encode } from '@provisio/crypto'
+import { concat } from '@provisio/tpm'
 import { DeviceError, errorFromReply } from './errors.js'
 import { abortable } from './retry.js'
 import { MAX_RESPONSE_BYTES, parseJsonBody, parseRetryAfter, type DpsReply, type DpsSession, type RheaConnectionLike, type RheaContextLike, type SessionParams } from './transport.js'
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
 
 /** Status a rejected delivery stands for, from its condition (when the body carries no errorCode). */
 function statusOfCondition(condition: unknown): number {
