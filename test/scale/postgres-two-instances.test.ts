@@ -27,9 +27,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
+import { POSTGRES_URL, dropSchema, postgresReachable } from '../lib/postgres.js'
 import { call, createGroup, TRANSPORTS, transportSummary, deviceCount, deviceToken, HoldingWebhook, pollOperation, startRegistrations, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, type FleetRows } from './harness.js'
 
-const POSTGRES_URL = process.env.PROVISIO_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const DEVICES = deviceCount(2000)
 const LEASE_MS = 3000
 
@@ -37,19 +37,7 @@ const isTwin = (id: string) => id.startsWith('scale-twin-')
 const isSlow = (id: string) => id.startsWith('scale-slow-')
 const SLOW = 20
 
-async function reachable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 })
-  try {
-    await client.connect()
-    await client.end()
-    return true
-  } catch (error) {
-    if (process.env.CI) throw new Error(`PostgreSQL at ${POSTGRES_URL} is unreachable under CI=true (.ci/run starts it): ${String(error)}`)
-    return false
-  }
-}
-
-const available = await reachable()
+const available = await postgresReachable()
 const schema = `provisio_scale_${process.pid}_${Date.now().toString(36)}`
 const root = mkdtempSync(join(tmpdir(), 'provisio-scale-pg-'))
 const instances: ServeProcess[] = []
@@ -57,11 +45,7 @@ const instances: ServeProcess[] = []
 afterAll(async () => {
   for (const i of instances) await i.kill()
   rmSync(root, { recursive: true, force: true })
-  if (!available) return
-  const client = new pg.Client({ connectionString: POSTGRES_URL })
-  await client.connect()
-  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-  await client.end()
+  if (available) await dropSchema(schema)
 })
 
 describe.skipIf(!available)('two provisio serve instances on one PostgreSQL database', () => {

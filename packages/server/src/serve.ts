@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
@@ -17,12 +18,14 @@ import { EmbeddedHub, MemoryHubStore, createRestHubGateway, type HubStore } from
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit } from '@provisio/store-sqlite'
+import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
 import { createLocalHubGateway } from './hub-gateway.js'
 import { SqliteHubStore } from './hub-store-sqlite.js'
 import { createHubRegistryApi } from './hub-registry.js'
 import { createHubDevices } from './hub-device.js'
+import { HubEventRelay } from './hub-events.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
 import { listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
@@ -124,6 +127,26 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     log.warn('declared hubs missing from the shared state are not served', { missing: declared.filter((d) => d.state === undefined).map((d) => d.config.hostName).join(',') })
   }
   for (const h of hubStates) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
+  // Desired changes and revocations reach device connections on every instance (hub-events.ts):
+  // instances on one PostgreSQL database tell each other over LISTEN/NOTIFY.
+  const hubEvents = new HubEventRelay({ origin: `${hostname()}:${process.pid}:${randomUUID()}`, hubs: hubs.values(), onError: (message) => log.warn(message) })
+  let hubChannel: NoticeChannel | undefined
+  if (postgres !== undefined) {
+    try {
+      hubChannel = await postgres.store.openChannel('hub-events', (message) => hubEvents.receive(message), {
+        onError: (error) => log.warn('hub event channel', { error: error.message, code: (error as { code?: string }).code }),
+      })
+    } catch (error) {
+      await postgres.close()
+      throw error
+    }
+    hubEvents.connect(hubChannel)
+  }
+  const closeStores = async () => {
+    closeDb()
+    await hubChannel?.close()
+    await postgres?.close()
+  }
 
   const instance: InstanceConfig = {
     idScope: state.idScope,
@@ -258,20 +281,14 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     hub: {
       api: hubDevices.api,
       isHub: hubDevices.isHub,
-      onDesiredChange: (listener) => {
-        const offs = [...hubs.values()].map((h) => h.onDesiredChange(listener))
-        return () => offs.forEach((off) => off())
-      },
+      onDesiredChange: (listener) => hubEvents.onDesiredChange(listener),
       onEvent: (transport, event) => {
         if (event.type === 'connected') metrics.hubConnections.inc([transport, 'accepted'])
         else if (event.type === 'refused') metrics.hubConnections.inc([transport, `refused_${event.returnCode}`])
         else if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
         else if (event.type === 'twin') metrics.hubTwin.inc([transport, event.operation, String(event.status)])
       },
-      onIdentityRevoked: (listener) => {
-        const offs = [...hubs.values()].map((h) => h.onIdentityRevoked(listener))
-        return () => offs.forEach((off) => off())
-      },
+      onIdentityRevoked: (listener) => hubEvents.onIdentityRevoked(listener),
     },
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     limits: { connectTimeoutMs: config.connectTimeoutMs },
@@ -299,8 +316,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   } catch (error) {
     // Nothing half-started stays behind: close whatever did start, and the stores.
     for (const server of [https, amqp.server, mqtt.server]) if (server.listening) server.close()
-    closeDb()
-    await postgres?.close()
+    await closeStores()
     throw error
   }
   const port = (https.address() as AddressInfo).port
@@ -356,8 +372,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       await Promise.race([engine.drain(), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
       await amqpClosed
       await mqttClosed
-      closeDb()
-      await postgres?.close()
+      await closeStores()
       log.info('stopped')
     },
   }

@@ -4,5 +4,6 @@
  * one database (DESIGN.md "Storage and scale").
  */
 export { PostgresStore, createPostgresStore, describePostgresUrl, type PostgresStoreOptions } from './store.js'
+export { MAX_NOTICE_BYTES, openNoticeChannel, type NoticeChannel, type NoticeChannelOptions } from './channel.js'
 export { MIGRATIONS, type Migration } from './schema.js'
 export { PostgresStoreError, type PostgresStoreErrorCode } from './errors.js'

@@ -86,6 +86,17 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'notices: messages between instances too large for a NOTIFY payload',
+    sql: (s) => `
+      CREATE TABLE ${s}.notices (
+        id         BIGSERIAL PRIMARY KEY,
+        body       TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ]
 
 /** A PostgreSQL identifier, quoted (names come from configuration, never from devices). */

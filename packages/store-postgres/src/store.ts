@@ -32,6 +32,7 @@ import type {
 } from '@provisio/engine'
 import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
+import { openNoticeChannel, type NoticeChannel, type NoticeChannelOptions } from './channel.js'
 import { PostgresStoreError } from './errors.js'
 import { checkSchemaName, migrate, quoteIdent } from './schema.js'
 
@@ -331,6 +332,14 @@ export class PostgresStore implements Store {
         return rows.map((r) => JSON.parse(r.record) as HubDeviceRecord)
       },
     }
+  }
+
+  /**
+   * Opens a notice channel between the instances on this database (LISTEN/NOTIFY; see
+   * {@link openNoticeChannel}); close it before the store.
+   */
+  openChannel(name: string, onMessage: (message: string) => void, options?: NoticeChannelOptions): Promise<NoticeChannel> {
+    return openNoticeChannel(this.pool, this.schema, name, onMessage, options)
   }
 
   /** Ends the pool if this store created it. */

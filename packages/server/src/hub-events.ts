@@ -1,0 +1,150 @@
+/**
+ * The embedded hubs' device events (a desired-property change, an identity disabled or deleted)
+ * reach the device's connection wherever it is. Only the instance (or worker) holding a device's
+ * MQTT connection can push to it, while the service may write through any: each instance
+ * publishes the events its own hubs raise on a channel every instance listens to, and dispatches
+ * both its own and the others' to its device connections.
+ *
+ * The channel is a port: PostgreSQL LISTEN/NOTIFY for instances sharing a database, the cluster
+ * primary for `--workers`, none for a lone instance. Messages are JSON with a version and the
+ * sender's origin (its own come back and are skipped, having been dispatched already), checked
+ * field by field on receipt: a malformed one is reported and dropped.
+ */
+import type { DesiredChange, EmbeddedHub, IdentityRevoked } from '@provisio/hub'
+
+/** How messages travel between instances. */
+export interface HubEventChannel {
+  /** Sends to every instance on the channel (this one may hear it back). */
+  publish(message: string): Promise<void>
+}
+
+/** Messages larger than this are not sent (IoT Hub caps a twin's desired properties at 32 KiB). */
+export const MAX_HUB_EVENT_BYTES = 256 * 1024
+
+type Wire =
+  | { readonly v: 1; readonly origin: string; readonly kind: 'desired'; readonly change: DesiredChange }
+  | { readonly v: 1; readonly origin: string; readonly kind: 'revoked'; readonly event: IdentityRevoked }
+
+export interface HubEventRelayOptions {
+  /** This instance's id (unique per process). */
+  readonly origin: string
+  readonly hubs: Iterable<EmbeddedHub>
+  /** Failures to send or read a message (logged by the caller); the local dispatch is never affected. */
+  readonly onError: (message: string) => void
+}
+
+/** Dispatches the hubs' events to local listeners and across a {@link HubEventChannel}. */
+export class HubEventRelay {
+  readonly #origin: string
+  readonly #onError: (message: string) => void
+  readonly #desired = new Set<(change: DesiredChange) => void>()
+  readonly #revoked = new Set<(event: IdentityRevoked) => void>()
+  readonly #hostNames: Set<string>
+  #channel: HubEventChannel | undefined
+
+  constructor(options: HubEventRelayOptions) {
+    this.#origin = options.origin
+    this.#onError = options.onError
+    this.#hostNames = new Set()
+    for (const hub of options.hubs) {
+      this.#hostNames.add(hub.hostName.toLowerCase())
+      hub.onDesiredChange((change) => {
+        this.#dispatchDesired(change)
+        this.#send({ v: 1, origin: this.#origin, kind: 'desired', change })
+      })
+      hub.onIdentityRevoked((event) => {
+        this.#dispatchRevoked(event)
+        this.#send({ v: 1, origin: this.#origin, kind: 'revoked', event })
+      })
+    }
+  }
+
+  /** Starts sending this instance's events on `channel` (none before: a lone instance). */
+  connect(channel: HubEventChannel): void {
+    this.#channel = channel
+  }
+
+  /** Subscribes to desired changes of every hub, raised here or on another instance. */
+  onDesiredChange(listener: (change: DesiredChange) => void): () => void {
+    this.#desired.add(listener)
+    return () => void this.#desired.delete(listener)
+  }
+
+  /** Subscribes to identities disabled or deleted, here or on another instance. */
+  onIdentityRevoked(listener: (event: IdentityRevoked) => void): () => void {
+    this.#revoked.add(listener)
+    return () => void this.#revoked.delete(listener)
+  }
+
+  /** A message from the channel. Never throws. */
+  receive(message: string): void {
+    const wire = parse(message)
+    if (typeof wire === 'string') return this.#onError(`hub event dropped: ${wire}`)
+    if (wire.origin === this.#origin) return
+    if (wire.kind === 'desired') {
+      if (this.#hostNames.has(wire.change.hostName.toLowerCase())) this.#dispatchDesired(wire.change)
+    } else if (this.#hostNames.has(wire.event.hostName.toLowerCase())) this.#dispatchRevoked(wire.event)
+  }
+
+  #send(wire: Wire): void {
+    const channel = this.#channel
+    if (channel === undefined) return
+    const text = JSON.stringify(wire)
+    if (text.length > MAX_HUB_EVENT_BYTES) {
+      this.#onError(`hub event for ${describe(wire)} not sent to other instances: ${text.length} bytes exceeds ${MAX_HUB_EVENT_BYTES}`)
+      return
+    }
+    channel.publish(text).catch((error: unknown) => this.#onError(`hub event for ${describe(wire)} not sent to other instances: ${(error as Error)?.message ?? String(error)}`))
+  }
+
+  #dispatchDesired(change: DesiredChange): void {
+    for (const listener of this.#desired) {
+      try {
+        listener(change)
+      } catch {
+        // A listener's failure is its own; the others still hear of it.
+      }
+    }
+  }
+
+  #dispatchRevoked(event: IdentityRevoked): void {
+    for (const listener of this.#revoked) {
+      try {
+        listener(event)
+      } catch {
+        // As above.
+      }
+    }
+  }
+}
+
+function describe(wire: Wire): string {
+  return wire.kind === 'desired' ? `${wire.change.hostName}/${wire.change.deviceId} (desired $version ${wire.change.version})` : `${wire.event.hostName}/${wire.event.deviceId} (${wire.event.why})`
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 256
+
+/** The message, checked; or why it is not one. */
+function parse(message: string): Wire | string {
+  if (message.length > MAX_HUB_EVENT_BYTES) return `${message.length} bytes exceeds ${MAX_HUB_EVENT_BYTES}`
+  let value: unknown
+  try {
+    value = JSON.parse(message)
+  } catch {
+    return 'not JSON'
+  }
+  if (!isObject(value) || value.v !== 1) return 'not a version 1 hub event'
+  if (!isName(value.origin)) return 'origin missing'
+  if (value.kind === 'desired') {
+    const c = value.change
+    if (!isObject(c) || !isName(c.hostName) || !isName(c.deviceId) || !Number.isSafeInteger(c.version) || !isObject(c.patch)) return 'desired change without hostName, deviceId, integer version and patch object'
+    return { v: 1, origin: value.origin, kind: 'desired', change: { hostName: c.hostName, deviceId: c.deviceId, version: c.version as number, patch: c.patch } }
+  }
+  if (value.kind === 'revoked') {
+    const e = value.event
+    if (!isObject(e) || !isName(e.hostName) || !isName(e.deviceId) || (e.why !== 'disabled' && e.why !== 'deleted')) return 'revocation without hostName, deviceId and why (disabled or deleted)'
+    return { v: 1, origin: value.origin, kind: 'revoked', event: { hostName: e.hostName, deviceId: e.deviceId, why: e.why } }
+  }
+  return `unknown kind ${JSON.stringify(value.kind)}`
+}
