@@ -21,14 +21,13 @@ import { Mqtt as DeviceMqtt, MqttWs as DeviceMqttWs } from 'azure-iot-device-mqt
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Http } from 'azure-iot-provisioning-device-http'
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
-import { Registry } from 'azure-iothub'
-import { RestApiClient } from 'azure-iot-http-base'
+import type { Registry } from 'azure-iothub'
 import { NoRetry } from 'azure-iot-common'
 import { deriveDeviceKey } from '@provisio/crypto'
-import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
 import { httpsRequest } from '../lib/https-client.js'
 import { hubServiceToken } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
+import { registryOn } from '../lib/registry.js'
 import { loopbackHttpsAgent, redirectMqtts } from '../lib/tls-plumbing.js'
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
@@ -51,16 +50,7 @@ function provision(registrationId: string, key: string): Promise<Assignment> {
 }
 
 function registryFor(hostName: string): Registry {
-  const cs = parseHubConnectionString(server.endpoints.hubs.find((h) => h.hostName === hostName)!.connectionString)
-  const config = {
-    host: cs.hostName,
-    sharedAccessSignature: buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 3600 }),
-  }
-  const rest = new RestApiClient(config, 'azure-iothub/interop-test')
-  const registry = new Registry(config, rest as never)
-  // After the constructor, which gives the client its own agent (port 443, DNS).
-  rest.setOptions({ http: { agent: loopbackHttpsAgent(server) } })
-  return registry
+  return registryOn(server, server.endpoints.hubs.find((h) => h.hostName === hostName)!.connectionString)
 }
 
 async function deviceClient(transport: 'Mqtt' | 'MqttWs', a: Assignment, key: string, options: { retry?: boolean } = {}): Promise<Client> {

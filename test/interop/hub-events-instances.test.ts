@@ -7,13 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client, type Twin } from 'azure-iot-device'
 import { Mqtt as DeviceMqtt } from 'azure-iot-device-mqtt'
-import { Registry } from 'azure-iothub'
-import { RestApiClient } from 'azure-iot-http-base'
+import type { Registry } from 'azure-iothub'
 import { NoRetry } from 'azure-iot-common'
-import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
 import { POSTGRES_URL, dropSchema, postgresReachable } from '../lib/postgres.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
-import { loopbackHttpsAgent, redirectMqtts } from '../lib/tls-plumbing.js'
+import { registryOn } from '../lib/registry.js'
+import { redirectMqtts } from '../lib/tls-plumbing.js'
 
 const HUB = 'hub-shared.example'
 const available = await postgresReachable()
@@ -42,16 +41,8 @@ afterAll(async () => {
 })
 
 /** The hub's Registry, talking to instance `server`. */
-function registryOn(server: TestServer): Registry {
-  const cs = parseHubConnectionString(server.endpoints.hubs.find((h) => h.hostName === HUB)!.connectionString)
-  const config = {
-    host: cs.hostName,
-    sharedAccessSignature: buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 3600 }),
-  }
-  const rest = new RestApiClient(config, 'azure-iothub/interop-test')
-  const registry = new Registry(config, rest as never)
-  rest.setOptions({ http: { agent: loopbackHttpsAgent(server) } })
-  return registry
+function registryFor(server: TestServer): Registry {
+  return registryOn(server, server.endpoints.hubs.find((h) => h.hostName === HUB)!.connectionString)
 }
 
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -74,7 +65,7 @@ function desiredUpdate(twin: Twin, test: (desired: Record<string, unknown>) => b
 /** Creates the identity through A and connects it to B (MQTT on B's port). */
 async function deviceOnB(deviceId: string): Promise<{ client: Client; registry: Registry }> {
   const key = Buffer.alloc(32, deviceId.length).toString('base64')
-  const registry = registryOn(a)
+  const registry = registryFor(a)
   await registry.create({ deviceId, status: 'enabled', authentication: { symmetricKey: { primaryKey: key, secondaryKey: key } } } as never)
   const client = Client.fromConnectionString(`HostName=${HUB};DeviceId=${deviceId};SharedAccessKey=${key}`, DeviceMqtt)
   clients.push(client)

@@ -1,36 +1,19 @@
 // The embedded hub's registry REST API proved with Microsoft's azure-iothub Registry client over
 // real TLS, and our REST HubGateway (the one the engine uses for hubs that are not embedded)
 // driven against the same API.
-import { Agent, request } from 'node:https'
+import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Registry } from 'azure-iothub'
-import { RestApiClient } from 'azure-iot-http-base'
-import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import type { Registry } from 'azure-iothub'
 import { createRestHubGateway, type RegistryFetch } from '@provisio/hub'
+import { registryOn } from '../lib/registry.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 
 let server: TestServer
 let registry: Registry
 let hubConnectionString: string
 
-/**
- * A Registry the way azure-iothub builds one, except for the transport agent: the SDK makes its
- * own `https.Agent` (port 443, system CAs) in the constructor, so we pass the constructor's
- * public `restApiClient` argument and give that client an agent with our port and dev CA
- * (RestApiClient.setOptions, the SDK's documented hook). Requests and auth are the SDK's own.
- */
 function registryFor(connectionString: string): Registry {
-  const cs = parseHubConnectionString(connectionString)
-  const config = {
-    host: cs.hostName,
-    sharedAccessSignature: buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 3600 }),
-  }
-  const rest = new RestApiClient(config, 'azure-iothub/interop-test')
-  const registry = new Registry(config, rest as never)
-  const agent = new Agent({ ca: server.caPem, keepAlive: true })
-  ;(agent as unknown as { defaultPort: number }).defaultPort = server.port
-  rest.setOptions({ http: { agent } })
-  return registry
+  return registryOn(server, connectionString)
 }
 
 beforeAll(async () => {

@@ -1,0 +1,24 @@
+/**
+ * azure-iothub's Registry the way the SDK builds one, except for the transport agent: the SDK makes
+ * its own `https.Agent` (port 443, system CAs, DNS) in the constructor, so we pass the constructor's
+ * public `restApiClient` argument and give that client `loopbackHttpsAgent` (our port, our dev CA,
+ * no DNS for hub names) through RestApiClient.setOptions, the SDK's documented hook. Requests and
+ * auth (a hub-policy SAS from the connection string) are the SDK's own.
+ */
+import { Registry } from 'azure-iothub'
+import { RestApiClient } from 'azure-iot-http-base'
+import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import { loopbackHttpsAgent } from './tls-plumbing.js'
+
+export function registryOn(server: { readonly port: number; readonly caPem: string }, connectionString: string): Registry {
+  const cs = parseHubConnectionString(connectionString)
+  const config = {
+    host: cs.hostName,
+    sharedAccessSignature: buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 3600 }),
+  }
+  const rest = new RestApiClient(config, 'azure-iothub/interop-test')
+  const registry = new Registry(config, rest as never)
+  // After the constructor, which gives the client its own agent.
+  rest.setOptions({ http: { agent: loopbackHttpsAgent(server) } })
+  return registry
+}
