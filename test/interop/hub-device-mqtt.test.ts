@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Client, Message, type Twin } from 'azure-iot-device'
+import { Client, Message } from 'azure-iot-device'
 import { Mqtt as DeviceMqtt, MqttWs as DeviceMqttWs } from 'azure-iot-device-mqtt'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Http } from 'azure-iot-provisioning-device-http'
@@ -27,7 +27,7 @@ import { deriveDeviceKey } from '@provisio/crypto'
 import { httpsRequest } from '../lib/https-client.js'
 import { hubServiceToken } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
-import { registryOn } from '../lib/registry.js'
+import { desiredUpdate, registryOn } from '../lib/registry.js'
 import { loopbackHttpsAgent, redirectMqtts } from '../lib/tls-plumbing.js'
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'packages', 'server', 'dist', 'cli.js')
@@ -60,18 +60,6 @@ async function deviceClient(transport: 'Mqtt' | 'MqttWs', a: Assignment, key: st
   await client.setOptions(transport === 'Mqtt' ? { ca: server.caPem } : ({ ca: server.caPem, mqtt: { webSocketAgent: loopbackHttpsAgent(server) } } as never))
   await client.open()
   return client
-}
-
-/** Resolves with the first desired-properties event that satisfies `test`. */
-function desiredUpdate(twin: Twin, test: (desired: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    const listener = (desired: Record<string, unknown>) => {
-      if (!test(desired)) return
-      twin.removeListener('properties.desired', listener)
-      resolve(desired)
-    }
-    twin.on('properties.desired', listener)
-  })
 }
 
 async function readTelemetry(hostName: string, deviceId: string): Promise<{ status: number; body: { messages: { body: string; properties: Record<string, string>; systemProperties: Record<string, string>; sequenceNumber: number }[]; dropped: number } }> {

@@ -5,13 +5,13 @@
 // Without the hub event channel between the instances, B never learns of A's writes and these
 // waits end in the timeout failure, naming what was not heard.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Client, type Twin } from 'azure-iot-device'
+import { Client } from 'azure-iot-device'
 import { Mqtt as DeviceMqtt } from 'azure-iot-device-mqtt'
 import type { Registry } from 'azure-iothub'
 import { NoRetry } from 'azure-iot-common'
 import { POSTGRES_URL, dropSchema, postgresReachable } from '../lib/postgres.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
-import { registryOn } from '../lib/registry.js'
+import { desiredUpdate, registryOn } from '../lib/registry.js'
 import { redirectMqtts } from '../lib/tls-plumbing.js'
 
 const HUB = 'hub-shared.example'
@@ -49,17 +49,6 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-function desiredUpdate(twin: Twin, test: (desired: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    const listener = (desired: Record<string, unknown>) => {
-      if (!test(desired)) return
-      twin.removeListener('properties.desired', listener)
-      resolve(desired)
-    }
-    twin.on('properties.desired', listener)
-  })
 }
 
 /** Creates the identity through A and connects it to B (MQTT on B's port). */

@@ -3,8 +3,10 @@
  * its own `https.Agent` (port 443, system CAs, DNS) in the constructor, so we pass the constructor's
  * public `restApiClient` argument and give that client `loopbackHttpsAgent` (our port, our dev CA,
  * no DNS for hub names) through RestApiClient.setOptions, the SDK's documented hook. Requests and
- * auth (a hub-policy SAS from the connection string) are the SDK's own.
+ * auth (a hub-policy SAS from the connection string) are the SDK's own. Also: waiting for a desired
+ * change on azure-iot-device's Twin.
  */
+import type { Twin } from 'azure-iot-device'
 import { Registry } from 'azure-iothub'
 import { RestApiClient } from 'azure-iot-http-base'
 import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
@@ -21,4 +23,16 @@ export function registryOn(server: { readonly port: number; readonly caPem: stri
   // After the constructor, which gives the client its own agent.
   rest.setOptions({ http: { agent: loopbackHttpsAgent(server) } })
   return registry
+}
+
+/** Resolves with the first desired-properties event that satisfies `test`. */
+export function desiredUpdate(twin: Twin, test: (desired: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    const listener = (desired: Record<string, unknown>) => {
+      if (!test(desired)) return
+      twin.removeListener('properties.desired', listener)
+      resolve(desired)
+    }
+    twin.on('properties.desired', listener)
+  })
 }
