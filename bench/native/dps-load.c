@@ -25,10 +25,11 @@
  * certificate verified against the target's CA for the host name `localhost` (also the SNI name).
  *
  * The answer is one line of JSON:
- *   {"ok":true,"samples":[<ms per device, connect start to close>...],"cpuMs":<user+sys ms>}
- *   {"ok":false,"error":"<text>","cpuMs":<user+sys ms>}
- * cpuMs is getrusage(RUSAGE_SELF) user + system time at the end of the command. A batch fails at
- * its first failing device (the others in flight are dropped): any answer other than status 200
+ *   {"ok":true,"samples":[<ms per device, connect start to close>...],"resumed":<n>,"cpuMs":<ms>}
+ *   {"ok":false,"error":"<text>","cpuMs":<ms>}
+ * samples are in completion order; resumed counts the batch's handshakes that resumed a TLS
+ * session; cpuMs is getrusage(RUSAGE_SELF) user + system time at the end of the command. A
+ * batch fails at its first failing device (the others in flight are dropped): any answer but 200
  * with a JSON body whose top-level "status" is "assigned" (the error names the registration id,
  * the status and the first 300 bytes of the body), a connection or TLS error, or a step without
  * progress for timeoutMs (TCP + TLS connect; MQTT CONNACK; SUBACK; the register answer).
@@ -49,7 +50,7 @@
  *   the SAS token) → CONNACK; SUBSCRIBE $dps/registrations/res/# qos 1 → SUBACK; PUBLISH qos 1
  *   $dps/registrations/PUT/iotdps-register/?$rid=1 with the same JSON body → the publish on
  *   $dps/registrations/res/{status}/?$rid=1... (each publish with qos 1 acknowledged with PUBACK);
- *   then DISCONNECT.
+ *   then DISCONNECT (one write with that PUBACK; the Node client makes two).
  * Close: TLS close_notify, then the write side of the socket is shut; the device counts as done
  * (its sample taken, its slot given to the next device), and the socket is read until the server
  * closes it (at most 5 s) before it is closed, as a Node socket after end() is.
@@ -57,8 +58,9 @@
  * TLS: 1.2 to 1.3, OpenSSL's default cipher suites, key-share groups fixed to OpenSSL 3.0's
  * defaults without the post-quantum hybrids later versions add (what Node 20 offers). With
  * resume=1 the last session ticket each target sent (new-session callback) is kept, across
- * batches, and offered on that target's next connection (the Node client's `tlsSessions`); with
- * resume=0 every connection is a full handshake and no ticket is kept.
+ * batches, and offered on that target's next connections (the Node client's `tlsSessions`), a
+ * copy each time as Node hands each connection the ticket's bytes; with resume=0 every
+ * connection is a full handshake and no ticket is kept.
  *
  * Limits: 64 KiB per MQTT packet or HTTP body, 16 KiB of HTTP header, 1 MiB per command line.
  */
