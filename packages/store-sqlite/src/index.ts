@@ -22,6 +22,7 @@ import type {
   PageRequest,
   RegistrationRecord,
   Store,
+  TpmChallengeRecord,
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
@@ -194,6 +195,25 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'TPM challenges shared by every process on the database',
+    sql: `
+      CREATE TABLE tpm_challenges (
+        id_scope       TEXT NOT NULL,
+        challenge_id   TEXT NOT NULL,
+        device_key     TEXT NOT NULL,
+        issued_at      BIGINT NOT NULL,
+        keep_until     BIGINT NOT NULL,
+        answered_at    BIGINT,
+        answered_token TEXT,
+        body           TEXT NOT NULL,
+        PRIMARY KEY (id_scope, challenge_id)
+      );
+      CREATE INDEX tpm_challenges_by_device ON tpm_challenges (id_scope, device_key, issued_at);
+      CREATE INDEX tpm_challenges_by_expiry ON tpm_challenges (keep_until);
+    `,
+  },
 ]
 
 const OK: WriteResult = { ok: true }
@@ -214,6 +234,23 @@ function check(current: { etag: string } | undefined, condition: WriteCondition 
 }
 
 type Row = { etag: string; body: string }
+
+/** A tpm_challenges row: what changes when answered is in columns, the rest in the body. */
+type TpmRow = { keep_until: number; answered_at: number | null; answered_token: string | null; body: string }
+
+/** The unchanging part of a TPM challenge (the row's body). */
+function tpmBody(c: TpmChallengeRecord): Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'> {
+  return { challengeId: c.challengeId, registrationId: c.registrationId, key: c.key, endorsementKey: c.endorsementKey, storageRootKey: c.storageRootKey, issuedAtMs: c.issuedAtMs, expiresAtMs: c.expiresAtMs }
+}
+
+function tpmRecord(row: TpmRow): TpmChallengeRecord {
+  const body = JSON.parse(row.body) as Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'>
+  return {
+    ...body,
+    ...(row.answered_token === null ? {} : { answeredAtMs: Number(row.answered_at), answeredToken: row.answered_token }),
+    keepUntilMs: Number(row.keep_until),
+  }
+}
 
 /** A keyed JSON table with conditional upsert/delete and key-ordered paging. */
 class KeyedTable<V> {
@@ -300,11 +337,19 @@ export class SqliteStore implements Store {
     opActive: Database.Statement<[string, string, number], { operation_id: string }>
     opHead: Database.Statement<[string, string], { status: string; assigning_until: number; operation_id: string }>
     opUpdate: Database.Statement
+    tpmInsert: Database.Statement
+    tpmPurge: Database.Statement<[number]>
+    tpmTrim: Database.Statement<[string, string, string, string, number]>
+    tpmList: Database.Statement<[string, string, number], TpmRow>
+    tpmGet: Database.Statement<[string, string], TpmRow>
+    tpmAnswer: Database.Statement<[number, string, number, string, string, number]>
   }
   readonly #begin: (idScope: string, op: OperationRecord, nowMs: number) => BeginOperationResult
   readonly #finish: (idScope: string, final: OperationRecord, owner: string, registration?: RegistrationRecord) => boolean
   readonly #lease: (idScope: string, id: string, expected: string, next: string, until: number, now: number) => OperationRecord | undefined
   readonly #commit: (idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number) => boolean
+  readonly #addTpm: (idScope: string, challenge: TpmChallengeRecord, perDevice: number, nowMs: number) => void
+  readonly #answerTpm: (idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number) => TpmChallengeRecord | undefined
 
   readonly #group: GroupCommit | undefined
 
@@ -351,6 +396,26 @@ export class SqliteStore implements Store {
         `UPDATE operations SET status = ?, lease_owner = ?, assigning_until = ?, body = ?
          WHERE id_scope = ? AND operation_id = ? AND status = 'assigning' AND lease_owner = ?`,
       ),
+      tpmInsert: db.prepare(
+        `INSERT INTO tpm_challenges (id_scope, challenge_id, device_key, issued_at, keep_until, answered_at, answered_token, body)
+         VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)`,
+      ),
+      tpmPurge: db.prepare('DELETE FROM tpm_challenges WHERE keep_until <= ?'),
+      // The device's challenges but the newest `perDevice` (issue time, then id: the memory store's order).
+      tpmTrim: db.prepare(
+        `DELETE FROM tpm_challenges WHERE id_scope = ? AND device_key = ? AND challenge_id NOT IN (
+           SELECT challenge_id FROM tpm_challenges WHERE id_scope = ? AND device_key = ?
+           ORDER BY issued_at DESC, challenge_id DESC LIMIT ?)`,
+      ),
+      tpmList: db.prepare(
+        `SELECT keep_until, answered_at, answered_token, body FROM tpm_challenges
+         WHERE id_scope = ? AND device_key = ? AND keep_until > ? ORDER BY issued_at, challenge_id`,
+      ),
+      tpmGet: db.prepare('SELECT keep_until, answered_at, answered_token, body FROM tpm_challenges WHERE id_scope = ? AND challenge_id = ?'),
+      tpmAnswer: db.prepare(
+        `UPDATE tpm_challenges SET answered_at = ?, answered_token = ?, keep_until = ?
+         WHERE id_scope = ? AND challenge_id = ? AND answered_token IS NULL AND keep_until > ?`,
+      ),
     }
     const upsertOp = (idScope: string, op: OperationRecord) =>
       this.#stmt.opUpsert.run(idScope, keyOf(op.registrationId), op.operationId, op.status, op.leaseOwner, op.assigningUntilMs, JSON.stringify(op))
@@ -385,6 +450,17 @@ export class SqliteStore implements Store {
       const updated: OperationRecord = { ...current, leaseOwner: next, assigningUntilMs: until, updatedAtMs: now }
       const changed = this.#stmt.opUpdate.run('assigning', next, until, JSON.stringify(updated), idScope, id, expected)
       return changed.changes === 1 ? updated : undefined
+    }).immediate as never
+    this.#addTpm = db.transaction((idScope: string, c: TpmChallengeRecord, perDevice: number, nowMs: number) => {
+      const device = keyOf(c.registrationId)
+      this.#stmt.tpmPurge.run(nowMs)
+      this.#stmt.tpmInsert.run(idScope, c.challengeId, device, c.issuedAtMs, c.keepUntilMs, JSON.stringify(tpmBody(c)))
+      this.#stmt.tpmTrim.run(idScope, device, idScope, device, Math.max(1, Math.floor(perDevice)))
+    }).immediate as never
+    this.#answerTpm = db.transaction((idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number) => {
+      this.#stmt.tpmAnswer.run(nowMs, token, keepUntilMs, idScope, challengeId, nowMs)
+      const row = this.#stmt.tpmGet.get(idScope, challengeId)
+      return row === undefined || row.keep_until <= nowMs ? undefined : tpmRecord(row)
     }).immediate as never
   }
 
@@ -499,6 +575,16 @@ export class SqliteStore implements Store {
     return this.#w(() => this.#lease(idScope, operationId, expectedOwner, newOwner, assigningUntilMs, nowMs))
   }
 
+  async addTpmChallenge(idScope: string, challenge: TpmChallengeRecord, perDevice: number, nowMs: number): Promise<void> {
+    return this.#w(() => this.#addTpm(idScope, challenge, perDevice, nowMs))
+  }
+  async listTpmChallenges(idScope: string, registrationId: string, nowMs: number): Promise<TpmChallengeRecord[]> {
+    return this.#r(() => this.#stmt.tpmList.all(idScope, keyOf(registrationId), nowMs).map(tpmRecord))
+  }
+  async answerTpmChallenge(idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number): Promise<TpmChallengeRecord | undefined> {
+    return this.#w(() => this.#answerTpm(idScope, challengeId, token, nowMs, keepUntilMs))
+  }
+
   async getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {
     return this.#r(() => this.#cas.get(idScope, name))
   }
@@ -526,9 +612,12 @@ function migrate(db: Database.Database): void {
     if (v > latest) throw new Error(`database schema version ${v} is newer than this @provisio/store-sqlite (latest ${latest}); upgrade the package`)
   }
   const record = db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))")
+  const isApplied = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?')
   for (const m of MIGRATIONS) {
     if (applied.has(m.version)) continue
+    // Checked again under the write lock: another process on this file may have just applied it.
     db.transaction(() => {
+      if (isApplied.get(m.version) !== undefined) return
       db.exec(m.sql)
       record.run(m.version, m.name)
     }).immediate()
