@@ -3,7 +3,9 @@
  * of `provisio serve` (DESIGN.md "Storage and scale").
  *
  * - WAL journal, `synchronous=NORMAL` by default (durable across process crashes; an OS crash may
- *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes.
+ *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes
+ *   (with {@link GroupCommit}, as `provisio serve` runs, writes never wait inside SQLite: they
+ *   queue until the other process's write lock is free, see there).
  * - Schema versions recorded in `schema_migrations`; migrations run once, in order, in a transaction.
  * - Every statement is prepared once. Conditional writes and operation hand-overs run in
  *   `BEGIN IMMEDIATE` transactions so two processes on one file never interleave them.
@@ -55,6 +57,13 @@ export interface SqliteStoreOptions {
  * a single statement is atomic by itself); a failed COMMIT rejects every caller of the group.
  * Reads while a group is open see its writes, so they also settle after the COMMIT.
  *
+ * Several processes on one database file (`provisio serve --workers`): the group takes SQLite's
+ * write lock up front (`BEGIN IMMEDIATE`) without waiting for it. When another process holds it,
+ * the writes queue (in issue order) and the lock is tried again every millisecond from a timer,
+ * so the event loop keeps serving other connections meanwhile — SQLite's own busy handler
+ * (`busy_timeout`) would sleep inside the call and stall the whole process. After `maxWaitMs`
+ * (default: the connection's busy timeout) the queued writes fail with `SQLITE_BUSY`.
+ *
  * Measured with bench/suites/e2e.mjs: one register writes three times (operation begun, hub
  * identity, operation finished + registration); with 32 devices in flight the commits, each a
  * WAL append and lock round, were a quarter of the server's CPU time.
@@ -64,35 +73,121 @@ export class GroupCommit {
   readonly #begin: Database.Statement
   readonly #commit: Database.Statement
   readonly #rollback: Database.Statement
+  /** The connection's busy timeout, restored after each non-waiting BEGIN (read at the first). */
+  #busyTimeoutMs: number | undefined
+  #maxWaitMs: number | undefined
   #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = []
   #open = false
+  /** Writes issued while another connection held the write lock, in issue order. */
+  #queued: { fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = []
+  #queuedSinceMs = 0
+  #retry: ReturnType<typeof setTimeout> | undefined
+  readonly #stats = { commits: 0, lockWaits: 0, lockWaitMs: 0 }
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, options: { readonly maxWaitMs?: number } = {}) {
     this.#db = db
     this.#begin = db.prepare('BEGIN IMMEDIATE')
     this.#commit = db.prepare('COMMIT')
     this.#rollback = db.prepare('ROLLBACK')
+    this.#maxWaitMs = options.maxWaitMs
+  }
+
+  /**
+   * Counters since creation: groups committed, times writes had to wait for another
+   * connection's write lock, and the milliseconds they waited in all.
+   */
+  get stats(): { readonly commits: number; readonly lockWaits: number; readonly lockWaitMs: number } {
+    return { ...this.#stats }
   }
 
   /** Runs `fn` (synchronous statements) in the current group; resolves with its result once committed. */
   write<T>(fn: () => T): Promise<T> {
-    if (!this.#open) {
-      // Someone else's explicit transaction is running (e.g. a migration): no group around it.
-      if (this.#db.inTransaction) return settle(fn)
-      try {
-        this.#begin.run()
-      } catch (error) {
-        return Promise.reject(error)
-      }
-      this.#open = true
-      setImmediate(() => this.flush())
+    if (this.#open) return this.#after(fn)
+    if (this.#queued.length > 0) return this.#enqueue(fn)
+    // Someone else's explicit transaction is running (e.g. a migration): no group around it.
+    if (this.#db.inTransaction) return settle(fn)
+    let began: boolean
+    try {
+      began = this.#tryBegin()
+    } catch (error) {
+      return Promise.reject(error)
     }
-    return this.#after(fn)
+    return began ? this.#after(fn) : this.#enqueue(fn)
   }
 
   /** Runs a read; while a group is open its result waits for the COMMIT (it may see the group's writes). */
   read<T>(fn: () => T): Promise<T> {
     return this.#open ? this.#after(fn) : settle(fn)
+  }
+
+  /** `BEGIN IMMEDIATE` without waiting: false when another connection holds the write lock. */
+  #tryBegin(): boolean {
+    // The connection's busy timeout (set by the store) applies again right after the BEGIN. A
+    // busy_timeout pragma takes effect when prepared, so it cannot be a reused statement.
+    if (this.#busyTimeoutMs === undefined) {
+      this.#busyTimeoutMs = Math.max(0, Math.floor(Number(this.#db.pragma('busy_timeout', { simple: true }))))
+      this.#maxWaitMs ??= this.#busyTimeoutMs
+    }
+    if (this.#busyTimeoutMs > 0) this.#db.pragma('busy_timeout = 0')
+    try {
+      this.#begin.run()
+    } catch (error) {
+      if (String((error as { code?: unknown }).code).startsWith('SQLITE_BUSY')) return false
+      throw error
+    } finally {
+      if (this.#busyTimeoutMs > 0) this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`)
+    }
+    this.#open = true
+    setImmediate(() => this.#commitOpen())
+    return true
+  }
+
+  #enqueue<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.#queued.length === 0) {
+        this.#queuedSinceMs = Date.now()
+        this.#stats.lockWaits++
+        this.#retry = setTimeout(() => this.#retryQueued(), 1)
+      }
+      this.#queued.push({ fn, resolve: resolve as (value: unknown) => void, reject })
+    })
+  }
+
+  #retryQueued(): void {
+    this.#retry = undefined
+    if (this.#queued.length === 0) return
+    let began = false
+    try {
+      began = !this.#db.inTransaction && this.#tryBegin()
+    } catch (error) {
+      this.#failQueued(error)
+      return
+    }
+    const waited = Date.now() - this.#queuedSinceMs
+    if (!began) {
+      if (waited < (this.#maxWaitMs ?? 5000)) {
+        this.#retry = setTimeout(() => this.#retryQueued(), 1)
+        return
+      }
+      const error = Object.assign(new Error(`database is locked: another process held the SQLite write lock for ${waited} ms (limit ${this.#maxWaitMs ?? 5000} ms)`), { code: 'SQLITE_BUSY' })
+      this.#failQueued(error)
+      return
+    }
+    this.#stats.lockWaitMs += waited
+    this.#runQueued()
+  }
+
+  /** Runs the queued writes in the open transaction, in issue order. */
+  #runQueued(): void {
+    const queued = this.#queued
+    this.#queued = []
+    for (const q of queued) this.#after(q.fn).then(q.resolve, q.reject)
+  }
+
+  #failQueued(error: unknown): void {
+    const queued = this.#queued
+    this.#queued = []
+    for (const q of queued) q.reject(error)
   }
 
   #after<T>(fn: () => T): Promise<T> {
@@ -105,8 +200,29 @@ export class GroupCommit {
     return new Promise<T>((resolve, reject) => this.#waiters.push({ resolve: () => resolve(result), reject }))
   }
 
-  /** Commits the open group now (also run on `setImmediate`); call before closing the database. */
+  /**
+   * Commits the open group now (also run on `setImmediate`); call before closing the database.
+   * Writes still waiting for another connection's lock then wait for it here (SQLite's busy
+   * timeout, blocking) and commit too.
+   */
   flush(): void {
+    this.#commitOpen()
+    if (this.#queued.length > 0 && this.#retry !== undefined) {
+      clearTimeout(this.#retry)
+      this.#retry = undefined
+      try {
+        this.#begin.run()
+      } catch (error) {
+        this.#failQueued(error)
+        return
+      }
+      this.#open = true
+      this.#runQueued()
+      this.#commitOpen()
+    }
+  }
+
+  #commitOpen(): void {
     if (!this.#open) return
     const waiters = this.#waiters
     this.#waiters = []
@@ -122,6 +238,7 @@ export class GroupCommit {
       for (const w of waiters) w.reject(error)
       return
     }
+    this.#stats.commits++
     for (const w of waiters) w.resolve()
   }
 }

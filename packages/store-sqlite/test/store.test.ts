@@ -97,6 +97,75 @@ describe('GroupCommit', () => {
   })
 })
 
+describe('GroupCommit with several connections on one file (processes)', () => {
+  const open = (path: string, maxWaitMs?: number) => {
+    const db = new Database(path)
+    db.pragma('journal_mode = WAL')
+    db.pragma('busy_timeout = 5000')
+    db.exec('CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL)')
+    return { db, group: new GroupCommit(db, maxWaitMs === undefined ? {} : { maxWaitMs }), insert: db.prepare('INSERT INTO t (k, v) VALUES (?, ?)') }
+  }
+
+  it('queues writes while another connection holds the write lock, without blocking the event loop', async () => {
+    const path = join(dir, 'group-two-connections.db')
+    const a = open(path)
+    const b = open(path)
+    const holder = a.group.write(() => a.insert.run('a', 'x'))
+    expect(a.db.inTransaction).toBe(true)
+    const order: string[] = []
+    const queued = [b.group.write(() => b.insert.run('b1', 'x')), b.group.write(() => b.insert.run('b2', 'x'))].map((p, i) => p.then(() => order.push(`b${i + 1}`)))
+    // B did not begin (A holds the lock) and did not wait inside SQLite (that would have waited
+    // out its busy timeout here, since A commits only on a later turn): this turn goes on.
+    expect(b.db.inTransaction).toBe(false)
+    await holder
+    await Promise.all(queued)
+    expect(order).toEqual(['b1', 'b2'])
+    expect(b.group.stats.lockWaits).toBe(1)
+    expect(b.group.stats.commits).toBe(1)
+    expect(a.db.prepare('SELECT k FROM t ORDER BY k').all()).toEqual([{ k: 'a' }, { k: 'b1' }, { k: 'b2' }])
+    // The connection's own busy timeout is back in force after each BEGIN.
+    expect(b.db.pragma('busy_timeout', { simple: true })).toBe(5000)
+    a.db.close()
+    b.db.close()
+  })
+
+  it('fails queued writes with SQLITE_BUSY after maxWaitMs, serving timers meanwhile', async () => {
+    const path = join(dir, 'group-lock-held.db')
+    const a = open(path)
+    const b = open(path, 200)
+    a.db.exec('BEGIN IMMEDIATE')
+    let timerRan = false
+    setTimeout(() => (timerRan = true), 0)
+    const failed = b.group.write(() => b.insert.run('never', 'x'))
+    await expect(failed).rejects.toMatchObject({ code: 'SQLITE_BUSY', message: expect.stringMatching(/another process held the SQLite write lock for \d+ ms \(limit 200 ms\)/) })
+    // Waiting inside SQLite would have settled the write before any timer could run.
+    expect(timerRan).toBe(true)
+    a.db.exec('ROLLBACK')
+    // Once the lock is free, writes go through again.
+    await b.group.write(() => b.insert.run('later', 'x'))
+    expect(b.db.prepare('SELECT k FROM t').all()).toEqual([{ k: 'later' }])
+    a.db.close()
+    b.db.close()
+  })
+
+  it('commits writes still waiting for the lock when flushed (closing)', async () => {
+    const path = join(dir, 'group-flush-queued.db')
+    const a = open(path)
+    const b = open(path)
+    a.db.exec('BEGIN IMMEDIATE')
+    const pending = b.group.write(() => b.insert.run('queued', 'x'))
+    expect(b.db.inTransaction).toBe(false)
+    a.db.exec('COMMIT')
+    // flush() takes the lock at once (waiting with the connection's busy timeout, as at close).
+    b.group.flush()
+    expect(b.db.inTransaction).toBe(false)
+    await pending
+    expect(b.db.prepare('SELECT k FROM t').all()).toEqual([{ k: 'queued' }])
+    a.db.close()
+    b.db.close()
+  })
+})
+
 describe('SqliteStore specifics', () => {
   it('runs in WAL mode and records every migration once', () => {
     const path = join(dir, 'migrations.db')
