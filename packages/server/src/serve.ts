@@ -13,7 +13,7 @@ import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
 import { createCaCertificateApi, createX509Verifier } from '@provisio/engine'
 import { createTpmVerifier } from '@provisio/engine'
-import { EmbeddedHub, MemoryHubStore, createRestHubGateway, type HubStore } from '@provisio/hub'
+import { EmbeddedHub, MemoryHubStore, createRestHubGateway, type DesiredChange, type HubStore, type IdentityRevoked } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit } from '@provisio/store-sqlite'
@@ -36,6 +36,7 @@ import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
 import { loadOrCreateState, type ServerState } from './state.js'
 import { isPostgresStore, openPostgresStores, type PostgresStores } from './postgres.js'
+import type { HubConfig } from './config.js'
 
 /** What `endpoints.json` holds: everything a script needs to provision against this server. */
 export interface Endpoints {
@@ -62,10 +63,46 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>
 }
 
-export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+/** A hub event that crosses processes (`--workers`): what the MQTT listeners act on. */
+export type HubRelayEvent = { readonly type: 'desired'; readonly change: DesiredChange } | { readonly type: 'revoked'; readonly event: IdentityRevoked }
+
+/** How the hub events of one process reach the device connections held by the others. */
+export interface HubRelay {
+  /** Sends an event of this process's hubs to the other processes. */
+  publish(event: HubRelayEvent): void
+  /** Subscribes to the events of the other processes' hubs; returns the unsubscribe. */
+  subscribe(listener: (event: HubRelayEvent) => void): () => void
+}
+
+/** How a process of `provisio serve --workers` differs from a lone server (cluster.ts). */
+export interface StartOptions {
+  /** Write `<data-dir>/endpoints.json` once listening (default true; with workers the primary writes it). */
+  readonly writeEndpoints?: boolean
+  /** TLS session-ticket keys (48 bytes) shared by every process on the ports, so a session resumes on any. */
+  readonly ticketKeys?: Buffer
+  /** Answers GET /metrics instead of this process's own metrics (every worker's, labelled). */
+  readonly metricsText?: () => Promise<string>
+  /** Desired-property changes and revoked identities to and from the other processes. */
+  readonly hubRelay?: HubRelay
+}
+
+/** What the one-time set-up settled: the DPS instance, the TLS material, the served hubs. */
+export interface ServeSetup {
+  readonly state: ServerState
+  readonly tls: { readonly key: string; readonly cert: string; readonly caPath: string }
+  readonly hubStates: readonly (ServerState['hubs'][number] & { readonly config: HubConfig })[]
+  readonly postgres: PostgresStores | undefined
+}
+
+/**
+ * The data directory, the DPS instance (`state.json`, or the one shared through PostgreSQL), the
+ * TLS material (configured files or the dev PKI) and the hubs to serve. Idempotent: the first
+ * call creates what is missing, later ones load it.
+ */
+async function setUp(config: ServeConfig, log: Logger): Promise<ServeSetup> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   // Embedded hubs: as declared, or one named after the host.
-  const hubConfigs = config.hubs.length > 0 ? config.hubs : [{ hostName: config.host }]
+  const hubConfigs: readonly HubConfig[] = config.hubs.length > 0 ? config.hubs : [{ hostName: config.host }]
   const local = loadOrCreateState(config.dataDir, hubConfigs.map((h) => h.hostName))
   // ---- PostgreSQL (several instances on one database): opened first, since the DPS instance
   // state is shared through the database (see postgres.ts) ----
@@ -78,51 +115,112 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // TLS material: configured files, or the dev PKI in the data directory.
   let tls: { key: string; cert: string; caPath: string }
-  if (config.certFile !== undefined && config.keyFile !== undefined) {
-    tls = { key: readFileSync(config.keyFile, 'utf8'), cert: readFileSync(config.certFile, 'utf8'), caPath: config.certFile }
-  } else {
-    const names = unique([config.host, 'localhost', '127.0.0.1', ...config.hostNames, ...hubConfigs.map((h) => h.hostName)])
-    const pki = await ensureDevPki(config.dataDir, names, Date.now())
-    if (pki.created.ca) log.info('created a development CA', { path: pki.caCertificatePath })
-    if (pki.created.server) log.info('issued a server certificate', { names: names.join(',') })
-    tls = { key: pki.keyPem, cert: pki.certificatePem, caPath: pki.caCertificatePath }
-  }
-
-  // Stores: SQLite in the data directory by default, one database for the engine and the hubs.
-  let db: Database.Database | undefined
-  let closeDb = () => {}
-  let store: Store
-  let hubStore: HubStore
-  if (config.store === 'memory') {
-    store = new MemoryStore()
-    hubStore = new MemoryHubStore()
-  } else if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
-    const file = config.store === 'sqlite' ? join(config.dataDir, 'provisio.db') : config.store.slice('sqlite:'.length)
-    db = new Database(file)
-    // One group commit for the engine's and the hub's writes: the writes of an event-loop turn
-    // share one transaction, each answered after its COMMIT (see GroupCommit).
-    const group = new GroupCommit(db)
-    store = createSqliteStore(db, { groupCommit: group })
-    hubStore = new SqliteHubStore(db, group)
-    closeDb = () => {
-      group.flush()
-      db?.close()
+  try {
+    if (config.certFile !== undefined && config.keyFile !== undefined) {
+      tls = { key: readFileSync(config.keyFile, 'utf8'), cert: readFileSync(config.certFile, 'utf8'), caPath: config.certFile }
+    } else {
+      const names = unique([config.host, 'localhost', '127.0.0.1', ...config.hostNames, ...hubConfigs.map((h) => h.hostName)])
+      const pki = await ensureDevPki(config.dataDir, names, Date.now())
+      if (pki.created.ca) log.info('created a development CA', { path: pki.caCertificatePath })
+      if (pki.created.server) log.info('issued a server certificate', { names: names.join(',') })
+      tls = { key: pki.keyPem, cert: pki.certificatePem, caPath: pki.caCertificatePath }
     }
-  } else if (postgres !== undefined) {
-    store = postgres.store
-    hubStore = postgres.hubStore
-  } else {
-    throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path>, postgres://… or memory)`)
+  } catch (error) {
+    await postgres?.close()
+    throw error
   }
 
-  const clock = { now: () => Date.now() }
-  const random = pooledRandom()
-  const hubs = new Map<string, EmbeddedHub>()
   const declared = hubConfigs.map((c) => ({ config: c, state: state.hubs.find((h) => h.hostName.toLowerCase() === c.hostName.toLowerCase()) }))
   const hubStates = declared.flatMap((d) => (d.state === undefined ? [] : [{ ...d.state, config: d.config }]))
   if (hubStates.length !== declared.length) {
     log.warn('declared hubs missing from the shared state are not served', { missing: declared.filter((d) => d.state === undefined).map((d) => d.config.hostName).join(',') })
   }
+  return { state, tls, hubStates, postgres }
+}
+
+/** The engine's and the hubs' stores: SQLite in the data directory by default, one database for both. */
+function openStores(config: ServeConfig, postgres: PostgresStores | undefined): { store: Store; hubStore: HubStore; group?: GroupCommit; close: () => void } {
+  if (config.store === 'memory') return { store: new MemoryStore(), hubStore: new MemoryHubStore(), close: () => {} }
+  if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
+    const db = new Database(sqliteFile(config))
+    try {
+      // One group commit for the engine's and the hub's writes: the writes of an event-loop turn
+      // share one transaction, each answered after its COMMIT (see GroupCommit).
+      const group = new GroupCommit(db)
+      const store = createSqliteStore(db, { groupCommit: group })
+      const hubStore = new SqliteHubStore(db, group)
+      return {
+        store,
+        hubStore,
+        group,
+        close: () => {
+          group.flush()
+          db.close()
+        },
+      }
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  }
+  if (postgres !== undefined) return { store: postgres.store, hubStore: postgres.hubStore, close: () => {} }
+  throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path>, postgres://… or memory)`)
+}
+
+function sqliteFile(config: ServeConfig): string {
+  return config.store === 'sqlite' ? join(config.dataDir, 'provisio.db') : config.store.slice('sqlite:'.length)
+}
+
+/**
+ * The one-time set-up of `provisio serve --workers`, run by the primary before it forks: the data
+ * directory, the DPS instance, the TLS material, and the store opened once (schema migrations,
+ * the hub table) and closed again. Every worker then finds it all in place.
+ */
+export async function prepareServe(config: ServeConfig, log: Logger): Promise<ServeSetup> {
+  const setup = await setUp(config, log)
+  try {
+    openStores(config, setup.postgres).close()
+  } finally {
+    await setup.postgres?.close()
+  }
+  return { ...setup, postgres: undefined }
+}
+
+/** What `endpoints.json` says for a server listening on `ports`. */
+export function endpointsFor(config: ServeConfig, setup: Pick<ServeSetup, 'state' | 'tls' | 'hubStates'>, ports: Endpoints['ports']): Endpoints {
+  const policy = setup.state.servicePolicies[0]!
+  const emulatorDir = config.emulatorDir ?? findEmulatorDist()
+  return {
+    idScope: setup.state.idScope,
+    deviceEndpoint: config.host,
+    serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
+    caCertificate: setup.tls.caPath,
+    ports,
+    hubs: setup.hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${ports.https}/emulator/` } : {}),
+  }
+}
+
+/** Writes `<data-dir>/endpoints.json` (atomically). */
+export function writeEndpoints(config: ServeConfig, endpoints: Endpoints): void {
+  writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
+}
+
+export async function startServer(config: ServeConfig, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
+  const { state, tls, hubStates, postgres } = await setUp(config, log)
+  let stores: ReturnType<typeof openStores>
+  try {
+    stores = openStores(config, postgres)
+  } catch (error) {
+    await postgres?.close()
+    throw error
+  }
+  const { store, hubStore, group } = stores
+  const closeDb = stores.close
+
+  const clock = { now: () => Date.now() }
+  const random = pooledRandom()
+  const hubs = new Map<string, EmbeddedHub>()
   for (const h of hubStates) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
 
   const instance: InstanceConfig = {
@@ -182,6 +280,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     log.warn('fault injection is on', { idScope: state.idScope, faults: JSON.stringify(config.faults) })
   }
   const metrics = new Metrics()
+  if (group !== undefined) metrics.watchSqlite(() => group.stats)
   engine.on('registrationAssigned', (e) => {
     metrics.registrations.inc(['assigned'])
     log.info('device assigned', { idScope: e.idScope, registrationId: e.registrationId, hub: e.assignedHub, deviceId: e.deviceId, substatus: e.substatus })
@@ -201,7 +300,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       const body = JSON.stringify({ status: draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), idScope: state.idScope })
       return { status, headers: { 'content-type': 'application/json; charset=utf-8' }, body }
     }
-    if (path === '/metrics') return { status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: metrics.render() }
+    if (path === '/metrics') {
+      const headers = { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }
+      const render = options.metricsText
+      return render === undefined ? { status: 200, headers, body: metrics.render() } : render().then((body) => ({ status: 200, headers, body }))
+    }
     return undefined
   }
   // The hubs' device side (MQTT): authentication, twin, telemetry kept in memory per instance.
@@ -219,6 +322,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const https = createHttpsListener({
     key: tls.key,
     cert: tls.cert,
+    ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
     handler,
     ops,
     emulator,
@@ -238,6 +342,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const amqp = createAmqpTransport({
     key: tls.key,
     cert: tls.cert,
+    ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
     device: metrics.instrument(engine, 'amqp'),
     deviceWs: metrics.instrument(engine, 'amqp-ws'),
     log,
@@ -251,6 +356,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const mqtt = createMqttTransport({
     key: tls.key,
     cert: tls.cert,
+    ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
     device: metrics.instrument(engine, 'mqtt'),
     deviceWs: metrics.instrument(engine, 'mqtt-ws'),
     log,
@@ -258,8 +364,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     hub: {
       api: hubDevices.api,
       isHub: hubDevices.isHub,
+      // With --workers, a device may be connected to another process than the one that wrote its
+      // twin: the relay brings the other processes' changes and revocations here.
       onDesiredChange: (listener) => {
         const offs = [...hubs.values()].map((h) => h.onDesiredChange(listener))
+        const relay = options.hubRelay
+        if (relay !== undefined) offs.push(relay.subscribe((e) => e.type === 'desired' && listener(e.change)))
         return () => offs.forEach((off) => off())
       },
       onEvent: (transport, event) => {
@@ -270,6 +380,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       },
       onIdentityRevoked: (listener) => {
         const offs = [...hubs.values()].map((h) => h.onIdentityRevoked(listener))
+        const relay = options.hubRelay
+        if (relay !== undefined) offs.push(relay.subscribe((e) => e.type === 'revoked' && listener(e.event)))
         return () => offs.forEach((off) => off())
       },
     },
@@ -308,17 +420,16 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const amqpPort = (amqp.server.address() as AddressInfo).port
   const mqttPort = (mqtt.server.address() as AddressInfo).port
 
-  const policy = state.servicePolicies[0]!
-  const endpoints: Endpoints = {
-    idScope: state.idScope,
-    deviceEndpoint: config.host,
-    serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
-    caCertificate: tls.caPath,
-    ports: { https: port, amqp: amqpPort, mqtt: mqttPort },
-    hubs: hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
-    ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${port}/emulator/` } : {}),
-  }
-  writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
+  const endpoints = endpointsFor(config, { state, tls, hubStates }, { https: port, amqp: amqpPort, mqtt: mqttPort })
+  if (options.writeEndpoints !== false) writeEndpoints(config, endpoints)
+  // This process's hub events, for the device connections the other processes hold.
+  const relay = options.hubRelay
+  const offRelay = relay === undefined
+    ? []
+    : [...hubs.values()].flatMap((h) => [
+        h.onDesiredChange((change) => relay.publish({ type: 'desired', change })),
+        h.onIdentityRevoked((event) => relay.publish({ type: 'revoked', event })),
+      ])
 
   let closed = false
   return {
@@ -337,6 +448,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       if (closed) return
       closed = true
       draining = true
+      for (const off of offRelay) off()
       const amqpClosed = amqp.close(graceMs)
       const mqttClosed = mqtt.close(graceMs)
       await new Promise<void>((resolve) => {
