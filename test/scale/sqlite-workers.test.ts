@@ -9,25 +9,29 @@
  * Then: both workers served registrations (the per-worker series of /metrics), the primary
  * logged the restart, SIGTERM drains every worker and the primary exits 0, and the database holds
  * every device assigned exactly once (one registration record, one operation, one hub identity
- * with the right key each). Also: the primary exits 1 when its workers cannot listen.
+ * with the right key each). Also: the primary exits 1 when its workers cannot listen, and a
+ * desired-property change written through one worker reaches a device connected to the other.
  *
  * Device count: PROVISIO_SCALE_DEVICES (default 400). Needs the built CLI.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { request } from 'node:https'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
+import { connectHub, symmetricKey, type HubClient } from '@provisio/device'
+import { buildSasToken } from '@provisio/protocol'
 import { call, CLI, createGroup, deviceCount, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, TRANSPORTS, transportSummary, type FleetRows } from './harness.js'
 
 const DEVICES = deviceCount(400)
 const root = mkdtempSync(join(tmpdir(), 'provisio-scale-workers-'))
-let server: ServeProcess | undefined
+const servers: ServeProcess[] = []
 
 afterAll(async () => {
-  await server?.kill()
+  for (const s of servers) await s.kill()
   rmSync(root, { recursive: true, force: true })
 })
 
@@ -45,7 +49,7 @@ async function attemptsByWorker(s: ServeProcess): Promise<Map<string, number>> {
 describe('provisio serve --workers 2 on SQLite', () => {
   it(`provisions ${DEVICES} devices over every transport while a worker is SIGKILLed and restarted`, async () => {
     const s = new ServeProcess('workers', join(root, 'data'), ['--workers', '2', '--retry-after', '1', '--operation-lease-ms', '3000'])
-    server = s
+    servers.push(s)
     await s.start()
     const idScope = s.endpoints!.idScope
     const groupKey = Buffer.alloc(32, 46).toString('base64')
@@ -99,6 +103,57 @@ describe('provisio serve --workers 2 on SQLite', () => {
     )
     for (const t of TRANSPORTS) expect(outcomes.filter((o) => o.transport === t).length).toBeGreaterThan(0)
   }, 300_000)
+
+  it('pushes desired-property changes to devices connected to either worker', async () => {
+    const s = new ServeProcess('workers-hub', join(root, 'hub'), ['--workers', '2', '--retry-after', '1'])
+    servers.push(s)
+    await s.start()
+    const endpoints = s.endpoints!
+    const groupKey = Buffer.alloc(32, 47).toString('base64')
+    await createGroup(s, 'hub-fleet', groupKey)
+    const ids = ['hub-dev-0', 'hub-dev-1', 'hub-dev-2', 'hub-dev-3']
+    for (const [i, id] of ids.entries()) await provisionDevice([s], endpoints.idScope, groupKey, id, i)
+    const hub = JSON.parse(readFileSync(join(root, 'hub', 'endpoints.json'), 'utf8')) as { hubs: { connectionString: string }[] }
+    const cs = Object.fromEntries(hub.hubs[0]!.connectionString.split(';').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]))
+    const hubToken = buildSasToken({ resource: cs.HostName!, key: cs.SharedAccessKey!, keyName: cs.SharedAccessKeyName!, expiresAt: Math.floor(Date.now() / 1000) + 600 })
+    /** PATCH the twin through the registry API on a new connection: the next worker in turn takes it. */
+    const patchDesired = (id: string, desired: Record<string, unknown>) =>
+      new Promise<number>((resolve, reject) => {
+        const body = JSON.stringify({ properties: { desired } })
+        const req = request(
+          { host: 'localhost', port: endpoints.ports.https, ca: s.ca, agent: false, method: 'PATCH', path: `/twins/${id}?api-version=2021-04-12`, headers: { authorization: hubToken, 'content-type': 'application/json', 'if-match': '*' } },
+          (res) => {
+            res.resume()
+            res.on('end', () => resolve(res.statusCode ?? 0))
+          },
+        )
+        req.on('error', reject)
+        req.end(body)
+      })
+    const clients: HubClient[] = []
+    try {
+      const seen = new Map<string, number[]>(ids.map((id) => [id, []]))
+      for (const id of ids) {
+        const c = await connectHub({ hostName: 'localhost', deviceId: id, security: symmetricKey({ registrationId: id, groupKey }), port: endpoints.ports.mqtt, ca: s.ca })
+        c.onDesired((patch) => seen.get(id)!.push(patch.step as number))
+        clients.push(c)
+      }
+      // The devices' connections are spread over both workers …
+      const metrics = await call(s, 'GET', '/metrics', {})
+      const accepted = [...metrics.body.matchAll(/^provisio_hub_connections_total\{transport="mqtts",result="accepted",worker="(\d)"\} (\d+)$/gm)]
+      expect(accepted.map((m) => m[1]).sort()).toEqual(['1', '2'])
+      // … and two changes per device, on connections taken in turn by the workers, reach it
+      // whichever worker wrote them.
+      for (const id of ids) {
+        for (const step of [1, 2]) expect(await patchDesired(id, { step })).toBe(200)
+      }
+      for (let i = 0; i < 100 && [...seen.values()].some((steps) => steps.length < 2); i++) await sleep(50)
+      expect(Object.fromEntries(seen)).toEqual(Object.fromEntries(ids.map((id) => [id, [1, 2]])))
+    } finally {
+      await Promise.all(clients.map((c) => c.close()))
+    }
+    expect(await s.stop()).toBe(0)
+  })
 
   it('exits 1 with the reason when the workers cannot listen', async () => {
     // A port already taken: every worker's listen fails.
