@@ -146,7 +146,9 @@ function openStores(config: ServeConfig, postgres: PostgresStores | undefined): 
     try {
       // One group commit for the engine's and the hub's writes: the writes of an event-loop turn
       // share one transaction, each answered after its COMMIT (see GroupCommit).
-      const group = new GroupCommit(db)
+      // With --workers the other processes write to the same file: the lock is taken without
+      // waiting inside SQLite (which would stall the event loop).
+      const group = new GroupCommit(db, { otherWriters: config.workers > 1 })
       const store = createSqliteStore(db, { groupCommit: group })
       const hubStore = new SqliteHubStore(db, group)
       return {

@@ -4,8 +4,8 @@
  *
  * - WAL journal, `synchronous=NORMAL` by default (durable across process crashes; an OS crash may
  *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes
- *   (with {@link GroupCommit}, as `provisio serve` runs, writes never wait inside SQLite: they
- *   queue until the other process's write lock is free, see there).
+ *   (with {@link GroupCommit}, as `provisio serve` runs, writes never wait inside SQLite and hold
+ *   the write lock only while their statements run, see there).
  * - Schema versions recorded in `schema_migrations`; migrations run once, in order, in a transaction.
  * - Every statement is prepared once. Conditional writes and operation hand-overs run in
  *   `BEGIN IMMEDIATE` transactions so two processes on one file never interleave them.
@@ -50,19 +50,24 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * Group commit: the writes issued during one event-loop turn run in one SQLite transaction
- * (`BEGIN IMMEDIATE` at the first, `COMMIT` on `setImmediate`), and each caller's promise settles
- * only after that COMMIT, so nothing is reported done before it is durable. A write that fails
- * inside the group is undone alone (better-sqlite3 runs a nested `db.transaction` as a savepoint;
- * a single statement is atomic by itself); a failed COMMIT rejects every caller of the group.
- * Reads while a group is open see its writes, so they also settle after the COMMIT.
+ * Group commit: the writes issued during one event-loop turn run in one SQLite transaction, and
+ * each caller's promise settles only after that COMMIT, so nothing is reported done before it is
+ * durable. The writes are collected during the turn and run together on `setImmediate`:
+ * `BEGIN IMMEDIATE`, each write in issue order, `COMMIT`. A write that fails inside the group is
+ * undone alone (better-sqlite3 runs a nested `db.transaction` as a savepoint; a single statement
+ * is atomic by itself); a failed COMMIT rejects every caller of the group. A read issued while
+ * writes are pending runs after their COMMIT, so it sees them.
  *
- * Several processes on one database file (`provisio serve --workers`): the group takes SQLite's
- * write lock up front (`BEGIN IMMEDIATE`) without waiting for it. When another process holds it,
- * the writes queue (in issue order) and the lock is tried again every millisecond from a timer,
- * so the event loop keeps serving other connections meanwhile — SQLite's own busy handler
- * (`busy_timeout`) would sleep inside the call and stall the whole process. After `maxWaitMs`
- * (default: the connection's busy timeout) the queued writes fail with `SQLITE_BUSY`.
+ * The write lock is held only while the group's statements run (one synchronous stretch, well
+ * under a millisecond for a turn's worth of registrations), not while the process serves other
+ * connections. With `otherWriters` (several processes on one database file: `provisio serve
+ * --workers`) it is also taken without waiting inside SQLite: when another process holds it, the
+ * group stays pending (later writes join it) and the lock is tried again every millisecond from
+ * a timer, so the event loop keeps serving meanwhile — SQLite's own busy handler (`busy_timeout`)
+ * would sleep inside the call and stall the whole process. After `maxWaitMs` (default: the
+ * connection's busy timeout) the pending writes fail with `SQLITE_BUSY`. Without it, `BEGIN
+ * IMMEDIATE` waits as SQLite does (a lone writer almost never finds the lock taken, and the
+ * non-waiting attempt costs two busy-timeout pragmas per group).
  *
  * Measured with bench/suites/e2e.mjs: one register writes three times (operation begun, hub
  * identity, operation finished + registration); with 32 devices in flight the commits, each a
@@ -76,16 +81,24 @@ export class GroupCommit {
   /** The connection's busy timeout, restored after each non-waiting BEGIN (read at the first). */
   #busyTimeoutMs: number | undefined
   #maxWaitMs: number | undefined
-  #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = []
-  #open = false
-  /** Writes issued while another connection held the write lock, in issue order. */
-  #queued: { fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = []
-  #queuedSinceMs = 0
-  #retry: ReturnType<typeof setTimeout> | undefined
+  readonly #otherWriters: boolean
+  /** Writes of the pending group, and reads waiting for its COMMIT, in issue order. */
+  #pending: { write: boolean; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = []
+  #writes = 0
+  #scheduled = false
+  /** When the pending group first found the lock taken (0: it has not). */
+  #waitingSinceMs = 0
   readonly #stats = { commits: 0, lockWaits: 0, lockWaitMs: 0 }
 
-  constructor(db: Database.Database, options: { readonly maxWaitMs?: number } = {}) {
+  /**
+   * @param options.otherWriters other processes write to this database file: take the write lock
+   *   without waiting inside SQLite (default false)
+   * @param options.maxWaitMs with `otherWriters`, how long a group may wait for the lock before
+   *   its writes fail (default: the connection's busy timeout)
+   */
+  constructor(db: Database.Database, options: { readonly otherWriters?: boolean; readonly maxWaitMs?: number } = {}) {
     this.#db = db
+    this.#otherWriters = options.otherWriters === true
     this.#begin = db.prepare('BEGIN IMMEDIATE')
     this.#commit = db.prepare('COMMIT')
     this.#rollback = db.prepare('ROLLBACK')
@@ -93,35 +106,78 @@ export class GroupCommit {
   }
 
   /**
-   * Counters since creation: groups committed, times writes had to wait for another
-   * connection's write lock, and the milliseconds they waited in all.
+   * Counters since creation: groups committed, times a group had to wait for another
+   * connection's write lock, and the milliseconds groups waited in all.
    */
   get stats(): { readonly commits: number; readonly lockWaits: number; readonly lockWaitMs: number } {
     return { ...this.#stats }
   }
 
-  /** Runs `fn` (synchronous statements) in the current group; resolves with its result once committed. */
+  /** Queues `fn` (synchronous statements) in the pending group; resolves with its result once committed. */
   write<T>(fn: () => T): Promise<T> {
-    if (this.#open) return this.#after(fn)
-    if (this.#queued.length > 0) return this.#enqueue(fn)
     // Someone else's explicit transaction is running (e.g. a migration): no group around it.
     if (this.#db.inTransaction) return settle(fn)
+    return this.#queue(true, fn)
+  }
+
+  /** Runs a read now; while writes are pending it runs after their COMMIT (and sees them). */
+  read<T>(fn: () => T): Promise<T> {
+    return this.#writes === 0 ? settle(fn) : this.#queue(false, fn)
+  }
+
+  #queue<T>(write: boolean, fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ write, fn, resolve: resolve as (value: unknown) => void, reject })
+      if (write) this.#writes++
+      if (!this.#scheduled) {
+        this.#scheduled = true
+        setImmediate(() => this.#run())
+      }
+    })
+  }
+
+  /** Runs the pending group if the write lock can be had now; else tries again in a millisecond. */
+  #run(): void {
+    this.#scheduled = false
+    if (this.#pending.length === 0) return
     let began: boolean
     try {
-      began = this.#tryBegin()
+      began = !this.#db.inTransaction && this.#tryBegin()
     } catch (error) {
-      return Promise.reject(error)
+      this.#fail(error)
+      return
     }
-    return began ? this.#after(fn) : this.#enqueue(fn)
+    if (!began) {
+      const now = Date.now()
+      if (this.#waitingSinceMs === 0) {
+        this.#waitingSinceMs = now
+        this.#stats.lockWaits++
+      }
+      const limit = this.#maxWaitMs ?? 5000
+      if (now - this.#waitingSinceMs >= limit) {
+        const error = Object.assign(new Error(`database is locked: another process held the SQLite write lock for ${now - this.#waitingSinceMs} ms (limit ${limit} ms)`), { code: 'SQLITE_BUSY' })
+        this.#stats.lockWaitMs += now - this.#waitingSinceMs
+        this.#waitingSinceMs = 0
+        this.#fail(error)
+        return
+      }
+      this.#scheduled = true
+      setTimeout(() => this.#run(), 1)
+      return
+    }
+    if (this.#waitingSinceMs !== 0) {
+      this.#stats.lockWaitMs += Date.now() - this.#waitingSinceMs
+      this.#waitingSinceMs = 0
+    }
+    this.#runGroup()
   }
 
-  /** Runs a read; while a group is open its result waits for the COMMIT (it may see the group's writes). */
-  read<T>(fn: () => T): Promise<T> {
-    return this.#open ? this.#after(fn) : settle(fn)
-  }
-
-  /** `BEGIN IMMEDIATE` without waiting: false when another connection holds the write lock. */
+  /** `BEGIN IMMEDIATE`; with other writers without waiting: false when another connection holds the write lock. */
   #tryBegin(): boolean {
+    if (!this.#otherWriters) {
+      this.#begin.run()
+      return true
+    }
     // The connection's busy timeout (set by the store) applies again right after the BEGIN. A
     // busy_timeout pragma takes effect when prepared, so it cannot be a reused statement.
     if (this.#busyTimeoutMs === undefined) {
@@ -137,96 +193,23 @@ export class GroupCommit {
     } finally {
       if (this.#busyTimeoutMs > 0) this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`)
     }
-    this.#open = true
-    setImmediate(() => this.#commitOpen())
     return true
   }
 
-  #enqueue<T>(fn: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.#queued.length === 0) {
-        this.#queuedSinceMs = Date.now()
-        this.#stats.lockWaits++
-        this.#retry = setTimeout(() => this.#retryQueued(), 1)
-      }
-      this.#queued.push({ fn, resolve: resolve as (value: unknown) => void, reject })
-    })
-  }
-
-  #retryQueued(): void {
-    this.#retry = undefined
-    if (this.#queued.length === 0) return
-    let began = false
-    try {
-      began = !this.#db.inTransaction && this.#tryBegin()
-    } catch (error) {
-      this.#failQueued(error)
-      return
-    }
-    const waited = Date.now() - this.#queuedSinceMs
-    if (!began) {
-      if (waited < (this.#maxWaitMs ?? 5000)) {
-        this.#retry = setTimeout(() => this.#retryQueued(), 1)
-        return
-      }
-      const error = Object.assign(new Error(`database is locked: another process held the SQLite write lock for ${waited} ms (limit ${this.#maxWaitMs ?? 5000} ms)`), { code: 'SQLITE_BUSY' })
-      this.#failQueued(error)
-      return
-    }
-    this.#stats.lockWaitMs += waited
-    this.#runQueued()
-  }
-
-  /** Runs the queued writes in the open transaction, in issue order. */
-  #runQueued(): void {
-    const queued = this.#queued
-    this.#queued = []
-    for (const q of queued) this.#after(q.fn).then(q.resolve, q.reject)
-  }
-
-  #failQueued(error: unknown): void {
-    const queued = this.#queued
-    this.#queued = []
-    for (const q of queued) q.reject(error)
-  }
-
-  #after<T>(fn: () => T): Promise<T> {
-    let result: T
-    try {
-      result = fn()
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    return new Promise<T>((resolve, reject) => this.#waiters.push({ resolve: () => resolve(result), reject }))
-  }
-
-  /**
-   * Commits the open group now (also run on `setImmediate`); call before closing the database.
-   * Writes still waiting for another connection's lock then wait for it here (SQLite's busy
-   * timeout, blocking) and commit too.
-   */
-  flush(): void {
-    this.#commitOpen()
-    if (this.#queued.length > 0 && this.#retry !== undefined) {
-      clearTimeout(this.#retry)
-      this.#retry = undefined
+  /** Inside the open transaction: the writes in order, COMMIT, then the reads that waited for it. */
+  #runGroup(): void {
+    const group = this.#pending
+    this.#pending = []
+    this.#writes = 0
+    const done: { ok: boolean; value: unknown }[] = []
+    for (const entry of group) {
+      if (!entry.write) continue
       try {
-        this.#begin.run()
+        done.push({ ok: true, value: entry.fn() })
       } catch (error) {
-        this.#failQueued(error)
-        return
+        done.push({ ok: false, value: error })
       }
-      this.#open = true
-      this.#runQueued()
-      this.#commitOpen()
     }
-  }
-
-  #commitOpen(): void {
-    if (!this.#open) return
-    const waiters = this.#waiters
-    this.#waiters = []
-    this.#open = false
     try {
       this.#commit.run()
     } catch (error) {
@@ -235,11 +218,51 @@ export class GroupCommit {
       } catch {
         // The connection already ended the transaction; the callers hear about the COMMIT failure.
       }
-      for (const w of waiters) w.reject(error)
+      for (const entry of group) if (entry.write) entry.reject(error)
+      this.#settleReads(group)
       return
     }
     this.#stats.commits++
-    for (const w of waiters) w.resolve()
+    let i = 0
+    for (const entry of group) {
+      if (!entry.write) continue
+      const result = done[i++]!
+      if (result.ok) entry.resolve(result.value)
+      else entry.reject(result.value)
+    }
+    this.#settleReads(group)
+  }
+
+  #settleReads(group: readonly { write: boolean; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[]): void {
+    for (const entry of group) if (!entry.write) settle(entry.fn).then(entry.resolve, entry.reject)
+  }
+
+  #fail(error: unknown): void {
+    const group = this.#pending
+    this.#pending = []
+    this.#writes = 0
+    for (const entry of group) if (entry.write) entry.reject(error)
+    this.#settleReads(group)
+  }
+
+  /**
+   * Runs the pending group now (also run on `setImmediate`); call before closing the database.
+   * Waits for another connection's write lock with SQLite's busy timeout (blocking, as at close).
+   */
+  flush(): void {
+    if (this.#writes === 0) {
+      const reads = this.#pending
+      this.#pending = []
+      this.#settleReads(reads)
+      return
+    }
+    try {
+      this.#begin.run()
+    } catch (error) {
+      this.#fail(error)
+      return
+    }
+    this.#runGroup()
   }
 }
 
