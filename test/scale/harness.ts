@@ -102,18 +102,26 @@ export class ServeProcess {
     this.child = undefined
   }
 
-  /** SIGTERM: graceful stop (drain, close the store). */
-  async stop(): Promise<void> {
+  /** SIGTERM: graceful stop (drain, close the store). Resolves with the exit code (null: killed after 15 s, or already gone). */
+  async stop(): Promise<number | null> {
     const child = this.child
     this.agent?.destroy()
     this.agent = undefined
-    if (child === undefined || child.exitCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
+    if (child === undefined || child.exitCode !== null) return null
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
     child.kill('SIGTERM')
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    await exited
+    const code = await exited
     clearTimeout(timer)
     this.child = undefined
+    return code
+  }
+
+  /** The pids of this process's children: the workers of `provisio serve --workers` (Linux /proc). */
+  workerPids(): number[] {
+    const pid = this.child?.pid
+    if (pid === undefined) return []
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter((x) => x !== '').map(Number)
   }
 }
 

@@ -15,6 +15,7 @@ export type {
   AssignmentRequest,
   BeginOperationResult,
   CaCertificateRecord,
+  TpmChallengeRecord,
 } from './store.js'
 export { MemoryStore } from './memory-store.js'
 export type {

@@ -12,6 +12,7 @@ import type {
   PageRequest,
   RegistrationRecord,
   Store,
+  TpmChallengeRecord,
   WriteCondition,
   WriteResult,
 } from './store.js'
@@ -97,11 +98,22 @@ interface Scope {
   operationsByDevice: Map<string, OperationRecord>
   operationsById: Map<string, OperationRecord>
   caCertificates: Table<CaCertificateRecord>
+  /** TPM challenges by lower-cased registration id, oldest issued first; and the device of each challenge id. */
+  tpmByDevice: Map<string, TpmChallengeRecord[]>
+  tpmDeviceOf: Map<string, string>
+}
+
+/** Issue order of TPM challenges (the SQL stores order by the same pair). */
+function issuedBefore(a: TpmChallengeRecord, b: TpmChallengeRecord): number {
+  return a.issuedAtMs - b.issuedAtMs || compareKeys(a.challengeId, b.challengeId)
 }
 
 /** In-memory implementation of the engine's Store port. */
 export class MemoryStore implements Store {
   readonly #scopes = new Map<string, Scope>()
+  /** TPM challenges kept, and how many there were after the last sweep of lapsed ones. */
+  #tpmCount = 0
+  #tpmAfterSweep = 0
 
   #scope(idScope: string): Scope {
     let scope = this.#scopes.get(idScope)
@@ -114,6 +126,8 @@ export class MemoryStore implements Store {
         operationsByDevice: new Map(),
         operationsById: new Map(),
         caCertificates: new Table((c) => c.etag),
+        tpmByDevice: new Map(),
+        tpmDeviceOf: new Map(),
       }
       this.#scopes.set(idScope, scope)
     }
@@ -241,6 +255,48 @@ export class MemoryStore implements Store {
     scope.operationsById.set(operationId, next)
     scope.operationsByDevice.set(current.registrationId.toLowerCase(), next)
     return next
+  }
+
+  async addTpmChallenge(idScope: string, challenge: TpmChallengeRecord, perDevice: number, nowMs: number): Promise<void> {
+    const scope = this.#scope(idScope)
+    const device = challenge.registrationId.toLowerCase()
+    const kept = [...(scope.tpmByDevice.get(device) ?? []), challenge].sort(issuedBefore)
+    const keep = kept.filter((c) => c.keepUntilMs > nowMs).slice(-Math.max(1, perDevice))
+    this.#tpmCount += keep.length - (kept.length - 1)
+    for (const c of kept) if (!keep.includes(c)) scope.tpmDeviceOf.delete(c.challengeId)
+    for (const c of keep) scope.tpmDeviceOf.set(c.challengeId, device)
+    scope.tpmByDevice.set(device, keep)
+    // Lapsed challenges of other devices go in amortised sweeps (whenever the count doubled).
+    if (this.#tpmCount > 2 * this.#tpmAfterSweep + 64) this.#sweepTpm(nowMs)
+  }
+  async listTpmChallenges(idScope: string, registrationId: string, nowMs: number): Promise<TpmChallengeRecord[]> {
+    return (this.#scope(idScope).tpmByDevice.get(registrationId.toLowerCase()) ?? []).filter((c) => c.keepUntilMs > nowMs)
+  }
+  async answerTpmChallenge(idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number): Promise<TpmChallengeRecord | undefined> {
+    const scope = this.#scope(idScope)
+    const device = scope.tpmDeviceOf.get(challengeId)
+    const list = device === undefined ? undefined : scope.tpmByDevice.get(device)
+    const i = list?.findIndex((c) => c.challengeId === challengeId) ?? -1
+    if (list === undefined || i < 0 || list[i]!.keepUntilMs <= nowMs) return undefined
+    const current = list[i]!
+    if (current.answeredToken !== undefined) return current
+    const answered: TpmChallengeRecord = { ...current, answeredAtMs: nowMs, answeredToken: token, keepUntilMs }
+    list[i] = answered
+    return answered
+  }
+  #sweepTpm(nowMs: number): void {
+    let count = 0
+    for (const scope of this.#scopes.values()) {
+      for (const [device, list] of scope.tpmByDevice) {
+        const keep = list.filter((c) => c.keepUntilMs > nowMs)
+        for (const c of list) if (!keep.includes(c)) scope.tpmDeviceOf.delete(c.challengeId)
+        if (keep.length === 0) scope.tpmByDevice.delete(device)
+        else scope.tpmByDevice.set(device, keep)
+        count += keep.length
+      }
+    }
+    this.#tpmCount = count
+    this.#tpmAfterSweep = count
   }
 
   async getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {

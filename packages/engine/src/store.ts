@@ -107,6 +107,35 @@ export interface CaCertificateRecord {
   readonly updatedAtMs: number
 }
 
+/**
+ * A TPM challenge issued by a first leg (tpm-verifier.ts, dps-protocol.md §5.2): the HMAC key K
+ * the activation blob carries, the EK and SRK it was built for, and — once a second leg answered
+ * it — the one token it admits. Kept in the store so that both legs of a device may reach
+ * different server processes (`--workers`, several instances on PostgreSQL).
+ */
+export interface TpmChallengeRecord {
+  /** Unique id (random). */
+  readonly challengeId: string
+  /** As the device sent it. */
+  readonly registrationId: string
+  /** K, base64: the second leg's SAS must be HMAC-SHA256 with it. */
+  readonly key: string
+  /** The EK and SRK (base64 TPM2B_PUBLIC, as the device sent them) the blob was built for. */
+  readonly endorsementKey: string
+  readonly storageRootKey: string
+  readonly issuedAtMs: number
+  /** An unanswered challenge can be answered until then. */
+  readonly expiresAtMs: number
+  /** Set once answered: when, and the exact token that answered it. */
+  readonly answeredAtMs?: number
+  readonly answeredToken?: string
+  /**
+   * Until when the store keeps the record (`expiresAtMs` while unanswered; the answer's lifetime
+   * after): a record whose `keepUntilMs` is not after "now" is never returned and may be deleted.
+   */
+  readonly keepUntilMs: number
+}
+
 /** Persistence port of the engine. All methods are atomic individually. */
 export interface Store {
   // Individual enrollments (key: registrationId, case-insensitive)
@@ -179,6 +208,23 @@ export interface Store {
     assigningUntilMs: number,
     nowMs: number,
   ): Promise<OperationRecord | undefined>
+
+  // TPM challenges (keyed by challengeId; listed per device, registrationId case-insensitive)
+  /**
+   * Keeps `challenge` (not yet answered). Atomically with it: the device's kept challenges beyond
+   * the newest `perDevice` (by issue time, this one included) are dropped, and so may be any
+   * record, of any device, whose `keepUntilMs` is not after `nowMs`.
+   */
+  addTpmChallenge(idScope: string, challenge: TpmChallengeRecord, perDevice: number, nowMs: number): Promise<void>
+  /** The device's challenges kept at `nowMs` (`keepUntilMs > nowMs`), oldest issued first. */
+  listTpmChallenges(idScope: string, registrationId: string, nowMs: number): Promise<TpmChallengeRecord[]>
+  /**
+   * Atomically: if the challenge is kept at `nowMs` and not answered yet, record `token` as its
+   * answer (at `nowMs`) and keep it until `keepUntilMs`. Returns the record as it is afterwards —
+   * answered by this call, or earlier by another token (compare `answeredToken`) — or undefined
+   * when it is not kept (unknown, expired, or its answer lapsed).
+   */
+  answerTpmChallenge(idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number): Promise<TpmChallengeRecord | undefined>
 
   // CA certificates (placeholder for the x509 verifier's `caReferences`)
   getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined>

@@ -18,13 +18,14 @@
  * with it (§5.3). Any other token signed with K is a replayed challenge and is refused, so K
  * cannot mint a second credential: a new registration needs a new challenge, i.e. the TPM again.
  *
- * Challenges live in this verifier's memory: with several server instances behind a load
- * balancer, both legs of a device must reach the same instance (a shared challenge store is a
- * later step).
+ * Challenges live in the store (`addTpmChallenge`, `listTpmChallenges`, `answerTpmChallenge`), not
+ * in this verifier: the two legs of a device may reach different server processes (`provisio serve
+ * --workers`, several instances on one PostgreSQL database), and the answer is a compare-and-set
+ * there, so two legs racing with different tokens cannot both be admitted.
  */
 import { ProvisioError, formatDpsTimestamp } from '@provisio/protocol'
 import type { IndividualEnrollment } from '@provisio/protocol'
-import { base64Encode, sha256 } from '@provisio/crypto'
+import { base64Decode, base64Encode, sha256 } from '@provisio/crypto'
 import {
   buildActivationBlob,
   checkEndorsementKey,
@@ -40,31 +41,19 @@ import { parseDeviceToken, verifyDeviceToken } from './internal/sas.js'
 
 /** Options of {@link createTpmVerifier}. */
 export interface TpmVerifierOptions {
-  /** Randomness for keys, OAEP seeds and wrapper keys. */
+  /** Randomness for keys, OAEP seeds, wrapper keys and challenge ids. */
   readonly random: Random
   /** How long an unanswered challenge stays valid (default 5 minutes). */
   readonly challengeTtlMs?: number
   /** How long an answered challenge still verifies polls of its operation (default 30 minutes). */
   readonly answeredTtlMs?: number
-  /** Most devices with challenges kept at once; the oldest go first (default 100,000). */
-  readonly maxChallenges?: number
   /**
    * Challenges kept per device (default 4): a first leg does not cancel the previous ones, so
    * someone who knows a device's EK (a public key) cannot knock out the challenge the device is
-   * answering by asking for new ones.
+   * answering by asking for new ones. Only enrolled EKs get challenges, so this also bounds what
+   * the store keeps; lapsed challenges are dropped as new ones are added.
    */
   readonly challengesPerDevice?: number
-}
-
-interface Challenge {
-  readonly key: Uint8Array
-  readonly ek: RsaPublic
-  readonly srk: RsaPublic
-  readonly issuedAtMs: number
-  readonly expiresAtMs: number
-  answeredAtMs?: number
-  /** The token that answered the challenge (exact text). */
-  answeredToken?: string
 }
 
 const HUB_KEY_BYTES = 32
@@ -77,6 +66,12 @@ function fingerprint(ek: RsaPublic): string {
   return `sha256(modulus)=${s}…`
 }
 
+function hex(bytes: Uint8Array): string {
+  let s = ''
+  for (const b of bytes) s += b.toString(16).padStart(2, '0')
+  return s
+}
+
 function iso(ms: number): string {
   return formatDpsTimestamp(ms)
 }
@@ -85,34 +80,8 @@ function iso(ms: number): string {
 export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerifier {
   const challengeTtlMs = options.challengeTtlMs ?? 5 * 60_000
   const answeredTtlMs = options.answeredTtlMs ?? 30 * 60_000
-  const maxChallenges = options.maxChallenges ?? 100_000
   const perDevice = Math.max(1, options.challengesPerDevice ?? 4)
-  /** Per device (idScope + registration key): its most recent challenges, oldest first. */
-  const challenges = new Map<string, Challenge[]>()
   const random = (n: number): Uint8Array => options.random.bytes(n)
-
-  function keyOf(ctx: AttestationContext): string {
-    return ctx.idScope + '\u0000' + ctx.registrationKey
-  }
-
-  function remember(id: string, c: Challenge, nowMs: number): void {
-    const kept = (challenges.get(id) ?? []).filter((x) => !lapsed(x, nowMs))
-    kept.push(c)
-    while (kept.length > perDevice) kept.shift()
-    challenges.delete(id)
-    if (challenges.size >= maxChallenges) {
-      for (const [k, v] of challenges) {
-        if (challenges.size < maxChallenges) break
-        if (v.every((x) => lapsed(x, nowMs))) challenges.delete(k)
-      }
-      while (challenges.size >= maxChallenges) challenges.delete(challenges.keys().next().value as string)
-    }
-    challenges.set(id, kept)
-  }
-
-  function lapsed(c: Challenge, nowMs: number): boolean {
-    return c.answeredAtMs === undefined ? c.expiresAtMs <= nowMs : c.answeredAtMs + answeredTtlMs <= nowMs
-  }
 
   function parseKey(text: string | undefined, what: string, role: 'EK' | 'SRK'): RsaPublic | ProvisioError {
     if (text === undefined || text.length === 0) {
@@ -165,7 +134,6 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
     if (!found.ok) return found
     const e = found.value
     const ref = { kind: 'individual', id: e.registrationId } as const
-    const id = keyOf(ctx)
 
     if (evidence.token === undefined) {
       // First leg (§5.2 steps 1-2): a fresh key and its activation blob.
@@ -178,7 +146,22 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
       } catch (error) {
         return { ok: false, enrollment: ref, error: new ProvisioError('ATTESTATION_MISMATCH', `cannot build an activation blob for this EK/SRK: ${error instanceof Error ? error.message : String(error)}`) }
       }
-      remember(id, { key, ek, srk, issuedAtMs: ctx.nowMs, expiresAtMs: ctx.nowMs + challengeTtlMs }, ctx.nowMs)
+      const expiresAtMs = ctx.nowMs + challengeTtlMs
+      await ctx.store.addTpmChallenge(
+        ctx.idScope,
+        {
+          challengeId: hex(random(16)),
+          registrationId: ctx.registrationId,
+          key: base64Encode(key),
+          endorsementKey: evidence.endorsementKey!,
+          storageRootKey: evidence.storageRootKey!,
+          issuedAtMs: ctx.nowMs,
+          expiresAtMs,
+          keepUntilMs: expiresAtMs,
+        },
+        perDevice,
+        ctx.nowMs,
+      )
       return {
         ok: false,
         enrollment: ref,
@@ -188,41 +171,54 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
     }
 
     // Second leg (§5.2 step 3): which of the device's challenges (if any) signed the token.
-    const kept = challenges.get(id) ?? []
+    const kept = await ctx.store.listTpmChallenges(ctx.idScope, ctx.registrationId, ctx.nowMs)
     const restart = 'register again without Authorization for a new challenge'
     if (kept.length === 0) {
-      return { ok: false, enrollment: ref, error: new ProvisioError('CREDENTIALS_MISSING', `no TPM challenge is outstanding for device '${ctx.registrationId}' in ID scope ${ctx.idScope} (never issued by this server, or forgotten); ${restart}`) }
-    }
-    const token = parseDeviceToken(evidence.token)
-    if (!token.ok) return { ok: false, enrollment: ref, error: token.error }
-    const verdict = verifyDeviceToken(token.token, kept.map((x) => x.key), `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
-    if (!verdict.ok) {
-      const last = kept[kept.length - 1]!
-      const why = verdict.error.code === 'SAS_BAD_SIGNATURE'
-        ? `the SAS signature is not HMAC-SHA256 with the key of any of the ${kept.length} TPM challenge(s) issued to this device (latest at ${iso(last.issuedAtMs)}) (${verdict.error.reason})`
-        : `TPM challenge SAS: ${verdict.error.reason}`
-      return { ok: false, enrollment: ref, error: new ProvisioError(verdict.error.code, why, { cause: verdict.error }) }
-    }
-    const c = kept[verdict.keyIndex]!
-    if (c.answeredAtMs !== undefined && (c.answeredToken !== evidence.token || lapsed(c, ctx.nowMs))) {
       return {
         ok: false,
         enrollment: ref,
         error: new ProvisioError(
           'CREDENTIALS_MISSING',
-          `replayed TPM challenge: the challenge issued at ${iso(c.issuedAtMs)} was already answered at ${iso(c.answeredAtMs)} with another token${lapsed(c, ctx.nowMs) ? ' (and that answer has lapsed)' : ''}; a challenge admits one token; ${restart}`,
+          `no TPM challenge is outstanding for device '${ctx.registrationId}' in ID scope ${ctx.idScope} (never issued, expired unanswered after ${challengeTtlMs / 1000} s, or answered more than ${answeredTtlMs / 1000} s ago); ${restart}`,
         ),
       }
     }
-    if (c.answeredAtMs === undefined && c.expiresAtMs <= ctx.nowMs) {
-      return { ok: false, enrollment: ref, error: new ProvisioError('CREDENTIALS_MISSING', `the TPM challenge issued at ${iso(c.issuedAtMs)} expired at ${iso(c.expiresAtMs)} (challenges live ${challengeTtlMs / 1000} s); ${restart}`) }
+    const token = parseDeviceToken(evidence.token)
+    if (!token.ok) return { ok: false, enrollment: ref, error: token.error }
+    const verdict = verifyDeviceToken(token.token, kept.map((x) => base64Decode(x.key)), `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
+    if (!verdict.ok) {
+      const last = kept[kept.length - 1]!
+      const why = verdict.error.code === 'SAS_BAD_SIGNATURE'
+        ? `the SAS signature is not HMAC-SHA256 with the key of any of the ${kept.length} TPM challenge(s) kept for this device (latest issued at ${iso(last.issuedAtMs)}; unanswered ones expire after ${challengeTtlMs / 1000} s) (${verdict.error.reason})`
+        : `TPM challenge SAS: ${verdict.error.reason}`
+      return { ok: false, enrollment: ref, error: new ProvisioError(verdict.error.code, why, { cause: verdict.error }) }
     }
-    if (!sameEndorsementKey(c.ek, ek)) {
-      return { ok: false, enrollment: ref, error: new ProvisioError('ATTESTATION_MISMATCH', `the EK of this request (${fingerprint(ek)}) is not the EK the challenge was issued to (${fingerprint(c.ek)})`) }
+    let c = kept[verdict.keyIndex]!
+    const challengedEk = parseKey(c.endorsementKey, 'endorsement key of the TPM challenge', 'EK')
+    const challengedSrk = parseKey(c.storageRootKey, 'storage root key of the TPM challenge', 'SRK')
+    if (challengedEk instanceof ProvisioError) return { ok: false, enrollment: ref, error: challengedEk }
+    if (challengedSrk instanceof ProvisioError) return { ok: false, enrollment: ref, error: challengedSrk }
+    if (!sameEndorsementKey(challengedEk, ek)) {
+      return { ok: false, enrollment: ref, error: new ProvisioError('ATTESTATION_MISMATCH', `the EK of this request (${fingerprint(ek)}) is not the EK the challenge was issued to (${fingerprint(challengedEk)})`) }
     }
-    if (c.answeredAtMs === undefined) {
-      c.answeredAtMs = ctx.nowMs
-      c.answeredToken = evidence.token
+    if (c.answeredToken === undefined) {
+      // Compare-and-set in the store: of two legs racing with different tokens (on two server
+      // processes), one answers and the other sees that answer.
+      const answered = await ctx.store.answerTpmChallenge(ctx.idScope, c.challengeId, evidence.token, ctx.nowMs, ctx.nowMs + answeredTtlMs)
+      if (answered === undefined) {
+        return { ok: false, enrollment: ref, error: new ProvisioError('CREDENTIALS_MISSING', `the TPM challenge issued at ${iso(c.issuedAtMs)} expired at ${iso(c.expiresAtMs)} (challenges live ${challengeTtlMs / 1000} s); ${restart}`) }
+      }
+      c = answered
+    }
+    if (c.answeredToken !== evidence.token) {
+      return {
+        ok: false,
+        enrollment: ref,
+        error: new ProvisioError(
+          'CREDENTIALS_MISSING',
+          `replayed TPM challenge: the challenge issued at ${iso(c.issuedAtMs)} was already answered at ${iso(c.answeredAtMs ?? c.issuedAtMs)} with another token; a challenge admits one token; ${restart}`,
+        ),
+      }
     }
     if (e.provisioningStatus === 'disabled') {
       return { ok: false, enrollment: ref, disabled: true, error: new ProvisioError('ENROLLMENT_DISABLED', `individual enrollment '${e.registrationId}' is disabled (the device proved its TPM)`) }
@@ -231,7 +227,7 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
     const hubKey = random(HUB_KEY_BYTES)
     let blob: Uint8Array
     try {
-      blob = buildActivationBlob({ endorsementKey: ek, storageRootKey: c.srk, key: hubKey, random })
+      blob = buildActivationBlob({ endorsementKey: ek, storageRootKey: challengedSrk, key: hubKey, random })
     } catch (error) {
       return { ok: false, enrollment: ref, error: new ProvisioError('ATTESTATION_MISMATCH', `cannot build the hub-key activation blob: ${error instanceof Error ? error.message : String(error)}`) }
     }
@@ -256,13 +252,13 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
         return new ProvisioError('CREDENTIALS_MISSING', 'a poll of a TPM registration needs the SAS token of the second leg')
       }
       if (request.enrollment.kind !== 'individual') return new ProvisioError('ATTESTATION_MISMATCH', 'the operation was not admitted by TPM attestation')
-      const answered = (challenges.get(keyOf(ctx)) ?? []).filter((x) => x.answeredAtMs !== undefined && !lapsed(x, ctx.nowMs))
+      const answered = (await ctx.store.listTpmChallenges(ctx.idScope, ctx.registrationId, ctx.nowMs)).filter((x) => x.answeredToken !== undefined)
       if (answered.length === 0) {
         return new ProvisioError('CREDENTIALS_MISSING', `no answered TPM challenge is kept for device '${ctx.registrationId}' (polls verify for ${answeredTtlMs / 1000} s after admission); register again without Authorization`)
       }
       const token = parseDeviceToken(text)
       if (!token.ok) return token.error
-      const verdict = verifyDeviceToken(token.token, answered.map((x) => x.key), `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
+      const verdict = verifyDeviceToken(token.token, answered.map((x) => base64Decode(x.key)), `${ctx.idScope}/registrations/${ctx.registrationId}`, ctx.nowMs, ctx.clockSkewSeconds)
       if (!verdict.ok) return new ProvisioError(verdict.error.code, `poll of a TPM registration: ${verdict.error.reason}`, { cause: verdict.error })
       const c = answered[verdict.keyIndex]!
       if (c.answeredToken !== text) {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
-import type { CaCertificateRecord, OperationRecord, RegistrationRecord, Store } from '../src/index.js'
+import type { CaCertificateRecord, OperationRecord, RegistrationRecord, Store, TpmChallengeRecord } from '../src/index.js'
 
 /** A fresh, empty store per test, and how to dispose of it. */
 export type StoreFactory = () => Promise<{ store: Store; close?: () => Promise<void> | void }>
@@ -65,6 +65,19 @@ function operation(id: string, registrationId: string, owner: string, until: num
       forceRegistration: false,
       apiVersion: '2021-10-01',
     },
+  }
+}
+
+function tpmChallenge(id: string, registrationId: string, issuedAtMs: number, ttlMs = 1000): TpmChallengeRecord {
+  return {
+    challengeId: id,
+    registrationId,
+    key: 'a2V5LW9mLWNoYWxsZW5nZQ==',
+    endorsementKey: 'AToAAQALAAMAsgAg',
+    storageRootKey: 'ARoAAQALAAMAcgAA',
+    issuedAtMs,
+    expiresAtMs: issuedAtMs + ttlMs,
+    keepUntilMs: issuedAtMs + ttlMs,
   }
 }
 
@@ -253,6 +266,53 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(commits.every((c) => !c)).toBe(true)
         expect(await store.getRegistration(S1, 'race')).toBeUndefined()
         expect(await store.getDeviceOperation(S1, 'RACE')).toEqual(winner)
+      }))
+
+    it('keeps TPM challenges per device, newest few, until they lapse', () =>
+      withStore(async (store) => {
+        await store.addTpmChallenge(S1, tpmChallenge('c1', 'Tpm-Dev', 1000), 3, 1000)
+        await store.addTpmChallenge(S1, tpmChallenge('c2', 'tpm-dev', 1001), 3, 1001)
+        await store.addTpmChallenge(S1, tpmChallenge('c3', 'TPM-DEV', 1002), 3, 1002)
+        await store.addTpmChallenge(S2, tpmChallenge('c9', 'tpm-dev', 1002), 3, 1002)
+        expect((await store.listTpmChallenges(S1, 'tpm-dev', 1003)).map((c) => c.challengeId)).toEqual(['c1', 'c2', 'c3'])
+        expect(await store.listTpmChallenges(S1, 'TPM-dev', 1003)).toEqual([
+          tpmChallenge('c1', 'Tpm-Dev', 1000),
+          tpmChallenge('c2', 'tpm-dev', 1001),
+          tpmChallenge('c3', 'TPM-DEV', 1002),
+        ])
+        // A fourth pushes out the oldest; other scopes and devices are untouched.
+        await store.addTpmChallenge(S1, tpmChallenge('c4', 'tpm-dev', 1003), 3, 1003)
+        expect((await store.listTpmChallenges(S1, 'tpm-dev', 1004)).map((c) => c.challengeId)).toEqual(['c2', 'c3', 'c4'])
+        expect((await store.listTpmChallenges(S2, 'tpm-dev', 1004)).map((c) => c.challengeId)).toEqual(['c9'])
+        expect(await store.listTpmChallenges(S1, 'other', 1004)).toEqual([])
+        // Lapsed ones are never returned (keepUntilMs 2001 for c2: gone at 2001).
+        expect((await store.listTpmChallenges(S1, 'tpm-dev', 2001)).map((c) => c.challengeId)).toEqual(['c3', 'c4'])
+        expect(await store.listTpmChallenges(S1, 'tpm-dev', 5000)).toEqual([])
+        // Adding after they lapsed keeps only the new one.
+        await store.addTpmChallenge(S1, tpmChallenge('c5', 'tpm-dev', 5000), 3, 5000)
+        expect((await store.listTpmChallenges(S1, 'tpm-dev', 5001)).map((c) => c.challengeId)).toEqual(['c5'])
+      }))
+
+    it('answers a TPM challenge once, with compare-and-set', () =>
+      withStore(async (store) => {
+        await store.addTpmChallenge(S1, tpmChallenge('c1', 'tpm-dev', 1000), 4, 1000)
+        expect(await store.answerTpmChallenge(S1, 'nope', 'token-a', 1500, 9000)).toBeUndefined()
+        expect(await store.answerTpmChallenge(S2, 'c1', 'token-a', 1500, 9000)).toBeUndefined()
+        const answered = await store.answerTpmChallenge(S1, 'c1', 'token-a', 1500, 9000)
+        expect(answered).toEqual({ ...tpmChallenge('c1', 'tpm-dev', 1000), answeredAtMs: 1500, answeredToken: 'token-a', keepUntilMs: 9000 })
+        // A second answer changes nothing and sees the first.
+        expect(await store.answerTpmChallenge(S1, 'c1', 'token-b', 1600, 9999)).toEqual(answered)
+        expect(await store.listTpmChallenges(S1, 'TPM-DEV', 8999)).toEqual([answered])
+        expect(await store.listTpmChallenges(S1, 'tpm-dev', 9000)).toEqual([])
+        expect(await store.answerTpmChallenge(S1, 'c1', 'token-a', 9000, 20000)).toBeUndefined()
+        // An expired challenge cannot be answered.
+        await store.addTpmChallenge(S1, tpmChallenge('c2', 'tpm-dev', 10000), 4, 10000)
+        expect(await store.answerTpmChallenge(S1, 'c2', 'token-c', 11000, 20000)).toBeUndefined()
+        // Racing answers settle on one token.
+        await store.addTpmChallenge(S1, tpmChallenge('c3', 'tpm-dev', 12000), 4, 12000)
+        const race = await Promise.all(Array.from({ length: 6 }, (_, i) => store.answerTpmChallenge(S1, 'c3', `token-${i}`, 12500, 30000)))
+        expect(new Set(race.map((r) => r?.answeredToken)).size).toBe(1)
+        expect(race[0]?.answeredToken).toMatch(/^token-[0-5]$/)
       }))
 
     it('keeps CA certificates per scope', () =>

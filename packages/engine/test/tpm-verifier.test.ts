@@ -4,7 +4,7 @@ import { ProvisioError } from '@provisio/protocol'
 import type { Evidence } from '@provisio/protocol'
 import { base64Decode, base64Encode, hmacSha256 } from '@provisio/crypto'
 import { SoftwareTpm, TpmDevice, defaultRegistrationId, parseActivationBlob } from '@provisio/tpm'
-import { createTpmVerifier } from '../src/index.js'
+import { MemoryStore, createTpmVerifier, type Store } from '../src/index.js'
 import { HUB_A, ID_SCOPE, setup } from './helpers/setup.js'
 
 const alice = new TpmDevice(new SoftwareTpm({ seed: new Uint8Array(32).fill(11) }))
@@ -19,10 +19,10 @@ function tpmSas(d: TpmDevice, registrationId: string, se: number, sign: (data: U
   return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}&skn=registration`
 }
 
-function world(options: { assignmentBudgetMs?: number; challengeTtlMs?: number } = {}) {
+function world(options: { assignmentBudgetMs?: number; challengeTtlMs?: number; store?: Store } = {}) {
   const random = { bytes: (n: number) => new Uint8Array(randomBytes(n)) }
   const tpm = createTpmVerifier({ random, ...(options.challengeTtlMs !== undefined ? { challengeTtlMs: options.challengeTtlMs } : {}) })
-  return setup({ verifiers: [tpm], assignmentBudgetMs: options.assignmentBudgetMs ?? 1000 })
+  return setup({ verifiers: [tpm], assignmentBudgetMs: options.assignmentBudgetMs ?? 1000, ...(options.store === undefined ? {} : { store: options.store }) })
 }
 
 async function enroll(s: ReturnType<typeof setup>, registrationId: string, d: TpmDevice, status: 'enabled' | 'disabled' = 'enabled') {
@@ -89,7 +89,7 @@ describe('TPM verifier', () => {
     // …and the answer itself lapses.
     s.clock.advance(31 * 60_000)
     const late = await refusal(s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, token), apiVersion: '2019-03-31' }))
-    expect(late.reason).toMatch(/replayed TPM challenge.*lapsed/)
+    expect(late.reason).toMatch(/no TPM challenge is outstanding.*answered more than 1800 s ago/)
   })
 
   it('refuses unknown EKs with the reason', async () => {
@@ -173,5 +173,39 @@ describe('TPM verifier', () => {
     const forged = tpmSas(alice, id, s.nowSeconds() + 3600, (x) => hmacSha256(new Uint8Array(32).fill(2), x))
     const e = await refusal(s.raw.operationStatus({ idScope: ID_SCOPE, registrationId: id, operationId, evidence: evidence(alice, forged) }))
     expect(e.code).toBe('SAS_BAD_SIGNATURE')
+  })
+
+  it('shares challenges through the store: the second leg may reach another server process', async () => {
+    // Two engines, each with its own verifier, on one store: what two `--workers` processes are.
+    const store = new MemoryStore()
+    const a = world({ store })
+    const b = world({ store })
+    await enroll(a, 'tpm-dev', alice)
+    alice.activate(base64Decode(await challenge(a, alice, 'tpm-dev')))
+    const token = tpmSas(alice, 'tpm-dev', a.nowSeconds() + 3600)
+    const reply = await b.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, token), apiVersion: '2019-03-31' })
+    if (reply.status === 401) throw new Error('second leg challenged again')
+    expect(reply.status).toBe(200)
+    expect(reply.body.registrationState).toMatchObject({ status: 'assigned', deviceId: 'tpm-dev' })
+    // The answer is shared too: the first process refuses another token signed with the same key.
+    const minted = tpmSas(alice, 'tpm-dev', a.nowSeconds() + 7200)
+    const e = await refusal(a.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, minted), apiVersion: '2019-03-31' }))
+    expect(e.reason).toMatch(/replayed TPM challenge/)
+  })
+
+  it('admits one of two different tokens answering one challenge at once on two processes', async () => {
+    const store = new MemoryStore()
+    const a = world({ store })
+    const b = world({ store })
+    await enroll(a, 'tpm-dev', alice)
+    alice.activate(base64Decode(await challenge(a, alice, 'tpm-dev')))
+    const tokens = [tpmSas(alice, 'tpm-dev', a.nowSeconds() + 3600), tpmSas(alice, 'tpm-dev', a.nowSeconds() + 3601)]
+    const outcomes = await Promise.all(
+      [a, b].map((s, i) => s.raw.register({ idScope: ID_SCOPE, registrationId: 'tpm-dev', evidence: evidence(alice, tokens[i]), apiVersion: '2019-03-31' }).then((r) => r.status, (x: unknown) => x)),
+    )
+    expect(outcomes.filter((o) => o === 200)).toHaveLength(1)
+    const refused = outcomes.find((o) => o !== 200)
+    expect(refused).toBeInstanceOf(ProvisioError)
+    expect((refused as ProvisioError).reason).toMatch(/replayed TPM challenge/)
   })
 })

@@ -22,6 +22,8 @@ const IDLE_TIMEOUT_MS = 240_000
 export interface AmqpListenerOptions {
   readonly key: string
   readonly cert: string
+  /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
+  readonly ticketKeys?: Buffer
   /** The device API for AMQPS (usually `metrics.instrument(engine, 'amqp')`). */
   readonly device: DeviceApi
   /** The device API for AMQP over WebSockets; defaults to `device`. */
@@ -94,7 +96,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
   }
 
   const server = createServer(
-    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
+    { key: options.key, cert: options.cert, ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
     (socket: TLSSocket) => {
       const entry = open(
         'amqps',

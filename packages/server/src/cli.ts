@@ -21,6 +21,7 @@ import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
 import { issuePkiCertificate, type PkiKeyType, type PkiKind } from './pki-tools.js'
 import { SIMULATE_USAGE, SimulateUsageError, simulateCommand } from './simulate.js'
+import { isServeWorker, runPrimary, runWorker } from './cluster.js'
 
 function usage(): string {
   const rows = SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.help}\n  ${''.padEnd(24)} env ${s.env}`)
@@ -224,7 +225,7 @@ async function pkiCommand(args: string[]): Promise<number> {
 }
 // ---- end provisio pki ----
 
-export function describeEndpoints(e: Endpoints): string {
+export function describeEndpoints(e: Endpoints, workers = 1): string {
   const lines = [
     '',
     'Provisio is running.',
@@ -234,6 +235,7 @@ export function describeEndpoints(e: Endpoints): string {
     ...e.hubs.map((h) => `  Hub ${h.hostName.padEnd(23)}${h.connectionString}`),
     `  CA certificate             ${e.caCertificate}`,
     ...(e.emulator === undefined ? [] : [`  Browser device emulator    ${e.emulator}`]),
+    ...(workers > 1 ? [`  Workers                    ${workers} processes sharing the ports`] : []),
     '',
     'Trust the CA in Node-based SDKs and tools with:',
     `  export NODE_EXTRA_CA_CERTS=${e.caCertificate}`,
@@ -243,6 +245,8 @@ export function describeEndpoints(e: Endpoints): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // A worker of `provisio serve --workers` (forked by the primary; its settings come over IPC).
+  if (isServeWorker()) return runWorker()
   const [command = 'serve', ...rest] = argv
   if (command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(usage() + '\n')
@@ -314,6 +318,12 @@ async function main(argv: string[]): Promise<number> {
     throw error
   }
   const log = createLogger(config.logLevel)
+  if (config.workers > 1) {
+    return runPrimary(config, log, (endpoints) => {
+      process.stdout.write(describeEndpoints(endpoints, config.workers) + '\n')
+      log.info('endpoints written', { file: `${config.dataDir}/endpoints.json` })
+    })
+  }
   const server = await startServer(config, log)
   process.stdout.write(describeEndpoints(server.endpoints) + '\n')
   log.info('endpoints written', { file: `${config.dataDir}/endpoints.json` })

@@ -4,6 +4,7 @@
  * Every value is checked here, so a typo fails at start with the name of the setting.
  */
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import type { FaultProfile } from '@provisio/engine'
 import { DEFAULT_CORS_ORIGINS, normaliseOrigin } from './origins.js'
@@ -69,7 +70,16 @@ export interface ServeConfig {
   readonly corsOrigins: readonly string[]
   /** Directory of the browser emulator's build served at /emulator/ (default: @provisio/emulator's dist, when installed). */
   readonly emulatorDir?: string
+  /**
+   * Server processes sharing the listening ports (node:cluster): 1 runs everything in this
+   * process; more fork that many workers from a primary (`auto`: one per CPU). Needs a store
+   * the processes share (SQLite or PostgreSQL).
+   */
+  readonly workers: number
 }
+
+/** Most workers accepted (more processes than this on one SQLite file only contend). */
+export const MAX_WORKERS = 64
 
 export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   host: 'localhost',
@@ -91,6 +101,7 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   connectTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   corsOrigins: DEFAULT_CORS_ORIGINS,
+  workers: 1,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -98,7 +109,7 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults' | 'origins'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults' | 'origins' | 'workers'
   readonly help: string
 }
 
@@ -126,6 +137,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'corsOrigins', env: 'PROVISIO_CORS_ORIGINS', flag: 'cors-origins', kind: 'origins', help: `web page origins allowed on the device API and WebSockets, comma-separated; * for any (default ${DEFAULT_CORS_ORIGINS.join(',')})` },
   { key: 'emulatorDir', env: 'PROVISIO_EMULATOR_DIR', flag: 'emulator-dir', kind: 'string', help: 'build of the browser emulator served at /emulator/ (default: @provisio/emulator dist)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
+  { key: 'workers', env: 'PROVISIO_WORKERS', flag: 'workers', kind: 'workers', help: `server processes sharing the ports: 1 to ${MAX_WORKERS}, or auto (one per CPU); default 1 (needs sqlite or postgres)` },
 ]
 
 export class ConfigError extends Error {
@@ -211,6 +223,12 @@ function parseValue(setting: Setting, raw: unknown, source: string, cwd: string)
         }
       })
     }
+    case 'workers': {
+      if (raw === 'auto') return Math.min(MAX_WORKERS, availableParallelism())
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN
+      if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new ConfigError(`${where} must be a whole number from 1 to ${MAX_WORKERS}, or auto, got ${JSON.stringify(raw)}`)
+      return n
+    }
     case 'level':
       if (raw !== 'error' && raw !== 'warn' && raw !== 'info' && raw !== 'debug') {
         throw new ConfigError(`${where} must be one of error, warn, info, debug`)
@@ -255,6 +273,9 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
     throw new ConfigError(`connectTimeoutMs (${config.connectTimeoutMs}) must not exceed requestTimeoutMs (${config.requestTimeoutMs}): the header block is part of the request`)
   }
   if ((config.certFile === undefined) !== (config.keyFile === undefined)) throw new ConfigError('--cert and --key must be given together')
+  if (config.workers > 1 && config.store === 'memory') {
+    throw new ConfigError(`workers (${config.workers}) need a store the processes share: the memory store lives in one process (use sqlite, sqlite:<path> or postgres://…)`)
+  }
   return { ...config, dataDir: resolve(cwd, config.dataDir), ...(config.emulatorDir === undefined ? {} : { emulatorDir: resolve(cwd, config.emulatorDir) }) }
 }
 

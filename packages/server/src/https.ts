@@ -15,7 +15,14 @@ import type { EmulatorSite } from './emulator.js'
 import { applyCors, type OriginPolicy } from './origins.js'
 
 /** Operational endpoints served beside the DPS API (health, metrics). */
-export type OpsHandler = (method: string, path: string) => { status: number; headers: Record<string, string>; body: string } | undefined
+export type OpsHandler = (method: string, path: string) => OpsAnswer | Promise<OpsAnswer> | undefined
+
+/** An answer of the operational endpoints. */
+export interface OpsAnswer {
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly body: string
+}
 
 export interface HttpsListenerOptions {
   readonly ops?: OpsHandler
@@ -25,6 +32,8 @@ export interface HttpsListenerOptions {
   readonly origins?: OriginPolicy
   readonly key: string
   readonly cert: string
+  /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
+  readonly ticketKeys?: Buffer
   readonly handler: DpsHttpHandler
   readonly log: Logger
   readonly maxBodyBytes: number
@@ -75,6 +84,7 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
     {
       key: options.key,
       cert: options.cert,
+      ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
       minVersion: 'TLSv1.2',
       requestCert: true,
       rejectUnauthorized: false,
@@ -143,7 +153,7 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
   const ops = options.ops?.(method, path)
   if (ops !== undefined) {
     req.resume()
-    write(res, ops)
+    write(res, await ops)
     return
   }
   const page = options.emulator?.answer(method, path, req.headers)
@@ -191,7 +201,7 @@ function framingRefusal(req: IncomingMessage): ProvisioError | undefined {
   return undefined
 }
 
-function write(res: ServerResponse, answer: { status: number; headers: Record<string, string>; body: string }): void {
+function write(res: ServerResponse, answer: OpsAnswer): void {
   const payload = Buffer.from(answer.body, 'utf8')
   res.writeHead(answer.status, { ...answer.headers, 'content-length': String(payload.length) })
   res.end(payload)

@@ -11,12 +11,13 @@ export interface Logger {
 
 /**
  * Structured logs: one JSON object per line (`time`, `level`, `msg`, then the fields) on `write`,
- * stderr by default, so log shippers need no parsing rules.
+ * stderr by default, so log shippers need no parsing rules. `base` fields go on every line (a
+ * worker of `provisio serve --workers` adds `worker`).
  */
-export function createLogger(level: LogLevel, write: (line: string) => void = (l) => void process.stderr.write(l)): Logger {
+export function createLogger(level: LogLevel, write: (line: string) => void = (l) => void process.stderr.write(l), base: Record<string, unknown> = {}): Logger {
   const emit = (l: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (RANK[l] > RANK[level]) return
-    write(JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields }, errorsAsText) + '\n')
+    write(JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...base, ...fields }, errorsAsText) + '\n')
   }
   return {
     error: (m, f) => emit('error', m, f),

@@ -10,20 +10,38 @@
  * - `provisio_open_connections{listener}` — connections open now: TCP connections accepted by the
  *   `https`, `mqtts` and `amqps` listeners (counted from the TCP accept, before TLS), and the
  *   WebSocket sessions `mqtt-ws` and `amqp-ws` (also counted under `https`, whose upgraded sockets they are);
- * - `provisio_process_heap_used_bytes`, `provisio_process_resident_memory_bytes` — memory of the process.
+ * - `provisio_process_heap_used_bytes`, `provisio_process_resident_memory_bytes` — memory of the process;
+ *   `provisio_process_start_time_seconds` — when it started (a restarted worker shows a new one);
+ * - with the SQLite store: `provisio_sqlite_commits_total` (group commits),
+ *   `provisio_sqlite_lock_waits_total` and `provisio_sqlite_lock_wait_seconds_total` (times writes
+ *   queued for another process's write lock, and how long they waited: `--workers` contention).
+ *
+ * With `--workers n` every family carries a `worker` label (1 … n): any worker answers a scrape
+ * with the series of all of them, gathered by the primary over IPC ({@link renderMetrics}).
  */
 import { isProvisioError } from '@provisio/protocol'
 import type { DeviceApi, Evidence } from '@provisio/protocol'
 
-class Counter {
+/** One metric family as plain data: what crosses processes (`--workers`) and what is rendered. */
+export interface MetricFamily {
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'gauge'
+  readonly labelNames: readonly string[]
+  /** Label values (in `labelNames` order) and the value. */
+  readonly samples: readonly (readonly [readonly string[], number])[]
+}
+
+class Series {
   readonly #values = new Map<string, number>()
   constructor(
     readonly name: string,
     readonly help: string,
     readonly labelNames: readonly string[],
+    readonly type: 'counter' | 'gauge',
   ) {}
 
-  inc(labels: readonly string[], by = 1): void {
+  protected add(labels: readonly string[], by: number): void {
     const key = JSON.stringify(labels)
     this.#values.set(key, (this.#values.get(key) ?? 0) + by)
   }
@@ -32,41 +50,68 @@ class Counter {
     return this.#values.get(JSON.stringify(labels)) ?? 0
   }
 
-  render(): string {
-    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`
-    for (const [key, value] of [...this.#values].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const labels = (JSON.parse(key) as string[]).map((v, i) => `${this.labelNames[i]}="${escapeLabel(v)}"`).join(',')
-      out += `${this.name}{${labels}} ${value}\n`
+  family(): MetricFamily {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      labelNames: this.labelNames,
+      samples: [...this.#values].map(([key, value]) => [JSON.parse(key) as string[], value] as const),
     }
-    return out
   }
 }
 
-class Gauge {
-  readonly #values = new Map<string, number>()
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
-  ) {}
-
-  add(labels: readonly string[], by: number): void {
-    const key = JSON.stringify(labels)
-    this.#values.set(key, (this.#values.get(key) ?? 0) + by)
+class Counter extends Series {
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    super(name, help, labelNames, 'counter')
   }
 
-  get(labels: readonly string[]): number {
-    return this.#values.get(JSON.stringify(labels)) ?? 0
+  inc(labels: readonly string[], by = 1): void {
+    this.add(labels, by)
+  }
+}
+
+class Gauge extends Series {
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    super(name, help, labelNames, 'gauge')
   }
 
-  render(): string {
-    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge\n`
-    for (const [key, value] of [...this.#values].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const labels = (JSON.parse(key) as string[]).map((v, i) => `${this.labelNames[i]}="${escapeLabel(v)}"`).join(',')
-      out += `${this.name}${labels === '' ? '' : `{${labels}}`} ${value}\n`
+  override add(labels: readonly string[], by: number): void {
+    super.add(labels, by)
+  }
+}
+
+/**
+ * Renders families in the text exposition format. With several sources (workers), each sample
+ * gets the source's `worker` label and a family's samples stay together, sorted.
+ */
+export function renderMetrics(sources: readonly { readonly worker?: string; readonly families: readonly MetricFamily[] }[]): string {
+  const order: string[] = []
+  const merged = new Map<string, { family: MetricFamily; rows: { sort: string; line: string }[] }>()
+  for (const source of sources) {
+    for (const family of source.families) {
+      let entry = merged.get(family.name)
+      if (entry === undefined) {
+        entry = { family, rows: [] }
+        merged.set(family.name, entry)
+        order.push(family.name)
+      }
+      for (const [values, value] of family.samples) {
+        const pairs = values.map((v, i) => `${family.labelNames[i]}="${escapeLabel(v)}"`)
+        if (source.worker !== undefined) pairs.push(`worker="${escapeLabel(source.worker)}"`)
+        const labels = pairs.join(',')
+        const sort = JSON.stringify(values) + '\u0000' + (source.worker ?? '').padStart(8, '0')
+        entry.rows.push({ sort, line: `${family.name}${labels === '' ? '' : `{${labels}}`} ${value}\n` })
+      }
     }
-    return out
   }
+  let out = ''
+  for (const name of order) {
+    const { family, rows } = merged.get(name)!
+    out += `# HELP ${family.name} ${family.help}\n# TYPE ${family.name} ${family.type}\n`
+    for (const row of rows.sort((a, b) => (a.sort < b.sort ? -1 : a.sort > b.sort ? 1 : 0))) out += row.line
+  }
+  return out
 }
 
 /** Something whose end is announced by a 'close' event (a socket, a WebSocket). */
@@ -97,12 +142,37 @@ export class Metrics {
     socket.once('close', () => this.connections.add([listener], -1))
   }
 
-  render(): string {
+  #sqlite: (() => { readonly commits: number; readonly lockWaits: number; readonly lockWaitMs: number }) | undefined
+  readonly #startedAtSeconds = Math.round(Date.now() / 1000)
+
+  /** Adds the SQLite group-commit counters (GroupCommit.stats) to every rendering. */
+  watchSqlite(stats: () => { readonly commits: number; readonly lockWaits: number; readonly lockWaitMs: number }): void {
+    this.#sqlite = stats
+  }
+
+  /** Every family now, as plain data (what a worker sends the primary). */
+  families(): MetricFamily[] {
     const memory = process.memoryUsage()
-    const process_ =
-      `# HELP provisio_process_heap_used_bytes V8 heap in use.\n# TYPE provisio_process_heap_used_bytes gauge\nprovisio_process_heap_used_bytes ${memory.heapUsed}\n` +
-      `# HELP provisio_process_resident_memory_bytes Resident set size.\n# TYPE provisio_process_resident_memory_bytes gauge\nprovisio_process_resident_memory_bytes ${memory.rss}\n`
-    return [this.attempts, this.responses, this.registrations, this.attestation, this.hubConnections, this.hubTelemetry, this.hubTwin, this.connections].map((c) => c.render()).join('') + process_
+    const gauge = (name: string, help: string, value: number): MetricFamily => ({ name, help, type: 'gauge', labelNames: [], samples: [[[], value]] })
+    const counter = (name: string, help: string, value: number): MetricFamily => ({ name, help, type: 'counter', labelNames: [], samples: [[[], value]] })
+    const sqlite = this.#sqlite?.()
+    return [
+      ...[this.attempts, this.responses, this.registrations, this.attestation, this.hubConnections, this.hubTelemetry, this.hubTwin, this.connections].map((c) => c.family()),
+      ...(sqlite === undefined
+        ? []
+        : [
+            counter('provisio_sqlite_commits_total', 'SQLite group commits (transactions) of the store.', sqlite.commits),
+            counter('provisio_sqlite_lock_waits_total', 'Times writes queued for the SQLite write lock another process held.', sqlite.lockWaits),
+            counter('provisio_sqlite_lock_wait_seconds_total', 'Time writes spent queued for that lock.', sqlite.lockWaitMs / 1000),
+          ]),
+      gauge('provisio_process_heap_used_bytes', 'V8 heap in use.', memory.heapUsed),
+      gauge('provisio_process_resident_memory_bytes', 'Resident set size.', memory.rss),
+      gauge('provisio_process_start_time_seconds', 'Start time of the process, Unix seconds.', this.#startedAtSeconds),
+    ]
+  }
+
+  render(): string {
+    return renderMetrics([{ families: this.families() }])
   }
 
   /** Wraps a DeviceApi so that every call through one transport is counted. */

@@ -53,6 +53,8 @@ export interface MqttHubOptions {
 export interface MqttTransportOptions {
   readonly key: string
   readonly cert: string
+  /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
+  readonly ticketKeys?: Buffer
   /** The device API for MQTT over TLS (usually `metrics.instrument(engine, 'mqtt')`). */
   readonly device: DeviceApi
   /** The device API for MQTT over WebSockets; defaults to `device`. */
@@ -253,7 +255,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
   }
 
   const server = createServer(
-    { key: options.key, cert: options.cert, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
+    { key: options.key, cert: options.cert, ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
     (socket: TLSSocket) => {
       socket.setNoDelay(true)
       let resolveClosed!: () => void

@@ -39,6 +39,7 @@ import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
 import { loadOrCreateState, type ServerState } from './state.js'
 import { isPostgresStore, openPostgresStores, type PostgresStores } from './postgres.js'
+import type { HubConfig } from './config.js'
 
 /** What `endpoints.json` holds: everything a script needs to provision against this server. */
 export interface Endpoints {
@@ -65,10 +66,48 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>
 }
 
-export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+/**
+ * How the hub events of one process reach the device connections held by the other processes of
+ * `--workers` (cluster.ts relays them through the primary). It carries HubEventRelay's messages
+ * (hub-events.ts); instances on PostgreSQL use the database's channel instead, which every
+ * process hears.
+ */
+export interface HubRelay {
+  /** Sends a message of this process to the other processes. */
+  publish(message: string): void
+  /** Subscribes to the other processes' messages; returns the unsubscribe. */
+  subscribe(listener: (message: string) => void): () => void
+}
+
+/** How a process of `provisio serve --workers` differs from a lone server (cluster.ts). */
+export interface StartOptions {
+  /** Write `<data-dir>/endpoints.json` once listening (default true; with workers the primary writes it). */
+  readonly writeEndpoints?: boolean
+  /** TLS session-ticket keys (48 bytes) shared by every process on the ports, so a session resumes on any. */
+  readonly ticketKeys?: Buffer
+  /** Answers GET /metrics instead of this process's own metrics (every worker's, labelled). */
+  readonly metricsText?: () => Promise<string>
+  /** Desired-property changes and revoked identities to and from the other processes. */
+  readonly hubRelay?: HubRelay
+}
+
+/** What the one-time set-up settled: the DPS instance, the TLS material, the served hubs. */
+export interface ServeSetup {
+  readonly state: ServerState
+  readonly tls: { readonly key: string; readonly cert: string; readonly caPath: string }
+  readonly hubStates: readonly (ServerState['hubs'][number] & { readonly config: HubConfig })[]
+  readonly postgres: PostgresStores | undefined
+}
+
+/**
+ * The data directory, the DPS instance (`state.json`, or the one shared through PostgreSQL), the
+ * TLS material (configured files or the dev PKI) and the hubs to serve. Idempotent: the first
+ * call creates what is missing, later ones load it.
+ */
+async function setUp(config: ServeConfig, log: Logger): Promise<ServeSetup> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   // Embedded hubs: as declared, or one named after the host.
-  const hubConfigs = config.hubs.length > 0 ? config.hubs : [{ hostName: config.host }]
+  const hubConfigs: readonly HubConfig[] = config.hubs.length > 0 ? config.hubs : [{ hostName: config.host }]
   const local = loadOrCreateState(config.dataDir, hubConfigs.map((h) => h.hostName))
   // ---- PostgreSQL (several instances on one database): opened first, since the DPS instance
   // state is shared through the database (see postgres.ts) ----
@@ -81,56 +120,121 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // TLS material: configured files, or the dev PKI in the data directory.
   let tls: { key: string; cert: string; caPath: string }
-  if (config.certFile !== undefined && config.keyFile !== undefined) {
-    tls = { key: readFileSync(config.keyFile, 'utf8'), cert: readFileSync(config.certFile, 'utf8'), caPath: config.certFile }
-  } else {
-    const names = unique([config.host, 'localhost', '127.0.0.1', ...config.hostNames, ...hubConfigs.map((h) => h.hostName)])
-    const pki = await ensureDevPki(config.dataDir, names, Date.now())
-    if (pki.created.ca) log.info('created a development CA', { path: pki.caCertificatePath })
-    if (pki.created.server) log.info('issued a server certificate', { names: names.join(',') })
-    tls = { key: pki.keyPem, cert: pki.certificatePem, caPath: pki.caCertificatePath }
-  }
-
-  // Stores: SQLite in the data directory by default, one database for the engine and the hubs.
-  let db: Database.Database | undefined
-  let closeDb = () => {}
-  let store: Store
-  let hubStore: HubStore
-  if (config.store === 'memory') {
-    store = new MemoryStore()
-    hubStore = new MemoryHubStore()
-  } else if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
-    const file = config.store === 'sqlite' ? join(config.dataDir, 'provisio.db') : config.store.slice('sqlite:'.length)
-    db = new Database(file)
-    // One group commit for the engine's and the hub's writes: the writes of an event-loop turn
-    // share one transaction, each answered after its COMMIT (see GroupCommit).
-    const group = new GroupCommit(db)
-    store = createSqliteStore(db, { groupCommit: group })
-    hubStore = new SqliteHubStore(db, group)
-    closeDb = () => {
-      group.flush()
-      db?.close()
+  try {
+    if (config.certFile !== undefined && config.keyFile !== undefined) {
+      tls = { key: readFileSync(config.keyFile, 'utf8'), cert: readFileSync(config.certFile, 'utf8'), caPath: config.certFile }
+    } else {
+      const names = unique([config.host, 'localhost', '127.0.0.1', ...config.hostNames, ...hubConfigs.map((h) => h.hostName)])
+      const pki = await ensureDevPki(config.dataDir, names, Date.now())
+      if (pki.created.ca) log.info('created a development CA', { path: pki.caCertificatePath })
+      if (pki.created.server) log.info('issued a server certificate', { names: names.join(',') })
+      tls = { key: pki.keyPem, cert: pki.certificatePem, caPath: pki.caCertificatePath }
     }
-  } else if (postgres !== undefined) {
-    store = postgres.store
-    hubStore = postgres.hubStore
-  } else {
-    throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path>, postgres://… or memory)`)
+  } catch (error) {
+    await postgres?.close()
+    throw error
   }
 
-  const clock = { now: () => Date.now() }
-  const random = pooledRandom()
-  const hubs = new Map<string, EmbeddedHub>()
   const declared = hubConfigs.map((c) => ({ config: c, state: state.hubs.find((h) => h.hostName.toLowerCase() === c.hostName.toLowerCase()) }))
   const hubStates = declared.flatMap((d) => (d.state === undefined ? [] : [{ ...d.state, config: d.config }]))
   if (hubStates.length !== declared.length) {
     log.warn('declared hubs missing from the shared state are not served', { missing: declared.filter((d) => d.state === undefined).map((d) => d.config.hostName).join(',') })
   }
+  return { state, tls, hubStates, postgres }
+}
+
+/** The engine's and the hubs' stores: SQLite in the data directory by default, one database for both. */
+function openStores(config: ServeConfig, postgres: PostgresStores | undefined): { store: Store; hubStore: HubStore; group?: GroupCommit; close: () => void } {
+  if (config.store === 'memory') return { store: new MemoryStore(), hubStore: new MemoryHubStore(), close: () => {} }
+  if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
+    const db = new Database(sqliteFile(config))
+    try {
+      // One group commit for the engine's and the hub's writes: the writes of an event-loop turn
+      // share one transaction, each answered after its COMMIT (see GroupCommit).
+      // With --workers the other processes write to the same file: the lock is taken without
+      // waiting inside SQLite (which would stall the event loop).
+      const group = new GroupCommit(db, { otherWriters: config.workers > 1 })
+      const store = createSqliteStore(db, { groupCommit: group })
+      const hubStore = new SqliteHubStore(db, group)
+      return {
+        store,
+        hubStore,
+        group,
+        close: () => {
+          group.flush()
+          db.close()
+        },
+      }
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  }
+  if (postgres !== undefined) return { store: postgres.store, hubStore: postgres.hubStore, close: () => {} }
+  throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path>, postgres://… or memory)`)
+}
+
+function sqliteFile(config: ServeConfig): string {
+  return config.store === 'sqlite' ? join(config.dataDir, 'provisio.db') : config.store.slice('sqlite:'.length)
+}
+
+/**
+ * The one-time set-up of `provisio serve --workers`, run by the primary before it forks: the data
+ * directory, the DPS instance, the TLS material, and the store opened once (schema migrations,
+ * the hub table) and closed again. Every worker then finds it all in place.
+ */
+export async function prepareServe(config: ServeConfig, log: Logger): Promise<ServeSetup> {
+  const setup = await setUp(config, log)
+  try {
+    openStores(config, setup.postgres).close()
+  } finally {
+    await setup.postgres?.close()
+  }
+  return { ...setup, postgres: undefined }
+}
+
+/** What `endpoints.json` says for a server listening on `ports`. */
+export function endpointsFor(config: ServeConfig, setup: Pick<ServeSetup, 'state' | 'tls' | 'hubStates'>, ports: Endpoints['ports']): Endpoints {
+  const policy = setup.state.servicePolicies[0]!
+  const emulatorDir = config.emulatorDir ?? findEmulatorDist()
+  return {
+    idScope: setup.state.idScope,
+    deviceEndpoint: config.host,
+    serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
+    caCertificate: setup.tls.caPath,
+    ports,
+    hubs: setup.hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${ports.https}/emulator/` } : {}),
+  }
+}
+
+/** Writes `<data-dir>/endpoints.json` (atomically). */
+export function writeEndpoints(config: ServeConfig, endpoints: Endpoints): void {
+  writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
+}
+
+export async function startServer(config: ServeConfig, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
+  const { state, tls, hubStates, postgres } = await setUp(config, log)
+  let stores: ReturnType<typeof openStores>
+  try {
+    stores = openStores(config, postgres)
+  } catch (error) {
+    await postgres?.close()
+    throw error
+  }
+  const { store, hubStore, group } = stores
+  const closeDb = stores.close
+
+  const clock = { now: () => Date.now() }
+  const random = pooledRandom()
+  const hubs = new Map<string, EmbeddedHub>()
   for (const h of hubStates) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
-  // Desired changes and revocations reach device connections on every instance (hub-events.ts):
-  // instances on one PostgreSQL database tell each other over LISTEN/NOTIFY.
+  // Desired changes and revocations reach device connections in every process (hub-events.ts):
+  // instances on one PostgreSQL database tell each other over LISTEN/NOTIFY, the workers of one
+  // instance on SQLite through the cluster primary.
   const hubEvents = new HubEventRelay({ origin: `${hostname()}:${process.pid}:${randomUUID()}`, hubs: hubs.values(), onError: (message) => log.warn(message) })
   let hubChannel: NoticeChannel | undefined
+  let offRelay: (() => void) | undefined
   if (postgres !== undefined) {
     try {
       hubChannel = await postgres.store.openChannel('hub-events', (message) => hubEvents.receive(message), {
@@ -141,8 +245,14 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       throw error
     }
     hubEvents.connect(hubChannel)
+  } else if (options.hubRelay !== undefined) {
+    // --workers on SQLite or memory: the cluster primary passes messages between the workers.
+    const relay = options.hubRelay
+    hubEvents.connect({ publish: async (message) => relay.publish(message) })
+    offRelay = relay.subscribe((message) => hubEvents.receive(message))
   }
   const closeStores = async () => {
+    offRelay?.()
     closeDb()
     await hubChannel?.close()
     await postgres?.close()
@@ -205,6 +315,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     log.warn('fault injection is on', { idScope: state.idScope, faults: JSON.stringify(config.faults) })
   }
   const metrics = new Metrics()
+  if (group !== undefined) metrics.watchSqlite(() => group.stats)
   engine.on('registrationAssigned', (e) => {
     metrics.registrations.inc(['assigned'])
     log.info('device assigned', { idScope: e.idScope, registrationId: e.registrationId, hub: e.assignedHub, deviceId: e.deviceId, substatus: e.substatus })
@@ -224,7 +335,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       const body = JSON.stringify({ status: draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), idScope: state.idScope })
       return { status, headers: { 'content-type': 'application/json; charset=utf-8' }, body }
     }
-    if (path === '/metrics') return { status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: metrics.render() }
+    if (path === '/metrics') {
+      const headers = { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }
+      const render = options.metricsText
+      return render === undefined ? { status: 200, headers, body: metrics.render() } : render().then((body) => ({ status: 200, headers, body }))
+    }
     return undefined
   }
   // The hubs' device side (MQTT): authentication, twin, telemetry kept in memory per instance.
@@ -242,6 +357,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const https = createHttpsListener({
     key: tls.key,
     cert: tls.cert,
+    ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
     handler,
     ops,
     emulator,
@@ -261,6 +377,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const amqp = createAmqpTransport({
     key: tls.key,
     cert: tls.cert,
+    ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
     device: metrics.instrument(engine, 'amqp'),
     deviceWs: metrics.instrument(engine, 'amqp-ws'),
     log,
@@ -274,6 +391,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const mqtt = createMqttTransport({
     key: tls.key,
     cert: tls.cert,
+    ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
     device: metrics.instrument(engine, 'mqtt'),
     deviceWs: metrics.instrument(engine, 'mqtt-ws'),
     log,
@@ -324,18 +442,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const amqpPort = (amqp.server.address() as AddressInfo).port
   const mqttPort = (mqtt.server.address() as AddressInfo).port
 
-  const policy = state.servicePolicies[0]!
-  const endpoints: Endpoints = {
-    idScope: state.idScope,
-    deviceEndpoint: config.host,
-    serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
-    caCertificate: tls.caPath,
-    ports: { https: port, amqp: amqpPort, mqtt: mqttPort },
-    hubs: hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
-    ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${port}/emulator/` } : {}),
-  }
-  writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n')
-
+  const endpoints = endpointsFor(config, { state, tls, hubStates }, { https: port, amqp: amqpPort, mqtt: mqttPort })
+  if (options.writeEndpoints !== false) writeEndpoints(config, endpoints)
   let closed = false
   return {
     endpoints,

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, DEFAULT_CONFIG, resolveConfig } from '../src/config.js'
+import { availableParallelism } from 'node:os'
+import { ConfigError, DEFAULT_CONFIG, MAX_WORKERS, resolveConfig } from '../src/config.js'
 
 describe('resolveConfig', () => {
   it('applies defaults, then the config file, then the environment, then flags', () => {
@@ -110,5 +111,21 @@ describe('connection timeouts and fault profiles', () => {
     expect(() => resolveConfig({ faults: '{"serverErrorRegister":{"status":502}}' }, {}, '/tmp')).toThrow(/status must be 500 or 503/)
     expect(() => resolveConfig({ faults: '{"throttlePoll":{"everyNth":0}}' }, {}, '/tmp')).toThrow(/everyNth must be an integer from 1/)
     expect(() => resolveConfig({ faults: '{oops' }, {}, '/tmp')).toThrow(/faults \(--faults\) must be a JSON object or @file/)
+  })
+
+  it('takes --workers as a number or auto, from flags, environment and the config file, and needs a shared store', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    expect(resolveConfig({}, {}, dir).workers).toBe(1)
+    expect(resolveConfig({ workers: '3' }, {}, dir).workers).toBe(3)
+    expect(resolveConfig({}, { PROVISIO_WORKERS: 'auto' }, dir).workers).toBe(Math.min(MAX_WORKERS, availableParallelism()))
+    writeFileSync(join(dir, 'w.json'), JSON.stringify({ workers: 2, store: 'postgres://db.example/provisio' }))
+    expect(resolveConfig({ config: 'w.json' }, {}, dir)).toMatchObject({ workers: 2, store: 'postgres://db.example/provisio' })
+    writeFileSync(join(dir, 'auto.json'), JSON.stringify({ workers: 'auto' }))
+    expect(resolveConfig({ config: 'auto.json' }, {}, dir).workers).toBe(Math.min(MAX_WORKERS, availableParallelism()))
+    for (const bad of ['0', '-1', '1.5', 'two', '', String(MAX_WORKERS + 1)]) {
+      expect(() => resolveConfig({ workers: bad }, {}, dir)).toThrow(/workers \(--workers\) must be a whole number from 1 to 64, or auto/)
+    }
+    expect(() => resolveConfig({ workers: '2', store: 'memory' }, {}, dir)).toThrow(/workers \(2\) need a store the processes share: the memory store lives in one process/)
+    expect(resolveConfig({ workers: '1', store: 'memory' }, {}, dir).workers).toBe(1)
   })
 })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ProvisioError } from '@provisio/protocol'
 import type { DeviceApi } from '@provisio/protocol'
-import { Metrics } from '../src/metrics.js'
+import { Metrics, renderMetrics } from '../src/metrics.js'
 
 describe('Metrics', () => {
   it('counts register outcomes by transport, status and attestation result', async () => {
@@ -53,5 +53,34 @@ describe('open connections gauge', () => {
     expect(text).toContain('provisio_open_connections{listener="https"} 1')
     expect(text).toContain('provisio_open_connections{listener="mqtts"} 0')
     expect(text).toMatch(/^provisio_process_heap_used_bytes [1-9]\d*$/m)
+  })
+})
+
+describe('metrics of several workers', () => {
+  it('renders every worker series once per family, labelled by worker, with the SQLite lock counters', () => {
+    const one = new Metrics()
+    const two = new Metrics()
+    one.attempts.inc(['mqtt', 'symmetricKey'], 3)
+    two.attempts.inc(['mqtt', 'symmetricKey'], 5)
+    two.attempts.inc(['https', 'tpm'])
+    two.watchSqlite(() => ({ commits: 7, lockWaits: 2, lockWaitMs: 1500 }))
+    const text = renderMetrics([
+      { worker: '2', families: two.families() },
+      { worker: '1', families: one.families() },
+    ])
+    // One HELP/TYPE per family, the family's samples together and sorted by labels, then worker.
+    expect(text.match(/^# TYPE provisio_registration_attempts_total counter$/gm)).toHaveLength(1)
+    const attempts = text.split('\n').filter((l) => l.startsWith('provisio_registration_attempts_total{'))
+    expect(attempts).toEqual([
+      'provisio_registration_attempts_total{transport="https",attestation="tpm",worker="2"} 1',
+      'provisio_registration_attempts_total{transport="mqtt",attestation="symmetricKey",worker="1"} 3',
+      'provisio_registration_attempts_total{transport="mqtt",attestation="symmetricKey",worker="2"} 5',
+    ])
+    expect(text).toContain('provisio_sqlite_lock_waits_total{worker="2"} 2\n')
+    expect(text).toContain('provisio_sqlite_lock_wait_seconds_total{worker="2"} 1.5\n')
+    expect(text).not.toContain('provisio_sqlite_commits_total{worker="1"}')
+    expect(text).toMatch(/^provisio_process_start_time_seconds\{worker="1"\} [1-9]\d*$/m)
+    // Alone, a process renders without the label, as before.
+    expect(one.render()).toContain('provisio_registration_attempts_total{transport="mqtt",attestation="symmetricKey"} 3\n')
   })
 })

@@ -88,6 +88,25 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 2,
+    name: 'TPM challenges shared by every instance on the database',
+    sql: (s) => `
+      CREATE TABLE ${s}.tpm_challenges (
+        id_scope       TEXT COLLATE "C" NOT NULL,
+        challenge_id   TEXT COLLATE "C" NOT NULL,
+        device_key     TEXT COLLATE "C" NOT NULL,
+        issued_at      BIGINT NOT NULL,
+        keep_until     BIGINT NOT NULL,
+        answered_at    BIGINT,
+        answered_token TEXT,
+        body           TEXT NOT NULL,
+        PRIMARY KEY (id_scope, challenge_id)
+      );
+      CREATE INDEX tpm_challenges_by_device ON ${s}.tpm_challenges (id_scope, device_key, issued_at);
+      CREATE INDEX tpm_challenges_by_expiry ON ${s}.tpm_challenges (keep_until);
+    `,
+  },
+  {
+    version: 3,
     name: 'notices: messages between instances too large for a NOTIFY payload',
     sql: (s) => `
       CREATE TABLE ${s}.notices (

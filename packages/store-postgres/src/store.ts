@@ -27,6 +27,7 @@ import type {
   PageRequest,
   RegistrationRecord,
   Store,
+  TpmChallengeRecord,
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
@@ -233,7 +234,8 @@ export class PostgresStore implements Store {
   readonly #cas: KeyedTable<CaCertificateRecord>
   readonly #sql: Record<
     | 'revision' | 'bumpRevision' | 'byGroupFirst' | 'byGroup' | 'opById' | 'opByDevice' | 'opActive' | 'opBegin'
-    | 'opFinish' | 'opCommit' | 'opLease' | 'claimSetting' | 'getSetting' | 'versions',
+    | 'opFinish' | 'opCommit' | 'opLease' | 'claimSetting' | 'getSetting' | 'versions'
+    | 'tpmInsert' | 'tpmPurge' | 'tpmTrim' | 'tpmList' | 'tpmGet' | 'tpmAnswer',
     string
   >
 
@@ -297,6 +299,20 @@ export class PostgresStore implements Store {
       claimSetting: `INSERT INTO ${s}.settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
       getSetting: `SELECT value FROM ${s}.settings WHERE name = $1`,
       versions: `SELECT version FROM ${s}.schema_migrations ORDER BY version`,
+      tpmInsert: `INSERT INTO ${s}.tpm_challenges (id_scope, challenge_id, device_key, issued_at, keep_until, answered_at, answered_token, body)
+                  VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)`,
+      tpmPurge: `DELETE FROM ${s}.tpm_challenges WHERE keep_until <= $1`,
+      // The device's challenges but the newest $3 (issue time, then id: the memory store's order).
+      tpmTrim: `DELETE FROM ${s}.tpm_challenges WHERE id_scope = $1 AND device_key = $2 AND challenge_id NOT IN (
+                  SELECT challenge_id FROM ${s}.tpm_challenges WHERE id_scope = $1 AND device_key = $2
+                  ORDER BY issued_at DESC, challenge_id DESC LIMIT $3)`,
+      tpmList: `SELECT keep_until, answered_at, answered_token, body FROM ${s}.tpm_challenges
+                WHERE id_scope = $1 AND device_key = $2 AND keep_until > $3 ORDER BY issued_at, challenge_id`,
+      tpmGet: `SELECT keep_until, answered_at, answered_token, body FROM ${s}.tpm_challenges WHERE id_scope = $1 AND challenge_id = $2`,
+      // Compare-and-set: only an unanswered, unexpired challenge takes an answer.
+      tpmAnswer: `UPDATE ${s}.tpm_challenges SET answered_at = $3, answered_token = $4, keep_until = $5
+                  WHERE id_scope = $1 AND challenge_id = $2 AND answered_token IS NULL AND keep_until > $3
+                  RETURNING keep_until, answered_at, answered_token, body`,
     }
     const hubSql = {
       get: `SELECT record FROM ${s}.hub_devices WHERE hub = $1 AND device_key = $2`,
@@ -503,6 +519,29 @@ export class PostgresStore implements Store {
     return changed.rowCount === 1 ? updated : undefined
   }
 
+  async addTpmChallenge(idScope: string, challenge: TpmChallengeRecord, perDevice: number, nowMs: number): Promise<void> {
+    const device = keyOf(challenge.registrationId)
+    await transaction(this.pool, async (db) => {
+      await this.#s.run(db, this.#sql.tpmPurge, [nowMs])
+      await this.#s.run(db, this.#sql.tpmInsert, [idScope, challenge.challengeId, device, challenge.issuedAtMs, challenge.keepUntilMs, JSON.stringify(tpmBody(challenge))])
+      await this.#s.run(db, this.#sql.tpmTrim, [idScope, device, Math.max(1, Math.floor(perDevice))])
+    })
+  }
+
+  async listTpmChallenges(idScope: string, registrationId: string, nowMs: number): Promise<TpmChallengeRecord[]> {
+    const { rows } = await this.#s.run<TpmRow>(this.pool, this.#sql.tpmList, [idScope, keyOf(registrationId), nowMs])
+    return rows.map(tpmRecord)
+  }
+
+  async answerTpmChallenge(idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number): Promise<TpmChallengeRecord | undefined> {
+    const answered = await this.#s.run<TpmRow>(this.pool, this.#sql.tpmAnswer, [idScope, challengeId, nowMs, token, keepUntilMs])
+    if (answered.rows.length === 1) return tpmRecord(answered.rows[0]!)
+    // Not ours to answer: answered before (by this or another token), expired, or unknown.
+    const { rows } = await this.#s.run<TpmRow>(this.pool, this.#sql.tpmGet, [idScope, challengeId])
+    const row = rows[0]
+    return row === undefined || Number(row.keep_until) <= nowMs ? undefined : tpmRecord(row)
+  }
+
   getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {
     return this.#cas.get(idScope, name)
   }
@@ -514,6 +553,23 @@ export class PostgresStore implements Store {
   }
   listCaCertificates(idScope: string): Promise<CaCertificateRecord[]> {
     return this.#cas.page(idScope, { limit: 1_000_000 })
+  }
+}
+
+/** A tpm_challenges row (BIGINT columns arrive as strings): what an answer changes is in columns, the rest in the body. */
+type TpmRow = { keep_until: string; answered_at: string | null; answered_token: string | null; body: string }
+
+/** The unchanging part of a TPM challenge (the row's body). */
+function tpmBody(c: TpmChallengeRecord): Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'> {
+  return { challengeId: c.challengeId, registrationId: c.registrationId, key: c.key, endorsementKey: c.endorsementKey, storageRootKey: c.storageRootKey, issuedAtMs: c.issuedAtMs, expiresAtMs: c.expiresAtMs }
+}
+
+function tpmRecord(row: TpmRow): TpmChallengeRecord {
+  const body = JSON.parse(row.body) as Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'>
+  return {
+    ...body,
+    ...(row.answered_token === null ? {} : { answeredAtMs: Number(row.answered_at), answeredToken: row.answered_token }),
+    keepUntilMs: Number(row.keep_until),
   }
 }
 

@@ -3,7 +3,9 @@
  * of `provisio serve` (DESIGN.md "Storage and scale").
  *
  * - WAL journal, `synchronous=NORMAL` by default (durable across process crashes; an OS crash may
- *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes.
+ *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes
+ *   (with {@link GroupCommit}, as `provisio serve` runs, writes never wait inside SQLite and hold
+ *   the write lock only while their statements run, see there).
  * - Schema versions recorded in `schema_migrations`; migrations run once, in order, in a transaction.
  * - Every statement is prepared once. Conditional writes and operation hand-overs run in
  *   `BEGIN IMMEDIATE` transactions so two processes on one file never interleave them.
@@ -22,6 +24,7 @@ import type {
   PageRequest,
   RegistrationRecord,
   Store,
+  TpmChallengeRecord,
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
@@ -47,12 +50,24 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * Group commit: the writes issued during one event-loop turn run in one SQLite transaction
- * (`BEGIN IMMEDIATE` at the first, `COMMIT` on `setImmediate`), and each caller's promise settles
- * only after that COMMIT, so nothing is reported done before it is durable. A write that fails
- * inside the group is undone alone (better-sqlite3 runs a nested `db.transaction` as a savepoint;
- * a single statement is atomic by itself); a failed COMMIT rejects every caller of the group.
- * Reads while a group is open see its writes, so they also settle after the COMMIT.
+ * Group commit: the writes issued during one event-loop turn run in one SQLite transaction, and
+ * each caller's promise settles only after that COMMIT, so nothing is reported done before it is
+ * durable. The writes are collected during the turn and run together on `setImmediate`:
+ * `BEGIN IMMEDIATE`, each write in issue order, `COMMIT`. A write that fails inside the group is
+ * undone alone (better-sqlite3 runs a nested `db.transaction` as a savepoint; a single statement
+ * is atomic by itself); a failed COMMIT rejects every caller of the group. A read issued while
+ * writes are pending runs after their COMMIT, so it sees them.
+ *
+ * The write lock is held only while the group's statements run (one synchronous stretch, well
+ * under a millisecond for a turn's worth of registrations), not while the process serves other
+ * connections. With `otherWriters` (several processes on one database file: `provisio serve
+ * --workers`) it is also taken without waiting inside SQLite: when another process holds it, the
+ * group stays pending (later writes join it) and the lock is tried again every millisecond from
+ * a timer, so the event loop keeps serving meanwhile — SQLite's own busy handler (`busy_timeout`)
+ * would sleep inside the call and stall the whole process. After `maxWaitMs` (default: the
+ * connection's busy timeout) the pending writes fail with `SQLITE_BUSY`. Without it, `BEGIN
+ * IMMEDIATE` waits as SQLite does (a lone writer almost never finds the lock taken, and the
+ * non-waiting attempt costs two busy-timeout pragmas per group).
  *
  * Measured with bench/suites/e2e.mjs: one register writes three times (operation begun, hub
  * identity, operation finished + registration); with 32 devices in flight the commits, each a
@@ -63,53 +78,138 @@ export class GroupCommit {
   readonly #begin: Database.Statement
   readonly #commit: Database.Statement
   readonly #rollback: Database.Statement
-  #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = []
-  #open = false
+  /** The connection's busy timeout, restored after each non-waiting BEGIN (read at the first). */
+  #busyTimeoutMs: number | undefined
+  #maxWaitMs: number | undefined
+  readonly #otherWriters: boolean
+  /** Writes of the pending group, and reads waiting for its COMMIT, in issue order. */
+  #pending: { write: boolean; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = []
+  #writes = 0
+  #scheduled = false
+  /** When the pending group first found the lock taken (0: it has not). */
+  #waitingSinceMs = 0
+  readonly #stats = { commits: 0, lockWaits: 0, lockWaitMs: 0 }
 
-  constructor(db: Database.Database) {
+  /**
+   * @param options.otherWriters other processes write to this database file: take the write lock
+   *   without waiting inside SQLite (default false)
+   * @param options.maxWaitMs with `otherWriters`, how long a group may wait for the lock before
+   *   its writes fail (default: the connection's busy timeout)
+   */
+  constructor(db: Database.Database, options: { readonly otherWriters?: boolean; readonly maxWaitMs?: number } = {}) {
     this.#db = db
+    this.#otherWriters = options.otherWriters === true
     this.#begin = db.prepare('BEGIN IMMEDIATE')
     this.#commit = db.prepare('COMMIT')
     this.#rollback = db.prepare('ROLLBACK')
+    this.#maxWaitMs = options.maxWaitMs
   }
 
-  /** Runs `fn` (synchronous statements) in the current group; resolves with its result once committed. */
+  /**
+   * Counters since creation: groups committed, times a group had to wait for another
+   * connection's write lock, and the milliseconds groups waited in all.
+   */
+  get stats(): { readonly commits: number; readonly lockWaits: number; readonly lockWaitMs: number } {
+    return { ...this.#stats }
+  }
+
+  /** Queues `fn` (synchronous statements) in the pending group; resolves with its result once committed. */
   write<T>(fn: () => T): Promise<T> {
-    if (!this.#open) {
-      // Someone else's explicit transaction is running (e.g. a migration): no group around it.
-      if (this.#db.inTransaction) return settle(fn)
-      try {
-        this.#begin.run()
-      } catch (error) {
-        return Promise.reject(error)
-      }
-      this.#open = true
-      setImmediate(() => this.flush())
-    }
-    return this.#after(fn)
+    // Someone else's explicit transaction is running (e.g. a migration): no group around it.
+    if (this.#db.inTransaction) return settle(fn)
+    return this.#queue(true, fn)
   }
 
-  /** Runs a read; while a group is open its result waits for the COMMIT (it may see the group's writes). */
+  /** Runs a read now; while writes are pending it runs after their COMMIT (and sees them). */
   read<T>(fn: () => T): Promise<T> {
-    return this.#open ? this.#after(fn) : settle(fn)
+    return this.#writes === 0 ? settle(fn) : this.#queue(false, fn)
   }
 
-  #after<T>(fn: () => T): Promise<T> {
-    let result: T
+  #queue<T>(write: boolean, fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ write, fn, resolve: resolve as (value: unknown) => void, reject })
+      if (write) this.#writes++
+      if (!this.#scheduled) {
+        this.#scheduled = true
+        setImmediate(() => this.#run())
+      }
+    })
+  }
+
+  /** Runs the pending group if the write lock can be had now; else tries again in a millisecond. */
+  #run(): void {
+    this.#scheduled = false
+    if (this.#pending.length === 0) return
+    let began: boolean
     try {
-      result = fn()
+      began = !this.#db.inTransaction && this.#tryBegin()
     } catch (error) {
-      return Promise.reject(error)
+      this.#fail(error)
+      return
     }
-    return new Promise<T>((resolve, reject) => this.#waiters.push({ resolve: () => resolve(result), reject }))
+    if (!began) {
+      const now = Date.now()
+      if (this.#waitingSinceMs === 0) {
+        this.#waitingSinceMs = now
+        this.#stats.lockWaits++
+      }
+      const limit = this.#maxWaitMs ?? 5000
+      if (now - this.#waitingSinceMs >= limit) {
+        const error = Object.assign(new Error(`database is locked: another process held the SQLite write lock for ${now - this.#waitingSinceMs} ms (limit ${limit} ms)`), { code: 'SQLITE_BUSY' })
+        this.#stats.lockWaitMs += now - this.#waitingSinceMs
+        this.#waitingSinceMs = 0
+        this.#fail(error)
+        return
+      }
+      this.#scheduled = true
+      setTimeout(() => this.#run(), 1)
+      return
+    }
+    if (this.#waitingSinceMs !== 0) {
+      this.#stats.lockWaitMs += Date.now() - this.#waitingSinceMs
+      this.#waitingSinceMs = 0
+    }
+    this.#runGroup()
   }
 
-  /** Commits the open group now (also run on `setImmediate`); call before closing the database. */
-  flush(): void {
-    if (!this.#open) return
-    const waiters = this.#waiters
-    this.#waiters = []
-    this.#open = false
+  /** `BEGIN IMMEDIATE`; with other writers without waiting: false when another connection holds the write lock. */
+  #tryBegin(): boolean {
+    if (!this.#otherWriters) {
+      this.#begin.run()
+      return true
+    }
+    // The connection's busy timeout (set by the store) applies again right after the BEGIN. A
+    // busy_timeout pragma takes effect when prepared, so it cannot be a reused statement.
+    if (this.#busyTimeoutMs === undefined) {
+      this.#busyTimeoutMs = Math.max(0, Math.floor(Number(this.#db.pragma('busy_timeout', { simple: true }))))
+      this.#maxWaitMs ??= this.#busyTimeoutMs
+    }
+    if (this.#busyTimeoutMs > 0) this.#db.pragma('busy_timeout = 0')
+    try {
+      this.#begin.run()
+    } catch (error) {
+      if (String((error as { code?: unknown }).code).startsWith('SQLITE_BUSY')) return false
+      throw error
+    } finally {
+      if (this.#busyTimeoutMs > 0) this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`)
+    }
+    return true
+  }
+
+  /** Inside the open transaction: the writes in order, COMMIT, then the reads that waited for it. */
+  #runGroup(): void {
+    const group = this.#pending
+    this.#pending = []
+    this.#writes = 0
+    const done: { ok: boolean; value: unknown }[] = []
+    for (const entry of group) {
+      if (!entry.write) continue
+      try {
+        done.push({ ok: true, value: entry.fn() })
+      } catch (error) {
+        done.push({ ok: false, value: error })
+      }
+    }
     try {
       this.#commit.run()
     } catch (error) {
@@ -118,10 +218,51 @@ export class GroupCommit {
       } catch {
         // The connection already ended the transaction; the callers hear about the COMMIT failure.
       }
-      for (const w of waiters) w.reject(error)
+      for (const entry of group) if (entry.write) entry.reject(error)
+      this.#settleReads(group)
       return
     }
-    for (const w of waiters) w.resolve()
+    this.#stats.commits++
+    let i = 0
+    for (const entry of group) {
+      if (!entry.write) continue
+      const result = done[i++]!
+      if (result.ok) entry.resolve(result.value)
+      else entry.reject(result.value)
+    }
+    this.#settleReads(group)
+  }
+
+  #settleReads(group: readonly { write: boolean; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[]): void {
+    for (const entry of group) if (!entry.write) settle(entry.fn).then(entry.resolve, entry.reject)
+  }
+
+  #fail(error: unknown): void {
+    const group = this.#pending
+    this.#pending = []
+    this.#writes = 0
+    for (const entry of group) if (entry.write) entry.reject(error)
+    this.#settleReads(group)
+  }
+
+  /**
+   * Runs the pending group now (also run on `setImmediate`); call before closing the database.
+   * Waits for another connection's write lock with SQLite's busy timeout (blocking, as at close).
+   */
+  flush(): void {
+    if (this.#writes === 0) {
+      const reads = this.#pending
+      this.#pending = []
+      this.#settleReads(reads)
+      return
+    }
+    try {
+      this.#begin.run()
+    } catch (error) {
+      this.#fail(error)
+      return
+    }
+    this.#runGroup()
   }
 }
 
@@ -194,6 +335,25 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'TPM challenges shared by every process on the database',
+    sql: `
+      CREATE TABLE tpm_challenges (
+        id_scope       TEXT NOT NULL,
+        challenge_id   TEXT NOT NULL,
+        device_key     TEXT NOT NULL,
+        issued_at      BIGINT NOT NULL,
+        keep_until     BIGINT NOT NULL,
+        answered_at    BIGINT,
+        answered_token TEXT,
+        body           TEXT NOT NULL,
+        PRIMARY KEY (id_scope, challenge_id)
+      );
+      CREATE INDEX tpm_challenges_by_device ON tpm_challenges (id_scope, device_key, issued_at);
+      CREATE INDEX tpm_challenges_by_expiry ON tpm_challenges (keep_until);
+    `,
+  },
 ]
 
 const OK: WriteResult = { ok: true }
@@ -214,6 +374,23 @@ function check(current: { etag: string } | undefined, condition: WriteCondition 
 }
 
 type Row = { etag: string; body: string }
+
+/** A tpm_challenges row: what changes when answered is in columns, the rest in the body. */
+type TpmRow = { keep_until: number; answered_at: number | null; answered_token: string | null; body: string }
+
+/** The unchanging part of a TPM challenge (the row's body). */
+function tpmBody(c: TpmChallengeRecord): Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'> {
+  return { challengeId: c.challengeId, registrationId: c.registrationId, key: c.key, endorsementKey: c.endorsementKey, storageRootKey: c.storageRootKey, issuedAtMs: c.issuedAtMs, expiresAtMs: c.expiresAtMs }
+}
+
+function tpmRecord(row: TpmRow): TpmChallengeRecord {
+  const body = JSON.parse(row.body) as Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'>
+  return {
+    ...body,
+    ...(row.answered_token === null ? {} : { answeredAtMs: Number(row.answered_at), answeredToken: row.answered_token }),
+    keepUntilMs: Number(row.keep_until),
+  }
+}
 
 /** A keyed JSON table with conditional upsert/delete and key-ordered paging. */
 class KeyedTable<V> {
@@ -300,11 +477,19 @@ export class SqliteStore implements Store {
     opActive: Database.Statement<[string, string, number], { operation_id: string }>
     opHead: Database.Statement<[string, string], { status: string; assigning_until: number; operation_id: string }>
     opUpdate: Database.Statement
+    tpmInsert: Database.Statement
+    tpmPurge: Database.Statement<[number]>
+    tpmTrim: Database.Statement<[string, string, string, string, number]>
+    tpmList: Database.Statement<[string, string, number], TpmRow>
+    tpmGet: Database.Statement<[string, string], TpmRow>
+    tpmAnswer: Database.Statement<[number, string, number, string, string, number]>
   }
   readonly #begin: (idScope: string, op: OperationRecord, nowMs: number) => BeginOperationResult
   readonly #finish: (idScope: string, final: OperationRecord, owner: string, registration?: RegistrationRecord) => boolean
   readonly #lease: (idScope: string, id: string, expected: string, next: string, until: number, now: number) => OperationRecord | undefined
   readonly #commit: (idScope: string, final: OperationRecord, registration: RegistrationRecord | undefined, nowMs: number) => boolean
+  readonly #addTpm: (idScope: string, challenge: TpmChallengeRecord, perDevice: number, nowMs: number) => void
+  readonly #answerTpm: (idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number) => TpmChallengeRecord | undefined
 
   readonly #group: GroupCommit | undefined
 
@@ -351,6 +536,26 @@ export class SqliteStore implements Store {
         `UPDATE operations SET status = ?, lease_owner = ?, assigning_until = ?, body = ?
          WHERE id_scope = ? AND operation_id = ? AND status = 'assigning' AND lease_owner = ?`,
       ),
+      tpmInsert: db.prepare(
+        `INSERT INTO tpm_challenges (id_scope, challenge_id, device_key, issued_at, keep_until, answered_at, answered_token, body)
+         VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)`,
+      ),
+      tpmPurge: db.prepare('DELETE FROM tpm_challenges WHERE keep_until <= ?'),
+      // The device's challenges but the newest `perDevice` (issue time, then id: the memory store's order).
+      tpmTrim: db.prepare(
+        `DELETE FROM tpm_challenges WHERE id_scope = ? AND device_key = ? AND challenge_id NOT IN (
+           SELECT challenge_id FROM tpm_challenges WHERE id_scope = ? AND device_key = ?
+           ORDER BY issued_at DESC, challenge_id DESC LIMIT ?)`,
+      ),
+      tpmList: db.prepare(
+        `SELECT keep_until, answered_at, answered_token, body FROM tpm_challenges
+         WHERE id_scope = ? AND device_key = ? AND keep_until > ? ORDER BY issued_at, challenge_id`,
+      ),
+      tpmGet: db.prepare('SELECT keep_until, answered_at, answered_token, body FROM tpm_challenges WHERE id_scope = ? AND challenge_id = ?'),
+      tpmAnswer: db.prepare(
+        `UPDATE tpm_challenges SET answered_at = ?, answered_token = ?, keep_until = ?
+         WHERE id_scope = ? AND challenge_id = ? AND answered_token IS NULL AND keep_until > ?`,
+      ),
     }
     const upsertOp = (idScope: string, op: OperationRecord) =>
       this.#stmt.opUpsert.run(idScope, keyOf(op.registrationId), op.operationId, op.status, op.leaseOwner, op.assigningUntilMs, JSON.stringify(op))
@@ -385,6 +590,17 @@ export class SqliteStore implements Store {
       const updated: OperationRecord = { ...current, leaseOwner: next, assigningUntilMs: until, updatedAtMs: now }
       const changed = this.#stmt.opUpdate.run('assigning', next, until, JSON.stringify(updated), idScope, id, expected)
       return changed.changes === 1 ? updated : undefined
+    }).immediate as never
+    this.#addTpm = db.transaction((idScope: string, c: TpmChallengeRecord, perDevice: number, nowMs: number) => {
+      const device = keyOf(c.registrationId)
+      this.#stmt.tpmPurge.run(nowMs)
+      this.#stmt.tpmInsert.run(idScope, c.challengeId, device, c.issuedAtMs, c.keepUntilMs, JSON.stringify(tpmBody(c)))
+      this.#stmt.tpmTrim.run(idScope, device, idScope, device, Math.max(1, Math.floor(perDevice)))
+    }).immediate as never
+    this.#answerTpm = db.transaction((idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number) => {
+      this.#stmt.tpmAnswer.run(nowMs, token, keepUntilMs, idScope, challengeId, nowMs)
+      const row = this.#stmt.tpmGet.get(idScope, challengeId)
+      return row === undefined || row.keep_until <= nowMs ? undefined : tpmRecord(row)
     }).immediate as never
   }
 
@@ -499,6 +715,16 @@ export class SqliteStore implements Store {
     return this.#w(() => this.#lease(idScope, operationId, expectedOwner, newOwner, assigningUntilMs, nowMs))
   }
 
+  async addTpmChallenge(idScope: string, challenge: TpmChallengeRecord, perDevice: number, nowMs: number): Promise<void> {
+    return this.#w(() => this.#addTpm(idScope, challenge, perDevice, nowMs))
+  }
+  async listTpmChallenges(idScope: string, registrationId: string, nowMs: number): Promise<TpmChallengeRecord[]> {
+    return this.#r(() => this.#stmt.tpmList.all(idScope, keyOf(registrationId), nowMs).map(tpmRecord))
+  }
+  async answerTpmChallenge(idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number): Promise<TpmChallengeRecord | undefined> {
+    return this.#w(() => this.#answerTpm(idScope, challengeId, token, nowMs, keepUntilMs))
+  }
+
   async getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {
     return this.#r(() => this.#cas.get(idScope, name))
   }
@@ -526,9 +752,12 @@ function migrate(db: Database.Database): void {
     if (v > latest) throw new Error(`database schema version ${v} is newer than this @provisio/store-sqlite (latest ${latest}); upgrade the package`)
   }
   const record = db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))")
+  const isApplied = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?')
   for (const m of MIGRATIONS) {
     if (applied.has(m.version)) continue
+    // Checked again under the write lock: another process on this file may have just applied it.
     db.transaction(() => {
+      if (isApplied.get(m.version) !== undefined) return
       db.exec(m.sql)
       record.run(m.version, m.name)
     }).immediate()

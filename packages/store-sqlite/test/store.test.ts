@@ -41,13 +41,14 @@ describe('GroupCommit', () => {
     const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)')
     const seen: string[] = []
     const writes = ['a', 'b', 'c'].map((k) => group.write(() => insert.run(k, k).changes).then(() => seen.push(k)))
-    // Same turn: one open transaction, invisible to another connection, nothing settled yet.
-    expect(db.inTransaction).toBe(true)
+    // Same turn: collected, not yet run (no lock taken), invisible to another connection, nothing settled.
+    expect(db.inTransaction).toBe(false)
     expect(other.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 0 })
     await Promise.resolve()
     expect(seen).toEqual([])
     await Promise.all(writes)
     expect(seen).toEqual(['a', 'b', 'c'])
+    expect(group.stats.commits).toBe(1)
     expect(db.inTransaction).toBe(false)
     expect(other.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 3 })
     other.close()
@@ -94,6 +95,80 @@ describe('GroupCommit', () => {
     await Promise.all([write, pending])
     expect(read).toBe(1)
     db.close()
+  })
+})
+
+describe('GroupCommit with several connections on one file (processes)', () => {
+  const open = (path: string, maxWaitMs?: number) => {
+    const db = new Database(path)
+    db.pragma('journal_mode = WAL')
+    db.pragma('busy_timeout = 5000')
+    db.exec('CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL)')
+    return { db, group: new GroupCommit(db, { otherWriters: true, ...(maxWaitMs === undefined ? {} : { maxWaitMs }) }), insert: db.prepare('INSERT INTO t (k, v) VALUES (?, ?)') }
+  }
+
+  it('queues writes while another connection holds the write lock, without blocking the event loop', async () => {
+    const path = join(dir, 'group-two-connections.db')
+    const a = open(path)
+    const b = open(path)
+    // Another process in the middle of its own write transaction.
+    a.db.exec('BEGIN IMMEDIATE')
+    a.insert.run('a', 'x')
+    const order: string[] = []
+    const queued = [b.group.write(() => b.insert.run('b1', 'x')), b.group.write(() => b.insert.run('b2', 'x'))].map((p, i) => p.then(() => order.push(`b${i + 1}`)))
+    // B's group finds the lock taken and does not wait inside SQLite (that would stall this
+    // thread for its busy timeout, and A's COMMIT below could never run): timers still fire.
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(order).toEqual([])
+    expect(b.group.stats.lockWaits).toBe(1)
+    const late = b.group.write(() => b.insert.run('b3', 'x')).then(() => order.push('b3'))
+    a.db.exec('COMMIT')
+    await Promise.all([...queued, late])
+    // The writes that waited, and the one that joined meanwhile, commit together, in issue order.
+    expect(order).toEqual(['b1', 'b2', 'b3'])
+    expect(b.group.stats.commits).toBe(1)
+    expect(b.group.stats.lockWaitMs).toBeGreaterThan(0)
+    expect(a.db.prepare('SELECT k FROM t ORDER BY k').all()).toEqual([{ k: 'a' }, { k: 'b1' }, { k: 'b2' }, { k: 'b3' }])
+    // The connection's own busy timeout is back in force after each BEGIN.
+    expect(b.db.pragma('busy_timeout', { simple: true })).toBe(5000)
+    a.db.close()
+    b.db.close()
+  })
+
+  it('fails queued writes with SQLITE_BUSY after maxWaitMs, serving timers meanwhile', async () => {
+    const path = join(dir, 'group-lock-held.db')
+    const a = open(path)
+    const b = open(path, 200)
+    a.db.exec('BEGIN IMMEDIATE')
+    let timerRan = false
+    setTimeout(() => (timerRan = true), 0)
+    const failed = b.group.write(() => b.insert.run('never', 'x'))
+    await expect(failed).rejects.toMatchObject({ code: 'SQLITE_BUSY', message: expect.stringMatching(/another process held the SQLite write lock for \d+ ms \(limit 200 ms\)/) })
+    // Waiting inside SQLite would have settled the write before any timer could run.
+    expect(timerRan).toBe(true)
+    a.db.exec('ROLLBACK')
+    // Once the lock is free, writes go through again.
+    await b.group.write(() => b.insert.run('later', 'x'))
+    expect(b.db.prepare('SELECT k FROM t').all()).toEqual([{ k: 'later' }])
+    a.db.close()
+    b.db.close()
+  })
+
+  it('commits writes still waiting for the lock when flushed (closing)', async () => {
+    const path = join(dir, 'group-flush-queued.db')
+    const a = open(path)
+    const b = open(path)
+    a.db.exec('BEGIN IMMEDIATE')
+    const pending = b.group.write(() => b.insert.run('queued', 'x'))
+    expect(b.db.inTransaction).toBe(false)
+    a.db.exec('COMMIT')
+    // flush() takes the lock at once (waiting with the connection's busy timeout, as at close).
+    b.group.flush()
+    expect(b.db.inTransaction).toBe(false)
+    await pending
+    expect(b.db.prepare('SELECT k FROM t').all()).toEqual([{ k: 'queued' }])
+    a.db.close()
+    b.db.close()
   })
 })
 
