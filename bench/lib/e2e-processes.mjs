@@ -81,9 +81,13 @@ export async function startProvisio(dataDir, extraArgs = []) {
   }
 }
 
-/** Starts a bare-TLS baseline process on the given certificate; resolves with its ports. */
-export async function startBare(certFile, keyFile) {
-  const child = track(spawn(process.execPath, [join(here, 'bare-server.mjs'), certFile, keyFile], { stdio: ['ignore', 'pipe', 'pipe'] }), 'bare server')
+/**
+ * Starts a bare-TLS baseline process on the given certificate (`workers` > 1: that many cluster
+ * workers on the same ports); resolves with its ports.
+ */
+export async function startBare(certFile, keyFile, { workers = 1 } = {}) {
+  const args = [join(here, 'bare-server.mjs'), certFile, keyFile, ...(workers > 1 ? ['--workers', String(workers)] : [])]
+  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }), 'bare server')
   const ports = await new Promise((resolve, reject) => {
     let text = ''
     child.stdout.on('data', (c) => {

@@ -1,8 +1,9 @@
 // End-to-end registrations (issue 12 "Bench"): `provisio serve` as users run it (the built CLI,
 // its own process) registering brand-new devices over every transport — HTTPS, MQTT, MQTT over
 // WebSockets, AMQPS, AMQP over WebSockets — with symmetric-key group devices and X.509 group
-// devices (HTTPS, MQTT), on ONE instance (SQLite) and on TWO instances sharing one PostgreSQL
-// database, each case beside a bare-TLS baseline measured in the same run.
+// devices (HTTPS, MQTT), on ONE instance (SQLite; one process, or `--workers 2` beside a baseline
+// of two cluster workers) and on TWO instances sharing one PostgreSQL database, each case beside a
+// bare-TLS baseline measured in the same run.
 //
 // One operation = one device doing "connect, one request, close": TLS handshake, the
 // transport's session set-up (MQTT CONNECT + SUBSCRIBE; AMQP SASL PLAIN + two links), ONE
@@ -86,6 +87,14 @@ const CONFIGS = {
       return { instances: [a], bare: [await startBare(a.certFile, a.keyFile)] }
     },
   },
+  workers: {
+    label: '1 instance, SQLite, 2 workers',
+    async start() {
+      const dir = tempDir('workers')
+      const a = await startProvisio(dir, ['--workers', '2'])
+      return { instances: [a], bare: [await startBare(a.certFile, a.keyFile, { workers: 2 })] }
+    },
+  },
   postgres: {
     label: '2 instances, PostgreSQL',
     async start() {
@@ -142,6 +151,20 @@ function cpuMs(pid) {
     return undefined
   }
 }
+
+/** A process and its descendants (cluster workers), from /proc; just `pid` where /proc has no children lists. */
+function processTree(pid) {
+  const pids = [pid]
+  for (let i = 0; i < pids.length; i++) {
+    try {
+      const children = readFileSync(`/proc/${pids[i]}/task/${pids[i]}/children`, 'utf8').trim()
+      if (children) pids.push(...children.split(/\s+/).map(Number))
+    } catch {
+      // Gone, or no /proc: count what we have.
+    }
+  }
+  return pids
+}
 const CLOCK_TICKS = 100 // USER_HZ: 100 on every Linux architecture Node runs on
 
 /** Per case and side: registrations and CPU ms of the servers and of the load client. */
@@ -156,7 +179,8 @@ function batch(configName, transport, credential, who, { resume = credential ===
       who === 'ours'
         ? c.instances.map((i) => ({ port: TRANSPORTS[transport].port(i.endpoints.ports), ca: i.ca }))
         : c.bare.map((b, k) => ({ port: TRANSPORTS[transport].port(b.ports), ca: c.instances[k].ca }))
-    const servers = (who === 'ours' ? c.instances : c.bare).map((p) => p.child.pid)
+    // Every process of every measured server: cluster workers included (their CPU is not the primary's).
+    const servers = (who === 'ours' ? c.instances : c.bare).flatMap((p) => processTree(p.child.pid))
     const sum = (pids) => pids.reduce((t, pid) => t + (cpuMs(pid) ?? NaN), 0)
     const before = { server: sum(servers), client: sum([load.child.pid]) }
     return load.ask({
@@ -215,7 +239,14 @@ function registrationCase(configName, transport, credential, { target, resume, d
 
 const names = []
 const cases = []
-for (const configName of ['sqlite', 'postgres']) {
+for (const configName of ['sqlite', 'workers', 'postgres']) {
+  if (configName === 'workers') {
+    // One instance on both cores: the symmetric-key cases the native client drives, and X.509 over HTTPS.
+    cases.push(registrationCase(configName, 'mqtt', 'sas', { target: '>= 0.5x BASELINE and >= 1,000/s' }))
+    cases.push(registrationCase(configName, 'https', 'sas'))
+    cases.push(registrationCase(configName, 'https', 'x509', { target: '>= 0.4x BASELINE' }))
+    continue
+  }
   for (const transport of Object.keys(TRANSPORTS)) {
     const target = configName === 'sqlite' && transport === 'mqtt' ? '>= 0.5x BASELINE and >= 1,000/s' : undefined
     cases.push(registrationCase(configName, transport, 'sas', { target }))
@@ -240,8 +271,8 @@ export default {
   },
   notes: () =>
     '`provisio serve` (the built CLI, its own process; dev PKI with an ECDSA P-256 certificate; `--assignment-budget-ms 5000` so register answers `200 assigned`; ' +
-    'register rate limit off; log level error) on one instance with SQLite, or two instances on one PostgreSQL database (devices alternate between them). ' +
-    'Baseline: one bare-TLS server process per instance (`lib/bare-server.mjs`) on the same certificate and TLS settings and transport, answering the same register ' +
+    'register rate limit off; log level error) on one instance with SQLite (one process; or `--workers 2`, two processes on the same ports, beside a baseline of two cluster workers), or two instances on one PostgreSQL database (devices alternate between them). ' +
+    'Baseline: one bare-TLS server per instance (`lib/bare-server.mjs`) on the same certificate and TLS settings and transport, answering the same register ' +
     `request with a fixed \`200 assigned\`. Devices: a separate load-client process, ${CONCURRENCY} in flight, ${BATCH} per call, each a brand-new device doing ` +
     '"connect, one request, close" (MQTT: CONNECT + SUBSCRIBE + register PUBLISH; AMQP: SASL PLAIN + two links + register message); within a case the same client drives ours and the baseline. ' +
     'Symmetric-key devices over HTTPS and MQTT: the native load client (`native/dps-load.c`, C with OpenSSL 3, one thread, epoll), because the Node client ' +
@@ -251,7 +282,7 @@ export default {
     `(leaf CN = registrationId under one P-256 root; a pool of ${X509_POOL} made up front). ` +
     'p50/p99: per registration, from connect to close, measured in the load client over the timed runs. All processes share the 2 cores, so absolute rates are a floor; the ratio is what compares.' +
     ` X.509 identities reused (pool exhausted, i.e. re-registrations): ${state.x509Reused ?? 0}.\n\n` +
-    'CPU per registration (/proc, over warm-up and timed runs; servers = every measured server process, PostgreSQL\'s own processes not included; ' +
+    'CPU per registration (/proc, over warm-up and timed runs; servers = every measured server process, cluster workers included, PostgreSQL\'s own processes not included; ' +
     'client = the load client that drove the case). With 2 cores, server + client CPU per registration bounds the rate: 2 cores / (server + client ms).\n\n' +
     '| Case | provisio serve | bare-TLS servers | load client | load client CPU (ours / baseline) |\n|---|---:|---:|---|---:|\n' +
     names
