@@ -129,8 +129,9 @@ export async function runPrimary(config: ServeConfig, log: Logger, ready: (endpo
       if (s.worker !== worker) return
       switch (m.t) {
         case 'hello':
-          // The worker listens for messages now (one sent earlier, while its modules load, is lost).
-          send(worker, { t: 'start', spec: { slot: s.slot, config, ticketKeys } })
+          // The worker listens for messages now (one sent earlier, while its modules load, is lost,
+          // such as a shutdown request: it is repeated here).
+          send(worker, stopping ? { t: 'shutdown', signal: 'stopping' } : { t: 'start', spec: { slot: s.slot, config, ticketKeys } })
           return
         case 'listening':
           onListening(s, worker, m.ports)
@@ -309,39 +310,46 @@ export async function runWorker(): Promise<number> {
   const asks = new Map<number, (text: string) => void>()
   let askId = 0
 
+  let resolveSpec!: (spec: WorkerSpec | undefined) => void
+  const specArrived = new Promise<WorkerSpec | undefined>((resolve) => (resolveSpec = resolve))
+  let started = false
   const stop = (why: string) => {
     if (stopRequested) return
     stopRequested = true
     log.info('stopping', { signal: why })
     if (server !== undefined) server.close().then(resolveStopped, resolveStopped)
+    // Asked to stop before it had its settings: nothing to drain.
+    else if (!started) resolveSpec(undefined)
   }
-  const spec = await new Promise<WorkerSpec>((resolveSpec) => {
-    process.on('message', (m: ToWorker) => {
-      switch (m.t) {
-        case 'start':
-          resolveSpec(m.spec)
-          return
-        case 'families?':
-          void send({ t: 'families', id: m.id, families: server?.metrics.families() ?? [] })
-          return
-        case 'metrics':
-          asks.get(m.id)?.(m.text)
-          asks.delete(m.id)
-          return
-        case 'relay':
-          for (const listener of relayListeners) listener(m.event)
-          return
-        case 'shutdown':
-          stop(m.signal)
-          return
-      }
-    })
-    void send({ t: 'hello' })
+  process.on('message', (m: ToWorker) => {
+    switch (m.t) {
+      case 'start':
+        resolveSpec(m.spec)
+        return
+      case 'families?':
+        void send({ t: 'families', id: m.id, families: server?.metrics.families() ?? [] })
+        return
+      case 'metrics':
+        asks.get(m.id)?.(m.text)
+        asks.delete(m.id)
+        return
+      case 'relay':
+        for (const listener of relayListeners) listener(m.event)
+        return
+      case 'shutdown':
+        stop(m.signal)
+        return
+    }
   })
-  slot = spec.slot
-  log = createLogger(spec.config.logLevel, undefined, { worker: slot })
+  // A terminal's Ctrl-C reaches the whole process group: the workers drain as the primary asks.
   process.once('SIGINT', () => stop('SIGINT'))
   process.once('SIGTERM', () => stop('SIGTERM'))
+  void send({ t: 'hello' })
+  const spec = await specArrived
+  if (spec === undefined) return 0
+  started = true
+  slot = spec.slot
+  log = createLogger(spec.config.logLevel, undefined, { worker: slot })
 
   /** /metrics: the primary gathers every worker's series; alone (primary gone), this worker's. */
   const metricsText = () =>
