@@ -51,7 +51,9 @@ function rose(before: Map<string, number>, after: Map<string, number>, result: s
 }
 
 beforeAll(async () => {
-  serve = await startServe<Endpoints>({ dataDirPrefix: 'provisio-tpm-workers-', args: ['--workers', '2', '--retry-after', '1', '--log-level', 'warn'] })
+  // Round-robin scheduling: new connections alternate between the workers, so the legs of a device
+  // land on different ones without depending on which worker wins an accept (the default).
+  serve = await startServe<Endpoints>({ dataDirPrefix: 'provisio-tpm-workers-', args: ['--workers', '2', '--retry-after', '1', '--log-level', 'warn'], env: { NODE_CLUSTER_SCHED_POLICY: 'rr' } })
   ca = readFileSync(serve.endpoints.caCertificate, 'utf8')
   // Microsoft's HTTP clients connect to port 443 of the host: point the default agent at ours,
   // without keep-alive, so every request is a new connection that any worker may take.

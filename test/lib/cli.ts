@@ -31,13 +31,13 @@ export interface ServeProcess<Endpoints> {
  * --amqp-port 0 [args]`; fails with its output when it exits or is not running within 30 s (and
  * then leaves no process or directory behind).
  */
-export async function startServe<Endpoints>(options: { dataDirPrefix: string; args?: readonly string[]; nodeArgs?: readonly string[] }): Promise<ServeProcess<Endpoints>> {
+export async function startServe<Endpoints>(options: { dataDirPrefix: string; args?: readonly string[]; nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv }): Promise<ServeProcess<Endpoints>> {
   expect(existsSync(CLI), `${CLI} must be built (turbo runs build before these tests)`).toBe(true)
   const dataDir = mkdtempSync(join(tmpdir(), options.dataDirPrefix))
   const child = spawn(
     process.execPath,
     [...(options.nodeArgs ?? []), CLI, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', ...(options.args ?? [])],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }) },
   )
   let stdout = ''
   let stderr = ''

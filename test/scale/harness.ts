@@ -54,10 +54,14 @@ export class ServeProcess {
   output: string[] = []
   starts = 0
 
-  constructor(name: string, dataDir: string, args: readonly string[]) {
+  /** Extra environment variables of the process (e.g. NODE_CLUSTER_SCHED_POLICY). */
+  readonly env: Readonly<Record<string, string>>
+
+  constructor(name: string, dataDir: string, args: readonly string[], env: Readonly<Record<string, string>> = {}) {
     this.name = name
     this.dataDir = dataDir
     this.args = args
+    this.env = env
   }
 
   get alive(): boolean {
@@ -69,6 +73,7 @@ export class ServeProcess {
     rmSync(join(this.dataDir, 'endpoints.json'), { force: true })
     const child = spawn(process.execPath, [CLI, 'serve', '--data-dir', this.dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--log-level', 'warn', ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.env },
     })
     this.child = child
     this.starts++

@@ -105,7 +105,9 @@ describe('provisio serve --workers 2 on SQLite', () => {
   }, 300_000)
 
   it('pushes desired-property changes to devices connected to either worker', async () => {
-    const s = new ServeProcess('workers-hub', join(root, 'hub'), ['--workers', '2', '--retry-after', '1'])
+    // Round-robin scheduling: connections alternate between the workers, so the device connections
+    // and the twin writes below certainly land on both (the default lets each worker accept).
+    const s = new ServeProcess('workers-hub', join(root, 'hub'), ['--workers', '2', '--retry-after', '1'], { NODE_CLUSTER_SCHED_POLICY: 'rr' })
     servers.push(s)
     await s.start()
     const endpoints = s.endpoints!
