@@ -463,6 +463,16 @@ export interface FleetRows {
   readonly hubDevices: readonly { device: { deviceId: string; authentication?: { symmetricKey?: { primaryKey?: string } } } }[]
 }
 
+/** The fleet's rows in a SQLite database (`provisio serve`'s default store) with hub `hub`'s identities. */
+export function sqliteFleetRows(db: { prepare(sql: string): { all(): unknown[] } }, hub: string): FleetRows {
+  const bodies = (sql: string) => (db.prepare(sql).all() as { body: string }[]).map((r) => JSON.parse(r.body) as never)
+  return {
+    registrations: bodies('SELECT body FROM registrations'),
+    operations: bodies('SELECT body FROM operations'),
+    hubDevices: bodies(`SELECT record AS body FROM hub_devices WHERE hub = '${hub.replaceAll("'", "''")}'`),
+  }
+}
+
 /**
  * Every way a run can go wrong, as readable lines (empty = every device assigned exactly once,
  * one registration record and one operation each, and exactly the fleet's hub identities).

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createGroup, deviceCount, TRANSPORTS, transportSummary, fleetProblems, HoldingWebhook, provisionDevice, runPool, ServeProcess, sleep, startRegistrations, type FleetRows } from './harness.js'
+import { createGroup, deviceCount, TRANSPORTS, transportSummary, fleetProblems, HoldingWebhook, provisionDevice, runPool, ServeProcess, sleep, startRegistrations, sqliteFleetRows, type FleetRows } from './harness.js'
 
 const DEVICES = deviceCount(2000)
 const LEASE_MS = 3000
@@ -69,12 +69,7 @@ describe('one provisio serve on SQLite', () => {
     await s.stop()
 
     const db = new Database(join(root, 'data', 'provisio.db'), { readonly: true })
-    const bodies = (sql: string) => (db.prepare(sql).all() as { body: string }[]).map((r) => JSON.parse(r.body) as never)
-    const rows: FleetRows = {
-      registrations: bodies('SELECT body FROM registrations'),
-      operations: bodies('SELECT body FROM operations'),
-      hubDevices: bodies("SELECT record AS body FROM hub_devices WHERE hub = 'localhost'"),
-    }
+    const rows = sqliteFleetRows(db, 'localhost')
     const otherHubs = (db.prepare("SELECT count(*) AS n FROM hub_devices WHERE hub <> 'localhost'").get() as { n: number }).n
     db.close()
     expect(otherHubs).toBe(0)

@@ -24,7 +24,7 @@ import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectHub, symmetricKey, type HubClient } from '@provisio/device'
 import { buildSasToken } from '@provisio/protocol'
-import { call, CLI, createGroup, deviceCount, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, TRANSPORTS, transportSummary, type FleetRows } from './harness.js'
+import { call, CLI, createGroup, deviceCount, fleetProblems, provisionDevice, runPool, ServeProcess, sleep, TRANSPORTS, transportSummary, sqliteFleetRows } from './harness.js'
 
 const DEVICES = deviceCount(400)
 const root = mkdtempSync(join(tmpdir(), 'provisio-scale-workers-'))
@@ -87,12 +87,7 @@ describe('provisio serve --workers 2 on SQLite', () => {
     expect(await s.stop()).toBe(0)
 
     const db = new Database(join(root, 'data', 'provisio.db'), { readonly: true })
-    const bodies = (sql: string) => (db.prepare(sql).all() as { body: string }[]).map((r) => JSON.parse(r.body) as never)
-    const rows: FleetRows = {
-      registrations: bodies('SELECT body FROM registrations'),
-      operations: bodies('SELECT body FROM operations'),
-      hubDevices: bodies("SELECT record AS body FROM hub_devices WHERE hub = 'localhost'"),
-    }
+    const rows = sqliteFleetRows(db, 'localhost')
     db.close()
     expect(rows.registrations.length).toBe(DEVICES)
     expect(fleetProblems(ids, outcomes, rows, 'localhost', groupKey)).toEqual([])

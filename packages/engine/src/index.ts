@@ -16,7 +16,9 @@ export type {
   BeginOperationResult,
   CaCertificateRecord,
   TpmChallengeRecord,
+  TpmChallengeBody,
 } from './store.js'
+export { tpmChallengeBody, tpmChallengeFromRow } from './store.js'
 export { MemoryStore } from './memory-store.js'
 export type {
   Evidence,

@@ -136,6 +136,27 @@ export interface TpmChallengeRecord {
   readonly keepUntilMs: number
 }
 
+/** The part of a TPM challenge that never changes: what SQL stores keep as the row's JSON body. */
+export type TpmChallengeBody = Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'>
+
+/** A TPM challenge split for a SQL row: the unchanging body (to serialise) and the columns an answer updates. */
+export function tpmChallengeBody(c: TpmChallengeRecord): TpmChallengeBody {
+  return { challengeId: c.challengeId, registrationId: c.registrationId, key: c.key, endorsementKey: c.endorsementKey, storageRootKey: c.storageRootKey, issuedAtMs: c.issuedAtMs, expiresAtMs: c.expiresAtMs }
+}
+
+/**
+ * A TPM challenge back from a SQL row: the parsed body plus the columns (numbers, or their
+ * decimal strings as node-postgres returns BIGINT).
+ */
+export function tpmChallengeFromRow(row: { readonly body: string; readonly keep_until: number | string; readonly answered_at: number | string | null; readonly answered_token: string | null }): TpmChallengeRecord {
+  const body = JSON.parse(row.body) as TpmChallengeBody
+  return {
+    ...body,
+    ...(row.answered_token === null ? {} : { answeredAtMs: Number(row.answered_at), answeredToken: row.answered_token }),
+    keepUntilMs: Number(row.keep_until),
+  }
+}
+
 /** Persistence port of the engine. All methods are atomic individually. */
 export interface Store {
   // Individual enrollments (key: registrationId, case-insensitive)

@@ -31,6 +31,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
+import { tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
 import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 import { openNoticeChannel, type NoticeChannel, type NoticeChannelOptions } from './channel.js'
@@ -523,23 +524,23 @@ export class PostgresStore implements Store {
     const device = keyOf(challenge.registrationId)
     await transaction(this.pool, async (db) => {
       await this.#s.run(db, this.#sql.tpmPurge, [nowMs])
-      await this.#s.run(db, this.#sql.tpmInsert, [idScope, challenge.challengeId, device, challenge.issuedAtMs, challenge.keepUntilMs, JSON.stringify(tpmBody(challenge))])
+      await this.#s.run(db, this.#sql.tpmInsert, [idScope, challenge.challengeId, device, challenge.issuedAtMs, challenge.keepUntilMs, JSON.stringify(tpmChallengeBody(challenge))])
       await this.#s.run(db, this.#sql.tpmTrim, [idScope, device, Math.max(1, Math.floor(perDevice))])
     })
   }
 
   async listTpmChallenges(idScope: string, registrationId: string, nowMs: number): Promise<TpmChallengeRecord[]> {
     const { rows } = await this.#s.run<TpmRow>(this.pool, this.#sql.tpmList, [idScope, keyOf(registrationId), nowMs])
-    return rows.map(tpmRecord)
+    return rows.map(tpmChallengeFromRow)
   }
 
   async answerTpmChallenge(idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number): Promise<TpmChallengeRecord | undefined> {
     const answered = await this.#s.run<TpmRow>(this.pool, this.#sql.tpmAnswer, [idScope, challengeId, nowMs, token, keepUntilMs])
-    if (answered.rows.length === 1) return tpmRecord(answered.rows[0]!)
+    if (answered.rows.length === 1) return tpmChallengeFromRow(answered.rows[0]!)
     // Not ours to answer: answered before (by this or another token), expired, or unknown.
     const { rows } = await this.#s.run<TpmRow>(this.pool, this.#sql.tpmGet, [idScope, challengeId])
     const row = rows[0]
-    return row === undefined || Number(row.keep_until) <= nowMs ? undefined : tpmRecord(row)
+    return row === undefined || Number(row.keep_until) <= nowMs ? undefined : tpmChallengeFromRow(row)
   }
 
   getCaCertificate(idScope: string, name: string): Promise<CaCertificateRecord | undefined> {
@@ -556,22 +557,6 @@ export class PostgresStore implements Store {
   }
 }
 
-/** A tpm_challenges row (BIGINT columns arrive as strings): what an answer changes is in columns, the rest in the body. */
-type TpmRow = { keep_until: string; answered_at: string | null; answered_token: string | null; body: string }
-
-/** The unchanging part of a TPM challenge (the row's body). */
-function tpmBody(c: TpmChallengeRecord): Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'> {
-  return { challengeId: c.challengeId, registrationId: c.registrationId, key: c.key, endorsementKey: c.endorsementKey, storageRootKey: c.storageRootKey, issuedAtMs: c.issuedAtMs, expiresAtMs: c.expiresAtMs }
-}
-
-function tpmRecord(row: TpmRow): TpmChallengeRecord {
-  const body = JSON.parse(row.body) as Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'>
-  return {
-    ...body,
-    ...(row.answered_token === null ? {} : { answeredAtMs: Number(row.answered_at), answeredToken: row.answered_token }),
-    keepUntilMs: Number(row.keep_until),
-  }
-}
 
 function groupKey(record: RegistrationRecord): string | null {
   return record.enrollmentGroupId === undefined ? null : keyOf(record.enrollmentGroupId)
@@ -687,3 +672,6 @@ export async function createPostgresStore(target: string | pg.Pool, options: Pos
   client.release()
   return new PostgresStore(pool, schema, typeof target === 'string')
 }
+
+/** A tpm_challenges row (BIGINT columns arrive as strings): what an answer changes is in columns, the rest in the body. */
+type TpmRow = { keep_until: string; answered_at: string | null; answered_token: string | null; body: string }

@@ -28,6 +28,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
+import { tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
 import { etagMatches } from '@provisio/protocol'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 
@@ -378,19 +379,7 @@ type Row = { etag: string; body: string }
 /** A tpm_challenges row: what changes when answered is in columns, the rest in the body. */
 type TpmRow = { keep_until: number; answered_at: number | null; answered_token: string | null; body: string }
 
-/** The unchanging part of a TPM challenge (the row's body). */
-function tpmBody(c: TpmChallengeRecord): Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'> {
-  return { challengeId: c.challengeId, registrationId: c.registrationId, key: c.key, endorsementKey: c.endorsementKey, storageRootKey: c.storageRootKey, issuedAtMs: c.issuedAtMs, expiresAtMs: c.expiresAtMs }
-}
 
-function tpmRecord(row: TpmRow): TpmChallengeRecord {
-  const body = JSON.parse(row.body) as Omit<TpmChallengeRecord, 'answeredAtMs' | 'answeredToken' | 'keepUntilMs'>
-  return {
-    ...body,
-    ...(row.answered_token === null ? {} : { answeredAtMs: Number(row.answered_at), answeredToken: row.answered_token }),
-    keepUntilMs: Number(row.keep_until),
-  }
-}
 
 /** A keyed JSON table with conditional upsert/delete and key-ordered paging. */
 class KeyedTable<V> {
@@ -594,13 +583,13 @@ export class SqliteStore implements Store {
     this.#addTpm = db.transaction((idScope: string, c: TpmChallengeRecord, perDevice: number, nowMs: number) => {
       const device = keyOf(c.registrationId)
       this.#stmt.tpmPurge.run(nowMs)
-      this.#stmt.tpmInsert.run(idScope, c.challengeId, device, c.issuedAtMs, c.keepUntilMs, JSON.stringify(tpmBody(c)))
+      this.#stmt.tpmInsert.run(idScope, c.challengeId, device, c.issuedAtMs, c.keepUntilMs, JSON.stringify(tpmChallengeBody(c)))
       this.#stmt.tpmTrim.run(idScope, device, idScope, device, Math.max(1, Math.floor(perDevice)))
     }).immediate as never
     this.#answerTpm = db.transaction((idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number) => {
       this.#stmt.tpmAnswer.run(nowMs, token, keepUntilMs, idScope, challengeId, nowMs)
       const row = this.#stmt.tpmGet.get(idScope, challengeId)
-      return row === undefined || row.keep_until <= nowMs ? undefined : tpmRecord(row)
+      return row === undefined || row.keep_until <= nowMs ? undefined : tpmChallengeFromRow(row)
     }).immediate as never
   }
 
@@ -719,7 +708,7 @@ export class SqliteStore implements Store {
     return this.#w(() => this.#addTpm(idScope, challenge, perDevice, nowMs))
   }
   async listTpmChallenges(idScope: string, registrationId: string, nowMs: number): Promise<TpmChallengeRecord[]> {
-    return this.#r(() => this.#stmt.tpmList.all(idScope, keyOf(registrationId), nowMs).map(tpmRecord))
+    return this.#r(() => this.#stmt.tpmList.all(idScope, keyOf(registrationId), nowMs).map(tpmChallengeFromRow))
   }
   async answerTpmChallenge(idScope: string, challengeId: string, token: string, nowMs: number, keepUntilMs: number): Promise<TpmChallengeRecord | undefined> {
     return this.#w(() => this.#answerTpm(idScope, challengeId, token, nowMs, keepUntilMs))
