@@ -246,7 +246,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     }
     hubEvents.connect(hubChannel)
   } else if (options.hubRelay !== undefined) {
-    // --workers on SQLite or memory: the cluster primary passes messages between the workers.
+    // --workers on SQLite: the cluster primary passes messages between the workers.
     const relay = options.hubRelay
     hubEvents.connect({ publish: async (message) => relay.publish(message) })
     offRelay = relay.subscribe((message) => hubEvents.receive(message))
