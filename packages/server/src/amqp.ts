@@ -14,7 +14,7 @@ import type { DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
-import { listenOn } from './listen.js'
+import { listenOn, serverTlsOptions } from './listen.js'
 
 /** Connections silent this long are dropped (we announce no idle-time-out; DPS exchanges are short). */
 const IDLE_TIMEOUT_MS = 240_000
@@ -96,7 +96,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
   }
 
   const server = createServer(
-    { key: options.key, cert: options.cert, ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
+    serverTlsOptions(options),
     (socket: TLSSocket) => {
       const entry = open(
         'amqps',

@@ -13,6 +13,7 @@ import { ProvisioError } from '@provisio/protocol'
 import type { Logger } from './logger.js'
 import type { EmulatorSite } from './emulator.js'
 import { applyCors, type OriginPolicy } from './origins.js'
+import { serverTlsOptions } from './listen.js'
 
 /** Operational endpoints served beside the DPS API (health, metrics). */
 export type OpsHandler = (method: string, path: string) => OpsAnswer | Promise<OpsAnswer> | undefined
@@ -82,13 +83,7 @@ export function clientErrorAnswer(error: NodeJS.ErrnoException & { reason?: stri
 export function createHttpsListener(options: HttpsListenerOptions): Server {
   const server = createServer(
     {
-      key: options.key,
-      cert: options.cert,
-      ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
-      minVersion: 'TLSv1.2',
-      requestCert: true,
-      rejectUnauthorized: false,
-      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      ...serverTlsOptions(options),
       maxHeaderSize: MAX_HEADER_BYTES,
       headersTimeout: options.headersTimeoutMs ?? 10_000,
       requestTimeout: options.requestTimeoutMs ?? 30_000,

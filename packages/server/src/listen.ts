@@ -1,4 +1,23 @@
 import type { Server } from 'node:net'
+import type { TlsOptions } from 'node:tls'
+
+/**
+ * The TLS settings every listener shares (HTTPS, MQTTS, AMQPS): TLS 1.2 or newer; a client
+ * certificate requested but judged by the X.509 verifier, not by TLS (DPS devices may present
+ * none, or one chaining to a CA only the enrollment knows); a handshake cut after
+ * `handshakeTimeoutMs`; session-ticket keys shared by the processes on a port (`--workers`).
+ */
+export function serverTlsOptions(o: { readonly key: string; readonly cert: string; readonly ticketKeys?: Buffer; readonly handshakeTimeoutMs?: number }): TlsOptions {
+  return {
+    key: o.key,
+    cert: o.cert,
+    ...(o.ticketKeys === undefined ? {} : { ticketKeys: o.ticketKeys }),
+    minVersion: 'TLSv1.2',
+    requestCert: true,
+    rejectUnauthorized: false,
+    handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
+  }
+}
 
 /**
  * Starts `server` on `host:port`; a failure says which protocol, which address, and which flag

@@ -31,7 +31,7 @@ import { ProvisioError, type DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
-import { listenOn } from './listen.js'
+import { listenOn, serverTlsOptions } from './listen.js'
 
 /** How often sessions are ticked; keep-alive and connect timeouts are judged at this grain. */
 const TICK_MS = 1000
@@ -255,7 +255,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
   }
 
   const server = createServer(
-    { key: options.key, cert: options.cert, ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
+    serverTlsOptions(options),
     (socket: TLSSocket) => {
       socket.setNoDelay(true)
       let resolveClosed!: () => void
