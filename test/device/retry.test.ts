@@ -193,6 +193,21 @@ describe('HTTP against a scripted HTTPS server', () => {
     expect(seen).toHaveLength(2)
     expect(delays).toEqual([20])
   })
+
+  it("drops a kept-alive socket before the server's Keep-Alive hint runs out instead of reusing it", async () => {
+    // The server announces `Keep-Alive: timeout=3` and closes idle sockets at 3.5 s; the poll comes
+    // 3 s after the register. Reusing the register's socket then races the server's close
+    // (ECONNRESET when they meet); honouring the hint means the poll opens a second connection.
+    const { server, port, seen } = await scriptedHttps([assigning('3'), assigned])
+    server.keepAliveTimeout = 3_500
+    let connections = 0
+    server.on('secureConnection', () => void connections++)
+    servers.push(server)
+    const result = await client('http', port).register()
+    expect(result.deviceId).toBe('dev-1')
+    expect(seen.map((s) => s.method)).toEqual(['PUT', 'GET'])
+    expect(connections).toBe(2)
+  })
 })
 
 // ---- MQTT --------------------------------------------------------------------------------------

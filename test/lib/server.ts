@@ -40,7 +40,9 @@ export async function startTestServer(overrides: Partial<ServeConfig> = {}): Pro
     logs,
     close: server.close,
     useAsDefaultHttpsAgent() {
-      const agent = new https.Agent({ ca: caPem, keepAlive: true })
+      // timeout as on Node's default global agent: with it the agent honours the server's
+      // Keep-Alive hint and never reuses a socket the server is closing (ECONNRESET otherwise).
+      const agent = new https.Agent({ ca: caPem, keepAlive: true, timeout: 5_000 })
       // https.Agent fixes defaultPort to 443 in its constructor; the property is what requests read.
       ;(agent as unknown as { defaultPort: number }).defaultPort = port
       https.globalAgent = agent

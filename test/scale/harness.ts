@@ -92,7 +92,7 @@ export class ServeProcess {
     await sleep(20) // written atomically (rename), but give the listener's log a moment
     this.endpoints = JSON.parse(readFileSync(file, 'utf8')) as Endpoints
     this.ca = readFileSync(this.endpoints.caCertificate, 'utf8')
-    this.agent = new Agent({ keepAlive: true, maxSockets: 64, ca: this.ca })
+    this.agent = new Agent({ keepAlive: true, timeout: 5_000, maxSockets: 64, ca: this.ca })
   }
 
   /** SIGKILL: no drain, no close; in-flight assignments stay `assigning` in the store. */

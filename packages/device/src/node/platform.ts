@@ -21,8 +21,14 @@ function tlsFields(tls: TlsOptions): Record<string, unknown> {
   return out
 }
 
+/** Longest a kept-alive socket idles before it is dropped (Node's own global agent uses the same). */
+const KEEP_ALIVE_IDLE_MS = 5_000
+
 function nodeHttp(tls: TlsOptions): { request: HttpRequester; close(): void } {
-  const agent = new Agent({ keepAlive: true, maxSockets: 4, ...tlsFields(tls) })
+  // An idle-socket timeout is what makes Node honour the server's `Keep-Alive: timeout=N` hint
+  // (it then drops the socket a second before the server would); without one a kept socket is
+  // reused however long it idled, and a request sent as the server closes it fails with ECONNRESET.
+  const agent = new Agent({ keepAlive: true, timeout: KEEP_ALIVE_IDLE_MS, maxSockets: 4, ...tlsFields(tls) })
   const request: HttpRequester = (req) =>
     new Promise((resolve, reject) => {
       const url = new URL(req.url)
