@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import type { FaultProfile } from '@provisio/engine'
+import { MAX_COMMIT_INTERVAL_MS } from '@provisio/store-sqlite'
 import { DEFAULT_CORS_ORIGINS, normaliseOrigin } from './origins.js'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
@@ -76,6 +77,12 @@ export interface ServeConfig {
    * the processes share (SQLite or PostgreSQL).
    */
   readonly workers: number
+  /**
+   * SQLite store: least time between two group commits, ms (GroupCommit `minIntervalMs`). Under
+   * load the writes of that span share one transaction; 0 commits every event-loop turn's writes
+   * at once. Default 2.
+   */
+  readonly commitIntervalMs: number
 }
 
 /** Most workers accepted (more processes than this on one SQLite file only contend). */
@@ -102,6 +109,7 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   requestTimeoutMs: 30_000,
   corsOrigins: DEFAULT_CORS_ORIGINS,
   workers: 1,
+  commitIntervalMs: 2,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -137,6 +145,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'corsOrigins', env: 'PROVISIO_CORS_ORIGINS', flag: 'cors-origins', kind: 'origins', help: `web page origins allowed on the device API and WebSockets, comma-separated; * for any (default ${DEFAULT_CORS_ORIGINS.join(',')})` },
   { key: 'emulatorDir', env: 'PROVISIO_EMULATOR_DIR', flag: 'emulator-dir', kind: 'string', help: 'build of the browser emulator served at /emulator/ (default: @provisio/emulator dist)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
+  { key: 'commitIntervalMs', env: 'PROVISIO_COMMIT_INTERVAL_MS', flag: 'commit-interval-ms', kind: 'ms', help: 'SQLite: least time between two commits, ms; writes meanwhile share one (default 2; 0 = every turn)' },
   { key: 'workers', env: 'PROVISIO_WORKERS', flag: 'workers', kind: 'workers', help: `server processes sharing the ports: 1 to ${MAX_WORKERS}, or auto (one per CPU); default 1 (needs sqlite or postgres)` },
 ]
 
@@ -271,6 +280,9 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
   const config = out as unknown as ServeConfig
   if (config.connectTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`connectTimeoutMs (${config.connectTimeoutMs}) must not exceed requestTimeoutMs (${config.requestTimeoutMs}): the header block is part of the request`)
+  }
+  if (config.commitIntervalMs > MAX_COMMIT_INTERVAL_MS) {
+    throw new ConfigError(`commitIntervalMs must be 0 to ${MAX_COMMIT_INTERVAL_MS} ms, got ${config.commitIntervalMs}: a longer pause only delays every answer`)
   }
   if ((config.certFile === undefined) !== (config.keyFile === undefined)) throw new ConfigError('--cert and --key must be given together')
   if (config.workers > 1 && config.store === 'memory') {

@@ -153,7 +153,8 @@ function openStores(config: ServeConfig, postgres: PostgresStores | undefined): 
       // share one transaction, each answered after its COMMIT (see GroupCommit).
       // With --workers the other processes write to the same file: the lock is taken without
       // waiting inside SQLite (which would stall the event loop).
-      const group = new GroupCommit(db, { otherWriters: config.workers > 1 })
+      // Under load, writes of the next few milliseconds join the group (--commit-interval-ms).
+      const group = new GroupCommit(db, { otherWriters: config.workers > 1, minIntervalMs: config.commitIntervalMs })
       const store = createSqliteStore(db, { groupCommit: group })
       const hubStore = new SqliteHubStore(db, group)
       return {

@@ -128,4 +128,12 @@ describe('connection timeouts and fault profiles', () => {
     expect(() => resolveConfig({ workers: '2', store: 'memory' }, {}, dir)).toThrow(/workers \(2\) need a store the processes share: the memory store lives in one process/)
     expect(resolveConfig({ workers: '1', store: 'memory' }, {}, dir).workers).toBe(1)
   })
+
+  it('paces SQLite commits 2 ms apart by default; --commit-interval-ms takes 0 to 1000', () => {
+    expect(resolveConfig({}, {}, '/tmp').commitIntervalMs).toBe(2)
+    expect(resolveConfig({ 'commit-interval-ms': '0' }, {}, '/tmp').commitIntervalMs).toBe(0)
+    expect(resolveConfig({}, { PROVISIO_COMMIT_INTERVAL_MS: '5' }, '/tmp').commitIntervalMs).toBe(5)
+    expect(() => resolveConfig({ 'commit-interval-ms': '1001' }, {}, '/tmp')).toThrow(/commitIntervalMs must be 0 to 1000 ms, got 1001/)
+    expect(() => resolveConfig({ 'commit-interval-ms': '-1' }, {}, '/tmp')).toThrow(/commitIntervalMs \(--commit-interval-ms\) must be an integer from 0 to 60000/)
+  })
 })

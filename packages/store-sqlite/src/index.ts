@@ -73,7 +73,18 @@ export interface SqliteStoreOptions {
  * Measured with bench/suites/e2e.mjs: one register writes three times (operation begun, hub
  * identity, operation finished + registration); with 32 devices in flight the commits, each a
  * WAL append and lock round, were a quarter of the server's CPU time.
+ *
+ * `minIntervalMs` paces the commits: a group runs on the next `setImmediate` when the last COMMIT
+ * is at least that long ago, else when it will be. A write after a quiet spell is not delayed; under load the
+ * writes of several turns share a transaction, so the fixed cost of one (BEGIN, the lock calls,
+ * the WAL frames of the pages they share, COMMIT) is paid once for all of them, for at most
+ * `minIntervalMs` of added latency. Measured (MQTT registrations from the native load client,
+ * 32 in flight, one process, runs interleaved): 0.9 commits per registration without pacing, 0.5
+ * with 2 ms, and 12 % less server CPU per registration (17 % more registrations per second).
  */
+/** Largest accepted `minIntervalMs` (a longer pause only adds latency). */
+export const MAX_COMMIT_INTERVAL_MS = 1000
+
 export class GroupCommit {
   readonly #db: Database.Database
   readonly #begin: Database.Statement
@@ -83,6 +94,10 @@ export class GroupCommit {
   #busyTimeoutMs: number | undefined
   #maxWaitMs: number | undefined
   readonly #otherWriters: boolean
+  readonly #minIntervalMs: number
+  /** performance.now() at the end of the last COMMIT. */
+  #lastCommitAt = -Infinity
+  readonly #runNow = (): void => this.#run()
   /** Writes of the pending group, and reads waiting for its COMMIT, in issue order. */
   #pending: { write: boolean; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = []
   #writes = 0
@@ -96,8 +111,15 @@ export class GroupCommit {
    *   without waiting inside SQLite (default false)
    * @param options.maxWaitMs with `otherWriters`, how long a group may wait for the lock before
    *   its writes fail (default: the connection's busy timeout)
+   * @param options.minIntervalMs least time between two COMMITs, ms (default 0: every turn's
+   *   writes commit on the next `setImmediate`)
    */
-  constructor(db: Database.Database, options: { readonly otherWriters?: boolean; readonly maxWaitMs?: number } = {}) {
+  constructor(db: Database.Database, options: { readonly otherWriters?: boolean; readonly maxWaitMs?: number; readonly minIntervalMs?: number } = {}) {
+    const interval = options.minIntervalMs ?? 0
+    if (!Number.isFinite(interval) || interval < 0 || interval > MAX_COMMIT_INTERVAL_MS) {
+      throw new RangeError(`GroupCommit: minIntervalMs must be 0 to ${MAX_COMMIT_INTERVAL_MS} ms, got ${String(options.minIntervalMs)}`)
+    }
+    this.#minIntervalMs = interval
     this.#db = db
     this.#otherWriters = options.otherWriters === true
     this.#begin = db.prepare('BEGIN IMMEDIATE')
@@ -132,7 +154,9 @@ export class GroupCommit {
       if (write) this.#writes++
       if (!this.#scheduled) {
         this.#scheduled = true
-        setImmediate(() => this.#run())
+        const wait = this.#lastCommitAt + this.#minIntervalMs - performance.now()
+        if (wait > 0) setTimeout(this.#runNow, Math.ceil(wait))
+        else setImmediate(this.#runNow)
       }
     })
   }
@@ -163,7 +187,7 @@ export class GroupCommit {
         return
       }
       this.#scheduled = true
-      setTimeout(() => this.#run(), 1)
+      setTimeout(this.#runNow, 1)
       return
     }
     if (this.#waitingSinceMs !== 0) {
@@ -224,6 +248,7 @@ export class GroupCommit {
       return
     }
     this.#stats.commits++
+    this.#lastCommitAt = performance.now()
     let i = 0
     for (const entry of group) {
       if (!entry.write) continue

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { runStoreConformance } from '../../engine/test/store-conformance.js'
-import { GroupCommit, MIGRATIONS, createSqliteStore } from '../src/index.js'
+import { GroupCommit, MAX_COMMIT_INTERVAL_MS, MIGRATIONS, createSqliteStore } from '../src/index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'provisio-sqlite-'))
 let counter = 0
@@ -94,6 +94,82 @@ describe('GroupCommit', () => {
     expect(read).toBe(-1)
     await Promise.all([write, pending])
     expect(read).toBe(1)
+    db.close()
+  })
+})
+
+describe('GroupCommit with minIntervalMs (commit pacing)', () => {
+  // Fake setImmediate/setTimeout/performance: the pacing is checked as what ran at which fake
+  // instant, never against the wall clock.
+  afterEach(() => void vi.useRealTimers())
+  const open = (name: string, minIntervalMs: number) => {
+    vi.useFakeTimers({ toFake: ['setImmediate', 'setTimeout', 'performance'] })
+    const db = new Database(join(dir, name))
+    db.exec('CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL)')
+    const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)')
+    const group = new GroupCommit(db, { minIntervalMs })
+    const settled: string[] = []
+    const write = (k: string) => group.write(() => insert.run(k, k)).then(() => void settled.push(k))
+    return { db, group, settled, write }
+  }
+
+  it('commits a write after a quiet spell on the next turn, and gathers the writes that follow a COMMIT until the interval is over', async () => {
+    const { db, group, settled, write } = open('pacing.db', 5)
+    const first = write('a')
+    await vi.advanceTimersByTimeAsync(0)
+    await first
+    expect(group.stats.commits).toBe(1)
+    // Two more turns' writes within 5 ms of that COMMIT: they wait and then share one.
+    const second = write('b')
+    await vi.advanceTimersByTimeAsync(1)
+    const third = write('c')
+    await vi.advanceTimersByTimeAsync(2)
+    expect(settled).toEqual(['a'])
+    expect(group.stats.commits).toBe(1)
+    await vi.advanceTimersByTimeAsync(2)
+    await Promise.all([second, third])
+    expect(settled).toEqual(['a', 'b', 'c'])
+    expect(group.stats.commits).toBe(2)
+    // Quiet again for longer than the interval: the next write is not held back.
+    await vi.advanceTimersByTimeAsync(20)
+    const fourth = write('d')
+    await vi.advanceTimersByTimeAsync(0)
+    await fourth
+    expect(group.stats.commits).toBe(3)
+    expect(db.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 4 })
+    db.close()
+  })
+
+  it('without an interval commits every turn that wrote', async () => {
+    const { db, group, settled, write } = open('no-pacing.db', 0)
+    const writes = [write('a')]
+    await vi.advanceTimersByTimeAsync(0)
+    writes.push(write('b'))
+    await vi.advanceTimersByTimeAsync(0)
+    await Promise.all(writes)
+    expect(settled).toEqual(['a', 'b'])
+    expect(group.stats.commits).toBe(2)
+    db.close()
+  })
+
+  it('commits what is waiting at once when flushed (closing)', async () => {
+    const { db, group, settled, write } = open('pacing-flush.db', 50)
+    const first = write('a')
+    await vi.advanceTimersByTimeAsync(0)
+    await first
+    const waiting = write('b')
+    group.flush()
+    await waiting
+    expect(settled).toContain('b')
+    expect(group.stats.commits).toBe(2)
+    db.close()
+  })
+
+  it('refuses an interval that is negative, not a number or over the limit', () => {
+    const db = new Database(join(dir, 'pacing-bad.db'))
+    for (const bad of [-1, Number.NaN, MAX_COMMIT_INTERVAL_MS + 1]) {
+      expect(() => new GroupCommit(db, { minIntervalMs: bad })).toThrow(/minIntervalMs must be 0 to 1000 ms/)
+    }
     db.close()
   })
 })
