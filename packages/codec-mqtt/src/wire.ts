@@ -146,21 +146,62 @@ export interface DecodeResult {
  * packet the bytes complete. It never throws: broken input ends in a {@link MqttCodecError}
  * and the decoder stays failed (MQTT closes the connection on any malformed packet, §4.8).
  */
+/**
+ * One mqtt-packet parser shared by every decoder. Decoders frame the stream themselves and hand
+ * the parser exactly one whole packet per call, which it parses synchronously and completely, so
+ * it carries nothing from one call to the next — except what a CONNECT writes into its settings
+ * (protocol level, bridge mode): after a CONNECT that is not plain 3.1.1, or a call that failed
+ * or left bytes behind, the shared parser is dropped and the next call makes a fresh one. Making
+ * one (an EventEmitter and a BufferList stream) was 4 % of the server's time per MQTT connection.
+ */
+interface SharedParser {
+  readonly parser: RawParser
+  parsed: Record<string, unknown> | undefined
+  error: Error | undefined
+}
+let shared: SharedParser | undefined
+
+function sharedParser(): SharedParser {
+  if (shared !== undefined) return shared
+  const parser = raw.parser({ protocolVersion: 4 })
+  const made: SharedParser = { parser, parsed: undefined, error: undefined }
+  parser.on('packet', (p) => void (made.parsed = p))
+  parser.on('error', (e) => void (made.error = e))
+  shared = made
+  return made
+}
+
+/** Parses one whole frame: the raw packet, or the parser's error. */
+function parseFrame(frame: Uint8Array): { packet?: Record<string, unknown>; error?: Error } {
+  const s = sharedParser()
+  s.parsed = undefined
+  s.error = undefined
+  let left: number
+  try {
+    left = s.parser.parse(frame)
+  } catch (error) {
+    shared = undefined
+    return { error: error as Error }
+  }
+  // Set by the parser's listeners during parse() (TypeScript still sees the undefined set above).
+  const parsed = s.parsed as Record<string, unknown> | undefined
+  const error = s.error as Error | undefined
+  s.parsed = undefined
+  s.error = undefined
+  if (error !== undefined || left !== 0 || parsed === undefined) shared = undefined
+  else if (parsed.cmd === 'connect' && (parsed.protocolVersion !== 4 || parsed.bridgeMode === true)) shared = undefined
+  return error !== undefined ? { error } : parsed === undefined ? {} : { packet: parsed }
+}
+
 export class MqttDecoder {
   #buf = new Uint8Array(256)
   #start = 0
   #end = 0
   #failed: MqttCodecError | undefined
   readonly #maxPacketBytes: number
-  readonly #parser: RawParser
-  #parsed: Record<string, unknown> | undefined
-  #parseError: Error | undefined
 
   constructor(options: { readonly maxPacketBytes?: number } = {}) {
     this.#maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
-    this.#parser = raw.parser({ protocolVersion: 4 })
-    this.#parser.on('packet', (p) => void (this.#parsed = p))
-    this.#parser.on('error', (e) => void (this.#parseError = e))
   }
 
   /** The error the decoder failed with, if any. */
@@ -245,25 +286,17 @@ export class MqttDecoder {
   }
 
   #decodeFrame(frame: Uint8Array): MqttPacket | MqttCodecError {
-    this.#parsed = undefined
-    this.#parseError = undefined as Error | undefined
     const type = TYPE_NAMES[frame[0]! >> 4]!
-    try {
-      this.#parser.parse(frame)
-    } catch (error) {
-      return new MqttCodecError('MQTT_MALFORMED', `${type} packet could not be parsed: ${(error as Error).message}`)
-    }
-    const parseError = this.#parseError as Error | undefined
-    if (parseError !== undefined) {
-      const message = parseError.message
+    const { packet, error } = parseFrame(frame)
+    if (error !== undefined) {
+      const message = error.message
       if (type === 'connect' && /protocol ?(version|id)/i.test(message)) {
         return new MqttCodecError('MQTT_UNSUPPORTED_PROTOCOL', `CONNECT: ${message} (only MQTT 3.1.1, level 4, is served)`)
       }
       return new MqttCodecError('MQTT_MALFORMED', `${type} packet: ${message}`)
     }
-    const parsed = this.#parsed as Record<string, unknown> | undefined
-    if (parsed === undefined) return new MqttCodecError('MQTT_MALFORMED', `${type} packet did not parse into a packet`)
-    return fromRaw(parsed)
+    if (packet === undefined) return new MqttCodecError('MQTT_MALFORMED', `${type} packet did not parse into a packet`)
+    return fromRaw(packet)
   }
 }
 

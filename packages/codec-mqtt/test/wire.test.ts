@@ -169,6 +169,54 @@ describe('decoder errors', () => {
   })
 })
 
+describe('decoders are independent', () => {
+  // Every decoder hands its frames to one shared mqtt-packet parser; nothing one connection
+  // sends may change how another's packets parse.
+  const SUBSCRIBE = FIXTURES.find(([name]) => name.startsWith('SUBSCRIBE'))!
+  const CONNECT_V5 = bytes(0x10, 14, 0, 4, 'MQTT', 5, 0x02, 0, 60, 0, 0, 1, 'd')
+  const CONNECT_BRIDGE = bytes(0x10, 13, 0, 4, 'MQTT', 0x84, 0x02, 0, 60, 0, 1, 'd')
+
+  for (const [name, other] of [['an MQTT 5 CONNECT', CONNECT_V5], ['a bridge-mode CONNECT', CONNECT_BRIDGE]] as const) {
+    it(`${name} on one connection leaves the next connection's SUBSCRIBE a 3.1.1 one`, () => {
+      const first = new MqttDecoder().push(other)
+      expect(first.packets[0]).toMatchObject({ cmd: 'connect' })
+      const second = new MqttDecoder().push(SUBSCRIBE[2])
+      expect(second.error).toBeUndefined()
+      expect(second.packets).toEqual([SUBSCRIBE[1]])
+    })
+  }
+
+  it('random input on one decoder, interleaved with a valid stream on another, never disturbs the valid one', () => {
+    const garbageFirst = fc.constantFrom(0x10, 0x30, 0x32, 0x82, 0xa2, 0x00)
+    fc.assert(
+      fc.property(garbageFirst, fc.uint8Array({ maxLength: 200 }), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 16 }), (g0, rest, gStep, vStep) => {
+        const garbage = new Uint8Array([g0, ...rest])
+        const valid = Buffer.concat([CONNECT_V5, ...FIXTURES.map(([, , wire]) => wire)])
+        // The valid stream opens with an MQTT 5 CONNECT of its own decoder's: its later 3.1.1
+        // packets still parse as 3.1.1 because each decoder's frames are parsed on their own.
+        const expected = FIXTURES.map(([, packet]) => packet)
+        const a = new MqttDecoder({ maxPacketBytes: 4096 })
+        const b = new MqttDecoder()
+        const got: MqttPacket[] = []
+        let gi = 0
+        for (let vi = 0; vi < valid.length; vi += vStep) {
+          if (gi < garbage.length) {
+            a.push(garbage.subarray(gi, gi + gStep))
+            gi += gStep
+          }
+          const r = b.push(valid.subarray(vi, vi + vStep))
+          expect(r.error).toBeUndefined()
+          got.push(...r.packets)
+        }
+        expect(got.slice(1).map((p) => JSON.stringify(p, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v)))).toEqual(
+          expected.map((p) => JSON.stringify(p, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v))),
+        )
+      }),
+      { numRuns: 300 },
+    )
+  })
+})
+
 describe('random input', () => {
   it('random bytes yield packets or one typed error, never a throw', () => {
     // Biased towards valid first bytes of client packets, as mqtt-packet's testRandom does.
