@@ -17,7 +17,7 @@ import { createTpmVerifier } from '@provisio/engine'
 import { EmbeddedHub, MemoryHubStore, createRestHubGateway, type HubStore } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
-import { createSqliteStore, GroupCommit } from '@provisio/store-sqlite'
+import { createSqliteStore, GroupCommit, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
@@ -144,7 +144,7 @@ async function setUp(config: ServeConfig, log: Logger): Promise<ServeSetup> {
 }
 
 /** The engine's and the hubs' stores: SQLite in the data directory by default, one database for both. */
-function openStores(config: ServeConfig, postgres: PostgresStores | undefined): { store: Store; hubStore: HubStore; group?: GroupCommit; close: () => void } {
+function openStores(config: ServeConfig, postgres: PostgresStores | undefined): { store: Store; hubStore: HubStore; group?: GroupCommit; db?: Database.Database; close: () => void } {
   if (config.store === 'memory') return { store: new MemoryStore(), hubStore: new MemoryHubStore(), close: () => {} }
   if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
     const db = new Database(sqliteFile(config))
@@ -161,6 +161,7 @@ function openStores(config: ServeConfig, postgres: PostgresStores | undefined): 
         store,
         hubStore,
         group,
+        db,
         close: () => {
           group.flush()
           db.close()
@@ -225,6 +226,16 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   }
   const { store, hubStore, group } = stores
   const closeDb = stores.close
+  // SQLite's WAL checkpoints on a thread of their own, not inside a COMMIT on the event loop.
+  let checkpointer: WalCheckpointer | undefined
+  if (stores.db !== undefined && !stores.db.memory) {
+    try {
+      checkpointer = await startWalCheckpointer(stores.db, { onError: (error) => log.warn('WAL checkpoint', { error: error.message }) })
+    } catch (error) {
+      // Not fatal: the connection keeps checkpointing itself, as SQLite does by default.
+      log.warn('WAL checkpoint thread not started; SQLite checkpoints inside commits', { error: (error as Error).message })
+    }
+  }
 
   const clock = { now: () => Date.now() }
   const random = pooledRandom()
@@ -254,6 +265,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   }
   const closeStores = async () => {
     offRelay?.()
+    await checkpointer?.close()
     closeDb()
     await hubChannel?.close()
     await postgres?.close()

@@ -793,3 +793,5 @@ export function createSqliteStore(target: string | Database.Database, options: S
   if (typeof target === 'string') return new SqliteStore(new Database(target), true, options)
   return new SqliteStore(target, false, options)
 }
+
+export { startWalCheckpointer, type CheckpointResult, type WalCheckpointer, type WalCheckpointerOptions } from './checkpointer.js'
