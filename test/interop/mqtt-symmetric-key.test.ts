@@ -127,10 +127,10 @@ describe.each(Object.keys(TRANSPORTS) as (keyof typeof TRANSPORTS)[])('azure-iot
       registrationId: id('wrong-key'),
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(3), secondaryKey: key(4) } },
     })
-    const refusedBefore = server.metrics.responses.get([label, 'registrationStatus', '401'])
+    const refusedBefore = server.metrics.responses.get([label, 'authenticate', '401'])
     await expect(register(transport, id('wrong-key'), key(9))).rejects.toThrow()
     // Refused by the CONNECT check (CONNACK 5), before any register call.
-    expect(server.metrics.responses.get([label, 'registrationStatus', '401'])).toBe(refusedBefore + 1)
+    expect(server.metrics.responses.get([label, 'authenticate', '401'])).toBe(refusedBefore + 1)
     expect(await server.hubs.get('localhost')!.getDevice(id('wrong-key'))).toBeUndefined()
     expect((server as unknown as { logs: string[] }).logs.some((l) => l.includes('mqtt connect refused') && l.includes(id('wrong-key')))).toBe(true)
   })

@@ -120,8 +120,8 @@ export interface AmqpSessionOptions {
   /** TLS client certificate chain, DER leaf first (X.509 devices, §6). */
   readonly clientCertificates?: readonly Uint8Array[]
   /**
-   * SASL-time credential check. Default: `device.registrationStatus` (attestation without side
-   * effects), so a wrong key is refused at SASL, before any link exists.
+   * SASL-time credential check. Default: `device.authenticate` (else `device.registrationStatus`),
+   * attestation without side effects, so a wrong key is refused at SASL, before any link exists.
    */
   readonly authenticate?: AmqpAuthenticate
   /** container-id of this server's open frame. */
@@ -471,7 +471,9 @@ export class AmqpDeviceSession {
     const authenticate: AmqpAuthenticate =
       this.#o.authenticate ??
       (async (e, scope, id) => {
-        await this.#o.device.registrationStatus({ idScope: scope, registrationId: id, evidence: e })
+        const device = this.#o.device
+        const check = { idScope: scope, registrationId: id, evidence: e }
+        await (device.authenticate !== undefined ? device.authenticate(check) : device.registrationStatus(check))
       })
     // Through a promise, so a verifier that throws synchronously is a refusal like any other.
     Promise.resolve()

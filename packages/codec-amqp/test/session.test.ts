@@ -45,8 +45,8 @@ function script(): Buffer[] {
   ]
 }
 
-async function runSteps(steps: Buffer[], feed: (h: ReturnType<typeof harness>, bytes: Buffer) => void) {
-  const { api, calls } = fakeDevice()
+async function runSteps(steps: Buffer[], feed: (h: ReturnType<typeof harness>, bytes: Buffer) => void, overrides: Parameters<typeof fakeDevice>[0] = {}) {
+  const { api, calls } = fakeDevice(overrides)
   const h = harness(api)
   for (const step of steps) {
     feed(h, step)
@@ -101,6 +101,17 @@ describe('fixture: a symmetric-key registration over SASL PLAIN', () => {
     expect(final.correlation_id).toBe('corr-2')
     expect(JSON.parse((final.body as { content: Buffer }).content.toString())).toMatchObject({ status: 'assigned', registrationState: { assignedHub: 'hub.local' } })
     expect(h.closes).toEqual([])
+  })
+
+  it("checks the SASL credentials with the device API's authenticate when it has one (no registration read)", async () => {
+    const checked: { idScope: string; registrationId: string }[] = []
+    const { h, calls } = await runSteps(script(), (h, b) => h.session.push(b), {
+      authenticate: async (r) => void checked.push({ idScope: r.idScope, registrationId: r.registrationId }),
+    })
+    expect(checked).toEqual([{ idScope: SCOPE, registrationId: DEVICE }])
+    expect(calls.auth).toEqual([])
+    expect(h.output()[2]!.p['code']).toBe(0)
+    expect(calls.register).toHaveLength(1)
   })
 
   it('decodes the same conversation fed whole, byte by byte, and in random splits', async () => {

@@ -76,9 +76,9 @@ export interface DpsMqttSessionOptions {
   readonly clientCertificates?: readonly Uint8Array[]
   readonly limits?: Partial<MqttLimits>
   /**
-   * Check the credentials at CONNECT (default true) with `api.registrationStatus`, the device API
-   * call that attests without side effects, and answer CONNACK 5 when they are refused. The
-   * engine checks them again at register.
+   * Check the credentials at CONNECT (default true) with `api.authenticate` (else
+   * `api.registrationStatus`), device API calls that attest without side effects, and answer
+   * CONNACK 5 when they are refused. The engine checks them again at register.
    */
   readonly authenticateAtConnect?: boolean
   readonly onEvent?: (event: DpsMqttEvent) => void
@@ -215,8 +215,9 @@ export class DpsMqttSession extends MqttDialectSession {
     }
     if (this.#options.authenticateAtConnect === false) return accepted()
     this.connection.authenticating()
-    this.#options.api
-      .registrationStatus({ idScope: identity.idScope, registrationId: identity.registrationId, evidence })
+    const api = this.#options.api
+    const check = { idScope: identity.idScope, registrationId: identity.registrationId, evidence }
+    ;(api.authenticate !== undefined ? api.authenticate(check) : api.registrationStatus(check))
       .then(
         () => {
           if (this.connection.state === 'authenticating') accepted()

@@ -37,6 +37,8 @@ function harness(options: { api?: Partial<DeviceApi>; limits?: Partial<MqttLimit
     }
   const api: DeviceApi = {
     registrationStatus: recorded('registrationStatus', async (r) => ({ status: 200, body: { registrationId: String(r.registrationId), status: 'unassigned' } })) as never,
+    // Only when the test gives one: a DeviceApi without authenticate is checked with registrationStatus.
+    ...(options.api?.authenticate !== undefined ? { authenticate: recorded('authenticate', async () => undefined) as never } : {}),
     register: recorded('register', async () => ({ status: 202, body: { operationId: 'op-1', status: 'assigning' }, retryAfterSeconds: 3 })) as never,
     operationStatus: recorded('operationStatus', async () => ({
       status: 200,
@@ -102,6 +104,18 @@ describe('CONNECT', () => {
       clientVersion: 'azure-iot-provisioning-device/1.9.1',
       keepAliveSeconds: 180,
     })
+  })
+
+  it('checks with api.authenticate when the device API has it (no registration read at CONNECT)', async () => {
+    const h = harness({ api: { authenticate: async () => undefined } })
+    h.connect()
+    await h.settle()
+    expect(h.calls).toEqual([{ name: 'authenticate', request: { idScope: SCOPE, registrationId: 'dev-1', evidence: { type: 'sas', token: SAS } } }])
+    expect(h.out).toEqual([{ cmd: 'connack', returnCode: 0, sessionPresent: false }])
+    const refused = harness({ api: { authenticate: async () => Promise.reject(new ProvisioError('SAS_BAD_SIGNATURE', 'test: signature matches no key')) } })
+    refused.connect()
+    await refused.settle()
+    expect(refused.out).toEqual([{ cmd: 'connack', returnCode: 5, sessionPresent: false }])
   })
 
   it('answers CONNACK 5 and closes when the service refuses the credentials', async () => {

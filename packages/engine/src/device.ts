@@ -230,9 +230,21 @@ export class DeviceOperations {
   }
 
   async registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>> {
-    const ctx = this.ctx
-    const nowMs = ctx.clock.now()
-    const instance = ctx.instance(request.idScope)
+    const instance = await this.#authenticated(request)
+    const record = await this.ctx.store.getRegistration(instance.idScope, request.registrationId)
+    if (!record) return { status: 200, body: { registrationId: request.registrationId, status: 'unassigned' } }
+    return { status: 200, body: record.state }
+  }
+
+  /** The credential check of MQTT CONNECT and AMQP SASL: registrationStatus without the record. */
+  async authenticate(request: RegistrationStatusRequest): Promise<void> {
+    await this.#authenticated(request)
+  }
+
+  /** Attests the request's evidence (refusals recorded and thrown); the instance it is for. */
+  async #authenticated(request: RegistrationStatusRequest): Promise<InstanceConfig> {
+    const nowMs = this.ctx.clock.now()
+    const instance = this.ctx.instance(request.idScope)
     const idError = validateRegistrationId(request.registrationId)
     if (idError) throw idError
     const key = normalizeRegistrationId(request.registrationId)
@@ -241,9 +253,7 @@ export class DeviceOperations {
       this.#failed(instance.idScope, request.registrationId, 'attestation', outcome.error, nowMs, outcome.enrollment)
       throw outcome.error
     }
-    const record = await ctx.store.getRegistration(instance.idScope, request.registrationId)
-    if (!record) return { status: 200, body: { registrationId: request.registrationId, status: 'unassigned' } }
-    return { status: 200, body: record.state }
+    return instance
   }
 
   // ---------------------------------------------------------------------------------------------

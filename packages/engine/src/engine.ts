@@ -142,6 +142,8 @@ export interface Engine extends DeviceApi, ServiceApi {
   register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus> | TpmChallengeResponse>
   operationStatus(request: OperationStatusRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
   registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>>
+  /** Attestation alone (MQTT CONNECT, AMQP SASL): resolves, or throws the refusal; reads no registration. */
+  authenticate(request: RegistrationStatusRequest): Promise<void>
 
   // Events
   /** Resolves when no assignment started by this engine is still running (graceful shutdown). */
@@ -287,6 +289,7 @@ export function createEngine(options: EngineOptions): Engine {
     register: async (request) => device.register(request),
     operationStatus: async (request) => device.operationStatus(request),
     registrationStatus: async (request) => device.registrationStatus(request),
+    authenticate: async (request) => device.authenticate(request),
 
     drain: () => device.drain(),
     on: (name, listener) => ctx.emitter.on(name, listener),

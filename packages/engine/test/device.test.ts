@@ -192,6 +192,33 @@ describe('registration status lookup', () => {
   })
 })
 
+describe('authenticate (the MQTT CONNECT / AMQP SASL check)', () => {
+  it('resolves for good evidence without reading the registration, and refuses bad evidence with a registrationFailed event', async () => {
+    const store = new MemoryStore()
+    let registrationReads = 0
+    const getRegistration = store.getRegistration.bind(store)
+    store.getRegistration = (idScope, registrationId) => {
+      registrationReads++
+      return getRegistration(idScope, registrationId)
+    }
+    const { engine, nowSeconds } = setup({ store })
+    const k = await enrollIndividual(engine, 'dev-a')
+    const events: RegistrationFailedEvent[] = []
+    engine.on('registrationFailed', (e) => events.push(e))
+    const good = { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-a', k, nowSeconds() + 60) } as const
+    await expect(engine.authenticate({ idScope: ID_SCOPE, registrationId: 'dev-a', evidence: good })).resolves.toBeUndefined()
+    expect(registrationReads).toBe(0)
+    await engine.registrationStatus({ idScope: ID_SCOPE, registrationId: 'dev-a', evidence: good })
+    expect(registrationReads).toBe(1)
+    const bad = { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-a', key(32, 99), nowSeconds() + 60) } as const
+    const refusal = await rejection(engine.authenticate({ idScope: ID_SCOPE, registrationId: 'dev-a', evidence: bad }))
+    expect(refusal.errorCode).toBe(401002)
+    expect(events).toHaveLength(1)
+    expect(events[0]).toMatchObject({ registrationId: 'dev-a', stage: 'attestation', errorCode: 401002 })
+    expect(await engine.getRegistrationState(ID_SCOPE, 'dev-a').catch((e: unknown) => (e as { code: string }).code)).toBe('REGISTRATION_NOT_FOUND')
+  })
+})
+
 describe('attestation refusals carry reasons', () => {
   async function refused(build: (nowSeconds: number, k: string) => string, id = 'dev-r') {
     const { engine, nowSeconds } = setup()

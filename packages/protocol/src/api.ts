@@ -78,6 +78,12 @@ export interface DeviceApi {
   register(request: RegisterRequest): Promise<DeviceResponse<RegistrationOperationStatus> | TpmChallengeResponse>
   operationStatus(request: OperationStatusRequest): Promise<DeviceResponse<RegistrationOperationStatus>>
   registrationStatus(request: RegistrationStatusRequest): Promise<DeviceResponse<DeviceRegistrationResult>>
+  /**
+   * The credential check alone: resolves when the evidence attests for the device, throws the
+   * refusal otherwise; reads no registration and changes nothing. MQTT CONNECT and AMQP SASL use
+   * it when present (else `registrationStatus`, which also reads the device's record).
+   */
+  authenticate?(request: RegistrationStatusRequest): Promise<void>
 }
 
 /** Permissions of a service access policy (§2.3, D-access). */

@@ -3,7 +3,8 @@
  *
  * - `provisio_registration_attempts_total{transport,attestation}` — register calls;
  * - `provisio_device_responses_total{transport,operation,status}` — device API answers by status
- *   (202 assigning, 200 assigned, 401 refused, 429 throttled …);
+ *   (202 assigning, 200 assigned, 401 refused, 429 throttled …); operation `authenticate` is the
+ *   credential check of an MQTT CONNECT or AMQP SASL exchange;
  * - `provisio_registrations_total{status}` — assignments that finished: assigned or failed;
  * - `provisio_attestation_attempts_total{kind,result}` — attestation outcomes of register calls
  *   (success, failure, challenge for the first TPM leg);
@@ -214,6 +215,19 @@ export class Metrics {
           throw error
         }
       },
+      ...(api.authenticate === undefined
+        ? {}
+        : {
+            authenticate: async (request: Parameters<NonNullable<DeviceApi['authenticate']>>[0]) => {
+              try {
+                await api.authenticate!(request)
+                answered('authenticate', 200)
+              } catch (error) {
+                failed('authenticate', error)
+                throw error
+              }
+            },
+          }),
     }
   }
 }

@@ -32,6 +32,29 @@ describe('Metrics', () => {
     expect(text).toContain('# TYPE provisio_registration_attempts_total counter')
     expect(text).toContain('provisio_device_responses_total{transport="https",operation="register",status="401"} 2')
     expect(text).toContain('provisio_device_responses_total{transport="https",operation="operationStatus",status="200"} 1')
+    // No authenticate on the wrapped API: the wrapper offers none (callers fall back to registrationStatus).
+    expect(https.authenticate).toBeUndefined()
+  })
+
+  it('counts CONNECT/SASL credential checks under operation "authenticate" when the API has the call', async () => {
+    const metrics = new Metrics()
+    let refuse = false
+    const api: DeviceApi = {
+      register: async () => ({ status: 202, body: { operationId: 'o', status: 'assigning' } }),
+      operationStatus: async () => ({ status: 200, body: { operationId: 'o', status: 'assigned' } }),
+      registrationStatus: async () => ({ status: 200, body: { registrationId: 'r', status: 'assigned' } }),
+      authenticate: async () => {
+        if (refuse) throw new ProvisioError('SAS_BAD_SIGNATURE', 'test')
+      },
+    }
+    const mqtt = metrics.instrument(api, 'mqtt')
+    const check = { idScope: 's', registrationId: 'r', evidence: { type: 'sas' as const, token: 't' } }
+    await mqtt.authenticate!(check)
+    refuse = true
+    await expect(mqtt.authenticate!(check)).rejects.toThrow(/test/)
+    expect(metrics.responses.get(['mqtt', 'authenticate', '200'])).toBe(1)
+    expect(metrics.responses.get(['mqtt', 'authenticate', '401'])).toBe(1)
+    expect(metrics.responses.get(['mqtt', 'registrationStatus', '200'])).toBe(0)
   })
 })
 
