@@ -7,7 +7,7 @@
  * of its own; a passive checkpoint never takes the write lock, so writers go on meanwhile.
  *
  * Should the thread end (the database file deleted, the thread killed), the connection gets its
- * automatic checkpoint back at once, so the WAL never grows without bound, and `onError` hears why.
+ * automatic checkpoint (its own `wal_autocheckpoint` setting) back at once, so the WAL never grows without bound, and `onError` hears why.
  *
  * Measured (MQTT registrations, one `provisio serve` process, runs interleaved): 5–6 % more
  * registrations per second at the same CPU per registration.
@@ -32,13 +32,11 @@ export interface WalCheckpointer {
   readonly running: boolean
   /** Runs a checkpoint on the thread now (besides the timer's). */
   checkpoint(): Promise<CheckpointResult>
-  /** Stops the thread and closes its connection; the given connection checkpoints itself again. */
+  /** Stops the thread and closes its connection; the given connection checkpoints itself again (its own `wal_autocheckpoint` back). */
   close(): Promise<void>
 }
 
 const DEFAULT_INTERVAL_MS = 250
-/** SQLite's own default of `wal_autocheckpoint`, given back to the connection when the thread stops. */
-const SQLITE_AUTOCHECKPOINT_PAGES = 1000
 
 // Runs in the worker (CommonJS, evaluated): one connection, a passive checkpoint per tick, each
 // result or error posted back. It never throws out of the timer; it ends itself only when the
@@ -107,11 +105,13 @@ export async function startWalCheckpointer(db: Database.Database, options: WalCh
   let running = false
   let closing = false
 
+  // What the connection had (SQLite's default unless its owner chose otherwise), given back later.
+  const ownAutocheckpoint = Math.max(0, Math.floor(Number(db.pragma('wal_autocheckpoint', { simple: true }))))
   const handBack = (error?: Error): void => {
     if (!running) return
     running = false
     // The connection checkpoints itself again; nothing is lost, the WAL just stops growing.
-    if (db.open) db.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`)
+    if (db.open) db.pragma(`wal_autocheckpoint = ${ownAutocheckpoint}`)
     if (error !== undefined) options.onError?.(error)
   }
 

@@ -102,6 +102,16 @@ describe('startWalCheckpointer', () => {
     db.close()
   })
 
+  it("gives back the connection's own wal_autocheckpoint setting, not SQLite's default", async () => {
+    const db = walDb('own-setting.db')
+    db.pragma('wal_autocheckpoint = 250')
+    const checkpointer = await startWalCheckpointer(db, { intervalMs: 60_000 })
+    expect(autocheckpoint(db)).toBe(0)
+    await checkpointer.close()
+    expect(autocheckpoint(db)).toBe(250)
+    db.close()
+  })
+
   it('refuses what it cannot serve: an in-memory database, a rollback journal, a bad interval', async () => {
     const memory = new Database(':memory:')
     await expect(startWalCheckpointer(memory)).rejects.toThrow(/in-memory database has no WAL file/)
