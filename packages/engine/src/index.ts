@@ -6,6 +6,7 @@ export { createEngine, type Engine, type EngineOptions, type ServiceAuthorizatio
 export type { Clock, Random, Fetch, FetchRequestInit, FetchResponse, Timers, HubGateway, HubTarget, HubDeviceAuth, HubDeviceSpec, Twin } from './ports.js'
 export type {
   Store,
+  EnrollmentForAttestation,
   WriteCondition,
   WriteResult,
   PageRequest,

@@ -8,6 +8,7 @@ import { etagMatches } from './ids.js'
 import type {
   BeginOperationResult,
   CaCertificateRecord,
+  EnrollmentForAttestation,
   OperationRecord,
   PageRequest,
   RegistrationRecord,
@@ -167,6 +168,10 @@ export class MemoryStore implements Store {
   }
   async groupsRevision(idScope: string): Promise<number> {
     return this.#scope(idScope).groupsRevision
+  }
+  async getEnrollmentForAttestation(idScope: string, registrationId: string): Promise<EnrollmentForAttestation> {
+    const scope = this.#scope(idScope)
+    return { enrollment: scope.enrollments.get(registrationId), groupsRevision: scope.groupsRevision }
   }
 
   async getRegistration(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined> {

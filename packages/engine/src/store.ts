@@ -157,6 +157,12 @@ export function tpmChallengeFromRow(row: { readonly body: string; readonly keep_
   }
 }
 
+/** {@link Store.getEnrollmentForAttestation}'s answer. */
+export interface EnrollmentForAttestation {
+  readonly enrollment: IndividualEnrollment | undefined
+  readonly groupsRevision: number
+}
+
 /** Persistence port of the engine. All methods are atomic individually. */
 export interface Store {
   // Individual enrollments (key: registrationId, case-insensitive)
@@ -178,6 +184,12 @@ export interface Store {
    * cache derived data (group key schedules) and re-read groups only when it moves.
    */
   groupsRevision(idScope: string): Promise<number>
+  /**
+   * What attestation reads first, in one read: the device's individual enrollment (if any) and
+   * the scope's groups revision. Optional: a store that pays a round trip per call (PostgreSQL)
+   * implements it; without it the engine calls `getEnrollment`, then `groupsRevision` if needed.
+   */
+  getEnrollmentForAttestation?(idScope: string, registrationId: string): Promise<EnrollmentForAttestation>
 
   // Registration records (key: registrationId, case-insensitive)
   getRegistration(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined>

@@ -24,7 +24,7 @@ import type { AttestationContext, AttestationOutcome, AttestationVerifier } from
 import type { AssignmentRequest } from './store.js'
 import { base64Encode, utf8Encode } from '@provisio/crypto'
 import { deviceKeyDeriver, parseDeviceToken, signatureMatches, verifyDeviceToken, type DeviceKeyDeriver, type ParsedDeviceToken } from './internal/sas.js'
-import { groupsOfType } from './group-cache.js'
+import { groupsOfType, individualEnrollment } from './group-cache.js'
 
 const EMPTY = new Uint8Array(0)
 
@@ -94,8 +94,8 @@ export function createSymmetricKeyVerifier(options: SymmetricKeyVerifierOptions 
     }
   }
 
-  async function groups(ctx: AttestationContext, token: ParsedDeviceToken): Promise<AttestationOutcome> {
-    const candidates = await symmetricGroups(ctx)
+  async function groups(ctx: AttestationContext, token: ParsedDeviceToken, knownRevision: number | undefined): Promise<AttestationOutcome> {
+    const candidates = await symmetricGroups(ctx, knownRevision)
     if (candidates.length === 0) {
       return {
         ok: false,
@@ -175,9 +175,9 @@ export function createSymmetricKeyVerifier(options: SymmetricKeyVerifierOptions 
       }
       const token = parseDeviceToken(ctx.evidence.token)
       if (!token.ok) return { ok: false, error: token.error }
-      const e = await ctx.store.getEnrollment(ctx.idScope, ctx.registrationId)
-      if (e !== undefined) return individual(ctx, token.token, e)
-      return groups(ctx, token.token)
+      const first = await individualEnrollment(ctx)
+      if (first.enrollment !== undefined) return individual(ctx, token.token, first.enrollment)
+      return groups(ctx, token.token, first.groupsRevision)
     },
     async verifyRepeat(ctx: AttestationContext, request: AssignmentRequest): Promise<ProvisioError | undefined> {
       if (ctx.evidence.type !== 'sas') return new ProvisioError('CREDENTIALS_MISSING', `poll of a symmetric-key registration needs a SAS token, got ${ctx.evidence.type} evidence`)

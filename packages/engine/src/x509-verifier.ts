@@ -37,7 +37,7 @@ import {
 } from '@provisio/x509'
 import type { AttestationContext, AttestationOutcome, AttestationVerifier } from './attestation.js'
 import type { AssignmentRequest } from './store.js'
-import { groupsOfType } from './group-cache.js'
+import { groupsOfType, individualEnrollment } from './group-cache.js'
 
 /** Options of {@link createX509Verifier}. */
 export interface X509VerifierOptions {
@@ -91,10 +91,10 @@ export function createX509Verifier(options: X509VerifierOptions = {}): Attestati
   const x509Groups = groupsOfType('x509')
 
   /** The usable certificates of every X.509 group, and notes on the unusable ones (for reasons). */
-  async function groupAnchors(ctx: AttestationContext): Promise<{ anchors: GroupAnchor[]; notes: string[] }> {
+  async function groupAnchors(ctx: AttestationContext, knownRevision: number | undefined): Promise<{ anchors: GroupAnchor[]; notes: string[] }> {
     const anchors: GroupAnchor[] = []
     const notes: string[] = []
-    for (const g of await x509Groups(ctx)) {
+    for (const g of await x509Groups(ctx, knownRevision)) {
       if (g.attestation.type !== 'x509') continue
       const x = g.attestation.x509
       const slots: [string, X509CertificateWithInfo | undefined][] = x.signingCertificates
@@ -178,8 +178,8 @@ export function createX509Verifier(options: X509VerifierOptions = {}): Attestati
     }
   }
 
-  async function groups(ctx: AttestationContext, chain: Certificate[]): Promise<AttestationOutcome> {
-    const { anchors, notes } = await groupAnchors(ctx)
+  async function groups(ctx: AttestationContext, chain: Certificate[], knownRevision: number | undefined): Promise<AttestationOutcome> {
+    const { anchors, notes } = await groupAnchors(ctx, knownRevision)
     const leaf = chain[0]!
     let decided: GroupAnchor | undefined
     let position = 0
@@ -258,9 +258,9 @@ export function createX509Verifier(options: X509VerifierOptions = {}): Attestati
     async attest(ctx: AttestationContext): Promise<AttestationOutcome> {
       const chain = deviceChain(ctx)
       if (!Array.isArray(chain)) return chain
-      const e = await ctx.store.getEnrollment(ctx.idScope, ctx.registrationId)
-      if (e !== undefined) return individual(ctx, chain[0]!, e)
-      return groups(ctx, chain)
+      const first = await individualEnrollment(ctx)
+      if (first.enrollment !== undefined) return individual(ctx, chain[0]!, first.enrollment)
+      return groups(ctx, chain, first.groupsRevision)
     },
     async verifyRepeat(ctx: AttestationContext, request: AssignmentRequest): Promise<ProvisioError | undefined> {
       // A poll re-presents the client certificate: it must be the leaf that was admitted.

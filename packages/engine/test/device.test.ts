@@ -219,6 +219,39 @@ describe('authenticate (the MQTT CONNECT / AMQP SASL check)', () => {
   })
 })
 
+describe('store reads of an attestation', () => {
+  /** A MemoryStore that counts the reads attestation may make, with or without the one-read call. */
+  function counting(withCombined: boolean) {
+    const store = new MemoryStore()
+    const reads = { getEnrollment: 0, groupsRevision: 0, combined: 0 }
+    const getEnrollment = store.getEnrollment.bind(store)
+    const groupsRevision = store.groupsRevision.bind(store)
+    const combined = store.getEnrollmentForAttestation.bind(store)
+    store.getEnrollment = (s, id) => (reads.getEnrollment++, getEnrollment(s, id))
+    store.groupsRevision = (s) => (reads.groupsRevision++, groupsRevision(s))
+    ;(store as { getEnrollmentForAttestation?: unknown }).getEnrollmentForAttestation = withCombined ? (s: string, id: string) => (reads.combined++, combined(s, id)) : undefined
+    return { store, reads }
+  }
+
+  for (const withCombined of [true, false]) {
+    it(`admits a group device with ${withCombined ? 'one read (getEnrollmentForAttestation)' : 'getEnrollment, then groupsRevision'}, and sees a group written meanwhile`, async () => {
+      const { store, reads } = counting(withCombined)
+      const { engine, nowSeconds } = setup({ store })
+      const groupKey = key(64, 21)
+      await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'fleet', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 22) } } })
+      const evidence = (id: string, k: string) => ({ type: 'sas', token: deviceToken(ID_SCOPE, id, deriveKey(k, id), nowSeconds() + 60) }) as const
+      Object.assign(reads, { getEnrollment: 0, groupsRevision: 0, combined: 0 })
+      await engine.authenticate({ idScope: ID_SCOPE, registrationId: 'dev-g1', evidence: evidence('dev-g1', groupKey) })
+      expect(reads).toEqual(withCombined ? { getEnrollment: 0, groupsRevision: 0, combined: 1 } : { getEnrollment: 1, groupsRevision: 1, combined: 0 })
+      // The group's keys rolled: the revision moved, and the next attestation uses the new keys.
+      const rolled = key(64, 23)
+      await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'fleet', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: rolled, secondaryKey: key(64, 22) } } })
+      expect((await rejection(engine.authenticate({ idScope: ID_SCOPE, registrationId: 'dev-g2', evidence: evidence('dev-g2', groupKey) }))).errorCode).toBe(401002)
+      await expect(engine.authenticate({ idScope: ID_SCOPE, registrationId: 'dev-g2', evidence: evidence('dev-g2', rolled) })).resolves.toBeUndefined()
+    })
+  }
+})
+
 describe('attestation refusals carry reasons', () => {
   async function refused(build: (nowSeconds: number, k: string) => string, id = 'dev-r') {
     const { engine, nowSeconds } = setup()

@@ -160,6 +160,27 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await store.getGroup(S1, 'g2')).toBeUndefined()
       }))
 
+    it('answers getEnrollmentForAttestation as getEnrollment and groupsRevision do', () =>
+      withStore(async (store) => {
+        // Optional in the Store port; every store of ours has it.
+        expect(store.getEnrollmentForAttestation).toBeTypeOf('function')
+        const combined = store.getEnrollmentForAttestation!.bind(store)
+        const separate = async (id: string) => ({ enrollment: await store.getEnrollment(S1, id), groupsRevision: await store.groupsRevision(S1) })
+        // A scope nobody wrote to yet: no enrollment, the revision groupsRevision gives.
+        expect(await combined(S1, 'dev-9')).toEqual(await separate('dev-9'))
+        await store.putGroup(S1, group('g1', '"1"'))
+        const e = enrollment('Dev-9', '"e1"', { initialTwin: { tags: { t: 1 } } })
+        await store.putEnrollment(S1, e)
+        const after = await combined(S1, 'DEV-9')
+        expect(after).toEqual(await separate('dev-9'))
+        expect(after.enrollment).toEqual(e)
+        await store.putGroup(S1, group('g2', '"1"'))
+        const moved = await combined(S1, 'other')
+        expect(moved).toEqual({ enrollment: undefined, groupsRevision: await store.groupsRevision(S1) })
+        expect(moved.groupsRevision).not.toBe(after.groupsRevision)
+        expect((await combined(S2, 'dev-9')).enrollment).toBeUndefined()
+      }))
+
     it('stores registration records and lists them by group, case-insensitively, with paging', () =>
       withStore(async (store) => {
         await store.putRegistration(S1, registration('d3', '"1"', 'Fleet'))

@@ -23,6 +23,7 @@ import pg from 'pg'
 import type {
   BeginOperationResult,
   CaCertificateRecord,
+  EnrollmentForAttestation,
   OperationRecord,
   PageRequest,
   RegistrationRecord,
@@ -234,7 +235,7 @@ export class PostgresStore implements Store {
   readonly #registrations: KeyedTable<RegistrationRecord>
   readonly #cas: KeyedTable<CaCertificateRecord>
   readonly #sql: Record<
-    | 'revision' | 'bumpRevision' | 'byGroupFirst' | 'byGroup' | 'opById' | 'opByDevice' | 'opActive' | 'opBegin'
+    | 'revision' | 'enrollmentForAttestation' | 'bumpRevision' | 'byGroupFirst' | 'byGroup' | 'opById' | 'opByDevice' | 'opActive' | 'opBegin'
     | 'opFinish' | 'opCommit' | 'opLease' | 'claimSetting' | 'getSetting' | 'versions'
     | 'tpmInsert' | 'tpmPurge' | 'tpmTrim' | 'tpmList' | 'tpmGet' | 'tpmAnswer',
     string
@@ -267,6 +268,9 @@ export class PostgresStore implements Store {
         RETURNING 1)`
     this.#sql = {
       revision: `SELECT groups_revision FROM ${s}.scope_state WHERE id_scope = $1`,
+      // One round trip for attestation's first read; both subqueries see the same snapshot.
+      enrollmentForAttestation: `SELECT (SELECT body FROM ${s}.enrollments WHERE id_scope = $1 AND id_key = $2) AS body,
+                                        (SELECT groups_revision FROM ${s}.scope_state WHERE id_scope = $1) AS groups_revision`,
       bumpRevision: `INSERT INTO ${s}.scope_state (id_scope, groups_revision) VALUES ($1, 1)
                      ON CONFLICT (id_scope) DO UPDATE SET groups_revision = ${s}.scope_state.groups_revision + 1`,
       byGroupFirst: `SELECT body FROM ${s}.registrations WHERE id_scope = $1 AND group_key = $2 ORDER BY id_key LIMIT $3`,
@@ -416,6 +420,14 @@ export class PostgresStore implements Store {
     const { rows } = await this.#s.run<{ groups_revision: string }>(this.pool, this.#sql.revision, [idScope])
     // BIGINT arrives as a string (node-postgres keeps 64-bit integers exact); revisions stay far below 2^53.
     return rows.length === 0 ? 0 : Number(rows[0]!.groups_revision)
+  }
+  async getEnrollmentForAttestation(idScope: string, registrationId: string): Promise<EnrollmentForAttestation> {
+    const { rows } = await this.#s.run<{ body: string | null; groups_revision: string | null }>(this.pool, this.#sql.enrollmentForAttestation, [idScope, keyOf(registrationId)])
+    const row = rows[0]!
+    return {
+      enrollment: row.body === null ? undefined : (JSON.parse(row.body) as IndividualEnrollment),
+      groupsRevision: row.groups_revision === null ? 0 : Number(row.groups_revision),
+    }
   }
 
   getRegistration(idScope: string, registrationId: string): Promise<RegistrationRecord | undefined> {

@@ -20,6 +20,7 @@ import Database from 'better-sqlite3'
 import type {
   BeginOperationResult,
   CaCertificateRecord,
+  EnrollmentForAttestation,
   OperationRecord,
   PageRequest,
   RegistrationRecord,
@@ -667,6 +668,12 @@ export class SqliteStore implements Store {
   }
   async listGroups(idScope: string, page: PageRequest): Promise<EnrollmentGroup[]> {
     return this.#r(() => this.#groups.page(idScope, page))
+  }
+  async getEnrollmentForAttestation(idScope: string, registrationId: string): Promise<EnrollmentForAttestation> {
+    return this.#r(() => ({
+      enrollment: this.#enrollments.get(idScope, registrationId),
+      groupsRevision: this.#stmt.revision.get(idScope)?.groups_revision ?? 0,
+    }))
   }
   async groupsRevision(idScope: string): Promise<number> {
     return this.#r(() => this.#stmt.revision.get(idScope)?.groups_revision ?? 0)
