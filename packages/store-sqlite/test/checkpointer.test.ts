@@ -45,14 +45,42 @@ describe('startWalCheckpointer', () => {
     // Our COMMIT left it all in the WAL (the file holds just the schema); the thread's checkpoint carries it over.
     expect(statSync(join(dir, 'thread.db')).size).toBeLessThan(100_000)
     const result = await checkpointer.checkpoint()
+    // Under the default restart threshold (4,096 frames): a passive checkpoint, the WAL kept.
     expect(result.log).toBeGreaterThan(1000)
     expect(result.checkpointed).toBe(result.log)
+    expect(result.restarted).toBe(false)
     expect(statSync(join(dir, 'thread.db')).size).toBeGreaterThan(2000 * 3000)
-    expect(checkpointer.stats).toEqual({ checkpoints: 1, failures: 0 })
+    expect(checkpointer.stats).toEqual({ checkpoints: 1, restarts: 0, failures: 0 })
     await checkpointer.close()
     expect(checkpointer.running).toBe(false)
     expect(autocheckpoint(db)).toBe(1000)
     expect(db.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 2000 })
+    db.close()
+  })
+
+  it('restarts and empties the WAL once it holds more than restartFrames pages, so steady writes cannot grow it for ever', async () => {
+    const file = join(dir, 'restart.db')
+    const db = walDb('restart.db')
+    const checkpointer = await startWalCheckpointer(db, { intervalMs: 60_000, restartFrames: 100 })
+    const insert = db.prepare('INSERT INTO t (v) VALUES (?)')
+    const row = 'z'.repeat(3000)
+    const write = (rows: number) =>
+      db.transaction(() => {
+        for (let i = 0; i < rows; i++) insert.run(row)
+      })()
+    write(50)
+    const small = await checkpointer.checkpoint()
+    expect(small.restarted).toBe(false)
+    expect(statSync(`${file}-wal`).size).toBeGreaterThan(0)
+    write(500)
+    const big = await checkpointer.checkpoint()
+    expect(big.restarted).toBe(true)
+    expect(statSync(`${file}-wal`).size).toBe(0)
+    expect(checkpointer.stats).toEqual({ checkpoints: 2, restarts: 1, failures: 0 })
+    // Everything is in the database file, and writing goes on into the emptied WAL.
+    write(1)
+    expect(db.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 551 })
+    await checkpointer.close()
     db.close()
   })
 
@@ -122,6 +150,7 @@ describe('startWalCheckpointer', () => {
     rollback.close()
     const db = walDb('interval.db')
     for (const bad of [0, 5, 1.5, 60_001]) await expect(startWalCheckpointer(db, { intervalMs: bad })).rejects.toThrow(/intervalMs must be an integer from 10 to 60000/)
+    for (const bad of [0, 99, 1.5]) await expect(startWalCheckpointer(db, { restartFrames: bad })).rejects.toThrow(/restartFrames must be an integer of at least 100/)
     expect(autocheckpoint(db)).toBe(1000)
     db.close()
   })
