@@ -49,11 +49,11 @@ export class HubEventRelay {
     for (const hub of options.hubs) {
       this.#hostNames.add(hub.hostName.toLowerCase())
       hub.onDesiredChange((change) => {
-        this.#dispatchDesired(change)
+        notifyAll(this.#desired, change)
         this.#send({ v: 1, origin: this.#origin, kind: 'desired', change })
       })
       hub.onIdentityRevoked((event) => {
-        this.#dispatchRevoked(event)
+        notifyAll(this.#revoked, event)
         this.#send({ v: 1, origin: this.#origin, kind: 'revoked', event })
       })
     }
@@ -82,8 +82,8 @@ export class HubEventRelay {
     if (typeof wire === 'string') return this.#onError(`hub event dropped: ${wire}`)
     if (wire.origin === this.#origin) return
     if (wire.kind === 'desired') {
-      if (this.#hostNames.has(wire.change.hostName.toLowerCase())) this.#dispatchDesired(wire.change)
-    } else if (this.#hostNames.has(wire.event.hostName.toLowerCase())) this.#dispatchRevoked(wire.event)
+      if (this.#hostNames.has(wire.change.hostName.toLowerCase())) notifyAll(this.#desired, wire.change)
+    } else if (this.#hostNames.has(wire.event.hostName.toLowerCase())) notifyAll(this.#revoked, wire.event)
   }
 
   #send(wire: Wire): void {
@@ -96,24 +96,15 @@ export class HubEventRelay {
     }
     channel.publish(text).catch((error: unknown) => this.#onError(`hub event for ${describe(wire)} not sent to other instances: ${(error as Error)?.message ?? String(error)}`))
   }
+}
 
-  #dispatchDesired(change: DesiredChange): void {
-    for (const listener of this.#desired) {
-      try {
-        listener(change)
-      } catch {
-        // A listener's failure is its own; the others still hear of it.
-      }
-    }
-  }
-
-  #dispatchRevoked(event: IdentityRevoked): void {
-    for (const listener of this.#revoked) {
-      try {
-        listener(event)
-      } catch {
-        // As above.
-      }
+/** Tells every listener; one listener's failure is its own, the others still hear of it. */
+function notifyAll<T>(listeners: ReadonlySet<(value: T) => void>, value: T): void {
+  for (const listener of listeners) {
+    try {
+      listener(value)
+    } catch {
+      // Not ours to report: the listener owns its failure.
     }
   }
 }
