@@ -1278,6 +1278,19 @@ static void command(char *line) {
 
 /* ---- main loop ------------------------------------------------------------------------------ */
 
+/* Room for at least 4 KiB more input in *buf (doubling it); -1, said on stderr, past 16 lines' worth. */
+static int input_room(char **buf, size_t *cap, size_t len) {
+  if (*cap - len >= 4096) return 0;
+  if (*cap >= 16 * MAX_LINE) {
+    fprintf(stderr, "dps-load: more than %d bytes of input queued\n", 16 * MAX_LINE);
+    return -1;
+  }
+  *cap *= 2;
+  *buf = realloc(*buf, *cap);
+  if (*buf == NULL) die("out of memory");
+  return 0;
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1293,15 +1306,7 @@ int main(void) {
     /* A regular file (by hand: dps-load < commands): read it whole now. */
     if (fcntl(0, F_SETFL, flags) != 0) die("stdin");
     for (;;) {
-      if (cap - len < 4096) {
-        if (cap >= 16 * MAX_LINE) {
-          fprintf(stderr, "dps-load: more than %d bytes of input\n", 16 * MAX_LINE);
-          return 2;
-        }
-        cap *= 2;
-        buf = realloc(buf, cap);
-        if (buf == NULL) die("out of memory");
-      }
+      if (input_room(&buf, &cap, len) != 0) return 2;
       ssize_t r = read(0, buf + len, cap - len);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) die("stdin");
@@ -1349,15 +1354,7 @@ int main(void) {
     for (int i = 0; i < n; i++) {
       if (events[i].data.ptr == NULL) { /* stdin */
         for (;;) {
-          if (cap - len < 4096) {
-            if (cap >= 16 * MAX_LINE) {
-              fprintf(stderr, "dps-load: more than %d bytes of input queued\n", 16 * MAX_LINE);
-              return 2;
-            }
-            cap *= 2;
-            buf = realloc(buf, cap);
-            if (buf == NULL) die("out of memory");
-          }
+          if (input_room(&buf, &cap, len) != 0) return 2;
           ssize_t r = read(0, buf + len, cap - len);
           if (r > 0) len += (size_t)r;
           else if (r < 0 && errno == EINTR) continue;
