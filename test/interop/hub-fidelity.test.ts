@@ -60,6 +60,16 @@ async function rawDevice(deviceId: string, clean: boolean): Promise<{ client: Ra
 
 const text = (p: MqttPublishPacket) => Buffer.from(p.payload).toString()
 
+/** A device as the registry answers it, with the IoT Edge fields azure-iothub's Device type lacks. */
+interface EdgeDevice {
+  deviceId: string
+  generationId: string
+  status: string
+  deviceScope: string
+  parentScopes: string[]
+}
+const edgeDevice = (r: { responseBody: unknown }) => r.responseBody as EdgeDevice
+
 beforeAll(async () => {
   server = (await startTestServer({ hubs: [{ hostName: HUB }] })) as typeof server
   server.useAsDefaultHttpsAgent()
@@ -226,20 +236,20 @@ describe('registry bulk operations and IoT Edge scopes (azure-iothub)', () => {
   }, 60_000)
 
   it('an Edge device gets its deviceScope; a leaf child and an Edge child name it (deviceScope / parentScopes)', async () => {
-    const edge = (await registry.create({ deviceId: 'edge-gw', capabilities: { iotEdge: true } } as never)).responseBody
+    const edge = edgeDevice(await registry.create({ deviceId: 'edge-gw', capabilities: { iotEdge: true } } as never))
     expect(edge.deviceScope).toBe(`ms-azure-iot-edge://edge-gw-${edge.generationId}`)
     expect(edge.parentScopes).toEqual([])
 
-    const leaf = (await registry.create({ deviceId: 'edge-leaf', deviceScope: edge.deviceScope } as never)).responseBody
+    const leaf = edgeDevice(await registry.create({ deviceId: 'edge-leaf', deviceScope: edge.deviceScope } as never))
     expect(leaf).toMatchObject({ deviceScope: edge.deviceScope, parentScopes: [edge.deviceScope] })
-    const child = (await registry.create({ deviceId: 'edge-child', capabilities: { iotEdge: true }, parentScopes: [edge.deviceScope] } as never)).responseBody
+    const child = edgeDevice(await registry.create({ deviceId: 'edge-child', capabilities: { iotEdge: true }, parentScopes: [edge.deviceScope] } as never))
     expect(child.deviceScope).toBe(`ms-azure-iot-edge://edge-child-${child.generationId}`)
     expect(child.parentScopes).toEqual([edge.deviceScope])
-    expect((await registry.get('edge-leaf')).responseBody).toMatchObject({ deviceScope: edge.deviceScope, parentScopes: [edge.deviceScope] })
+    expect(edgeDevice(await registry.get('edge-leaf'))).toMatchObject({ deviceScope: edge.deviceScope, parentScopes: [edge.deviceScope] })
 
     // An update that names no parent keeps it (the SDK sends the device back as read).
-    const read = (await registry.get('edge-leaf')).responseBody
-    expect((await registry.update({ ...read, status: 'disabled' } as never)).responseBody).toMatchObject({ status: 'disabled', deviceScope: edge.deviceScope })
+    const read = edgeDevice(await registry.get('edge-leaf'))
+    expect(edgeDevice(await registry.update({ ...read, status: 'disabled' } as never))).toMatchObject({ status: 'disabled', deviceScope: edge.deviceScope })
 
     // A parent that is not an Edge device of the hub is refused.
     await expect(registry.create({ deviceId: 'edge-orphan', deviceScope: 'ms-azure-iot-edge://nobody-123' } as never)).rejects.toMatchObject({ responseBody: expect.stringContaining('ArgumentInvalid') })
