@@ -66,16 +66,10 @@ export function parseDpsUsername(username: string): DpsUsername | DpsUsernameErr
   if (third >= 0) {
     let tail = username.slice(third + 1)
     if (tail.startsWith('?')) tail = tail.slice(1)
-    for (const part of tail.split('&')) {
-      if (part === '') continue
-      const eq = part.indexOf('=')
-      const name = (eq < 0 ? part : part.slice(0, eq)).toLowerCase()
-      const raw = eq < 0 ? '' : part.slice(eq + 1)
-      const value = percentDecode(raw)
-      if (value === undefined) return { error: `username parameter ${JSON.stringify(name.slice(0, 40))} has a broken percent-encoding` }
-      if (name === 'api-version') apiVersion = value
-      else if (name === 'clientversion') clientVersion = value
-    }
+    const params = usernameParams(tail)
+    if ('error' in params) return params
+    apiVersion = params.get('api-version')
+    clientVersion = params.get('clientversion')
   }
   return {
     idScope,
@@ -83,6 +77,23 @@ export function parseDpsUsername(username: string): DpsUsername | DpsUsernameErr
     ...(apiVersion === undefined ? {} : { apiVersion }),
     ...(clientVersion === undefined ? {} : { clientVersion }),
   }
+}
+
+/**
+ * The `name=value&…` parameters of a CONNECT username: names lower-cased, values percent-decoded,
+ * the last occurrence kept; a broken percent-encoding is an error naming the parameter.
+ */
+export function usernameParams(text: string): Map<string, string> | { readonly error: string } {
+  const out = new Map<string, string>()
+  for (const part of text.split('&')) {
+    if (part === '') continue
+    const eq = part.indexOf('=')
+    const name = (eq < 0 ? part : part.slice(0, eq)).toLowerCase()
+    const value = percentDecode(eq < 0 ? '' : part.slice(eq + 1))
+    if (value === undefined) return { error: `username parameter ${JSON.stringify(name.slice(0, 40))} has a broken percent-encoding` }
+    out.set(name, value)
+  }
+  return out
 }
 
 /** A request a device publishes. */

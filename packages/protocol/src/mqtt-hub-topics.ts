@@ -15,7 +15,7 @@
  * | subscriptions | `$iothub/twin/res/#`, `$iothub/twin/PATCH/properties/desired/#`, `$iothub/methods/POST/#`, `devices/{deviceId}/messages/devicebound/#` (Embedded C: `devices/+/messages/devicebound/#`); any filter is matched as MQTT defines it |
  */
 import { percentDecode } from './percent.js'
-import { MAX_RID_LENGTH, MAX_USERNAME_LENGTH, isPrintableRid, parseStatusTopic, topicParams } from './mqtt-dps-topics.js'
+import { MAX_RID_LENGTH, MAX_USERNAME_LENGTH, isPrintableRid, parseStatusTopic, topicParams, usernameParams } from './mqtt-dps-topics.js'
 import { topicFilterCovers, topicFilterError } from './mqtt-topic-filter.js'
 
 export const TWIN_RESPONSE_FILTER = '$iothub/twin/res/#'
@@ -66,18 +66,10 @@ export function parseHubUsername(username: string): HubUsername | HubUsernameErr
   if (names.length < 2 || names.length > 3 || names[0] === '' || names[1] === '' || names[2] === '') {
     return { error: 'username must be {hubHostName}/{deviceId}/?api-version=… (IoT Hub MQTT)' }
   }
-  let apiVersion: string | undefined
-  let clientType: string | undefined
-  if (params.startsWith('?')) params = params.slice(1)
-  for (const part of params.split('&')) {
-    if (part === '') continue
-    const eq = part.indexOf('=')
-    const name = (eq < 0 ? part : part.slice(0, eq)).toLowerCase()
-    const value = percentDecode(eq < 0 ? '' : part.slice(eq + 1))
-    if (value === undefined) return { error: `username parameter ${JSON.stringify(name.slice(0, 40))} has a broken percent-encoding` }
-    if (name === 'api-version') apiVersion = value
-    else if (name === 'deviceclienttype') clientType = value
-  }
+  const parsed = usernameParams(params.startsWith('?') ? params.slice(1) : params)
+  if ('error' in parsed) return parsed
+  const apiVersion = parsed.get('api-version')
+  const clientType = parsed.get('deviceclienttype')
   return {
     hostName: names[0]!,
     deviceId: names[1]!,
