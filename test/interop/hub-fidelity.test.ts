@@ -8,7 +8,7 @@
 //   reconnects with clean session 0: session present 1, subscriptions kept, an unacknowledged QoS 1
 //   message sent again;
 // - twin patches that clear a section (`{"tags": null}`, `{"properties": {"desired": null}}`)
-//   through azure-iothub, with the device pushed the change;
+//   through azure-iothub (Registry.updateTwin, Twin.update), with the device pushed the change;
 // - azure-iothub Registry bulk (addDevices, updateDevices, removeDevices) and IoT Edge scopes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client } from 'azure-iot-device'
@@ -194,7 +194,10 @@ describe('twin patches that clear a section (azure-iothub)', () => {
     expect(await cleared).toEqual({ a: null, b: null, $version: 3 })
     expect(twin.properties.desired).not.toHaveProperty('a')
 
-    const tagless = (await registry.updateTwin(deviceId, { tags: null } as never, '*')).responseBody
+    // Through the service Twin object (Twin.update sends the twin's etag as If-Match).
+    const serviceTwin = (await registry.getTwin(deviceId)).responseBody
+    expect(serviceTwin.tags).toEqual({ site: 'lab', floor: 2 })
+    const tagless = (await serviceTwin.update({ tags: null } as never)).result
     expect(tagless.tags).toEqual({})
     expect((await registry.getTwin(deviceId)).responseBody.tags).toEqual({})
 
