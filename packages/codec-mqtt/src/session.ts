@@ -21,7 +21,7 @@ import {
   wrapUnknown,
 } from '@provisio/protocol'
 import type { DeviceApi, DeviceResponse, Evidence, RegisterRequest, RegistrationOperationStatus, TpmChallengeResponse } from '@provisio/protocol'
-import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from './dps-topics.js'
+import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from '@provisio/protocol'
 import { MqttDialectSession, connackCodeOf as connackCodeOfStatus, type MqttCloseReason, type MqttConnectionLimits, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
 import { DEFAULT_MAX_PACKET_BYTES, type MqttConnackPacket, type MqttConnectPacket, type MqttPublishPacket } from './wire.js'
 

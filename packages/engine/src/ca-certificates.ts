@@ -186,3 +186,35 @@ export function createCaCertificateApi(options: CaCertificateApiOptions): CaCert
     },
   }
 }
+
+/**
+ * The certificates (DER) an instance trusts as issuers of hub devices' chains: its verified CA
+ * certificates and the signing certificates of its X.509 groups. An embedded hub admits
+ * `certificateAuthority` devices that chain to one of them (@provisio/hub createHubDevices).
+ */
+export async function trustedCaCertificates(store: Store, idScope: string): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = []
+  for (const ca of await store.listCaCertificates(idScope)) {
+    if (ca.isVerified) out.push(...safeDecode(ca.certificate))
+  }
+  let after: string | undefined
+  for (;;) {
+    const groups = await store.listGroups(idScope, { limit: 200, ...(after === undefined ? {} : { after }) })
+    for (const g of groups) {
+      const signing = g.attestation.type === 'x509' ? g.attestation.x509.signingCertificates : undefined
+      for (const slot of [signing?.primary, signing?.secondary]) if (slot?.certificate !== undefined) out.push(...safeDecode(slot.certificate))
+    }
+    if (groups.length < 200) break
+    after = groups[groups.length - 1]!.enrollmentGroupId.toLowerCase()
+  }
+  return out
+}
+
+function safeDecode(text: string): Uint8Array[] {
+  try {
+    return decodeCertificateText(text)
+  } catch {
+    // A stored certificate that does not decode trusts nothing; the engine refused it at write.
+    return []
+  }
+}

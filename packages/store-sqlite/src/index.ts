@@ -802,3 +802,4 @@ export function createSqliteStore(target: string | Database.Database, options: S
 }
 
 export { startWalCheckpointer, type CheckpointResult, type WalCheckpointer, type WalCheckpointerOptions } from './checkpointer.js'
+export { SqliteHubStore } from './hub-store.js'
