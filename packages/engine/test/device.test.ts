@@ -280,6 +280,18 @@ describe('attestation refusals carry reasons', () => {
     const e = await refused((now, k) => deviceToken(ID_SCOPE, 'dev-r', k, now + 60, { skn: 'owner' }))
     expect(e.code).toBe('SAS_WRONG_KEY_NAME')
   })
+  it('accepts a token without skn (Embedded C SDK: sr,sig,se), for individual and group devices', async () => {
+    const { engine, nowSeconds } = setup()
+    const k = await enrollIndividual(engine, 'dev-noskn')
+    const r = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-noskn', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-noskn', k, nowSeconds() + 60, { skn: null, encodeSr: true }) }, apiVersion: API })
+    expect(r.body.status).toBe('assigned')
+    const groupKey = key(64, 31)
+    await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'emb-c', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 32) } } })
+    const g = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-g-noskn', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-g-noskn', deriveKey(groupKey, 'dev-g-noskn'), nowSeconds() + 60, { skn: null }) }, apiVersion: API })
+    expect(g.body.status).toBe('assigned')
+    const e = await refused((now, k2) => deviceToken(ID_SCOPE, 'dev-r', k2, now + 60, { skn: 'iothubowner' }))
+    expect(e.reason).toContain('"iothubowner"')
+  })
   it('not a SAS token at all', async () => {
     expect((await refused(() => 'Bearer abc')).code).toBe('SAS_MALFORMED')
   })
