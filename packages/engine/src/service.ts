@@ -24,6 +24,7 @@ import type {
   GroupAttestationMechanism,
   IndividualEnrollment,
   QuerySpecification,
+  X509Attestation,
 } from '@provisio/protocol'
 import type { EngineContext } from './context.js'
 import { newEtag, newSymmetricKey } from './ids.js'
@@ -38,6 +39,7 @@ import {
 } from './query.js'
 import type { RegistrationRecord, WriteCondition, WriteResult } from './store.js'
 import { formatDpsTimestamp } from '@provisio/protocol'
+import { decodeCertificateText, parseCertificate } from '@provisio/x509'
 
 /** Options of writes that honour `If-Match` (the codecs' contract, @provisio/protocol api.ts). */
 export type { ConditionalOptions }
@@ -75,6 +77,35 @@ export function writeFailure(result: Exclude<WriteResult, { ok: true }>, what: s
   }
 }
 
+/**
+ * Certificates of an X.509 attestation are parsed when the enrollment is written, in any
+ * encoding DPS accepts (PEM, base64 of DER, base64 of PEM: dps-protocol.md errata E2), so one
+ * that does not parse is a 400 naming the member and the reason, never a stored enrollment whose
+ * every device is refused later.
+ * @throws ProvisioError VALIDATION_FAILED
+ */
+function checkCertificates(attestation: AttestationMechanism | undefined, what: string): void {
+  if (attestation?.type !== 'x509') return
+  const x = attestation.x509 as X509Attestation | undefined
+  for (const member of ['clientCertificates', 'signingCertificates'] as const) {
+    const slots = x?.[member]
+    if (slots === undefined || slots === null) continue
+    for (const slot of ['primary', 'secondary'] as const) {
+      const text = slots[slot]?.certificate
+      if (text === undefined) continue
+      const path = `attestation.x509.${member}.${slot}.certificate`
+      try {
+        for (const der of decodeCertificateText(text)) parseCertificate(der)
+      } catch (error) {
+        throw new ProvisioError('VALIDATION_FAILED', `${what}: ${path} does not parse: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
+          deviceMessage: `${path} is not a certificate in PEM, base64 DER or base64 PEM`,
+        })
+      }
+    }
+  }
+}
+
 /** Service operations of one engine; see Engine for the public face. */
 export class ServiceOperations {
   constructor(private readonly ctx: EngineContext) {}
@@ -89,6 +120,7 @@ export class ServiceOperations {
     if (idError) throw new ProvisioError('VALIDATION_FAILED', `enrollment.registrationId: ${idError.reason}`, { deviceMessage: idError.reason })
     const what = `individual enrollment '${input.registrationId}' in ID scope ${idScope}`
     this.checkCommon(instance, input, what)
+    checkCertificates(input.attestation, what)
     const existing = await this.ctx.store.getEnrollment(idScope, input.registrationId)
     const condition = this.condition(existing?.etag, options, what)
     const now = this.ctx.clock.now()
@@ -184,6 +216,7 @@ export class ServiceOperations {
       throw new ProvisioError('VALIDATION_FAILED', `${what}: attestation.type must be symmetricKey or x509 for a group, got ${String(type)}`)
     }
     this.checkCommon(instance, input, what)
+    checkCertificates(input.attestation, what)
     const existing = await this.ctx.store.getGroup(idScope, input.enrollmentGroupId)
     const condition = this.condition(existing?.etag, options, what)
     const now = this.ctx.clock.now()

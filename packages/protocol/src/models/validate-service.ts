@@ -319,7 +319,7 @@ export function validateX509CertificateInfo(json: unknown, options?: ValidateOpt
 
 const PEM_OR_BASE64 = /^(?:-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----\s*|[A-Za-z0-9+/]+={0,2})$/
 
-/** One certificate slot: `certificate` (PEM or base64 DER) and/or `info`; at least one of them. */
+/** One certificate slot: `certificate` (PEM, base64 of DER or base64 of PEM) and/or `info`; at least one of them. */
 export function validateX509CertificateWithInfo(json: unknown, options?: ValidateOptions): X509CertificateWithInfo {
   const path = options?.path ?? ''
   const o = object(json, path)
@@ -330,7 +330,7 @@ export function validateX509CertificateWithInfo(json: unknown, options?: Validat
     optString(o, 'certificate', path, {
       max: CERTIFICATE_MAX_CHARS,
       pattern: PEM_OR_BASE64,
-      patternRule: 'must be a PEM certificate or base64 DER',
+      patternRule: 'must be PEM, base64 of DER or base64 of PEM',
     }),
   )
   const info = get(o, 'info')
