@@ -386,9 +386,10 @@ export class ServiceOperations {
       throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy custom needs customAllocationDefinition.webhookUrl`)
     }
     if (input.allocationPolicy === 'static') {
+      // No hub named is fine (errata E4 of dps-protocol.md): register decides (allocateStatic).
       const count = input.iotHubs?.length ?? 0
-      if (input.iotHubHostName === undefined && count !== 1) {
-        throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy static needs iotHubHostName or exactly one entry in iotHubs, got ${count}`)
+      if (count > 1) {
+        throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy static takes at most one entry in iotHubs, got ${count}`)
       }
     }
   }

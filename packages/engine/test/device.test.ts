@@ -509,6 +509,29 @@ describe('assignment failures', () => {
     expect(r.body.registrationState?.errorCode).toBe(400208)
   })
 
+  it('static with no hub named: the one linked hub, else 400208 saying why, in the record too', async () => {
+    const { engine, nowSeconds } = setup()
+    // Accepted on write, for groups and individual enrollments (Azure accepts it: errata E4).
+    const groupKey = key(64, 41)
+    await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'static-none', allocationPolicy: 'static', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 42) } } })
+    const k = await enrollIndividual(engine, 'dev-st', { allocationPolicy: 'static' })
+    const failed: RegistrationFailedEvent[] = []
+    engine.on('registrationFailed', (e) => failed.push(e))
+    // Two hubs linked: no single hub the enrollment could mean.
+    const two = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-st', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-st', k, nowSeconds() + 60) }, apiVersion: API })
+    expect(two.body.status).toBe('failed')
+    expect(two.body.registrationState?.errorCode).toBe(400208)
+    expect(failed.at(-1)?.reason).toMatch(/static allocation: the enrollment names no hub .* links 2 .*name one in iotHubs/)
+    expect((await engine.getRegistrationState(ID_SCOPE, 'dev-st')).errorMessage).toMatch(/names no hub/)
+    // One hub linked: that hub, for the individual and the group device.
+    const instance = engine.getInstance(ID_SCOPE)!
+    engine.updateInstance({ ...instance, linkedHubs: [instance.linkedHubs[1]!] })
+    const one = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-st', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-st', k, nowSeconds() + 60) }, apiVersion: API })
+    expect(one.body.registrationState?.assignedHub).toBe(instance.linkedHubs[1]!.hostName)
+    const g = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-st-g', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-st-g', deriveKey(groupKey, 'dev-st-g'), nowSeconds() + 60) }, apiVersion: API })
+    expect(g.body.registrationState?.assignedHub).toBe(instance.linkedHubs[1]!.hostName)
+  })
+
   it('emits attempted then assigned, naming the enrollment', async () => {
     const { engine, nowSeconds } = setup()
     const k = await enrollIndividual(engine, 'dev-e')

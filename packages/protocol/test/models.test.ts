@@ -142,6 +142,10 @@ describe('validateIndividualEnrollment', () => {
     expect(custom.customAllocationDefinition?.apiVersion).toBe('2021-10-01')
     const stat = validateIndividualEnrollment({ ...base, allocationPolicy: 'Static', iotHubs: ['h.example'], iotHubHostName: 'H.example' })
     expect(stat.allocationPolicy).toBe('static')
+    // Azure accepts static with no hub named (dps-protocol.md errata E4), for groups too.
+    expect(validateIndividualEnrollment({ ...base, allocationPolicy: 'static' }).allocationPolicy).toBe('static')
+    expect(validateIndividualEnrollment({ ...base, allocationPolicy: 'static', iotHubs: [] }).iotHubs).toEqual([])
+    expect(validateEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }).allocationPolicy).toBe('static')
   })
 
   it('prefixes paths given by the caller', () => {
@@ -176,8 +180,7 @@ describe('validateIndividualEnrollment', () => {
     ['custom without definition', { ...base, allocationPolicy: 'custom' }, 'customAllocationDefinition', 'is required when allocationPolicy is custom'],
     ['a webhook that is not a URL', { ...base, customAllocationDefinition: { webhookUrl: 'ftp://x', apiVersion: '2021-10-01' } }, 'customAllocationDefinition.webhookUrl', 'absolute http(s) URL'],
     ['an old webhook apiVersion', { ...base, customAllocationDefinition: { webhookUrl: 'https://x', apiVersion: '2017-11-15' } }, 'customAllocationDefinition.apiVersion', 'must be 2018-09-01-preview or later'],
-    ['static with two hubs', { ...base, allocationPolicy: 'static', iotHubs: ['a.example', 'b.example'] }, 'iotHubs', 'exactly one hub'],
-    ['static with no hub', { ...base, allocationPolicy: 'static' }, 'iotHubs', 'must list one hub'],
+    ['static with two hubs', { ...base, allocationPolicy: 'static', iotHubs: ['a.example', 'b.example'] }, 'iotHubs', 'at most one hub'],
     ['static disagreeing with iotHubHostName', { ...base, allocationPolicy: 'static', iotHubs: ['a.example'], iotHubHostName: 'b.example' }, 'iotHubHostName', 'must equal the one hub'],
     ['a repeated hub', { ...base, iotHubs: ['a.example', 'A.EXAMPLE'] }, 'iotHubs[1]', 'must not repeat a hub'],
     ['a bad hub name', { ...base, iotHubs: ['a.example', 'under_score.example'] }, 'iotHubs[1]', 'DNS host name'],

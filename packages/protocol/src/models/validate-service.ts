@@ -565,16 +565,15 @@ function readCommon(o: Obj, path: string): EnrollmentCommon {
       path: child(path, 'customAllocationDefinition'),
     })
   }
-  // Cross-member rules (§7): custom needs its webhook; static names exactly one hub.
+  // Cross-member rules (§7): custom needs its webhook; static names at most one hub. Static with
+  // no hub named is accepted as Azure accepts it (errata E4); register then uses the instance's
+  // one linked hub, or refuses saying why when it links several (@provisio/allocation allocateStatic).
   if (out.allocationPolicy === 'custom' && out.customAllocationDefinition === undefined) {
     throw validationFailed(child(path, 'customAllocationDefinition'), 'is required when allocationPolicy is custom')
   }
   if (out.allocationPolicy === 'static') {
     const hubs = out.iotHubs ?? []
-    if (hubs.length > 1) throw validationFailed(child(path, 'iotHubs'), 'must list exactly one hub when allocationPolicy is static')
-    if (hubs.length === 0 && out.iotHubHostName === undefined) {
-      throw validationFailed(child(path, 'iotHubs'), 'must list one hub (or iotHubHostName be set) when allocationPolicy is static')
-    }
+    if (hubs.length > 1) throw validationFailed(child(path, 'iotHubs'), 'must list at most one hub when allocationPolicy is static')
     if (
       hubs.length === 1 &&
       out.iotHubHostName !== undefined &&
