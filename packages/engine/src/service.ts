@@ -156,6 +156,13 @@ export class ServiceOperations {
     const what = `individual enrollment '${registrationId}' in ID scope ${idScope}`
     const result = await this.ctx.store.deleteEnrollment(idScope, registrationId, this.deleteCondition(options))
     if (!result.ok) throw writeFailure(result, what, 'ENROLLMENT_RECORD_NOT_FOUND')
+    // Like DPS, the enrollment's registration record goes with it (dps-protocol.md errata E3): an
+    // enrollment created again under this id starts afresh and applies its own initial twin. A
+    // record a group wrote for this id is the group's, and stays.
+    const record = await this.ctx.store.getRegistration(idScope, registrationId)
+    if (record !== undefined && record.enrollmentGroupId === undefined) {
+      await this.ctx.store.deleteRegistration(idScope, registrationId, { ifMatch: record.state.etag })
+    }
     this.ctx.emit('enrollmentChanged', { idScope, kind: 'individual', id: registrationId, change: 'deleted', atMs: this.ctx.clock.now() })
   }
 

@@ -77,6 +77,13 @@ export interface RegistrationRecord {
    * attempt failed, so reprovisioning knows what to migrate and which identity to remove.
    */
   readonly lastAssignment?: { readonly hub: string; readonly deviceId: string }
+  /**
+   * `createdDateTimeUtc` of the enrollment (individual or group) that admitted the device at its
+   * last assignment. An enrollment deleted and created again under the same id has a new one, so
+   * its devices start afresh (substatus initialAssignment, its own initial twin) instead of
+   * inheriting the history of the enrollment that went before (dps-protocol.md errata E3).
+   */
+  readonly enrollmentCreated?: string
   /** Last refused attempt of an existing device, with the detailed reason (item 4 of issue 4). */
   readonly lastRefusal?: { readonly atMs: number; readonly errorCode: number; readonly reason: string }
 }

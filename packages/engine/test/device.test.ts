@@ -483,6 +483,61 @@ describe('fault injection', () => {
   })
 })
 
+describe('an enrollment deleted and created again starts afresh (dps-protocol.md errata E3)', () => {
+  const twin = (fw: string) => ({ tags: { gen: fw }, properties: { desired: { fw } } })
+
+  it('individual: the delete removes the registration record; the new enrollment\'s initial twin applies', async () => {
+    const { engine, hubs, clock, nowSeconds } = setup()
+    const k = await enrollIndividual(engine, 'dev-again', { initialTwin: twin('1.0'), iotHubs: [HUB_A] })
+    const token = () => deviceToken(ID_SCOPE, 'dev-again', k, nowSeconds() + 60)
+    expect((await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-again', evidence: { type: 'sas', token: token() }, apiVersion: API })).body.status).toBe('assigned')
+    expect(hubs.device(HUB_A, 'dev-again')?.twin.properties?.desired).toEqual({ fw: '1.0' })
+    await engine.deleteEnrollment(ID_SCOPE, 'dev-again')
+    expect((await rejection(engine.getRegistrationState(ID_SCOPE, 'dev-again'))).httpStatus).toBe(404)
+    clock.ms += 1000
+    await enrollIndividual(engine, 'dev-again', { initialTwin: twin('2.0'), iotHubs: [HUB_A] })
+    const again = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-again', evidence: { type: 'sas', token: token() }, apiVersion: API })
+    expect(again.body.registrationState?.substatus).toBe('initialAssignment')
+    expect(hubs.device(HUB_A, 'dev-again')?.twin).toEqual({ tags: { gen: '2.0' }, properties: { desired: { fw: '2.0' } } })
+  })
+
+  it('individual: a record that outlived its enrollment (written as the delete ran) is not inherited', async () => {
+    const { engine, hubs, clock, store, nowSeconds } = setup()
+    const k = await enrollIndividual(engine, 'dev-race', { initialTwin: twin('1.0'), iotHubs: [HUB_A] })
+    const token = () => deviceToken(ID_SCOPE, 'dev-race', k, nowSeconds() + 60)
+    await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-race', evidence: { type: 'sas', token: token() }, apiVersion: API })
+    const kept = (await store.getRegistration(ID_SCOPE, 'dev-race'))!
+    await engine.deleteEnrollment(ID_SCOPE, 'dev-race')
+    await store.putRegistration(ID_SCOPE, kept)
+    clock.ms += 1000
+    await enrollIndividual(engine, 'dev-race', { initialTwin: twin('2.0'), iotHubs: [HUB_A] })
+    await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-race', evidence: { type: 'sas', token: token() }, apiVersion: API })
+    expect(hubs.device(HUB_A, 'dev-race')?.twin.properties?.desired).toEqual({ fw: '2.0' })
+  })
+
+  it('group: records stay with the group\'s devices, but a group created again applies its own initial twin', async () => {
+    const { engine, hubs, clock, nowSeconds } = setup()
+    const groupKey = key(64, 51)
+    const writeGroup = (fw: string) =>
+      engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'again', iotHubs: [HUB_A], initialTwin: twin(fw), attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 52) } } })
+    const register = () => engine.register({ idScope: ID_SCOPE, registrationId: 'dev-ga', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-ga', deriveKey(groupKey, 'dev-ga'), nowSeconds() + 60) }, apiVersion: API })
+    await writeGroup('1.0')
+    await register()
+    // An update of the same group is not a new group: the device keeps its twin.
+    clock.ms += 1000
+    await writeGroup('1.5')
+    await register()
+    expect(hubs.device(HUB_A, 'dev-ga')?.twin.properties?.desired).toEqual({ fw: '1.0' })
+    await engine.deleteEnrollmentGroup(ID_SCOPE, 'again')
+    expect((await engine.getRegistrationState(ID_SCOPE, 'dev-ga')).status).toBe('assigned')
+    clock.ms += 1000
+    await writeGroup('2.0')
+    const again = await register()
+    expect(again.body.registrationState?.substatus).toBe('initialAssignment')
+    expect(hubs.device(HUB_A, 'dev-ga')?.twin.properties?.desired).toEqual({ fw: '2.0' })
+  })
+})
+
 describe('assignment failures', () => {
   it('records a hub gateway failure as failed with a 500 code and an event', async () => {
     const { engine, hubs, nowSeconds } = setup()
