@@ -18,6 +18,8 @@ import {
   validateDeviceCapabilities,
   validateDeviceRegistration,
   validateDeviceRegistrationResult,
+  readRegisterBody,
+  MAX_REGISTER_BODY_BYTES,
   validateDeviceRegistrationState,
   validateEnrollmentGroup,
   validateIndividualEnrollment,
@@ -485,6 +487,39 @@ describe('parseJsonBody', () => {
   it('survives hostile nesting', () => {
     const deep = '['.repeat(200_000)
     expect(() => parseJsonBody(deep, { maxBytes: 1 << 20 })).toThrow(expect.objectContaining({ code: 'INVALID_JSON' }))
+  })
+})
+
+describe('readRegisterBody (one reader for HTTP, MQTT and AMQP)', () => {
+  const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+  it('reads bytes or text, an empty body as {}, and a registrationId that names the same device', () => {
+    expect(readRegisterBody(utf8(''), 'dev-1', { idFrom: 'MQTT username' })).toEqual({})
+    expect(readRegisterBody(' ', 'dev-1', { idFrom: 'URL' })).toEqual({})
+    expect(readRegisterBody('{"registrationId":"DEV-1","payload":{"a":1}}', 'dev-1', { idFrom: 'URL' })).toEqual({ registrationId: 'DEV-1', payload: { a: 1 } })
+  })
+
+  it('refuses another device\'s registrationId, naming where the transport took its own from', () => {
+    for (const idFrom of ['URL', 'MQTT username', 'link address']) {
+      const error = (() => {
+        try {
+          readRegisterBody(utf8('{"registrationId":"other"}'), 'dev-1', { idFrom })
+        } catch (e) {
+          return e as ProvisioError
+        }
+        throw new Error('expected a refusal')
+      })()
+      expect(error.code).toBe('VALIDATION_FAILED')
+      expect(error.reason).toBe(`body registrationId "other" differs from the one in the ${idFrom} ("dev-1")`)
+      expect(error.deviceMessage).toBe(`registrationId in the body differs from the one in the ${idFrom}`)
+    }
+  })
+
+  it('applies one size limit on every transport unless the caller sets its own', () => {
+    const padding = 'x'.repeat(MAX_REGISTER_BODY_BYTES)
+    expect(() => readRegisterBody(utf8(`{"payload":{"p":"${padding}"}}`), 'd', { idFrom: 'link address' })).toThrow(expect.objectContaining({ code: 'PAYLOAD_TOO_LARGE' }))
+    expect(() => readRegisterBody('{"payload":{"p":"abcdefghijkl"}}', 'd', { idFrom: 'URL', maxBytes: 16 })).toThrow(expect.objectContaining({ code: 'PAYLOAD_TOO_LARGE' }))
+    expect(() => readRegisterBody('{"registrationId":', 'd', { idFrom: 'URL' })).toThrow(expect.objectContaining({ code: 'INVALID_JSON' }))
   })
 })
 
