@@ -97,10 +97,9 @@ function checkCertificates(attestation: AttestationMechanism | undefined, what: 
       try {
         for (const der of decodeCertificateText(text)) parseCertificate(der)
       } catch (error) {
-        throw new ProvisioError('VALIDATION_FAILED', `${what}: ${path} does not parse: ${error instanceof Error ? error.message : String(error)}`, {
-          cause: error,
-          deviceMessage: `${path} is not a certificate in PEM, base64 DER or base64 PEM`,
-        })
+        // The client's message says why too: it is about text the client sent, no secret.
+        const why = `${path} does not parse: ${error instanceof Error ? error.message : String(error)}`
+        throw new ProvisioError('VALIDATION_FAILED', `${what}: ${why}`, { cause: error, deviceMessage: why })
       }
     }
   }
