@@ -174,7 +174,7 @@ describe('validateIndividualEnrollment', () => {
     ['x509 with two forms', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: PEM } }, caReferences: { primary: 'ca' } } } }, 'attestation.x509', 'exactly one of'],
     ['x509 without primary', { ...base, attestation: { type: 'x509', x509: { clientCertificates: {} } } }, 'attestation.x509.clientCertificates.primary', 'is required'],
     ['x509 slot without certificate or info', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: {} } } } }, 'attestation.x509.clientCertificates.primary.certificate', 'is required'],
-    ['x509 slot with garbage', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: 'hello world' } } } } }, 'attestation.x509.clientCertificates.primary.certificate', 'PEM certificate or base64'],
+    ['x509 slot with garbage', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: 'hello world' } } } } }, 'attestation.x509.clientCertificates.primary.certificate', 'must be PEM, base64 of DER or base64 of PEM'],
     ['a bad provisioningStatus', { ...base, provisioningStatus: 'on' }, 'provisioningStatus', 'must be one of enabled, disabled'],
     ['a non-boolean iotEdge', { ...base, capabilities: { iotEdge: 'yes' } }, 'capabilities.iotEdge', 'must be a boolean'],
     ['a non-boolean reprovision flag', { ...base, reprovisionPolicy: { migrateDeviceData: 1 } }, 'reprovisionPolicy.migrateDeviceData', 'must be a boolean'],
