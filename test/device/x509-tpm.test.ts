@@ -1,6 +1,6 @@
 // @provisio/device with X.509 and TPM attestation against a real `provisio serve`, on every
 // transport: X.509 through an individual enrollment (self-signed P-256) and an intermediate-signed
-// RSA leaf through a group on the root (the chain rides in TLS, dps-protocol.md §6); TPM with our
+// RSA leaf through a group on the root (the chain rides in TLS, docs/protocol.md §6); TPM with our
 // software TPM over http (401 challenge), amqp and amqp-ws (SASL TPM), whose TPM then holds the
 // hub key; TPM over MQTT is refused as UNSUPPORTED (DPS offers none, §3).
 import { createHmac, randomBytes } from 'node:crypto'

@@ -1,4 +1,4 @@
-// Memory stays bounded under a crowd of hostile connections (issue #12). The server runs as the
+// Memory stays bounded under a crowd of hostile connections. The server runs as the
 // user runs it — the built `provisio serve` in a child process — with `--expose-gc` and a SIGUSR2
 // hook that collects garbage, so its heap is read (from /metrics) after a real collection. Two
 // waves of 300 hostile connections (silent TCP on every listener, MQTT without CONNECT, AMQP stuck

@@ -1,10 +1,10 @@
-// Throttling and fault injection as Microsoft's device SDK sees them (issue #12). The limits and
+// Throttling and fault injection as Microsoft's device SDK sees them. The limits and
 // faults are switched on the way an operator does it — ServeConfig settings `registrationsPerMinute`
 // (flag --registrations-per-minute) and `faults` (flag --faults, parsed here from the flag's JSON by
 // resolveConfig) — and azure-iot-provisioning-device over HTTP and MQTT must see the 429 with
 // retry-after, or the injected 503 / 500 / slow assignments, and still end up assigned.
 //
-// The two transports differ (dps-protocol.md §11): the MQTT transport retries 429 and 5xx itself,
+// The two transports differ (docs/protocol.md §11): the MQTT transport retries 429 and 5xx itself,
 // after the retry-after of the response topic; Node's HTTP transport fails register on any status
 // >= 300 (its retry branch is unreachable), handing the application a ThrottlingError or
 // ServiceUnavailableError with the response — so the HTTP device here does what an application

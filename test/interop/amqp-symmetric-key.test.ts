@@ -1,6 +1,6 @@
-// Proof of issue 7 with Microsoft's own client over real TLS and WSS on loopback: the Node device
+// DPS over AMQP, proven with Microsoft's own client over real TLS and WSS on loopback: the Node device
 // SDK's AMQP transports (Amqp over AMQPS, AmqpWs over WebSockets on the HTTPS port) with the
-// symmetric-key security client register against `provisio serve` (dps-protocol.md §4).
+// symmetric-key security client register against `provisio serve` (docs/protocol.md §4).
 //
 // Test-side plumbing only, the clients stay unmodified: the Amqp transport passes no CA to rhea's
 // tls.connect, so connections to our AMQPS port get the dev CA added; AmqpWs always dials port

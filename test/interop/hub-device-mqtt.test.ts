@@ -1,4 +1,4 @@
-// Issue 10's proof with Microsoft's own clients over real TLS and WSS on loopback: a device
+// The embedded hub, proven with Microsoft's own clients over real TLS and WSS on loopback: a device
 // provisions with azure-iot-provisioning-device (symmetric key from an enrollment group), then
 // connects to the embedded hub DPS assigned it with azure-iot-device + azure-iot-device-mqtt
 // (`Mqtt`, and once `MqttWs`), reads the enrollment's initial desired properties from its twin,

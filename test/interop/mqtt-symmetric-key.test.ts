@@ -1,8 +1,8 @@
-// Proof of issue 6 with Microsoft's own MQTT provisioning client over real TLS and WSS on
+// DPS over MQTT, proven with Microsoft's own MQTT provisioning client over real TLS and WSS on
 // loopback: azure-iot-provisioning-device-mqtt (`Mqtt` and `MqttWs`) with the symmetric-key
 // security client registers against `provisio serve`.
 //
-// Pointing the unmodified clients at the test server (dps-protocol.md §11): `Mqtt` connects to
+// Pointing the unmodified clients at the test server (docs/protocol.md §11): `Mqtt` connects to
 // `mqtts://<host>`, so `localhost:<port>` works as the host. `MqttWs` always builds
 // `wss://<host>:443/$iothub/websocket`; the transport takes an MqttBase, whose public
 // `setOptions({ mqtt: { webSocketAgent } })` hands mqtt.js an https.Agent — ours opens its TLS

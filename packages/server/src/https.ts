@@ -3,7 +3,7 @@
  * to the sans-IO handler and writes the answer. No routing or policy lives here.
  *
  * TLS: 1.2 and up; client certificates are requested but never rejected by TLS itself — X.509
- * devices are judged by the verifier, which can explain a refusal (DESIGN.md "Ports, hosts, TLS").
+ * devices are judged by the verifier, which can explain a refusal (docs/architecture.md §9).
  */
 import { createServer, type Server } from 'node:https'
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'

@@ -1,6 +1,6 @@
 /**
- * The engine's HubGateway port: hubs embedded in this process are written directly (DESIGN.md
- * "Hubs": the in-process shortcut); every other linked hub — a real Azure IoT Hub, or another
+ * The engine's HubGateway port: hubs embedded in this process are written directly (docs/architecture.md
+ * §7: the in-process shortcut); every other linked hub — a real Azure IoT Hub, or another
  * Provisio — through `remote`, the IoT Hub registry REST API (@provisio/hub createRestHubGateway).
  */
 import type { HubDeviceSpec, HubGateway, HubTarget, Twin } from '@provisio/engine'

@@ -1,5 +1,5 @@
 /**
- * Node adapter of the MQTT codecs (dps-protocol.md §3): a TLS listener (default port 8883) and the
+ * Node adapter of the MQTT codecs (docs/protocol.md §3): a TLS listener (default port 8883) and the
  * `mqtt` WebSocket handler on the HTTPS port (`/$iothub/websocket`). Each connection gets a
  * router that reads the CONNECT and hands the connection to a sans-IO DpsMqttSession or, when the
  * username names an embedded hub, a HubMqttSession; this file only moves bytes, carries the TLS

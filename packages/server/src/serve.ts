@@ -282,7 +282,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     })),
     accessPolicies: state.servicePolicies.map((p) => ({ ...p, permissions: SERVICE_PERMISSIONS })),
   }
-  // Attestation beyond symmetric keys (built into the engine): X.509 (dps-protocol.md §6; the
+  // Attestation beyond symmetric keys (built into the engine): X.509 (docs/protocol.md §6; the
   // transports hand the TLS client chain over as evidence) and TPM (§5: challenge over HTTP 401 or
   // AMQP SASL TPM, hub key delivered as a fresh activation blob).
   const x509Verifier = createX509Verifier()
@@ -386,7 +386,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // other origins than this server and corsOrigins are refused.
   const websockets = new WebSocketRouter(https, log, origins)
 
-  // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
+  // ---- AMQP (docs/protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
   const amqp = createAmqpTransport({
     key: tls.key,
     cert: tls.cert,
@@ -400,7 +400,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   websockets.register('AMQPWSB10', counted('amqp-ws', amqp.websocket))
   // ---- end AMQP ----
 
-  // ---- MQTT (dps-protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
+  // ---- MQTT (docs/protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
   const mqtt = createMqttTransport({
     key: tls.key,
     cert: tls.cert,
