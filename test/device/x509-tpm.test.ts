@@ -87,10 +87,10 @@ describe.each(TRANSPORTS)('@provisio/device TPM (software TPM) over %s', (transp
     const { defaultRegistrationId } = await import('@provisio/tpm')
     const registrationId = defaultRegistrationId(await t.endorsementKey())
     await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, { registrationId, attestation: { type: 'tpm', tpm: { endorsementKey: ek } } })
-    const before = server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])
+    const before = await server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])
     const result = await c.register()
     expect(result).toMatchObject({ status: 'assigned', assignedHub: 'localhost', deviceId: registrationId, registrationId })
-    expect(server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])).toBeGreaterThan(before)
+    expect(await server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])).toBeGreaterThan(before)
     const primaryKey = (await server.hubs.get('localhost')!.getDevice(registrationId))?.authentication.symmetricKey?.primaryKey
     expect(primaryKey).toBeTruthy()
     const data = new TextEncoder().encode(`localhost%2Fdevices%2F${registrationId}\n1800000000`)

@@ -43,8 +43,8 @@ export interface MqttHubOptions {
   readonly isHub: (hostName: string) => boolean
   /** Subscribes to desired-property changes of every embedded hub; returns the unsubscribe. */
   readonly onDesiredChange: (listener: (change: DesiredChange) => void) => () => void
-  /** Sees every hub session event (metrics). */
-  readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent) => void
+  /** Sees every hub session event (metrics); `closed` settles when the event's connection closes. */
+  readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent, closed: Promise<void>) => void
   /** Subscribes to identities disabled or deleted on every embedded hub; returns the unsubscribe. */
   readonly onIdentityRevoked?: (listener: (event: IdentityRevoked) => void) => () => void
   readonly limits?: Partial<HubMqttLimits>
@@ -169,8 +169,8 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     }
   }
 
-  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
-    hub?.onEvent?.(transport, event)
+  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, closed: Promise<void>, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
+    hub?.onEvent?.(transport, event, closed)
     switch (event.type) {
       case 'connected':
         connected(event.hostName, event.deviceId)
@@ -233,7 +233,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
             limits: { ...options.limits, ...hub.limits },
             write: c.write,
             close,
-            onEvent: onHubEvent(c.transport, c.remote, (hostName, deviceId) => claim(hubKey(hostName, deviceId), session, c.closed)),
+            onEvent: onHubEvent(c.transport, c.remote, c.closed, (hostName, deviceId) => claim(hubKey(hostName, deviceId), session, c.closed)),
           })
           return session
         }

@@ -351,7 +351,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     if (path === '/metrics') {
       const headers = { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }
       const render = options.metricsText
-      return render === undefined ? { status: 200, headers, body: metrics.render() } : render().then((body) => ({ status: 200, headers, body }))
+      return (render ?? (() => metrics.render()))().then((body) => ({ status: 200, headers, body }))
     }
     return undefined
   }
@@ -413,8 +413,11 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       api: hubDevices.api,
       isHub: hubDevices.isHub,
       onDesiredChange: (listener) => hubEvents.onDesiredChange(listener),
-      onEvent: (transport, event) => {
-        if (event.type === 'connected') metrics.hubConnections.inc([transport, 'accepted'])
+      onEvent: (transport, event, closed) => {
+        if (event.type === 'connected') {
+          metrics.hubConnections.inc([transport, 'accepted'])
+          metrics.trackHubDevice(transport, closed)
+        }
         else if (event.type === 'refused') metrics.hubConnections.inc([transport, `refused_${event.returnCode}`])
         else if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
         else if (event.type === 'twin') metrics.hubTwin.inc([transport, event.operation, String(event.status)])
@@ -429,11 +432,11 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
 
   // Open connections per listener, from the TCP accept (before TLS), for /metrics.
   for (const [listener, server] of [['https', https], ['amqps', amqp.server], ['mqtts', mqtt.server]] as const) {
-    metrics.connections.add([listener], 0)
+    metrics.connections.inc([listener], 0)
     server.on('connection', (socket: Socket) => metrics.track(listener, socket))
   }
   function counted(listener: string, handler: WebSocketHandler): WebSocketHandler {
-    metrics.connections.add([listener], 0)
+    metrics.connections.inc([listener], 0)
     return (connection) => {
       metrics.track(listener, connection.socket)
       handler(connection)
