@@ -387,7 +387,7 @@ export async function runWorker(): Promise<number> {
       },
     })
   } catch (error) {
-    log.error('worker could not start', { error: (error as Error).message })
+    log.error('worker could not start', { error })
     await send({ t: 'failed', message: (error as Error).message })
     return 1
   }

@@ -100,7 +100,7 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
           res.destroy()
           return
         }
-        options.log.error('http adapter failure', { error: (error as Error).message })
+        options.log.error('http adapter failure', { error })
         if (!res.headersSent) {
           res.writeHead(500)
           res.end()

@@ -337,7 +337,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     if (e.stage === 'assignment') metrics.registrations.inc(['failed'])
     log.warn('registration refused', { idScope: e.idScope, registrationId: e.registrationId, stage: e.stage, errorCode: e.errorCode, reason: e.reason })
   })
-  engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: String(e.error) }))
+  engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: e.error }))
 
   const startedAt = Date.now()
   let draining = false
