@@ -151,12 +151,9 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
     write(res, await ops)
     return
   }
-  const page = options.emulator?.answer(method, path, req.headers)
-  if (page !== undefined) {
+  if (options.emulator?.owns(path)) {
     req.resume()
-    const body = typeof page.body === 'string' ? Buffer.from(page.body, 'utf8') : page.body
-    res.writeHead(page.status, { ...page.headers, 'content-length': String(body.length) })
-    res.end(method === 'HEAD' || page.status === 304 ? undefined : body)
+    await options.emulator.serve(req, res, path)
     return
   }
   const body = await readBody(req, options.maxBodyBytes)
