@@ -136,7 +136,11 @@ function sendFile(req: IncomingMessage, res: ServerResponse, root: string, file:
   })
 }
 
-/** The file for `relative` inside `root`, or why not (400 for a path that tries to leave, 404 for one that is not there). */
+/**
+ * The file for `relative` inside `root`, or why not (400 for a path that tries to leave, 404 for one
+ * that is not there). Checked here, before send sees the path: send refuses `..` but would follow a
+ * symlink inside the build directory to a file outside it.
+ */
 export async function resolveFile(root: string, relative: string): Promise<string | { status: number; reason: string }> {
   let decoded: string
   try {
