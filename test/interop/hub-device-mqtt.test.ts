@@ -130,6 +130,7 @@ describe.each(['Mqtt', 'MqttWs'] as const)('azure-iot-device over %s on the hub 
     expect(await server.metrics.hubTelemetry.get([label])).toBeGreaterThanOrEqual(2)
     expect(await server.metrics.hubTwin.get([label, 'reportedPatch', '204'])).toBeGreaterThanOrEqual(1)
     expect(await server.metrics.render()).toMatch(new RegExp(`provisio_hub_connections_total\\{transport="${label}",result="accepted"\\} [1-9]`))
+    expect(await server.metrics.hubDesiredPushes.get(['sent'])).toBeGreaterThanOrEqual(1)
     // Connected now, counted until the connection closes.
     const connected = await server.metrics.hubConnected.get([label])
     expect(connected).toBeGreaterThanOrEqual(1)

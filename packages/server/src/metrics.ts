@@ -18,7 +18,9 @@
  *   WebSocket sessions `mqtt-ws` and `amqp-ws` (also counted under `https`, whose upgraded sockets they are);
  * - the embedded hubs: `provisio_hub_connected_devices{transport}` (device sessions open now),
  *   `provisio_hub_connections_total{transport,result}`, `provisio_hub_telemetry_messages_total{transport}`,
- *   `provisio_hub_twin_requests_total{transport,operation,status}` (twin reads and reported-property updates);
+ *   `provisio_hub_twin_requests_total{transport,operation,status}` (twin reads and reported-property updates),
+ *   `provisio_hub_desired_pushes_total{result}` (desired-property updates for a connected device:
+ *   `sent`, or `not_sent` when its session had not subscribed to them or was closing);
  * - `provisio_process_heap_used_bytes`, `provisio_process_resident_memory_bytes` — memory of the process;
  *   `provisio_process_start_time_seconds` — when it started (a restarted worker shows a new one);
  *   beside them prom-client's default Node.js process metrics under their usual names
@@ -116,6 +118,7 @@ export class Metrics {
   readonly hubConnections = this.#counter('provisio_hub_connections_total', 'Device CONNECTs at the embedded hubs, by outcome (accepted, or the CONNACK code).', ['transport', 'result'])
   readonly hubTelemetry = this.#counter('provisio_hub_telemetry_messages_total', 'Device-to-cloud messages the embedded hubs stored.', ['transport'])
   readonly hubTwin = this.#counter('provisio_hub_twin_requests_total', 'Device twin requests at the embedded hubs, by operation and status.', ['transport', 'operation', 'status'])
+  readonly hubDesiredPushes = this.#counter('provisio_hub_desired_pushes_total', 'Desired-property changes pushed to devices connected to the embedded hubs, by result.', ['result'])
   readonly hubConnected = this.#gauge('provisio_hub_connected_devices', 'Devices connected to the embedded hubs now.', ['transport'])
   readonly connections = this.#gauge('provisio_open_connections', 'Connections open now, by listener (TCP accepts before TLS; WebSocket sessions by transport).', ['listener'])
   readonly registrationSeconds = new Histogram({

@@ -43,6 +43,8 @@ export interface MqttHubOptions {
   readonly isHub: (hostName: string) => boolean
   /** Subscribes to desired-property changes of every embedded hub; returns the unsubscribe. */
   readonly onDesiredChange: (listener: (change: DesiredChange) => void) => () => void
+  /** Sees each desired-property change pushed to a connected device, and whether it was delivered (metrics). */
+  readonly onDesiredPushed?: (delivered: boolean) => void
   /** Sees every hub session event (metrics); `closed` settles when the event's connection closes. */
   readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent, closed: Promise<void>) => void
   /** Subscribes to identities disabled or deleted on every embedded hub; returns the unsubscribe. */
@@ -143,6 +145,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     const session = byClient.get(hubKey(change.hostName, change.deviceId)) as HubMqttSession | undefined
     if (session === undefined) return
     const sent = session.pushDesired(change.patch, change.version)
+    hub.onDesiredPushed?.(sent)
     log.debug('hub desired properties pushed', { hub: change.hostName, deviceId: change.deviceId, version: change.version, delivered: sent })
   })
 

@@ -423,6 +423,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
         else if (event.type === 'twin') metrics.hubTwin.inc([transport, event.operation, String(event.status)])
       },
       onIdentityRevoked: (listener) => hubEvents.onIdentityRevoked(listener),
+      onDesiredPushed: (delivered) => metrics.hubDesiredPushes.inc([delivered ? 'sent' : 'not_sent']),
     },
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     limits: { connectTimeoutMs: config.connectTimeoutMs },
