@@ -31,6 +31,7 @@ import { listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { createEmulatorSite, findEmulatorDist } from './emulator.js'
+import { withDevReasons } from './dev-reasons.js'
 import { OriginPolicy } from './origins.js'
 import { WebSocketRouter, type WebSocketHandler } from './websocket.js'
 import { createAmqpTransport, listenAmqp } from './amqp.js'
@@ -358,7 +359,10 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // The hubs' device side (MQTT): authentication, twin, telemetry kept in memory per instance.
   const hubDevices = createHubDevices({ hubs, clock, store, idScope: state.idScope })
   const hubRegistry = createHubRegistryApi(hubs, (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [], clock, hubDevices.telemetry)
-  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
+  // Development reasons (dev-reasons.ts): refusals tell the device why; off when the server is exposed.
+  const deviceApi = config.devReasons === true ? withDevReasons(engine) : engine
+  if (config.devReasons === true) log.info('development reasons are on: refused devices are told why (--dev-reasons false turns this off)')
+  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(deviceApi, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
   // The browser emulator at /emulator/ and the web origins allowed on the device endpoints.
   const origins = new OriginPolicy(config.corsOrigins)
   const emulatorDir = config.emulatorDir ?? findEmulatorDist()
@@ -391,8 +395,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     key: tls.key,
     cert: tls.cert,
     ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
-    device: metrics.instrument(engine, 'amqp'),
-    deviceWs: metrics.instrument(engine, 'amqp-ws'),
+    device: metrics.instrument(deviceApi, 'amqp'),
+    deviceWs: metrics.instrument(deviceApi, 'amqp-ws'),
     log,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
@@ -405,8 +409,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     key: tls.key,
     cert: tls.cert,
     ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
-    device: metrics.instrument(engine, 'mqtt'),
-    deviceWs: metrics.instrument(engine, 'mqtt-ws'),
+    device: metrics.instrument(deviceApi, 'mqtt'),
+    deviceWs: metrics.instrument(deviceApi, 'mqtt-ws'),
     log,
     // The embedded hubs' device endpoint shares the listeners; the CONNECT username picks the dialect.
     hub: {
