@@ -21,7 +21,7 @@ export interface Candidate {
   readonly excludedBecause?: string
 }
 
-/** 400208: no hub can be assigned (`DPS_HUB_ERROR_NO_HUB`, dps-protocol.md §1.5). */
+/** 400208: no hub can be assigned (`DPS_HUB_ERROR_NO_HUB`, docs/protocol.md §1.5). */
 export function noHub(reason: string): ProvisioError {
   return new ProvisioError('NO_HUB_ASSIGNABLE', reason)
 }

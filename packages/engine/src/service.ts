@@ -1,5 +1,5 @@
 /**
- * Service API operations (dps-protocol.md §7): individual enrollments and enrollment groups with
+ * Service API operations (docs/protocol.md §7): individual enrollments and enrollment groups with
  * ETags, attestation mechanisms, query with paging, bulk operations, registration states.
  *
  * Rules applied here (beyond the model validators of @provisio/protocol):
@@ -7,7 +7,7 @@
  *   resource) is 412 PRECONDITION_FAILED (RFC 9110 §13.1.1, D-trouble). Every write mints a new
  *   etag; `createdDateTimeUtc` survives replacement, `lastUpdatedDateTimeUtc` moves.
  * - Symmetric keys omitted on PUT are generated (64 random bytes, §7 / D-sym); GET hides keys and
- *   `attestationmechanism` returns them (azure-iot-sdk-java#674).
+ *   `attestationmechanism` returns them (docs/protocol.md §7).
  * - `iotHubs` and `iotHubHostName` must name linked hubs; `custom` needs a webhook definition.
  */
 import { ProvisioError, isProvisioError, normalizeRegistrationId, validateRegistrationId } from '@provisio/protocol'
@@ -44,7 +44,7 @@ import { decodeCertificateText, parseCertificate } from '@provisio/x509'
 /** Options of writes that honour `If-Match` (the codecs' contract, @provisio/protocol api.ts). */
 export type { ConditionalOptions }
 
-/** Bulk operations accept at most this many items (SPEC-svc, dps-protocol.md §9). */
+/** Bulk operations accept at most this many items (SPEC-svc, docs/protocol.md §9). */
 export const BULK_MAX_ITEMS = 10
 
 type Kind = 'individual' | 'group'

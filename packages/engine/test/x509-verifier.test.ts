@@ -63,7 +63,7 @@ function world() {
   return { ...w, register, refusal, group, individual, failures }
 }
 
-describe('X.509 enrollment matching (dps-protocol.md §6)', () => {
+describe('X.509 enrollment matching (docs/protocol.md §6)', () => {
   it('the individual enrollment for the leaf comes first, and pins the thumbprint on the hub', async () => {
     const w = world()
     const leaf = issue('dev-ind', intermediate)

@@ -1,4 +1,4 @@
-// Table-driven tests of the DPS model validators (dps-protocol.md §1, §7, §8): each valid fixture
+// Table-driven tests of the DPS model validators (docs/protocol.md §1, §7, §8): each valid fixture
 // checks the typed value (defaults applied, unknown members dropped), each invalid fixture the
 // JSON path and the rule named by the error.
 import { describe, expect, it } from 'vitest'

@@ -177,7 +177,7 @@ async function telemetryCommand(args: string[]): Promise<number> {
 }
 // ---- end provisio telemetry ----
 
-// ---- provisio pki (X.509 test PKI, dps-protocol.md §6) ----
+// ---- provisio pki (X.509 test PKI, docs/protocol.md §6) ----
 const PKI_USAGE = [
   'Usage: provisio pki root         --cn <name> [--name <file>] [--key rsa|ec|ec384] [--days <n>] [--path-len <n>] [--dir <dir>]',
   '       provisio pki intermediate --cn <name> --issuer <file> [--name <file>] [--key …] [--days <n>] [--path-len <n>] [--dir <dir>]',

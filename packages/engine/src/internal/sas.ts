@@ -1,5 +1,5 @@
 /**
- * The SAS pieces the engine uses (dps-protocol.md §2), over @provisio/protocol's token parser and
+ * The SAS pieces the engine uses (docs/protocol.md §2), over @provisio/protocol's token parser and
  * verifier and @provisio/crypto's prepared HMAC keys:
  *
  * - device tokens: `skn=registration` or no `skn` at all (the Embedded C SDK signs none; errata

@@ -93,7 +93,7 @@ export class RecordingHubGateway implements HubGateway {
   }
 }
 
-/** Base64 device key derived from a group key (dps-protocol.md §2.2), with node:crypto as the oracle. */
+/** Base64 device key derived from a group key (docs/protocol.md §2.2), with node:crypto as the oracle. */
 export function deriveKey(groupKeyB64: string, registrationId: string): string {
   return createHmac('sha256', Buffer.from(groupKeyB64, 'base64')).update(registrationId, 'utf8').digest('base64')
 }

@@ -1,5 +1,5 @@
 /**
- * Runtime validators of the service-API models (dps-protocol.md §7).
+ * Runtime validators of the service-API models (docs/protocol.md §7).
  *
  * Each `validateX(json, {path})` takes parsed JSON (`unknown`) and returns the typed value with
  * DPS's defaults applied, or throws a `ProvisioError` (`VALIDATION_FAILED`) whose message and
