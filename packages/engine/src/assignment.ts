@@ -249,7 +249,7 @@ async function assign(
 /**
  * Whether the record was written for an earlier enrollment of the same kind and id, one since
  * deleted and created again (its `createdDateTimeUtc` differs): then the new enrollment's devices
- * start afresh, as if no record were there (dps-protocol.md errata E3). Records from before the
+ * start afresh, as if no record were there (docs/protocol.md §13.3). Records from before the
  * stamp was kept, and records of another enrollment, keep their history.
  */
 function leftByEarlierEnrollment(record: RegistrationRecord, enrollment: MatchedEnrollment): boolean {

@@ -79,7 +79,7 @@ export function writeFailure(result: Exclude<WriteResult, { ok: true }>, what: s
 
 /**
  * Certificates of an X.509 attestation are parsed when the enrollment is written, in any
- * encoding DPS accepts (PEM, base64 of DER, base64 of PEM: dps-protocol.md errata E2), so one
+ * encoding DPS accepts (PEM, base64 of DER, base64 of PEM: docs/protocol.md §13.2), so one
  * that does not parse is a 400 naming the member and the reason, never a stored enrollment whose
  * every device is refused later.
  * @throws ProvisioError VALIDATION_FAILED
@@ -155,7 +155,7 @@ export class ServiceOperations {
     const what = `individual enrollment '${registrationId}' in ID scope ${idScope}`
     const result = await this.ctx.store.deleteEnrollment(idScope, registrationId, this.deleteCondition(options))
     if (!result.ok) throw writeFailure(result, what, 'ENROLLMENT_RECORD_NOT_FOUND')
-    // Like DPS, the enrollment's registration record goes with it (dps-protocol.md errata E3): an
+    // Like DPS, the enrollment's registration record goes with it (docs/protocol.md §13.3): an
     // enrollment created again under this id starts afresh and applies its own initial twin. A
     // record a group wrote for this id is the group's, and stays.
     const record = await this.ctx.store.getRegistration(idScope, registrationId)
@@ -392,7 +392,7 @@ export class ServiceOperations {
       throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy custom needs customAllocationDefinition.webhookUrl`)
     }
     if (input.allocationPolicy === 'static') {
-      // No hub named is fine (errata E4 of dps-protocol.md): register decides (allocateStatic).
+      // No hub named is fine (docs/protocol.md §13.4): register decides (allocateStatic).
       const count = input.iotHubs?.length ?? 0
       if (count > 1) {
         throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy static takes at most one entry in iotHubs, got ${count}`)

@@ -108,7 +108,7 @@ describe('X.509 enrollment matching (docs/protocol.md §6)', () => {
     expect(w.hubs.device(HUB_A, 'dev-order')?.auth).toEqual({ type: 'certificateAuthority' })
   })
 
-  /** The three encodings DPS accepts for enrollment certificates (dps-protocol.md errata E2). */
+  /** The three encodings DPS accepts for enrollment certificates (docs/protocol.md §13.2). */
   const encodings: [string, (c: Made) => string][] = [
     ['PEM', (c) => c.pem],
     ['base64 of DER', (c) => Buffer.from(c.der).toString('base64')],

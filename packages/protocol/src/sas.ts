@@ -7,7 +7,7 @@
  *
  * Three kinds share this shape:
  * - device registration tokens: `sr={idScope}/registrations/{registrationId}`, `skn=registration`
- *   or no `skn` (the Embedded C SDK; dps-protocol.md errata E1), signed with the device key (symmetric key) or the TPM-held identity key (§2.1);
+ *   or no `skn` (the Embedded C SDK; docs/protocol.md §13.1), signed with the device key (symmetric key) or the TPM-held identity key (§2.1);
  * - service tokens: `sr={dps or hub host}`, `skn={policy}`, signed with the policy key (§2.3);
  *   the caller checks the policy's permissions;
  * - hub device tokens: `sr={hub}/devices/{deviceId}` URL-encoded, no `skn` (azure-iot-device).
@@ -261,7 +261,7 @@ export interface VerifySasOptions {
    * With a string `keyName`: also accept a token that carries no `skn` at all, while a present
    * `skn` must still equal `keyName`. DPS device tokens need it: the Embedded C SDK
    * (`az_iot_provisioning_client`) signs `sr=…&sig=…&se=…` with no key name, and Azure DPS
-   * admits it (dps-protocol.md §2.1).
+   * admits it (docs/protocol.md §2.1).
    */
   readonly keyNameOptional?: boolean
   /**
