@@ -250,7 +250,7 @@ export class ProvisioningClientCore {
           if (error.code === 'TRANSPORT' && session !== undefined) {
             const old = session
             session = undefined
-            await old.close().catch(() => undefined)
+            await closeWithin(old, signal)
           }
         }
         if (policy.maxRetries !== undefined && attempt >= policy.maxRetries) throw failure
@@ -323,9 +323,27 @@ export class ProvisioningClientCore {
         reply = await exchange((s) => s.poll(operationId, authorization), 'operation status')
       }
     } finally {
-      await session?.close().catch(() => undefined)
+      if (session !== undefined) await closeWithin(session, signal)
     }
   }
+}
+
+/**
+ * Closes a session without letting its close hold the registration past its deadline: the wait
+ * ends when the close is done or the signal fires, whichever is first (a close the transport cannot
+ * finish goes on in the background, bounded by the transport itself).
+ */
+function closeWithin(session: DpsSession, signal: AbortSignal): Promise<void> {
+  const closing = session.close().catch(() => undefined)
+  if (signal.aborted) return Promise.resolve()
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+    void closing.then(done)
+  })
 }
 
 function readStatus(body: unknown): { operationId: string; status: string; registrationState: Record<string, unknown> | undefined } {

@@ -21,6 +21,8 @@ const connect = ((mqttModule as unknown as { default?: { connect?: typeof mqttMo
 /** The one topic filter DPS serves (§3). */
 export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#'
 const RESPONSE_PREFIX = '$dps/registrations/res/'
+/** Longest wait for a graceful MQTT DISCONNECT before the connection is cut. */
+const CLOSE_TIMEOUT_MS = 2000
 
 /** The CONNECT username of a DPS device. */
 export function dpsMqttUsername(idScope: string, registrationId: string, apiVersion: string, userAgent: string): string {
@@ -166,7 +168,19 @@ export async function openMqttSession(params: SessionParams, overWebSocket: bool
       return request('$dps/registrations/GET/iotdps-get-operationstatus/', `&operationId=${encodeURIComponent(operationId)}`, ' ', 'operation status')
     },
     close() {
-      return new Promise<void>((resolve) => client.end(false, {}, () => resolve()))
+      return new Promise<void>((resolve) => {
+        // mqtt.js's graceful end waits for every unacknowledged PUBLISH; on a connection that is
+        // gone (a server killed mid-request) they never are. Such a connection is ended at once,
+        // and a graceful end that takes longer than CLOSE_TIMEOUT_MS is cut.
+        const timer = setTimeout(() => {
+          client.stream?.destroy()
+          resolve()
+        }, CLOSE_TIMEOUT_MS)
+        client.end(closedError !== undefined || !client.connected, {}, () => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
     },
   }
 }
