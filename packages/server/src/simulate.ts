@@ -16,7 +16,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -32,8 +31,8 @@ import {
   type SecurityProvider,
   type TransportName,
 } from '@provisio/device'
-import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
 import { issuePkiCertificate } from './pki-tools.js'
+import { createServiceClient, type ServiceClient } from './service-client.js'
 
 export const SIMULATE_USAGE = [
   'Usage: provisio simulate [--devices N] [--concurrency C] [--transport http|mqtt|mqtt-ws|amqp|amqp-ws]',
@@ -98,29 +97,6 @@ function positiveInt(text: string | undefined, flag: string, dflt: number, max: 
   const n = Number(text)
   if (!Number.isInteger(n) || n < 1 || n > max) throw new SimulateUsageError(`${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(text)}`)
   return n
-}
-
-/** A tiny service API client (HTTPS, service SAS from the connection string). */
-function serviceApi(host: string, port: number, ca: string | undefined, connectionString: string) {
-  const cs = parseDpsServiceConnectionString(connectionString)
-  return async (method: 'PUT', path: string, body: unknown): Promise<void> => {
-    const token = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 })
-    const text = JSON.stringify(body)
-    const answer = await new Promise<{ status: number; body: string }>((resolvePromise, reject) => {
-      const req = request(
-        { host, port, method, path: `${path}?api-version=2021-10-01`, ...(ca === undefined ? {} : { ca }), headers: { authorization: token, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
-        (res) => {
-          const chunks: Buffer[] = []
-          res.on('data', (c: Buffer) => chunks.push(c))
-          res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8').slice(0, 2000) }))
-          res.on('error', reject)
-        },
-      )
-      req.on('error', reject)
-      req.end(text)
-    })
-    if (answer.status >= 300) throw new Error(`service API ${method} ${path} answered ${answer.status}: ${answer.body}`)
-  }
 }
 
 /** Progress on stderr: a redrawn bar on a TTY, a plain line every 2 s otherwise. */
@@ -206,7 +182,10 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
   if (needsService && endpoints.serviceConnectionString === undefined) {
     throw new SimulateUsageError(`creating enrollments needs the service connection string of ${endpointsFile} (start provisio serve or pass --data-dir)`)
   }
-  const service = needsService ? serviceApi(host, ports.https ?? 443, ca, endpoints.serviceConnectionString!) : undefined
+  const serviceClient: ServiceClient | undefined = needsService
+    ? createServiceClient({ host, port: ports.https ?? 443, ...(ca === undefined ? {} : { ca }), connectionString: endpoints.serviceConnectionString! })
+    : undefined
+  const service = serviceClient === undefined ? undefined : (_method: 'PUT', path: string, body: unknown) => serviceClient.put(path, body)
   const ids = Array.from({ length: devices }, (_, i) => `${prefix}${i + 1}`)
 
   // ---- enrollments and credentials ----
@@ -295,6 +274,7 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
     io.stdout.write(values.json === true ? JSON.stringify(summary) + '\n' : formatSummary(summary))
     return summary.failed === 0 ? 0 : 1
   } finally {
+    serviceClient?.close()
     if (pkiDir !== undefined) rmSync(pkiDir, { recursive: true, force: true })
   }
 }
