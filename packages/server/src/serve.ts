@@ -53,6 +53,8 @@ export interface Endpoints {
   readonly hubs: readonly { readonly hostName: string; readonly connectionString: string }[]
   /** URL of the browser device emulator, when its build is served (/emulator/). */
   readonly emulator?: string
+  /** The rate limits devices meet (0: none), so load generators can say what they ran under. */
+  readonly rateLimits: { readonly registrationsPerMinute: number; readonly pollsPer10Seconds: number }
 }
 
 export interface RunningServer {
@@ -206,6 +208,7 @@ export function endpointsFor(config: ServeConfig, setup: Pick<ServeSetup, 'state
     caCertificate: setup.tls.caPath,
     ports,
     hubs: setup.hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    rateLimits: { registrationsPerMinute: config.registrationsPerMinute, pollsPer10Seconds: config.pollsPer10Seconds },
     ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${ports.https}/emulator/` } : {}),
   }
 }
