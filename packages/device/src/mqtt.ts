@@ -21,8 +21,6 @@ const connect = ((mqttModule as unknown as { default?: { connect?: typeof mqttMo
 /** The one topic filter DPS serves (§3). */
 export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#'
 const RESPONSE_PREFIX = '$dps/registrations/res/'
-/** Longest wait for a graceful MQTT DISCONNECT before the connection is cut. */
-const CLOSE_TIMEOUT_MS = 2000
 
 /** The CONNECT username of a DPS device. */
 export function dpsMqttUsername(idScope: string, registrationId: string, apiVersion: string, userAgent: string): string {
@@ -101,6 +99,9 @@ export async function connectMqtt(url: string, options: IClientOptions, signal: 
   client.on('error', () => undefined)
   return client
 }
+
+/** Longest wait for a graceful MQTT DISCONNECT before the connection is cut. */
+const CLOSE_TIMEOUT_MS = 2000
 
 /** Opens an MQTT or MQTT-over-WebSocket DPS session. */
 export async function openMqttSession(params: SessionParams, overWebSocket: boolean): Promise<DpsSession> {
