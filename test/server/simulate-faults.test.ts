@@ -55,6 +55,14 @@ function runSimulate(dataDir: string, args: readonly string[], limitMs: number):
   return { done, stderr: () => stderr }
 }
 
+/** A stream that keeps what is written to it. */
+function captured(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough()
+  const chunks: Buffer[] = []
+  stream.on('data', (c: Buffer) => chunks.push(c))
+  return { stream, text: () => Buffer.concat(chunks).toString('utf8') }
+}
+
 /** Waits (bounded) until `check` holds, polling every 50 ms. */
 async function until(check: () => boolean, limitMs: number, what: string): Promise<void> {
   const deadline = Date.now() + limitMs
@@ -135,15 +143,10 @@ describe('the service API client of provisio simulate', () => {
 describe('the summary of a throttled run', () => {
   it('counts the 429s by the limit that answered, states the server rate limits and where the time went', { timeout: 60_000 }, async () => {
     inProcess = await startTestServer({ registrationsPerMinute: 2, retryAfterSeconds: 1 })
-    const out = new PassThrough()
-    const err = new PassThrough()
-    let stdout = ''
-    let stderr = ''
-    out.on('data', (c: Buffer) => (stdout += c.toString()))
-    err.on('data', (c: Buffer) => (stderr += c.toString()))
+    const [out, err] = [captured(), captured()]
     // Three devices, two registrations a minute: the third is answered 429 until its 4 s deadline.
-    const code = await simulateCommand(['--data-dir', inProcess.dataDir, '--devices', '3', '--concurrency', '3', '--transport', 'http', '--create-group', '--prefix', 'thr-', '--timeout', '4', '--json'], { stdout: out, stderr: err, stderrIsTty: false })
-    const summary = JSON.parse(stdout) as Summary
+    const code = await simulateCommand(['--data-dir', inProcess.dataDir, '--devices', '3', '--concurrency', '3', '--transport', 'http', '--create-group', '--prefix', 'thr-', '--timeout', '4', '--json'], { stdout: out.stream, stderr: err.stream, stderrIsTty: false })
+    const summary = JSON.parse(out.text()) as Summary
     expect(code).toBe(1)
     expect(summary).toMatchObject({ succeeded: 2, failed: 1, unfinished: 0 })
     expect(summary.throttled.total).toBeGreaterThanOrEqual(1)
@@ -155,14 +158,13 @@ describe('the summary of a throttled run', () => {
     expect(summary.timeMs.service).toBeGreaterThan(0)
     // --create-group gives the key of the group it made, to reuse with --group-key.
     expect(summary.groupKey).toMatch(/^[A-Za-z0-9+/]{86}==$/)
-    expect(stderr).toContain(`--group-key ${summary.groupKey}`)
+    expect(err.text()).toContain(`--group-key ${summary.groupKey}`)
 
     // The same in the human summary.
-    const human = new PassThrough()
-    let text = ''
-    human.on('data', (c: Buffer) => (text += c.toString()))
-    const again = await simulateCommand(['--data-dir', inProcess.dataDir, '--devices', '1', '--transport', 'http', '--group-key', summary.groupKey!, '--prefix', 'thr-again-', '--timeout', '3'], { stdout: human, stderr: new PassThrough(), stderrIsTty: false })
+    const human = captured()
+    const again = await simulateCommand(['--data-dir', inProcess.dataDir, '--devices', '1', '--transport', 'http', '--group-key', summary.groupKey!, '--prefix', 'thr-again-', '--timeout', '3'], { stdout: human.stream, stderr: new PassThrough(), stderrIsTty: false })
     expect(again).toBe(1)
+    const text = human.text()
     expect(text).toMatch(/ {2}time {10}[\d.]+ s in requests, [\d.]+ s waiting \(retry-after and polling: polls [\d.]+ s, retries [\d.]+ s\), summed over devices\n/)
     expect(text).toMatch(/ {2}throttled {5}\d+ × 429: registrations per ID scope \(429001\) \(\d+\)\n/)
     expect(text).toMatch(/ {2}rate limits {3}2 registrations per minute per ID scope, 5 status polls per 10 s per device\n/)
