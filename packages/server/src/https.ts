@@ -138,8 +138,14 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
     })
   })
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    // The connection's next request is counted from its first byte once this one is answered.
-    res.once('finish', () => meters.get(req.socket)?.next())
+    // The connection's next request is counted from its first byte once this one is answered and
+    // its body read to the end (a body is not a head).
+    let open = 2
+    const done = () => {
+      if (--open === 0) meters.get(req.socket)?.next()
+    }
+    res.once('finish', done)
+    req.once('end', done)
   })
   server.on('clientError', (error: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
     // Refused already (the parser reports each later chunk again): the answer is on its way.
