@@ -78,8 +78,9 @@ export interface SimulationSummary {
   readonly hubs: Readonly<Record<string, number>>
   /**
    * Where the devices' registration time went, summed over every device, ms: `service` in
-   * requests (connecting, TLS, the service's own time), `waiting` before polls and retries (the
-   * service's retry-after, else the polling interval or backoff), split into `pollWaits` and `retryWaits`.
+   * requests (connecting, TLS, the service's own time, and the device's own work between them, such
+   * as a TPM's activation), `waiting` before polls and retries (the service's retry-after, else the
+   * polling interval or backoff), split into `pollWaits` and `retryWaits`.
    */
   readonly timeMs: { readonly service: number; readonly waiting: number; readonly pollWaits: number; readonly retryWaits: number }
   /** 429 answers met, in all and by the limit that answered (from the DPS errorCode). */
