@@ -1,18 +1,22 @@
 import type { Server } from 'node:net'
 import type { TlsOptions } from 'node:tls'
 
+/** Oldest TLS version a listener accepts (`--min-tls-version`). */
+export type MinTlsVersion = '1.2' | '1.3'
+
 /**
- * The TLS settings every listener shares (HTTPS, MQTTS, AMQPS): TLS 1.2 or newer; a client
+ * The TLS settings every listener shares (HTTPS, MQTTS, AMQPS): TLS 1.2 or newer (1.3 only with
+ * `minTlsVersion` 1.3); a client
  * certificate requested but judged by the X.509 verifier, not by TLS (DPS devices may present
  * none, or one chaining to a CA only the enrollment knows); a handshake cut after
  * `handshakeTimeoutMs`; session-ticket keys shared by the processes on a port (`--workers`).
  */
-export function serverTlsOptions(o: { readonly key: string; readonly cert: string; readonly ticketKeys?: Buffer; readonly handshakeTimeoutMs?: number }): TlsOptions {
+export function serverTlsOptions(o: { readonly key: string; readonly cert: string; readonly ticketKeys?: Buffer; readonly handshakeTimeoutMs?: number; readonly minTlsVersion?: MinTlsVersion }): TlsOptions {
   return {
     key: o.key,
     cert: o.cert,
     ...(o.ticketKeys === undefined ? {} : { ticketKeys: o.ticketKeys }),
-    minVersion: 'TLSv1.2',
+    minVersion: o.minTlsVersion === '1.3' ? 'TLSv1.3' : 'TLSv1.2',
     requestCert: true,
     rejectUnauthorized: false,
     handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
