@@ -1,5 +1,5 @@
 import type { Server } from 'node:net'
-import type { TlsOptions } from 'node:tls'
+import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls'
 
 /** Oldest TLS version a listener accepts (`--min-tls-version`). */
 export type MinTlsVersion = '1.2' | '1.3'
@@ -43,5 +43,21 @@ export function listenOn(server: Server, port: number, host: string, what: { rea
       server.off('error', onError)
       resolve()
     })
+  })
+}
+
+/**
+ * Closes a TLS connection right after its handshake when `refuse` names a reason for it, judged
+ * by the host name the client asked for (SNI: the DPS host or a hub's) and its address. Runs
+ * before the listener's own connection handler, so nothing the client sends is read.
+ */
+export function guardConnections(server: TlsServer, refuse: (servername: string | undefined, address: string) => string | undefined, onRefused: (reason: string, address: string) => void): void {
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    const address = socket.remoteAddress ?? ''
+    const servername = typeof socket.servername === 'string' ? socket.servername : undefined
+    const reason = refuse(servername, address)
+    if (reason === undefined) return
+    onRefused(reason, address)
+    socket.destroy()
   })
 }

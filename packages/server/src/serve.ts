@@ -26,14 +26,14 @@ import {
   type HubStore,
 } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
-import { formatSharedAccessKeyConnectionString, type HubPermission, type ServicePermission } from '@provisio/protocol'
+import { formatSharedAccessKeyConnectionString, ipFilterVerdict, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
 import { HubEventRelay } from './hub-events.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
-import { listenOn } from './listen.js'
+import { guardConnections, listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { createEmulatorSite, findEmulatorDist } from './emulator.js'
@@ -460,9 +460,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // ---- end MQTT ----
 
   // Open connections per listener, from the TCP accept (before TLS), for /metrics.
+  // IP filters: the DPS instance's, and each hub's for connections to its host name.
+  const refuseByIp = ipFilterGuard(config, hubStates)
   for (const [listener, server] of [['https', https], ['amqps', amqp.server], ['mqtts', mqtt.server]] as const) {
     metrics.connections.add([listener], 0)
     server.on('connection', (socket: Socket) => metrics.track(listener, socket))
+    if (refuseByIp !== undefined) guardConnections(server, refuseByIp, (reason, remote) => log.info('connection refused by IP filter', { listener, remote, reason }))
   }
   function counted(listener: string, handler: WebSocketHandler): WebSocketHandler {
     metrics.connections.add([listener], 0)
@@ -565,6 +568,34 @@ function loggingRefusals<T extends object, K extends keyof T & string>(api: T, m
     },
   })
   return wrapped
+}
+
+/**
+ * The IP filter check of a connection, or undefined when no rule is configured: the DPS
+ * instance's rules apply to connections for its host (and to those naming no known host), a hub's
+ * to connections for the hub's host name; a hub sharing the DPS host name needs both to accept.
+ */
+function ipFilterGuard(config: ServeConfig, hubStates: ServeSetup['hubStates']): ((servername: string | undefined, address: string) => string | undefined) | undefined {
+  const filters = new Map<string, { readonly what: string; readonly rules: readonly IpFilterRule[] }[]>()
+  const add = (host: string, what: string, rules: readonly IpFilterRule[] | undefined) => {
+    if (rules === undefined || rules.length === 0) return
+    const key = host.toLowerCase()
+    filters.set(key, [...(filters.get(key) ?? []), { what, rules }])
+  }
+  add(config.host, `DPS ${config.host}`, config.ipFilter)
+  for (const h of hubStates) add(h.hostName, `hub ${h.hostName}`, h.config.ipFilter)
+  if (filters.size === 0) return undefined
+  const dps = filters.get(config.host.toLowerCase()) ?? []
+  const hubHosts = new Set(hubStates.map((h) => h.hostName.toLowerCase()))
+  return (servername, address) => {
+    const name = servername?.toLowerCase()
+    const applying = name !== undefined && hubHosts.has(name) ? (filters.get(name) ?? []) : dps
+    for (const f of applying) {
+      const verdict = ipFilterVerdict(f.rules, address)
+      if (verdict.action === 'Reject') return `${f.what}: rule ${verdict.rule ?? '?'} rejects ${address}`
+    }
+    return undefined
+  }
 }
 
 function unique(names: readonly string[]): string[] {
