@@ -2,8 +2,10 @@
 // TLS: azure-iot-provisioning-service with DPS policies of one right each, azure-iothub's Registry
 // with the hub policies IoT Hub creates, and key regeneration by `provisio policies` while the
 // server runs (packages/server/src/policies.ts, state.ts).
+import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningServiceClient } from 'azure-iot-provisioning-service'
+import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
 import { runPolicies, type PolicyEndpoint } from '@provisio/server'
 import { registryOn } from '../lib/registry.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
@@ -88,6 +90,30 @@ describe('DPS shared access policies (azure-iot-provisioning-service)', () => {
     expect(error?.responseBody).toContain('401002')
     expect(error?.responseBody).not.toContain('EnrollmentWrite')
     expect(server.logs!.some((line) => line.includes('policy reader of ID scope') && line.includes('lacks the right EnrollmentWrite'))).toBe(true)
+  })
+
+  it('expired, wrong-audience and unknown-policy tokens are refused with 401; the log says why', async () => {
+    const cs = parseDpsServiceConnectionString(servicePolicy('reader').secondaryConnectionString)
+    const now = Math.floor(Date.now() / 1000)
+    const statusWith = (token: string) =>
+      new Promise<number>((resolve, reject) => {
+        // The default agent points at the test server (useAsDefaultHttpsAgent).
+        const req = request({ host: 'localhost', path: '/enrollments/nobody?api-version=2021-10-01', headers: { authorization: token } }, (res) => {
+          res.resume()
+          res.on('end', () => resolve(res.statusCode ?? 0))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+    const sign = (resource: string, keyName: string, expiresAt: number) => buildSasToken({ resource, key: cs.sharedAccessKey, keyName, expiresAt })
+    expect(await statusWith(sign(cs.hostName, 'reader', now + 600))).toBe(404)
+    expect(await statusWith(sign(cs.hostName, 'reader', now - 3600))).toBe(401)
+    expect(await statusWith(sign('elsewhere.example', 'reader', now + 600))).toBe(401)
+    expect(await statusWith(sign(cs.hostName, 'nosuchpolicy', now + 600))).toBe(401)
+    const refusals = server.logs!.filter((line) => line.includes('service request refused'))
+    expect(refusals.some((line) => line.includes('SAS_EXPIRED') && line.includes('policy reader'))).toBe(true)
+    expect(refusals.some((line) => line.includes('SAS_WRONG_RESOURCE') && line.includes('elsewhere.example'))).toBe(true)
+    expect(refusals.some((line) => line.includes('SAS_WRONG_KEY_NAME') && line.includes('nosuchpolicy'))).toBe(true)
   })
 
   it('a regenerated key is refused at once while the other key keeps working, without a restart', async () => {
