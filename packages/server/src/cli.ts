@@ -50,6 +50,8 @@ function usage(): string {
     '',
     TELEMETRY_USAGE,
     '',
+    POLICIES_USAGE,
+    '',
     SIMULATE_USAGE,
   ].join('\n')
 }
