@@ -5,9 +5,13 @@
 import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningServiceClient } from 'azure-iot-provisioning-service'
+import { Client } from 'azure-iot-device'
+import { Mqtt as DeviceMqtt } from 'azure-iot-device-mqtt'
+import { NoRetry } from 'azure-iot-common'
 import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
 import { runPolicies, type PolicyEndpoint } from '@provisio/server'
 import { registryOn } from '../lib/registry.js'
+import { redirectMqtts } from '../lib/tls-plumbing.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 
 let server: TestServer & { logs?: string[] }
@@ -179,6 +183,35 @@ describe('hub shared access policies (azure-iothub Registry)', () => {
     runPolicies({ dataDir: server.dataDir, action: 'regenerate', name: 'registryReadWrite', key: 'secondary', hub: server.endpoints.hubs[0]!.hostName })
     await expect(registryOn(server, before.secondaryConnectionString).list()).rejects.toMatchObject(unauthorized)
     await expect(registryOn(server, before.primaryConnectionString).list()).resolves.toBeDefined()
+  })
+
+  it('a device connects with a token of a policy granting DeviceConnect (device), not with one lacking it (registryRead)', async () => {
+    const owner = registryOn(server, hubPolicy('iothubowner').primaryConnectionString)
+    await owner.create({ deviceId: 'acl-dev' })
+    const hostName = server.endpoints.hubs[0]!.hostName
+    const undo = redirectMqtts(server)
+    const open = async (policy: string) => {
+      const key = /SharedAccessKey=([^;]+)/.exec(hubPolicy(policy).primaryConnectionString)![1]!
+      // azure-iot-device signs `{hub}/devices/{id}` with the key name the connection string gives.
+      const client = Client.fromConnectionString(`HostName=${hostName};DeviceId=acl-dev;SharedAccessKeyName=${policy};SharedAccessKey=${key}`, DeviceMqtt)
+      client.setRetryPolicy(new NoRetry())
+      try {
+        await client.open()
+        return 'open'
+      } catch (error) {
+        return `refused ${(error as Error).name}`
+      } finally {
+        await client.close()
+      }
+    }
+    try {
+      expect(await open('device')).toBe('open')
+      expect(await open('registryRead')).toMatch(/^refused /)
+      expect(server.logs!.some((line) => line.includes('policy registryRead of hub') && line.includes('lacks the right DeviceConnect'))).toBe(true)
+    } finally {
+      undo()
+      await owner.delete('acl-dev')
+    }
   })
 
   it.skip('the service client with the device policy cannot send cloud-to-device messages: C2D is not served yet', () => {})

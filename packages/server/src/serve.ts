@@ -371,8 +371,6 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     }
     return undefined
   }
-  // The hubs' device side (MQTT): authentication, twin, telemetry kept in memory per instance.
-  const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope) })
   // Policies and keys follow state.json: `provisio policies` changes count from the next request.
   const stateFile = new StateFile(config.dataDir, state, {
     onChange: (next) => {
@@ -383,6 +381,9 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   })
   const hubPoliciesOf = (name: string) =>
     (stateFile.current().hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? []).map((p) => ({ ...p, rights: p.rights as HubPermission[] }))
+  // The hubs' device side (MQTT): authentication (device keys, certificates, policies granting
+  // DeviceConnect), twin, telemetry kept in memory per instance.
+  const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope), policiesOf: hubPoliciesOf })
   const hubRegistry = loggingRefusals(createHubRegistryApi(hubs, hubPoliciesOf, clock, hubDevices.telemetry), 'authorizeHub', log)
   const service = loggingRefusals(engine, 'authorizeService', log, () => stateFile.current())
   const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(engine, 'https'), service, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
