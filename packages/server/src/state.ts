@@ -27,7 +27,8 @@ export interface ServerState {
   readonly hubs: readonly HubState[]
 }
 
-const FILE = 'state.json'
+/** The DPS instance of a data directory (ID scope, service and hub keys). */
+export const STATE_FILE = 'state.json'
 
 function key(): string {
   return randomBytes(32).toString('base64')
@@ -39,7 +40,7 @@ function policy(name: string): PolicyState {
 
 /** Loads the state, creating it on first start. Returns whether it was created. */
 export function loadOrCreateState(dataDir: string, hubHostNames: readonly string[]): { state: ServerState; created: boolean } {
-  const path = join(dataDir, FILE)
+  const path = join(dataDir, STATE_FILE)
   if (existsSync(path)) {
     let json: ServerState
     try {
