@@ -7,9 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Http } from 'azure-iot-provisioning-device-http'
-import { Mqtt, MqttWs } from 'azure-iot-provisioning-device-mqtt'
 import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
-import { MqttBase } from 'azure-iot-mqtt-base'
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { ProvisioningClient, symmetricKey, TRANSPORTS } from '@provisio/device'
 import { deriveDeviceKey } from '@provisio/crypto'
@@ -17,31 +15,15 @@ import { DEFAULT_CONFIG } from '@provisio/server'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { trustCaOnPort, webSocketAgent } from '../lib/tls-plumbing.js'
 import { clientOptions } from '../lib/device.js'
+import { mqttTransports, type MicrosoftTransport } from '../lib/microsoft.js'
 
 const GROUP_KEY = Buffer.alloc(64, 0x3c).toString('base64')
 let server: TestServer
 
 /** Each Microsoft transport and the host it is given (host:port picks MQTT's and AMQP's port). */
-const MICROSOFT: Record<string, { label: string; host: () => string; make: () => unknown; trust?: () => () => void }> = {
+const MICROSOFT: Record<string, MicrosoftTransport & { trust?: () => () => void }> = {
   Http: { label: 'https', host: () => 'localhost', make: () => new Http() },
-  Mqtt: {
-    label: 'mqtt',
-    host: () => `localhost:${server.endpoints.ports.mqtt}`,
-    make: () => {
-      const base = new MqttBase()
-      base.setOptions({ ca: server.caPem } as never)
-      return new Mqtt(base as never)
-    },
-  },
-  MqttWs: {
-    label: 'mqtt-ws',
-    host: () => 'localhost',
-    make: () => {
-      const base = new MqttBase()
-      base.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: webSocketAgent(server) } } as never)
-      return new MqttWs(base as never)
-    },
-  },
+  ...mqttTransports(() => server),
   // Amqp takes no CA option: Node's TLS is told to trust the server's CA on its AMQP port while it runs.
   Amqp: { label: 'amqp', host: () => `localhost:${server.endpoints.ports.amqp}`, make: () => new Amqp(), trust: () => trustCaOnPort(server.endpoints.ports.amqp, server.caPem) },
   AmqpWs: {
