@@ -171,6 +171,7 @@ async function pkiCommand(kind: PkiKind, values: PkiOptions): Promise<number> {
   if (values.cn === undefined) throw new UsageError('--cn is required')
   const keyType = values.key ?? 'ec'
   if (!['rsa', 'ec', 'ec384'].includes(keyType)) throw new UsageError('--key must be rsa, ec or ec384')
+  // What pki-tools refuses (a missing issuer, a bad --days) is the user's input: a usage error.
   const result = await issuePkiCertificate({
     kind,
     dir: resolve(values.dir ?? 'pki'),
@@ -181,6 +182,8 @@ async function pkiCommand(kind: PkiKind, values: PkiOptions): Promise<number> {
     ...(values.days === undefined ? {} : { days: Number(values.days) }),
     ...(values.pathLen === undefined ? {} : { pathLength: Number(values.pathLen) }),
     nowMs: Date.now(),
+  }).catch((error: unknown) => {
+    throw new UsageError((error as Error).message)
   })
   process.stdout.write([result.certificatePath, result.keyPath, result.chainPath].filter((p) => p !== undefined).join('\n') + '\n')
   return 0
