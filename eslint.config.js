@@ -21,6 +21,16 @@ export const PURE_PACKAGES = [
 
 const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('_'))
 
+/**
+ * A package is used through its public entry (`@provisio/hub`), never its files: the server wires
+ * the hub, it does not reach into it. (Subpath exports a package declares, like
+ * `@provisio/device/browser`, are entries too.)
+ */
+const noDeepImports = {
+  group: ['@provisio/*/*', '!@provisio/device/browser', '**/packages/*/src/**', '../../*/src/**'],
+  message: "Import a package through its public index (e.g. '@provisio/hub'), not its internal files (DESIGN.md).",
+}
+
 const pureRules = {
   'no-restricted-imports': [
     'error',
@@ -34,6 +44,7 @@ const pureRules = {
           group: ['node:*'],
           message: 'Pure packages import no node:* modules; take the capability as a port (DESIGN.md).',
         },
+        noDeepImports,
       ],
     },
   ],
@@ -74,6 +85,7 @@ const deviceBrowserRules = {
           group: ['node:*'],
           message: 'Browser-reachable device code imports no node:* modules; put it in src/node/ behind the Platform.',
         },
+        noDeepImports,
       ],
     },
   ],
@@ -99,6 +111,11 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-console': 'off',
     },
+  },
+  {
+    // Node adapters (server, stores, the device SDK's Node parts): packages only through their entries.
+    files: ['packages/*/src/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [noDeepImports] }] },
   },
   {
     files: PURE_PACKAGES.map((p) => `packages/${p}/src/**/*.ts`),

@@ -63,7 +63,8 @@ beforeAll(async () => {
   client = startNativeClient()
   serve = await startServe<Endpoints>({
     dataDirPrefix: 'provisio-native-load-',
-    args: ['--assignment-budget-ms', '5000', '--registrations-per-minute', '0', '--retry-after', '1'],
+    // Production refusals (CONNACK 5 for a wrong key), not the development reasons a loopback server gives.
+    args: ['--assignment-budget-ms', '5000', '--registrations-per-minute', '0', '--retry-after', '1', '--dev-reasons', 'false'],
   })
   ca = readFileSync(serve.endpoints.caCertificate, 'utf8')
   const group = await service('PUT', '/enrollmentGroups/native-load', {

@@ -2,8 +2,12 @@
 // against the built `provisio serve`: the page is loaded from /emulator/ on the HTTPS port,
 // pre-fills the ID scope from config.json, provisions 200 devices by enrollment-group key over
 // MQTT over WebSockets and 20 devices with software TPMs made in the page over AMQP over
-// WebSockets, and shows every device assigned with its twin's initial desired properties. A
-// screenshot is saved to test/artifacts/emulator.png (never committed).
+// WebSockets, and shows every device assigned with its twin's initial desired properties; a device
+// refused for a wrong key shows the server's reason (--dev-reasons, on for a loopback server);
+// devices that stay connected send telemetry the server keeps and receive a desired change made
+// from the page; the run exports as CSV and JSON with its whole-run summary. The page logs no
+// console error at all (a Content-Security-Policy refusal included). Screenshots are saved to
+// test/artifacts/ (never committed).
 //
 // Needs /usr/bin/chromium (`.ci/run` installs it): skipped when it is missing on a developer's
 // machine, failed when CI=true.
@@ -17,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createServer as createNetServer } from 'node:net'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { createServer as createViteServer, type ViteDevServer } from 'vite'
-import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
+import { buildSasToken, parseDpsServiceConnectionString, parseHubConnectionString } from '@provisio/protocol'
 import { httpsRequest } from '../lib/https-client.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -29,6 +33,10 @@ const haveChromium = existsSync(CHROMIUM)
 const inCi = process.env.CI === 'true' || process.env.CI === '1'
 
 const GROUP_KEY = Buffer.alloc(64, 0x2a).toString('base64')
+/** A key no enrollment has: the devices using it are refused. */
+const WRONG_GROUP_KEY = Buffer.alloc(64, 0x3b).toString('base64')
+/** Devices of the stay-connected run. */
+const LIVE_DEVICES = 3
 const GROUP_DEVICES = 200
 const TPM_DEVICES = 20
 /** Devices per transport provisioned from the Vite dev server's origin. */
@@ -43,6 +51,7 @@ interface Endpoints {
   caCertificate: string
   ports: { https: number }
   emulator?: string
+  hubs: { hostName: string; connectionString: string }[]
 }
 
 let dataDir: string
@@ -56,6 +65,8 @@ let vite: ViteDevServer | undefined
 let viteOrigin: string
 let page: Page
 const pageErrors: string[] = []
+/** Everything the page logged as an error (CSP refusals, failed loads, console.error). */
+const consoleErrors: string[] = []
 
 describe('Chromium is available', () => {
   it.runIf(inCi)('is installed on CI (.ci/run installs Debian chromium)', () => {
@@ -182,6 +193,9 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     })
     page = context.pages()[0] ?? (await context.newPage())
     page.on('pageerror', (error) => pageErrors.push(error.message))
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(`${message.text()} (${message.location().url})`)
+    })
   }, 180_000)
 
   afterAll(async () => {
@@ -283,6 +297,106 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     const assigned = metrics.body.match(/^provisio_registrations_total\{status="assigned"\} (\d+)$/m)
     expect(Number(assigned?.[1])).toBe(GROUP_DEVICES + TPM_DEVICES + 2 * CROSS_ORIGIN_DEVICES)
     expect(pageErrors).toEqual([])
+    expect(consoleErrors).toEqual([])
+  })
+
+  it('a device refused for a wrong key shows the server\'s own reason (development reasons, on for a loopback server)', async () => {
+    await page.goto(`${endpoints.emulator!}?transport=mqtt-ws&credential=group-key&registrationIdPrefix=nokey-&count=3&concurrency=3`)
+    await page.waitForFunction(() => document.body.dataset.ready === 'true')
+    await page.getByTestId('group-key').fill(WRONG_GROUP_KEY)
+    // Three refusals take a moment: wait for the end (a fresh page has no run state yet), not for "running" first.
+    await page.getByTestId('start').click()
+    await page.waitForFunction(() => document.querySelector('[data-testid="run-state"]')?.getAttribute('data-state') === 'done', undefined, { timeout: 2 * 60_000, polling: 100 })
+    await page.waitForTimeout(300)
+    await page.locator('[data-testid="device-row"][data-registration-id="nokey-1"]').click()
+    await screenshot('emulator-refused.png')
+    expect(await counts()).toMatchObject({ started: '3', assigned: '0', failed: '3', error: '0' })
+    const reason = (id: string) =>
+      `401002: Unauthorized (development reason: no individual enrollment '${id}' in ID scope ${endpoints.idScope}, and no device key derived from the 1 symmetric-key group(s) (emulated-group) verifies the token)`
+    for (const r of await rows()) expect(r, r.id).toMatchObject({ status: 'failed', reason: reason(r.id) })
+    expect(await page.locator('#error-codes tr[data-code="401002"] td').allTextContents()).toEqual(['401002', '3'])
+    const log = await page.getByTestId('device-log').locator('li').allTextContents()
+    expect(log.at(-1)).toMatch(/failed \(401002\): Unauthorized \(development reason: no individual enrollment 'nokey-1'/)
+    expect(consoleErrors).toEqual([])
+  }, 3 * 60_000)
+
+  it(`${LIVE_DEVICES} devices stay connected, send telemetry every second, and one receives a desired change made from the page`, async () => {
+    await page.goto(`${endpoints.emulator!}?transport=mqtt-ws&credential=group-key&registrationIdPrefix=live-&count=${LIVE_DEVICES}&concurrency=${LIVE_DEVICES}&stayConnected=true&telemetryIntervalSeconds=1`)
+    await page.waitForFunction(() => document.body.dataset.ready === 'true')
+    expect(await page.getByTestId('stay-connected').isChecked()).toBe(true)
+    await page.getByTestId('group-key').fill(GROUP_KEY)
+    await page.getByTestId('start').click()
+    await page.waitForFunction((n) => document.querySelector('[data-testid="count-connected"]')?.textContent === String(n), LIVE_DEVICES, { timeout: 2 * 60_000, polling: 200 })
+    // Two messages per device at least: the interval runs.
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="count-telemetry"]')?.textContent) >= 2 * n, LIVE_DEVICES, { timeout: 60_000, polling: 200 })
+    expect(await page.getByTestId('run-state').getAttribute('data-state')).toBe('running')
+
+    // The desired change, made from the device's panel with the hub connection string.
+    await page.locator('[data-testid="device-row"][data-registration-id="live-1"]').click()
+    await page.getByTestId('hub-connection-string').fill(endpoints.hubs[0]!.connectionString)
+    await page.getByTestId('desired-patch').fill('{"firmware": "2.0.0", "telemetryIntervalSeconds": 5}')
+    await page.getByTestId('send-desired').click()
+    await page.waitForFunction(() => document.querySelector('[data-testid="desired-status"]')?.getAttribute('data-state') !== 'sending', undefined, { timeout: 60_000, polling: 100 })
+    expect(await page.getByTestId('desired-status').textContent()).toMatch(/^the hub took it \(desired version \d+\); the device log shows when it arrives$/)
+    await page.waitForFunction(() => document.querySelector('[data-testid="count-desired"]')?.textContent === '1', undefined, { timeout: 60_000, polling: 100 })
+    await page.waitForTimeout(300)
+    await screenshot('emulator-live.png')
+    const log = await page.getByTestId('device-log').locator('li').allTextContents()
+    expect(log.some((line) => /desired change \(version \d+\) received: \{"firmware":"2\.0\.0","telemetryIntervalSeconds":5\}$/.test(line)), log.join('\n')).toBe(true)
+    const live = await rows()
+    expect(live.map((r) => r.id).sort()).toEqual(['live-0', 'live-1', 'live-2'])
+    for (const r of live) {
+      expect(r.status, r.id).toBe('assigned')
+      expect(JSON.parse(r.twin), r.id).toEqual(r.id === 'live-1' ? { ...GROUP_DESIRED, firmware: '2.0.0', telemetryIntervalSeconds: 5 } : GROUP_DESIRED)
+    }
+
+    // The server kept what the page counted as sent (the hub acknowledged each message).
+    const hub = parseHubConnectionString(endpoints.hubs[0]!.connectionString)
+    const token = buildSasToken({ resource: hub.hostName, key: hub.sharedAccessKey, keyName: hub.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 3600 })
+    const events = await httpsRequest(endpoints.ports.https, caPem, 'GET', '/devices/live-1/messages/events?api-version=2021-04-12', { headers: { authorization: token } })
+    expect(events.status, events.body).toBe(200)
+    const kept = (JSON.parse(events.body) as { messages: { body: string }[] }).messages.map((m) => JSON.parse(m.body) as { deviceId: string; seq: number; temperature: number })
+    expect(kept.length).toBeGreaterThanOrEqual(2)
+    expect(kept.slice(0, 2).map((m) => ({ deviceId: m.deviceId, seq: m.seq }))).toEqual([{ deviceId: 'live-1', seq: 1 }, { deviceId: 'live-1', seq: 2 }])
+
+    // Stop closes every connection and ends the run.
+    await page.getByTestId('stop').click()
+    await page.waitForFunction(() => document.querySelector('[data-testid="run-state"]')?.getAttribute('data-state') === 'done', undefined, { timeout: 60_000, polling: 200 })
+    await page.waitForTimeout(300)
+    expect((await counts()).assigned).toBe(String(LIVE_DEVICES))
+    expect(await page.getByTestId('count-connected').textContent()).toBe('0')
+    expect(pageErrors).toEqual([])
+    expect(consoleErrors).toEqual([])
+  }, 5 * 60_000)
+
+  it('the run exports as CSV and JSON, with the whole-run summary the page shows', async () => {
+    // The stay-connected run of the test before.
+    expect(await page.getByTestId('summary-finished').textContent()).toBe(String(LIVE_DEVICES))
+    const rate = Number(await page.getByTestId('summary-rate').textContent())
+    expect(rate).toBeGreaterThan(0)
+    expect(await page.getByTestId('summary-latency').textContent()).toMatch(/^\d+ \/ \d+ \/ \d+ \/ \d+$/)
+
+    const [csvFile] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()])
+    expect(csvFile.suggestedFilename()).toMatch(/^provisio-emulator-.*\.csv$/)
+    const csv = readFileSync((await csvFile.path())!, 'utf8').trimEnd().split('\r\n')
+    expect(csv[0]).toBe('index,registrationId,status,assignedHub,deviceId,latencyMs,errorCode,reason,twinStatus,desired,connection,telemetrySent,telemetryErrors,desiredReceived')
+    expect(csv).toHaveLength(LIVE_DEVICES + 1)
+    const line1 = csv.find((l) => l.startsWith('1,live-1,'))!
+    expect(line1).toMatch(/^1,live-1,assigned,localhost,live-1,\d+,,,read,"\{""emulated"":""group"",""telemetryIntervalSeconds"":5,""firmware"":""2\.0\.0""\}",closed,(\d+),0,1$/)
+    expect(Number(/,closed,(\d+),0,1$/.exec(line1)![1])).toBeGreaterThanOrEqual(2)
+
+    const [jsonFile] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-json').click()])
+    const text = readFileSync((await jsonFile.path())!, 'utf8')
+    expect(text).not.toContain(GROUP_KEY)
+    const run = JSON.parse(text) as { settings: Record<string, unknown>; summary: Record<string, unknown>; devices: { registrationId: string; desiredReceived?: number }[] }
+    expect(run.settings).toMatchObject({ idScope: endpoints.idScope, transport: 'mqtt-ws', count: LIVE_DEVICES, stayConnected: true, telemetryIntervalSeconds: 1 })
+    expect(run.settings).not.toHaveProperty('groupKey')
+    expect(run.summary).toMatchObject({ started: LIVE_DEVICES, finished: LIVE_DEVICES, byStatus: { assigned: LIVE_DEVICES }, desiredReceived: 1, connected: 0 })
+    expect(Number((run.summary.ratePerSecond as number).toFixed(1))).toBe(rate)
+    expect(run.summary.telemetrySent as number).toBeGreaterThanOrEqual(2 * LIVE_DEVICES)
+    expect(run.devices.map((d) => d.registrationId)).toEqual(['live-0', 'live-1', 'live-2'])
+    expect(run.devices[1]!.desiredReceived).toBe(1)
+    expect(consoleErrors).toEqual([])
   })
 
   it('Stop aborts the devices at work and starts no more', async () => {
@@ -302,5 +416,6 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     expect(await page.getByTestId('run-state').textContent()).toMatch(/^stopped: /)
     expect(await page.getByTestId('start').isEnabled()).toBe(true)
     expect(pageErrors).toEqual([])
+    expect(consoleErrors).toEqual([])
   })
 })

@@ -24,8 +24,7 @@ import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import type { Registry } from 'azure-iothub'
 import { NoRetry } from 'azure-iot-common'
 import { deriveDeviceKey } from '@provisio/crypto'
-import { httpsRequest } from '../lib/https-client.js'
-import { hubServiceToken } from '../lib/mqtt.js'
+import { readHubTelemetry } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { desiredUpdate, registryOn } from '../lib/registry.js'
 import { loopbackHttpsAgent, redirectMqtts } from '../lib/tls-plumbing.js'
@@ -62,10 +61,7 @@ async function deviceClient(transport: 'Mqtt' | 'MqttWs', a: Assignment, key: st
   return client
 }
 
-async function readTelemetry(hostName: string, deviceId: string): Promise<{ status: number; body: { messages: { body: string; properties: Record<string, string>; systemProperties: Record<string, string>; sequenceNumber: number }[]; dropped: number } }> {
-  const res = await httpsRequest(server.port, server.caPem, 'GET', `/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12`, { headers: { authorization: hubServiceToken(server, hostName, 300) } })
-  return { status: res.status, body: JSON.parse(res.body) as never }
-}
+const readTelemetry = (hostName: string, deviceId: string) => readHubTelemetry(server, hostName, deviceId)
 
 beforeAll(async () => {
   server = (await startTestServer({ hubs: [{ hostName: HUB_A }, { hostName: HUB_B }] })) as typeof server

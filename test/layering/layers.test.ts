@@ -2,8 +2,8 @@
 // a lower layer (and only on those the map allows), and pure packages (layers 0-4) declare no
 // dependency that would drag Node or the DOM in. ESLint separately forbids node:* imports and
 // ambient globals inside their sources; this suite guards the dependency graph itself.
-import { readdirSync, readFileSync, existsSync } from 'node:fs'
-import { join, dirname } from 'node:path'
+import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs'
+import { join, dirname, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 
@@ -80,4 +80,62 @@ describe('package layering (DESIGN.md)', () => {
       })
     }
   }
+})
+
+/** Every .ts file under a directory. */
+function sourcesOf(dir: string): string[] {
+  if (!existsSync(dir)) return []
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name)
+    return statSync(path).isDirectory() ? sourcesOf(path) : path.endsWith('.ts') ? [path] : []
+  })
+}
+
+/** The module specifiers a source imports or re-exports (static and dynamic). */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8')
+  const out: string[] = []
+  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) out.push((m[1] ?? m[2])!)
+  return out
+}
+
+/** Subpath exports a package declares (besides its index). */
+function exportedSubpaths(name: string): Set<string> {
+  const m = manifests.find((x) => x.name === name) as (Manifest & { exports?: Record<string, unknown> }) | undefined
+  return new Set(Object.keys(m?.exports ?? {}).filter((k) => k !== '.').map((k) => `${name}/${k.slice(2)}`))
+}
+
+describe('package boundaries', () => {
+  const packageDirs = readdirSync(join(root, 'packages')).filter((dir) => existsSync(join(root, 'packages', dir, 'src')))
+
+  for (const dir of packageDirs) {
+    const name = `@provisio/${dir}`
+    it(`${name} imports other packages only through their public entries, and no file of another package`, () => {
+      const pkgRoot = join(root, 'packages', dir)
+      for (const file of sourcesOf(join(pkgRoot, 'src'))) {
+        for (const spec of importsOf(file)) {
+          const where = `${relative(root, file)} imports ${spec}`
+          if (spec.startsWith('.')) {
+            expect(relative(pkgRoot, resolve(dirname(file), spec)).startsWith('..'), where).toBe(false)
+            continue
+          }
+          const deep = /^(@provisio\/[^/]+)\/.+/.exec(spec)
+          if (deep !== null) expect(exportedSubpaths(deep[1]!).has(spec), `${where}: a package's internals are not its API`).toBe(true)
+        }
+      }
+    })
+    if ((LAYER[name] ?? 99) <= 4) {
+      it(`${name} (pure) sources import no node:* module`, () => {
+        for (const file of sourcesOf(join(root, 'packages', dir, 'src'))) {
+          for (const spec of importsOf(file)) expect(spec.startsWith('node:'), `${relative(root, file)} imports ${spec}`).toBe(false)
+        }
+      })
+    }
+  }
+
+  it('the hub logic lives in @provisio/hub: the server holds no hub registry, device API, gateway or store of its own', () => {
+    // hub-events.ts (the relay between processes) is wiring and stays in the server.
+    const serverFiles = readdirSync(join(root, 'packages', 'server', 'src')).filter((f) => f.startsWith('hub-'))
+    expect(serverFiles).toEqual(['hub-events.ts'])
+  })
 })

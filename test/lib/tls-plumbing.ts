@@ -26,7 +26,9 @@ export function webSocketAgent(server: { readonly port: number; readonly caPem: 
 export function trustCaOnPort(port: number, ca: string): () => void {
   const original = tls.connect
   tls.connect = ((...args: unknown[]) => {
-    if (Number(args[0]) === port && typeof args[2] === 'object' && args[2] !== null) {
+    // Only the (port, host, options, callback) form: the https agent passes one options object,
+    // made with a null prototype, which Number() cannot convert.
+    if ((typeof args[0] === 'number' || typeof args[0] === 'string') && Number(args[0]) === port && typeof args[2] === 'object' && args[2] !== null) {
       return original(Number(args[0]), args[1] as string, { ...(args[2] as TlsModule.ConnectionOptions), ca }, args[3] as () => void)
     }
     return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)

@@ -35,7 +35,7 @@ function register(id: string, key: string): Promise<Result> {
 describe('hubs declared in the configuration', () => {
   it('are embedded, linked with their weights and listed in endpoints.json', () => {
     expect(server.endpoints.hubs.map((h) => h.hostName)).toEqual([HUB_A, HUB_B])
-    expect([...server.hubs.keys()]).toEqual([HUB_A, HUB_B])
+    expect(server.hubs.hostNames()).toEqual([HUB_A, HUB_B])
     const linked = server.engine.getInstance(server.endpoints.idScope)!.linkedHubs
     expect(linked.map((h) => [h.hostName, h.allocationWeight ?? 1, h.applyAllocationPolicy ?? true])).toEqual([
       [HUB_A, 3, true],

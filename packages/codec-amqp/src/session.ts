@@ -30,14 +30,13 @@ import {
   ProvisioError,
   acceptApiVersion,
   formatDpsTimestamp,
-  parseJsonBody,
   toErrorBody,
-  validateDeviceRegistration,
   wrapUnknown,
   type DeviceApi,
   type DeviceResponse,
   type Evidence,
   type RegistrationOperationStatus,
+  readRegisterBody,
 } from '@provisio/protocol'
 import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
 import message from 'rhea/lib/message.js'
@@ -794,13 +793,7 @@ export class AmqpDeviceSession {
     const evidence = this.#evidence(link)
     if (operation === 'iotdps-register') {
       const apiVersion = acceptApiVersion(link.apiVersion, 'device').version
-      const json = parseJsonBody(bodyBytes(msg.body), { allowEmpty: true })
-      const registration = validateDeviceRegistration(json)
-      if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== link.registrationId.toLowerCase()) {
-        throw new ProvisioError('VALIDATION_FAILED', `body registrationId ${JSON.stringify(registration.registrationId)} differs from the link address's ${JSON.stringify(link.registrationId)}`, {
-          deviceMessage: 'registrationId in the body differs from the one in the link address',
-        })
-      }
+      const registration = readRegisterBody(bodyBytes(msg.body), link.registrationId, { idFrom: 'link address' })
       const force = props['iotdps-forceRegistration']
       const answer = await this.#o.device.register({
         idScope: link.idScope,

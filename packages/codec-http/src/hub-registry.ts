@@ -6,6 +6,7 @@
  * |---|---|---|
  * | `/devices/{id}` | PUT (create; with `If-Match` update) / GET / DELETE | RegistryWrite / RegistryRead / RegistryWrite |
  * | `/devices?top=N` | GET | RegistryRead |
+ * | `/devices` | POST: bulk create/update/delete of 1-100 devices (`importMode` per device) | RegistryWrite |
  * | `/twins/{id}` | GET / PATCH (merge) / PUT (replace) | RegistryRead / RegistryWrite |
  * | `/devices/{id}/messages/events?after=S&limit=N` | GET: telemetry the embedded hub kept (ours, not IoT Hub's) | ServiceConnect |
  *
@@ -13,7 +14,7 @@
  * `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking ID:…"}` and the
  * `iothub-errorcode` header; `DeviceNotFound` on 404 becomes the SDK's DeviceNotFoundError.
  */
-import { ProvisioError, acceptApiVersion, formatDpsTimestamp, parseJsonBody, validateDeviceSpec, validateTwinPatch, wrapUnknown } from '@provisio/protocol'
+import { ProvisioError, acceptApiVersion, formatDpsTimestamp, parseJsonBody, validateBulkDevices, validateDeviceSpec, validateTwinPatch, wrapUnknown } from '@provisio/protocol'
 import type { HubPermission, HubRegistryApi } from '@provisio/protocol'
 import { assertJsonContent, header, type HttpLimits, type HttpRequest, type ParsedTarget } from './message.js'
 import { emptyResponse, jsonResponse } from './response.js'
@@ -50,6 +51,16 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
   const method = request.method
   acceptApiVersion(target.query.get('api-version'), 'service')
   if (root === 'devices' && s.length === 1) {
+    if (method === 'POST') {
+      const hub = authorize(api, request, 'RegistryWrite')
+      const operations = validateBulkDevices(readJson(request, limits))
+      const outcomes = await api.bulkDevices(hub, operations)
+      // IoT Hub's BulkRegistryOperationResult: 200 when every entry succeeded, else 400 with the errors.
+      const errors = outcomes.flatMap((o) =>
+        o.error === undefined ? [] : [{ deviceId: o.deviceId, errorCode: hubErrorCode(o.error.httpStatus, o.error.code), errorStatus: o.error.deviceMessage ?? o.error.entry.defaultMessage }],
+      )
+      return jsonResponse(errors.length === 0 ? 200 : 400, { isSuccessful: errors.length === 0, errors, warnings: [] })
+    }
     if (method !== 'GET') return 'method'
     const hub = authorize(api, request, 'RegistryRead')
     const topText = target.query.get('top')

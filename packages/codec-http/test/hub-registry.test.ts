@@ -17,6 +17,8 @@ function handlerWith(hub: Partial<HubRegistryApi>) {
     },
     deleteDevice: async () => {},
     listDevices: async () => [],
+    bulkDevices: async (_h, operations) =>
+      operations.map((op) => (op.spec.deviceId === 'taken' ? { deviceId: op.spec.deviceId, error: new ProvisioError('CONFLICT', 'test: exists') } : { deviceId: op.spec.deviceId })),
     getTwin: async () => ({ deviceId: 'd1', etag: 't1' }) as never,
     updateTwin: async () => ({ deviceId: 'd1', etag: 't2' }) as never,
     readTelemetry: async (_h, deviceId, options) => ({ deviceId, messages: [], dropped: 0, lastSequenceNumber: options.after }),
@@ -81,5 +83,24 @@ describe('hub registry routes', () => {
     expect((await handler(req('GET', '/devices/d1/messages/events?api-version=2021-04-12&after=-1'))).status).toBe(400)
     expect((await handler(req('GET', '/devices/d1/messages/events?api-version=2021-04-12', '', { authorization: 'forged' }))).status).toBe(401)
     expect((await handler(req('POST', '/devices/d1/messages/events?api-version=2021-04-12', '{}'))).status).toBe(405)
+  })
+})
+
+describe('bulk POST /devices', () => {
+  it('answers BulkRegistryOperationResult: 200 when every entry succeeded, 400 with the per-device IoT Hub error codes otherwise', async () => {
+    const ok = await handlerWith({})(req('POST', '/devices?api-version=2021-04-12', JSON.stringify([{ id: 'a', importMode: 'create' }, { id: 'b', importMode: 'Delete' }])))
+    expect(ok.status).toBe(200)
+    expect(JSON.parse(ok.body)).toEqual({ isSuccessful: true, errors: [], warnings: [] })
+    const partly = await handlerWith({})(req('POST', '/devices?api-version=2021-04-12', JSON.stringify([{ id: 'a', importMode: 'create' }, { id: 'taken', importMode: 'create' }])))
+    expect(partly.status).toBe(400)
+    expect(JSON.parse(partly.body)).toMatchObject({ isSuccessful: false, errors: [{ deviceId: 'taken', errorCode: 'DeviceAlreadyExists' }] })
+  })
+
+  it('refuses a body that is not 1-100 devices with an importMode each, naming the rule', async () => {
+    for (const body of ['[]', JSON.stringify(Array.from({ length: 101 }, (_, i) => ({ id: `d${i}`, importMode: 'create' }))), '[{"id":"a"}]', '[{"id":"a","importMode":"UpdateIfMatchETag"}]', '[{"id":"a","importMode":"create"},{"id":"A","importMode":"create"}]']) {
+      const res = await handlerWith({})(req('POST', '/devices?api-version=2021-04-12', body))
+      expect(res.status, body).toBe(400)
+      expect(res.headers['iothub-errorcode']).toBe('ArgumentInvalid')
+    }
   })
 })

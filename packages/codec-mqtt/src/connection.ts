@@ -92,6 +92,8 @@ export interface MqttConnectionOptions {
    * it and calls {@link MqttConnection.refuse}.
    */
   readonly refuse: (returnCode: MqttConnackPacket['returnCode'], reason: string) => void
+  /** A PUBACK of the client for one of our QoS 1 PUBLISHes. */
+  readonly acknowledged?: (messageId: number) => void
 }
 
 /** A packet to send; a PUBLISH payload may be text. */
@@ -180,12 +182,13 @@ export class MqttConnection {
   }
 
   /**
-   * Accepts the CONNECT: CONNACK 0 (sessionPresent 0: nothing is kept between connections, and
-   * .NET's DPS client aborts on 1), then `connected()` (the dialect's event), then the held packets.
+   * Accepts the CONNECT: CONNACK 0 with `sessionPresent` (DPS: always 0, nothing is kept between
+   * connections and .NET's DPS client aborts on 1; the hub: 1 when a clean-session-0 device finds
+   * its session again), then `connected()` (the dialect's event), then the held packets.
    */
-  accept(connected: () => void): void {
+  accept(connected: () => void, sessionPresent = false): void {
     this.#state = 'connected'
-    this.send({ cmd: 'connack', returnCode: 0, sessionPresent: false })
+    this.send({ cmd: 'connack', returnCode: 0, sessionPresent })
     connected()
     const queued = this.#queued
     this.#queued = []
@@ -204,13 +207,16 @@ export class MqttConnection {
   }
 
   /**
-   * Packet identifiers of our QoS 1 PUBLISHes: 1…65535 in turn. Nothing is redelivered, so an
-   * identifier is only reused after 65535 newer ones, long after its PUBACK.
+   * Packet identifiers of our QoS 1 PUBLISHes: 1…65535 in turn, skipping those `inUse` (a kept
+   * session's unacknowledged messages keep theirs, MQTT-2.3.1-4).
    */
-  packetId(): number {
-    const id = this.#nextPacketId
-    this.#nextPacketId = id === 0xffff ? 1 : id + 1
-    return id
+  packetId(inUse: (id: number) => boolean = () => false): number {
+    for (let tries = 0; tries < 0xffff; tries++) {
+      const id = this.#nextPacketId
+      this.#nextPacketId = id === 0xffff ? 1 : id + 1
+      if (!inUse(id)) return id
+    }
+    throw new Error('every MQTT packet identifier is in use')
   }
 
   /** Sends a packet unless the connection is closed. */
@@ -259,8 +265,8 @@ export class MqttConnection {
       case 'publish':
         return this.#options.serve(packet)
       case 'puback':
-        // Our PUBLISHes go out on a clean session: nothing is redelivered (MQTT-4.4.0-1), so an
-        // acknowledgement needs no bookkeeping.
+        // The dialect keeps what a persistent session must redeliver (MQTT-4.4.0-1); DPS keeps nothing.
+        this.#options.acknowledged?.(packet.messageId)
         return
       case 'pingreq':
         this.send({ cmd: 'pingresp' })
@@ -289,10 +295,14 @@ export abstract class MqttDialectSession {
       clock: ports.clock,
       limits,
       write: ports.write,
-      close: ports.close,
+      close: (reason) => {
+        this.onClosed()
+        ports.close(reason)
+      },
       connect: (packet) => this.onConnect(packet),
       serve: (packet) => this.onPacket(packet),
       refuse: (returnCode, reason) => this.refuseConnect(returnCode, reason),
+      acknowledged: (messageId) => this.onAcknowledged(messageId),
     })
   }
 
@@ -324,6 +334,10 @@ export abstract class MqttDialectSession {
   protected abstract onPacket(packet: MqttDialectPacket): void
   /** Reports and sends a refusal (CONNACK `returnCode`), then the connection closes. */
   protected abstract refuseConnect(returnCode: MqttConnackPacket['returnCode'], reason: string): void
+  /** A PUBACK for one of our QoS 1 PUBLISHes. */
+  protected onAcknowledged(_messageId: number): void {}
+  /** The connection ended (any reason), before the adapter hears of it. */
+  protected onClosed(): void {}
 }
 
 /**

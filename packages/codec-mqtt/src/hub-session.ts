@@ -1,46 +1,53 @@
 /**
- * One device connection speaking IoT Hub's device MQTT dialect (see hub-topics.ts for the
+ * One device connection speaking IoT Hub's device MQTT dialect (see @provisio/protocol mqtt-hub-topics.ts for the
  * strings), sans-IO like the DPS session: the adapter pushes bytes, writes what the session hands
  * it, calls `tick()`, and delivers desired-property changes with {@link HubMqttSession.pushDesired}.
  *
  * Flow: CONNECT (username `{hub}/{deviceId}/?api-version=…`, clientId = deviceId, password = device
- * SAS, or a TLS client certificate) → `api.authenticate` → CONNACK 0 (sessionPresent 0: nothing is
- * kept between connections, so clean=0 is accepted and starts empty) or 4/5 with the reason in the
- * `refused` event → SUBSCRIBE twin responses / desired / methods / C2D (granted at QoS ≤ 1; other
- * filters 0x80) → PUBLISH telemetry (stored, PUBACK), twin GET (`200` with desired and reported),
+ * SAS, or a TLS client certificate) → `api.authenticate` → the device's session from the
+ * `sessions` port (clean session 0: the kept one, if any) → CONNACK 0 with session present 1 when
+ * one was kept, or 4/5 with the reason in the `refused` event → unacknowledged QoS 1 messages of a
+ * kept session sent again (DUP), then the ones queued for it → SUBSCRIBE (any valid filter that
+ * matches a topic the hub sends the device, as MQTT matches filters, granted at QoS ≤ 1; others
+ * 0x80) → PUBLISH telemetry (stored, PUBACK), twin GET (`200` with desired and reported),
  * reported PATCH (`204` with the new `$version`); method responses are accepted and ignored.
+ *
+ * What the hub sends (twin responses, desired pushes) goes out at the highest QoS of the matching
+ * subscriptions; QoS 1 messages stay in the session until PUBACK, at most `maxUnacknowledged` in
+ * flight (the rest wait in the session's queue).
  */
-import { ProvisioError, formatDpsTimestamp, parseJsonBody, toErrorBody, wrapUnknown } from '@provisio/protocol'
-import { formatDesiredTopic, formatTwinResponseTopic, hubSubscriptionOf, parseHubRequestTopic, parseHubUsername } from './hub-topics.js'
+import {
+  ProvisioError,
+  deliveryQos,
+  enqueueHubMessage,
+  formatDpsTimestamp,
+  desiredPushMessage,
+  formatTwinResponseTopic,
+  hubSubscriptionKinds,
+  newHubSessionState,
+  parseHubRequestTopic,
+  parseHubUsername,
+  parseJsonBody,
+  toErrorBody,
+  wrapUnknown,
+  type HubDeviceApi,
+  type HubMqttSessionState,
+  type HubQueuedMessage,
+  type HubSessionOpened,
+  type HubSessionStore,
+} from '@provisio/protocol'
 import { MqttDialectSession, connackCodeOf, type MqttCloseReason, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
 import { DEFAULT_MQTT_LIMITS, type MqttLimits } from './session.js'
 import type { MqttConnackPacket, MqttConnectPacket, MqttPublishPacket } from './wire.js'
-
-/** What the hub answers a device with; ProvisioErrors thrown say why (their HTTP status picks the code). */
-export interface HubDeviceApi {
-  /**
-   * Admits a device to the hub named in its username (or refuses it, throwing). Returns the
-   * canonical hub host name and device id, and when its credentials expire (a SAS token's `se`):
-   * the session closes the connection then, as IoT Hub does.
-   */
-  authenticate(request: {
-    readonly hostName: string
-    readonly deviceId: string
-    readonly sasToken?: string
-    readonly clientCertificates?: readonly Uint8Array[]
-  }): Promise<{ readonly hostName: string; readonly deviceId: string; readonly expiresAtMs?: number }>
-  /** The twin's properties as a device reads them: `{ desired, reported }`, each with `$version`. */
-  getTwin(hostName: string, deviceId: string): Promise<{ readonly desired: Record<string, unknown>; readonly reported: Record<string, unknown> }>
-  /** Merge-patches reported properties; returns the new reported `$version`. */
-  patchReported(hostName: string, deviceId: string, patch: Record<string, unknown>): Promise<number>
-  /** Stores one telemetry message (synchronously: the buffer is bounded, never awaited). */
-  telemetry(hostName: string, deviceId: string, message: { readonly body: Uint8Array; readonly properties: Record<string, string>; readonly systemProperties: Record<string, string> }): void
-}
 
 /** Limits of one hub session. */
 export interface HubMqttLimits extends MqttLimits {
   /** Largest telemetry payload (IoT Hub's device-to-cloud limit is 256 KB). */
   readonly maxTelemetryBytes: number
+  /** QoS 1 messages sent and not yet acknowledged; more wait in the session's queue. */
+  readonly maxUnacknowledged: number
+  /** Messages waiting in a session's queue (the oldest dropped beyond it). */
+  readonly maxQueued: number
 }
 
 export const DEFAULT_HUB_MQTT_LIMITS: HubMqttLimits = Object.freeze({
@@ -49,11 +56,23 @@ export const DEFAULT_HUB_MQTT_LIMITS: HubMqttLimits = Object.freeze({
   // IoT Hub's limit on each twin section (desired, reported) is 32 KB.
   maxBodyBytes: 32 * 1024,
   maxTelemetryBytes: 256 * 1024,
+  maxUnacknowledged: 32,
+  maxQueued: 100,
 })
 
 /** What the session tells the adapter about, for logs, take-over and desired pushes. */
 export type HubMqttEvent =
-  | { readonly type: 'connected'; readonly hostName: string; readonly deviceId: string; readonly apiVersion?: string; readonly clientType?: string; readonly keepAliveSeconds: number; readonly clean: boolean }
+  | {
+      readonly type: 'connected'
+      readonly hostName: string
+      readonly deviceId: string
+      readonly apiVersion?: string
+      readonly clientType?: string
+      readonly keepAliveSeconds: number
+      readonly clean: boolean
+      /** Whether a kept session was found (CONNACK session present). */
+      readonly sessionPresent: boolean
+    }
   | { readonly type: 'refused'; readonly returnCode: MqttConnackPacket['returnCode']; readonly reason: string; readonly hostName?: string; readonly deviceId?: string }
   | { readonly type: 'twin'; readonly operation: 'get' | 'reportedPatch'; readonly rid: string; readonly status: number; readonly error?: ProvisioError; readonly delivered: boolean }
   | { readonly type: 'telemetry'; readonly bytes: number }
@@ -69,6 +88,8 @@ export interface HubMqttSessionOptions {
   readonly clientCertificates?: readonly Uint8Array[]
   readonly limits?: Partial<HubMqttLimits>
   readonly onEvent?: (event: HubMqttEvent) => void
+  /** Where sessions live between connections; without it every connection starts empty (session present 0). */
+  readonly sessions?: HubSessionStore
 }
 
 export type HubMqttState = MqttConnectionState
@@ -86,8 +107,10 @@ export class HubMqttSession extends MqttDialectSession {
   #expiresAtMs: number | undefined
   #hostName: string | undefined
   #deviceId: string | undefined
-  /** Granted QoS per served subscription. */
-  readonly #granted = new Map<string, 0 | 1>()
+  /** The device id as the device names itself (clientId), for its C2D topic. */
+  #clientId: string | undefined
+  /** Subscriptions and QoS 1 messages in flight; a kept session's once the CONNECT is admitted. */
+  #session: HubMqttSessionState = newHubSessionState(this)
   #inFlight = 0
 
   constructor(options: HubMqttSessionOptions) {
@@ -126,14 +149,47 @@ export class HubMqttSession extends MqttDialectSession {
 
   /**
    * Delivers a desired-property change (the hub's `DesiredChange.patch`, with `$version`) when
-   * the device subscribed to desired updates. Returns whether it was sent.
+   * the device subscribed to desired updates. Returns whether it was sent or queued.
    */
   pushDesired(patch: Record<string, unknown>, version: number): boolean {
+    return this.deliver(desiredPushMessage(patch, version))
+  }
+
+  /**
+   * Sends a message to the device at the QoS its matching subscriptions grant: QoS 1 kept in
+   * the session until acknowledged (queued while too many are in flight). Returns false when no
+   * subscription matches or the connection is not up.
+   */
+  deliver(message: HubQueuedMessage): boolean {
     if (this.connection.state !== 'connected') return false
-    const qos = this.#granted.get('twinDesired')
+    const qos = deliveryQos(this.#session.subscriptions, message.topic)
     if (qos === undefined) return false
-    this.#publish(formatDesiredTopic(version), JSON.stringify(patch), qos)
+    if (qos === 0) this.connection.send({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 0, retain: false, dup: false })
+    else if (this.#session.unacknowledged.size >= this.#limits.maxUnacknowledged) enqueueHubMessage(this.#session, message, this.#limits.maxQueued)
+    else this.#sendQos1(message)
     return true
+  }
+
+  #sendQos1(message: HubQueuedMessage): void {
+    const messageId = this.connection.packetId((id) => this.#session.unacknowledged.has(id))
+    this.#session.unacknowledged.set(messageId, message)
+    this.connection.send({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 1, retain: false, dup: false, messageId })
+  }
+
+  /** Sends queued messages while fewer than `maxUnacknowledged` are in flight. */
+  #drain(): void {
+    const session = this.#session
+    while (this.connection.state === 'connected' && session.queued.length > 0 && session.unacknowledged.size < this.#limits.maxUnacknowledged) {
+      this.#sendQos1(session.queued.shift()!)
+    }
+  }
+
+  protected override onAcknowledged(messageId: number): void {
+    if (this.#session.unacknowledged.delete(messageId)) this.#drain()
+  }
+
+  protected override onClosed(): void {
+    if (this.#hostName !== undefined && this.#deviceId !== undefined) this.#options.sessions?.close(this.#hostName, this.#deviceId, this)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -172,21 +228,39 @@ export class HubMqttSession extends MqttDialectSession {
       .then(
         (admitted) => {
           if (this.connection.state !== 'authenticating') return
-          this.#hostName = admitted.hostName
-          this.#deviceId = admitted.deviceId
-          this.#expiresAtMs = admitted.expiresAtMs
-          // Nothing is kept between connections: sessionPresent is 0 even for clean=0 (MQTT-3.2.2-2 allows it).
-          this.connection.accept(() =>
-            this.#options.onEvent?.({
-              type: 'connected',
-              hostName: admitted.hostName,
-              deviceId: admitted.deviceId,
-              ...(user.apiVersion === undefined ? {} : { apiVersion: user.apiVersion }),
-              ...(user.clientType === undefined ? {} : { clientType: user.clientType }),
-              keepAliveSeconds: keepalive,
-              clean: packet.clean,
-            }),
-          )
+          const sessions = this.#options.sessions
+          const opened: HubSessionOpened | Promise<HubSessionOpened> = sessions === undefined ? { state: this.#session, present: false } : sessions.open(admitted.hostName, admitted.deviceId, packet.clean, this)
+          return Promise.resolve(opened).then(({ state, present }) => {
+            if (this.connection.state !== 'authenticating') {
+              // Closed while the session was read: give it back.
+              sessions?.close(admitted.hostName, admitted.deviceId, this)
+              return
+            }
+            this.#hostName = admitted.hostName
+            this.#deviceId = admitted.deviceId
+            this.#clientId = user.deviceId
+            this.#expiresAtMs = admitted.expiresAtMs
+            this.#session = state
+            this.connection.accept(
+              () =>
+                this.#options.onEvent?.({
+                  type: 'connected',
+                  hostName: admitted.hostName,
+                  deviceId: admitted.deviceId,
+                  ...(user.apiVersion === undefined ? {} : { apiVersion: user.apiVersion }),
+                  ...(user.clientType === undefined ? {} : { clientType: user.clientType }),
+                  keepAliveSeconds: keepalive,
+                  clean: packet.clean,
+                  sessionPresent: present,
+                }),
+              present,
+            )
+            // MQTT-4.4.0-1: unacknowledged PUBLISHes of a kept session again, with DUP set, then what waited.
+            for (const [messageId, message] of state.unacknowledged) {
+              this.connection.send({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 1, retain: false, dup: true, messageId })
+            }
+            this.#drain()
+          })
         },
         (error: unknown) => {
           if (this.connection.state !== 'authenticating') return
@@ -205,20 +279,16 @@ export class HubMqttSession extends MqttDialectSession {
     switch (packet.cmd) {
       case 'subscribe': {
         const granted = packet.subscriptions.map((s) => {
-          const which = hubSubscriptionOf(s.topic, this.#deviceId!)
-          if (which === undefined) return 0x80
+          if (hubSubscriptionKinds(s.topic, this.#clientId!).length === 0) return 0x80
           const qos = s.qos === 0 ? 0 : 1
-          this.#granted.set(which, qos)
+          this.#session.subscriptions.set(s.topic, qos)
           return qos
         })
         this.connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
         return
       }
       case 'unsubscribe':
-        for (const filter of packet.unsubscriptions) {
-          const which = hubSubscriptionOf(filter, this.#deviceId!)
-          if (which !== undefined) this.#granted.delete(which)
-        }
+        for (const filter of packet.unsubscriptions) this.#session.subscriptions.delete(filter)
         this.connection.send({ cmd: 'unsuback', messageId: packet.messageId })
         return
       case 'publish':
@@ -304,12 +374,7 @@ export class HubMqttSession extends MqttDialectSession {
 
   #answer(operation: 'get' | 'reportedPatch', rid: string, status: number, body: string, version?: number, error?: ProvisioError): void {
     if (this.connection.state !== 'connected') return
-    const qos = this.#granted.get('twinResponse')
-    if (qos !== undefined) this.#publish(formatTwinResponseTopic(status, rid, version), body, qos)
-    this.#options.onEvent?.({ type: 'twin', operation, rid, status, delivered: qos !== undefined, ...(error === undefined ? {} : { error }) })
-  }
-
-  #publish(topic: string, payload: string, qos: 0 | 1): void {
-    this.connection.send({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos === 1 ? { messageId: this.connection.packetId() } : {}) })
+    const delivered = this.deliver({ topic: formatTwinResponseTopic(status, rid, version), payload: body })
+    this.#options.onEvent?.({ type: 'twin', operation, rid, status, delivered, ...(error === undefined ? {} : { error }) })
   }
 }

@@ -4,6 +4,9 @@
  * API calls out; a router picks the dialect from the CONNECT. The Node adapter in
  * @provisio/server only moves bytes and calls `tick()`.
  *
+ * The topic grammar (usernames, topics, property bags) lives in @provisio/protocol, shared with
+ * the device SDK; it is re-exported here.
+ *
  * Runtime note: mqtt-packet uses Node's `Buffer` and `events` internally (browsers need the
  * usual shims); this package's own code uses no Node global.
  */
@@ -18,11 +21,11 @@ export {
   type MqttCloseCode,
   type MqttCloseReason,
 } from './session.js'
+export type { HubDeviceApi } from '@provisio/protocol'
 export {
   createHubMqttSession,
   HubMqttSession,
   DEFAULT_HUB_MQTT_LIMITS,
-  type HubDeviceApi,
   type HubMqttEvent,
   type HubMqttLimits,
   type HubMqttSessionOptions,
@@ -34,7 +37,9 @@ export {
   METHODS_FILTER,
   parseHubUsername,
   parseHubRequestTopic,
-  hubSubscriptionOf,
+  hubSubscriptionKinds,
+  topicMatches,
+  topicFilterError,
   formatTwinResponseTopic,
   formatDesiredTopic,
   mqttDialectOf,
@@ -42,7 +47,8 @@ export {
   type HubUsernameError,
   type HubRequestTopic,
   type HubTopicError,
-} from './hub-topics.js'
+  type HubSubscriptionKind,
+} from '@provisio/protocol'
 export { MqttRouter, type MqttRouterOptions, type MqttSessionLike } from './router.js'
 export {
   DPS_RESPONSE_FILTER,
@@ -55,7 +61,7 @@ export {
   type DpsUsernameError,
   type DpsRequestTopic,
   type DpsTopicError,
-} from './dps-topics.js'
+} from '@provisio/protocol'
 export {
   MqttDecoder,
   MqttCodecError,

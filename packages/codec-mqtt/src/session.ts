@@ -14,14 +14,13 @@ import {
   ProvisioError,
   acceptApiVersion,
   formatDpsTimestamp,
-  parseJsonBody,
   toErrorBody,
-  validateDeviceRegistration,
   validateRegistrationId,
   wrapUnknown,
+  readRegisterBody,
 } from '@provisio/protocol'
 import type { DeviceApi, DeviceResponse, Evidence, RegisterRequest, RegistrationOperationStatus, TpmChallengeResponse } from '@provisio/protocol'
-import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from './dps-topics.js'
+import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from '@provisio/protocol'
 import { MqttDialectSession, connackCodeOf as connackCodeOfStatus, type MqttCloseReason, type MqttConnectionLimits, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
 import { DEFAULT_MAX_PACKET_BYTES, type MqttConnackPacket, type MqttConnectPacket, type MqttPublishPacket } from './wire.js'
 
@@ -286,15 +285,7 @@ export class DpsMqttSession extends MqttDialectSession {
   }
   /** The register call of a PUBLISH body (§1.2; .NET sends an empty body). */
   #registerRequest(identity: Identity, payload: Uint8Array): RegisterRequest {
-    const json = parseJsonBody(payload, { maxBytes: this.#limits.maxBodyBytes, allowEmpty: true })
-    const registration = validateDeviceRegistration(json)
-    if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== identity.registrationId.toLowerCase()) {
-      throw new ProvisioError(
-        'VALIDATION_FAILED',
-        `body registrationId ${JSON.stringify(registration.registrationId)} differs from the username's ${JSON.stringify(identity.registrationId)}`,
-        { deviceMessage: 'registrationId in the body differs from the one in the MQTT username' },
-      )
-    }
+    const registration = readRegisterBody(payload, identity.registrationId, { idFrom: 'MQTT username', maxBytes: this.#limits.maxBodyBytes })
     if (registration.tpm !== undefined) {
       // §3: TPM attestation is not offered over MQTT by DPS (D-mqtt, C-mqtt).
       throw new ProvisioError('BAD_REQUEST', 'TPM attestation was requested over MQTT', {

@@ -2,7 +2,7 @@
 // goes on the wire for each client packet, in which order, and why a connection ends.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ProvisioError } from '@provisio/protocol'
+import { ProvisioError, newHubSessionState, type HubMqttSessionState, type HubSessionStore } from '@provisio/protocol'
 import {
   MqttRouter,
   createHubMqttSession,
@@ -20,7 +20,7 @@ import { concat, recordingPorts, sender, settle, text } from './helpers.js'
 const USERNAME = 'hub.example/dev-1/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4'
 const SAS = 'SharedAccessSignature sr=hub.example%2Fdevices%2Fdev-1&sig=abc%3D&se=1900000000'
 
-function harness(options: { api?: Partial<HubDeviceApi>; limits?: Partial<HubMqttLimits>; chain?: Uint8Array[] } = {}) {
+function harness(options: { api?: Partial<HubDeviceApi>; limits?: Partial<HubMqttLimits>; chain?: Uint8Array[]; sessions?: HubSessionStore } = {}) {
   const recorder = recordingPorts<HubMqttEvent>({ maxPacketBytes: 1 << 20 })
   const calls: { name: string; args: unknown[] }[] = []
   const telemetry: { body: string; properties: Record<string, string>; systemProperties: Record<string, string> }[] = []
@@ -54,6 +54,7 @@ function harness(options: { api?: Partial<HubDeviceApi>; limits?: Partial<HubMqt
     ...recorder.ports,
     ...(options.chain ? { clientCertificates: options.chain } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.sessions ? { sessions: options.sessions } : {}),
   })
   const send = sender(session)
   return {
@@ -87,7 +88,7 @@ describe('CONNECT', () => {
     await h.connect()
     expect(h.out).toEqual([{ cmd: 'connack', returnCode: 0, sessionPresent: false }])
     expect(h.calls[0]).toEqual({ name: 'authenticate', args: [{ hostName: 'hub.example', deviceId: 'dev-1', sasToken: SAS }] })
-    expect(h.events[0]).toEqual({ type: 'connected', hostName: 'hub.example', deviceId: 'dev-1', apiVersion: '2021-04-12', clientType: 'azure-iot-device/1.18.4', keepAliveSeconds: 180, clean: false })
+    expect(h.events[0]).toEqual({ type: 'connected', hostName: 'hub.example', deviceId: 'dev-1', apiVersion: '2021-04-12', clientType: 'azure-iot-device/1.18.4', keepAliveSeconds: 180, clean: false, sessionPresent: false })
     expect(h.session.state).toBe('connected')
   })
 
@@ -274,6 +275,60 @@ describe('twin', () => {
     expect(h.session.pushDesired({ interval: 30, $version: 3 }, 3)).toBe(true)
     expect(h.out.at(-1)).toMatchObject({ cmd: 'publish', topic: '$iothub/twin/PATCH/properties/desired/?$version=3', qos: 0 })
     expect(JSON.parse(text(h.out.at(-1)!))).toEqual({ interval: 30, $version: 3 })
+  })
+})
+
+describe('persistent sessions (clean session 0)', () => {
+  /** A store keeping one device's session, as the hub's MemoryHubSessions does. */
+  function oneSessionStore(): HubSessionStore & { kept: HubMqttSessionState | undefined } {
+    const store = {
+      kept: undefined as HubMqttSessionState | undefined,
+      open(_h: string, _d: string, clean: boolean, owner: object) {
+        const present = !clean && store.kept !== undefined
+        if (!present) store.kept = newHubSessionState(owner)
+        store.kept!.owner = owner
+        return Promise.resolve({ state: store.kept!, present })
+      },
+      close(_h: string, _d: string, owner: object) {
+        if (store.kept?.owner === owner) store.kept.owner = undefined
+      },
+    }
+    return store
+  }
+
+  it('a reconnect finds subscriptions and unacknowledged QoS 1 messages (sent again with DUP); at most maxUnacknowledged in flight', async () => {
+    const sessions = oneSessionStore()
+    const first = harness({ sessions, limits: { maxUnacknowledged: 1 } })
+    await first.connect()
+    first.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/PATCH/properties/desired/#', qos: 1 }] })
+    expect(first.session.pushDesired({ a: 1, $version: 2 }, 2)).toBe(true)
+    expect(first.session.pushDesired({ a: 2, $version: 3 }, 3)).toBe(true)
+    // One in flight, the second waits.
+    const sent = first.out.filter((p): p is MqttPublishPacket => p.cmd === 'publish')
+    expect(sent).toHaveLength(1)
+    expect(sent[0]).toMatchObject({ qos: 1, dup: false, topic: '$iothub/twin/PATCH/properties/desired/?$version=2' })
+    first.session.end('CONNECTION_LOST', 'gone')
+    expect(sessions.kept?.owner).toBeUndefined()
+
+    // Room for two in flight now: the kept one again (DUP, its own id), then the waiting one under an id not in use.
+    const second = harness({ sessions, limits: { maxUnacknowledged: 2 } })
+    await second.connect()
+    expect(second.out[0]).toEqual({ cmd: 'connack', returnCode: 0, sessionPresent: true })
+    expect(second.events[0]).toMatchObject({ type: 'connected', sessionPresent: true })
+    expect(second.out[1]).toMatchObject({ cmd: 'publish', qos: 1, dup: true, messageId: sent[0]!.messageId, topic: sent[0]!.topic })
+    const drained = second.out[2] as MqttPublishPacket
+    expect(drained).toMatchObject({ cmd: 'publish', qos: 1, dup: false, topic: '$iothub/twin/PATCH/properties/desired/?$version=3' })
+    expect(drained.messageId).not.toBe(sent[0]!.messageId)
+    expect(second.out).toHaveLength(3)
+    second.send({ cmd: 'puback', messageId: sent[0]!.messageId! })
+    // The subscription still holds: a twin response needs none, the desired push goes out.
+    second.send({ cmd: 'puback', messageId: drained.messageId! })
+    expect(second.session.pushDesired({ a: 3, $version: 4 }, 4)).toBe(true)
+
+    const clean = harness({ sessions })
+    await clean.connect({ clean: true })
+    expect(clean.out).toEqual([{ cmd: 'connack', returnCode: 0, sessionPresent: false }])
+    expect(clean.session.pushDesired({ a: 4, $version: 5 }, 5)).toBe(false)
   })
 })
 

@@ -2,7 +2,7 @@
 // (username, telemetry topic with system and application properties, twin topics).
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { formatDesiredTopic, formatTwinResponseTopic, hubSubscriptionOf, mqttDialectOf, parseHubRequestTopic, parseHubUsername } from '../src/index.js'
+import { formatDesiredTopic, formatTwinResponseTopic, hubSubscriptionKinds, mqttDialectOf, parseHubRequestTopic, parseHubUsername, topicFilterError, topicMatches } from '../src/index.js'
 
 const NODE_USERNAME = 'hub-a.example/dev-1/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4%20(node%20v20.19.0%3B%20Debian%3B%20x64)'
 const NODE_TELEMETRY = 'devices/dev-1/messages/events/%24.mid=m-1&%24.ct=application%2Fjson&%24.ce=utf-8&unit=%C2%B0C&site=lab%201'
@@ -74,13 +74,41 @@ describe('parseHubRequestTopic', () => {
 
 describe('subscriptions, response topics and dialect', () => {
   it('serves the four filters the SDK subscribes to, C2D only for the device itself', () => {
-    expect(hubSubscriptionOf('$iothub/twin/res/#', 'd')).toBe('twinResponse')
-    expect(hubSubscriptionOf('$iothub/twin/PATCH/properties/desired/#', 'd')).toBe('twinDesired')
-    expect(hubSubscriptionOf('$iothub/methods/POST/#', 'd')).toBe('methods')
-    expect(hubSubscriptionOf('devices/D/messages/devicebound/#', 'd')).toBe('cloudToDevice')
-    expect(hubSubscriptionOf('devices/other/messages/devicebound/#', 'd')).toBeUndefined()
-    expect(hubSubscriptionOf('#', 'd')).toBeUndefined()
-    expect(hubSubscriptionOf('$dps/registrations/res/#', 'd')).toBeUndefined()
+    expect(hubSubscriptionKinds('$iothub/twin/res/#', 'd')).toEqual(['twinResponse'])
+    expect(hubSubscriptionKinds('$iothub/twin/PATCH/properties/desired/#', 'd')).toEqual(['twinDesired'])
+    expect(hubSubscriptionKinds('$iothub/methods/POST/#', 'd')).toEqual(['methods'])
+    expect(hubSubscriptionKinds('devices/d/messages/devicebound/#', 'd')).toEqual(['cloudToDevice'])
+    expect(hubSubscriptionKinds('devices/other/messages/devicebound/#', 'd')).toEqual([])
+    expect(hubSubscriptionKinds('#', 'd')).toEqual([])
+    expect(hubSubscriptionKinds('$dps/registrations/res/#', 'd')).toEqual([])
+  })
+
+  it('matches other filter forms as MQTT does: the Embedded C SDK\'s wildcard C2D filter, "+" levels, "#" covering its parent', () => {
+    expect(hubSubscriptionKinds('devices/+/messages/devicebound/#', 'd')).toEqual(['cloudToDevice'])
+    expect(hubSubscriptionKinds('devices/d/messages/devicebound/+', 'd')).toEqual(['cloudToDevice'])
+    expect(hubSubscriptionKinds('$iothub/#', 'd')).toEqual(['twinResponse', 'twinDesired', 'methods'])
+    expect(hubSubscriptionKinds('$iothub/twin/+/#', 'd')).toEqual(['twinResponse', 'twinDesired'])
+    expect(hubSubscriptionKinds('$iothub/twin/res/+/+', 'd')).toEqual(['twinResponse'])
+    expect(hubSubscriptionKinds('$iothub/twin/res/+', 'd')).toEqual([])
+    // Invalid filters and leading wildcards (which MQTT never matches against "$" topics) are refused.
+    for (const bad of ['$iothub/twin/res#', '$iothub/#/res', 'devices/d+/messages/devicebound/#', '', '+/d/messages/devicebound/#']) {
+      expect(hubSubscriptionKinds(bad, 'd'), bad).toEqual([])
+    }
+  })
+
+  it('topicMatches and topicFilterError follow MQTT 3.1.1 §4.7', () => {
+    expect(topicMatches('sport/tennis/#', 'sport/tennis')).toBe(true)
+    expect(topicMatches('sport/tennis/#', 'sport/tennis/player1/ranking')).toBe(true)
+    expect(topicMatches('sport/+', 'sport/')).toBe(true)
+    expect(topicMatches('sport/+', 'sport')).toBe(false)
+    expect(topicMatches('+/+', '/finance')).toBe(true)
+    expect(topicMatches('#', '$SYS/x')).toBe(false)
+    expect(topicMatches('+/monitor', '$SYS/monitor')).toBe(false)
+    expect(topicMatches('$SYS/#', '$SYS/monitor')).toBe(true)
+    expect(topicMatches('$iothub/twin/res/#', '$iothub/twin/res/200/?$rid=1')).toBe(true)
+    expect(topicFilterError('a/#/b')).toMatch(/MQTT-4.7.1-2/)
+    expect(topicFilterError('a/b+')).toMatch(/MQTT-4.7.1-3/)
+    expect(topicFilterError('a/+/#')).toBeUndefined()
   })
 
   it('formats twin responses ($rid first) and desired pushes', () => {

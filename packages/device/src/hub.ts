@@ -16,7 +16,17 @@
  * TRANSPORT DeviceError and fires `onDisconnect`; connect again to continue.
  */
 import type { IClientOptions, MqttClient } from 'mqtt'
-import { buildSasToken, hubDeviceResource } from '@provisio/protocol'
+import {
+  TWIN_DESIRED_FILTER,
+  TWIN_RESPONSE_FILTER,
+  buildSasToken,
+  formatHubUsername,
+  formatTelemetryTopic,
+  formatTwinRequestTopic,
+  hubDeviceResource,
+  parseDesiredTopic,
+  parseTwinResponseTopic,
+} from '@provisio/protocol'
 import { DeviceError } from './errors.js'
 import { connectMqtt } from './mqtt.js'
 import { abortable } from './retry.js'
@@ -25,8 +35,7 @@ import { MAX_RESPONSE_BYTES, type Platform, type TlsOptions } from './transport.
 
 /** The hub API version azure-iot-device sends. */
 export const HUB_API_VERSION = '2021-04-12'
-export const TWIN_RESPONSE_FILTER = '$iothub/twin/res/#'
-export const TWIN_DESIRED_FILTER = '$iothub/twin/PATCH/properties/desired/#'
+export { TWIN_RESPONSE_FILTER, TWIN_DESIRED_FILTER, parseTwinResponseTopic }
 
 /** Options of {@link connectHub}. */
 export interface HubClientOptions {
@@ -69,29 +78,7 @@ export interface TelemetryOptions {
 }
 
 /** The telemetry topic of a message (system properties first, then application properties). */
-export function telemetryTopic(deviceId: string, system: Readonly<Record<string, string | undefined>>, properties: Readonly<Record<string, string>> = {}): string {
-  const parts: string[] = []
-  for (const [k, v] of Object.entries(system)) if (v !== undefined) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
-  for (const [k, v] of Object.entries(properties)) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
-  return `devices/${deviceId}/messages/events/${parts.join('&')}`
-}
-
-/** Parses `$iothub/twin/res/{status}/?$rid=…&$version=…`. */
-export function parseTwinResponseTopic(topic: string): { status: number; rid: string; version: number | undefined } | undefined {
-  const m = /^\$iothub\/twin\/res\/(\d{3})\/\?(.*)$/.exec(topic)
-  if (m === null) return undefined
-  let rid: string | undefined
-  let version: number | undefined
-  for (const part of m[2]!.split('&')) {
-    const eq = part.indexOf('=')
-    if (eq < 0) continue
-    const name = part.slice(0, eq)
-    const value = part.slice(eq + 1)
-    if (name === '$rid') rid ??= value
-    else if (name === '$version' && /^\d{1,15}$/.test(value)) version = Number(value)
-  }
-  return rid === undefined ? undefined : { status: Number(m[1]), rid, version }
-}
+export const telemetryTopic = formatTelemetryTopic
 
 /** A connected hub device. Create it with the entry's `connectHub(options)`. */
 export class HubClient {
@@ -146,7 +133,7 @@ export class HubClient {
     const userAgent = options.userAgent ?? 'provisio-device/0.1.0'
     const mqttOptions: IClientOptions = {
       clientId: deviceId,
-      username: `${hostName}/${deviceId}/?api-version=${HUB_API_VERSION}&DeviceClientType=${encodeURIComponent(userAgent)}`,
+      username: formatHubUsername(hostName, deviceId, HUB_API_VERSION, userAgent),
       clean: false,
       keepalive: 180,
       connectTimeout: options.connectTimeoutMs ?? 30_000,
@@ -175,7 +162,7 @@ export class HubClient {
 
   /** The twin's desired and reported properties. */
   async getTwin(): Promise<DeviceTwinDocument> {
-    const r = await this.#twinRequest('GET', '/', ' ')
+    const r = await this.#twinRequest('GET', ' ')
     const body = r.body as Partial<DeviceTwinDocument> | undefined
     if (typeof body !== 'object' || body === null) throw new DeviceError('PROTOCOL', 'twin GET answered without a twin document')
     return { desired: body.desired ?? {}, reported: body.reported ?? {} }
@@ -184,7 +171,7 @@ export class HubClient {
   /** Patches reported properties; resolves with the new reported version when the hub sends one. */
   async updateReported(patch: Record<string, unknown>): Promise<number | undefined> {
     if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new DeviceError('INVALID_ARGUMENT', 'updateReported: the patch must be a JSON object')
-    return (await this.#twinRequest('PATCH', '/properties/reported/', JSON.stringify(patch))).version
+    return (await this.#twinRequest('PATCH', JSON.stringify(patch))).version
   }
 
   /** Calls `listener(patch, version)` for every desired-property change; returns an unsubscribe function. */
@@ -230,13 +217,13 @@ export class HubClient {
     return new Promise((resolve) => this.#client.end(false, {}, () => resolve()))
   }
 
-  #twinRequest(method: 'GET' | 'PATCH', resource: string, payload: string): Promise<{ status: number; version: number | undefined; body: unknown }> {
+  #twinRequest(method: 'GET' | 'PATCH', payload: string): Promise<{ status: number; version: number | undefined; body: unknown }> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     const rid = this.#platform.uuid()
-    const what = `twin ${method} ${resource}`
+    const what = method === 'GET' ? 'twin GET' : 'twin PATCH /properties/reported/'
     return new Promise<{ status: number; version: number | undefined; body: unknown }>((resolve, reject) => {
       this.#pending.set(rid, { resolve, reject })
-      this.#client.publish(`$iothub/twin/${method}${resource}?$rid=${rid}`, payload, { qos: 0 }, (error) => {
+      this.#client.publish(formatTwinRequestTopic(method === 'GET' ? 'twinGet' : 'reportedPatch', rid), payload, { qos: 0 }, (error) => {
         if (error === undefined || error === null) return
         this.#pending.delete(rid)
         reject(new DeviceError('TRANSPORT', `${what}: publish failed: ${error.message}`, { cause: error, transient: true }))
@@ -258,9 +245,8 @@ export class HubClient {
   #onMessage(topic: string, payload: Uint8Array): void {
     if (payload.length > MAX_RESPONSE_BYTES) return
     const text = new TextDecoder().decode(payload)
-    if (topic.startsWith('$iothub/twin/res/')) {
-      const parsed = parseTwinResponseTopic(topic)
-      if (parsed === undefined) return
+    const parsed = parseTwinResponseTopic(topic)
+    if (parsed !== undefined) {
       const waiter = this.#pending.get(parsed.rid)
       if (waiter === undefined) return
       this.#pending.delete(parsed.rid)
@@ -274,7 +260,8 @@ export class HubClient {
       waiter.resolve({ status: parsed.status, version: parsed.version, body })
       return
     }
-    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) {
+    const desired = parseDesiredTopic(topic)
+    if (desired !== undefined) {
       let patch: unknown
       try {
         patch = JSON.parse(text) as unknown
@@ -282,8 +269,7 @@ export class HubClient {
         return
       }
       if (typeof patch !== 'object' || patch === null) return
-      const m = /[?&]\$version=(\d{1,15})/.exec(topic)
-      const version = m !== null ? Number(m[1]) : typeof (patch as { $version?: unknown }).$version === 'number' ? ((patch as { $version: number }).$version) : undefined
+      const version = desired.version !== undefined ? desired.version : typeof (patch as { $version?: unknown }).$version === 'number' ? ((patch as { $version: number }).$version) : undefined
       for (const l of this.#desired) l(patch as Record<string, unknown>, version)
     }
   }

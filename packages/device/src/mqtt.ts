@@ -10,6 +10,7 @@
  */
 import * as mqttModule from 'mqtt'
 import type { IClientOptions, MqttClient } from 'mqtt'
+import { DPS_RESPONSE_FILTER, formatDpsRequestTopic, formatDpsUsername, parseDpsResponseTopic as parseResponseTopic, type DpsRequestTopic } from '@provisio/protocol'
 import { DeviceError } from './errors.js'
 import { abortable } from './retry.js'
 import { parseJsonBody, parseRetryAfter, MAX_RESPONSE_BYTES, type DpsReply, type DpsSession, type SessionParams } from './transport.js'
@@ -18,37 +19,17 @@ import { parseJsonBody, parseRetryAfter, MAX_RESPONSE_BYTES, type DpsReply, type
 // CommonJS build gives named exports. Take connect from whichever is there.
 const connect = ((mqttModule as unknown as { default?: { connect?: typeof mqttModule.connect } }).default?.connect ?? mqttModule.connect) as typeof mqttModule.connect
 
-/** The one topic filter DPS serves (§3). */
-export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#'
-const RESPONSE_PREFIX = '$dps/registrations/res/'
+export { DPS_RESPONSE_FILTER }
 
 /** The CONNECT username of a DPS device. */
 export function dpsMqttUsername(idScope: string, registrationId: string, apiVersion: string, userAgent: string): string {
-  return `${idScope}/registrations/${registrationId}/api-version=${apiVersion}&ClientVersion=${encodeURIComponent(userAgent)}`
+  return formatDpsUsername(idScope, registrationId, apiVersion, userAgent)
 }
 
 /** A parsed response topic, or undefined when the topic is not one. */
 export function parseDpsResponseTopic(topic: string): { status: number; rid: string; retryAfterMs: number | undefined } | undefined {
-  if (!topic.startsWith(RESPONSE_PREFIX)) return undefined
-  const rest = topic.slice(RESPONSE_PREFIX.length)
-  const slash = rest.indexOf('/')
-  if (slash <= 0) return undefined
-  const statusText = rest.slice(0, slash)
-  if (!/^\d{3}$/.test(statusText)) return undefined
-  const query = rest.slice(slash + 1)
-  if (!query.startsWith('?')) return undefined
-  let rid: string | undefined
-  let retryAfter: string | undefined
-  for (const part of query.slice(1).split('&')) {
-    const eq = part.indexOf('=')
-    if (eq < 0) continue
-    const name = part.slice(0, eq)
-    const value = part.slice(eq + 1)
-    if (name === '$rid') rid ??= value
-    else if (name.toLowerCase() === 'retry-after') retryAfter ??= value
-  }
-  if (rid === undefined) return undefined
-  return { status: Number(statusText), rid, retryAfterMs: parseRetryAfter(retryAfter) }
+  const parsed = parseResponseTopic(topic)
+  return parsed === undefined ? undefined : { status: parsed.status, rid: parsed.rid, retryAfterMs: parseRetryAfter(parsed.retryAfter) }
 }
 
 /** Maps an MQTT CONNACK refusal or socket failure to a DeviceError. */
@@ -145,11 +126,11 @@ export async function openMqttSession(params: SessionParams, overWebSocket: bool
     throw error instanceof DeviceError ? error : mqttConnectError(error, where)
   }
 
-  const request = (topicWithoutRid: string, extra: string, payload: string, what: string): Promise<DpsReply> => {
+  const request = (topicOf: (rid: string) => DpsRequestTopic, payload: string, what: string): Promise<DpsReply> => {
     if (closedError !== undefined) return Promise.reject(closedError)
     const rid = params.platform.uuid()
     const reply = new Promise<DpsReply>((resolve, reject) => pending.set(rid, { resolve, reject }))
-    client.publish(`${topicWithoutRid}?$rid=${rid}${extra}`, payload, { qos: 1 }, (error) => {
+    client.publish(formatDpsRequestTopic(topicOf(rid)), payload, { qos: 1 }, (error) => {
       if (error === undefined || error === null) return
       const waiter = pending.get(rid)
       pending.delete(rid)
@@ -160,10 +141,10 @@ export async function openMqttSession(params: SessionParams, overWebSocket: bool
 
   return {
     register(body) {
-      return request('$dps/registrations/PUT/iotdps-register/', '', JSON.stringify(body), 'register')
+      return request((rid) => ({ kind: 'register', rid }), JSON.stringify(body), 'register')
     },
     poll(operationId) {
-      return request('$dps/registrations/GET/iotdps-get-operationstatus/', `&operationId=${encodeURIComponent(operationId)}`, ' ', 'operation status')
+      return request((rid) => ({ kind: 'operationStatus', rid, operationId }), ' ', 'operation status')
     },
     close() {
       return new Promise<void>((resolve) => client.end(false, {}, () => resolve()))

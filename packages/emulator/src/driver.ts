@@ -4,10 +4,11 @@
  * reported as `failed` / `disabled` with the DPS error code, anything else (socket, TLS, timeout)
  * is thrown and counted as an error. An assigned device then connects to its hub over MQTT over
  * WebSockets (the only hub transport a page can open), on the same port, with the same
- * credential (a TPM device signs with the hub key its registration activated), and reads its twin.
+ * credential (a TPM device signs with the hub key its registration activated), and reads its twin;
+ * in stay-connected runs it keeps that connection (desired changes, telemetry) until Stop.
  */
-import { ProvisioningClient, connectHub, isDeviceError, softwareTpm, symmetricKey, tpm, type DeviceTwinDocument } from '@provisio/device/browser'
-import type { DeviceDriver, DeviceSpec, ProvisionResult } from './fleet.js'
+import { ProvisioningClient, connectHub, isDeviceError, softwareTpm, symmetricKey, tpm, type DeviceTwinDocument, type HubClient } from '@provisio/device/browser'
+import type { DeviceDriver, DeviceSpec, HubSession, ProvisionResult } from './fleet.js'
 import type { EmulatorSettings } from './settings.js'
 import type { TpmPool } from './tpms.js'
 
@@ -58,30 +59,66 @@ export function createDriver(settings: EmulatorSettings, context: DriverContext)
     },
 
     async readTwin(device, result, signal): Promise<DeviceTwinDocument> {
-      const hub = await connectHub({
-        hostName: result.assignedHub,
-        deviceId: result.deviceId,
-        security: security(device),
-        transport: 'mqtt-ws',
-        port: settings.port,
-        connectTimeoutMs: HUB_CONNECT_TIMEOUT_MS,
-        signal,
-      })
-      let timer: ReturnType<typeof setTimeout> | undefined
-      let onAbort: (() => void) | undefined
-      const giveUp = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the hub did not answer the twin request within ${TWIN_TIMEOUT_MS / 1000} s`)), TWIN_TIMEOUT_MS)
-        onAbort = () => reject(new Error('stopped'))
-        signal.addEventListener('abort', onAbort, { once: true })
-      })
-      giveUp.catch(() => undefined)
+      const hub = await openHub(device, result, signal)
       try {
-        return await Promise.race([hub.getTwin(), giveUp])
+        return await twinWithin(hub, signal)
       } finally {
-        clearTimeout(timer)
-        signal.removeEventListener('abort', onAbort!)
         await hub.close()
       }
     },
+
+    async connect(device, result, signal): Promise<HubSession> {
+      const hub = await openHub(device, result, signal)
+      let twin: DeviceTwinDocument
+      try {
+        twin = await twinWithin(hub, signal)
+      } catch (error) {
+        await hub.close()
+        throw error
+      }
+      let closing = false
+      return {
+        twin,
+        onDesired: (listener) => void hub.onDesired(listener),
+        onDisconnect: (listener) => void hub.onDisconnect((error) => (closing ? undefined : listener(error.message))),
+        sendTelemetry: (body) => hub.sendTelemetry(body),
+        close: () => {
+          closing = true
+          return hub.close()
+        },
+      }
+    },
+  }
+
+  function openHub(device: DeviceSpec, result: AssignedResult, signal: AbortSignal): Promise<HubClient> {
+    return connectHub({
+      hostName: result.assignedHub,
+      deviceId: result.deviceId,
+      security: security(device),
+      transport: 'mqtt-ws',
+      port: settings.port,
+      connectTimeoutMs: HUB_CONNECT_TIMEOUT_MS,
+      signal,
+    })
+  }
+}
+
+type AssignedResult = Extract<ProvisionResult, { status: 'assigned' }>
+
+/** The device's twin, or an error when the hub does not answer within TWIN_TIMEOUT_MS or the run is stopped. */
+async function twinWithin(hub: HubClient, signal: AbortSignal): Promise<DeviceTwinDocument> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let onAbort: (() => void) | undefined
+  const giveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the hub did not answer the twin request within ${TWIN_TIMEOUT_MS / 1000} s`)), TWIN_TIMEOUT_MS)
+    onAbort = () => reject(new Error('stopped'))
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  giveUp.catch(() => undefined)
+  try {
+    return await Promise.race([hub.getTwin(), giveUp])
+  } finally {
+    clearTimeout(timer)
+    signal.removeEventListener('abort', onAbort!)
   }
 }

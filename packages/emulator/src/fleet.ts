@@ -28,12 +28,27 @@ export type ProvisionResult =
     }
   | { readonly status: 'failed' | 'disabled'; readonly errorCode?: number | string; readonly reason: string }
 
+/** An assigned device's open connection to its hub (stay-connected runs). */
+export interface HubSession {
+  /** The twin read right after connecting. */
+  readonly twin: unknown
+  /** Desired-property changes the hub pushes. */
+  onDesired(listener: (patch: Record<string, unknown>, version: number | undefined) => void): void
+  /** Called once when the connection drops (not after close()). */
+  onDisconnect(listener: (reason: string) => void): void
+  /** Sends one telemetry message; resolves when the hub acknowledged it. */
+  sendTelemetry(body: Record<string, unknown>): Promise<void>
+  close(): Promise<void>
+}
+
 /** Where the devices' work is done: the device SDK behind a small seam (driver.ts). */
 export interface DeviceDriver {
   /** Provisions the device; `note` adds a line to its log (retries, what the service said). */
   provision(device: DeviceSpec, signal: AbortSignal, note: (text: string) => void): Promise<ProvisionResult>
   /** The twin of an assigned device, read from its hub (absent: twins are not read). */
   readTwin?(device: DeviceSpec, result: Extract<ProvisionResult, { status: 'assigned' }>, signal: AbortSignal): Promise<unknown>
+  /** Connects an assigned device to its hub, reads its twin and keeps the connection (stay-connected runs). */
+  connect?(device: DeviceSpec, result: Extract<ProvisionResult, { status: 'assigned' }>, signal: AbortSignal): Promise<HubSession>
 }
 
 /** One line of a device's log: milliseconds since the fleet started, and what happened. */
@@ -61,6 +76,11 @@ export interface DeviceRow {
   twinStatus?: 'reading' | 'read' | 'error'
   twin?: unknown
   twinError?: string
+  /** The hub connection of a stay-connected device. */
+  connection?: 'connecting' | 'connected' | 'closed' | 'error'
+  telemetrySent?: number
+  telemetryErrors?: number
+  desiredReceived?: number
   readonly log: LogLine[]
 }
 
@@ -68,6 +88,9 @@ export interface Clock {
   /** Milliseconds on a monotonic clock. */
   now(): number
 }
+
+/** Repeats `run` every `ms` until the returned function is called (setInterval in the page). */
+export type IntervalTimer = (ms: number, run: () => void) => () => void
 
 export interface FleetOptions {
   readonly count: number
@@ -77,6 +100,12 @@ export interface FleetOptions {
   readonly driver: DeviceDriver
   readonly clock: Clock
   readonly readTwins: boolean
+  /** Keep assigned devices connected until Stop (needs driver.connect). */
+  readonly stayConnected?: boolean
+  /** Telemetry interval of connected devices, ms; 0 or absent sends none. */
+  readonly telemetryIntervalMs?: number
+  /** The interval timer telemetry uses (required with a telemetry interval). */
+  readonly every?: IntervalTimer
 }
 
 export type FleetEvent = { readonly type: 'device'; readonly row: DeviceRow } | { readonly type: 'done'; readonly stopped: boolean }
@@ -92,6 +121,10 @@ export class Fleet {
   readonly #listeners = new Set<(event: FleetEvent) => void>()
   #finished: Promise<void> | undefined
   #t0 = 0
+  /** Connected devices (stay-connected runs): their session and how to stop their telemetry. */
+  readonly #sessions = new Map<number, { readonly session: HubSession; readonly stopTelemetry: () => void }>()
+  /** Wakes the run's end when Stop is pressed or the last connection is gone. */
+  #wake: (() => void) | undefined
 
   constructor(private readonly options: FleetOptions) {
     if (!Number.isInteger(options.count) || options.count < 0) throw new RangeError('count must be a whole number')
@@ -123,7 +156,7 @@ export class Fleet {
       }
       for (let i = 0; i < lanes; i++) {
         void this.#lane().finally(() => {
-          if (--open === 0) this.#finish(resolve)
+          if (--open === 0) void this.#closeSessions().then(() => this.#finish(resolve))
         })
       }
     })
@@ -135,6 +168,30 @@ export class Fleet {
     if (this.#stopped) return
     this.#stopped = true
     this.#abort.abort(new Error('stopped by the user'))
+    this.#wake?.()
+  }
+
+  /** Devices connected to their hub right now. */
+  get connected(): number {
+    return this.#sessions.size
+  }
+
+  /** Once every device is through: waits for Stop while devices stay connected, then closes them. */
+  async #closeSessions(): Promise<void> {
+    if (!this.#stopped && this.#sessions.size > 0) await new Promise<void>((resolve) => (this.#wake = resolve))
+    const open = [...this.#sessions.entries()]
+    this.#sessions.clear()
+    await Promise.allSettled(
+      open.map(async ([index, { session, stopTelemetry }]) => {
+        stopTelemetry()
+        this.stats.connected--
+        const row = this.rows[index]!
+        row.connection = 'closed'
+        this.#note(row, 'disconnected: stopped by the user')
+        this.#update(row)
+        await session.close()
+      }),
+    )
   }
 
   /** Devices at work right now. */
@@ -230,7 +287,9 @@ export class Fleet {
       this.#note(row, `${result.status}${row.errorCode === undefined ? '' : ` (${row.errorCode})`}: ${result.reason}`)
     }
     this.#update(row)
-    if (result.status !== 'assigned' || !this.options.readTwins || driver.readTwin === undefined || signal.aborted) return
+    if (result.status !== 'assigned' || signal.aborted) return
+    if (this.options.stayConnected === true && driver.connect !== undefined) return this.#stay(spec, row, result, driver.connect.bind(driver))
+    if (!this.options.readTwins || driver.readTwin === undefined) return
     row.twinStatus = 'reading'
     this.#note(row, `reading the twin from ${result.assignedHub}`)
     this.#update(row)
@@ -248,10 +307,112 @@ export class Fleet {
     this.#update(row)
   }
 
+  /** Connects the device to its hub and keeps it there: desired changes land in its row, telemetry goes out every interval. */
+  async #stay(spec: DeviceSpec, row: DeviceRow, result: Extract<ProvisionResult, { status: 'assigned' }>, connect: NonNullable<DeviceDriver['connect']>): Promise<void> {
+    const signal = this.#abort.signal
+    row.connection = 'connecting'
+    row.twinStatus = 'reading'
+    this.#note(row, `connecting to ${result.assignedHub}`)
+    this.#update(row)
+    let session: HubSession
+    try {
+      session = await connect(spec, result, signal)
+    } catch (error) {
+      row.connection = 'error'
+      row.twinStatus = 'error'
+      row.twinError = signal.aborted ? 'stopped' : message(error)
+      this.stats.twinRead(false)
+      this.#note(row, `not connected: ${row.twinError}`)
+      this.#update(row)
+      return
+    }
+    if (signal.aborted) {
+      await session.close()
+      return
+    }
+    row.connection = 'connected'
+    row.twin = session.twin
+    row.twinStatus = 'read'
+    row.telemetrySent = 0
+    row.telemetryErrors = 0
+    row.desiredReceived = 0
+    this.stats.twinRead(true)
+    this.stats.connected++
+    this.#note(row, 'connected, twin read')
+    session.onDesired((patch, version) => {
+      row.twin = withDesired(row.twin, patch)
+      row.desiredReceived = (row.desiredReceived ?? 0) + 1
+      this.stats.desiredReceived++
+      this.#note(row, `desired change${version === undefined ? '' : ` (version ${version})`} received: ${JSON.stringify(withoutMetadata(patch))}`)
+      this.#update(row)
+    })
+    const interval = this.options.telemetryIntervalMs ?? 0
+    let sending = false
+    const send = () => {
+      if (sending) return
+      sending = true
+      const seq = (row.telemetrySent ?? 0) + (row.telemetryErrors ?? 0) + 1
+      session
+        .sendTelemetry({ deviceId: row.deviceId, seq, temperature: 20 + ((spec.index * 7 + seq) % 100) / 10 })
+        .then(
+          () => {
+            row.telemetrySent = (row.telemetrySent ?? 0) + 1
+            this.stats.telemetrySent++
+          },
+          (error: unknown) => {
+            row.telemetryErrors = (row.telemetryErrors ?? 0) + 1
+            this.stats.telemetryErrors++
+            this.#note(row, `telemetry ${seq} not sent: ${message(error)}`)
+          },
+        )
+        .finally(() => {
+          sending = false
+          this.#update(row)
+        })
+    }
+    let stopTelemetry = () => undefined as void
+    if (interval > 0) {
+      if (this.options.every === undefined) throw new RangeError('a telemetry interval needs the `every` timer')
+      stopTelemetry = this.options.every(interval, send)
+    }
+    this.#sessions.set(row.index, { session, stopTelemetry })
+    session.onDisconnect((reason) => {
+      if (!this.#sessions.delete(row.index)) return
+      stopTelemetry()
+      this.stats.connected--
+      row.connection = 'closed'
+      this.#note(row, `disconnected: ${reason}`)
+      this.#update(row)
+      if (this.#sessions.size === 0) this.#wake?.()
+    })
+  }
+
   #note(row: DeviceRow, text: string): void {
     if (row.log.length >= MAX_LOG_LINES) row.log.splice(1, 1)
     row.log.push({ atMs: this.options.clock.now() - this.#t0, text })
   }
+}
+
+/** A twin document (`{desired, reported}`) with a desired patch merged in (null deletes, as on the hub). */
+export function withDesired(twin: unknown, patch: Record<string, unknown>): unknown {
+  const doc = typeof twin === 'object' && twin !== null ? (twin as { desired?: Record<string, unknown> }) : {}
+  return { ...doc, desired: mergePatch(doc.desired ?? {}, patch) }
+}
+
+function mergePatch(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...target }
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k]
+    else if (typeof v === 'object' && !Array.isArray(v) && typeof out[k] === 'object' && out[k] !== null && !Array.isArray(out[k])) {
+      out[k] = mergePatch(out[k] as Record<string, unknown>, v as Record<string, unknown>)
+    } else out[k] = v
+  }
+  return out
+}
+
+/** Properties without the hub's bookkeeping (`$version`, `$metadata`). */
+export function withoutMetadata(props: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(props).filter(([k]) => !k.startsWith('$')))
 }
 
 function message(error: unknown): string {

@@ -6,7 +6,9 @@
 import './style.css'
 import { ready } from '@provisio/crypto'
 import { drawChart } from './chart.js'
+import { DesiredEditError, patchDesired } from './desired-edit.js'
 import { createDriver } from './driver.js'
+import { desiredOf, publicSettings, rowsToCsv, runToJson } from './export.js'
 import { Fleet, type DeviceRow } from './fleet.js'
 import { parseSettings, X509_NOTE, type EmulatorSettings, type RawSettings } from './settings.js'
 import { deviceSpecs } from './specs.js'
@@ -26,7 +28,7 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
 }
 
 const form = $<HTMLFormElement>('settings')
-const fields = ['host', 'port', 'idScope', 'transport', 'credential', 'groupKey', 'registrationIdPrefix', 'individualKeys', 'count', 'concurrency'] as const
+const fields = ['host', 'port', 'idScope', 'transport', 'credential', 'groupKey', 'registrationIdPrefix', 'individualKeys', 'count', 'concurrency', 'telemetryIntervalSeconds'] as const
 const startButton = $<HTMLButtonElement>('start')
 const stopButton = $<HTMLButtonElement>('stop')
 const makeTpmsButton = $<HTMLButtonElement>('make-tpms')
@@ -41,6 +43,8 @@ let selected: number | undefined
 $('x509-note').textContent = X509_NOTE
 
 let fleet: Fleet | undefined
+/** The settings of the current (or last) run. */
+let runSettings: EmulatorSettings | undefined
 let tpms: TpmPool | undefined
 let tpmAbort: AbortController | undefined
 const rowElements = new Map<number, HTMLTableRowElement>()
@@ -51,6 +55,7 @@ function raw(): RawSettings {
   const out: Record<string, string> = {}
   for (const name of fields) out[name] = ($(name) as HTMLInputElement).value
   out.readTwins = String($<HTMLInputElement>('readTwins').checked)
+  out.stayConnected = String($<HTMLInputElement>('stayConnected').checked)
   return out as RawSettings
 }
 
@@ -156,13 +161,22 @@ async function start(settings: EmulatorSettings): Promise<void> {
     driver: createDriver(settings, { tpms }),
     clock: { now: () => performance.now() },
     readTwins: settings.readTwins,
+    stayConnected: settings.stayConnected,
+    telemetryIntervalMs: settings.telemetryIntervalSeconds * 1000,
+    every: (ms, run) => {
+      const timer = setInterval(run, ms)
+      return () => clearInterval(timer)
+    },
   })
   fleet = current
+  runSettings = settings
+  exportCsv.disabled = false
+  exportJson.disabled = false
   current.on((event) => {
     if (event.type === 'device') dirty.add(event.row.index)
     queueRepaint()
   })
-  runState.textContent = `running: ${settings.count} devices over ${settings.transport}, ${settings.concurrency} at a time`
+  runState.textContent = `running: ${settings.count} devices over ${settings.transport}, ${settings.concurrency} at a time${settings.stayConnected ? '; they stay connected until Stop' : ''}`
   runState.dataset.state = 'running'
   const timer = setInterval(queueRepaint, 500)
   await current.start()
@@ -195,6 +209,15 @@ function repaint(): void {
   $('count-stopped').textContent = String(stats.byStatus.stopped)
   $('count-twins').textContent = String(stats.twinsRead) + (stats.twinErrors > 0 ? ` (${stats.twinErrors} failed)` : '')
   $('rate').textContent = stats.rate(now).toFixed(1)
+  $('count-connected').textContent = String(stats.connected)
+  $('count-telemetry').textContent = String(stats.telemetrySent) + (stats.telemetryErrors > 0 ? ` (${stats.telemetryErrors} failed)` : '')
+  $('count-desired').textContent = String(stats.desiredReceived)
+  const summary = stats.summary(now)
+  $('summary-duration').textContent = `${summary.durationSeconds.toFixed(1)} s`
+  $('summary-finished').textContent = String(summary.finished)
+  $('summary-rate').textContent = summary.finished === 0 ? '–' : summary.ratePerSecond.toFixed(1)
+  $('summary-latency').textContent = summary.latencyMs === undefined ? '–' : [summary.latencyMs.p50, summary.latencyMs.p95, summary.latencyMs.p99, summary.latencyMs.max].map((v) => Math.round(v)).join(' / ')
+  $('summary-telemetry').textContent = `${summary.telemetrySent} / ${summary.telemetryErrors}`
 
   const codes = [...stats.byErrorCode.entries()].sort((a, b) => b[1] - a[1])
   $('error-codes').replaceChildren(
@@ -264,7 +287,7 @@ function renderRow(row: DeviceRow): void {
   twin.dataset.field = 'twin'
   if (row.twinStatus === 'read') {
     const code = document.createElement('code')
-    code.textContent = JSON.stringify(desired(row.twin))
+    code.textContent = JSON.stringify(desiredOf(row.twin))
     twin.append(code)
   } else if (row.twinStatus !== undefined) {
     twin.textContent = row.twinStatus === 'reading' ? 'reading…' : `error: ${row.twinError ?? ''}`
@@ -280,14 +303,8 @@ function renderRow(row: DeviceRow): void {
     cell(row.latencyMs === undefined ? '' : String(Math.round(row.latencyMs)), 'num', 'latency'),
     cell(row.errorCode === undefined ? (row.reason ?? '') : `${row.errorCode}: ${row.reason ?? ''}`, 'reason', 'reason'),
     twin,
+    cell(row.connection === undefined ? '' : `${row.telemetrySent ?? 0} sent${row.connection === 'connected' ? '' : `, ${row.connection}`}`, 'num', 'telemetry'),
   )
-}
-
-/** The desired properties of a twin without the hub's bookkeeping ($version, $metadata). */
-function desired(twin: unknown): unknown {
-  const props = (twin as { desired?: Record<string, unknown>; properties?: { desired?: Record<string, unknown> } } | undefined) ?? {}
-  const d = props.desired ?? props.properties?.desired ?? {}
-  return Object.fromEntries(Object.entries(d).filter(([k]) => !k.startsWith('$')))
 }
 
 function applyFilter(): void {
@@ -311,13 +328,67 @@ function cell(text: string, className?: string, field?: string): HTMLTableCellEl
   return td
 }
 
+const exportCsv = $<HTMLButtonElement>('export-csv')
+const exportJson = $<HTMLButtonElement>('export-json')
+
+/** Offers `text` as a file download (a blob: link clicked once). */
+function download(name: string, type: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type }))
+  const a = document.createElement('a')
+  a.href = url
+  a.download = name
+  document.body.append(a)
+  a.click()
+  a.remove()
+  setTimeout(() => URL.revokeObjectURL(url), 60_000)
+}
+
+const fileStamp = () => new Date().toISOString().replace(/[:.]/g, '-')
+exportCsv.addEventListener('click', () => {
+  if (fleet !== undefined) download(`provisio-emulator-${fileStamp()}.csv`, 'text/csv;charset=utf-8', rowsToCsv(fleet.rows))
+})
+exportJson.addEventListener('click', () => {
+  if (fleet === undefined || runSettings === undefined) return
+  download(`provisio-emulator-${fileStamp()}.json`, 'application/json', runToJson(publicSettings(runSettings), fleet.stats.summary(performance.now()), fleet.rows, new Date().toISOString()))
+})
+
+$<HTMLFormElement>('desired-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  const row = selected === undefined ? undefined : fleet?.rows[selected]
+  const status = $('desired-status')
+  status.dataset.state = 'sending'
+  const fail = (message: string) => {
+    status.textContent = message
+    status.dataset.state = 'error'
+  }
+  if (row?.deviceId === undefined || row.assignedHub === undefined || runSettings === undefined) return fail('this device is not assigned to a hub')
+  status.textContent = `sending to ${row.deviceId}…`
+  ready()
+    .then(() =>
+      patchDesired(fetch, {
+        connectionString: $<HTMLInputElement>('hub-connection-string').value,
+        deviceId: row.deviceId!,
+        patchText: $<HTMLTextAreaElement>('desired-patch').value,
+        host: runSettings!.host,
+        port: runSettings!.port,
+        nowSeconds: Math.floor(Date.now() / 1000),
+      }),
+    )
+    .then(({ version }) => {
+      status.textContent = `the hub took it${version === undefined ? '' : ` (desired version ${version})`}${row.connection === 'connected' ? '; the device log shows when it arrives' : '; the device is not connected, it reads it at its next connection'}`
+      status.dataset.state = 'sent'
+    })
+    .catch((error: unknown) => fail(error instanceof DesiredEditError ? error.message : `sending failed: ${(error as Error).message}`))
+})
+
 filter.addEventListener('change', applyFilter)
 $('credential').addEventListener('change', showCredentialFields)
 showCredentialFields()
 
 // Pre-fill: the serving provisio's settings (same origin), then the page's query string.
 void (async () => {
-  const config = await readServerConfig(fetch)
+  // Vite's dev server has no config.json: asking would only log a failed load.
+  const config = import.meta.env.DEV ? undefined : await readServerConfig(fetch)
   const values = applyServerConfig(config, new URLSearchParams(location.search))
   for (const [name, value] of Object.entries(values)) {
     const el = document.getElementById(name) as HTMLInputElement | HTMLSelectElement | null

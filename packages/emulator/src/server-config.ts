@@ -13,7 +13,7 @@ export interface ServerConfig {
 }
 
 /** Fields the query string may set. */
-export const QUERY_FIELDS = ['host', 'port', 'idScope', 'transport', 'credential', 'registrationIdPrefix', 'count', 'concurrency', 'readTwins'] as const
+export const QUERY_FIELDS = ['host', 'port', 'idScope', 'transport', 'credential', 'registrationIdPrefix', 'count', 'concurrency', 'readTwins', 'stayConnected', 'telemetryIntervalSeconds'] as const
 
 type FetchLike = (url: string, init?: { headers?: Record<string, string> }) => Promise<{ ok: boolean; json(): Promise<unknown> }>
 

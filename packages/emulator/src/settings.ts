@@ -22,6 +22,8 @@ export const MAX_DEVICES = 100_000
 export const MAX_CONCURRENCY = 1_000
 /** Most software TPMs made in the page (each one generates two RSA-2048 keys). */
 export const MAX_TPMS = 500
+/** Longest telemetry interval, s. */
+export const MAX_TELEMETRY_INTERVAL_SECONDS = 3600
 
 export interface IndividualKey {
   readonly registrationId: string
@@ -47,6 +49,13 @@ export interface EmulatorSettings {
   readonly concurrency: number
   /** Read each assigned device's twin from its hub. */
   readonly readTwins: boolean
+  /**
+   * Keep each assigned device connected to its hub after reading its twin (desired changes
+   * arrive, telemetry is sent) until Stop.
+   */
+  readonly stayConnected: boolean
+  /** Telemetry interval of a connected device, s; 0 sends none. */
+  readonly telemetryIntervalSeconds: number
 }
 
 /** The form's fields, as strings (what a text input holds). */
@@ -62,6 +71,8 @@ export interface RawSettings {
   readonly count?: string
   readonly concurrency?: string
   readonly readTwins?: string
+  readonly stayConnected?: string
+  readonly telemetryIntervalSeconds?: string
 }
 
 export interface FieldError {
@@ -129,6 +140,16 @@ export function parseSettings(raw: RawSettings): ParseResult {
   const concurrency = wholeNumber(raw.concurrency, 1, MAX_CONCURRENCY)
   if (concurrency === undefined) fail('concurrency', `concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got "${raw.concurrency ?? ''}"`)
 
+  const stayConnected = raw.stayConnected === 'true'
+  const telemetryText = (raw.telemetryIntervalSeconds ?? '').trim()
+  const telemetryIntervalSeconds = telemetryText === '' ? 0 : wholeNumber(telemetryText, 0, MAX_TELEMETRY_INTERVAL_SECONDS)
+  if (telemetryIntervalSeconds === undefined) {
+    fail('telemetryIntervalSeconds', `telemetry interval must be a whole number of seconds from 0 (none) to ${MAX_TELEMETRY_INTERVAL_SECONDS}, got "${telemetryText}"`)
+  } else if (telemetryIntervalSeconds > 0 && !stayConnected) {
+    fail('telemetryIntervalSeconds', 'telemetry is sent by devices that stay connected: tick "Stay connected", or set the interval to 0')
+  }
+  if (stayConnected && raw.readTwins === 'false') fail('stayConnected', 'a device that stays connected reads its twin: tick "Read each device\'s twin" too')
+
   if (errors.length > 0) return { ok: false, errors }
   return {
     ok: true,
@@ -144,6 +165,8 @@ export function parseSettings(raw: RawSettings): ParseResult {
       count: count!,
       concurrency: concurrency!,
       readTwins: raw.readTwins !== 'false',
+      stayConnected,
+      telemetryIntervalSeconds: telemetryIntervalSeconds!,
     },
   }
 }

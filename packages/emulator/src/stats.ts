@@ -8,6 +8,8 @@ import type { DeviceStatus } from './fleet.js'
 export const HISTORY_SECONDS = 600
 /** Latency samples kept per second (beyond that, older samples of the second are overwritten in turn). */
 const SAMPLES_PER_SECOND = 2048
+/** Latency samples kept for the whole-run summary (beyond that, older samples are overwritten in turn). */
+export const RUN_SAMPLES = 1_000_000
 
 export interface SecondBucket {
   /** Seconds since the fleet started. */
@@ -30,12 +32,41 @@ export interface SecondPoint {
 
 export type FinalStatus = Exclude<DeviceStatus, 'pending' | 'registering'>
 
+/** The whole run in numbers (the page's summary panel and the JSON export). */
+export interface RunSummary {
+  readonly started: number
+  /** Devices whose registration finished (assigned, failed, disabled or error; not stopped). */
+  readonly finished: number
+  readonly byStatus: Readonly<Record<FinalStatus, number>>
+  readonly byErrorCode: Readonly<Record<string, number>>
+  /** From the start to the last finished registration (to now while none has finished), s. */
+  readonly durationSeconds: number
+  /** finished / durationSeconds: the rate over the whole run. */
+  readonly ratePerSecond: number
+  /** Registration latency over the whole run, ms (absent when nothing finished). */
+  readonly latencyMs?: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number; readonly mean: number }
+  readonly twinsRead: number
+  readonly twinErrors: number
+  readonly connected: number
+  readonly telemetrySent: number
+  readonly telemetryErrors: number
+  readonly desiredReceived: number
+}
+
 export class Stats {
   readonly byStatus: Record<FinalStatus, number> = { assigned: 0, failed: 0, disabled: 0, error: 0, stopped: 0 }
   readonly byErrorCode = new Map<string, number>()
   startedDevices = 0
   twinsRead = 0
   twinErrors = 0
+  /** Devices connected to their hub right now (stay-connected runs). */
+  connected = 0
+  telemetrySent = 0
+  telemetryErrors = 0
+  desiredReceived = 0
+  readonly #runLatencies: number[] = []
+  #runSeen = 0
+  #lastFinishMs: number | undefined
   #buckets: SecondBucket[] = []
   #t0: number
   #lastSecond = 0
@@ -46,6 +77,32 @@ export class Stats {
 
   restart(startMs: number): void {
     this.#t0 = startMs
+  }
+
+  /** The whole run: counts, the rate from start to the last finished registration, latency percentiles. */
+  summary(nowMs: number): RunSummary {
+    const finished = this.finished - this.byStatus.stopped
+    const durationSeconds = Math.max(0, ((this.#lastFinishMs ?? nowMs) - this.#t0) / 1000)
+    const sorted = [...this.#runLatencies].sort((a, b) => a - b)
+    let sum = 0
+    for (const v of sorted) sum += v
+    return {
+      started: this.startedDevices,
+      finished,
+      byStatus: { ...this.byStatus },
+      byErrorCode: Object.fromEntries(this.byErrorCode),
+      durationSeconds,
+      ratePerSecond: durationSeconds > 0 ? finished / durationSeconds : 0,
+      ...(sorted.length === 0
+        ? {}
+        : { latencyMs: { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1]!, mean: sum / sorted.length } }),
+      twinsRead: this.twinsRead,
+      twinErrors: this.twinErrors,
+      connected: this.connected,
+      telemetrySent: this.telemetrySent,
+      telemetryErrors: this.telemetryErrors,
+      desiredReceived: this.desiredReceived,
+    }
   }
 
   started(): void {
@@ -62,6 +119,12 @@ export class Stats {
     this.byStatus[status]++
     if (code !== undefined) this.byErrorCode.set(code, (this.byErrorCode.get(code) ?? 0) + 1)
     if (status === 'stopped') return
+    this.#lastFinishMs = nowMs
+    if (latencyMs !== undefined) {
+      if (this.#runLatencies.length < RUN_SAMPLES) this.#runLatencies.push(latencyMs)
+      else this.#runLatencies[this.#runSeen % RUN_SAMPLES] = latencyMs
+      this.#runSeen++
+    }
     const bucket = this.#bucket(nowMs)
     if (status === 'assigned') bucket.assigned++
     else bucket.failed++

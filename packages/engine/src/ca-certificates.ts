@@ -57,7 +57,7 @@ function certificateBody(body: unknown, what: string): { certificate: string; is
   if (!outer) throw new ProvisioError('VALIDATION_FAILED', `${what}: the body must be a JSON object with a "certificate" member`)
   const inner = typeof outer.properties === 'object' && outer.properties !== null ? (outer.properties as Record<string, unknown>) : outer
   const certificate = inner.certificate
-  if (typeof certificate !== 'string' || certificate.length === 0) throw new ProvisioError('VALIDATION_FAILED', `${what}: "certificate" must be a PEM or base64 DER string`)
+  if (typeof certificate !== 'string' || certificate.length === 0) throw new ProvisioError('VALIDATION_FAILED', `${what}: "certificate" must be a string: PEM, base64 of DER or base64 of PEM`)
   const isVerified = inner.isVerified
   if (isVerified !== undefined && typeof isVerified !== 'boolean') throw new ProvisioError('VALIDATION_FAILED', `${what}: "isVerified" must be a boolean`)
   return isVerified === undefined ? { certificate } : { certificate, isVerified }
@@ -115,7 +115,7 @@ export function createCaCertificateApi(options: CaCertificateApiOptions): CaCert
       checkName(name)
       const what = `CA certificate '${name}'`
       const input = certificateBody(body, what)
-      const cert = parseOne(input.certificate, what)
+      const cert = parseOne(input.certificate, `${what}: "certificate"`)
       if (cert.basicConstraints?.ca !== true) {
         throw new ProvisioError('VALIDATION_FAILED', `${what}: '${cert.subject.text}' is not a CA certificate (basicConstraints cA is not set, RFC 5280 §4.2.1.9)`)
       }
@@ -184,5 +184,37 @@ export function createCaCertificateApi(options: CaCertificateApiOptions): CaCert
       await write(idScope, next, { ifMatch: opts?.ifMatch ?? record.etag }, what)
       return view(next, cert)
     },
+  }
+}
+
+/**
+ * The certificates (DER) an instance trusts as issuers of hub devices' chains: its verified CA
+ * certificates and the signing certificates of its X.509 groups. An embedded hub admits
+ * `certificateAuthority` devices that chain to one of them (@provisio/hub createHubDevices).
+ */
+export async function trustedCaCertificates(store: Store, idScope: string): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = []
+  for (const ca of await store.listCaCertificates(idScope)) {
+    if (ca.isVerified) out.push(...safeDecode(ca.certificate))
+  }
+  let after: string | undefined
+  for (;;) {
+    const groups = await store.listGroups(idScope, { limit: 200, ...(after === undefined ? {} : { after }) })
+    for (const g of groups) {
+      const signing = g.attestation.type === 'x509' ? g.attestation.x509.signingCertificates : undefined
+      for (const slot of [signing?.primary, signing?.secondary]) if (slot?.certificate !== undefined) out.push(...safeDecode(slot.certificate))
+    }
+    if (groups.length < 200) break
+    after = groups[groups.length - 1]!.enrollmentGroupId.toLowerCase()
+  }
+  return out
+}
+
+function safeDecode(text: string): Uint8Array[] {
+  try {
+    return decodeCertificateText(text)
+  } catch {
+    // A stored certificate that does not decode trusts nothing; the engine refused it at write.
+    return []
   }
 }

@@ -19,7 +19,7 @@ export type {
   TpmChallengeRecord,
   TpmChallengeBody,
 } from './store.js'
-export { tpmChallengeBody, tpmChallengeFromRow } from './store.js'
+export { checkWriteCondition, tpmChallengeBody, tpmChallengeFromRow } from './store.js'
 export { MemoryStore } from './memory-store.js'
 export type {
   Evidence,
@@ -33,7 +33,7 @@ export { verifierKindOf } from './attestation.js'
 export { createSymmetricKeyVerifier, type SymmetricKeyVerifierOptions } from './symmetric-key.js'
 export { createTpmVerifier, type TpmVerifierOptions } from './tpm-verifier.js'
 export { createX509Verifier, type X509VerifierOptions } from './x509-verifier.js'
-export { createCaCertificateApi, MAX_CA_CERTIFICATES, type CaCertificateApiOptions } from './ca-certificates.js'
+export { createCaCertificateApi, trustedCaCertificates, MAX_CA_CERTIFICATES, type CaCertificateApiOptions } from './ca-certificates.js'
 export type { Allocator, AllocationCall, AllocationVerdict } from './allocation-port.js'
 export type { AllocationExplanation } from '@provisio/allocation'
 export type { RegisterRequest, OperationStatusRequest, RegistrationStatusRequest, DeviceResponse, TpmChallengeResponse } from './device.js'

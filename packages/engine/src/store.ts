@@ -18,6 +18,7 @@ import type {
   IndividualEnrollment,
   JsonObject,
 } from '@provisio/protocol'
+import { etagMatches } from '@provisio/protocol'
 import type { HubDeviceAuth } from './ports.js'
 
 /** Condition of a conditional write (RFC 9110 §13.1.1-2 semantics). */
@@ -32,6 +33,30 @@ export interface WriteCondition {
 export type WriteResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: 'notFound' | 'exists' | 'etagMismatch'; readonly currentEtag?: string }
+
+const WRITE_OK: WriteResult = Object.freeze({ ok: true as const })
+
+/**
+ * The one conditional-write check of every store (memory, SQLite, PostgreSQL): given the etag of
+ * the row as it is now, may the write go ahead? `exists` defaults to "there is an etag"; a store
+ * whose rows may lack one passes it. `If-Match` is compared by @provisio/protocol's
+ * `etagMatches`, so `*`, `"*"`, quoted, unquoted and `W/` tags behave alike in every store.
+ */
+export function checkWriteCondition(
+  currentEtag: string | undefined,
+  condition: WriteCondition | undefined,
+  exists: boolean = currentEtag !== undefined,
+): WriteResult {
+  if (condition === undefined) return WRITE_OK
+  if (condition.ifNoneExists === true && exists) return currentEtag === undefined ? { ok: false, reason: 'exists' } : { ok: false, reason: 'exists', currentEtag }
+  if (condition.ifMatch !== undefined) {
+    if (!exists) return { ok: false, reason: 'notFound' }
+    if (!etagMatches(condition.ifMatch, currentEtag)) {
+      return currentEtag === undefined ? { ok: false, reason: 'etagMismatch' } : { ok: false, reason: 'etagMismatch', currentEtag }
+    }
+  }
+  return WRITE_OK
+}
 
 /** A page request: rows whose lower-cased key sorts after `after`, at most `limit` of them. */
 export interface PageRequest {
@@ -52,6 +77,13 @@ export interface RegistrationRecord {
    * attempt failed, so reprovisioning knows what to migrate and which identity to remove.
    */
   readonly lastAssignment?: { readonly hub: string; readonly deviceId: string }
+  /**
+   * `createdDateTimeUtc` of the enrollment (individual or group) that admitted the device at its
+   * last assignment. An enrollment deleted and created again under the same id has a new one, so
+   * its devices start afresh (substatus initialAssignment, its own initial twin) instead of
+   * inheriting the history of the enrollment that went before (dps-protocol.md errata E3).
+   */
+  readonly enrollmentCreated?: string
   /** Last refused attempt of an existing device, with the detailed reason (item 4 of issue 4). */
   readonly lastRefusal?: { readonly atMs: number; readonly errorCode: number; readonly reason: string }
 }

@@ -83,17 +83,10 @@ export class EmbeddedHub {
     }
   }
 
-  #emitDesired(twin: DeviceTwin, patch: TwinPatch, replace: boolean): void {
-    const desired = patch.properties?.desired
-    if (desired === undefined || this.#desiredListeners.size === 0) return
-    const version = twin.properties.desired.$version
-    let body: Record<string, unknown>
-    if (replace) body = { ...twin.properties.desired }
-    else {
-      const { $version: _v, $metadata: _m, ...user } = desired
-      body = { ...user, $version: version }
-    }
-    const change: DesiredChange = { hostName: this.hostName, deviceId: twin.deviceId, version, patch: body }
+  /** Tells listeners of a desired change: `patch` is what the device is pushed (with `$version`). */
+  #emitDesired(twin: DeviceTwin, patch: Record<string, unknown> | undefined): void {
+    if (patch === undefined || this.#desiredListeners.size === 0) return
+    const change: DesiredChange = { hostName: this.hostName, deviceId: twin.deviceId, version: twin.properties.desired.$version, patch }
     for (const listener of this.#desiredListeners) {
       try {
         listener(change)
@@ -116,6 +109,12 @@ export class EmbeddedHub {
     const idError = validateDeviceId(spec.deviceId)
     if (idError) throw idError
     const key = spec.deviceId.toLowerCase()
+    // The Edge devices a scope in the spec names, read before the write (the parent must exist).
+    const named = new Map<string, DeviceIdentity | undefined>()
+    for (const scope of [spec.deviceScope, ...(spec.parentScopes ?? [])]) {
+      const parent = scope === undefined || scope === '' ? undefined : parseEdgeScope(scope)
+      if (parent !== undefined && parent.deviceId.toLowerCase() !== key) named.set(scope!, await this.getDevice(parent.deviceId))
+    }
     return this.#readModifyWrite(key, `device ${spec.deviceId}`, (existing) => {
       const now = this.#now()
       // Registry semantics: create refuses an existing id (409), update needs an existing one (404).
@@ -129,9 +128,12 @@ export class EmbeddedHub {
       const status = spec.status ?? existing?.device.status ?? 'enabled'
       const authentication = normaliseAuth(spec.authentication, this.ports.random)
       const iotEdge = spec.capabilities?.iotEdge ?? existing?.device.capabilities.iotEdge ?? false
+      const deviceId = existing?.device.deviceId ?? spec.deviceId
+      const generationId = existing?.device.generationId ?? this.#generationId()
+      const scopes = this.#scopesOf(spec, deviceId, generationId, iotEdge, existing?.device, named)
       const device: DeviceIdentity = {
-        deviceId: existing?.device.deviceId ?? spec.deviceId,
-        generationId: existing?.device.generationId ?? this.#generationId(),
+        deviceId,
+        generationId,
         etag: this.#etag(),
         status,
         statusUpdatedTime: existing !== undefined && existing.device.status === status ? existing.device.statusUpdatedTime : now,
@@ -141,6 +143,7 @@ export class EmbeddedHub {
         cloudToDeviceMessageCount: existing?.device.cloudToDeviceMessageCount ?? 0,
         authentication,
         capabilities: { iotEdge },
+        ...scopes,
       }
       const twin: DeviceTwin = existing?.twin ?? {
         deviceId: device.deviceId,
@@ -156,14 +159,45 @@ export class EmbeddedHub {
       twin.authenticationType = authentication.type
       twin.capabilities = { iotEdge }
       const replace = existing !== undefined && options.replaceTwin === true
-      if (options.twin !== undefined) this.#applyTwinPatch(twin, options.twin, replace)
-      const patch = options.twin
+      const applied = options.twin === undefined ? undefined : this.#applyTwinPatch(twin, options.twin, replace)
       const after = () => {
-        if (existing !== undefined && patch !== undefined) this.#emitDesired(twin, patch, replace)
+        if (existing !== undefined) this.#emitDesired(twin, applied?.desiredPush)
         if (status !== 'enabled') this.#emitRevoked({ hostName: this.hostName, deviceId: device.deviceId, why: 'disabled' })
       }
       return { record: { device, twin }, result: device, after }
     })
+  }
+
+  /**
+   * IoT Edge scopes as IoT Hub assigns them: an Edge device's own scope is
+   * `ms-azure-iot-edge://{deviceId}-{generationId}` and its parent is named in `parentScopes`; a
+   * leaf device's `deviceScope` is its parent Edge device's scope and `parentScopes` repeats it.
+   * A parent named in the spec must be an Edge device of this hub; unnamed, the stored one stays.
+   */
+  #scopesOf(
+    spec: DeviceSpec,
+    deviceId: string,
+    generationId: string,
+    iotEdge: boolean,
+    existing: DeviceIdentity | undefined,
+    named: ReadonlyMap<string, DeviceIdentity | undefined>,
+  ): { deviceScope?: string; parentScopes: string[] } {
+    const given = iotEdge ? spec.parentScopes?.[0] ?? (spec.parentScopes === undefined ? undefined : '') : spec.deviceScope ?? spec.parentScopes?.[0]
+    const kept = iotEdge ? existing?.parentScopes?.[0] : existing?.capabilities.iotEdge === true ? undefined : existing?.deviceScope
+    const parent = given === undefined ? kept : given === '' ? undefined : given
+    if (given !== undefined && given !== '') {
+      const device = named.get(given)
+      if (device === undefined || !device.capabilities.iotEdge || device.deviceScope !== given) {
+        throw new ProvisioError(
+          'VALIDATION_FAILED',
+          `${iotEdge ? 'parentScopes' : 'deviceScope'} ${JSON.stringify(given.slice(0, 160))} of device ${JSON.stringify(deviceId)} is not the scope of an IoT Edge device on hub ${this.hostName}`,
+          { deviceMessage: `The parent scope ${given.slice(0, 160)} does not name an IoT Edge device of this hub.` },
+        )
+      }
+    }
+    const parentScopes = parent === undefined ? [] : [parent]
+    if (iotEdge) return { deviceScope: edgeScope(deviceId, generationId), parentScopes }
+    return parent === undefined ? { parentScopes } : { deviceScope: parent, parentScopes }
   }
 
   /**
@@ -254,32 +288,47 @@ export class EmbeddedHub {
     return this.#readModifyWrite(key, `twin of ${deviceId}`, (record) => {
       if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
       checkIfMatch(options.ifMatch, record.twin.etag, `twin of ${deviceId}`)
-      if (!this.#applyTwinPatch(record.twin, patch, replace)) return { result: record.twin }
-      return { record, result: record.twin, after: () => this.#emitDesired(record.twin, patch, replace) }
+      const applied = this.#applyTwinPatch(record.twin, patch, replace)
+      if (!applied.changed) return { result: record.twin }
+      return { record, result: record.twin, after: () => this.#emitDesired(record.twin, applied.desiredPush) }
     })
   }
 
-  /** Applies tags / desired properties to `twin`; bumps versions and etag. Returns whether anything changed. */
-  #applyTwinPatch(twin: DeviceTwin, patch: TwinPatch, replace: boolean): boolean {
+  /**
+   * Applies tags / desired properties to `twin` (a `null` section is cleared); bumps versions and
+   * etag. Returns whether anything changed and the desired push for the device: the merge patch
+   * applied, the removed properties as `null` when the section was cleared, or the whole desired
+   * document after a replace; with `$version`.
+   */
+  #applyTwinPatch(twin: DeviceTwin, patch: TwinPatch, replace: boolean): { changed: boolean; desiredPush?: Record<string, unknown> } {
     let changed = false
+    let desiredPush: Record<string, unknown> | undefined
     if (patch.tags !== undefined) {
-      twin.tags = replace ? stripNulls(patch.tags) : mergePatch(twin.tags, patch.tags)
+      twin.tags = patch.tags === null ? {} : replace ? stripNulls(patch.tags) : mergePatch(twin.tags, patch.tags)
       changed = true
     }
     const desired = patch.properties?.desired
     if (desired !== undefined) {
-      const { $version: _v, $metadata: _m, ...user } = desired
-      const current = { ...twin.properties.desired } as Record<string, unknown>
-      delete current.$version
-      const next = replace ? stripNulls(user) : mergePatch(current, user)
-      twin.properties.desired = { ...next, $version: twin.properties.desired.$version + 1 }
+      const { $version: previous, ...current } = twin.properties.desired
+      let next: Record<string, unknown>
+      let push: Record<string, unknown>
+      if (desired === null) {
+        next = {}
+        push = Object.fromEntries(Object.keys(current).map((name) => [name, null]))
+      } else {
+        const { $version: _v, $metadata: _m, ...user } = desired
+        next = replace ? stripNulls(user) : mergePatch(current, user)
+        push = replace ? next : user
+      }
+      twin.properties.desired = { ...next, $version: previous + 1 }
+      desiredPush = { ...push, $version: previous + 1 }
       changed = true
     }
     if (changed) {
       twin.version += 1
       twin.etag = this.#etag()
     }
-    return changed
+    return { changed, ...(desiredPush === undefined ? {} : { desiredPush }) }
   }
 
   /**
@@ -321,6 +370,22 @@ export class EmbeddedHub {
     for (let i = 0; i < 8; i++) s += String(b[i]! % 100).padStart(2, '0')
     return '63' + s
   }
+}
+
+const EDGE_SCOPE_PREFIX = 'ms-azure-iot-edge://'
+
+/** An IoT Edge device's scope, as IoT Hub forms it. */
+export function edgeScope(deviceId: string, generationId: string): string {
+  return `${EDGE_SCOPE_PREFIX}${deviceId}-${generationId}`
+}
+
+/** The device and generation an Edge scope names, or undefined when it is not one. */
+export function parseEdgeScope(scope: string): { deviceId: string; generationId: string } | undefined {
+  if (!scope.startsWith(EDGE_SCOPE_PREFIX)) return undefined
+  const rest = scope.slice(EDGE_SCOPE_PREFIX.length)
+  const dash = rest.lastIndexOf('-')
+  if (dash <= 0 || !/^\d+$/.test(rest.slice(dash + 1))) return undefined
+  return { deviceId: rest.slice(0, dash), generationId: rest.slice(dash + 1) }
 }
 
 function checkIfMatch(ifMatch: string | undefined, etag: string | undefined, what: string): void {

@@ -119,3 +119,49 @@ describe('registry create and update semantics', () => {
     await expect(h.createOrUpdateDevice({ deviceId: 'dev', authentication: { type: 'none' }, status: 'disabled' }, { ifMatch: '*' })).resolves.toMatchObject({ status: 'disabled' })
   })
 })
+
+describe('twin patches that clear a section', () => {
+  it('{"properties":{"desired":null}} clears desired and pushes the removed properties as null; {"tags":null} clears tags', async () => {
+    const h = hub()
+    await h.createOrUpdateDevice({ deviceId: 'clr', authentication: { type: 'sas' } })
+    await h.updateTwin('clr', { tags: { a: 1 }, properties: { desired: { x: 1, y: { z: 2 } } } })
+    const pushed: unknown[] = []
+    h.onDesiredChange((c) => pushed.push(c.patch))
+    const twin = await h.updateTwin('clr', { properties: { desired: null } })
+    expect(twin.properties.desired).toEqual({ $version: 3 })
+    expect(pushed).toEqual([{ x: null, y: null, $version: 3 }])
+    const untagged = await h.updateTwin('clr', { tags: null })
+    expect(untagged.tags).toEqual({})
+    expect(untagged.properties.desired.$version).toBe(3)
+    expect(pushed).toHaveLength(1)
+  })
+
+  it('validateTwinPatch keeps a null section and still refuses other non-objects', async () => {
+    const { validateTwinPatch } = await import('@provisio/protocol')
+    expect(validateTwinPatch({ tags: null, properties: { desired: null } })).toEqual({ tags: null, properties: { desired: null } })
+    expect(() => validateTwinPatch({ tags: 3 })).toThrow(/tags: must be an object/)
+    expect(() => validateTwinPatch({ properties: { desired: [] } })).toThrow(/properties.desired: must be an object/)
+  })
+})
+
+describe('IoT Edge scopes', () => {
+  it('an Edge device gets its own scope; a leaf names its parent in deviceScope, an Edge child in parentScopes; unknown parents are refused', async () => {
+    const h = hub()
+    const gw = await h.createOrUpdateDevice({ deviceId: 'gw', authentication: { type: 'sas' }, capabilities: { iotEdge: true } })
+    expect(gw.deviceScope).toBe(`ms-azure-iot-edge://gw-${gw.generationId}`)
+    expect(gw.parentScopes).toEqual([])
+    const leaf = await h.createOrUpdateDevice({ deviceId: 'leaf', authentication: { type: 'sas' }, deviceScope: gw.deviceScope! })
+    expect(leaf).toMatchObject({ deviceScope: gw.deviceScope, parentScopes: [gw.deviceScope] })
+    const child = await h.createOrUpdateDevice({ deviceId: 'child', authentication: { type: 'sas' }, capabilities: { iotEdge: true }, parentScopes: [gw.deviceScope!] })
+    expect(child).toMatchObject({ deviceScope: `ms-azure-iot-edge://child-${child.generationId}`, parentScopes: [gw.deviceScope] })
+    // Named nowhere in an update: the parent stays; '' removes it.
+    expect((await h.createOrUpdateDevice({ deviceId: 'leaf', authentication: { type: 'sas' } })).deviceScope).toBe(gw.deviceScope)
+    const orphan = await h.createOrUpdateDevice({ deviceId: 'leaf', authentication: { type: 'sas' }, deviceScope: '' })
+    expect(orphan.deviceScope).toBeUndefined()
+    expect(orphan.parentScopes).toEqual([])
+    await expect(h.createOrUpdateDevice({ deviceId: 'x', authentication: { type: 'sas' }, deviceScope: 'ms-azure-iot-edge://leaf-1' })).rejects.toMatchObject({
+      code: 'VALIDATION_FAILED',
+      reason: expect.stringContaining('is not the scope of an IoT Edge device'),
+    })
+  })
+})

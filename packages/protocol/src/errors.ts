@@ -319,6 +319,28 @@ export function toErrorBody(error: unknown, trackingId: string, timestampUtc: st
   return body
 }
 
+/** Longest reason {@link withDeveloperReason} puts into a device-facing message. */
+export const MAX_DEVELOPER_REASON_LENGTH = 1000
+
+/**
+ * The same error with its server-side `reason` appended to the message the device sees:
+ * `Unauthorized (development reason: no individual enrollment …)`. The code, errorCode, status,
+ * info and retry-after stay as they are, so every client parses the refusal as before. Only for a
+ * development server (`provisio serve --dev-reasons`): reasons name enrollments and groups.
+ */
+export function withDeveloperReason(error: unknown): ProvisioError {
+  const err = wrapUnknown(error)
+  const base = err.deviceMessage ?? ERROR_CATALOG[err.code].defaultMessage
+  const reason = err.reason.length > MAX_DEVELOPER_REASON_LENGTH ? `${err.reason.slice(0, MAX_DEVELOPER_REASON_LENGTH)}…` : err.reason
+  if (reason === '' || base.includes(reason)) return err
+  return new ProvisioError(err.code, err.reason, {
+    ...(err.info === undefined ? {} : { info: err.info }),
+    ...(err.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: err.retryAfterSeconds }),
+    deviceMessage: `${base} (development reason: ${reason})`,
+    cause: err.cause ?? err,
+  })
+}
+
 /**
  * Client-side classification shared by every Microsoft SDK (dps-protocol.md §1.4): statuses
  * >= 429 are transient, 300-428 fatal.

@@ -33,6 +33,13 @@ export interface DeviceIdentity {
   cloudToDeviceMessageCount: number
   authentication: DeviceAuthentication
   capabilities: { iotEdge: boolean }
+  /**
+   * IoT Edge: an Edge device's own scope (`ms-azure-iot-edge://{deviceId}-{generationId}`, set by
+   * the hub), or for a leaf device the scope of its parent Edge device.
+   */
+  deviceScope?: string
+  /** IoT Edge: the scope of the parent Edge device (at most one), as the hub sets it. */
+  parentScopes?: string[]
 }
 
 /** A twin property section: user properties plus `$version`. */
@@ -59,12 +66,19 @@ export interface DeviceSpec {
   readonly status?: 'enabled' | 'disabled'
   readonly authentication: DeviceAuthentication
   readonly capabilities?: { readonly iotEdge: boolean }
+  /** A leaf device's parent: the parent Edge device's scope, `''` for none (an Edge device's own scope is the hub's to set). */
+  readonly deviceScope?: string
+  /** An Edge device's parent: the scope of its parent Edge device (at most one). */
+  readonly parentScopes?: readonly string[]
 }
 
-/** A twin patch: tags and desired properties (what the service side may change). */
+/**
+ * A twin patch: tags and desired properties (what the service side may change). `null` for a
+ * whole section clears it, as IoT Hub does (`{"tags": null}`, `{"properties": {"desired": null}}`).
+ */
 export interface TwinPatch {
-  readonly tags?: Record<string, unknown>
-  readonly properties?: { readonly desired?: Record<string, unknown> }
+  readonly tags?: Record<string, unknown> | null
+  readonly properties?: { readonly desired?: Record<string, unknown> | null }
 }
 
 const SAS_KEY = /^[A-Za-z0-9+/]{22,86}={0,2}$/
@@ -128,28 +142,99 @@ export function validateDeviceSpec(json: unknown, urlDeviceId: string): DeviceSp
   if (caps !== undefined && (!isObject(caps) || (caps.iotEdge !== undefined && typeof caps.iotEdge !== 'boolean'))) {
     throw invalid('capabilities.iotEdge', 'must be a boolean')
   }
+  const deviceScope = json.deviceScope ?? undefined
+  if (deviceScope !== undefined && (typeof deviceScope !== 'string' || deviceScope.length > MAX_SCOPE_LENGTH)) {
+    throw invalid('deviceScope', `must be a string of at most ${MAX_SCOPE_LENGTH} characters (the parent Edge device's scope)`)
+  }
+  const parentScopes = json.parentScopes ?? undefined
+  if (parentScopes !== undefined && (!Array.isArray(parentScopes) || parentScopes.length > 1 || parentScopes.some((p) => typeof p !== 'string' || p.length > MAX_SCOPE_LENGTH))) {
+    throw invalid('parentScopes', 'must be an array of at most one Edge device scope')
+  }
   return {
     deviceId: typeof id === 'string' ? id : urlDeviceId,
     authentication: out,
     ...(status === undefined ? {} : { status }),
     ...(caps === undefined ? {} : { capabilities: { iotEdge: (caps as { iotEdge?: boolean }).iotEdge === true } }),
+    ...(deviceScope === undefined ? {} : { deviceScope }),
+    ...(parentScopes === undefined ? {} : { parentScopes: (parentScopes as string[]).filter((p) => p !== '') }),
   }
 }
 
-/** Validates a twin PATCH/PUT body: only `tags` and `properties.desired` may be written by the service. */
+const MAX_SCOPE_LENGTH = 256
+
+/**
+ * Validates a twin PATCH/PUT body: only `tags` and `properties.desired` may be written by the
+ * service; `null` for either section clears it.
+ */
 export function validateTwinPatch(json: unknown): TwinPatch {
   if (!isObject(json)) throw invalid('(body)', 'must be a JSON object')
-  const tags = json.tags ?? undefined
-  if (tags !== undefined && !isObject(tags)) throw invalid('tags', 'must be an object')
+  const tags = json.tags
+  if (tags !== undefined && tags !== null && !isObject(tags)) throw invalid('tags', 'must be an object, or null to remove every tag')
   const props = json.properties ?? undefined
   if (props !== undefined && !isObject(props)) throw invalid('properties', 'must be an object')
-  const desired = isObject(props) ? (props.desired ?? undefined) : undefined
-  if (desired !== undefined && !isObject(desired)) throw invalid('properties.desired', 'must be an object')
+  const desired = isObject(props) ? props.desired : undefined
+  if (desired !== undefined && desired !== null && !isObject(desired)) throw invalid('properties.desired', 'must be an object, or null to remove every desired property')
   if (isObject(props) && props.reported !== undefined) throw invalid('properties.reported', 'is written by the device, not the service')
   return {
-    ...(tags === undefined ? {} : { tags: tags as Record<string, unknown> }),
-    ...(desired === undefined ? {} : { properties: { desired: desired as Record<string, unknown> } }),
+    ...(tags === undefined ? {} : { tags: tags as Record<string, unknown> | null }),
+    ...(desired === undefined ? {} : { properties: { desired: desired as Record<string, unknown> | null } }),
   }
+}
+
+/** What one entry of a bulk registry request (`POST /devices`) does. */
+export type BulkImportMode = 'create' | 'update' | 'updateIfMatchETag' | 'delete' | 'deleteIfMatchETag'
+
+/** One entry of a bulk registry request. */
+export interface BulkDeviceOperation {
+  readonly mode: BulkImportMode
+  readonly spec: DeviceSpec
+  /** The etag the IfMatchETag modes compare. */
+  readonly eTag?: string
+}
+
+/** Most entries in one bulk request (IoT Hub's limit; azure-iothub refuses more itself). */
+export const MAX_BULK_DEVICES = 100
+
+const IMPORT_MODES: ReadonlyMap<string, BulkImportMode> = new Map([
+  ['create', 'create'],
+  ['update', 'update'],
+  ['updateifmatchetag', 'updateIfMatchETag'],
+  ['delete', 'delete'],
+  ['deleteifmatchetag', 'deleteIfMatchETag'],
+])
+
+/**
+ * Validates a bulk registry body as azure-iothub's Registry.addDevices / updateDevices /
+ * removeDevices send it: an array of 1-100 devices, each with `id` and `importMode` (create,
+ * Update, UpdateIfMatchETag, Delete, DeleteIfMatchETag; any case) and, for the IfMatchETag modes,
+ * `eTag`. A device id appears at most once.
+ */
+export function validateBulkDevices(json: unknown): BulkDeviceOperation[] {
+  if (!Array.isArray(json) || json.length === 0 || json.length > MAX_BULK_DEVICES) {
+    throw invalid('(body)', `must be an array of 1 to ${MAX_BULK_DEVICES} devices`)
+  }
+  const seen = new Set<string>()
+  return json.map((entry: unknown, i) => {
+    if (!isObject(entry)) throw invalid(`[${i}]`, 'must be a JSON object')
+    // `eTag` is IoT Hub's name; a device object as azure-iothub reads it carries `etag`.
+    const { id, importMode, eTag: upper, etag: lower, ...device } = entry
+    const eTag = upper ?? lower
+    if (typeof id !== 'string' || id === '') throw invalid(`[${i}].id`, 'must be the device id')
+    if (seen.has(id.toLowerCase())) throw invalid(`[${i}].id`, `device ${JSON.stringify(id.slice(0, 128))} appears more than once`)
+    seen.add(id.toLowerCase())
+    const mode = typeof importMode === 'string' ? IMPORT_MODES.get(importMode.toLowerCase()) : undefined
+    if (mode === undefined) throw invalid(`[${i}].importMode`, 'must be create, Update, UpdateIfMatchETag, Delete or DeleteIfMatchETag')
+    if (eTag !== undefined && eTag !== null && typeof eTag !== 'string') throw invalid(`[${i}].eTag`, 'must be a string')
+    if (mode.endsWith('IfMatchETag') && (typeof eTag !== 'string' || eTag === '')) throw invalid(`[${i}].eTag`, `is required for importMode ${importMode as string}`)
+    const spec = validateDeviceSpec({ ...device, deviceId: id }, id)
+    return { mode, spec, ...(typeof eTag === 'string' && eTag !== '' ? { eTag } : {}) }
+  })
+}
+
+/** The outcome of one bulk entry: `error` when it failed (the others still ran). */
+export interface BulkDeviceOutcome {
+  readonly deviceId: string
+  readonly error?: ProvisioError
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,10 +280,95 @@ export interface HubRegistryApi {
   getDevice(hub: string, deviceId: string): Promise<DeviceIdentity>
   deleteDevice(hub: string, deviceId: string, ifMatch?: string): Promise<void>
   listDevices(hub: string, top: number): Promise<DeviceIdentity[]>
+  /** Creates, updates or deletes up to 100 devices, one after the other; every entry is tried. */
+  bulkDevices(hub: string, operations: readonly BulkDeviceOperation[]): Promise<BulkDeviceOutcome[]>
   getTwin(hub: string, deviceId: string): Promise<DeviceTwin>
   updateTwin(hub: string, deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace: boolean }): Promise<DeviceTwin>
   /** Telemetry the device sent, after sequence number `after` (0: from the oldest kept), at most `limit`. */
   readTelemetry(hub: string, deviceId: string, options: { after: number; limit: number }): Promise<HubTelemetryPage>
+}
+
+// ---------------------------------------------------------------------------------------------
+// The device side (what the MQTT codec's hub session calls)
+
+/** What the hub answers a device with; ProvisioErrors thrown say why (their HTTP status picks the code). */
+export interface HubDeviceApi {
+  /**
+   * Admits a device to the hub named in its username (or refuses it, throwing). Returns the
+   * canonical hub host name and device id, and when its credentials expire (a SAS token's `se`):
+   * the session closes the connection then, as IoT Hub does.
+   */
+  authenticate(request: {
+    readonly hostName: string
+    readonly deviceId: string
+    readonly sasToken?: string
+    readonly clientCertificates?: readonly Uint8Array[]
+  }): Promise<{ readonly hostName: string; readonly deviceId: string; readonly expiresAtMs?: number }>
+  /** The twin's properties as a device reads them: `{ desired, reported }`, each with `$version`. */
+  getTwin(hostName: string, deviceId: string): Promise<{ readonly desired: Record<string, unknown>; readonly reported: Record<string, unknown> }>
+  /** Merge-patches reported properties; returns the new reported `$version`. */
+  patchReported(hostName: string, deviceId: string, patch: Record<string, unknown>): Promise<number>
+  /** Stores one telemetry message (synchronously: the buffer is bounded, never awaited). */
+  telemetry(hostName: string, deviceId: string, message: { readonly body: Uint8Array; readonly properties: Record<string, string>; readonly systemProperties: Record<string, string> }): void
+}
+
+/** A QoS 1 message for a device (a desired-property push, later a C2D message), kept until the device acknowledges it. */
+export interface HubQueuedMessage {
+  readonly topic: string
+  readonly payload: string
+}
+
+/**
+ * The MQTT session of a hub device (MQTT 3.1.1 §3.1.2.4): what a connection with clean session 0
+ * leaves for the next one, as IoT Hub keeps it. The connection that {@link HubSessionStore.open}ed
+ * it reads and changes it in place while it is the `owner`.
+ */
+export interface HubMqttSessionState {
+  /** Topic filters the device subscribed to, with the QoS granted. */
+  readonly subscriptions: Map<string, 0 | 1>
+  /** QoS 1 messages sent and not yet acknowledged, by packet identifier, oldest first: sent again (DUP) on the next connection. */
+  readonly unacknowledged: Map<number, HubQueuedMessage>
+  /** QoS 1 messages waiting to be sent (no connection, or too many unacknowledged), oldest first. */
+  readonly queued: HubQueuedMessage[]
+  /** Messages dropped because the queue was full. */
+  dropped: number
+  /** The connection using the session now; undefined between connections. */
+  owner: object | undefined
+}
+
+/** Queues a message in a session, dropping (and counting) the oldest beyond `maxQueued`. */
+export function enqueueHubMessage(state: HubMqttSessionState, message: HubQueuedMessage, maxQueued: number): void {
+  state.queued.push(message)
+  while (state.queued.length > maxQueued) {
+    state.queued.shift()
+    state.dropped++
+  }
+}
+
+/** A new, empty session. */
+export function newHubSessionState(owner: object | undefined): HubMqttSessionState {
+  return { subscriptions: new Map(), unacknowledged: new Map(), queued: [], dropped: 0, owner }
+}
+
+/** A session handed to a new connection; `present` is CONNACK's session-present flag. */
+export interface HubSessionOpened {
+  readonly state: HubMqttSessionState
+  readonly present: boolean
+}
+
+/**
+ * Where hub MQTT sessions live between connections. The MQTT codec opens a device's session once
+ * its CONNECT is admitted and closes it when the connection ends. May be asynchronous, so that
+ * queued messages can come from a database.
+ */
+export interface HubSessionStore {
+  /**
+   * The device's session for a new connection, which becomes its owner: the kept one
+   * (`present: true`) for clean session 0, else a new empty one (a kept one is discarded).
+   */
+  open(hostName: string, deviceId: string, clean: boolean, owner: object): HubSessionOpened | Promise<HubSessionOpened>
+  /** The owner's connection ended: a clean session is forgotten, a persistent one kept for the next connection. */
+  close(hostName: string, deviceId: string, owner: object): void
 }
 
 // ---------------------------------------------------------------------------------------------

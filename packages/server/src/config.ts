@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import type { FaultProfile } from '@provisio/engine'
 import { MAX_COMMIT_INTERVAL_MS } from '@provisio/store-sqlite'
+import { isLoopbackBind } from './dev-reasons.js'
 import { DEFAULT_CORS_ORIGINS, normaliseOrigin } from './origins.js'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
@@ -88,6 +89,12 @@ export interface ServeConfig {
    * at once. Default 2.
    */
   readonly commitIntervalMs: number
+  /**
+   * Refused devices are told the service's reason in the error message, and MQTT / AMQP check
+   * credentials at the request instead of CONNECT / SASL (dev-reasons.ts). Default: on when `bind`
+   * is loopback only (resolveConfig), off when unset in code.
+   */
+  readonly devReasons?: boolean
 }
 
 /** Most workers accepted (more processes than this on one SQLite file only contend). */
@@ -122,7 +129,7 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults' | 'origins' | 'workers'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults' | 'origins' | 'workers' | 'switch'
   readonly help: string
 }
 
@@ -151,6 +158,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'emulatorDir', env: 'PROVISIO_EMULATOR_DIR', flag: 'emulator-dir', kind: 'string', help: 'build of the browser emulator served at /emulator/ (default: @provisio/emulator dist)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
   { key: 'commitIntervalMs', env: 'PROVISIO_COMMIT_INTERVAL_MS', flag: 'commit-interval-ms', kind: 'ms', help: 'SQLite: least time between two commits, ms; writes meanwhile share one (default 2; 0 = every turn)' },
+  { key: 'devReasons', env: 'PROVISIO_DEV_REASONS', flag: 'dev-reasons', kind: 'switch', help: 'tell refused devices the reason (true | false; default true when --bind is loopback only)' },
   { key: 'workers', env: 'PROVISIO_WORKERS', flag: 'workers', kind: 'workers', help: `server processes sharing the ports: 1 to ${MAX_WORKERS}, or auto (one per CPU); default 1 (needs sqlite or postgres)` },
 ]
 
@@ -243,6 +251,10 @@ function parseValue(setting: Setting, raw: unknown, source: string, cwd: string)
       if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new ConfigError(`${where} must be a whole number from 1 to ${MAX_WORKERS}, or auto, got ${JSON.stringify(raw)}`)
       return n
     }
+    case 'switch':
+      if (raw === true || raw === 'true' || raw === 'on' || raw === '1') return true
+      if (raw === false || raw === 'false' || raw === 'off' || raw === '0') return false
+      throw new ConfigError(`${where} must be true or false, got ${JSON.stringify(raw)}`)
     case 'level':
       if (raw !== 'error' && raw !== 'warn' && raw !== 'info' && raw !== 'debug') {
         throw new ConfigError(`${where} must be one of error, warn, info, debug`)
@@ -293,7 +305,12 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
   if (config.workers > 1 && config.store === 'memory') {
     throw new ConfigError(`workers (${config.workers}) need a store the processes share: the memory store lives in one process (use sqlite, sqlite:<path> or postgres://…)`)
   }
-  return { ...config, dataDir: resolve(cwd, config.dataDir), ...(config.emulatorDir === undefined ? {} : { emulatorDir: resolve(cwd, config.emulatorDir) }) }
+  return {
+    ...config,
+    devReasons: config.devReasons ?? isLoopbackBind(config.bind),
+    dataDir: resolve(cwd, config.dataDir),
+    ...(config.emulatorDir === undefined ? {} : { emulatorDir: resolve(cwd, config.emulatorDir) }),
+  }
 }
 
 const SCHEDULED_FAULTS = ['throttleRegister', 'throttlePoll', 'serverErrorRegister', 'serverErrorPoll', 'missingOperationId'] as const

@@ -6,8 +6,6 @@ export { startServer, type RunningServer, type Endpoints, type StartOptions, typ
 export { resolveConfig, DEFAULT_CONFIG, SETTINGS, ConfigError, type ServeConfig, type LogLevel } from './config.js'
 export { createLogger, type Logger } from './logger.js'
 export { ensureDevPki, PKI_FILES, type ServerPki } from './pki.js'
-export { createLocalHubGateway } from './hub-gateway.js'
-export { SqliteHubStore } from './hub-store-sqlite.js'
 export { createHttpsListener, clientChain } from './https.js'
 export { createMqttTransport, listenMqtt, type MqttTransport, type MqttTransportOptions } from './mqtt.js'
 export { WebSocketRouter, WEBSOCKET_PATH, MAX_WEBSOCKET_MESSAGE, type WebSocketConnection, type WebSocketHandler } from './websocket.js'

@@ -26,8 +26,8 @@ import {
   type MqttCloseReason,
   type MqttLimits,
 } from '@provisio/codec-mqtt'
-import type { DesiredChange, IdentityRevoked } from '@provisio/hub'
-import { ProvisioError, type DeviceApi } from '@provisio/protocol'
+import { ClientTable, dpsClientKey, hubClientKey, sniChecked, type DesiredChange, type IdentityRevoked, type MemoryHubSessions } from '@provisio/hub'
+import { desiredPushMessage, type DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
@@ -48,6 +48,8 @@ export interface MqttHubOptions {
   /** Subscribes to identities disabled or deleted on every embedded hub; returns the unsubscribe. */
   readonly onIdentityRevoked?: (listener: (event: IdentityRevoked) => void) => () => void
   readonly limits?: Partial<HubMqttLimits>
+  /** Hub MQTT sessions kept between connections (clean session 0); without it every connection starts empty. */
+  readonly sessions?: MemoryHubSessions
 }
 
 export interface MqttTransportOptions {
@@ -103,9 +105,8 @@ interface Accepted {
 
 export function createMqttTransport(options: MqttTransportOptions): MqttTransport {
   const live = new Set<Live>()
-  // MQTT-3.1.4-2: one connection per client; a new CONNECT of the same clientId (DPS: the
-  // registrationId in its ID scope; hub: the deviceId on its hub) closes the older connection.
-  const byClient = new Map<string, DpsMqttSession | HubMqttSession>()
+  // MQTT-3.1.4-2: one connection per client (the take-over rule of @provisio/hub ClientTable).
+  const byClient = new ClientTable<DpsMqttSession | HubMqttSession>()
   const log = options.log
   const hub = options.hub
   let ticker: ReturnType<typeof setInterval> | undefined
@@ -128,28 +129,21 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     })
   }
 
-  const claim = (key: string, session: DpsMqttSession | HubMqttSession, closed: Promise<void>) => {
-    const previous = byClient.get(key)
-    byClient.set(key, session)
-    if (previous !== undefined && previous !== session) previous.end('TAKEN_OVER', 'a newer connection CONNECTed with the same clientId (MQTT-3.1.4-2)')
-    void closed.then(() => {
-      if (byClient.get(key) === session) byClient.delete(key)
-    })
-  }
-  const hubKey = (hostName: string, deviceId: string) => `hub\u0000${hostName.toLowerCase()}\u0000${deviceId.toLowerCase()}`
-
-  // Desired-property changes reach the device's current connection, if it subscribed.
+  // Desired-property changes reach the device's current connection, if it subscribed, or wait in
+  // its kept session (clean session 0, subscribed at QoS 1) for its next connection.
   const offDesired = hub?.onDesiredChange((change) => {
-    const session = byClient.get(hubKey(change.hostName, change.deviceId)) as HubMqttSession | undefined
-    if (session === undefined) return
-    const sent = session.pushDesired(change.patch, change.version)
-    log.debug('hub desired properties pushed', { hub: change.hostName, deviceId: change.deviceId, version: change.version, delivered: sent })
+    const session = byClient.get(hubClientKey(change.hostName, change.deviceId)) as HubMqttSession | undefined
+    const message = desiredPushMessage(change.patch, change.version)
+    const sent = session !== undefined ? session.deliver(message) : (hub.sessions?.offer(change.hostName, change.deviceId, message) ?? false)
+    if (session !== undefined || sent) log.debug('hub desired properties pushed', { hub: change.hostName, deviceId: change.deviceId, version: change.version, delivered: sent, connected: session !== undefined })
   })
 
   // A disabled or deleted identity loses its connection (it would be refused at its next CONNECT).
   const offRevoked = hub?.onIdentityRevoked?.((event) => {
-    const session = byClient.get(hubKey(event.hostName, event.deviceId)) as HubMqttSession | undefined
+    const session = byClient.get(hubClientKey(event.hostName, event.deviceId)) as HubMqttSession | undefined
     session?.revoke(`device ${event.deviceId} was ${event.why} on hub ${event.hostName}`)
+    // A device created again under the same id starts without the old one's session.
+    if (event.why === 'deleted') hub?.sessions?.forget(event.hostName, event.deviceId)
   })
 
   const onDpsEvent = (transport: string, remote: string | undefined, connected: () => void) => (event: DpsMqttEvent) => {
@@ -231,9 +225,10 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
             trackingId: randomUUID,
             clientCertificates: c.clientCertificates,
             limits: { ...options.limits, ...hub.limits },
+            ...(hub.sessions === undefined ? {} : { sessions: hub.sessions }),
             write: c.write,
             close,
-            onEvent: onHubEvent(c.transport, c.remote, (hostName, deviceId) => claim(hubKey(hostName, deviceId), session, c.closed)),
+            onEvent: onHubEvent(c.transport, c.remote, (hostName, deviceId) => byClient.claim(hubClientKey(hostName, deviceId), session, c.closed)),
           })
           return session
         }
@@ -245,7 +240,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
           ...(options.limits === undefined ? {} : { limits: options.limits }),
           write: c.write,
           close,
-          onEvent: onDpsEvent(c.transport, c.remote, () => claim(`dps\u0000${session.idScope}\u0000${session.registrationId!.toLowerCase()}`, session, c.closed)),
+          onEvent: onDpsEvent(c.transport, c.remote, () => byClient.claim(dpsClientKey(session.idScope!, session.registrationId!), session, c.closed)),
         })
         return session
       },
@@ -347,25 +342,6 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       await serverClosed
       if (ticker !== undefined) clearInterval(ticker)
       ticker = undefined
-    },
-  }
-}
-
-/**
- * The hub is the one the username names (the SAS is signed over it). When the TLS SNI names
- * another embedded hub, the device dialled one hub and claims another: refused with both names.
- */
-function sniChecked(api: HubDeviceApi, serverName: string | undefined, isHub: (hostName: string) => boolean): HubDeviceApi {
-  if (serverName === undefined || !isHub(serverName)) return api
-  return {
-    ...api,
-    authenticate: (request) => {
-      if (request.hostName.toLowerCase() !== serverName.toLowerCase()) {
-        return Promise.reject(
-          new ProvisioError('SAS_WRONG_RESOURCE', `TLS SNI names hub ${JSON.stringify(serverName)}, but the CONNECT username names hub ${JSON.stringify(request.hostName)}`),
-        )
-      }
-      return api.authenticate(request)
     },
   }
 }

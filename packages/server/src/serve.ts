@@ -12,25 +12,32 @@ import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
 import { createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
-import { createCaCertificateApi, createX509Verifier } from '@provisio/engine'
+import { createCaCertificateApi, createX509Verifier, trustedCaCertificates } from '@provisio/engine'
 import { createTpmVerifier } from '@provisio/engine'
-import { EmbeddedHub, MemoryHubStore, createRestHubGateway, type HubStore } from '@provisio/hub'
+import {
+  EmbeddedHub,
+  HubDirectory,
+  MemoryHubSessions,
+  MemoryHubStore,
+  createHubDevices,
+  createHubRegistryApi,
+  createLocalHubGateway,
+  createRestHubGateway,
+  type HubStore,
+} from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
-import { createSqliteStore, GroupCommit, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
+import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
-import { createLocalHubGateway } from './hub-gateway.js'
-import { SqliteHubStore } from './hub-store-sqlite.js'
-import { createHubRegistryApi } from './hub-registry.js'
-import { createHubDevices } from './hub-device.js'
 import { HubEventRelay } from './hub-events.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
 import { listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { createEmulatorSite, findEmulatorDist } from './emulator.js'
+import { withDevReasons } from './dev-reasons.js'
 import { OriginPolicy } from './origins.js'
 import { WebSocketRouter, type WebSocketHandler } from './websocket.js'
 import { createAmqpTransport, listenAmqp } from './amqp.js'
@@ -61,7 +68,7 @@ export interface RunningServer {
   readonly websockets: WebSocketRouter
   readonly metrics: Metrics
   readonly engine: Engine
-  readonly hubs: ReadonlyMap<string, EmbeddedHub>
+  readonly hubs: HubDirectory
   readonly state: ServerState
   close(graceMs?: number): Promise<void>
 }
@@ -239,8 +246,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
 
   const clock = { now: () => Date.now() }
   const random = pooledRandom()
-  const hubs = new Map<string, EmbeddedHub>()
-  for (const h of hubStates) hubs.set(h.hostName.toLowerCase(), new EmbeddedHub(h.hostName, { store: hubStore, clock, random }))
+  const hubs = new HubDirectory(hubStates.map((h) => new EmbeddedHub(h.hostName, { store: hubStore, clock, random })))
   // Desired changes and revocations reach device connections in every process (hub-events.ts):
   // instances on one PostgreSQL database tell each other over LISTEN/NOTIFY, the workers of one
   // instance on SQLite through the cluster primary.
@@ -356,9 +362,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     return undefined
   }
   // The hubs' device side (MQTT): authentication, twin, telemetry kept in memory per instance.
-  const hubDevices = createHubDevices({ hubs, clock, store, idScope: state.idScope })
+  const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope) })
   const hubRegistry = createHubRegistryApi(hubs, (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [], clock, hubDevices.telemetry)
-  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(engine, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
+  // Development reasons (dev-reasons.ts): refusals tell the device why; off when the server is exposed.
+  const deviceApi = config.devReasons === true ? withDevReasons(engine) : engine
+  if (config.devReasons === true) log.info('development reasons are on: refused devices are told why (--dev-reasons false turns this off)')
+  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(deviceApi, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
   // The browser emulator at /emulator/ and the web origins allowed on the device endpoints.
   const origins = new OriginPolicy(config.corsOrigins)
   const emulatorDir = config.emulatorDir ?? findEmulatorDist()
@@ -391,8 +400,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     key: tls.key,
     cert: tls.cert,
     ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
-    device: metrics.instrument(engine, 'amqp'),
-    deviceWs: metrics.instrument(engine, 'amqp-ws'),
+    device: metrics.instrument(deviceApi, 'amqp'),
+    deviceWs: metrics.instrument(deviceApi, 'amqp-ws'),
     log,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
@@ -405,14 +414,16 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     key: tls.key,
     cert: tls.cert,
     ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
-    device: metrics.instrument(engine, 'mqtt'),
-    deviceWs: metrics.instrument(engine, 'mqtt-ws'),
+    device: metrics.instrument(deviceApi, 'mqtt'),
+    deviceWs: metrics.instrument(deviceApi, 'mqtt-ws'),
     log,
     // The embedded hubs' device endpoint shares the listeners; the CONNECT username picks the dialect.
     hub: {
       api: hubDevices.api,
       isHub: hubDevices.isHub,
       onDesiredChange: (listener) => hubEvents.onDesiredChange(listener),
+      // Sessions of clean-session-0 devices, in memory per process (@provisio/hub README).
+      sessions: new MemoryHubSessions(),
       onEvent: (transport, event) => {
         if (event.type === 'connected') metrics.hubConnections.inc([transport, 'accepted'])
         else if (event.type === 'refused') metrics.hubConnections.inc([transport, `refused_${event.returnCode}`])

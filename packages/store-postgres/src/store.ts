@@ -32,7 +32,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
-import { tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
+import { checkWriteCondition, tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
 import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 import { openNoticeChannel, type NoticeChannel, type NoticeChannelOptions } from './channel.js'
@@ -67,25 +67,9 @@ function keyOf(id: string): string {
   return id.toLowerCase()
 }
 
-/** RFC 9110 §13.1.1 comparison, as in the engine: `*`, quotes and `W/` tolerated. */
-function etagMatches(ifMatch: string, current: string): boolean {
-  if (ifMatch.trim() === '*') return true
-  return normalise(ifMatch) === normalise(current)
-}
-function normalise(tag: string): string {
-  let t = tag.trim()
-  if (t.startsWith('W/')) t = t.slice(2)
-  if (t.length >= 2 && t.startsWith('"') && t.endsWith('"')) t = t.slice(1, -1)
-  return t
-}
-
+/** The engine's one conditional-write check (its `etagMatches` strips quotes before looking for `*`). */
 function check(current: string | undefined, condition: WriteCondition | undefined): WriteResult {
-  if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: current }
-  if (condition?.ifMatch !== undefined) {
-    if (current === undefined) return { ok: false, reason: 'notFound' }
-    if (!etagMatches(condition.ifMatch, current)) return { ok: false, reason: 'etagMismatch', currentEtag: current }
-  }
-  return OK
+  return checkWriteCondition(current, condition)
 }
 
 type Queryable = pg.Pool | pg.PoolClient

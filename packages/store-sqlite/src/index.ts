@@ -29,8 +29,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
-import { tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
-import { etagMatches } from '@provisio/protocol'
+import { checkWriteCondition, tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 
 /** Options of {@link createSqliteStore}. */
@@ -392,12 +391,7 @@ function keyOf(id: string): string {
 
 
 function check(current: { etag: string } | undefined, condition: WriteCondition | undefined): WriteResult {
-  if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: current.etag }
-  if (condition?.ifMatch !== undefined) {
-    if (current === undefined) return { ok: false, reason: 'notFound' }
-    if (!etagMatches(condition.ifMatch, current.etag)) return { ok: false, reason: 'etagMismatch', currentEtag: current.etag }
-  }
-  return OK
+  return checkWriteCondition(current?.etag, condition)
 }
 
 type Row = { etag: string; body: string }
@@ -802,3 +796,4 @@ export function createSqliteStore(target: string | Database.Database, options: S
 }
 
 export { startWalCheckpointer, type CheckpointResult, type WalCheckpointer, type WalCheckpointerOptions } from './checkpointer.js'
+export { SqliteHubStore } from './hub-store.js'

@@ -36,7 +36,11 @@ export const browserPlatform: Platform = {
     if (f === undefined) throw new DeviceError('UNSUPPORTED', 'no global fetch: pass the fetch option')
     return { request: fetchRequester(f), close: () => undefined }
   },
-  mqttTlsOptions: () => ({}),
+  // mqtt.js's default browser timers (worker-timers) start a Worker from a blob: URL, which a page
+  // whose Content-Security-Policy allows scripts from itself only refuses (and logs). Native
+  // timers need no worker; the keep-alive of a hidden tab may then be throttled to once a minute,
+  // well inside the hub's 180 s and DPS's keep-alive.
+  mqttTlsOptions: () => ({ timerVariant: 'native' }),
   rhea: rheaUmd as unknown as RheaLike,
   amqpTlsOptions() {
     throw new DeviceError('UNSUPPORTED', 'AMQP over TLS sockets is not available in browsers; use amqp-ws')

@@ -2,7 +2,8 @@
  * The SAS pieces the engine uses (dps-protocol.md §2), over @provisio/protocol's token parser and
  * verifier and @provisio/crypto's prepared HMAC keys:
  *
- * - device tokens: `skn=registration`, resource `{idScope}/registrations/{registrationId}`,
+ * - device tokens: `skn=registration` or no `skn` at all (the Embedded C SDK signs none; errata
+ *   E1 of dps-protocol.md), resource `{idScope}/registrations/{registrationId}`,
  *   verified over `sr` as sent, with the lenient `sr` spellings of §2.1 tried on failure;
  * - group key derivation (§2.2) with the group key's HMAC schedule computed once;
  * - service tokens (§2.3): `sr` = the instance's service host (segment-prefix match), `skn` = a
@@ -69,7 +70,7 @@ function preparedKey(keyBase64: string): HmacSha256Key | undefined {
 
 /**
  * Verifies a device token against candidate keys — base64 text (`''` = absent slot, e.g. no
- * secondary) or raw bytes (derived keys): `skn=registration`, signature over `sr` as sent (other
+ * secondary) or raw bytes (derived keys): `skn` absent or `registration`, signature over `sr` as sent (other
  * spellings on failure), resource, expiry. `keyIndex` is the position in `keys`.
  */
 export function verifyDeviceToken(
@@ -103,6 +104,7 @@ export function verifyDeviceToken(
     nowSeconds: Math.floor(nowMs / 1000),
     clockSkewSeconds,
     keyName: DEVICE_SAS_KEY_NAME,
+    keyNameOptional: true,
     lenientSrEncoding: true,
   })
   if (!verdict.ok) return verdict

@@ -99,10 +99,12 @@ export function deriveKey(groupKeyB64: string, registrationId: string): string {
 }
 
 /** A device SAS token the way the Node symmetric-key client builds it (raw `sr`, §2.1, §11). */
-export function deviceToken(idScope: string, registrationId: string, keyB64: string, expirySeconds: number, options: { encodeSr?: boolean; skn?: string } = {}): string {
+export function deviceToken(idScope: string, registrationId: string, keyB64: string, expirySeconds: number, options: { encodeSr?: boolean; skn?: string | null } = {}): string {
   const resource = `${idScope}/registrations/${registrationId}`
   const sr = options.encodeSr ? encodeURIComponent(resource) : resource
   const sig = createHmac('sha256', Buffer.from(keyB64, 'base64')).update(`${sr}\n${expirySeconds}`, 'utf8').digest('base64')
+  // `skn: null`: no key name at all, in the Embedded C SDK's order sr,sig,se (dps-protocol.md errata E1).
+  if (options.skn === null) return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${expirySeconds}`
   return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&skn=${options.skn ?? 'registration'}&se=${expirySeconds}`
 }
 

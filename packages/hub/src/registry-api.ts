@@ -1,25 +1,29 @@
 /**
- * The registry REST API (protocol HubRegistryApi) over the hubs this server embeds. Hub service
+ * The registry REST API (protocol HubRegistryApi) over the hubs a server embeds. Hub service
  * tokens are checked against the hub's shared access policies (`sr` = the hub host name, matched
  * by path segment; `skn` = the policy). The owner policy (`iothubowner`) grants every registry
  * permission, like IoT Hub's.
  */
-import { ProvisioError, parseSasToken, verifySasToken } from '@provisio/protocol'
-import type { DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
-import type { EmbeddedHub, TelemetryBuffer } from '@provisio/hub'
-import type { PolicyState } from './state.js'
+import { ProvisioError, parseSasToken, verifySasToken, wrapUnknown } from '@provisio/protocol'
+import type { BulkDeviceOutcome, DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
+import type { HubDirectory } from './directory.js'
+import type { EmbeddedHub } from './hub.js'
+import type { TelemetryBuffer } from './telemetry.js'
+
+/** A hub shared access policy (`iothubowner`, …): its name and keys. */
+export interface HubAccessPolicy {
+  readonly name: string
+  readonly primaryKey: string
+  readonly secondaryKey: string
+}
 
 export function createHubRegistryApi(
-  hubs: ReadonlyMap<string, EmbeddedHub>,
-  policiesOf: (hubHostName: string) => readonly PolicyState[],
+  hubs: HubDirectory,
+  policiesOf: (hubHostName: string) => readonly HubAccessPolicy[],
   clock: { now(): number },
   telemetryOf: (hubHostName: string) => TelemetryBuffer | undefined = () => undefined,
 ): HubRegistryApi {
-  const hubNamed = (name: string): EmbeddedHub => {
-    const hub = hubs.get(name.toLowerCase())
-    if (hub === undefined) throw new ProvisioError('NOT_FOUND', `no embedded hub named ${JSON.stringify(name.slice(0, 100))}`)
-    return hub
-  }
+  const hubNamed = (name: string): EmbeddedHub => hubs.get(name)
   const missing = (hub: EmbeddedHub, deviceId: string) =>
     new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId.slice(0, 130))} does not exist on hub ${hub.hostName}`, {
       deviceMessage: `Device ${deviceId.slice(0, 130)} not found.`,
@@ -29,7 +33,7 @@ export function createHubRegistryApi(
     authorizeHub(token: string, _permission: HubPermission): string {
       const parsed = parseSasToken(token)
       const host = parsed.resourceDecoded.split('/')[0]!
-      const hub = hubs.get(host.toLowerCase())
+      const hub = hubs.find(host)
       if (hub === undefined) throw new ProvisioError('SAS_WRONG_RESOURCE', `token resource ${JSON.stringify(host.slice(0, 100))} names no hub embedded here`)
       const policy = policiesOf(hub.hostName).find((p) => p.name.toLowerCase() === (parsed.skn ?? '').toLowerCase())
       if (policy === undefined) {
@@ -60,6 +64,23 @@ export function createHubRegistryApi(
       telemetryOf(h.hostName)?.clear(deviceId)
     },
     listDevices: (hub, top) => hubNamed(hub).listDevices({ limit: top }),
+    async bulkDevices(hub, operations) {
+      const h = hubNamed(hub)
+      const outcomes: BulkDeviceOutcome[] = []
+      for (const op of operations) {
+        const deviceId = op.spec.deviceId
+        try {
+          if (op.mode === 'create') await h.createOrUpdateDevice(op.spec, { ifNoneMatch: true })
+          else if (op.mode === 'update' || op.mode === 'updateIfMatchETag') await h.createOrUpdateDevice(op.spec, { ifMatch: op.mode === 'update' ? '*' : op.eTag! })
+          else if (!(await h.deleteDevice(deviceId, op.mode === 'delete' ? {} : { ifMatch: op.eTag! }))) throw missing(h, deviceId)
+          else telemetryOf(h.hostName)?.clear(deviceId)
+          outcomes.push({ deviceId })
+        } catch (error) {
+          outcomes.push({ deviceId, error: wrapUnknown(error) })
+        }
+      }
+      return outcomes
+    },
     async getTwin(hub, deviceId): Promise<DeviceTwin> {
       const h = hubNamed(hub)
       const twin = await h.getTwin(deviceId)

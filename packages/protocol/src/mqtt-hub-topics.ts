@@ -1,6 +1,6 @@
 /**
  * The IoT Hub device dialect's strings, as azure-iot-device-mqtt (and the C, Python and .NET
- * SDKs) write them:
+ * SDKs) write them, both ends of each (the server's codec and the device SDK use these):
  *
  * | string | shape |
  * |---|---|
@@ -12,14 +12,20 @@
  * | twin response | `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]` |
  * | desired push | `$iothub/twin/PATCH/properties/desired/?$version={v}` |
  * | method response | `$iothub/methods/res/{status}/?$rid={rid}` |
- * | subscriptions | `$iothub/twin/res/#`, `$iothub/twin/PATCH/properties/desired/#`, `$iothub/methods/POST/#`, `devices/{deviceId}/messages/devicebound/#` |
+ * | subscriptions | `$iothub/twin/res/#`, `$iothub/twin/PATCH/properties/desired/#`, `$iothub/methods/POST/#`, `devices/{deviceId}/messages/devicebound/#` (Embedded C: `devices/+/messages/devicebound/#`); any filter is matched as MQTT defines it |
  */
-import { percentDecode } from '@provisio/protocol'
-import { MAX_RID_LENGTH, MAX_USERNAME_LENGTH } from './dps-topics.js'
+import { percentDecode } from './percent.js'
+import { MAX_RID_LENGTH, MAX_USERNAME_LENGTH, isPrintableRid, parseStatusTopic, topicParams, usernameParams } from './mqtt-dps-topics.js'
+import { topicFilterCovers, topicFilterError } from './mqtt-topic-filter.js'
 
 export const TWIN_RESPONSE_FILTER = '$iothub/twin/res/#'
 export const TWIN_DESIRED_FILTER = '$iothub/twin/PATCH/properties/desired/#'
 export const METHODS_FILTER = '$iothub/methods/POST/#'
+
+/** The CONNECT username of a hub device (the device side of {@link parseHubUsername}). */
+export function formatHubUsername(hostName: string, deviceId: string, apiVersion: string, clientType: string): string {
+  return `${hostName}/${deviceId}/?api-version=${apiVersion}&DeviceClientType=${encodeURIComponent(clientType)}`
+}
 
 /** What a hub CONNECT username says. */
 export interface HubUsername {
@@ -60,18 +66,10 @@ export function parseHubUsername(username: string): HubUsername | HubUsernameErr
   if (names.length < 2 || names.length > 3 || names[0] === '' || names[1] === '' || names[2] === '') {
     return { error: 'username must be {hubHostName}/{deviceId}/?api-version=… (IoT Hub MQTT)' }
   }
-  let apiVersion: string | undefined
-  let clientType: string | undefined
-  if (params.startsWith('?')) params = params.slice(1)
-  for (const part of params.split('&')) {
-    if (part === '') continue
-    const eq = part.indexOf('=')
-    const name = (eq < 0 ? part : part.slice(0, eq)).toLowerCase()
-    const value = percentDecode(eq < 0 ? '' : part.slice(eq + 1))
-    if (value === undefined) return { error: `username parameter ${JSON.stringify(name.slice(0, 40))} has a broken percent-encoding` }
-    if (name === 'api-version') apiVersion = value
-    else if (name === 'deviceclienttype') clientType = value
-  }
+  const parsed = usernameParams(params.startsWith('?') ? params.slice(1) : params)
+  if ('error' in parsed) return parsed
+  const apiVersion = parsed.get('api-version')
+  const clientType = parsed.get('deviceclienttype')
   return {
     hostName: names[0]!,
     deviceId: names[1]!,
@@ -107,7 +105,7 @@ export function parseHubRequestTopic(topic: string): HubRequestTopic | HubTopicE
     const rest = topic.slice((isGet ? TWIN_GET : REPORTED).length)
     const what = isGet ? 'twin GET' : 'reported-properties PATCH'
     if (!rest.startsWith('?')) return { error: `${what} topic has no "?" before its parameters` }
-    const params = queryParams(rest.slice(1))
+    const params = topicParams(rest.slice(1))
     const rid = params.get('$rid')
     if (rid === undefined || rid === '') return { error: `${what} topic carries no $rid` }
     if (!isPrintableRid(rid)) return { error: `$rid must be 1-${MAX_RID_LENGTH} printable characters without "&", "/", "#" or "+"` }
@@ -122,7 +120,7 @@ export function parseHubRequestTopic(topic: string): HubRequestTopic | HubTopicE
     const rest = topic.slice(METHOD_RES.length)
     const slash = rest.indexOf('/')
     const status = Number(rest.slice(0, slash))
-    const rid = queryParams(rest.slice(slash + 1).replace(/^\?/, '')).get('$rid')
+    const rid = topicParams(rest.slice(slash + 1).replace(/^\?/, '')).get('$rid')
     if (slash < 0 || !Number.isInteger(status) || rid === undefined || rid === '') return { error: 'method response topic must be $iothub/methods/res/{status}/?$rid={rid}' }
     return { kind: 'methodResponse', rid, status }
   }
@@ -156,39 +154,31 @@ function parseTelemetry(topic: string): HubRequestTopic | HubTopicError {
   return { kind: 'telemetry', deviceId: percentDecode(deviceId) ?? deviceId, properties, systemProperties }
 }
 
-/** `&`-separated parameters; the first occurrence of a name wins; values stay encoded. */
-function queryParams(text: string): Map<string, string> {
-  const out = new Map<string, string>()
-  for (const part of text.split('&')) {
-    const eq = part.indexOf('=')
-    if (eq < 0) continue
-    const name = part.slice(0, eq)
-    if (!out.has(name)) out.set(name, part.slice(eq + 1))
-  }
-  return out
+/** The topic families the hub publishes to a device on. */
+export type HubSubscriptionKind = 'twinResponse' | 'twinDesired' | 'methods' | 'cloudToDevice'
+
+/** Each family's topic levels: fixed strings, `undefined` where the value varies. */
+function hubTopicFamilies(deviceId: string): readonly (readonly [HubSubscriptionKind, readonly (string | undefined)[]])[] {
+  return [
+    ['twinResponse', ['$iothub', 'twin', 'res', undefined, undefined]],
+    ['twinDesired', ['$iothub', 'twin', 'PATCH', 'properties', 'desired', undefined]],
+    ['methods', ['$iothub', 'methods', 'POST', undefined, undefined]],
+    ['cloudToDevice', ['devices', deviceId, 'messages', 'devicebound', undefined]],
+  ]
 }
 
-function isPrintableRid(rid: string): boolean {
-  if (rid.length > MAX_RID_LENGTH) return false
-  for (let i = 0; i < rid.length; i++) {
-    const c = rid.charCodeAt(i)
-    if (c <= 0x20 || c >= 0x7f || c === 0x26 || c === 0x2f || c === 0x23 || c === 0x2b) return false
-  }
-  return true
-}
-
-/** Whether a SUBSCRIBE filter is one the hub serves to `deviceId`, and which. */
-export function hubSubscriptionOf(filter: string, deviceId: string): 'twinResponse' | 'twinDesired' | 'methods' | 'cloudToDevice' | undefined {
-  if (filter === TWIN_RESPONSE_FILTER) return 'twinResponse'
-  if (filter === TWIN_DESIRED_FILTER) return 'twinDesired'
-  if (filter === METHODS_FILTER) return 'methods'
-  const prefix = 'devices/'
-  const suffix = '/messages/devicebound/#'
-  if (filter.startsWith(prefix) && filter.endsWith(suffix)) {
-    const id = filter.slice(prefix.length, filter.length - suffix.length)
-    if ((percentDecode(id) ?? id).toLowerCase() === deviceId.toLowerCase()) return 'cloudToDevice'
-  }
-  return undefined
+/**
+ * Which of the hub's topic families a SUBSCRIBE filter of `deviceId` receives, matched as MQTT
+ * defines it: the SDKs' exact filters (`$iothub/twin/res/#`, `devices/{id}/messages/devicebound/#`,
+ * …), the Embedded C SDK's `devices/+/messages/devicebound/#`, and any other valid filter inside
+ * the hub's trees. Empty (the SUBACK says 0x80) for an invalid filter, one that starts with a
+ * wildcard (IoT Hub serves its own trees, not `#`), or one no topic of the device matches.
+ */
+export function hubSubscriptionKinds(filter: string, deviceId: string): HubSubscriptionKind[] {
+  if (topicFilterError(filter) !== undefined || filter.startsWith('+') || filter.startsWith('#')) return []
+  return hubTopicFamilies(deviceId)
+    .filter(([, pattern]) => topicFilterCovers(filter, pattern))
+    .map(([kind]) => kind)
 }
 
 /** `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]` — `$rid` first, as every SDK parses it. */
@@ -198,7 +188,51 @@ export function formatTwinResponseTopic(status: number, rid: string, version?: n
 
 /** `$iothub/twin/PATCH/properties/desired/?$version={v}` */
 export function formatDesiredTopic(version: number): string {
-  return `$iothub/twin/PATCH/properties/desired/?$version=${version}`
+  return `${DESIRED_PREFIX}?$version=${version}`
+}
+
+/** The message that pushes a desired-property change (patch with `$version`) to a device. */
+export function desiredPushMessage(patch: Record<string, unknown>, version: number): { readonly topic: string; readonly payload: string } {
+  return { topic: formatDesiredTopic(version), payload: JSON.stringify(patch) }
+}
+
+const TWIN_RES_PREFIX = '$iothub/twin/res/'
+const DESIRED_PREFIX = '$iothub/twin/PATCH/properties/desired/'
+
+/** A twin response as a device reads it (the device side of {@link formatTwinResponseTopic}); undefined when it is not one. */
+export function parseTwinResponseTopic(topic: string): { status: number; rid: string; version: number | undefined } | undefined {
+  if (!topic.startsWith(TWIN_RES_PREFIX)) return undefined
+  const parsed = parseStatusTopic(topic.slice(TWIN_RES_PREFIX.length))
+  const rid = parsed?.params.get('$rid')
+  if (parsed === undefined || rid === undefined) return undefined
+  return { status: parsed.status, rid, version: versionOf(parsed.params.get('$version')) }
+}
+
+/** A desired-property push as a device reads it: its `$version` (undefined when absent), or undefined when the topic is not one. */
+export function parseDesiredTopic(topic: string): { version: number | undefined } | undefined {
+  if (!topic.startsWith(DESIRED_PREFIX)) return undefined
+  const rest = topic.slice(DESIRED_PREFIX.length)
+  return { version: versionOf(topicParams(rest.startsWith('?') ? rest.slice(1) : rest).get('$version')) }
+}
+
+function versionOf(text: string | undefined): number | undefined {
+  return text !== undefined && /^\d{1,15}$/.test(text) ? Number(text) : undefined
+}
+
+/** The topic a device publishes a twin request on (the device side of {@link parseHubRequestTopic}). */
+export function formatTwinRequestTopic(kind: 'twinGet' | 'reportedPatch', rid: string): string {
+  return `${kind === 'twinGet' ? TWIN_GET : REPORTED}?$rid=${rid}`
+}
+
+/**
+ * The telemetry topic of a message (the device side of {@link parseHubRequestTopic}): system
+ * properties first, then application properties, each name and value percent-encoded.
+ */
+export function formatTelemetryTopic(deviceId: string, system: Readonly<Record<string, string | undefined>>, properties: Readonly<Record<string, string>> = {}): string {
+  const parts: string[] = []
+  for (const [k, v] of Object.entries(system)) if (v !== undefined) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+  for (const [k, v] of Object.entries(properties)) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+  return `devices/${deviceId}/messages/events/${parts.join('&')}`
 }
 
 /**

@@ -1,18 +1,16 @@
 /**
  * The engine's HubGateway port: hubs embedded in this process are written directly (DESIGN.md
- * "Hubs": the in-process shortcut); every other linked hub — a real Azure IoT Hub, or another
- * Provisio — through `remote`, the IoT Hub registry REST API (@provisio/hub createRestHubGateway).
+ * "Hubs": the in-process shortcut, engine → hub → hub store); every other linked hub — a real
+ * Azure IoT Hub, or another Provisio — through `remote`, the IoT Hub registry REST API
+ * ({@link createRestHubGateway}).
  */
-import type { HubDeviceSpec, HubGateway, HubTarget, Twin } from '@provisio/engine'
-import { toAuthentication, type EmbeddedHub } from '@provisio/hub'
-import { ProvisioError } from '@provisio/protocol'
+import type { HubDeviceSpec, HubGateway, HubTarget, Twin } from '@provisio/protocol'
+import type { HubDirectory } from './directory.js'
+import type { EmbeddedHub } from './hub.js'
+import { toAuthentication } from './rest-gateway.js'
 
-export function createLocalHubGateway(hubs: ReadonlyMap<string, EmbeddedHub>, remote?: HubGateway): HubGateway {
-  const hubOf = (target: HubTarget): EmbeddedHub => {
-    const hub = hubs.get(target.hostName.toLowerCase())
-    if (hub === undefined) throw new ProvisioError('HUB_UNAUTHORIZED', `hub ${target.hostName} is not embedded in this server and no remote gateway is configured`)
-    return hub
-  }
+export function createLocalHubGateway(hubs: HubDirectory, remote?: HubGateway): HubGateway {
+  const hubOf = (target: HubTarget): EmbeddedHub => hubs.get(target.hostName, 'HUB_UNAUTHORIZED')
   const local: HubGateway = {
     async createOrUpdateDevice(spec: HubDeviceSpec): Promise<void> {
       // A twin travels with the identity, in the same write: the enrollment's initial twin on
@@ -43,7 +41,7 @@ export function createLocalHubGateway(hubs: ReadonlyMap<string, EmbeddedHub>, re
       await hubOf(hub).deleteDevice(deviceId)
     },
   }
-  const route = (target: HubTarget): HubGateway => (remote !== undefined && !hubs.has(target.hostName.toLowerCase()) ? remote : local)
+  const route = (target: HubTarget): HubGateway => (remote !== undefined && !hubs.has(target.hostName) ? remote : local)
   return {
     createOrUpdateDevice: (spec) => route(spec.hub).createOrUpdateDevice(spec),
     getTwin: (args) => route(args.hub).getTwin(args),

@@ -1,9 +1,9 @@
 import type Database from 'better-sqlite3'
 import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
-import type { GroupCommit } from '@provisio/store-sqlite'
+import type { GroupCommit } from './index.js'
 
 /**
- * The embedded hub's registry in the server's SQLite database (one row per device, the record
+ * The embedded hub's registry in the engine's SQLite database (one row per device, the record
  * as JSON). Each call is a single statement, so a crash never leaves half a record; conditional
  * writes compare the stored etags in the same statement (insert-if-absent, update-if-unchanged).
  * With a {@link GroupCommit} (the one the engine's store uses), writes join its transaction and

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { EmbeddedHub } from '@provisio/hub'
-import { SqliteHubStore } from '../src/hub-store-sqlite.js'
+import { SqliteHubStore } from '../src/index.js'
 
 const dirs: string[] = []
 afterEach(() => {

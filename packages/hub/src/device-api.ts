@@ -1,0 +1,68 @@
+/**
+ * The embedded hubs' device side: the HubDeviceApi the MQTT codec's hub session calls
+ * (authentication, twin, reported properties, telemetry) and the per-hub telemetry buffers the
+ * registry API reads. The CAs `certificateAuthority` devices may chain to come in as a port.
+ *
+ * Telemetry lives in memory per instance (bounded, see @provisio/hub TelemetryBuffer); identities
+ * and twins live in the hub store (SQLite or PostgreSQL), so a device reads the same twin from
+ * any instance.
+ */
+import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, parseSasToken, type HubDeviceApi } from '@provisio/protocol'
+import { authenticateHubDevice } from './device-auth.js'
+import type { HubDirectory } from './directory.js'
+import { TelemetryBuffer, type TelemetryLimits } from './telemetry.js'
+
+export interface HubDevices {
+  readonly api: HubDeviceApi
+  /** The telemetry buffer of a hub (by host name, case-insensitive). */
+  telemetry(hostName: string): TelemetryBuffer | undefined
+  /** Whether a host name names an embedded hub. */
+  isHub(hostName: string): boolean
+}
+
+export function createHubDevices(options: {
+  readonly hubs: HubDirectory
+  readonly clock: { now(): number }
+  /** The CA certificates (DER) `certificateAuthority` devices may chain to, read at each X.509 CONNECT. */
+  readonly trustedCas: () => Promise<Uint8Array[]>
+  readonly telemetryLimits?: Partial<TelemetryLimits>
+}): HubDevices {
+  const { hubs, clock, trustedCas } = options
+  const buffers = new Map<string, TelemetryBuffer>()
+  for (const hub of hubs.values()) buffers.set(hub.hostName.toLowerCase(), new TelemetryBuffer(clock, options.telemetryLimits))
+  const hubNamed = (name: string) => hubs.get(name)
+
+  const api: HubDeviceApi = {
+    async authenticate(request) {
+      const hub = hubNamed(request.hostName)
+      const device = await authenticateHubDevice(
+        {
+          deviceId: request.deviceId,
+          ...(request.sasToken === undefined ? {} : { sasToken: request.sasToken }),
+          ...(request.clientCertificates === undefined ? {} : { clientCertificates: request.clientCertificates }),
+        },
+        { hostName: hub.hostName, nowMs: clock.now(), getDevice: (id) => hub.getDevice(id), trustedCas },
+      )
+      // The token verified, so it parses; its `se` (with the clock skew verification allowed) ends
+      // the connection, as IoT Hub's rule is.
+      const expiresAtMs = request.sasToken === undefined ? undefined : (parseSasToken(request.sasToken).se + SAS_DEFAULT_CLOCK_SKEW_SECONDS) * 1000
+      return { hostName: hub.hostName, deviceId: device.deviceId, ...(expiresAtMs === undefined ? {} : { expiresAtMs }) }
+    },
+    async getTwin(hostName, deviceId) {
+      const twin = await hubNamed(hostName).getTwin(deviceId)
+      if (twin === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} no longer exists on hub ${hostName}`)
+      return { desired: twin.properties.desired, reported: twin.properties.reported }
+    },
+    patchReported: (hostName, deviceId, patch) => hubNamed(hostName).patchReported(deviceId, patch),
+    telemetry(hostName, deviceId, message) {
+      const buffer = buffers.get(hostName.toLowerCase())
+      if (buffer === undefined) throw new ProvisioError('NOT_FOUND', `no embedded hub named ${JSON.stringify(hostName)}`)
+      buffer.append(deviceId, message)
+    },
+  }
+  return {
+    api,
+    telemetry: (hostName) => buffers.get(hostName.toLowerCase()),
+    isHub: (hostName) => hubs.has(hostName),
+  }
+}
