@@ -5,40 +5,22 @@
 // ends the flow on that first answer: assigned, and not one operation-status poll. Azure's exact
 // flow (--assignment-budget-ms 0) stays proved by mqtt-wire.test.ts and mqtt-symmetric-key.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
-import { Http } from 'azure-iot-provisioning-device-http'
-import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { ProvisioningClient, symmetricKey, TRANSPORTS } from '@provisio/device'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { DEFAULT_CONFIG } from '@provisio/server'
 import { startTestServer, type TestServer } from '../lib/server.js'
-import { trustCaOnPort, webSocketAgent } from '../lib/tls-plumbing.js'
+import { trustCaOnPort } from '../lib/tls-plumbing.js'
 import { clientOptions } from '../lib/device.js'
-import { mqttTransports, type MicrosoftTransport } from '../lib/microsoft.js'
+import { PROVISIONING_TRANSPORTS, registerOver } from '../lib/provisioning-transports.js'
 
 const GROUP_KEY = Buffer.alloc(64, 0x3c).toString('base64')
 let server: TestServer
-
-/** Each Microsoft transport and the host it is given (host:port picks MQTT's and AMQP's port). */
-const MICROSOFT: Record<string, MicrosoftTransport & { trust?: () => () => void }> = {
-  Http: { label: 'https', host: () => 'localhost', make: () => new Http() },
-  ...mqttTransports(() => server),
-  // Amqp takes no CA option: Node's TLS is told to trust the server's CA on its AMQP port while it runs.
-  Amqp: { label: 'amqp', host: () => `localhost:${server.endpoints.ports.amqp}`, make: () => new Amqp(), trust: () => trustCaOnPort(server.endpoints.ports.amqp, server.caPem) },
-  AmqpWs: {
-    label: 'amqp-ws',
-    host: () => 'localhost',
-    make: () => {
-      const ws = new AmqpWs()
-      ws.setTransportOptions({ webSocketAgent: webSocketAgent(server) } as never)
-      return ws
-    },
-  },
-}
+let restoreTls: () => void
 
 /** Register answers and operation-status polls the server counted for a transport label. */
-function answers(label: string): { registered200: number; polls: number } {
+function answers(transport: string): { registered200: number; polls: number } {
+  const label = transport === 'http' ? 'https' : transport
   const polls = ['200', '202', '429'].reduce((n, status) => n + server.metrics.responses.get([label, 'operationStatus', status]), 0)
   return { registered200: server.metrics.responses.get([label, 'register', '200']), polls }
 }
@@ -48,6 +30,7 @@ beforeAll(async () => {
   // The defaults of provisio serve, but for the test server's ports and data directory.
   server = await startTestServer({ retryAfterSeconds: DEFAULT_CONFIG.retryAfterSeconds, assignmentBudgetMs: DEFAULT_CONFIG.assignmentBudgetMs })
   server.useAsDefaultHttpsAgent()
+  restoreTls = trustCaOnPort(server.endpoints.ports.amqp, server.caPem)
   await server.engine.createOrUpdateEnrollmentGroup(server.endpoints.idScope, {
     enrollmentGroupId: 'fast-path',
     attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: Buffer.alloc(64, 0x3d).toString('base64') } },
@@ -55,21 +38,18 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
+  restoreTls?.()
   await server?.stop()
 })
 
 describe('register answered 200 assigned at once (the default)', () => {
-  it.each(Object.keys(MICROSOFT))("Microsoft's %s transport takes it as the end of the flow", async (name) => {
-    const t = MICROSOFT[name]!
-    const registrationId = `fast-ms-${name.toLowerCase()}`
-    const before = answers(t.label)
-    const client = ProvisioningDeviceClient.create(t.host(), server.endpoints.idScope, t.make() as never, new SymmetricKeySecurityClient(registrationId, deriveDeviceKey(GROUP_KEY, registrationId)) as never)
+  it.each(PROVISIONING_TRANSPORTS)("Microsoft's %s transport takes it as the end of the flow", async (transport) => {
+    const registrationId = `fast-ms-${transport}`
+    const before = answers(transport)
     const started = Date.now()
-    const untrust = t.trust?.()
-    const result = await new Promise<{ assignedHub: string; deviceId: string }>((resolve, reject) =>
-      client.register((err?: Error, r?: unknown) => (err ? reject(err) : resolve(r as { assignedHub: string; deviceId: string })))).finally(() => untrust?.())
+    const result = await registerOver(server, transport, new SymmetricKeySecurityClient(registrationId, deriveDeviceKey(GROUP_KEY, registrationId)))
     expect(result).toMatchObject({ assignedHub: server.endpoints.hubs[0]!.hostName, deviceId: registrationId })
-    const after = answers(t.label)
+    const after = answers(transport)
     expect(after.registered200).toBe(before.registered200 + 1)
     expect(after.polls).toBe(before.polls)
     // No Retry-After was waited (it is 3 s by default).

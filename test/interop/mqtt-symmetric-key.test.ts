@@ -10,11 +10,13 @@
 // `setOptions({ ca })`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
+import { Mqtt, MqttWs } from 'azure-iot-provisioning-device-mqtt'
+import { MqttBase } from 'azure-iot-mqtt-base'
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import { deriveDeviceKey } from '@provisio/crypto'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { startEchoWebhook } from '../lib/webhook.js'
-import { mqttTransports } from '../lib/microsoft.js'
+import { webSocketAgent } from '../lib/tls-plumbing.js'
 
 
 let server: TestServer
@@ -27,7 +29,26 @@ interface RegistrationResult {
   payload?: unknown
 }
 
-const TRANSPORTS = mqttTransports(() => server)
+const TRANSPORTS = {
+  Mqtt: {
+    label: 'mqtt',
+    host: () => `localhost:${server.endpoints.ports.mqtt}`,
+    make: () => {
+      const base = new MqttBase()
+      base.setOptions({ ca: server.caPem } as never)
+      return new Mqtt(base as never)
+    },
+  },
+  MqttWs: {
+    label: 'mqtt-ws',
+    host: () => 'localhost',
+    make: () => {
+      const base = new MqttBase()
+      base.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: webSocketAgent(server) } } as never)
+      return new MqttWs(base as never)
+    },
+  },
+} as const
 
 function register(transport: keyof typeof TRANSPORTS, registrationId: string, deviceKey: string, payload?: object): Promise<RegistrationResult> {
   const t = TRANSPORTS[transport]
