@@ -1,4 +1,4 @@
-// Hostile HTTP at the raw TLS socket of a real `provisio serve` (issue #12): request smuggling
+// Hostile HTTP at the raw TLS socket of a real `provisio serve`: request smuggling
 // shapes, oversized header blocks and bodies, bad methods, paths and encodings, invalid JSON and
 // schema violations on device and service routes, and a bounded fuzz loop of random request bytes.
 // Every refusal is a DPS error body (errorCode, message with the reason, trackingId), the

@@ -1,5 +1,5 @@
 // What Azure DPS accepts, accepted here too, proven with Microsoft's npm clients over real TLS on
-// loopback (dps-protocol.md errata E2-E4):
+// loopback (docs/protocol.md §13.2-13.4):
 // - enrollment certificates written by azure-iot-provisioning-service as base64 of the PEM text
 //   (what the Azure portal uploads and Microsoft's Node e2e tests send), for a group's
 //   signingCertificates and an individual enrollment's clientCertificates; the devices then

@@ -35,6 +35,7 @@ describe('an Embedded-C-SDK-like device (raw MQTT 3.1.1, token without skn)', ()
   const registrationId = 'embedded-c-device-1'
   const deviceKey = deriveDeviceKey(GROUP_KEY, registrationId)
   let hub: EmbeddedCConnection
+  const granted: number[][] = []
 
   it('provisions through the group with a token sr,sig,se and no skn', async () => {
     const answer = await embeddedCProvision(server, registrationId, deviceKey)
@@ -48,13 +49,13 @@ describe('an Embedded-C-SDK-like device (raw MQTT 3.1.1, token without skn)', ()
     open.push(hub)
     expect(hub.connack.returnCode).toBe(0)
     // The SDK's four subscriptions, each in its own SUBSCRIBE as the samples make them.
-    for (const filter of EMBEDDED_C_HUB_SUBSCRIPTIONS) await hub.subscribe([filter])
+    for (const filter of EMBEDDED_C_HUB_SUBSCRIPTIONS) granted.push(await hub.subscribe([filter]))
   })
 
-  // SUBSCRIPTION ASSERTIONS: which of EMBEDDED_C_HUB_SUBSCRIPTIONS the hub grants (the wildcard C2D
-  // filter `devices/+/messages/devicebound/#` among them) is being changed on another branch; the
-  // assertions on the SUBACK codes go here once that lands.
-  it.todo('the hub grants every Embedded C SDK subscription (devices/+/messages/devicebound/#, $iothub/methods/POST/#, $iothub/twin/res/#, $iothub/twin/PATCH/properties/desired/#)')
+  it('is granted every Embedded C SDK subscription at QoS 1, the wildcard C2D filter among them', () => {
+    expect(EMBEDDED_C_HUB_SUBSCRIPTIONS).toContain('devices/+/messages/devicebound/#')
+    expect(granted).toEqual(EMBEDDED_C_HUB_SUBSCRIPTIONS.map(() => [1]))
+  })
 
   it('GETs its twin: the group\'s initial desired properties', async () => {
     const answer = hub.nextPublish('$iothub/twin/res/')

@@ -18,11 +18,12 @@ const GROUP_KEY = Buffer.alloc(64, 0x3c).toString('base64')
 let server: TestServer
 let restoreTls: () => void
 
-/** Register answers and operation-status polls the server counted for a transport label. */
-function answers(transport: string): { registered200: number; polls: number } {
+/** Register answers and operation-status polls the server counted for a transport. */
+async function answers(transport: string): Promise<{ registered200: number; polls: number }> {
   const label = transport === 'http' ? 'https' : transport
-  const polls = ['200', '202', '429'].reduce((n, status) => n + server.metrics.responses.get([label, 'operationStatus', status]), 0)
-  return { registered200: server.metrics.responses.get([label, 'register', '200']), polls }
+  const get = (operation: string, status: string) => server.metrics.responses.get([label, operation, status])
+  const polls = (await Promise.all(['200', '202', '429'].map((status) => get('operationStatus', status)))).reduce((a, b) => a + b, 0)
+  return { registered200: await get('register', '200'), polls }
 }
 
 beforeAll(async () => {
@@ -45,11 +46,11 @@ afterAll(async () => {
 describe('register answered 200 assigned at once (the default)', () => {
   it.each(PROVISIONING_TRANSPORTS)("Microsoft's %s transport takes it as the end of the flow", async (transport) => {
     const registrationId = `fast-ms-${transport}`
-    const before = answers(transport)
+    const before = await answers(transport)
     const started = Date.now()
     const result = await registerOver(server, transport, new SymmetricKeySecurityClient(registrationId, deriveDeviceKey(GROUP_KEY, registrationId)))
     expect(result).toMatchObject({ assignedHub: server.endpoints.hubs[0]!.hostName, deviceId: registrationId })
-    const after = answers(transport)
+    const after = await answers(transport)
     expect(after.registered200).toBe(before.registered200 + 1)
     expect(after.polls).toBe(before.polls)
     // No Retry-After was waited (it is 3 s by default).

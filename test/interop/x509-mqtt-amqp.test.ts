@@ -1,8 +1,8 @@
-// Proof of issue 8 on the other transports: azure-iot-security-x509 with Microsoft's Mqtt, MqttWs,
+// X.509 attestation on the other transports: azure-iot-security-x509 with Microsoft's Mqtt, MqttWs,
 // Amqp and AmqpWs provisioning transports registers through an individual enrollment and through
 // groups on a root (RSA-2048) and on an intermediate (P-256), all made by openssl; an expired
 // device certificate is refused on each with the reason in the engine's registrationFailed event.
-// The client certificate rides in TLS on every transport (dps-protocol.md §6); the unmodified
+// The client certificate rides in TLS on every transport (docs/protocol.md §6); the unmodified
 // clients are pointed at the test server as in mqtt-symmetric-key / amqp-symmetric-key.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { X509Security } from 'azure-iot-security-x509'

@@ -3,7 +3,7 @@
  * is not on npm: MQTT 3.1.1 over TLS, packets from mqtt-packet (not our codec), and what the SDK's
  * `az_iot_provisioning_client` and `az_iot_hub_client` put on the wire:
  * - SAS tokens `SharedAccessSignature sr=…&sig=…&se=…` in that order and without `skn`
- *   (dps-protocol.md errata E1), `sr` URL-encoded (`%2f` for provisioning, `%2F` for the hub);
+ *   (docs/protocol.md §13.1), `sr` URL-encoded (`%2f` for provisioning, `%2F` for the hub);
  * - provisioning: username `{idScope}/registrations/{regId}/api-version=2021-06-01`, subscribe
  *   `$dps/registrations/res/#`, PUBLISH `$dps/registrations/PUT/iotdps-register/?$rid=…`, poll with
  *   `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=…&operationId=…` after retry-after;

@@ -1,6 +1,6 @@
 /**
  * Test-side plumbing that points Microsoft's unmodified clients at a test server:
- * - the WebSocket transports always dial port 443 (dps-protocol.md §11) but take an agent, so
+ * - the WebSocket transports always dial port 443 (docs/protocol.md §11) but take an agent, so
  *   `webSocketAgent` gives one whose TLS connections go to the server's HTTPS port;
  * - the Amqp transport passes no CA to rhea's `tls.connect`, so `trustCaOnPort` adds the dev CA to
  *   connections to one port (rhea calls `tls.connect(port, host, options, callback)`).

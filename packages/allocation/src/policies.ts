@@ -21,7 +21,7 @@ export interface Candidate {
   readonly excludedBecause?: string
 }
 
-/** 400208: no hub can be assigned (`DPS_HUB_ERROR_NO_HUB`, dps-protocol.md §1.5). */
+/** 400208: no hub can be assigned (`DPS_HUB_ERROR_NO_HUB`, docs/protocol.md §1.5). */
 export function noHub(reason: string): ProvisioError {
   return new ProvisioError('NO_HUB_ASSIGNABLE', reason)
 }
@@ -208,7 +208,7 @@ export function deviceRegionOf(input: AllocationInput): string | undefined {
 /**
  * static: the one hub the enrollment names (`iotHubs` with one entry, or `iotHubHostName`); it
  * must be linked. `applyAllocationPolicy` does not apply: the enrollment chose the hub itself.
- * An enrollment that names no hub (Azure accepts one: dps-protocol.md errata E4) gets the
+ * An enrollment that names no hub (Azure accepts one: docs/protocol.md §13.4) gets the
  * instance's hub when exactly one is linked; with several linked there is no single hub it could
  * mean, and the refusal says so and how to fix it.
  *

@@ -1,7 +1,7 @@
 // eslint-disable-next-line @typescript-eslint/triple-slash-reference -- rhea ships no typings for lib/*.js; every project compiling this source (server, tests) needs these ambient declarations
 /// <reference path="./rhea-internals.d.ts" />
 /**
- * Sans-IO AMQP 1.0 connection of the DPS device dialect (dps-protocol.md §4, §5.3, §11).
+ * Sans-IO AMQP 1.0 connection of the DPS device dialect (docs/protocol.md §4, §5.3, §11).
  *
  * One {@link AmqpDeviceSession} per transport connection (TLS socket or WebSocket): the adapter
  * feeds received bytes to {@link AmqpDeviceSession.push}; the session writes its bytes through
@@ -359,7 +359,7 @@ export class AmqpDeviceSession {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // SASL (AMQP 1.0 §5.3; dps-protocol.md §4, §5.3)
+  // SASL (AMQP 1.0 §5.3; docs/protocol.md §4, §5.3)
 
   #sasl(code: number, p: Performative): void {
     if (code === SASL_INIT) {
@@ -769,7 +769,7 @@ export class AmqpDeviceSession {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // DPS requests (dps-protocol.md §4)
+  // DPS requests (docs/protocol.md §4)
 
   #request(session: Session, link: Link, deliveryId: number, settled: boolean, bytes: Uint8Array): void {
     checkEncoding(bytes, 0, bytes.length)

@@ -1,5 +1,5 @@
 /**
- * The DPS device API over HTTPS (dps-protocol.md §1.1):
+ * The DPS device API over HTTPS (docs/protocol.md §1.1):
  *
  * | route | call |
  * |---|---|

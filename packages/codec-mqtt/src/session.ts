@@ -1,5 +1,5 @@
 /**
- * One device connection speaking the DPS MQTT dialect (dps-protocol.md §3), sans-IO: the
+ * One device connection speaking the DPS MQTT dialect (docs/protocol.md §3), sans-IO: the
  * adapter pushes the bytes it reads, writes the bytes the session hands it, and closes the
  * socket when the session says so. No sockets, no timers: keep-alive and the connect timeout are
  * judged when the adapter calls {@link DpsMqttSession.tick}, against the clock it passed in.
@@ -238,7 +238,7 @@ export class DpsMqttSession extends MqttDialectSession {
 
   #publish(packet: MqttPublishPacket): void {
     if (packet.qos === 2) {
-      // Azure IoT's MQTT endpoints do not serve QoS 2 and close the connection (dps-protocol.md §3: QoS 0 or 1).
+      // Azure IoT's MQTT endpoints do not serve QoS 2 and close the connection (docs/protocol.md §3: QoS 0 or 1).
       return this.connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by DPS')
     }
     const topic = parseDpsRequestTopic(packet.topic)

@@ -1,6 +1,6 @@
 /**
  * ProvisioningClient: registers a device with a DPS-compatible service over any transport, with
- * any attestation, and waits for its assignment (dps-protocol.md §1.3–1.4):
+ * any attestation, and waits for its assignment (docs/protocol.md §1.3–1.4):
  *
  * register → 202 {operationId, status: assigning} → wait retry-after → poll … → 200 assigned.
  *
@@ -76,7 +76,7 @@ export interface RegisterOptions {
   readonly forceRegistration?: boolean
 }
 
-/** The DeviceRegistrationResult of an assigned device (dps-protocol.md §1.3), as the service sent it. */
+/** The DeviceRegistrationResult of an assigned device (docs/protocol.md §1.3), as the service sent it. */
 export interface RegistrationState {
   readonly registrationId: string
   readonly assignedHub: string

@@ -1,5 +1,5 @@
 /**
- * DPS over MQTT 3.1.1 (dps-protocol.md §3) on mqtt.js, over TLS (`mqtts://host:8883`) or WebSocket
+ * DPS over MQTT 3.1.1 (docs/protocol.md §3) on mqtt.js, over TLS (`mqtts://host:8883`) or WebSocket
  * (`wss://host:443/$iothub/websocket`, subprotocol `mqtt`; this is what runs in a browser).
  *
  * CONNECT: clientId = registrationId, username `{idScope}/registrations/{id}/api-version={V}&ClientVersion={UA}`,
@@ -84,7 +84,7 @@ export async function connectMqtt(url: string, options: IClientOptions, signal: 
 /** Opens an MQTT or MQTT-over-WebSocket DPS session. */
 export async function openMqttSession(params: SessionParams, overWebSocket: boolean): Promise<DpsSession> {
   if (params.auth.kind === 'tpm') {
-    throw new DeviceError('UNSUPPORTED', 'TPM attestation is not supported over MQTT by DPS (dps-protocol.md §3); use http, amqp or amqp-ws')
+    throw new DeviceError('UNSUPPORTED', 'TPM attestation is not supported over MQTT by DPS (docs/protocol.md §3); use http, amqp or amqp-ws')
   }
   const where = `${params.host}:${params.port}`
   const url = overWebSocket ? `wss://${params.host}:${params.port}/$iothub/websocket` : `mqtts://${params.host}:${params.port}`

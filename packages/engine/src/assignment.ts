@@ -1,6 +1,6 @@
 /**
  * Running one assignment: allocation, reprovisioning, hub identity, registration record
- * (dps-protocol.md §7 ReprovisionPolicy, §8, §10 item 8; DESIGN.md "The flow").
+ * (docs/protocol.md §7 ReprovisionPolicy, §8, §10 item 8; docs/architecture.md §3).
  *
  * Reprovisioning on a repeat registration of an assigned device:
  *
@@ -204,7 +204,7 @@ async function assign(
     ...(migratedTwin !== undefined ? { migratedTwin } : {}),
   })
   if (moving && previous && previousHub) {
-    // The old identity goes only after the new one exists (issue 4 item 6).
+    // The old identity goes only after the new one exists: a crash between the two leaves the device reachable.
     await ctx.hubGateway.deleteDevice({ hub: target(previousHub), deviceId: previous.deviceId })
   }
 
@@ -249,7 +249,7 @@ async function assign(
 /**
  * Whether the record was written for an earlier enrollment of the same kind and id, one since
  * deleted and created again (its `createdDateTimeUtc` differs): then the new enrollment's devices
- * start afresh, as if no record were there (dps-protocol.md errata E3). Records from before the
+ * start afresh, as if no record were there (docs/protocol.md §13.3). Records from before the
  * stamp was kept, and records of another enrollment, keep their history.
  */
 function leftByEarlierEnrollment(record: RegistrationRecord, enrollment: MatchedEnrollment): boolean {
@@ -295,7 +295,7 @@ async function fail(
     kept = await persist(ctx, instance.idScope, final, leaseOwner, registration, now, mode)
   } catch {
     // The store itself failed: the operation stays `assigning` until its lease expires and a
-    // poll takes it over (DESIGN.md "Storage and scale").
+    // poll takes it over (docs/architecture.md §8).
     return undefined
   }
   if (!kept) return undefined

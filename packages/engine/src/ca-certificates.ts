@@ -1,5 +1,5 @@
 /**
- * CA certificates of an instance and their proof of possession (dps-protocol.md §6, D-pop), the
+ * CA certificates of an instance and their proof of possession (docs/protocol.md §6, D-pop), the
  * engine side of @provisio/protocol's CaCertificateApi:
  *
  * - upload (PUT): the certificate must parse and be a CA (basicConstraints cA); it starts
@@ -28,7 +28,7 @@ import { newEtag } from './ids.js'
 import type { Clock, Random } from './ports.js'
 import type { CaCertificateRecord, Store, WriteCondition } from './store.js'
 
-/** CA certificates per instance (dps-protocol.md §9). */
+/** CA certificates per instance (docs/protocol.md §9). */
 export const MAX_CA_CERTIFICATES = 25
 
 /** Certificate names: what ARM allows for certificate resource names, bounded. */

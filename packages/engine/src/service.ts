@@ -1,5 +1,5 @@
 /**
- * Service API operations (dps-protocol.md §7): individual enrollments and enrollment groups with
+ * Service API operations (docs/protocol.md §7): individual enrollments and enrollment groups with
  * ETags, attestation mechanisms, query with paging, bulk operations, registration states.
  *
  * Rules applied here (beyond the model validators of @provisio/protocol):
@@ -7,7 +7,7 @@
  *   resource) is 412 PRECONDITION_FAILED (RFC 9110 §13.1.1, D-trouble). Every write mints a new
  *   etag; `createdDateTimeUtc` survives replacement, `lastUpdatedDateTimeUtc` moves.
  * - Symmetric keys omitted on PUT are generated (64 random bytes, §7 / D-sym); GET hides keys and
- *   `attestationmechanism` returns them (azure-iot-sdk-java#674).
+ *   `attestationmechanism` returns them (docs/protocol.md §7).
  * - `iotHubs` and `iotHubHostName` must name linked hubs; `custom` needs a webhook definition.
  */
 import { ProvisioError, isProvisioError, normalizeRegistrationId, validateRegistrationId } from '@provisio/protocol'
@@ -44,7 +44,7 @@ import { decodeCertificateText, parseCertificate } from '@provisio/x509'
 /** Options of writes that honour `If-Match` (the codecs' contract, @provisio/protocol api.ts). */
 export type { ConditionalOptions }
 
-/** Bulk operations accept at most this many items (SPEC-svc, dps-protocol.md §9). */
+/** Bulk operations accept at most this many items (SPEC-svc, docs/protocol.md §9). */
 export const BULK_MAX_ITEMS = 10
 
 type Kind = 'individual' | 'group'
@@ -79,7 +79,7 @@ export function writeFailure(result: Exclude<WriteResult, { ok: true }>, what: s
 
 /**
  * Certificates of an X.509 attestation are parsed when the enrollment is written, in any
- * encoding DPS accepts (PEM, base64 of DER, base64 of PEM: dps-protocol.md errata E2), so one
+ * encoding DPS accepts (PEM, base64 of DER, base64 of PEM: docs/protocol.md §13.2), so one
  * that does not parse is a 400 naming the member and the reason, never a stored enrollment whose
  * every device is refused later.
  * @throws ProvisioError VALIDATION_FAILED
@@ -155,7 +155,7 @@ export class ServiceOperations {
     const what = `individual enrollment '${registrationId}' in ID scope ${idScope}`
     const result = await this.ctx.store.deleteEnrollment(idScope, registrationId, this.deleteCondition(options))
     if (!result.ok) throw writeFailure(result, what, 'ENROLLMENT_RECORD_NOT_FOUND')
-    // Like DPS, the enrollment's registration record goes with it (dps-protocol.md errata E3): an
+    // Like DPS, the enrollment's registration record goes with it (docs/protocol.md §13.3): an
     // enrollment created again under this id starts afresh and applies its own initial twin. A
     // record a group wrote for this id is the group's, and stays.
     const record = await this.ctx.store.getRegistration(idScope, registrationId)
@@ -392,7 +392,7 @@ export class ServiceOperations {
       throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy custom needs customAllocationDefinition.webhookUrl`)
     }
     if (input.allocationPolicy === 'static') {
-      // No hub named is fine (errata E4 of dps-protocol.md): register decides (allocateStatic).
+      // No hub named is fine (docs/protocol.md §13.4): register decides (allocateStatic).
       const count = input.iotHubs?.length ?? 0
       if (count > 1) {
         throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy static takes at most one entry in iotHubs, got ${count}`)

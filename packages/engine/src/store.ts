@@ -3,13 +3,13 @@
  * in-memory store here, @provisio/store-sqlite, and later PostgreSQL. Every method is atomic on
  * its own; the few multi-row writes the engine needs are single methods with compare-and-set
  * semantics (begin/finish/take over an operation), so a store needs no transaction API and the
- * SQL stays portable (DESIGN.md "Storage and scale").
+ * SQL stays portable (docs/architecture.md §8).
  *
  * Values handed to and returned by a store are treated as immutable by the engine: it never
  * mutates a record it has read or written, so the in-memory store may keep references.
  *
  * Ids are compared case-insensitively: DPS registration ids are case-insensitive
- * (dps-protocol.md §0, §10 item 1), and so are enrollment group ids here. Stores key rows by
+ * (docs/protocol.md §0, §10 item 1), and so are enrollment group ids here. Stores key rows by
  * `id.toLowerCase()` and keep the spelling of the latest write.
  */
 import type {
@@ -81,10 +81,10 @@ export interface RegistrationRecord {
    * `createdDateTimeUtc` of the enrollment (individual or group) that admitted the device at its
    * last assignment. An enrollment deleted and created again under the same id has a new one, so
    * its devices start afresh (substatus initialAssignment, its own initial twin) instead of
-   * inheriting the history of the enrollment that went before (dps-protocol.md errata E3).
+   * inheriting the history of the enrollment that went before.
    */
   readonly enrollmentCreated?: string
-  /** Last refused attempt of an existing device, with the detailed reason (item 4 of issue 4). */
+  /** Last refused attempt of an existing device, with the detailed reason. */
   readonly lastRefusal?: { readonly atMs: number; readonly errorCode: number; readonly reason: string }
 }
 
@@ -140,7 +140,7 @@ export interface CaCertificateRecord {
 }
 
 /**
- * A TPM challenge issued by a first leg (tpm-verifier.ts, dps-protocol.md §5.2): the HMAC key K
+ * A TPM challenge issued by a first leg (tpm-verifier.ts, docs/protocol.md §5.2): the HMAC key K
  * the activation blob carries, the EK and SRK it was built for, and — once a second leg answered
  * it — the one token it admits. Kept in the store so that both legs of a device may reach
  * different server processes (`--workers`, several instances on PostgreSQL).

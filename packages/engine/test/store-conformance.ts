@@ -1,5 +1,5 @@
 /**
- * The one Store conformance suite (issue 4 item 7): every Store implementation runs it —
+ * The one Store conformance suite (docs/architecture.md §8): every Store implementation runs it —
  * MemoryStore here, @provisio/store-sqlite in its package, PostgreSQL later.
  *
  * Usage: `runStoreConformance('sqlite', async () => ({ store, close }))`.

@@ -63,7 +63,7 @@ function world() {
   return { ...w, register, refusal, group, individual, failures }
 }
 
-describe('X.509 enrollment matching (dps-protocol.md §6)', () => {
+describe('X.509 enrollment matching (docs/protocol.md §6)', () => {
   it('the individual enrollment for the leaf comes first, and pins the thumbprint on the hub', async () => {
     const w = world()
     const leaf = issue('dev-ind', intermediate)
@@ -108,7 +108,7 @@ describe('X.509 enrollment matching (dps-protocol.md §6)', () => {
     expect(w.hubs.device(HUB_A, 'dev-order')?.auth).toEqual({ type: 'certificateAuthority' })
   })
 
-  /** The three encodings DPS accepts for enrollment certificates (dps-protocol.md errata E2). */
+  /** The three encodings DPS accepts for enrollment certificates (docs/protocol.md §13.2). */
   const encodings: [string, (c: Made) => string][] = [
     ['PEM', (c) => c.pem],
     ['base64 of DER', (c) => Buffer.from(c.der).toString('base64')],

@@ -1,7 +1,7 @@
 /**
  * The engine's HubGateway over the IoT Hub registry REST API (api-version 2021-04-12), signed
  * with each linked hub's connection string — the same requests azure-iothub sends, so it works
- * against a real Azure IoT Hub and against our embedded hub alike (DESIGN.md "Hubs").
+ * against a real Azure IoT Hub and against our embedded hub alike (docs/architecture.md §7).
  *
  * Every call is idempotent (an operation taken over after a crash repeats them):
  * create is `PUT /devices/{id}` without If-Match, and on 409 (it exists) the same PUT with

@@ -1,5 +1,5 @@
 /**
- * Shared access signature (SAS) tokens: build, parse, verify (dps-protocol.md §2, §11).
+ * Shared access signature (SAS) tokens: build, parse, verify (docs/protocol.md §2, §11).
  *
  * ```
  * SharedAccessSignature sr=<resource>&sig=<urlenc(base64 HMAC)>&se=<unix seconds>[&skn=<key name>]
@@ -7,7 +7,7 @@
  *
  * Three kinds share this shape:
  * - device registration tokens: `sr={idScope}/registrations/{registrationId}`, `skn=registration`
- *   or no `skn` (the Embedded C SDK; dps-protocol.md errata E1), signed with the device key (symmetric key) or the TPM-held identity key (§2.1);
+ *   or no `skn` (the Embedded C SDK; docs/protocol.md §13.1), signed with the device key (symmetric key) or the TPM-held identity key (§2.1);
  * - service tokens: `sr={dps or hub host}`, `skn={policy}`, signed with the policy key (§2.3);
  *   the caller checks the policy's permissions;
  * - hub device tokens: `sr={hub}/devices/{deviceId}` URL-encoded, no `skn` (azure-iot-device).
@@ -33,7 +33,7 @@ import { base64Decode, createHmacSha256Key, hmacSha256Base64, type HmacSha256Key
 import { ProvisioError } from './errors.js'
 import { encodeUriComponentStrict, percentDecode } from './percent.js'
 
-/** The `skn` of a DPS device token when it carries one (dps-protocol.md §2.1; errata E1: it may not). */
+/** The `skn` of a DPS device token when it carries one (docs/protocol.md §2.1: it may not). */
 export const DEVICE_SAS_KEY_NAME = 'registration'
 /** Default tolerance for clocks that run behind or ahead (D-access warns about drift). */
 export const SAS_DEFAULT_CLOCK_SKEW_SECONDS = 300
@@ -261,7 +261,7 @@ export interface VerifySasOptions {
    * With a string `keyName`: also accept a token that carries no `skn` at all, while a present
    * `skn` must still equal `keyName`. DPS device tokens need it: the Embedded C SDK
    * (`az_iot_provisioning_client`) signs `sr=…&sig=…&se=…` with no key name, and Azure DPS
-   * admits it (dps-protocol.md §2.1).
+   * admits it (docs/protocol.md §2.1).
    */
   readonly keyNameOptional?: boolean
   /**
@@ -273,7 +273,7 @@ export interface VerifySasOptions {
   readonly resourceMatch?: 'exact' | 'segmentPrefix'
   /**
    * Also accept a signature made over another encoding of the same `sr` (decoded, `%2F`-encoded,
-   * `%2f`-encoded): the server-side leniency dps-protocol.md §2.1 infers. Off by default: every
+   * `%2f`-encoded): the server-side leniency docs/protocol.md §2.1 infers. Off by default: every
    * SDK we know signs the `sr` it sends. Costs up to three extra HMACs per key on failure only.
    */
   readonly lenientSrEncoding?: boolean
@@ -345,7 +345,7 @@ function resourceMatches(actual: string, expected: string, mode: 'exact' | 'segm
   return equalsIgnoreAsciiCase(actual, expected, n)
 }
 
-/** Other spellings of `sr` a lenient server tries (dps-protocol.md §2.1), minus the one sent. */
+/** Other spellings of `sr` a lenient server tries (docs/protocol.md §2.1), minus the one sent. */
 function srVariants(token: ParsedSasToken): string[] {
   const decoded = token.resourceDecoded
   let upper: string
@@ -377,7 +377,7 @@ function verifyAgainst(key: HmacSha256Key, token: ParsedSasToken, lenient: boole
 }
 
 /**
- * Verifies a parsed token: key name, then the HMAC over `sr` as sent (dps-protocol.md §2.1),
+ * Verifies a parsed token: key name, then the HMAC over `sr` as sent (docs/protocol.md §2.1),
  * then the decoded resource, then expiry with clock skew. Never throws on a bad token.
  *
  * @returns `{ ok: true, keyIndex }`, or `{ ok: false, error }` with SAS_WRONG_KEY_NAME,

@@ -1,4 +1,4 @@
-// Table-driven tests of the DPS model validators (dps-protocol.md §1, §7, §8): each valid fixture
+// Table-driven tests of the DPS model validators (docs/protocol.md §1, §7, §8): each valid fixture
 // checks the typed value (defaults applied, unknown members dropped), each invalid fixture the
 // JSON path and the rule named by the error.
 import { describe, expect, it } from 'vitest'
@@ -144,7 +144,7 @@ describe('validateIndividualEnrollment', () => {
     expect(custom.customAllocationDefinition?.apiVersion).toBe('2021-10-01')
     const stat = validateIndividualEnrollment({ ...base, allocationPolicy: 'Static', iotHubs: ['h.example'], iotHubHostName: 'H.example' })
     expect(stat.allocationPolicy).toBe('static')
-    // Azure accepts static with no hub named (dps-protocol.md errata E4), for groups too.
+    // Azure accepts static with no hub named (docs/protocol.md §13.4), for groups too.
     expect(validateIndividualEnrollment({ ...base, allocationPolicy: 'static' }).allocationPolicy).toBe('static')
     expect(validateIndividualEnrollment({ ...base, allocationPolicy: 'static', iotHubs: [] }).iotHubs).toEqual([])
     expect(validateEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }).allocationPolicy).toBe('static')

@@ -1,4 +1,4 @@
-// SAS tokens exactly as Microsoft's Node SDKs emit them (dps-protocol.md §2, §11), verified by
+// SAS tokens exactly as Microsoft's Node SDKs emit them (docs/protocol.md §2, §11), verified by
 // our code; every rejection with its own code; properties over random ids, keys and garbage.
 import { createHmac, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -373,7 +373,7 @@ describe('field order and encodings', () => {
     expectOk(parseAndVerifySasToken(`${t}&foo=bar`, deviceOptions()))
   })
 
-  it('lenientSrEncoding accepts a signature made over another spelling of sr (dps-protocol.md §2.1)', () => {
+  it('lenientSrEncoding accepts a signature made over another spelling of sr (docs/protocol.md §2.1)', () => {
     // Signed over the raw resource, but sent %2F-encoded: only the lenient mode accepts it.
     const raw = buildSasToken({ resource: deviceRegistrationResource(ID_SCOPE, REG_ID), key: DEVICE_KEY, expiresAt: NOW + 60, keyName: 'registration', encodeResource: 'raw' })
     const mismatched = raw.replace(`sr=${ID_SCOPE}/registrations/`, `sr=${ID_SCOPE}%2Fregistrations%2F`)

@@ -1,5 +1,5 @@
 /**
- * Node adapter of the AMQP codec (dps-protocol.md §4): a TLS listener (default port 5671) and the
+ * Node adapter of the AMQP codec (docs/protocol.md §4): a TLS listener (default port 5671) and the
  * `AMQPWSB10` WebSocket handler on the HTTPS port. Each connection gets one sans-IO
  * AmqpDeviceSession; this file only moves bytes, carries the TLS client chain, logs close
  * reasons and bounds idle connections.

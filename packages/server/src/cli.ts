@@ -146,7 +146,7 @@ async function telemetryCommand(values: TelemetryOptions): Promise<number> {
 }
 // ---- end provisio telemetry ----
 
-// ---- provisio pki (X.509 test PKI, dps-protocol.md §6) ----
+// ---- provisio pki (X.509 test PKI, docs/protocol.md §6) ----
 const PKI_KINDS = ['root', 'intermediate', 'device', 'verification'] as const
 
 const PKI_HELP = [

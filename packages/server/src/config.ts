@@ -13,7 +13,7 @@ import { DEFAULT_CORS_ORIGINS, normaliseOrigin } from './origins.js'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
-/** An embedded hub and how DPS allocates to it (DESIGN.md "Hubs"). */
+/** An embedded hub and how DPS allocates to it (docs/architecture.md §7). */
 export interface HubConfig {
   readonly hostName: string
   /** Weight for hashed allocation, 1-1000 (default 1). */

@@ -3,7 +3,7 @@
  * to the sans-IO handler and writes the answer. No routing or policy lives here.
  *
  * TLS: 1.2 and up; client certificates are requested but never rejected by TLS itself — X.509
- * devices are judged by the verifier, which can explain a refusal (DESIGN.md "Ports, hosts, TLS").
+ * devices are judged by the verifier, which can explain a refusal (docs/architecture.md §9).
  */
 import { createServer, type Server } from 'node:https'
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -100,7 +100,7 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
           res.destroy()
           return
         }
-        options.log.error('http adapter failure', { error: (error as Error).message })
+        options.log.error('http adapter failure', { error })
         if (!res.headersSent) {
           res.writeHead(500)
           res.end()
@@ -151,12 +151,9 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
     write(res, await ops)
     return
   }
-  const page = options.emulator?.answer(method, path, req.headers)
-  if (page !== undefined) {
+  if (options.emulator?.owns(path)) {
     req.resume()
-    const body = typeof page.body === 'string' ? Buffer.from(page.body, 'utf8') : page.body
-    res.writeHead(page.status, { ...page.headers, 'content-length': String(body.length) })
-    res.end(method === 'HEAD' || page.status === 304 ? undefined : body)
+    await options.emulator.serve(req, res, path)
     return
   }
   const body = await readBody(req, options.maxBodyBytes)

@@ -1,5 +1,5 @@
 /**
- * Node adapter of the MQTT codecs (dps-protocol.md §3): a TLS listener (default port 8883) and the
+ * Node adapter of the MQTT codecs (docs/protocol.md §3): a TLS listener (default port 8883) and the
  * `mqtt` WebSocket handler on the HTTPS port (`/$iothub/websocket`). Each connection gets a
  * router that reads the CONNECT and hands the connection to a sans-IO DpsMqttSession or, when the
  * username names an embedded hub, a HubMqttSession; this file only moves bytes, carries the TLS
@@ -43,8 +43,10 @@ export interface MqttHubOptions {
   readonly isHub: (hostName: string) => boolean
   /** Subscribes to desired-property changes of every embedded hub; returns the unsubscribe. */
   readonly onDesiredChange: (listener: (change: DesiredChange) => void) => () => void
-  /** Sees every hub session event (metrics). */
-  readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent) => void
+  /** Sees each desired-property change pushed to a connected device, and whether it was delivered (metrics). */
+  readonly onDesiredPushed?: (delivered: boolean) => void
+  /** Sees every hub session event (metrics); `closed` settles when the event's connection closes. */
+  readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent, closed: Promise<void>) => void
   /** Subscribes to identities disabled or deleted on every embedded hub; returns the unsubscribe. */
   readonly onIdentityRevoked?: (listener: (event: IdentityRevoked) => void) => () => void
   readonly limits?: Partial<HubMqttLimits>
@@ -135,6 +137,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     const session = byClient.get(hubClientKey(change.hostName, change.deviceId)) as HubMqttSession | undefined
     const message = desiredPushMessage(change.patch, change.version)
     const sent = session !== undefined ? session.deliver(message) : (hub.sessions?.offer(change.hostName, change.deviceId, message) ?? false)
+    if (session !== undefined) hub.onDesiredPushed?.(sent)
     if (session !== undefined || sent) log.debug('hub desired properties pushed', { hub: change.hostName, deviceId: change.deviceId, version: change.version, delivered: sent, connected: session !== undefined })
   })
 
@@ -163,8 +166,8 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     }
   }
 
-  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
-    hub?.onEvent?.(transport, event)
+  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, closed: Promise<void>, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
+    hub?.onEvent?.(transport, event, closed)
     switch (event.type) {
       case 'connected':
         connected(event.hostName, event.deviceId)
@@ -228,7 +231,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
             ...(hub.sessions === undefined ? {} : { sessions: hub.sessions }),
             write: c.write,
             close,
-            onEvent: onHubEvent(c.transport, c.remote, (hostName, deviceId) => byClient.claim(hubClientKey(hostName, deviceId), session, c.closed)),
+            onEvent: onHubEvent(c.transport, c.remote, c.closed, (hostName, deviceId) => byClient.claim(hubClientKey(hostName, deviceId), session, c.closed)),
           })
           return session
         }

@@ -288,7 +288,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     })),
     accessPolicies: state.servicePolicies.map((p) => ({ ...p, permissions: SERVICE_PERMISSIONS })),
   }
-  // Attestation beyond symmetric keys (built into the engine): X.509 (dps-protocol.md §6; the
+  // Attestation beyond symmetric keys (built into the engine): X.509 (docs/protocol.md §6; the
   // transports hand the TLS client chain over as evidence) and TPM (§5: challenge over HTTP 401 or
   // AMQP SASL TPM, hub key delivered as a fresh activation blob).
   const x509Verifier = createX509Verifier()
@@ -343,7 +343,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     if (e.stage === 'assignment') metrics.registrations.inc(['failed'])
     log.warn('registration refused', { idScope: e.idScope, registrationId: e.registrationId, stage: e.stage, errorCode: e.errorCode, reason: e.reason })
   })
-  engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: String(e.error) }))
+  engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: e.error }))
 
   const startedAt = Date.now()
   let draining = false
@@ -357,7 +357,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     if (path === '/metrics') {
       const headers = { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }
       const render = options.metricsText
-      return render === undefined ? { status: 200, headers, body: metrics.render() } : render().then((body) => ({ status: 200, headers, body }))
+      return (render ?? (() => metrics.render()))().then((body) => ({ status: 200, headers, body }))
     }
     return undefined
   }
@@ -395,7 +395,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // other origins than this server and corsOrigins are refused.
   const websockets = new WebSocketRouter(https, log, origins)
 
-  // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
+  // ---- AMQP (docs/protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
   const amqp = createAmqpTransport({
     key: tls.key,
     cert: tls.cert,
@@ -409,7 +409,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   websockets.register('AMQPWSB10', counted('amqp-ws', amqp.websocket))
   // ---- end AMQP ----
 
-  // ---- MQTT (dps-protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
+  // ---- MQTT (docs/protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
   const mqtt = createMqttTransport({
     key: tls.key,
     cert: tls.cert,
@@ -424,13 +424,17 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       onDesiredChange: (listener) => hubEvents.onDesiredChange(listener),
       // Sessions of clean-session-0 devices, in memory per process (@provisio/hub README).
       sessions: new MemoryHubSessions(),
-      onEvent: (transport, event) => {
-        if (event.type === 'connected') metrics.hubConnections.inc([transport, 'accepted'])
+      onEvent: (transport, event, closed) => {
+        if (event.type === 'connected') {
+          metrics.hubConnections.inc([transport, 'accepted'])
+          metrics.trackHubDevice(transport, closed)
+        }
         else if (event.type === 'refused') metrics.hubConnections.inc([transport, `refused_${event.returnCode}`])
         else if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
         else if (event.type === 'twin') metrics.hubTwin.inc([transport, event.operation, String(event.status)])
       },
       onIdentityRevoked: (listener) => hubEvents.onIdentityRevoked(listener),
+      onDesiredPushed: (delivered) => metrics.hubDesiredPushes.inc([delivered ? 'sent' : 'not_sent']),
     },
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     limits: { connectTimeoutMs: config.connectTimeoutMs },
@@ -440,11 +444,11 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
 
   // Open connections per listener, from the TCP accept (before TLS), for /metrics.
   for (const [listener, server] of [['https', https], ['amqps', amqp.server], ['mqtts', mqtt.server]] as const) {
-    metrics.connections.add([listener], 0)
+    metrics.connections.inc([listener], 0)
     server.on('connection', (socket: Socket) => metrics.track(listener, socket))
   }
   function counted(listener: string, handler: WebSocketHandler): WebSocketHandler {
-    metrics.connections.add([listener], 0)
+    metrics.connections.inc([listener], 0)
     return (connection) => {
       metrics.track(listener, connection.socket)
       handler(connection)

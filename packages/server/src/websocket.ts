@@ -1,6 +1,6 @@
 /**
  * WebSocket upgrades on the HTTPS listener at `/$iothub/websocket`, as DPS and IoT Hub serve
- * MQTT and AMQP over WebSockets (dps-protocol.md §3, §4). The upgrade is routed by subprotocol:
+ * MQTT and AMQP over WebSockets (docs/protocol.md §3, §4). The upgrade is routed by subprotocol:
  * each transport registers a handler for its name (`mqtt`, `AMQPWSB10`), and the handler adapts
  * the WebSocket to its sans-IO session. No routing beyond that lives here.
  */

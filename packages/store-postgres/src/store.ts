@@ -1,5 +1,5 @@
 /**
- * The engine's Store on PostgreSQL (DESIGN.md "Storage and scale": several `provisio serve`
+ * The engine's Store on PostgreSQL (docs/architecture.md §8: several `provisio serve`
  * instances on one database).
  *
  * Same semantics as the memory and SQLite stores (the shared conformance suite checks them);
@@ -62,7 +62,7 @@ export interface PostgresStoreOptions {
 
 const OK: WriteResult = { ok: true }
 
-/** Registration ids, group ids and CA names are ASCII (dps-protocol.md §0): ASCII lower-casing is the key. */
+/** Registration ids, group ids and CA names are ASCII (docs/protocol.md §0): ASCII lower-casing is the key. */
 function keyOf(id: string): string {
   return id.toLowerCase()
 }

@@ -1,6 +1,6 @@
 /**
  * @provisio/store-sqlite — the engine's Store on SQLite (better-sqlite3), the embedded default
- * of `provisio serve` (DESIGN.md "Storage and scale").
+ * of `provisio serve` (docs/architecture.md §8).
  *
  * - WAL journal, `synchronous=NORMAL` by default (durable across process crashes; an OS crash may
  *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes
@@ -384,7 +384,7 @@ export const MIGRATIONS: readonly Migration[] = [
 
 const OK: WriteResult = { ok: true }
 
-/** Registration ids and group ids are ASCII (dps-protocol.md §0), so ASCII lower-casing is the key. */
+/** Registration ids and group ids are ASCII (docs/protocol.md §0), so ASCII lower-casing is the key. */
 function keyOf(id: string): string {
   return id.toLowerCase()
 }

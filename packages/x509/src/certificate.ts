@@ -126,7 +126,7 @@ function bytesOf(view: ArrayBuffer | Uint8Array): Uint8Array {
 
 /**
  * Decodes certificate text in each encoding DPS accepts in `X509CertificateWithInfo.certificate`
- * and CA certificates (§7, errata E2 of dps-protocol.md): PEM (one or more blocks), base64 of
+ * and CA certificates (§7, docs/protocol.md §13.2): PEM (one or more blocks), base64 of
  * DER, and base64 of the PEM text (what the Azure portal uploads and Microsoft's Node e2e tests
  * send). Returns the DER of each certificate.
  *

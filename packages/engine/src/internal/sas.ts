@@ -1,9 +1,9 @@
 /**
- * The SAS pieces the engine uses (dps-protocol.md §2), over @provisio/protocol's token parser and
+ * The SAS pieces the engine uses (docs/protocol.md §2), over @provisio/protocol's token parser and
  * verifier and @provisio/crypto's prepared HMAC keys:
  *
- * - device tokens: `skn=registration` or no `skn` at all (the Embedded C SDK signs none; errata
- *   E1 of dps-protocol.md), resource `{idScope}/registrations/{registrationId}`,
+ * - device tokens: `skn=registration` or no `skn` at all (the Embedded C SDK signs none;
+ *   docs/protocol.md §13.1), resource `{idScope}/registrations/{registrationId}`,
  *   verified over `sr` as sent, with the lenient `sr` spellings of §2.1 tried on failure;
  * - group key derivation (§2.2) with the group key's HMAC schedule computed once;
  * - service tokens (§2.3): `sr` = the instance's service host (segment-prefix match), `skn` = a

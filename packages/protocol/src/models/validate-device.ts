@@ -1,5 +1,5 @@
 /**
- * Runtime validators of the device-API models (dps-protocol.md §1.2, §1.3). Same conventions as
+ * Runtime validators of the device-API models (docs/protocol.md §1.2, §1.3). Same conventions as
  * `validate-service.ts`. The server uses {@link validateDeviceRegistration} on request bodies; the
  * device SDK uses the result validators on responses.
  */

@@ -1,5 +1,5 @@
 /**
- * Runtime validators of the service-API models (dps-protocol.md §7).
+ * Runtime validators of the service-API models (docs/protocol.md §7).
  *
  * Each `validateX(json, {path})` takes parsed JSON (`unknown`) and returns the typed value with
  * DPS's defaults applied, or throws a `ProvisioError` (`VALIDATION_FAILED`) whose message and
@@ -566,7 +566,7 @@ function readCommon(o: Obj, path: string): EnrollmentCommon {
     })
   }
   // Cross-member rules (§7): custom needs its webhook; static names at most one hub. Static with
-  // no hub named is accepted as Azure accepts it (errata E4); register then uses the instance's
+  // no hub named is accepted as Azure accepts it (docs/protocol.md §13.4); register then uses the instance's
   // one linked hub, or refuses saying why when it links several (@provisio/allocation allocateStatic).
   if (out.allocationPolicy === 'custom' && out.customAllocationDefinition === undefined) {
     throw validationFailed(child(path, 'customAllocationDefinition'), 'is required when allocationPolicy is custom')
