@@ -81,6 +81,9 @@ export async function connectMqtt(url: string, options: IClientOptions, signal: 
   return client
 }
 
+/** Longest wait for a graceful MQTT DISCONNECT before the connection is cut. */
+const CLOSE_TIMEOUT_MS = 2000
+
 /** Opens an MQTT or MQTT-over-WebSocket DPS session. */
 export async function openMqttSession(params: SessionParams, overWebSocket: boolean): Promise<DpsSession> {
   if (params.auth.kind === 'tpm') {
@@ -147,7 +150,19 @@ export async function openMqttSession(params: SessionParams, overWebSocket: bool
       return request((rid) => ({ kind: 'operationStatus', rid, operationId }), ' ', 'operation status')
     },
     close() {
-      return new Promise<void>((resolve) => client.end(false, {}, () => resolve()))
+      return new Promise<void>((resolve) => {
+        // mqtt.js's graceful end waits for every unacknowledged PUBLISH; on a connection that is
+        // gone (a server killed mid-request) they never are. Such a connection is ended at once,
+        // and a graceful end that takes longer than CLOSE_TIMEOUT_MS is cut.
+        const timer = setTimeout(() => {
+          client.stream?.destroy()
+          resolve()
+        }, CLOSE_TIMEOUT_MS)
+        client.end(closedError !== undefined || !client.connected, {}, () => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
     },
   }
 }

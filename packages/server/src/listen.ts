@@ -1,4 +1,5 @@
-import type { Server } from 'node:net'
+import type { Server, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { TlsOptions } from 'node:tls'
 
 /**
@@ -40,4 +41,76 @@ export function listenOn(server: Server, port: number, host: string, what: { rea
       resolve()
     })
   })
+}
+
+/** How long a refused connection may take to read its answer and close before it is destroyed. */
+export const REFUSAL_LINGER_MS = 2000
+
+/**
+ * Ends a connection the server refuses, whatever the peer does next: writes `answer` (an HTTP
+ * refusal, a CONNACK, a close frame), half-closes, and reads and drops whatever the peer still
+ * sends. Input left unread would keep the socket from ever ending (Node hands an upgraded or
+ * paused socket over with reading stopped), and closing a socket with unread input makes the
+ * kernel send a reset that can overtake the answer. The socket is destroyed once both sides
+ * have ended, or after `lingerMs` at the latest (a peer that neither reads nor closes).
+ * Whoever was reading the socket (the HTTP parser) is detached first: nothing after a refusal
+ * is parsed.
+ */
+export function refuseConnection(socket: Duplex, answer?: string | Uint8Array, lingerMs = REFUSAL_LINGER_MS): void {
+  if (socket.destroyed) return
+  if (refused.has(socket)) return
+  refused.add(socket)
+  const timer = setTimeout(() => socket.destroy(), lingerMs)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+  socket.removeAllListeners('data')
+  socket.on('data', () => undefined)
+  // With both sides ended the stream destroys itself (autoDestroy); an error ends it at once.
+  socket.on('error', () => socket.destroy())
+  socket.resume()
+  if (socket.writableEnded) return
+  if (answer === undefined) socket.end()
+  else socket.end(answer)
+}
+
+/** Whether {@link refuseConnection} took `socket` (later refusals and requests on it are ignored). */
+export function isRefused(socket: Duplex): boolean {
+  return refused.has(socket)
+}
+
+const refused = new WeakSet<Duplex>()
+
+/**
+ * Every connection a listener holds, from the TCP accept on: before and during the TLS handshake,
+ * while HTTP parses it, after a WebSocket upgrade or a refusal. Graceful shutdown destroys what is
+ * left once its deadline passed (Node's `closeAllConnections` knows only the sockets its HTTP
+ * parser still holds, so an upgraded or refused one would keep the listener, and the process, open).
+ */
+export class ConnectionSet {
+  readonly #sockets = new Set<Duplex>()
+
+  /** Holds every socket `server` accepts (and, for TLS servers, the TLS socket over it) until it closes. */
+  watch(server: Server): void {
+    server.on('connection', (socket: Socket) => this.add(socket))
+    server.on('secureConnection', (socket: Duplex) => this.add(socket))
+  }
+
+  add(socket: Duplex): void {
+    if (socket.destroyed) return
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+  }
+
+  /** Connections open now. */
+  get size(): number {
+    return this.#sockets.size
+  }
+
+  /** Destroys every connection; returns how many there were. */
+  destroyAll(): number {
+    const n = this.#sockets.size
+    for (const socket of [...this.#sockets]) socket.destroy()
+    this.#sockets.clear()
+    return n
+  }
 }

@@ -33,7 +33,7 @@ import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
 import { HubEventRelay } from './hub-events.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
-import { listenOn } from './listen.js'
+import { ConnectionSet, listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { createEmulatorSite, findEmulatorDist } from './emulator.js'
@@ -60,6 +60,8 @@ export interface Endpoints {
   readonly hubs: readonly { readonly hostName: string; readonly connectionString: string }[]
   /** URL of the browser device emulator, when its build is served (/emulator/). */
   readonly emulator?: string
+  /** The rate limits devices meet (0: none), so load generators can say what they ran under. */
+  readonly rateLimits: { readonly registrationsPerMinute: number; readonly pollsPer10Seconds: number }
 }
 
 export interface RunningServer {
@@ -213,6 +215,7 @@ export function endpointsFor(config: ServeConfig, setup: Pick<ServeSetup, 'state
     caCertificate: setup.tls.caPath,
     ports,
     hubs: setup.hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    rateLimits: { registrationsPerMinute: config.registrationsPerMinute, pollsPer10Seconds: config.pollsPer10Seconds },
     ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${ports.https}/emulator/` } : {}),
   }
 }
@@ -442,10 +445,13 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   websockets.register('mqtt', counted('mqtt-ws', mqtt.websocket))
   // ---- end MQTT ----
 
-  // Open connections per listener, from the TCP accept (before TLS), for /metrics.
+  // Open connections per listener, from the TCP accept (before TLS), for /metrics; and every one
+  // of them held for shutdown, which destroys what is left at its deadline.
+  const connections = new ConnectionSet()
   for (const [listener, server] of [['https', https], ['amqps', amqp.server], ['mqtts', mqtt.server]] as const) {
     metrics.connections.inc([listener], 0)
     server.on('connection', (socket: Socket) => metrics.track(listener, socket))
+    connections.watch(server)
   }
   function counted(listener: string, handler: WebSocketHandler): WebSocketHandler {
     metrics.connections.inc([listener], 0)
@@ -482,32 +488,32 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     state,
     /**
      * Graceful shutdown: stop accepting connections, let in-flight requests finish (idle
-     * keep-alive connections are closed at once), force the rest after `graceMs`, wait for
-     * running assignments (bounded by `graceMs` again), then close the database.
+     * keep-alive connections are closed at once), and at `graceMs` destroy every connection
+     * still open on any listener, whatever its peer does (upgraded, refused, mid-handshake or
+     * silent ones included); then wait for running assignments (bounded by `graceMs` again) and
+     * close the database.
      */
     async close(graceMs = 10_000) {
       if (closed) return
       closed = true
       draining = true
+      let forced = 0
+      const force = setTimeout(() => {
+        https.closeAllConnections()
+        websockets.closeAll()
+        forced = connections.destroyAll()
+      }, graceMs)
+      force.unref()
       const amqpClosed = amqp.close(graceMs)
       const mqttClosed = mqtt.close(graceMs)
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          https.closeAllConnections()
-          websockets.closeAll()
-        }, graceMs)
-        force.unref()
-        https.close(() => {
-          clearTimeout(force)
-          resolve()
-        })
-        https.closeIdleConnections()
-      })
+      const httpsClosed = new Promise<void>((resolve) => https.close(() => resolve()))
+      https.closeIdleConnections()
+      await Promise.all([httpsClosed, amqpClosed, mqttClosed])
+      clearTimeout(force)
+      if (forced > 0) log.info('connections still open at the shutdown deadline were destroyed', { connections: forced, graceMs })
       // Assignments answered with 202 may still be running: let them finish (bounded) before the
       // store closes, so none is left half-done.
       await Promise.race([engine.drain(), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
-      await amqpClosed
-      await mqttClosed
       await closeStores()
       log.info('stopped')
     },
