@@ -101,7 +101,7 @@ describe('provisio serve', () => {
 })
 
 describe('provisio --help, -h, help <command>, --version', () => {
-  const commands = ['serve', 'sas', 'pki', 'telemetry', 'simulate']
+  const commands = ['serve', 'sas', 'pki', 'telemetry', 'policies', 'simulate']
 
   it.each(commands)('%s answers --help, -h and `provisio help <command>` with its options and exit code 0', (command) => {
     const outputs = [run([command, '--help']), run([command, '-h']), run(['help', command])]
@@ -177,6 +177,7 @@ describe('provisio usage errors', () => {
     [['sas', '--bogus']],
     [['pki', 'root', '--bogus']],
     [['telemetry', '--bogus']],
+    [['policies', 'list', '--bogus']],
     [['simulate', '--bogus']],
   ])('refuses the unknown option of %j with exit code 2 and the usage of the command', (args) => {
     const r = run(args)

@@ -2,21 +2,15 @@
  * DPS instances hosted by one engine: each is an ID scope with its linked hubs, default
  * allocation policy and service access policies (docs/protocol.md §0, §2.3, §7; docs/architecture.md §7).
  */
-import { ProvisioError } from '@provisio/protocol'
+import { DPS_RIGHTS, ProvisioError } from '@provisio/protocol'
 import type { AllocationPolicy, ServicePermission } from '@provisio/protocol'
 import type { FaultProfile } from './faults.js'
 
 /** Permissions of a service access policy (docs/protocol.md §2.3, D-access; protocol api.ts). */
 export type { ServicePermission }
 
-/** All permissions, in D-access order. */
-export const SERVICE_PERMISSIONS: readonly ServicePermission[] = [
-  'ServiceConfig',
-  'EnrollmentRead',
-  'EnrollmentWrite',
-  'RegistrationStatusRead',
-  'RegistrationStatusWrite',
-]
+/** All permissions, in the order Azure lists them (protocol access.ts). */
+export const SERVICE_PERMISSIONS: readonly ServicePermission[] = DPS_RIGHTS
 
 /** A shared access policy of the service API (`provisioningserviceowner` by default in Azure). */
 export interface ServiceAccessPolicy {

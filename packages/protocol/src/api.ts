@@ -93,6 +93,7 @@ export type ServicePermission =
   | 'EnrollmentWrite'
   | 'RegistrationStatusRead'
   | 'RegistrationStatusWrite'
+  | 'DeviceConnect'
 
 /** Who a service token belongs to. */
 export interface ServiceAuthorization {

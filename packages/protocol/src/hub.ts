@@ -240,8 +240,8 @@ export interface BulkDeviceOutcome {
 // ---------------------------------------------------------------------------------------------
 // The registry API (what the HTTP codec calls for /devices and /twins)
 
-/** Permissions of hub shared access policies that the registry API checks. */
-export type HubPermission = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect'
+/** Rights of hub shared access policies (access.ts has the table of the default policies). */
+export type HubPermission = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect' | 'DeviceConnect'
 
 /** One device-to-cloud message the embedded hub kept (GET /devices/{id}/messages/events). */
 export interface HubTelemetryMessage {

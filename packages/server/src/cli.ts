@@ -6,6 +6,7 @@
  *   provisio sas [options]     print a device SAS token (for curl and scripts)
  *   provisio pki <kind> [...]  make test certificates for X.509 attestation (pki-tools.ts)
  *   provisio telemetry [...]   print the telemetry an embedded hub kept for a device (JSON lines)
+ *   provisio policies [...]    shared access policies and their keys (policies.ts)
  *   provisio simulate [...]    register N devices through @provisio/device and summarise (simulate.ts)
  *   provisio help [command]    the commands, or one command's options (also `--help`, `-h`)
  *
@@ -26,6 +27,7 @@ import type { Engine } from '@provisio/engine'
 import { startServer, type Endpoints } from './serve.js'
 import { issuePkiCertificate, type PkiKeyType, type PkiKind } from './pki-tools.js'
 import { SimulateUsageError, defineSimulateOptions, runSimulate } from './simulate.js'
+import { PoliciesError, runPolicies } from './policies.js'
 import { isServeWorker, runPrimary, runWorker } from './cluster.js'
 import { STATE_FILE } from './state.js'
 
@@ -198,6 +200,8 @@ export function describeEndpoints(e: Endpoints, workers = 1): string {
     `  ID scope                   ${e.idScope}`,
     `  Service connection string  ${e.serviceConnectionString}`,
     ...e.hubs.map((h) => `  Hub ${h.hostName.padEnd(23)}${h.connectionString}`),
+    `  Service policies           ${e.servicePolicies.map((p) => `${p.name} (${p.rights.join(', ')})`).join('; ')}`,
+    ...e.hubs.map((h) => `  Hub policies               ${h.policies.map((p) => p.name).join(', ')} (provisio policies list shows their connection strings)`),
     `  CA certificate             ${e.caCertificate}`,
     ...(e.emulator === undefined ? [] : [`  Browser device emulator    ${e.emulator}`]),
     ...(workers > 1 ? [`  Workers                    ${workers} processes sharing the ports`] : []),
@@ -338,6 +342,24 @@ function buildProgram(result: { code: number }): Command {
       result.code = await telemetryCommand(opts)
     })
 
+  program
+    .command('policies')
+    .description('shared access policies of the DPS instance and the hubs: list, add, rights, remove, regenerate keys')
+    .addArgument(new Argument('[action]', 'list | add | rights | remove | regenerate').choices(['list', 'add', 'rights', 'remove', 'regenerate']).default('list'))
+    .argument('[name]', 'the policy (every action but list)')
+    .option('--hub <host>', "an embedded hub's policies instead of the DPS instance's")
+    .option('--rights <list>', 'rights, comma-separated (add, rights)')
+    .option('--key <which>', 'primary | secondary (regenerate)')
+    .option('--host <host>', 'DPS host name in the connection strings list prints (default localhost)')
+    .option('--data-dir <dir>', `the data directory (default ./${DEFAULT_CONFIG.dataDir})`)
+    .addHelpText('after', '\nPolicies live in <data-dir>/state.json; a running server picks up the change without a restart.')
+    .action((action: string, name: string | undefined, opts: { hub?: string; rights?: string; key?: string; host?: string; dataDir?: string }) => {
+      const { dataDir, ...rest } = opts
+      const lines = runPolicies({ ...rest, action, ...(name === undefined ? {} : { name }), dataDir: resolve(dataDir ?? DEFAULT_CONFIG.dataDir) })
+      process.stdout.write(lines.join('\n') + '\n')
+      result.code = 0
+    })
+
   defineSimulateOptions(program.command('simulate')).action(async (opts: Parameters<typeof runSimulate>[0]) => {
     result.code = await runSimulate(opts)
   })
@@ -422,6 +444,10 @@ async function main(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 2
     }
     const name = argv.find((a) => program.commands.some((c) => c.name() === a)) ?? 'serve'
+    if (error instanceof PoliciesError) {
+      process.stderr.write(`provisio ${name}: ${error.message}\n`)
+      return 1
+    }
     if (error instanceof UsageError || error instanceof ConfigError || error instanceof SimulateUsageError) {
       process.stderr.write(`provisio ${name}: ${error.message}\n(run provisio ${name} --help for the usage)\n`)
       return 2

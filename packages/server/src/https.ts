@@ -14,7 +14,7 @@ import { ProvisioError } from '@provisio/protocol'
 import type { Logger } from './logger.js'
 import type { EmulatorSite } from './emulator.js'
 import { applyCors, type OriginPolicy } from './origins.js'
-import { isRefused, refuseConnection, serverTlsOptions } from './listen.js'
+import { isRefused, refuseConnection, serverTlsOptions, type MinTlsVersion } from './listen.js'
 
 /** Operational endpoints served beside the DPS API (health, metrics). */
 export type OpsHandler = (method: string, path: string) => OpsAnswer | Promise<OpsAnswer> | undefined
@@ -36,6 +36,8 @@ export interface HttpsListenerOptions {
   readonly cert: string
   /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
   readonly ticketKeys?: Buffer
+  /** Oldest TLS version accepted (default 1.2). */
+  readonly minTlsVersion?: MinTlsVersion
   readonly handler: DpsHttpHandler
   readonly log: Logger
   readonly maxBodyBytes: number

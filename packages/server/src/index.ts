@@ -2,8 +2,9 @@
  * @provisio/server — the Node adapter and CLI of Provisio: TLS listeners, the dev PKI,
  * configuration and the embedded defaults of `provisio serve`.
  */
-export { startServer, type RunningServer, type Endpoints, type StartOptions, type HubRelay } from './serve.js'
-export { resolveConfig, DEFAULT_CONFIG, SETTINGS, ConfigError, type ServeConfig, type LogLevel } from './config.js'
+export { startServer, type RunningServer, type Endpoints, type PolicyEndpoint, type StartOptions, type HubRelay } from './serve.js'
+export { runPolicies, PoliciesError, POLICIES_USAGE, type PoliciesOptions } from './policies.js'
+export { resolveConfig, DEFAULT_CONFIG, SETTINGS, ConfigError, type ServeConfig, type LogLevel, type PolicyConfig } from './config.js'
 export { createLogger, type Logger } from './logger.js'
 export { ensureDevPki, PKI_FILES, type ServerPki } from './pki.js'
 export { createHttpsListener, clientChain } from './https.js'

@@ -1,19 +1,23 @@
 import type { Server, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { TlsOptions } from 'node:tls'
+import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls'
+
+/** Oldest TLS version a listener accepts (`--min-tls-version`). */
+export type MinTlsVersion = '1.2' | '1.3'
 
 /**
- * The TLS settings every listener shares (HTTPS, MQTTS, AMQPS): TLS 1.2 or newer; a client
+ * The TLS settings every listener shares (HTTPS, MQTTS, AMQPS): TLS 1.2 or newer (1.3 only with
+ * `minTlsVersion` 1.3); a client
  * certificate requested but judged by the X.509 verifier, not by TLS (DPS devices may present
  * none, or one chaining to a CA only the enrollment knows); a handshake cut after
  * `handshakeTimeoutMs`; session-ticket keys shared by the processes on a port (`--workers`).
  */
-export function serverTlsOptions(o: { readonly key: string; readonly cert: string; readonly ticketKeys?: Buffer; readonly handshakeTimeoutMs?: number }): TlsOptions {
+export function serverTlsOptions(o: { readonly key: string; readonly cert: string; readonly ticketKeys?: Buffer; readonly handshakeTimeoutMs?: number; readonly minTlsVersion?: MinTlsVersion }): TlsOptions {
   return {
     key: o.key,
     cert: o.cert,
     ...(o.ticketKeys === undefined ? {} : { ticketKeys: o.ticketKeys }),
-    minVersion: 'TLSv1.2',
+    minVersion: o.minTlsVersion === '1.3' ? 'TLSv1.3' : 'TLSv1.2',
     requestCert: true,
     rejectUnauthorized: false,
     handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
@@ -113,4 +117,20 @@ export class ConnectionSet {
     this.#sockets.clear()
     return n
   }
+}
+
+/**
+ * Closes a TLS connection right after its handshake when `refuse` names a reason for it, judged
+ * by the host name the client asked for (SNI: the DPS host or a hub's) and its address. Runs
+ * before the listener's own connection handler, so nothing the client sends is read.
+ */
+export function guardConnections(server: TlsServer, refuse: (servername: string | undefined, address: string) => string | undefined, onRefused: (reason: string, address: string) => void): void {
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    const address = socket.remoteAddress ?? ''
+    const servername = typeof socket.servername === 'string' ? socket.servername : undefined
+    const reason = refuse(servername, address)
+    if (reason === undefined) return
+    onRefused(reason, address)
+    socket.destroy()
+  })
 }

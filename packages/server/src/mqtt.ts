@@ -31,7 +31,7 @@ import { desiredPushMessage, type DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
-import { listenOn, serverTlsOptions } from './listen.js'
+import { listenOn, serverTlsOptions, type MinTlsVersion } from './listen.js'
 
 /** How often sessions are ticked; keep-alive and connect timeouts are judged at this grain. */
 const TICK_MS = 1000
@@ -59,6 +59,8 @@ export interface MqttTransportOptions {
   readonly cert: string
   /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
   readonly ticketKeys?: Buffer
+  /** Oldest TLS version accepted (default 1.2). */
+  readonly minTlsVersion?: MinTlsVersion
   /** The device API for MQTT over TLS (usually `metrics.instrument(engine, 'mqtt')`). */
   readonly device: DeviceApi
   /** The device API for MQTT over WebSockets; defaults to `device`. */

@@ -15,6 +15,8 @@
 import {
   DEVICE_SAS_KEY_NAME,
   ProvisioError,
+  grants,
+  rightMissing,
   isProvisioError,
   parseSasToken,
   sasStringToSign,
@@ -163,9 +165,7 @@ export function authorizeServiceToken(
     lenientSrEncoding: true,
   })
   if (!verdict.ok) throw new ProvisioError(verdict.error.code, `policy ${policy.name} of ID scope ${instance.idScope}: ${verdict.error.reason}`, { cause: verdict.error })
-  if (!policy.permissions.includes(permission)) {
-    throw new ProvisioError('SAS_PERMISSION_DENIED', `policy ${policy.name} of ID scope ${instance.idScope} lacks permission ${permission}`)
-  }
+  if (!grants(policy.permissions, permission)) throw rightMissing(`ID scope ${instance.idScope}`, policy.name, permission)
   const keyIndex = usable[verdict.keyIndex] === keys[0] ? 0 : 1
   return { idScope: instance.idScope, policy: policy.name, keyIndex }
 }
