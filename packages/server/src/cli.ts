@@ -345,7 +345,7 @@ function buildProgram(result: { code: number }): Command {
   program
     .command('policies')
     .description('shared access policies of the DPS instance and the hubs: list, add, rights, remove, regenerate keys')
-    .addArgument(new Argument('[action]', 'list | add | rights | remove | regenerate').choices(['list', 'add', 'rights', 'remove', 'regenerate']).default('list'))
+    .argument('[action]', 'list | add | rights | remove | regenerate (runPolicies names an unknown one)', 'list')
     .argument('[name]', 'the policy (every action but list)')
     .option('--hub <host>', "an embedded hub's policies instead of the DPS instance's")
     .option('--rights <list>', 'rights, comma-separated (add, rights)')
