@@ -180,6 +180,9 @@ describe('CA certificates and caReferences', () => {
     await expect(ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue('x', rootCa).pem })).rejects.toThrow(/no verification code was generated/)
     await expect(ca.generateVerificationCode(ID_SCOPE, 'root-1', { ifMatch: '"stale"' })).rejects.toMatchObject({ code: 'PRECONDITION_FAILED' })
     const code = (await ca.generateVerificationCode(ID_SCOPE, 'root-1')).properties.verificationCode!
+    // The proofs below are issued now, seconds after world() set the manual clock on a loaded
+    // machine: move the clock past their notBefore again.
+    w.clock.ms = Date.now() + 5000
     await expect(ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue(code, root('Engine Test Root')).pem })).rejects.toThrow(/not signed by the CA's key/)
     await expect(ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue('ABC', rootCa).pem })).rejects.toThrow(/subject CN equal to the verification code/)
     const verified = await ca.verifyCaCertificate(ID_SCOPE, 'root-1', { certificate: issue(code, rootCa).pem })
