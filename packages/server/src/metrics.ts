@@ -134,6 +134,11 @@ export class Metrics {
   readonly hubConnections = new Counter('provisio_hub_connections_total', 'Device CONNECTs at the embedded hubs, by outcome (accepted, or the CONNACK code).', ['transport', 'result'])
   readonly hubTelemetry = new Counter('provisio_hub_telemetry_messages_total', 'Device-to-cloud messages the embedded hubs stored.', ['transport'])
   readonly hubTwin = new Counter('provisio_hub_twin_requests_total', 'Device twin requests at the embedded hubs, by operation and status.', ['transport', 'operation', 'status'])
+  readonly hubMethods = new Counter(
+    'provisio_hub_method_calls_total',
+    'Direct method calls by hub and outcome: invoked, answered, not_online, timed_out, disconnected, cancelled, stopped (calls of callers on this process).',
+    ['hub', 'outcome'],
+  )
 
   readonly connections = new Gauge('provisio_open_connections', 'Connections open now, by listener (TCP accepts before TLS; WebSocket sessions by transport).', ['listener'])
 
@@ -158,7 +163,7 @@ export class Metrics {
     const counter = (name: string, help: string, value: number): MetricFamily => ({ name, help, type: 'counter', labelNames: [], samples: [[[], value]] })
     const sqlite = this.#sqlite?.()
     return [
-      ...[this.attempts, this.responses, this.registrations, this.attestation, this.hubConnections, this.hubTelemetry, this.hubTwin, this.connections].map((c) => c.family()),
+      ...[this.attempts, this.responses, this.registrations, this.attestation, this.hubConnections, this.hubTelemetry, this.hubTwin, this.hubMethods, this.connections].map((c) => c.family()),
       ...(sqlite === undefined
         ? []
         : [
