@@ -156,9 +156,10 @@ export class DirectMethods {
       if (this.#tryDeliver(rid, held)) return
       const publish = this.#ports.publish
       const waitMs = publish === undefined ? connectTimeoutMs : Math.max(connectTimeoutMs, this.#limits.relayGraceMs)
-      publish?.({ kind: 'request', origin: this.#ports.origin, rid, hostName, deviceId, methodName: call.methodName, payload, connectTimeoutMs, responseTimeoutMs })
       if (waitMs === 0) return this.#fail(rid, 'not_online', notOnline(hostName, deviceId, 0))
+      // Armed before the request goes out: a relay may report delivery before publish returns.
       entry.timer = this.#ports.timers.set(waitMs, () => this.#fail(rid, 'not_online', notOnline(hostName, deviceId, waitMs)))
+      publish?.({ kind: 'request', origin: this.#ports.origin, rid, hostName, deviceId, methodName: call.methodName, payload, connectTimeoutMs, responseTimeoutMs })
     })
   }
 
