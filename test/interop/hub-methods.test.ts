@@ -5,8 +5,10 @@
 // device's own status; IoT Hub's 404103 after the connect timeout for a device that is not
 // connected (and at once when it disconnects with the call in flight), 504101 when the device does
 // not answer; refusals of unknown devices, bad names, oversized payloads, malformed bodies and module
-// routes, each with IoT Hub's error and a reason; the calls counted on /metrics.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+// routes, each with IoT Hub's error and a reason; a call dropped when its caller goes away and
+// answered 503 when the server stops; the calls counted on /metrics.
+import { request } from 'node:https'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Client } from 'azure-iot-device'
 import { Mqtt as DeviceMqtt, MqttWs as DeviceMqttWs } from 'azure-iot-device-mqtt'
 import { NoRetry } from 'azure-iot-common'
@@ -176,9 +178,38 @@ describe('direct methods with azure-iothub Client.invokeDeviceMethod and azure-i
     expect(anonymous.status).toBe(401)
   })
 
+  it('drops a call whose caller went away', async () => {
+    const deviceId = 'methods-caller-leaves'
+    await createDevice(deviceId)
+    const req = request({ host: 'localhost', port: server.port, method: 'POST', path: `/twins/${deviceId}/methods?api-version=2021-04-12`, ca: server.caPem, agent: false, headers: { authorization: hubServiceToken(server, HUB), 'content-type': 'application/json' } })
+    req.on('error', () => undefined)
+    req.end(JSON.stringify({ methodName: 'wait', connectTimeoutInSeconds: 120 }))
+    await vi.waitFor(() => expect(server.logs.some((l) => l.includes('hub method invoked') && l.includes(deviceId))).toBe(true), { timeout: 10_000 })
+    req.destroy()
+    await vi.waitFor(() => expect(server.logs.some((l) => l.includes('hub method failed') && l.includes('cancelled') && l.includes(deviceId))).toBe(true), { timeout: 10_000 })
+  })
+
+  it('answers calls still waiting with 503 when the server stops', async () => {
+    const other = (await startTestServer({ hubs: [{ hostName: HUB }] })) as TestServer & { logs: string[] }
+    const cs = other.endpoints.hubs[0]!.connectionString
+    await registryOn(other, cs).create({ deviceId: 'methods-stop', status: 'enabled', authentication: { symmetricKey: { primaryKey: '', secondaryKey: '' } } } as never)
+    const call = httpsRequest(other.port, other.caPem, 'POST', '/twins/methods-stop/methods?api-version=2021-04-12', {
+      headers: { authorization: hubServiceToken(other, HUB), 'content-type': 'application/json' },
+      body: JSON.stringify({ methodName: 'wait', connectTimeoutInSeconds: 120 }),
+    })
+    await vi.waitFor(() => expect(other.logs.some((l) => l.includes('hub method invoked'))).toBe(true), { timeout: 10_000 })
+    const started = Date.now()
+    const stopped = other.stop()
+    const answer = await call
+    await stopped
+    expect(answer.status).toBe(503)
+    expect(answer.headers['iothub-errorcode']).toBe('ServerError')
+    expect(Date.now() - started).toBeLessThan(5_000)
+  })
+
   it('counts the calls by outcome on /metrics', async () => {
     const metrics = await httpsRequest(server.port, server.caPem, 'GET', '/metrics')
-    for (const outcome of ['invoked', 'answered', 'not_online', 'timed_out', 'disconnected']) {
+    for (const outcome of ['invoked', 'answered', 'not_online', 'timed_out', 'disconnected', 'cancelled']) {
       expect(metrics.body).toMatch(new RegExp(`provisio_hub_method_calls_total\\{hub="${HUB}",outcome="${outcome}"\\} [1-9]`))
     }
   })
