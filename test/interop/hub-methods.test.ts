@@ -141,7 +141,7 @@ describe('direct methods with azure-iothub Client.invokeDeviceMethod and azure-i
     const error = await failure(invoke(deviceId, { methodName: 'leave', responseTimeoutInSeconds: 60, connectTimeoutInSeconds: 10 }))
     expect(Date.now() - started).toBeLessThan(30_000)
     expect(error.response?.statusCode).toBe(404)
-    expect(error.responseBody).toContain('404103')
+    expect(JSON.parse((JSON.parse(error.responseBody!) as { Message: string }).Message)).toMatchObject({ errorCode: 404103, message: 'The device disconnected before it answered.' })
   })
 
   it('refuses unknown devices, bad method names, oversized payloads, bad timeouts, malformed bodies and module routes with IoT Hub errors and reasons', async () => {

@@ -176,7 +176,7 @@ export class DirectMethods {
     for (const [rid, held] of this.#held) {
       if (held.connection !== connection) continue
       this.#drop(rid)
-      if (held.origin === this.#ports.origin) this.#fail(rid, 'disconnected', new ProvisioError('DEVICE_NOT_ONLINE', `device ${deviceId} on hub ${hostName} disconnected before it answered`))
+      if (held.origin === this.#ports.origin) this.#fail(rid, 'disconnected', disconnected(hostName, deviceId))
       else this.#ports.publish?.({ kind: 'gone', to: held.origin, rid })
     }
   }
@@ -228,7 +228,7 @@ export class DirectMethods {
         return
       case 'gone': {
         const call = message.to === this.#ports.origin ? this.#calls.get(message.rid) : undefined
-        if (call !== undefined) this.#fail(message.rid, 'disconnected', new ProvisioError('DEVICE_NOT_ONLINE', `device ${call.deviceId} on hub ${call.hostName} disconnected before it answered`))
+        if (call !== undefined) this.#fail(message.rid, 'disconnected', disconnected(call.hostName, call.deviceId))
         return
       }
       case 'cancel':
@@ -323,4 +323,8 @@ export class DirectMethods {
 
 function notOnline(hostName: string, deviceId: string, waitedMs: number): ProvisioError {
   return new ProvisioError('DEVICE_NOT_ONLINE', `device ${deviceId} on hub ${hostName} was not connected with a methods subscription within ${waitedMs / 1000} s (connectTimeoutInSeconds)`)
+}
+
+function disconnected(hostName: string, deviceId: string): ProvisioError {
+  return new ProvisioError('DEVICE_NOT_ONLINE', `device ${deviceId} on hub ${hostName} disconnected before it answered`, { deviceMessage: 'The device disconnected before it answered.' })
 }

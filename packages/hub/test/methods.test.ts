@@ -131,7 +131,7 @@ describe('DirectMethods in one process', () => {
     p.methods.deviceGone('hub.example', 'dev', {})
     expect(p.methods.pending).toBe(1)
     p.methods.deviceGone('hub.example', 'dev', connection)
-    expect(await rejection(left)).toMatchObject({ code: 'DEVICE_NOT_ONLINE' })
+    expect(await rejection(left)).toMatchObject({ code: 'DEVICE_NOT_ONLINE', errorCode: 404103, deviceMessage: 'The device disconnected before it answered.' })
 
     let goAway!: () => void
     const abandoned = new Promise<void>((resolve) => (goAway = resolve))
