@@ -1,5 +1,5 @@
 // Lint rules for the whole monorepo. The one rule that matters most: packages below the
-// server/device adapters (layers 0-4 in DESIGN.md) import no Node built-ins and touch no DOM,
+// server/device adapters (layers 0-4 of docs/architecture.md §1) import no Node built-ins and touch no DOM,
 // timers or process-wide globals. Clock, randomness, fetch and stores are passed in as ports.
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
@@ -37,12 +37,12 @@ const pureRules = {
     {
       paths: nodeBuiltins.map((name) => ({
         name,
-        message: 'Pure packages import no Node built-ins; take the capability as a port (DESIGN.md).',
+        message: 'Pure packages import no Node built-ins; take the capability as a port (docs/architecture.md §1).',
       })),
       patterns: [
         {
           group: ['node:*'],
-          message: 'Pure packages import no node:* modules; take the capability as a port (DESIGN.md).',
+          message: 'Pure packages import no node:* modules; take the capability as a port (docs/architecture.md §1).',
         },
         noDeepImports,
       ],
@@ -57,7 +57,7 @@ const pureRules = {
       'fetch', 'XMLHttpRequest', 'WebSocket', 'crypto', 'performance', 'Date',
     ].map((name) => ({
       name,
-      message: `Pure packages use no ambient "${name}": pass it in (Clock, Random, Fetch ports; DESIGN.md).`,
+      message: `Pure packages use no ambient "${name}": pass it in (Clock, Random, Fetch ports; docs/architecture.md §1).`,
     })),
   ],
 }

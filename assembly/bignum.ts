@@ -1,7 +1,7 @@
 // Multi-precision modular arithmetic for RSA public operations (RFC 8017 §5.2.2 RSAVP1, §5.1.1
 // RSAEP): s^e mod n for moduli of 1024..4096 bits and any odd public exponent.
 //
-// Representation (DESIGN.md "Crypto core"): numbers are little-endian arrays of 27- or 28-bit limbs
+// Representation (docs/architecture.md §10): numbers are little-endian arrays of 27- or 28-bit limbs
 // (see LB) kept in u32 slots of static memory. WebAssembly has no 64x64->128 multiply, so 32-bit
 // limbs would pay a carry per product; with 27/28-bit limbs a product is below 2^56 and a u64
 // column accumulator absorbs every product of a column (2L of them) before overflow, so carries

@@ -1,5 +1,5 @@
 // Batched DPS device-key derivation: deviceKey = base64(HMAC-SHA256(groupKey, registrationId))
-// (dps-protocol.md, symmetric-key enrollment groups). The group key's state is computed once per
+// (docs/protocol.md, symmetric-key enrollment groups). The group key's state is computed once per
 // batch; each id then costs two compressions. In the SIMD build, ids of up to 55 bytes (one inner
 // block) are derived four at a time with a 4-lane SHA-256.
 import { compress256x4 } from './generated/sha2-core'

@@ -1,7 +1,7 @@
 // ECDSA verification on NIST P-256 and P-384 (FIPS 186-5 §6.4.2, SEC 1 §4.1.4) and SEC 1 point
 // decoding with public-key validation (SEC 1 §2.3.4, §3.2.2.1).
 //
-// Design (DESIGN.md "Crypto core"):
+// Design (docs/architecture.md §10):
 // - field and order arithmetic: generated straight-line Montgomery code (p256.ts, p384.ts), limbs
 //   of 29 bits in u32 slots, values kept lazily in [0, 2m);
 // - points in Jacobian coordinates (x = X/Z^2, y = Y/Z^3), the a = -3 doubling of Bernstein-Lange

@@ -1,6 +1,6 @@
 /**
  * The few globals that every JavaScript runtime we target (Node >= 20.19, browsers, workers)
- * provides and that pure packages (layers 0-4 in DESIGN.md) may use. Pure packages compile with
+ * provides and that pure packages (layers 0-4 of docs/architecture.md §1) may use. Pure packages compile with
  * `lib: ["ES2022"]` and `types: []`, so Node's and the DOM's globals are type errors there; this
  * file declares only what is universal and side-effect free. Clocks, randomness, timers, fetch
  * and sockets are *not* here on purpose: they are passed in as ports.

@@ -1,4 +1,4 @@
-// Minimal DPS device clients, one per transport (dps-protocol.md §1 HTTPS, §3 MQTT, §4 AMQP),
+// Minimal DPS device clients, one per transport (docs/protocol.md §1 HTTPS, §3 MQTT, §4 AMQP),
 // built on independent peers (node:https, mqtt-packet, rhea, ws) rather than on our codecs.
 // Shared by the e2e bench (bench/lib/load-client.mjs) and the crash tests (test/scale), so both
 // speak to the server exactly the same way.

@@ -1,5 +1,5 @@
 // @provisio/crypto hashing against node:crypto, @noble/hashes, hash-wasm and @chainsafe/as-sha256.
-// Targets from issue 2; see bench/README.md for what each case measures.
+// See bench/README.md for what each case measures and its target.
 import { createHash, createHmac } from 'node:crypto'
 import { strict as assert } from 'node:assert'
 import {

@@ -1,5 +1,5 @@
 // @provisio/crypto public-key operations against node:crypto (OpenSSL, with KeyObjects prepared
-// once), node-forge and @noble/curves. Targets from issue 3. Every function hashes the message
+// once), node-forge and @noble/curves. Targets in bench/README.md. Every function hashes the message
 // itself (SHA-256 / SHA-384 of 64 bytes), so the comparisons include the digest on both sides.
 import { strict as assert } from 'node:assert'
 import {

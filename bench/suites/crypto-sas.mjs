@@ -1,5 +1,5 @@
 // SAS token verification (parse + HMAC + compare), the hot path of every device registration
-// and hub connect (dps-protocol.md §2.1). Target from issue 2: at least 500,000 verifications/s.
+// and hub connect (docs/protocol.md §2.1). Target: at least 500,000 verifications/s.
 //
 // Ours: @provisio/protocol parseAndVerifySasToken with a prepared key (@provisio/crypto
 // createHmacSha256Key; a server keeps enrollment keys prepared). Peers do the same work:

@@ -1,4 +1,4 @@
-// End-to-end registrations (issue 12 "Bench"): `provisio serve` as users run it (the built CLI,
+// End-to-end registrations: `provisio serve` as users run it (the built CLI,
 // its own process) registering brand-new devices over every transport — HTTPS, MQTT, MQTT over
 // WebSockets, AMQPS, AMQP over WebSockets — with symmetric-key group devices and X.509 group
 // devices (HTTPS, MQTT), on ONE instance (SQLite; one process, or `--workers 2` beside a baseline

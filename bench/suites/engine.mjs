@@ -1,4 +1,4 @@
-// Engine throughput: in-process symmetric-key register → assigned (issue 4 "Bench"). Targets:
+// Engine throughput: in-process symmetric-key register → assigned. Targets:
 // >= 20,000 registrations/s on the memory store, >= 5,000/s on SQLite, one core.
 //
 // Setup builds one SAS token per device (device keys derived from the group key with the batch

@@ -38,7 +38,7 @@ describe.each(TRANSPORTS)('@provisio/device over %s with a symmetric key', (tran
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key, secondaryKey: randomBytes(32).toString('base64') } },
     })
     const label = transport === 'http' ? 'https' : transport
-    const before = server.metrics.attempts.get([label, 'symmetricKey'])
+    const before = await server.metrics.attempts.get([label, 'symmetricKey'])
     const result = await client(transport, symmetricKey({ registrationId: id('individual'), key })).register()
     expect(result.status).toBe('assigned')
     expect(result.assignedHub).toBe('localhost')
@@ -49,7 +49,7 @@ describe.each(TRANSPORTS)('@provisio/device over %s with a symmetric key', (tran
     const device = await server.hubs.get('localhost')!.getDevice(id('device'))
     expect(device?.authentication.symmetricKey?.primaryKey).toBe(key)
     // It really came through this transport.
-    expect(server.metrics.attempts.get([label, 'symmetricKey'])).toBeGreaterThan(before)
+    expect(await server.metrics.attempts.get([label, 'symmetricKey'])).toBeGreaterThan(before)
   })
 
   it('registers through the group with a derived key and carries a payload', async () => {

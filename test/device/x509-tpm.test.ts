@@ -1,6 +1,6 @@
 // @provisio/device with X.509 and TPM attestation against a real `provisio serve`, on every
 // transport: X.509 through an individual enrollment (self-signed P-256) and an intermediate-signed
-// RSA leaf through a group on the root (the chain rides in TLS, dps-protocol.md §6); TPM with our
+// RSA leaf through a group on the root (the chain rides in TLS, docs/protocol.md §6); TPM with our
 // software TPM over http (401 challenge), amqp and amqp-ws (SASL TPM), whose TPM then holds the
 // hub key; TPM over MQTT is refused as UNSUPPORTED (DPS offers none, §3).
 import { createHmac, randomBytes } from 'node:crypto'
@@ -87,10 +87,10 @@ describe.each(TRANSPORTS)('@provisio/device TPM (software TPM) over %s', (transp
     const { defaultRegistrationId } = await import('@provisio/tpm')
     const registrationId = defaultRegistrationId(await t.endorsementKey())
     await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, { registrationId, attestation: { type: 'tpm', tpm: { endorsementKey: ek } } })
-    const before = server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])
+    const before = await server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])
     const result = await c.register()
     expect(result).toMatchObject({ status: 'assigned', assignedHub: 'localhost', deviceId: registrationId, registrationId })
-    expect(server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])).toBeGreaterThan(before)
+    expect(await server.metrics.attempts.get([transport === 'http' ? 'https' : transport, 'tpm'])).toBeGreaterThan(before)
     const primaryKey = (await server.hubs.get('localhost')!.getDevice(registrationId))?.authentication.symmetricKey?.primaryKey
     expect(primaryKey).toBeTruthy()
     const data = new TextEncoder().encode(`localhost%2Fdevices%2F${registrationId}\n1800000000`)

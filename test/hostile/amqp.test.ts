@@ -1,4 +1,4 @@
-// Hostile AMQP on 5671 and on AMQP-over-WebSockets (issue #12): wrong protocol headers, frames
+// Hostile AMQP on 5671 and on AMQP-over-WebSockets: wrong protocol headers, frames
 // over max-frame-size or under the minimum, garbage after open, truncated frames, a client stuck
 // after the header, and a bounded fuzz loop. Each ends in a clear refusal — our protocol header
 // then a close (§2.2), an AMQP close with condition and description, or sasl-outcome — the server

@@ -1,12 +1,13 @@
-// Hostile HTTP at the raw TLS socket of a real `provisio serve` (issue #12): request smuggling
+// Hostile HTTP at the raw TLS socket of a real `provisio serve`: request smuggling
 // shapes, oversized header blocks and bodies, bad methods, paths and encodings, invalid JSON and
 // schema violations on device and service routes, and a bounded fuzz loop of random request bytes.
 // Every refusal is a DPS error body (errorCode, message with the reason, trackingId), the
 // connection is closed where framing cannot be trusted, and afterwards a good device still registers.
+import { connect } from 'node:tls'
 import fc from 'fast-check'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { httpsRequest } from '../lib/https-client.js'
-import { deviceToken, expectDpsError, expectServerUnharmed, type HostileServer, serviceToken, startHostileServer } from '../lib/hostile.js'
+import { deviceToken, expectDpsError, GOOD_DEVICE, expectServerUnharmed, type HostileServer, serviceToken, startHostileServer } from '../lib/hostile.js'
 import { parseHttpAnswers, rawTls } from '../lib/raw.js'
 
 let server: HostileServer
@@ -78,6 +79,69 @@ describe('request smuggling shapes are refused before any request is served', ()
 describe('oversized input', () => {
   it('a header block over 16 KiB gets 431 with the limit', async () => {
     await refusedOnce([registerLine() + `X-Big: ${'a'.repeat(20_000)}\r\n\r\n`], 431, /header block exceeds 16384 bytes/)
+  })
+
+  it('a client that reads only once its 8 MB header block is written gets the 431, not a reset', async () => {
+    // As many clients do: the whole request first, then the answer. The server must read (and
+    // drop) what arrives after its refusal until the client is done, or the client's writes fail
+    // with ECONNRESET and the 431 is never read.
+    const head = Buffer.from(registerLine() + `X-Big: ${'a'.repeat(8_000_000)}\r\n\r\n`, 'latin1')
+    const result = await new Promise<{ bytes: Buffer; errors: string[] }>((resolve) => {
+      const received: Buffer[] = []
+      const errors: string[] = []
+      const socket = connect({ host: '127.0.0.1', port: server.port, ca: server.caPem, servername: 'localhost' }, () => {
+        socket.pause()
+        socket.write(head, (error) => {
+          if (error) errors.push(`write: ${error.message}`)
+          socket.resume()
+        })
+      })
+      const deadline = setTimeout(() => socket.destroy(), 10_000)
+      socket.on('data', (c: Buffer) => received.push(c))
+      socket.on('error', (e) => errors.push(e.message))
+      socket.on('close', () => {
+        clearTimeout(deadline)
+        resolve({ bytes: Buffer.concat(received), errors })
+      })
+    })
+    expect(result.errors).toEqual([])
+    const answers = parseHttpAnswers(result.bytes)
+    expect(answers).toHaveLength(1)
+    expectDpsError(answers[0]!, 431, /header block exceeds 16384 bytes/)
+  })
+
+  it('an unterminated 20 KB block of small headers is refused with 431 as it arrives, not after the header timeout', async () => {
+    let headers = ''
+    for (let i = 0; headers.length < 20_000; i++) headers += `x-h${i}: v\r\n`
+    const started = Date.now()
+    // No blank line: the block never ends. The header timeout of this server is 2 s.
+    await refusedOnce([registerLine() + headers], 431, /header block exceeds 16384 bytes/)
+    expect(Date.now() - started).toBeLessThan(1500)
+  })
+
+  it('a terminated 20 KB block of small headers gets 431 (every byte of the head counts)', async () => {
+    let headers = ''
+    for (let i = 0; headers.length < 20_000; i++) headers += `x-h${i}: v\r\n`
+    await refusedOnce([registerLine() + headers + '\r\n'], 431, /header block exceeds 16384 bytes/)
+  })
+
+  it('on a kept-alive connection each request head is counted from its first byte, and bodies are not', async () => {
+    // Two requests with 60 KB bodies and 9 KB heads pipelined on one connection: every head is
+    // within the limit, and neither a body nor the two heads together count as one.
+    const body = JSON.stringify({ registrationId: GOOD_DEVICE, payload: { pad: 'p'.repeat(60_000) } })
+    const head = `PUT /${server.endpoints.idScope}/registrations/${GOOD_DEVICE}/register?api-version=2021-06-01 HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${deviceToken(server, GOOD_DEVICE)}\r\nContent-Type: application/json\r\nX-Pad: ${'x'.repeat(9000)}\r\nContent-Length: ${body.length}\r\n\r\n`
+    const answered = (n: number) => (b: Buffer) => {
+      try {
+        return parseHttpAnswers(b).length === n
+      } catch {
+        return false // an answer still arriving
+      }
+    }
+    const both = await rawTls(server.port, server.caPem, [head + body + head + body], { until: answered(2) })
+    // Both served (the second register of an assigned device may answer 202 assigning), neither refused.
+    const statuses = parseHttpAnswers(both.bytes).map((a) => a.status)
+    expect(statuses).toHaveLength(2)
+    for (const status of statuses) expect([200, 202]).toContain(status)
   })
 
   it('thousands of small headers get 431', async () => {

@@ -1,4 +1,4 @@
-// Hostile MQTT on 8883 and on MQTT-over-WebSockets (issue #12): broken Remaining Length varints,
+// Hostile MQTT on 8883 and on MQTT-over-WebSockets: broken Remaining Length varints,
 // packets over the limit, garbage after CONNECT, a first packet that is not CONNECT, a protocol
 // level we do not serve, truncated packets, and a bounded fuzz loop. Each ends in a clear refusal
 // (CONNACK code where MQTT has one, else the connection is closed), the server logs the reason,

@@ -1,4 +1,4 @@
-// Slow and stuck peers (issue #12): slowloris (a header block trickled byte by byte), TLS
+// Slow and stuck peers: slowloris (a header block trickled byte by byte), TLS
 // handshakes that never finish (a TCP connect that sends nothing, a partial ClientHello), an
 // HTTPS connection that never sends a request, an MQTT client that never sends CONNECT, an AMQP
 // client stuck after its header. The server cuts each after its configured timeout (short ones

@@ -1,10 +1,10 @@
-// Throttling and fault injection as Microsoft's device SDK sees them (issue #12). The limits and
+// Throttling and fault injection as Microsoft's device SDK sees them. The limits and
 // faults are switched on the way an operator does it — ServeConfig settings `registrationsPerMinute`
 // (flag --registrations-per-minute) and `faults` (flag --faults, parsed here from the flag's JSON by
 // resolveConfig) — and azure-iot-provisioning-device over HTTP and MQTT must see the 429 with
 // retry-after, or the injected 503 / 500 / slow assignments, and still end up assigned.
 //
-// The two transports differ (dps-protocol.md §11): the MQTT transport retries 429 and 5xx itself,
+// The two transports differ (docs/protocol.md §11): the MQTT transport retries 429 and 5xx itself,
 // after the retry-after of the response topic; Node's HTTP transport fails register on any status
 // >= 300 (its retry branch is unreachable), handing the application a ThrottlingError or
 // ServiceUnavailableError with the response — so the HTTP device here does what an application
@@ -116,15 +116,15 @@ describe('the registration rate limit (--registrations-per-minute 12)', () => {
   })
 
   it('MQTT: the SDK gets 429 (retry-after on the response topic), waits, and registers', async () => {
-    const throttledBefore = server.metrics.responses.get(['mqtt', 'register', '429'])
+    const throttledBefore = await server.metrics.responses.get(['mqtt', 'register', '429'])
     await exhaust()
     mqttTopics.length = 0
     const result = await register('mqtt', 'throttled-mqtt')
     expect(result.deviceId).toBe('throttled-mqtt')
     const throttled = mqttTopics.find((t) => t.startsWith('$dps/registrations/res/429/'))
     expect(throttled, mqttTopics.join('\n')).toMatch(/[?&]retry-after=[1-5]\b/)
-    expect(server.metrics.responses.get(['mqtt', 'register', '429'])).toBeGreaterThan(throttledBefore)
-    expect(server.metrics.responses.get(['mqtt', 'register', '202'])).toBeGreaterThanOrEqual(1)
+    expect(await server.metrics.responses.get(['mqtt', 'register', '429'])).toBeGreaterThan(throttledBefore)
+    expect(await server.metrics.responses.get(['mqtt', 'register', '202'])).toBeGreaterThanOrEqual(1)
   })
 })
 
@@ -155,10 +155,10 @@ describe('a fault profile from --faults (503 on the first register, 500 on the f
   it.concurrent('mqtt: the SDK retries through the injected errors by itself and is assigned', async ({ expect }) => {
     const result = await register('mqtt', 'faulty-mqtt')
     expect(result).toMatchObject({ deviceId: 'faulty-mqtt', assignedHub: 'localhost' })
-    expect(server.metrics.responses.get(['mqtt', 'register', '503'])).toBe(1)
-    expect(server.metrics.responses.get(['mqtt', 'operationStatus', '500'])).toBe(1)
+    expect(await server.metrics.responses.get(['mqtt', 'register', '503'])).toBe(1)
+    expect(await server.metrics.responses.get(['mqtt', 'operationStatus', '500'])).toBe(1)
     // A poll answered "assigning" after the assignment was done, then the final one.
-    expect(server.metrics.responses.get(['mqtt', 'operationStatus', '202'])).toBeGreaterThanOrEqual(1)
+    expect(await server.metrics.responses.get(['mqtt', 'operationStatus', '202'])).toBeGreaterThanOrEqual(1)
     expect(await server.hubs.get('localhost')!.getDevice('faulty-mqtt')).toBeDefined()
   })
 
@@ -168,7 +168,7 @@ describe('a fault profile from --faults (503 on the first register, 500 on the f
     expect(result.transient).toEqual([503, 500])
     expect(answers.map((a) => a.status)).toEqual([503, 202, 202])
     expect(answers[0]!.retryAfter).toBe('1')
-    expect(server.metrics.responses.get(['https', 'operationStatus', '500'])).toBe(1)
+    expect(await server.metrics.responses.get(['https', 'operationStatus', '500'])).toBe(1)
     expect(await server.hubs.get('localhost')!.getDevice('faulty-http')).toBeDefined()
   })
 })

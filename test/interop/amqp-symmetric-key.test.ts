@@ -1,6 +1,6 @@
-// Proof of issue 7 with Microsoft's own client over real TLS and WSS on loopback: the Node device
+// DPS over AMQP, proven with Microsoft's own client over real TLS and WSS on loopback: the Node device
 // SDK's AMQP transports (Amqp over AMQPS, AmqpWs over WebSockets on the HTTPS port) with the
-// symmetric-key security client register against `provisio serve` (dps-protocol.md §4).
+// symmetric-key security client register against `provisio serve` (docs/protocol.md §4).
 //
 // Test-side plumbing only, the clients stay unmodified: the Amqp transport passes no CA to rhea's
 // tls.connect, so connections to our AMQPS port get the dev CA added; AmqpWs always dials port
@@ -75,7 +75,7 @@ describe('azure-iot-provisioning-device-amqp + azure-iot-security-symmetric-key'
     expect((await hub.getDevice('amqp-device-1'))?.authentication.symmetricKey?.primaryKey).toBe(key(21))
     expect((await hub.getTwin('amqp-device-1'))?.tags).toEqual({ via: 'amqp' })
     // The requests went over AMQP, as the metrics count them.
-    expect(server.metrics.render()).toMatch(/transport="amqp"/)
+    expect(await server.metrics.render()).toMatch(/transport="amqp"/)
   })
 
   it('AmqpWs registers an individual enrollment over WebSockets on the HTTPS port', async () => {
@@ -83,11 +83,11 @@ describe('azure-iot-provisioning-device-amqp + azure-iot-security-symmetric-key'
       registrationId: 'amqp-ws-individual-1',
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(23), secondaryKey: key(24) } },
     })
-    const before = server.metrics.attempts.get(['amqp-ws', 'symmetricKey'])
+    const before = await server.metrics.attempts.get(['amqp-ws', 'symmetricKey'])
     const result = await register('amqp-ws', 'amqp-ws-individual-1', key(24))
     expect(result.status).toBe('assigned')
     // Counted under its own transport label in /metrics.
-    expect(server.metrics.attempts.get(['amqp-ws', 'symmetricKey'])).toBe(before + 1)
+    expect(await server.metrics.attempts.get(['amqp-ws', 'symmetricKey'])).toBe(before + 1)
     expect(result.deviceId).toBe('amqp-ws-individual-1')
     expect(await server.hubs.get('localhost')!.getDevice('amqp-ws-individual-1')).toBeDefined()
   })

@@ -1,5 +1,5 @@
-// AMQP listener faults over real TLS and WSS (issue 7: "a malformed frame closes that connection
-// with a reason", frame size limits): raw bytes on a socket to `provisio serve`, the answer read
+// AMQP listener faults over real TLS and WSS (a malformed frame closes that connection
+// with a reason; frame size limits): raw bytes on a socket to `provisio serve`, the answer read
 // back with rhea's frame decoder.
 import { connect, type TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

@@ -75,7 +75,7 @@ describe('--dev-reasons with Microsoft\'s provisioning clients', () => {
     const seen = await registerRefused('mqtt', 'reasons-mqtt')
     expect(seen.name).toBe('UnauthorizedError')
     expect(body(seen.result)).toMatchObject({ errorCode: 401002, message: REASON('reasons-mqtt') })
-    expect(server.metrics.responses.get(['mqtt', 'register', '401'])).toBe(1)
+    expect(await server.metrics.responses.get(['mqtt', 'register', '401'])).toBe(1)
   })
 
   it('AMQP: SASL accepted, the register delivery rejected with amqp:unauthorized-access and the body carrying the reason', async () => {
@@ -86,6 +86,6 @@ describe('--dev-reasons with Microsoft\'s provisioning clients', () => {
     const [condition, description] = (seen as unknown as { value: { value: string }[] }).value
     expect(condition!.value).toBe('amqp:unauthorized-access')
     expect(body(description!.value)).toMatchObject({ errorCode: 401002, message: REASON('reasons-amqp') })
-    expect(server.metrics.responses.get(['amqp', 'register', '401'])).toBe(1)
+    expect(await server.metrics.responses.get(['amqp', 'register', '401'])).toBe(1)
   })
 })

@@ -1,4 +1,4 @@
-// Proof of issue 5 with Microsoft's own clients over real TLS on loopback: the Node device SDK's
+// DPS over HTTPS, proven with Microsoft's own clients over real TLS on loopback: the Node device SDK's
 // HTTP transport with the symmetric-key security client registers against `provisio serve`, and
 // the provisioning service client manages enrollments with the printed connection string.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

@@ -1,4 +1,4 @@
-// Issue 10's proof with Microsoft's own clients over real TLS and WSS on loopback: a device
+// The embedded hub, proven with Microsoft's own clients over real TLS and WSS on loopback: a device
 // provisions with azure-iot-provisioning-device (symmetric key from an enrollment group), then
 // connects to the embedded hub DPS assigned it with azure-iot-device + azure-iot-device-mqtt
 // (`Mqtt`, and once `MqttWs`), reads the enrollment's initial desired properties from its twin,
@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Client, Message } from 'azure-iot-device'
 import { Mqtt as DeviceMqtt, MqttWs as DeviceMqttWs } from 'azure-iot-device-mqtt'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
@@ -24,8 +24,7 @@ import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key'
 import type { Registry } from 'azure-iothub'
 import { NoRetry } from 'azure-iot-common'
 import { deriveDeviceKey } from '@provisio/crypto'
-import { httpsRequest } from '../lib/https-client.js'
-import { hubServiceToken } from '../lib/mqtt.js'
+import { readHubTelemetry } from '../lib/mqtt.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { desiredUpdate, registryOn } from '../lib/registry.js'
 import { loopbackHttpsAgent, redirectMqtts } from '../lib/tls-plumbing.js'
@@ -62,10 +61,7 @@ async function deviceClient(transport: 'Mqtt' | 'MqttWs', a: Assignment, key: st
   return client
 }
 
-async function readTelemetry(hostName: string, deviceId: string): Promise<{ status: number; body: { messages: { body: string; properties: Record<string, string>; systemProperties: Record<string, string>; sequenceNumber: number }[]; dropped: number } }> {
-  const res = await httpsRequest(server.port, server.caPem, 'GET', `/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12`, { headers: { authorization: hubServiceToken(server, hostName, 300) } })
-  return { status: res.status, body: JSON.parse(res.body) as never }
-}
+const readTelemetry = (hostName: string, deviceId: string) => readHubTelemetry(server, hostName, deviceId)
 
 beforeAll(async () => {
   server = (await startTestServer({ hubs: [{ hostName: HUB_A }, { hostName: HUB_B }] })) as typeof server
@@ -127,10 +123,15 @@ describe.each(['Mqtt', 'MqttWs'] as const)('azure-iot-device over %s on the hub 
     expect(read.body.messages.map((m) => m.body)).toEqual(['{"temperature":21.5}', 'second'])
     expect(read.body.messages[0]).toMatchObject({ properties: { unit: '°C' }, systemProperties: { '$.mid': `${transport}-1`, '$.ct': 'application/json', '$.ce': 'utf-8' } })
     const label = transport === 'Mqtt' ? 'mqtts' : 'mqtt-ws'
-    expect(server.metrics.hubTelemetry.get([label])).toBeGreaterThanOrEqual(2)
-    expect(server.metrics.hubTwin.get([label, 'reportedPatch', '204'])).toBeGreaterThanOrEqual(1)
-    expect(server.metrics.render()).toMatch(new RegExp(`provisio_hub_connections_total\\{transport="${label}",result="accepted"\\} [1-9]`))
+    expect(await server.metrics.hubTelemetry.get([label])).toBeGreaterThanOrEqual(2)
+    expect(await server.metrics.hubTwin.get([label, 'reportedPatch', '204'])).toBeGreaterThanOrEqual(1)
+    expect(await server.metrics.render()).toMatch(new RegExp(`provisio_hub_connections_total\\{transport="${label}",result="accepted"\\} [1-9]`))
+    expect(await server.metrics.hubDesiredPushes.get(['sent'])).toBeGreaterThanOrEqual(1)
+    // Connected now, counted until the connection closes.
+    const connected = await server.metrics.hubConnected.get([label])
+    expect(connected).toBeGreaterThanOrEqual(1)
     await client.close()
+    await vi.waitFor(async () => expect(await server.metrics.hubConnected.get([label])).toBe(connected - 1), { timeout: 5000 })
   })
 })
 
@@ -147,7 +148,7 @@ describe('the hub device endpoint refuses and recovers', () => {
     const refusal = server.logs.find((l) => l.includes('hub connect refused') && l.includes(registrationId))
     expect(refusal).toBeDefined()
     expect(JSON.parse(refusal!)).toMatchObject({ returnCode: 5, reason: expect.stringContaining('SAS_BAD_SIGNATURE') })
-    expect(server.metrics.hubConnections.get(['mqtts', 'refused_5'])).toBeGreaterThanOrEqual(1)
+    expect(await server.metrics.hubConnections.get(['mqtts', 'refused_5'])).toBeGreaterThanOrEqual(1)
 
     // The group's secondary key derives the identity's secondary key; it is admitted too.
     const secondary = deriveDeviceKey(Buffer.alloc(64, 0x5b).toString('base64'), registrationId)

@@ -4,7 +4,7 @@
 import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Registry } from 'azure-iothub'
-import { createRestHubGateway, type RegistryFetch } from '@provisio/hub'
+import { checkLinkedHubRights, createRestHubGateway, type RegistryFetch } from '@provisio/hub'
 import { registryOn } from '../lib/registry.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
 
@@ -104,5 +104,17 @@ describe('createRestHubGateway over the registry API', () => {
       code: 'HUB_UNAUTHORIZED',
       message: expect.stringContaining('hub localhost refused'),
     })
+  })
+
+  it('checks that a linked hub connection string holds RegistryRead and RegistryWrite, naming the right a policy lacks', async () => {
+    const options = { fetch: fetchViaTls, clock: { now: () => Date.now() } }
+    const policy = (name: string) => server.endpoints.hubs[0]!.policies.find((p) => p.name === name)!.primaryConnectionString
+    await expect(checkLinkedHubRights(policy('iothubowner'), options)).resolves.toBeUndefined()
+    await expect(checkLinkedHubRights(policy('registryReadWrite'), options)).resolves.toBeUndefined()
+    await expect(checkLinkedHubRights(policy('registryRead'), options)).rejects.toMatchObject({
+      code: 'HUB_UNAUTHORIZED',
+      reason: expect.stringContaining('policy registryRead, which lacks RegistryWrite'),
+    })
+    await expect(checkLinkedHubRights(policy('service'), options)).rejects.toMatchObject({ reason: expect.stringContaining('lacks RegistryRead') })
   })
 })

@@ -1,8 +1,8 @@
-// Proof of issue 6 with Microsoft's own MQTT provisioning client over real TLS and WSS on
+// DPS over MQTT, proven with Microsoft's own MQTT provisioning client over real TLS and WSS on
 // loopback: azure-iot-provisioning-device-mqtt (`Mqtt` and `MqttWs`) with the symmetric-key
 // security client registers against `provisio serve`.
 //
-// Pointing the unmodified clients at the test server (dps-protocol.md §11): `Mqtt` connects to
+// Pointing the unmodified clients at the test server (docs/protocol.md §11): `Mqtt` connects to
 // `mqtts://<host>`, so `localhost:<port>` works as the host. `MqttWs` always builds
 // `wss://<host>:443/$iothub/websocket`; the transport takes an MqttBase, whose public
 // `setOptions({ mqtt: { webSocketAgent } })` hands mqtt.js an https.Agent — ours opens its TLS
@@ -84,14 +84,14 @@ describe.each(Object.keys(TRANSPORTS) as (keyof typeof TRANSPORTS)[])('azure-iot
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(1), secondaryKey: key(2) } },
       initialTwin: { tags: { site: 'lab' } },
     })
-    const before = server.metrics.attempts.get([label, 'symmetricKey'])
+    const before = await server.metrics.attempts.get([label, 'symmetricKey'])
     const result = await register(transport, id('individual'), key(1))
     expect(result.assignedHub).toBe('localhost')
     expect(result.deviceId).toBe(id('device'))
     const device = await server.hubs.get('localhost')!.getDevice(id('device'))
     expect(device?.authentication.symmetricKey?.primaryKey).toBe(key(1))
     // The request really came through this transport.
-    expect(server.metrics.attempts.get([label, 'symmetricKey'])).toBe(before + 1)
+    expect(await server.metrics.attempts.get([label, 'symmetricKey'])).toBe(before + 1)
   })
 
   it('registers through a group enrollment with a derived key, carrying a payload', async () => {
@@ -127,10 +127,10 @@ describe.each(Object.keys(TRANSPORTS) as (keyof typeof TRANSPORTS)[])('azure-iot
       registrationId: id('wrong-key'),
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(3), secondaryKey: key(4) } },
     })
-    const refusedBefore = server.metrics.responses.get([label, 'authenticate', '401'])
+    const refusedBefore = await server.metrics.responses.get([label, 'authenticate', '401'])
     await expect(register(transport, id('wrong-key'), key(9))).rejects.toThrow()
     // Refused by the CONNECT check (CONNACK 5), before any register call.
-    expect(server.metrics.responses.get([label, 'authenticate', '401'])).toBe(refusedBefore + 1)
+    expect(await server.metrics.responses.get([label, 'authenticate', '401'])).toBe(refusedBefore + 1)
     expect(await server.hubs.get('localhost')!.getDevice(id('wrong-key'))).toBeUndefined()
     expect((server as unknown as { logs: string[] }).logs.some((l) => l.includes('mqtt connect refused') && l.includes(id('wrong-key')))).toBe(true)
   })
@@ -141,8 +141,8 @@ describe.each(Object.keys(TRANSPORTS) as (keyof typeof TRANSPORTS)[])('azure-iot
       registrationId,
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(5), secondaryKey: key(6) } },
     })
-    const registers429 = server.metrics.responses.get([label, 'register', '429'])
-    const polls429 = server.metrics.responses.get([label, 'operationStatus', '429'])
+    const registers429 = await server.metrics.responses.get([label, 'register', '429'])
+    const polls429 = await server.metrics.responses.get([label, 'operationStatus', '429'])
     server.engine.setFaultProfile(server.endpoints.idScope, {
       throttleRegister: { firstAttempts: 1, retryAfterSeconds: 1 },
       throttlePoll: { firstAttempts: 1, retryAfterSeconds: 1 },
@@ -153,8 +153,8 @@ describe.each(Object.keys(TRANSPORTS) as (keyof typeof TRANSPORTS)[])('azure-iot
     } finally {
       server.engine.setFaultProfile(server.endpoints.idScope, undefined)
     }
-    expect(server.metrics.responses.get([label, 'register', '429'])).toBe(registers429 + 1)
-    expect(server.metrics.responses.get([label, 'operationStatus', '429'])).toBe(polls429 + 1)
-    expect(server.metrics.responses.get([label, 'register', '202'])).toBeGreaterThanOrEqual(1)
+    expect(await server.metrics.responses.get([label, 'register', '429'])).toBe(registers429 + 1)
+    expect(await server.metrics.responses.get([label, 'operationStatus', '429'])).toBe(polls429 + 1)
+    expect(await server.metrics.responses.get([label, 'register', '202'])).toBeGreaterThanOrEqual(1)
   })
 })

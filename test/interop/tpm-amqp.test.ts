@@ -1,13 +1,13 @@
-// Issue 9 proof over AMQP: azure-iot-security-tpm (through our software TPM's simulator front)
+// TPM attestation over AMQP: azure-iot-security-tpm (through our software TPM's simulator front)
 // with azure-iot-provisioning-device-amqp's Amqp (AMQPS) and AmqpWs (WebSockets on the HTTPS
 // port) transports: the SASL `TPM` mechanism carries EK, SRK, the chunked activation blob and the
-// SAS signed inside the TPM (dps-protocol.md §5.3), then the register message; the hub key arrives
+// SAS signed inside the TPM (docs/protocol.md §5.3), then the register message; the hub key arrives
 // as a second blob. Test-side plumbing as in amqp-symmetric-key.test.ts: the dev CA is added to
 // rhea's tls.connect, and AmqpWs gets an agent that dials our HTTPS port.
 import type * as TlsModule from 'node:tls'
 import { createRequire } from 'node:module'
 import { createHmac } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
 import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
 import { TpmSecurityClient } from 'azure-iot-security-tpm'
@@ -67,7 +67,7 @@ async function provision(transport: 'amqp' | 'amqp-ws', source: number | 'swtpm'
     // error and never calls back (azure-iot-provisioning-device-amqp 1.9.1): watch the server
     // instead, then cancel the client.
     client.register(() => {})
-    for (let i = 0; i < 100 && !server.logs.some((l) => l.includes(registrationId) && l.includes('unknown EK')); i++) await new Promise((r) => setTimeout(r, 100))
+    await vi.waitFor(() => expect(server.logs.some((l) => l.includes(registrationId) && l.includes('unknown EK'))).toBe(true), { timeout: 10_000, interval: 50 })
     await new Promise<void>((resolve) => client.cancel(() => resolve()))
     return { security, registrationId, result: undefined, error: undefined }
   }

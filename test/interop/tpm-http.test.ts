@@ -1,7 +1,7 @@
-// Issue 9 proof with Microsoft's TPM client: azure-iot-security-tpm (tss.js) talks the Microsoft
+// TPM attestation with Microsoft's TPM client: azure-iot-security-tpm (tss.js) talks the Microsoft
 // TPM-simulator protocol to our software TPM's TCP front, and azure-iot-provisioning-device-http
 // registers it against `provisio serve`: HTTP 401 challenge, ActivateCredential + Import inside
-// the TPM, SAS signed by TPM2_HMAC, hub key delivered as a second blob (dps-protocol.md §5, §11).
+// the TPM, SAS signed by TPM2_HMAC, hub key delivered as a second blob (docs/protocol.md §5, §11).
 // Refusals (unknown EK, replayed challenge, bad SAS) are driven with the same client's TPM over
 // raw HTTPS so each request can be shaped.
 import { createRequire } from 'node:module'

@@ -1,6 +1,6 @@
-// Issue 9 proof with a real TPM 2.0 implementation behind Microsoft's TPM client: Debian's swtpm
+// TPM attestation with a real TPM 2.0 implementation behind Microsoft's TPM client: Debian's swtpm
 // (libtpms) behind our simulator-protocol front (swtpmBackend bridges tss.js's Microsoft
-// simulator protocol to swtpm's raw command socket, dps-protocol.md §11), and
+// simulator protocol to swtpm's raw command socket, docs/protocol.md §11), and
 // azure-iot-security-tpm + azure-iot-provisioning-device-http registering against `provisio
 // serve`: the activation blobs built in software are activated and imported by libtpms, and the
 // hub key ends up inside it. Skipped only when swtpm is absent outside CI (.ci/run installs it).

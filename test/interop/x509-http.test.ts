@@ -1,4 +1,4 @@
-// Proof of issue 8 over HTTPS with Microsoft's clients: azure-iot-security-x509 with the HTTP
+// X.509 attestation over HTTPS with Microsoft's clients: azure-iot-security-x509 with the HTTP
 // transport registers through an individual enrollment and through enrollment groups on a root
 // and on an intermediate (RSA-2048 and P-256 chains made by openssl), and each refusal case is
 // refused with the right reason in the engine's registrationFailed event.

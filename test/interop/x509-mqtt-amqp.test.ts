@@ -1,18 +1,15 @@
-// Proof of issue 8 on the other transports: azure-iot-security-x509 with Microsoft's Mqtt, MqttWs,
+// X.509 attestation on the other transports: azure-iot-security-x509 with Microsoft's Mqtt, MqttWs,
 // Amqp and AmqpWs provisioning transports registers through an individual enrollment and through
 // groups on a root (RSA-2048) and on an intermediate (P-256), all made by openssl; an expired
 // device certificate is refused on each with the reason in the engine's registrationFailed event.
-// The client certificate rides in TLS on every transport (dps-protocol.md §6); the unmodified
+// The client certificate rides in TLS on every transport (docs/protocol.md §6); the unmodified
 // clients are pointed at the test server as in mqtt-symmetric-key / amqp-symmetric-key.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'
-import { Mqtt, MqttWs } from 'azure-iot-provisioning-device-mqtt'
-import { Amqp, AmqpWs } from 'azure-iot-provisioning-device-amqp'
-import { MqttBase } from 'azure-iot-mqtt-base'
 import { X509Security } from 'azure-iot-security-x509'
 import { startTestServer, type TestServer } from '../lib/server.js'
 import { OpensslPki, type Issued } from './x509-openssl.js'
-import { trustCaOnPort, webSocketAgent } from '../lib/tls-plumbing.js'
+import { trustCaOnPort } from '../lib/tls-plumbing.js'
+import { registerOver, type ProvisioningTransport } from '../lib/provisioning-transports.js'
 
 
 let server: TestServer
@@ -24,21 +21,11 @@ let ecRoot: Issued
 let ecIntermediate: Issued
 const failures: { registrationId: string; reason: string; errorCode: number }[] = []
 
-const TRANSPORTS = {
-  mqtt: { host: () => `localhost:${server.endpoints.ports.mqtt}`, make: () => { const b = new MqttBase(); b.setOptions({ ca: server.caPem } as never); return new Mqtt(b as never) } },
-  'mqtt-ws': { host: () => 'localhost', make: () => { const b = new MqttBase(); b.setOptions({ ca: server.caPem, mqtt: { webSocketAgent: webSocketAgent(server) } } as never); return new MqttWs(b as never) } },
-  amqp: { host: () => `localhost:${server.endpoints.ports.amqp}`, make: () => new Amqp() },
-  'amqp-ws': { host: () => 'localhost', make: () => { const t = new AmqpWs(); t.setTransportOptions({ webSocketAgent: webSocketAgent(server) } as never); return t } },
-} as const
-type Transport = keyof typeof TRANSPORTS
+const TRANSPORTS: ProvisioningTransport[] = ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws']
+type Transport = ProvisioningTransport
 
 function register(transport: Transport, registrationId: string, cert: string, key: string): Promise<{ assignedHub: string; deviceId: string }> {
-  const t = TRANSPORTS[transport]
-  // Two copies of azure-iot-common in node_modules make the SDK's own types disagree; the objects fit.
-  const client = ProvisioningDeviceClient.create(t.host(), server.endpoints.idScope, t.make() as never, new X509Security(registrationId, { cert, key }) as never)
-  return new Promise((resolve, reject) => {
-    client.register((err?: Error, result?: unknown) => (err ? reject(err) : resolve(result as { assignedHub: string; deviceId: string })))
-  })
+  return registerOver(server, transport, new X509Security(registrationId, { cert, key }))
 }
 
 beforeAll(async () => {
@@ -61,7 +48,7 @@ afterAll(async () => {
   pki?.dispose()
 })
 
-describe.each(Object.keys(TRANSPORTS) as Transport[])('azure-iot-security-x509 over %s', (transport) => {
+describe.each(TRANSPORTS)('azure-iot-security-x509 over %s', (transport) => {
   it('registers through an individual enrollment (self-signed P-256)', async () => {
     const id = `x509-${transport}-individual`
     const device = pki.selfSignedDevice(id, 'ec')

@@ -1,4 +1,4 @@
-// The package map of DESIGN.md, checked mechanically: a package may depend only on packages of
+// The package map of docs/architecture.md §1, checked mechanically: a package may depend only on packages of
 // a lower layer (and only on those the map allows), and pure packages (layers 0-4) declare no
 // dependency that would drag Node or the DOM in. ESLint separately forbids node:* imports and
 // ambient globals inside their sources; this suite guards the dependency graph itself.
@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
-/** Layer of every package named in DESIGN.md. */
+/** Layer of every package, as the table of docs/architecture.md §1 gives it (checked below). */
 const LAYER: Record<string, number> = {
   '@provisio/crypto': 0,
   '@provisio/protocol': 1,
@@ -29,7 +29,7 @@ const LAYER: Record<string, number> = {
 }
 
 /**
- * Same-layer dependencies DESIGN.md allows: the server (layer 5, "everything below") wires the
+ * Same-layer dependencies docs/architecture.md §1 allows: the server (layer 5, "everything below") wires the
  * stores, which the table lists before it in layer 5, and the device SDK (`provisio simulate`).
  */
 const SAME_LAYER_ALLOWED = new Set([
@@ -53,10 +53,19 @@ const manifests: Manifest[] = readdirSync(join(root, 'packages'))
   .filter((file) => existsSync(file))
   .map((file) => JSON.parse(readFileSync(file, 'utf8')) as Manifest)
 
-describe('package layering (DESIGN.md)', () => {
+describe('package layering (docs/architecture.md §1)', () => {
   it('knows every package in packages/', () => {
     expect(manifests.length).toBeGreaterThan(0)
-    for (const m of manifests) expect(LAYER, `${m.name} is not in DESIGN.md's package map`).toHaveProperty([m.name])
+    for (const m of manifests) expect(LAYER, `${m.name} is not in the package map`).toHaveProperty([m.name])
+  })
+
+  it('matches the layer table of docs/architecture.md §1', () => {
+    const doc = readFileSync(join(root, 'docs', 'architecture.md'), 'utf8')
+    const documented: Record<string, number> = {}
+    for (const row of doc.matchAll(/^\| (\d) \| ([^|]+)\|/gm)) {
+      for (const name of row[2]!.matchAll(/`(@provisio\/[a-z0-9-]+)`/g)) documented[name[1]!] = Number(row[1])
+    }
+    expect(documented).toEqual(LAYER)
   })
 
   for (const m of manifests) {

@@ -7,6 +7,7 @@ import { connect as tlsConnect } from 'node:tls'
 import WebSocket from 'ws'
 import { MqttDecoder, encodePacket, type MqttPacket } from '@provisio/codec-mqtt'
 import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import { httpsRequest } from './https-client.js'
 import type { TestServer } from './server.js'
 
 /** A raw MQTT connection: send packets, await the next packet, know when the server closed it. */
@@ -73,4 +74,18 @@ export function hubServiceToken(server: TestServer, hostName?: string, ttlSecond
   if (hub === undefined) throw new Error(`no embedded hub ${hostName ?? ''}`)
   const cs = parseHubConnectionString(hub.connectionString)
   return buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + ttlSeconds })
+}
+
+/** One device-to-cloud message as the embedded hub's HTTP API returns it. */
+export interface HubTelemetryMessage {
+  readonly body: string
+  readonly properties: Record<string, string>
+  readonly systemProperties: Record<string, string>
+  readonly sequenceNumber: number
+}
+
+/** Reads the telemetry the embedded hub `hostName` kept for `deviceId`, through its HTTP API. */
+export async function readHubTelemetry(server: TestServer, hostName: string, deviceId: string): Promise<{ status: number; body: { messages: HubTelemetryMessage[]; dropped: number } }> {
+  const res = await httpsRequest(server.port, server.caPem, 'GET', `/devices/${encodeURIComponent(deviceId)}/messages/events?api-version=2021-04-12`, { headers: { authorization: hubServiceToken(server, hostName, 300) } })
+  return { status: res.status, body: JSON.parse(res.body) as never }
 }

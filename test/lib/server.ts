@@ -1,7 +1,7 @@
 /**
  * Starts a real `provisio serve` in-process for a test: temporary data directory, an ephemeral
  * HTTPS port on loopback, the dev PKI. Microsoft's Node HTTP clients connect to port 443 of the
- * host they are given (dps-protocol.md §11), so `useAsDefaultHttpsAgent` points Node's global
+ * host they are given (docs/protocol.md §11), so `useAsDefaultHttpsAgent` points Node's global
  * https agent at our port and trusts our CA — the clients themselves stay unmodified.
  */
 import type * as HttpsModule from 'node:https'

@@ -1,6 +1,6 @@
 /**
  * Test-side plumbing that points Microsoft's unmodified clients at a test server:
- * - the WebSocket transports always dial port 443 (dps-protocol.md §11) but take an agent, so
+ * - the WebSocket transports always dial port 443 (docs/protocol.md §11) but take an agent, so
  *   `webSocketAgent` gives one whose TLS connections go to the server's HTTPS port;
  * - the Amqp transport passes no CA to rhea's `tls.connect`, so `trustCaOnPort` adds the dev CA to
  *   connections to one port (rhea calls `tls.connect(port, host, options, callback)`).
@@ -26,7 +26,9 @@ export function webSocketAgent(server: { readonly port: number; readonly caPem: 
 export function trustCaOnPort(port: number, ca: string): () => void {
   const original = tls.connect
   tls.connect = ((...args: unknown[]) => {
-    if (Number(args[0]) === port && typeof args[2] === 'object' && args[2] !== null) {
+    // Only the (port, host, options, callback) form: the https agent passes one options object,
+    // made with a null prototype, which Number() cannot convert.
+    if ((typeof args[0] === 'number' || typeof args[0] === 'string') && Number(args[0]) === port && typeof args[2] === 'object' && args[2] !== null) {
       return original(Number(args[0]), args[1] as string, { ...(args[2] as TlsModule.ConnectionOptions), ca }, args[3] as () => void)
     }
     return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)

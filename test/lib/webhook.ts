@@ -1,5 +1,5 @@
 /**
- * A real custom-allocation webhook on loopback (dps-protocol.md §8) for interop tests: it records
+ * A real custom-allocation webhook on loopback (docs/protocol.md §8) for interop tests: it records
  * each request's device payload and answers with the first linked hub and `{ echo: payload }` as
  * the payload, so a test can see the device's payload travel to the webhook and back.
  */

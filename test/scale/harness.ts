@@ -3,7 +3,7 @@
  * with SIGKILL and restarted, and a fleet of symmetric-key devices registering over every
  * transport, each device's SAS token built with @provisio/protocol from its group-derived key.
  *
- * HTTPS devices use plain requests (dps-protocol.md §1: PUT …/register, then GET
+ * HTTPS devices use plain requests (docs/protocol.md §1: PUT …/register, then GET
  * …/operations/{id} until final), spread their register calls over the instances and poll on a
  * *different* instance than the one that answered the register, so every completed device
  * proves that operations are shared through the store. MQTT, MQTT-WS, AMQP and AMQP-WS devices
@@ -514,7 +514,7 @@ export function fleetProblems(ids: readonly string[], outcomes: readonly DeviceO
 }
 
 /**
- * A custom-allocation webhook (dps-protocol.md §8) that holds the first call for each device
+ * A custom-allocation webhook (docs/protocol.md §8) that holds the first call for each device
  * (the instance calling it stays mid-assignment, its operation `assigning`) and answers every
  * later call at once with the given hub: the take-over after a crash calls it again.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 12: two `provisio serve` processes on one PostgreSQL database (`--store postgres://…`),
+ * Scale-out: two `provisio serve` processes on one PostgreSQL database (`--store postgres://…`),
  * each with its own data directory (own dev PKI and port); the DPS instance (ID scope, keys,
  * hub) is shared through the database. A fleet of symmetric-key devices registers across both
  * over MIXED transports — device i uses HTTPS, MQTT, MQTT-WS, AMQP or AMQP-WS by i mod 5;

@@ -1,5 +1,5 @@
 /**
- * Issue 12, the SQLite half: one `provisio serve` on its default SQLite store, killed with
+ * Crash safety on SQLite: one `provisio serve` on its default SQLite store, killed with
  * SIGKILL mid-run and restarted on the same data directory (same database, state and CA),
  * while a fleet of symmetric-key devices registers over MIXED transports (device i uses HTTPS,
  * MQTT, MQTT-WS, AMQP or AMQP-WS by i mod 5) and keeps retrying through the outage. Operations the killed process left `assigning` are taken over by the restarted one

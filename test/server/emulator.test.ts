@@ -78,6 +78,15 @@ describe('the emulator at /emulator/', () => {
     }
   })
 
+  it('answers a byte range with 206 and the slice, and an unsatisfiable one with 416', async () => {
+    const part = await get('/emulator/assets/main-abc123.js', { range: 'bytes=0-6' })
+    expect(part.status).toBe(206)
+    expect(part.body).toBe('console')
+    expect(part.headers['content-range']).toBe(`bytes 0-6/${'console.log("emulator")'.length}`)
+    expect(part.headers['cache-control']).toBe('public, max-age=31536000, immutable')
+    expect((await get('/emulator/assets/main-abc123.js', { range: 'bytes=999-' })).status).toBe(416)
+  })
+
   it('answers HEAD without a body and refuses other methods with 405', async () => {
     const head = await get('/emulator/assets/main-abc123.js', {}, 'HEAD')
     expect(head.status).toBe(200)

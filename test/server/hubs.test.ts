@@ -1,5 +1,5 @@
 // Several embedded hubs declared in the configuration, linked to DPS with weights, and a device
-// reprovisioned between two of them — once migrating its twin, once resetting it (dps-protocol.md
+// reprovisioned between two of them — once migrating its twin, once resetting it (docs/protocol.md
 // §7 ReprovisionPolicy). Registration goes through Microsoft's HTTP device client.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device'

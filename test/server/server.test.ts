@@ -108,12 +108,17 @@ describe('operations', () => {
     const res = await httpsRequest(server.port, server.caPem, 'GET', '/metrics')
     expect(res.status).toBe(200)
     expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/)
-    const attempts = server.metrics.attempts.get(['https', 'symmetricKey'])
+    const attempts = await server.metrics.attempts.get(['https', 'symmetricKey'])
     expect(attempts).toBe(2) // the good register and the wrong-key one; malformed bodies never reach the API
     expect(res.body).toContain(`provisio_registration_attempts_total{transport="https",attestation="symmetricKey"} ${attempts}`)
     expect(res.body).toMatch(/provisio_attestation_attempts_total\{kind="symmetricKey",result="failure"\} [1-9]/)
     expect(res.body).toMatch(/provisio_registrations_total\{status="assigned"\} [1-9]/)
     expect(res.body).toMatch(/provisio_device_responses_total\{transport="https",operation="register",status="202"\} [1-9]/)
+    // The good register's latency, observed once when its poll answered assigned.
+    expect(res.body).toMatch(/^provisio_registration_duration_seconds_count\{transport="https",attestation="symmetricKey"\} 1$/m)
+    expect(res.body).toContain('# TYPE provisio_registration_duration_seconds histogram')
+    // Node's process metrics beside them.
+    expect(res.body).toMatch(/^process_cpu_user_seconds_total \d/m)
   })
 })
 

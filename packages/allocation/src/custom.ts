@@ -1,6 +1,6 @@
 /**
  * The custom allocation policy: DPS POSTs an AllocationRequest to the enrollment's webhook and
- * assigns the hub the AllocationResponse names (dps-protocol.md §8). Network access is the
+ * assigns the hub the AllocationResponse names (docs/protocol.md §8). Network access is the
  * injected `fetch` port; the timeout is an injected abort-signal factory (no timers here).
  * @module
  */

@@ -64,7 +64,7 @@ export interface PrefixState {
 
 /**
  * Hashes the case-folded registrationId plus a separator once per device; hubs resume from it.
- * Registration ids are case-insensitive (dps-protocol.md §0), so `Dev-1` and `dev-1` must land
+ * Registration ids are case-insensitive (docs/protocol.md §0), so `Dev-1` and `dev-1` must land
  * on the same hub: ASCII letters are folded (the id grammar is ASCII).
  */
 export function prefixState(registrationId: string): PrefixState {

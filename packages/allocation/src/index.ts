@@ -1,7 +1,7 @@
 /**
- * @provisio/allocation — DPS allocation policies as pure functions (DESIGN.md layer 2):
+ * @provisio/allocation — DPS allocation policies as pure functions (layer 2, docs/architecture.md §1):
  * hashed (weighted rendezvous hashing), geoLatency (configured region/latency table, ties
- * hashed), static, and the custom webhook (dps-protocol.md §8) over an injected fetch port;
+ * hashed), static, and the custom webhook (docs/protocol.md §8) over an injected fetch port;
  * plus a dry run that explains a decision.
  */
 export type {

@@ -21,7 +21,7 @@ export interface Candidate {
   readonly excludedBecause?: string
 }
 
-/** 400208: no hub can be assigned (`DPS_HUB_ERROR_NO_HUB`, dps-protocol.md §1.5). */
+/** 400208: no hub can be assigned (`DPS_HUB_ERROR_NO_HUB`, docs/protocol.md §1.5). */
 export function noHub(reason: string): ProvisioError {
   return new ProvisioError('NO_HUB_ASSIGNABLE', reason)
 }
@@ -208,6 +208,9 @@ export function deviceRegionOf(input: AllocationInput): string | undefined {
 /**
  * static: the one hub the enrollment names (`iotHubs` with one entry, or `iotHubHostName`); it
  * must be linked. `applyAllocationPolicy` does not apply: the enrollment chose the hub itself.
+ * An enrollment that names no hub (Azure accepts one: docs/protocol.md §13.4) gets the
+ * instance's hub when exactly one is linked; with several linked there is no single hub it could
+ * mean, and the refusal says so and how to fix it.
  *
  * @returns the hub's host name as spelled in the linked-hub list
  * @throws ProvisioError NO_HUB_ASSIGNABLE (400208) when no single hub is named or it is not linked
@@ -218,7 +221,14 @@ export function allocateStatic(input: Pick<AllocationInput, 'linkedHubs' | 'iotH
     throw noHub(`static allocation needs exactly one hub, the enrollment lists ${listed.length} (${listed.join(', ')})`)
   }
   const named = listed.length === 1 ? listed[0] : input.iotHubHostName
-  if (named === undefined) throw noHub('static allocation needs the enrollment to name a hub (iotHubs or iotHubHostName)')
+  if (named === undefined) {
+    const linked = input.linkedHubs
+    if (linked.length === 1) return linked[0]!.hostName
+    if (linked.length === 0) throw noHub('static allocation: the enrollment names no hub and no hub is linked to the DPS instance')
+    throw noHub(
+      `static allocation: the enrollment names no hub (iotHubs and iotHubHostName are empty) and the DPS instance links ${linked.length} (${linked.map((h) => h.hostName).join(', ')}); name one in iotHubs`,
+    )
+  }
   if (listed.length === 1 && input.iotHubHostName !== undefined && lower(input.iotHubHostName) !== lower(named)) {
     throw noHub(`static allocation: iotHubs names ${named} but iotHubHostName names ${input.iotHubHostName}`)
   }

@@ -13,7 +13,7 @@ import type {
 } from '@provisio/protocol'
 
 /**
- * A hub linked to a DPS instance (dps-protocol.md DESIGN "Hubs"): host name, weight and whether
+ * A hub linked to a DPS instance (docs/architecture.md §7): host name, weight and whether
  * allocation policies consider it. The connection string stays with the engine: allocation
  * never needs a secret.
  */

@@ -276,8 +276,13 @@ describe('static', () => {
       initialTwinSource: 'enrollment',
     })
   })
+  it('names no hub (Azure accepts that): the one linked hub, whatever applyAllocationPolicy says', () => {
+    expect(allocateStatic({ linkedHubs: [{ hostName: 'Only.example.net', applyAllocationPolicy: false }] })).toBe('Only.example.net')
+    expect(allocateStatic({ linkedHubs: [{ hostName: 'only.example.net' }], iotHubs: [] })).toBe('only.example.net')
+  })
   it('fails with 400208 when the hub is missing, ambiguous or not linked', () => {
-    expectCode(() => allocateStatic({ linkedHubs: hubs }), 'NO_HUB_ASSIGNABLE', 400208, /needs the enrollment to name a hub/)
+    expectCode(() => allocateStatic({ linkedHubs: hubs }), 'NO_HUB_ASSIGNABLE', 400208, /names no hub .* links 2 \(Hub1.example.net, hub2.example.net\); name one in iotHubs/)
+    expectCode(() => allocateStatic({ linkedHubs: [] }), 'NO_HUB_ASSIGNABLE', 400208, /no hub is linked/)
     expectCode(() => allocateStatic({ linkedHubs: hubs, iotHubs: ['hub1.example.net', 'hub2.example.net'] }), 'NO_HUB_ASSIGNABLE', 400208, /exactly one hub/)
     expectCode(() => allocateStatic({ linkedHubs: hubs, iotHubs: ['hub3.example.net'] }), 'NO_HUB_ASSIGNABLE', 400208, /hub3.example.net is not linked/)
     expectCode(() => allocateStatic({ linkedHubs: hubs, iotHubs: ['hub1.example.net'], iotHubHostName: 'hub2.example.net' }), 'NO_HUB_ASSIGNABLE', 400208, /iotHubHostName names/)

@@ -1,6 +1,6 @@
 /**
  * @provisio/codec-amqp — Sans-IO AMQP 1.0 session of the DPS device dialect: SASL PLAIN/TPM/none,
- * links, request/response, on rhea's types and framing (dps-protocol.md §4, §5.3).
+ * links, request/response, on rhea's types and framing (docs/protocol.md §4, §5.3).
  */
 export {
   AmqpDeviceSession,

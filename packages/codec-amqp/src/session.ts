@@ -1,7 +1,7 @@
 // eslint-disable-next-line @typescript-eslint/triple-slash-reference -- rhea ships no typings for lib/*.js; every project compiling this source (server, tests) needs these ambient declarations
 /// <reference path="./rhea-internals.d.ts" />
 /**
- * Sans-IO AMQP 1.0 connection of the DPS device dialect (dps-protocol.md §4, §5.3, §11).
+ * Sans-IO AMQP 1.0 connection of the DPS device dialect (docs/protocol.md §4, §5.3, §11).
  *
  * One {@link AmqpDeviceSession} per transport connection (TLS socket or WebSocket): the adapter
  * feeds received bytes to {@link AmqpDeviceSession.push}; the session writes its bytes through
@@ -30,14 +30,13 @@ import {
   ProvisioError,
   acceptApiVersion,
   formatDpsTimestamp,
-  parseJsonBody,
   toErrorBody,
-  validateDeviceRegistration,
   wrapUnknown,
   type DeviceApi,
   type DeviceResponse,
   type Evidence,
   type RegistrationOperationStatus,
+  readRegisterBody,
 } from '@provisio/protocol'
 import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
 import message from 'rhea/lib/message.js'
@@ -360,7 +359,7 @@ export class AmqpDeviceSession {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // SASL (AMQP 1.0 §5.3; dps-protocol.md §4, §5.3)
+  // SASL (AMQP 1.0 §5.3; docs/protocol.md §4, §5.3)
 
   #sasl(code: number, p: Performative): void {
     if (code === SASL_INIT) {
@@ -770,7 +769,7 @@ export class AmqpDeviceSession {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // DPS requests (dps-protocol.md §4)
+  // DPS requests (docs/protocol.md §4)
 
   #request(session: Session, link: Link, deliveryId: number, settled: boolean, bytes: Uint8Array): void {
     checkEncoding(bytes, 0, bytes.length)
@@ -794,13 +793,7 @@ export class AmqpDeviceSession {
     const evidence = this.#evidence(link)
     if (operation === 'iotdps-register') {
       const apiVersion = acceptApiVersion(link.apiVersion, 'device').version
-      const json = parseJsonBody(bodyBytes(msg.body), { allowEmpty: true })
-      const registration = validateDeviceRegistration(json)
-      if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== link.registrationId.toLowerCase()) {
-        throw new ProvisioError('VALIDATION_FAILED', `body registrationId ${JSON.stringify(registration.registrationId)} differs from the link address's ${JSON.stringify(link.registrationId)}`, {
-          deviceMessage: 'registrationId in the body differs from the one in the link address',
-        })
-      }
+      const registration = readRegisterBody(bodyBytes(msg.body), link.registrationId, { idFrom: 'link address' })
       const force = props['iotdps-forceRegistration']
       const answer = await this.#o.device.register({
         idScope: link.idScope,

@@ -29,7 +29,7 @@ import {
   sasl,
 } from './harness.js'
 
-/** The device side of a whole symmetric-key registration, step by step (dps-protocol.md §4). */
+/** The device side of a whole symmetric-key registration, step by step (docs/protocol.md §4). */
 function script(): Buffer[] {
   return [
     SASL_HEADER,

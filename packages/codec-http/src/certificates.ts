@@ -1,6 +1,6 @@
 /**
  * CA-certificate routes of the service API (our own, documented here; DPS manages CA
- * certificates through ARM, dps-protocol.md §6 D-pop). Authorized by a service SAS token whose
+ * certificates through ARM, docs/protocol.md §6 D-pop). Authorized by a service SAS token whose
  * policy grants `ServiceConfig` (§2.3). Reads take the api-version leniently like §7 routes.
  *
  * | route | method | answer |

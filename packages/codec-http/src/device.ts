@@ -1,5 +1,5 @@
 /**
- * The DPS device API over HTTPS (dps-protocol.md §1.1):
+ * The DPS device API over HTTPS (docs/protocol.md §1.1):
  *
  * | route | call |
  * |---|---|
@@ -12,7 +12,7 @@
  * in `Authorization` when present, §5.2); otherwise `Authorization` carries a device SAS (§2.1);
  * otherwise the TLS client certificate chain is the evidence (§6).
  */
-import { ProvisioError, acceptApiVersion, parseJsonBody, validateDeviceRegistration } from '@provisio/protocol'
+import { ProvisioError, acceptApiVersion, readRegisterBody } from '@provisio/protocol'
 import type { DeviceApi, DeviceRegistration, DeviceResponse, Evidence, TpmChallengeResponse } from '@provisio/protocol'
 import { assertJsonContent, header, type HttpLimits, type HttpRequest, type ParsedTarget } from './message.js'
 import { jsonResponse } from './response.js'
@@ -40,16 +40,7 @@ export function deviceEvidence(request: HttpRequest, registration: DeviceRegistr
 
 function readRegistration(request: HttpRequest, limits: HttpLimits, registrationId: string): DeviceRegistration {
   assertJsonContent(request)
-  const json = parseJsonBody(request.body, { maxBytes: limits.maxBodyBytes, allowEmpty: true })
-  const registration = validateDeviceRegistration(json)
-  if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== registrationId.toLowerCase()) {
-    throw new ProvisioError(
-      'VALIDATION_FAILED',
-      `body registrationId ${JSON.stringify(registration.registrationId)} differs from the URL's ${JSON.stringify(registrationId)}`,
-      { deviceMessage: 'registrationId in the body differs from the one in the URL' },
-    )
-  }
-  return registration
+  return readRegisterBody(request.body, registrationId, { idFrom: 'URL', maxBytes: limits.maxBodyBytes })
 }
 
 function deviceResponse(result: DeviceResponse<unknown> | TpmChallengeResponse) {

@@ -14,6 +14,7 @@ export {
   type ParsedTarget,
 } from './message.js'
 export { errorResponse, jsonResponse } from './response.js'
+export { HeaderBlockMeter, type HeaderMeterVerdict } from './header-meter.js'
 export { deviceEvidence } from './device.js'
 export { SERVICE_ROOTS } from './service.js'
 export { CERTIFICATES_ROOT, serveCertificates } from './certificates.js'

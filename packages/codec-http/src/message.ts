@@ -28,7 +28,7 @@ export interface HttpResponse {
 
 /** Size limits. The adapter enforces body and header sizes while reading; the codec re-checks. */
 export interface HttpLimits {
-  /** Request body limit: the DPS maximum message size, 96 KB (dps-protocol.md §9). */
+  /** Request body limit: the DPS maximum message size, 96 KB (docs/protocol.md §9). */
   readonly maxBodyBytes: number
   /** Body limit of a direct method call (`POST /twins/{id}/methods`): a 128 KB payload and room for the JSON around it. */
   readonly maxMethodBodyBytes: number

@@ -1,5 +1,5 @@
 /**
- * Turning results and errors into HTTP responses (dps-protocol.md §1.4, §1.5): JSON bodies with
+ * Turning results and errors into HTTP responses (docs/protocol.md §1.4, §1.5): JSON bodies with
  * `Content-Type: application/json; charset=utf-8`, `Retry-After` in integer seconds, and for
  * errors the ProvisioningServiceErrorDetails body plus `x-ms-error-code` and `x-ms-request-id`.
  */

@@ -1,5 +1,5 @@
 /**
- * The DPS service API over HTTPS (dps-protocol.md §7), authorized by a service SAS token whose
+ * The DPS service API over HTTPS (docs/protocol.md §7), authorized by a service SAS token whose
  * policy must grant the route's permission (§2.3). Query paging travels in the headers
  * `x-ms-max-item-count` and `x-ms-continuation`; pages answer with `x-ms-item-type` (§7).
  *

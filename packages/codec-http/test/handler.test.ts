@@ -70,7 +70,7 @@ function req(method: string, target: string, init: { headers?: Record<string, st
 
 const SCOPE = '0ne00000001'
 
-describe('device API routes (dps-protocol.md §1.1)', () => {
+describe('device API routes (docs/protocol.md §1.1)', () => {
   it('register: SAS evidence, payload, forceRegistration, 202 with Retry-After', async () => {
     const r = recorder()
     const res = await r.handler(
@@ -159,7 +159,7 @@ describe('device API routes (dps-protocol.md §1.1)', () => {
   })
 })
 
-describe('errors (dps-protocol.md §1.4, §1.5)', () => {
+describe('errors (docs/protocol.md §1.4, §1.5)', () => {
   it('maps a ProvisioError to its status, errorCode header, body and tracking id', async () => {
     const r = recorder()
     r.fail(new ProvisioError('THROTTLED', 'test: 1000/min exceeded', { retryAfterSeconds: 7.2 }))
@@ -255,7 +255,7 @@ describe('errors (dps-protocol.md §1.4, §1.5)', () => {
   })
 })
 
-describe('service API routes (dps-protocol.md §7)', () => {
+describe('service API routes (docs/protocol.md §7)', () => {
   const auth = { authorization: 'good-token' }
 
   it.each([
@@ -314,7 +314,7 @@ describe('service API routes (dps-protocol.md §7)', () => {
   })
 })
 
-describe('TPM challenge (dps-protocol.md §5.2)', () => {
+describe('TPM challenge (docs/protocol.md §5.2)', () => {
   it('answers the first TPM leg with 401, authenticationKey and keyName, and no status member', async () => {
     const device: DeviceApi = {
       register: async () => ({ status: 401, challenge: { authenticationKey: 'AAEC', keyName: 'registration' } }),

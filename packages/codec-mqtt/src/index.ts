@@ -1,6 +1,6 @@
 /**
  * @provisio/codec-mqtt — sans-IO MQTT 3.1.1 sessions of the DPS device dialect
- * (dps-protocol.md §3) and of the IoT Hub device dialect, on mqtt-packet: bytes in, bytes and
+ * (docs/protocol.md §3) and of the IoT Hub device dialect, on mqtt-packet: bytes in, bytes and
  * API calls out; a router picks the dialect from the CONNECT. The Node adapter in
  * @provisio/server only moves bytes and calls `tick()`.
  *

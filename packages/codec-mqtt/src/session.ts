@@ -1,5 +1,5 @@
 /**
- * One device connection speaking the DPS MQTT dialect (dps-protocol.md §3), sans-IO: the
+ * One device connection speaking the DPS MQTT dialect (docs/protocol.md §3), sans-IO: the
  * adapter pushes the bytes it reads, writes the bytes the session hands it, and closes the
  * socket when the session says so. No sockets, no timers: keep-alive and the connect timeout are
  * judged when the adapter calls {@link DpsMqttSession.tick}, against the clock it passed in.
@@ -14,11 +14,10 @@ import {
   ProvisioError,
   acceptApiVersion,
   formatDpsTimestamp,
-  parseJsonBody,
   toErrorBody,
-  validateDeviceRegistration,
   validateRegistrationId,
   wrapUnknown,
+  readRegisterBody,
 } from '@provisio/protocol'
 import type { DeviceApi, DeviceResponse, Evidence, RegisterRequest, RegistrationOperationStatus, TpmChallengeResponse } from '@provisio/protocol'
 import { DPS_RESPONSE_FILTER, formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from '@provisio/protocol'
@@ -239,7 +238,7 @@ export class DpsMqttSession extends MqttDialectSession {
 
   #publish(packet: MqttPublishPacket): void {
     if (packet.qos === 2) {
-      // Azure IoT's MQTT endpoints do not serve QoS 2 and close the connection (dps-protocol.md §3: QoS 0 or 1).
+      // Azure IoT's MQTT endpoints do not serve QoS 2 and close the connection (docs/protocol.md §3: QoS 0 or 1).
       return this.connection.close('UNSUPPORTED', 'PUBLISH with QoS 2 is not supported by DPS')
     }
     const topic = parseDpsRequestTopic(packet.topic)
@@ -286,15 +285,7 @@ export class DpsMqttSession extends MqttDialectSession {
   }
   /** The register call of a PUBLISH body (§1.2; .NET sends an empty body). */
   #registerRequest(identity: Identity, payload: Uint8Array): RegisterRequest {
-    const json = parseJsonBody(payload, { maxBytes: this.#limits.maxBodyBytes, allowEmpty: true })
-    const registration = validateDeviceRegistration(json)
-    if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== identity.registrationId.toLowerCase()) {
-      throw new ProvisioError(
-        'VALIDATION_FAILED',
-        `body registrationId ${JSON.stringify(registration.registrationId)} differs from the username's ${JSON.stringify(identity.registrationId)}`,
-        { deviceMessage: 'registrationId in the body differs from the one in the MQTT username' },
-      )
-    }
+    const registration = readRegisterBody(payload, identity.registrationId, { idFrom: 'MQTT username', maxBytes: this.#limits.maxBodyBytes })
     if (registration.tpm !== undefined) {
       // §3: TPM attestation is not offered over MQTT by DPS (D-mqtt, C-mqtt).
       throw new ProvisioError('BAD_REQUEST', 'TPM attestation was requested over MQTT', {

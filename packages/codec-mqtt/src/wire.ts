@@ -1,7 +1,7 @@
 /**
  * MQTT 3.1.1 packets on the wire: a framing decoder with size limits in front of mqtt-packet's
- * parser, and an encoder over mqtt-packet's generator (style-anchors.md §4: parser and
- * generator kept apart, the packet a plain object discriminated on `cmd`).
+ * parser, and an encoder over mqtt-packet's generator (parser and generator kept apart,
+ * the packet a plain object discriminated on `cmd`).
  *
  * Why our own framing: mqtt-packet buffers a packet of any announced length (up to the 256 MB
  * the 4-byte Remaining Length allows, MQTT 3.1.1 §2.2.3) before it looks at it. We read the fixed
@@ -116,7 +116,7 @@ export class MqttCodecError extends Error {
   }
 }
 
-/** Default largest packet accepted: a 96 KB DPS body (dps-protocol.md §9) plus topic and headers. */
+/** Default largest packet accepted: a 96 KB DPS body (docs/protocol.md §9) plus topic and headers. */
 export const DEFAULT_MAX_PACKET_BYTES = 128 * 1024
 
 // The slice of mqtt-packet we use, typed here with Uint8Array so that no Node type leaks in.

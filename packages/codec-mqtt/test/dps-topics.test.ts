@@ -1,4 +1,4 @@
-// The DPS dialect's strings (dps-protocol.md §3) as each SDK writes them.
+// The DPS dialect's strings (docs/protocol.md §3) as each SDK writes them.
 import { describe, expect, it } from 'vitest'
 import { formatDpsResponseTopic, parseDpsRequestTopic, parseDpsUsername } from '../src/index.js'
 

@@ -1,4 +1,4 @@
-// The packet codec, table-driven (style-anchors.md §4): every fixture is checked four ways —
+// The packet codec, table-driven: every fixture is checked four ways —
 // parse, serialize, parse of serialize, and the decoder fed byte by byte and in random splits.
 // Fixture bytes are written out by hand from MQTT 3.1.1 §3 (fixed header, variable header,
 // payload), not produced by the code under test.

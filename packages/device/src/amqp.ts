@@ -1,5 +1,5 @@
 /**
- * DPS over AMQP 1.0 (dps-protocol.md §4, §5.3) on rhea, over TLS (`amqps://host:5671`) or WebSocket
+ * DPS over AMQP 1.0 (docs/protocol.md §4, §5.3) on rhea, over TLS (`amqps://host:5671`) or WebSocket
  * (`wss://host:443/$iothub/websocket`, subprotocol `AMQPWSB10`; what runs in a browser, through
  * rhea's `websocket_connect` with the global WebSocket).
  *

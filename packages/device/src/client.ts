@@ -1,6 +1,6 @@
 /**
  * ProvisioningClient: registers a device with a DPS-compatible service over any transport, with
- * any attestation, and waits for its assignment (dps-protocol.md §1.3–1.4):
+ * any attestation, and waits for its assignment (docs/protocol.md §1.3–1.4):
  *
  * register → 202 {operationId, status: assigning} → wait retry-after → poll … → 200 assigned.
  *
@@ -76,7 +76,7 @@ export interface RegisterOptions {
   readonly forceRegistration?: boolean
 }
 
-/** The DeviceRegistrationResult of an assigned device (dps-protocol.md §1.3), as the service sent it. */
+/** The DeviceRegistrationResult of an assigned device (docs/protocol.md §1.3), as the service sent it. */
 export interface RegistrationState {
   readonly registrationId: string
   readonly assignedHub: string
@@ -115,6 +115,11 @@ export interface RegistrationResult {
 /** Observes the flow (for progress output and tests). */
 export interface RegisterEvents {
   onRetry?(info: { readonly attempt: number; readonly delayMs: number; readonly error: DeviceError }): void
+  /**
+   * Every wait of the flow, as it starts: before a poll (the service's retry-after, else the
+   * polling interval) and before a retry (after onRetry). `retryAfterMs`: what the service asked for.
+   */
+  onWait?(info: { readonly reason: 'poll' | 'retry'; readonly delayMs: number; readonly retryAfterMs: number | undefined }): void
 }
 
 /** Registers devices with a DPS-compatible service. See the module documentation. The entry points export it as `ProvisioningClient` with their platform. */
@@ -250,13 +255,14 @@ export class ProvisioningClientCore {
           if (error.code === 'TRANSPORT' && session !== undefined) {
             const old = session
             session = undefined
-            await old.close().catch(() => undefined)
+            await closeWithin(old, signal)
           }
         }
         if (policy.maxRetries !== undefined && attempt >= policy.maxRetries) throw failure
         const delayMs = backoffDelay(attempt, failure.retryAfterMs, policy)
         retries++
         this.#events.onRetry?.({ attempt, delayMs, error: failure })
+        this.#events.onWait?.({ reason: 'retry', delayMs, retryAfterMs: failure.retryAfterMs })
         try {
           await sleep(delayMs, signal, what)
         } catch (error) {
@@ -316,16 +322,36 @@ export class ProvisioningClientCore {
           throw new DeviceError('PROTOCOL', `the service answered the unknown status ${JSON.stringify(status.status)}`)
         }
         if (status.operationId === '') throw new DeviceError('PROTOCOL', 'the service answered "assigning" without an operationId')
-        await sleep(reply.retryAfterMs ?? o.pollingIntervalMs ?? DEFAULT_POLLING_INTERVAL_MS, signal, 'poll').catch((error: unknown) => {
+        const pollDelayMs = reply.retryAfterMs ?? o.pollingIntervalMs ?? DEFAULT_POLLING_INTERVAL_MS
+        this.#events.onWait?.({ reason: 'poll', delayMs: pollDelayMs, retryAfterMs: reply.retryAfterMs })
+        await sleep(pollDelayMs, signal, 'poll').catch((error: unknown) => {
           throw signalError(signal, error)
         })
         const operationId = status.operationId
         reply = await exchange((s) => s.poll(operationId, authorization), 'operation status')
       }
     } finally {
-      await session?.close().catch(() => undefined)
+      if (session !== undefined) await closeWithin(session, signal)
     }
   }
+}
+
+/**
+ * Closes a session without letting its close hold the registration past its deadline: the wait
+ * ends when the close is done or the signal fires, whichever is first (a close the transport cannot
+ * finish goes on in the background, bounded by the transport itself).
+ */
+function closeWithin(session: DpsSession, signal: AbortSignal): Promise<void> {
+  const closing = session.close().catch(() => undefined)
+  if (signal.aborted) return Promise.resolve()
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+    void closing.then(done)
+  })
 }
 
 function readStatus(body: unknown): { operationId: string; status: string; registrationState: Record<string, unknown> | undefined } {

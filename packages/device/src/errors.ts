@@ -2,7 +2,7 @@
  * One error type for everything the device SDK refuses or gives up on. `code` is stable (switch on
  * it); when the service answered, `errorCode` is the DPS extended code (first three digits = HTTP
  * status), `status` the HTTP-ish status (also the MQTT response-topic status), and `serverMessage`
- * / `trackingId` come from the service's error body (dps-protocol.md §1.5).
+ * / `trackingId` come from the service's error body (docs/protocol.md §1.5).
  */
 
 /** Stable codes of {@link DeviceError}. */
@@ -85,7 +85,7 @@ export function isDeviceError(value: unknown): value is DeviceError {
   return value instanceof DeviceError
 }
 
-/** Clients retry statuses >= 429 (429 and 5xx), like every Microsoft SDK (dps-protocol.md §1.4). */
+/** Clients retry statuses >= 429 (429 and 5xx), like every Microsoft SDK (docs/protocol.md §1.4). */
 export function isTransientStatus(status: number): boolean {
   return status >= 429
 }

@@ -1,5 +1,5 @@
 /**
- * DPS over HTTPS (dps-protocol.md §1): `PUT /{idScope}/registrations/{id}/register`, then
+ * DPS over HTTPS (docs/protocol.md §1): `PUT /{idScope}/registrations/{id}/register`, then
  * `GET …/operations/{operationId}`, each with `Authorization: <SAS>` (symmetric key, TPM second
  * leg) or a TLS client certificate (X.509). Statuses and `retry-after` are returned as they are;
  * the flow decides what to retry.

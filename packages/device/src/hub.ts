@@ -1,6 +1,6 @@
 /**
  * A small IoT Hub device client over MQTT 3.1.1 (TLS or WebSocket), speaking the hub device dialect
- * as Microsoft's azure-iot-device-mqtt does (dps-protocol.md §11):
+ * as Microsoft's azure-iot-device-mqtt does (docs/protocol.md §11):
  *
  * - CONNECT: clientId = deviceId, username `{hub}/{deviceId}/?api-version=2021-04-12&DeviceClientType={UA}`,
  *   password = device SAS `sr={hub}%2Fdevices%2F{deviceId}` without skn (symmetric key or TPM), none

@@ -1,5 +1,5 @@
 /**
- * DPS over MQTT 3.1.1 (dps-protocol.md §3) on mqtt.js, over TLS (`mqtts://host:8883`) or WebSocket
+ * DPS over MQTT 3.1.1 (docs/protocol.md §3) on mqtt.js, over TLS (`mqtts://host:8883`) or WebSocket
  * (`wss://host:443/$iothub/websocket`, subprotocol `mqtt`; this is what runs in a browser).
  *
  * CONNECT: clientId = registrationId, username `{idScope}/registrations/{id}/api-version={V}&ClientVersion={UA}`,
@@ -81,10 +81,13 @@ export async function connectMqtt(url: string, options: IClientOptions, signal: 
   return client
 }
 
+/** Longest wait for a graceful MQTT DISCONNECT before the connection is cut. */
+const CLOSE_TIMEOUT_MS = 2000
+
 /** Opens an MQTT or MQTT-over-WebSocket DPS session. */
 export async function openMqttSession(params: SessionParams, overWebSocket: boolean): Promise<DpsSession> {
   if (params.auth.kind === 'tpm') {
-    throw new DeviceError('UNSUPPORTED', 'TPM attestation is not supported over MQTT by DPS (dps-protocol.md §3); use http, amqp or amqp-ws')
+    throw new DeviceError('UNSUPPORTED', 'TPM attestation is not supported over MQTT by DPS (docs/protocol.md §3); use http, amqp or amqp-ws')
   }
   const where = `${params.host}:${params.port}`
   const url = overWebSocket ? `wss://${params.host}:${params.port}/$iothub/websocket` : `mqtts://${params.host}:${params.port}`
@@ -147,7 +150,19 @@ export async function openMqttSession(params: SessionParams, overWebSocket: bool
       return request((rid) => ({ kind: 'operationStatus', rid, operationId }), ' ', 'operation status')
     },
     close() {
-      return new Promise<void>((resolve) => client.end(false, {}, () => resolve()))
+      return new Promise<void>((resolve) => {
+        // mqtt.js's graceful end waits for every unacknowledged PUBLISH; on a connection that is
+        // gone (a server killed mid-request) they never are. Such a connection is ended at once,
+        // and a graceful end that takes longer than CLOSE_TIMEOUT_MS is cut.
+        const timer = setTimeout(() => {
+          client.stream?.destroy()
+          resolve()
+        }, CLOSE_TIMEOUT_MS)
+        client.end(closedError !== undefined || !client.connected, {}, () => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
     },
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Security providers: how a device proves who it is (dps-protocol.md §2, §5, §6).
+ * Security providers: how a device proves who it is (docs/protocol.md §2, §5, §6).
  *
  * - `symmetricKey({ registrationId, key })` — an individual enrollment's key, or
  *   `symmetricKey({ registrationId, groupKey })` — the device key derived from an enrollment group's
@@ -34,7 +34,7 @@ export interface X509Security {
 }
 
 /**
- * What the SDK needs from a TPM (dps-protocol.md §5.5): the public EK and SRK (TPM2B_PUBLIC bytes),
+ * What the SDK needs from a TPM (docs/protocol.md §5.5): the public EK and SRK (TPM2B_PUBLIC bytes),
  * activation of a DPS activation blob (ActivateCredential + Import + Load + persist), and HMAC
  * signing with the imported identity key.
  */

@@ -2,7 +2,7 @@
  * A DeviceTpm over raw TPM 2.0 commands (TPM 2.0 Part 3), for a TPM reached through a command
  * channel — the Microsoft TPM-simulator TCP protocol in Node (node/tpm-simulator.ts), or anything
  * else that can carry command bytes and return response bytes. It does what the SDKs do
- * (dps-protocol.md §5.1, §5.5): EK (0x81010001) and SRK (0x81000001) from the SDK templates,
+ * (docs/protocol.md §5.1, §5.5): EK (0x81010001) and SRK (0x81000001) from the SDK templates,
  * created and persisted when missing; activation = PolicySecret(endorsement) session,
  * ActivateCredential(SRK, EK), Import under the SRK with AES-CFB of the recovered key's length,
  * Load, persist at 0x81000100; signing = TPM2_HMAC with the persisted identity key.

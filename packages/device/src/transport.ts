@@ -26,7 +26,7 @@ export interface TlsOptions {
   readonly rejectUnauthorized?: boolean
 }
 
-/** A device registration request body (dps-protocol.md §1.2). */
+/** A device registration request body (docs/protocol.md §1.2). */
 export interface RegistrationBody {
   registrationId: string
   tpm?: { endorsementKey: string; storageRootKey: string }

@@ -82,7 +82,7 @@ export interface FieldError {
 
 export type ParseResult = { readonly ok: true; readonly settings: EmulatorSettings } | { readonly ok: false; readonly errors: readonly FieldError[] }
 
-/** DPS registration id rule (dps-protocol.md §1.1): lowercase alphanumerics and `-._:`, 1-128. */
+/** DPS registration id rule (docs/protocol.md §0): lowercase alphanumerics and `-._:`, 1-128. */
 const REGISTRATION_ID = /^[a-z0-9\-._:]{1,128}$/
 const ID_SCOPE = /^0ne[0-9A-Fa-f]{8}$/
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\d{1,3}(?:\.\d{1,3}){3})$/

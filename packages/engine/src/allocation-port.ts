@@ -1,5 +1,5 @@
 /**
- * The call site of allocation (issue 4 item 5 lives in @provisio/allocation). The engine calls an
+ * The call site of allocation (the policies live in @provisio/allocation). The engine calls an
  * `Allocator`: a function from "this device, this enrollment, these hubs" to a hub host name (plus
  * the webhook's initialTwin and payload for custom allocation, §8). The default allocator adapts
  * @provisio/allocation; tests and embedders may pass their own.

@@ -1,6 +1,6 @@
 /**
  * Running one assignment: allocation, reprovisioning, hub identity, registration record
- * (dps-protocol.md §7 ReprovisionPolicy, §8, §10 item 8; DESIGN.md "The flow").
+ * (docs/protocol.md §7 ReprovisionPolicy, §8, §10 item 8; docs/architecture.md §3).
  *
  * Reprovisioning on a repeat registration of an assigned device:
  *
@@ -119,6 +119,7 @@ async function assign(
   const idScope = instance.idScope
   const e = enrollment.value
   const individual = enrollment.kind === 'individual' ? (e as IndividualEnrollment) : undefined
+  if (record !== undefined && leftByEarlierEnrollment(record, enrollment)) record = undefined
   const previous = record?.lastAssignment
   // deviceId: the enrollment's deviceId, else the registrationId (§0); a group device keeps the
   // spelling of its first registration so case variants do not create a second identity.
@@ -203,7 +204,7 @@ async function assign(
     ...(migratedTwin !== undefined ? { migratedTwin } : {}),
   })
   if (moving && previous && previousHub) {
-    // The old identity goes only after the new one exists (issue 4 item 6).
+    // The old identity goes only after the new one exists: a crash between the two leaves the device reachable.
     await ctx.hubGateway.deleteDevice({ hub: target(previousHub), deviceId: previous.deviceId })
   }
 
@@ -227,6 +228,7 @@ async function assign(
     ...(groupId !== undefined ? { enrollmentGroupId: groupId } : {}),
     initialHub: record?.initialHub ?? hub.hostName,
     lastAssignment: { hub: hub.hostName, deviceId },
+    ...(e.createdDateTimeUtc !== undefined ? { enrollmentCreated: e.createdDateTimeUtc } : {}),
   }
   const final: OperationRecord = { ...op, status: 'assigned', updatedAtMs: now, result }
   const kept = await persist(ctx, idScope, final, leaseOwner, registration, now, mode)
@@ -242,6 +244,19 @@ async function assign(
     atMs: now,
   })
   return final
+}
+
+/**
+ * Whether the record was written for an earlier enrollment of the same kind and id, one since
+ * deleted and created again (its `createdDateTimeUtc` differs): then the new enrollment's devices
+ * start afresh, as if no record were there (docs/protocol.md §13.3). Records from before the
+ * stamp was kept, and records of another enrollment, keep their history.
+ */
+function leftByEarlierEnrollment(record: RegistrationRecord, enrollment: MatchedEnrollment): boolean {
+  const created = enrollment.value.createdDateTimeUtc
+  if (record.enrollmentCreated === undefined || created === undefined || record.enrollmentCreated === created) return false
+  if (enrollment.kind === 'individual') return record.enrollmentGroupId === undefined
+  return record.enrollmentGroupId !== undefined && record.enrollmentGroupId.toLowerCase() === enrollment.value.enrollmentGroupId.toLowerCase()
 }
 
 async function fail(
@@ -272,6 +287,7 @@ async function fail(
     ...(groupId !== undefined ? { enrollmentGroupId: groupId } : {}),
     ...(record?.initialHub !== undefined ? { initialHub: record.initialHub } : {}),
     ...(record?.lastAssignment !== undefined ? { lastAssignment: record.lastAssignment } : {}),
+    ...(record?.enrollmentCreated !== undefined ? { enrollmentCreated: record.enrollmentCreated } : {}),
   }
   const final: OperationRecord = { ...op, status: 'failed', updatedAtMs: now, result }
   let kept = false
@@ -279,7 +295,7 @@ async function fail(
     kept = await persist(ctx, instance.idScope, final, leaseOwner, registration, now, mode)
   } catch {
     // The store itself failed: the operation stays `assigning` until its lease expires and a
-    // poll takes it over (DESIGN.md "Storage and scale").
+    // poll takes it over (docs/architecture.md §8).
     return undefined
   }
   if (!kept) return undefined

@@ -1,5 +1,5 @@
 /**
- * Attestation dispatch (issue 4 item 4; DESIGN.md "The flow"): the engine hands the device's
+ * Attestation dispatch (docs/architecture.md §3): the engine hands the device's
  * evidence to the verifier registered for its kind and gets back either the enrollment that admits
  * the device, with the credentials the hub identity must carry, or a refusal with a detailed
  * reason. Verifiers for X.509 and TPM live in their own packages and plug in here.

@@ -1,5 +1,5 @@
 /**
- * CA certificates of an instance and their proof of possession (dps-protocol.md §6, D-pop), the
+ * CA certificates of an instance and their proof of possession (docs/protocol.md §6, D-pop), the
  * engine side of @provisio/protocol's CaCertificateApi:
  *
  * - upload (PUT): the certificate must parse and be a CA (basicConstraints cA); it starts
@@ -28,7 +28,7 @@ import { newEtag } from './ids.js'
 import type { Clock, Random } from './ports.js'
 import type { CaCertificateRecord, Store, WriteCondition } from './store.js'
 
-/** CA certificates per instance (dps-protocol.md §9). */
+/** CA certificates per instance (docs/protocol.md §9). */
 export const MAX_CA_CERTIFICATES = 25
 
 /** Certificate names: what ARM allows for certificate resource names, bounded. */
@@ -57,7 +57,7 @@ function certificateBody(body: unknown, what: string): { certificate: string; is
   if (!outer) throw new ProvisioError('VALIDATION_FAILED', `${what}: the body must be a JSON object with a "certificate" member`)
   const inner = typeof outer.properties === 'object' && outer.properties !== null ? (outer.properties as Record<string, unknown>) : outer
   const certificate = inner.certificate
-  if (typeof certificate !== 'string' || certificate.length === 0) throw new ProvisioError('VALIDATION_FAILED', `${what}: "certificate" must be a PEM or base64 DER string`)
+  if (typeof certificate !== 'string' || certificate.length === 0) throw new ProvisioError('VALIDATION_FAILED', `${what}: "certificate" must be a string: PEM, base64 of DER or base64 of PEM`)
   const isVerified = inner.isVerified
   if (isVerified !== undefined && typeof isVerified !== 'boolean') throw new ProvisioError('VALIDATION_FAILED', `${what}: "isVerified" must be a boolean`)
   return isVerified === undefined ? { certificate } : { certificate, isVerified }
@@ -115,7 +115,7 @@ export function createCaCertificateApi(options: CaCertificateApiOptions): CaCert
       checkName(name)
       const what = `CA certificate '${name}'`
       const input = certificateBody(body, what)
-      const cert = parseOne(input.certificate, what)
+      const cert = parseOne(input.certificate, `${what}: "certificate"`)
       if (cert.basicConstraints?.ca !== true) {
         throw new ProvisioError('VALIDATION_FAILED', `${what}: '${cert.subject.text}' is not a CA certificate (basicConstraints cA is not set, RFC 5280 §4.2.1.9)`)
       }

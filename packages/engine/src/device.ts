@@ -1,5 +1,5 @@
 /**
- * Device API operations (dps-protocol.md §1.1, §10 items 1, 3, 8): register, operation status,
+ * Device API operations (docs/protocol.md §1.1, §10 items 1, 3, 8): register, operation status,
  * registration status lookup.
  *
  * - register answers 202 `assigning` with an operationId and Retry-After, or — when the
@@ -8,7 +8,7 @@
  * - A register repeated while the device's operation is in flight returns that same operation
  *   (clients re-send after 429/5xx, §10 item 3).
  * - Operations carry a lease; a poll that finds an expired lease takes the assignment over
- *   (DESIGN.md "Storage and scale").
+ *   (docs/architecture.md §8).
  */
 import { ProvisioError, isProvisioError, normalizeRegistrationId, validateRegistrationId } from '@provisio/protocol'
 import type {
@@ -82,7 +82,7 @@ export class DeviceOperations {
       if (!verdict.ok) {
         const error = new ProvisioError(
           'THROTTLED',
-          `ID scope ${idScope} exceeded ${ctx.registrationLimiter.limit.limit} registrations per ${ctx.registrationLimiter.limit.windowMs / 1000} s (dps-protocol.md §9)`,
+          `ID scope ${idScope} exceeded ${ctx.registrationLimiter.limit.limit} registrations per ${ctx.registrationLimiter.limit.windowMs / 1000} s (docs/protocol.md §9)`,
           { retryAfterSeconds: verdict.retryAfterSeconds },
         )
         this.#failed(idScope, registrationId, 'throttle', error, nowMs)
@@ -187,7 +187,7 @@ export class DeviceOperations {
       if (!verdict.ok) {
         throw new ProvisioError(
           'POLL_THROTTLED',
-          `device '${request.registrationId}' polled more than ${ctx.pollLimiter.limit.limit} times per ${ctx.pollLimiter.limit.windowMs / 1000} s (dps-protocol.md §9)`,
+          `device '${request.registrationId}' polled more than ${ctx.pollLimiter.limit.limit} times per ${ctx.pollLimiter.limit.windowMs / 1000} s (docs/protocol.md §9)`,
           { retryAfterSeconds: verdict.retryAfterSeconds },
         )
       }

@@ -1,5 +1,5 @@
 /**
- * createEngine: the transport-free provisioning service (DESIGN.md layer 3). Codecs and servers
+ * createEngine: the transport-free provisioning service (layer 3, docs/architecture.md §1). Codecs and servers
  * call its device and service methods; it reaches the world only through its ports.
  */
 import {

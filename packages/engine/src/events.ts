@@ -1,6 +1,6 @@
 /**
- * Typed events. The engine never logs (style-anchors.md §15: the core emits events, adapters
- * decide what to log); servers subscribe and write logs, metrics or diagnostics channels.
+ * Typed events. The engine never logs (docs/architecture.md §6: the core emits events,
+ * adapters decide what to log); servers subscribe and write logs, metrics or diagnostics channels.
  */
 
 /** A device's registration attempt reached the engine (before attestation). */

@@ -1,6 +1,6 @@
 /**
  * Fault-injection profiles per ID scope, for testing device retry logic against behaviour that
- * real DPS shows only under load or failure (dps-protocol.md §1.4: 429 and 5xx are transient and
+ * real DPS shows only under load or failure (docs/protocol.md §1.4: 429 and 5xx are transient and
  * must be retried after Retry-After; §1.3: clients require an operationId while `assigning`).
  *
  * Faults are deterministic: counted per device, so a test knows exactly which attempt fails.

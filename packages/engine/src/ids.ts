@@ -1,6 +1,6 @@
 /**
  * Identifiers the engine mints from the Random port: operation ids in DPS's observed shape
- * `<digit>.<16 hex>.<uuid>` (dps-protocol.md §1.3, AZC traces), etags, and symmetric keys.
+ * `<digit>.<16 hex>.<uuid>` (docs/protocol.md §1.3, AZC traces), etags, and symmetric keys.
  */
 import type { Random } from './ports.js'
 
@@ -76,7 +76,7 @@ export function newEtag(random: Random): string {
   return etagFromBytes(random.bytes(16))
 }
 
-/** A new symmetric key: 64 random bytes, base64 (dps-protocol.md §2.2, D-sym: generated keys are 64 bytes). */
+/** A new symmetric key: 64 random bytes, base64 (docs/protocol.md §2.2, D-sym: generated keys are 64 bytes). */
 export function newSymmetricKey(random: Random): string {
   return toBase64(random.bytes(64))
 }

@@ -19,7 +19,7 @@ export type {
   TpmChallengeRecord,
   TpmChallengeBody,
 } from './store.js'
-export { tpmChallengeBody, tpmChallengeFromRow } from './store.js'
+export { checkWriteCondition, tpmChallengeBody, tpmChallengeFromRow } from './store.js'
 export { MemoryStore } from './memory-store.js'
 export type {
   Evidence,

@@ -1,22 +1,16 @@
 /**
  * DPS instances hosted by one engine: each is an ID scope with its linked hubs, default
- * allocation policy and service access policies (dps-protocol.md §0, §2.3, §7; DESIGN.md "Hubs").
+ * allocation policy and service access policies (docs/protocol.md §0, §2.3, §7; docs/architecture.md §7).
  */
-import { ProvisioError } from '@provisio/protocol'
+import { DPS_RIGHTS, ProvisioError } from '@provisio/protocol'
 import type { AllocationPolicy, ServicePermission } from '@provisio/protocol'
 import type { FaultProfile } from './faults.js'
 
-/** Permissions of a service access policy (dps-protocol.md §2.3, D-access; protocol api.ts). */
+/** Permissions of a service access policy (docs/protocol.md §2.3, D-access; protocol api.ts). */
 export type { ServicePermission }
 
-/** All permissions, in D-access order. */
-export const SERVICE_PERMISSIONS: readonly ServicePermission[] = [
-  'ServiceConfig',
-  'EnrollmentRead',
-  'EnrollmentWrite',
-  'RegistrationStatusRead',
-  'RegistrationStatusWrite',
-]
+/** All permissions, in the order Azure lists them (protocol access.ts). */
+export const SERVICE_PERMISSIONS: readonly ServicePermission[] = DPS_RIGHTS
 
 /** A shared access policy of the service API (`provisioningserviceowner` by default in Azure). */
 export interface ServiceAccessPolicy {
@@ -28,7 +22,7 @@ export interface ServiceAccessPolicy {
   readonly permissions: readonly ServicePermission[]
 }
 
-/** A hub linked to a DPS instance (connection string as Azure takes it, DESIGN.md "Hubs"). */
+/** A hub linked to a DPS instance (connection string as Azure takes it, docs/architecture.md §7). */
 export interface LinkedHub {
   readonly hostName: string
   /** `HostName=…;SharedAccessKeyName=iothubowner;SharedAccessKey=…` */
@@ -81,7 +75,7 @@ export function normaliseInstance(config: InstanceConfig): InstanceConfig {
   if (config.allocationPolicy !== undefined && !ALLOCATION_POLICIES.includes(config.allocationPolicy)) {
     bad(`allocationPolicy must be one of ${ALLOCATION_POLICIES.join(', ')}`)
   }
-  // D-limits: at most 50 linked hubs per instance (dps-protocol.md §9).
+  // D-limits: at most 50 linked hubs per instance (docs/protocol.md §9).
   if (config.linkedHubs.length > 50) bad(`at most 50 linked hubs, got ${config.linkedHubs.length}`)
   const seen = new Set<string>()
   const hubs = config.linkedHubs.map((hub, i) => {

@@ -4,7 +4,7 @@
  * see store.ts).
  */
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
-import { etagMatches } from './ids.js'
+import { checkWriteCondition } from './store.js'
 import type {
   BeginOperationResult,
   CaCertificateRecord,
@@ -32,12 +32,7 @@ class Table<V> {
 
   check(key: string, condition: WriteCondition | undefined): WriteResult {
     const current = this.#rows.get(key)
-    if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: this.etagOf(current) }
-    if (condition?.ifMatch !== undefined) {
-      if (current === undefined) return { ok: false, reason: 'notFound' }
-      if (!etagMatches(condition.ifMatch, this.etagOf(current))) return { ok: false, reason: 'etagMismatch', currentEtag: this.etagOf(current) }
-    }
-    return OK
+    return checkWriteCondition(current === undefined ? undefined : this.etagOf(current), condition, current !== undefined)
   }
 
   put(id: string, value: V, condition?: WriteCondition): WriteResult {

@@ -1,5 +1,5 @@
 /**
- * The ports through which the engine reaches the outside world (DESIGN.md: layers 0-4 take clock,
+ * The ports through which the engine reaches the outside world (docs/architecture.md §1: layers 0-4 take clock,
  * randomness, fetch and stores as arguments). Node adapters (layer 5) implement them; tests pass
  * deterministic fakes.
  */

@@ -1,5 +1,5 @@
 /**
- * Query specification and paging of the service API (dps-protocol.md §7): SDKs send
+ * Query specification and paging of the service API (docs/protocol.md §7): SDKs send
  * `{"query":"*"}`; `SELECT * FROM enrollments` is accepted too. Paging uses an opaque
  * continuation token (response and request header `x-ms-continuation`) and a page size
  * (`x-ms-max-item-count`).
@@ -25,7 +25,7 @@ export function assertQuerySpecification(spec: QuerySpecification | undefined, w
   if (q === '*' || q === '' || SELECT_ALL.test(q)) return
   throw new ProvisioError(
     'BAD_REQUEST',
-    `query ${JSON.stringify(q.slice(0, 200))} for ${what} is not supported: only "*" and "SELECT * FROM …" are (dps-protocol.md §7)`,
+    `query ${JSON.stringify(q.slice(0, 200))} for ${what} is not supported: only "*" and "SELECT * FROM …" are (docs/protocol.md §7)`,
     { deviceMessage: 'Only "*" and "SELECT * FROM enrollments" queries are supported.' },
   )
 }

@@ -1,5 +1,5 @@
 /**
- * Token-bucket rate limits with DPS's published defaults (dps-protocol.md §9, D-limits):
+ * Token-bucket rate limits with DPS's published defaults (docs/protocol.md §9, D-limits):
  * 1,000 device registrations per minute per service, 5 polls per 10 s per device. A bucket holds
  * `limit` tokens and refills continuously at `limit / windowMs`, so a burst up to the limit passes
  * and the long-run rate never exceeds it. State is per engine process (each instance behind a load

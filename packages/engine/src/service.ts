@@ -1,5 +1,5 @@
 /**
- * Service API operations (dps-protocol.md §7): individual enrollments and enrollment groups with
+ * Service API operations (docs/protocol.md §7): individual enrollments and enrollment groups with
  * ETags, attestation mechanisms, query with paging, bulk operations, registration states.
  *
  * Rules applied here (beyond the model validators of @provisio/protocol):
@@ -7,7 +7,7 @@
  *   resource) is 412 PRECONDITION_FAILED (RFC 9110 §13.1.1, D-trouble). Every write mints a new
  *   etag; `createdDateTimeUtc` survives replacement, `lastUpdatedDateTimeUtc` moves.
  * - Symmetric keys omitted on PUT are generated (64 random bytes, §7 / D-sym); GET hides keys and
- *   `attestationmechanism` returns them (azure-iot-sdk-java#674).
+ *   `attestationmechanism` returns them (docs/protocol.md §7).
  * - `iotHubs` and `iotHubHostName` must name linked hubs; `custom` needs a webhook definition.
  */
 import { ProvisioError, isProvisioError, normalizeRegistrationId, validateRegistrationId } from '@provisio/protocol'
@@ -24,6 +24,7 @@ import type {
   GroupAttestationMechanism,
   IndividualEnrollment,
   QuerySpecification,
+  X509Attestation,
 } from '@provisio/protocol'
 import type { EngineContext } from './context.js'
 import { newEtag, newSymmetricKey } from './ids.js'
@@ -38,11 +39,12 @@ import {
 } from './query.js'
 import type { RegistrationRecord, WriteCondition, WriteResult } from './store.js'
 import { formatDpsTimestamp } from '@provisio/protocol'
+import { decodeCertificateText, parseCertificate } from '@provisio/x509'
 
 /** Options of writes that honour `If-Match` (the codecs' contract, @provisio/protocol api.ts). */
 export type { ConditionalOptions }
 
-/** Bulk operations accept at most this many items (SPEC-svc, dps-protocol.md §9). */
+/** Bulk operations accept at most this many items (SPEC-svc, docs/protocol.md §9). */
 export const BULK_MAX_ITEMS = 10
 
 type Kind = 'individual' | 'group'
@@ -75,6 +77,34 @@ export function writeFailure(result: Exclude<WriteResult, { ok: true }>, what: s
   }
 }
 
+/**
+ * Certificates of an X.509 attestation are parsed when the enrollment is written, in any
+ * encoding DPS accepts (PEM, base64 of DER, base64 of PEM: docs/protocol.md §13.2), so one
+ * that does not parse is a 400 naming the member and the reason, never a stored enrollment whose
+ * every device is refused later.
+ * @throws ProvisioError VALIDATION_FAILED
+ */
+function checkCertificates(attestation: AttestationMechanism | undefined, what: string): void {
+  if (attestation?.type !== 'x509') return
+  const x = attestation.x509 as X509Attestation | undefined
+  for (const member of ['clientCertificates', 'signingCertificates'] as const) {
+    const slots = x?.[member]
+    if (slots === undefined || slots === null) continue
+    for (const slot of ['primary', 'secondary'] as const) {
+      const text = slots[slot]?.certificate
+      if (text === undefined) continue
+      const path = `attestation.x509.${member}.${slot}.certificate`
+      try {
+        for (const der of decodeCertificateText(text)) parseCertificate(der)
+      } catch (error) {
+        // The client's message says why too: it is about text the client sent, no secret.
+        const why = `${path} does not parse: ${error instanceof Error ? error.message : String(error)}`
+        throw new ProvisioError('VALIDATION_FAILED', `${what}: ${why}`, { cause: error, deviceMessage: why })
+      }
+    }
+  }
+}
+
 /** Service operations of one engine; see Engine for the public face. */
 export class ServiceOperations {
   constructor(private readonly ctx: EngineContext) {}
@@ -89,6 +119,7 @@ export class ServiceOperations {
     if (idError) throw new ProvisioError('VALIDATION_FAILED', `enrollment.registrationId: ${idError.reason}`, { deviceMessage: idError.reason })
     const what = `individual enrollment '${input.registrationId}' in ID scope ${idScope}`
     this.checkCommon(instance, input, what)
+    checkCertificates(input.attestation, what)
     const existing = await this.ctx.store.getEnrollment(idScope, input.registrationId)
     const condition = this.condition(existing?.etag, options, what)
     const now = this.ctx.clock.now()
@@ -124,6 +155,13 @@ export class ServiceOperations {
     const what = `individual enrollment '${registrationId}' in ID scope ${idScope}`
     const result = await this.ctx.store.deleteEnrollment(idScope, registrationId, this.deleteCondition(options))
     if (!result.ok) throw writeFailure(result, what, 'ENROLLMENT_RECORD_NOT_FOUND')
+    // Like DPS, the enrollment's registration record goes with it (docs/protocol.md §13.3): an
+    // enrollment created again under this id starts afresh and applies its own initial twin. A
+    // record a group wrote for this id is the group's, and stays.
+    const record = await this.ctx.store.getRegistration(idScope, registrationId)
+    if (record !== undefined && record.enrollmentGroupId === undefined) {
+      await this.ctx.store.deleteRegistration(idScope, registrationId, { ifMatch: record.state.etag })
+    }
     this.ctx.emit('enrollmentChanged', { idScope, kind: 'individual', id: registrationId, change: 'deleted', atMs: this.ctx.clock.now() })
   }
 
@@ -184,6 +222,7 @@ export class ServiceOperations {
       throw new ProvisioError('VALIDATION_FAILED', `${what}: attestation.type must be symmetricKey or x509 for a group, got ${String(type)}`)
     }
     this.checkCommon(instance, input, what)
+    checkCertificates(input.attestation, what)
     const existing = await this.ctx.store.getGroup(idScope, input.enrollmentGroupId)
     const condition = this.condition(existing?.etag, options, what)
     const now = this.ctx.clock.now()
@@ -353,9 +392,10 @@ export class ServiceOperations {
       throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy custom needs customAllocationDefinition.webhookUrl`)
     }
     if (input.allocationPolicy === 'static') {
+      // No hub named is fine (docs/protocol.md §13.4): register decides (allocateStatic).
       const count = input.iotHubs?.length ?? 0
-      if (input.iotHubHostName === undefined && count !== 1) {
-        throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy static needs iotHubHostName or exactly one entry in iotHubs, got ${count}`)
+      if (count > 1) {
+        throw new ProvisioError('VALIDATION_FAILED', `${what}: allocationPolicy static takes at most one entry in iotHubs, got ${count}`)
       }
     }
   }

@@ -3,13 +3,13 @@
  * in-memory store here, @provisio/store-sqlite, and later PostgreSQL. Every method is atomic on
  * its own; the few multi-row writes the engine needs are single methods with compare-and-set
  * semantics (begin/finish/take over an operation), so a store needs no transaction API and the
- * SQL stays portable (DESIGN.md "Storage and scale").
+ * SQL stays portable (docs/architecture.md §8).
  *
  * Values handed to and returned by a store are treated as immutable by the engine: it never
  * mutates a record it has read or written, so the in-memory store may keep references.
  *
  * Ids are compared case-insensitively: DPS registration ids are case-insensitive
- * (dps-protocol.md §0, §10 item 1), and so are enrollment group ids here. Stores key rows by
+ * (docs/protocol.md §0, §10 item 1), and so are enrollment group ids here. Stores key rows by
  * `id.toLowerCase()` and keep the spelling of the latest write.
  */
 import type {
@@ -18,6 +18,7 @@ import type {
   IndividualEnrollment,
   JsonObject,
 } from '@provisio/protocol'
+import { etagMatches } from '@provisio/protocol'
 import type { HubDeviceAuth } from './ports.js'
 
 /** Condition of a conditional write (RFC 9110 §13.1.1-2 semantics). */
@@ -32,6 +33,30 @@ export interface WriteCondition {
 export type WriteResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: 'notFound' | 'exists' | 'etagMismatch'; readonly currentEtag?: string }
+
+const WRITE_OK: WriteResult = Object.freeze({ ok: true as const })
+
+/**
+ * The one conditional-write check of every store (memory, SQLite, PostgreSQL): given the etag of
+ * the row as it is now, may the write go ahead? `exists` defaults to "there is an etag"; a store
+ * whose rows may lack one passes it. `If-Match` is compared by @provisio/protocol's
+ * `etagMatches`, so `*`, `"*"`, quoted, unquoted and `W/` tags behave alike in every store.
+ */
+export function checkWriteCondition(
+  currentEtag: string | undefined,
+  condition: WriteCondition | undefined,
+  exists: boolean = currentEtag !== undefined,
+): WriteResult {
+  if (condition === undefined) return WRITE_OK
+  if (condition.ifNoneExists === true && exists) return currentEtag === undefined ? { ok: false, reason: 'exists' } : { ok: false, reason: 'exists', currentEtag }
+  if (condition.ifMatch !== undefined) {
+    if (!exists) return { ok: false, reason: 'notFound' }
+    if (!etagMatches(condition.ifMatch, currentEtag)) {
+      return currentEtag === undefined ? { ok: false, reason: 'etagMismatch' } : { ok: false, reason: 'etagMismatch', currentEtag }
+    }
+  }
+  return WRITE_OK
+}
 
 /** A page request: rows whose lower-cased key sorts after `after`, at most `limit` of them. */
 export interface PageRequest {
@@ -52,7 +77,14 @@ export interface RegistrationRecord {
    * attempt failed, so reprovisioning knows what to migrate and which identity to remove.
    */
   readonly lastAssignment?: { readonly hub: string; readonly deviceId: string }
-  /** Last refused attempt of an existing device, with the detailed reason (item 4 of issue 4). */
+  /**
+   * `createdDateTimeUtc` of the enrollment (individual or group) that admitted the device at its
+   * last assignment. An enrollment deleted and created again under the same id has a new one, so
+   * its devices start afresh (substatus initialAssignment, its own initial twin) instead of
+   * inheriting the history of the enrollment that went before.
+   */
+  readonly enrollmentCreated?: string
+  /** Last refused attempt of an existing device, with the detailed reason. */
   readonly lastRefusal?: { readonly atMs: number; readonly errorCode: number; readonly reason: string }
 }
 
@@ -108,7 +140,7 @@ export interface CaCertificateRecord {
 }
 
 /**
- * A TPM challenge issued by a first leg (tpm-verifier.ts, dps-protocol.md §5.2): the HMAC key K
+ * A TPM challenge issued by a first leg (tpm-verifier.ts, docs/protocol.md §5.2): the HMAC key K
  * the activation blob carries, the EK and SRK it was built for, and — once a second leg answered
  * it — the one token it admits. Kept in the store so that both legs of a device may reach
  * different server processes (`--workers`, several instances on PostgreSQL).

@@ -1,5 +1,5 @@
 /**
- * The symmetric-key verifier (dps-protocol.md §2.1, §2.2). A device token names no enrollment, so:
+ * The symmetric-key verifier (docs/protocol.md §2.1, §2.2). A device token names no enrollment, so:
  *
  * 1. An individual enrollment with this registrationId decides alone: its primary key, then its
  *    secondary key. If it is disabled, the device is refused even where a group would admit it

@@ -1,5 +1,5 @@
 /**
- * The TPM verifier (dps-protocol.md §5.1-§5.6, §10 item 7). Two legs over one registration:
+ * The TPM verifier (docs/protocol.md §5.1-§5.6, §10 item 7). Two legs over one registration:
  *
  * 1. First leg (no SAS token): the device's EK must be the EK of its individual enrollment (DPS has
  *    no TPM enrollment groups; EKs are compared by RSA modulus, §5.1). The verifier draws a fresh
@@ -85,7 +85,7 @@ export function createTpmVerifier(options: TpmVerifierOptions): AttestationVerif
 
   function parseKey(text: string | undefined, what: string, role: 'EK' | 'SRK'): RsaPublic | ProvisioError {
     if (text === undefined || text.length === 0) {
-      return new ProvisioError('CREDENTIALS_MISSING', `${what} is missing${role === 'SRK' ? ': the activation blob is built for the SRK (dps-protocol.md §5.4)' : ''}`)
+      return new ProvisioError('CREDENTIALS_MISSING', `${what} is missing${role === 'SRK' ? ': the activation blob is built for the SRK (docs/protocol.md §5.4)' : ''}`)
     }
     try {
       const decoded = decodeTpm2bPublicBase64(text, what)

@@ -1,5 +1,5 @@
 /**
- * The X.509 verifier (dps-protocol.md §6). The device authenticates with its TLS client
+ * The X.509 verifier (docs/protocol.md §6). The device authenticates with its TLS client
  * certificate chain (leaf first); the enrollment is found exactly as DPS finds it:
  *
  * 1. The leaf's subject CN must equal the registrationId (case-insensitively, as ids are, §0).

@@ -280,6 +280,18 @@ describe('attestation refusals carry reasons', () => {
     const e = await refused((now, k) => deviceToken(ID_SCOPE, 'dev-r', k, now + 60, { skn: 'owner' }))
     expect(e.code).toBe('SAS_WRONG_KEY_NAME')
   })
+  it('accepts a token without skn (Embedded C SDK: sr,sig,se), for individual and group devices', async () => {
+    const { engine, nowSeconds } = setup()
+    const k = await enrollIndividual(engine, 'dev-noskn')
+    const r = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-noskn', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-noskn', k, nowSeconds() + 60, { skn: null, encodeSr: true }) }, apiVersion: API })
+    expect(r.body.status).toBe('assigned')
+    const groupKey = key(64, 31)
+    await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'emb-c', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 32) } } })
+    const g = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-g-noskn', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-g-noskn', deriveKey(groupKey, 'dev-g-noskn'), nowSeconds() + 60, { skn: null }) }, apiVersion: API })
+    expect(g.body.status).toBe('assigned')
+    const e = await refused((now, k2) => deviceToken(ID_SCOPE, 'dev-r', k2, now + 60, { skn: 'iothubowner' }))
+    expect(e.reason).toContain('"iothubowner"')
+  })
   it('not a SAS token at all', async () => {
     expect((await refused(() => 'Bearer abc')).code).toBe('SAS_MALFORMED')
   })
@@ -393,7 +405,10 @@ describe('rate limits', () => {
     const { engine, nowSeconds } = setup({ rateLimits: { registrationsPerScope: false, pollsPerDevice: false } })
     const k = await enrollIndividual(engine, 'dev-nl')
     const r = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-nl', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-nl', k, nowSeconds() + 600) }, apiVersion: API })
-    for (let i = 0; i < 20; i++) await engine.operationStatus({ idScope: ID_SCOPE, registrationId: 'dev-nl', operationId: r.body.operationId })
+    // Four times the default 5 polls per 10 s, at one instant: every one is answered, none throttled.
+    const statuses: number[] = []
+    for (let i = 0; i < 20; i++) statuses.push((await engine.operationStatus({ idScope: ID_SCOPE, registrationId: 'dev-nl', operationId: r.body.operationId })).status)
+    expect(statuses).toEqual(Array.from({ length: 20 }, () => 200))
   })
 })
 
@@ -471,6 +486,61 @@ describe('fault injection', () => {
   })
 })
 
+describe('an enrollment deleted and created again starts afresh (docs/protocol.md §13.3)', () => {
+  const twin = (fw: string) => ({ tags: { gen: fw }, properties: { desired: { fw } } })
+
+  it('individual: the delete removes the registration record; the new enrollment\'s initial twin applies', async () => {
+    const { engine, hubs, clock, nowSeconds } = setup()
+    const k = await enrollIndividual(engine, 'dev-again', { initialTwin: twin('1.0'), iotHubs: [HUB_A] })
+    const token = () => deviceToken(ID_SCOPE, 'dev-again', k, nowSeconds() + 60)
+    expect((await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-again', evidence: { type: 'sas', token: token() }, apiVersion: API })).body.status).toBe('assigned')
+    expect(hubs.device(HUB_A, 'dev-again')?.twin.properties?.desired).toEqual({ fw: '1.0' })
+    await engine.deleteEnrollment(ID_SCOPE, 'dev-again')
+    expect((await rejection(engine.getRegistrationState(ID_SCOPE, 'dev-again'))).httpStatus).toBe(404)
+    clock.ms += 1000
+    await enrollIndividual(engine, 'dev-again', { initialTwin: twin('2.0'), iotHubs: [HUB_A] })
+    const again = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-again', evidence: { type: 'sas', token: token() }, apiVersion: API })
+    expect(again.body.registrationState?.substatus).toBe('initialAssignment')
+    expect(hubs.device(HUB_A, 'dev-again')?.twin).toEqual({ tags: { gen: '2.0' }, properties: { desired: { fw: '2.0' } } })
+  })
+
+  it('individual: a record that outlived its enrollment (written as the delete ran) is not inherited', async () => {
+    const { engine, hubs, clock, store, nowSeconds } = setup()
+    const k = await enrollIndividual(engine, 'dev-race', { initialTwin: twin('1.0'), iotHubs: [HUB_A] })
+    const token = () => deviceToken(ID_SCOPE, 'dev-race', k, nowSeconds() + 60)
+    await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-race', evidence: { type: 'sas', token: token() }, apiVersion: API })
+    const kept = (await store.getRegistration(ID_SCOPE, 'dev-race'))!
+    await engine.deleteEnrollment(ID_SCOPE, 'dev-race')
+    await store.putRegistration(ID_SCOPE, kept)
+    clock.ms += 1000
+    await enrollIndividual(engine, 'dev-race', { initialTwin: twin('2.0'), iotHubs: [HUB_A] })
+    await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-race', evidence: { type: 'sas', token: token() }, apiVersion: API })
+    expect(hubs.device(HUB_A, 'dev-race')?.twin.properties?.desired).toEqual({ fw: '2.0' })
+  })
+
+  it('group: records stay with the group\'s devices, but a group created again applies its own initial twin', async () => {
+    const { engine, hubs, clock, nowSeconds } = setup()
+    const groupKey = key(64, 51)
+    const writeGroup = (fw: string) =>
+      engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'again', iotHubs: [HUB_A], initialTwin: twin(fw), attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 52) } } })
+    const register = () => engine.register({ idScope: ID_SCOPE, registrationId: 'dev-ga', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-ga', deriveKey(groupKey, 'dev-ga'), nowSeconds() + 60) }, apiVersion: API })
+    await writeGroup('1.0')
+    await register()
+    // An update of the same group is not a new group: the device keeps its twin.
+    clock.ms += 1000
+    await writeGroup('1.5')
+    await register()
+    expect(hubs.device(HUB_A, 'dev-ga')?.twin.properties?.desired).toEqual({ fw: '1.0' })
+    await engine.deleteEnrollmentGroup(ID_SCOPE, 'again')
+    expect((await engine.getRegistrationState(ID_SCOPE, 'dev-ga')).status).toBe('assigned')
+    clock.ms += 1000
+    await writeGroup('2.0')
+    const again = await register()
+    expect(again.body.registrationState?.substatus).toBe('initialAssignment')
+    expect(hubs.device(HUB_A, 'dev-ga')?.twin.properties?.desired).toEqual({ fw: '2.0' })
+  })
+})
+
 describe('assignment failures', () => {
   it('records a hub gateway failure as failed with a 500 code and an event', async () => {
     const { engine, hubs, nowSeconds } = setup()
@@ -495,6 +565,29 @@ describe('assignment failures', () => {
     const k = await enrollIndividual(engine, 'dev-n')
     const r = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-n', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-n', k, nowSeconds() + 60) }, apiVersion: API })
     expect(r.body.registrationState?.errorCode).toBe(400208)
+  })
+
+  it('static with no hub named: the one linked hub, else 400208 saying why, in the record too', async () => {
+    const { engine, nowSeconds } = setup()
+    // Accepted on write, for groups and individual enrollments (Azure accepts it: docs/protocol.md §13.4).
+    const groupKey = key(64, 41)
+    await engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: 'static-none', allocationPolicy: 'static', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: key(64, 42) } } })
+    const k = await enrollIndividual(engine, 'dev-st', { allocationPolicy: 'static' })
+    const failed: RegistrationFailedEvent[] = []
+    engine.on('registrationFailed', (e) => failed.push(e))
+    // Two hubs linked: no single hub the enrollment could mean.
+    const two = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-st', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-st', k, nowSeconds() + 60) }, apiVersion: API })
+    expect(two.body.status).toBe('failed')
+    expect(two.body.registrationState?.errorCode).toBe(400208)
+    expect(failed.at(-1)?.reason).toMatch(/static allocation: the enrollment names no hub .* links 2 .*name one in iotHubs/)
+    expect((await engine.getRegistrationState(ID_SCOPE, 'dev-st')).errorMessage).toMatch(/names no hub/)
+    // One hub linked: that hub, for the individual and the group device.
+    const instance = engine.getInstance(ID_SCOPE)!
+    engine.updateInstance({ ...instance, linkedHubs: [instance.linkedHubs[1]!] })
+    const one = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-st', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-st', k, nowSeconds() + 60) }, apiVersion: API })
+    expect(one.body.registrationState?.assignedHub).toBe(instance.linkedHubs[1]!.hostName)
+    const g = await engine.register({ idScope: ID_SCOPE, registrationId: 'dev-st-g', evidence: { type: 'sas', token: deviceToken(ID_SCOPE, 'dev-st-g', deriveKey(groupKey, 'dev-st-g'), nowSeconds() + 60) }, apiVersion: API })
+    expect(g.body.registrationState?.assignedHub).toBe(instance.linkedHubs[1]!.hostName)
   })
 
   it('emits attempted then assigned, naming the enrollment', async () => {

@@ -1,5 +1,5 @@
 /**
- * The one Store conformance suite (issue 4 item 7): every Store implementation runs it —
+ * The one Store conformance suite (docs/architecture.md §8): every Store implementation runs it —
  * MemoryStore here, @provisio/store-sqlite in its package, PostgreSQL later.
  *
  * Usage: `runStoreConformance('sqlite', async () => ({ store, close }))`.
@@ -115,6 +115,28 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await store.putEnrollment(S1, enrollment('a', '"2"'), { ifMatch: '1' })).toEqual({ ok: true })
         expect(await store.putEnrollment(S1, enrollment('a', '"3"'), { ifMatch: '*' })).toEqual({ ok: true })
         expect((await store.getEnrollment(S1, 'A'))?.etag).toBe('"3"')
+      }))
+
+    it('reads If-Match the same way in every store: *, "*", quoted, unquoted and W/ tags', () =>
+      withStore(async (store) => {
+        // azure-iothub and azure-iot-provisioning-service send the wildcard quoted ("*").
+        for (const ifMatch of ['*', '"*"', ' "*" ', 'W/"*"']) {
+          expect(await store.putEnrollment(S1, enrollment(`w-${ifMatch.length}`, '"1"'), { ifMatch })).toEqual({ ok: false, reason: 'notFound' })
+        }
+        await store.putEnrollment(S1, enrollment('m', '"abc"'))
+        for (const ifMatch of ['*', '"*"', 'W/"*"', '"abc"', 'abc', 'W/"abc"', ' "abc" ']) {
+          expect(await store.putEnrollment(S1, enrollment('m', '"abc"'), { ifMatch }), `If-Match ${ifMatch}`).toEqual({ ok: true })
+        }
+        for (const ifMatch of ['"ab"', 'abcd', '"*x"', 'W/"abd"', '**']) {
+          expect(await store.putEnrollment(S1, enrollment('m', '"zzz"'), { ifMatch }), `If-Match ${ifMatch}`).toEqual({ ok: false, reason: 'etagMismatch', currentEtag: '"abc"' })
+        }
+        // The same reading for deletes, groups, registrations and CA certificates.
+        await store.putGroup(S1, group('g', '"g1"'))
+        expect(await store.deleteGroup(S1, 'g', { ifMatch: '"*"' })).toEqual({ ok: true })
+        await store.putRegistration(S1, registration('r', '"r1"'))
+        expect(await store.deleteRegistration(S1, 'r', { ifMatch: 'W/"r1"' })).toEqual({ ok: true })
+        expect(await store.deleteEnrollment(S1, 'm', { ifMatch: '"*"' })).toEqual({ ok: true })
+        expect(await store.getEnrollment(S1, 'm')).toBeUndefined()
       }))
 
     it('deletes conditionally', () =>

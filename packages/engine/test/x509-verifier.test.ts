@@ -56,14 +56,14 @@ function world() {
     expect((error as ProvisioError).errorCode).toBe(401002)
     return { error: error as ProvisioError, event: failures.at(-1)! }
   }
-  const group = (id: string, cert: Made, status: 'enabled' | 'disabled' = 'enabled') =>
-    w.engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: id, attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: cert.pem } } } }, iotHubs: [HUB_A], provisioningStatus: status })
-  const individual = (id: string, cert: Made, status: 'enabled' | 'disabled' = 'enabled') =>
-    w.engine.createOrUpdateEnrollment(ID_SCOPE, { registrationId: id, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: cert.pem } } } }, iotHubs: [HUB_A], provisioningStatus: status })
+  const group = (id: string, cert: Made, status: 'enabled' | 'disabled' = 'enabled', text = cert.pem) =>
+    w.engine.createOrUpdateEnrollmentGroup(ID_SCOPE, { enrollmentGroupId: id, attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: text } } } }, iotHubs: [HUB_A], provisioningStatus: status })
+  const individual = (id: string, cert: Made, status: 'enabled' | 'disabled' = 'enabled', text = cert.pem) =>
+    w.engine.createOrUpdateEnrollment(ID_SCOPE, { registrationId: id, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: text } } } }, iotHubs: [HUB_A], provisioningStatus: status })
   return { ...w, register, refusal, group, individual, failures }
 }
 
-describe('X.509 enrollment matching (dps-protocol.md §6)', () => {
+describe('X.509 enrollment matching (docs/protocol.md §6)', () => {
   it('the individual enrollment for the leaf comes first, and pins the thumbprint on the hub', async () => {
     const w = world()
     const leaf = issue('dev-ind', intermediate)
@@ -106,6 +106,45 @@ describe('X.509 enrollment matching (dps-protocol.md §6)', () => {
     const r = await w.register('dev-order', [issue('dev-order', intermediate), intermediate])
     expect(r.body.registrationState?.x509).toMatchObject({ enrollmentGroupId: 'by-root', signingCertificateInfo: { subjectName: 'CN=Engine Test Root' } })
     expect(w.hubs.device(HUB_A, 'dev-order')?.auth).toEqual({ type: 'certificateAuthority' })
+  })
+
+  /** The three encodings DPS accepts for enrollment certificates (docs/protocol.md §13.2). */
+  const encodings: [string, (c: Made) => string][] = [
+    ['PEM', (c) => c.pem],
+    ['base64 of DER', (c) => Buffer.from(c.der).toString('base64')],
+    ['base64 of PEM (Azure portal, Microsoft\'s Node e2e)', (c) => Buffer.from(c.pem).toString('base64')],
+  ]
+  for (const [name, encode] of encodings) {
+    it(`admits with certificates written as ${name}, individual and group`, async () => {
+      const w = world()
+      const leaf = issue('dev-enc-i', intermediate)
+      await w.individual('dev-enc-i', leaf, 'enabled', encode(leaf))
+      expect((await w.register('dev-enc-i', [leaf, intermediate])).body.status).toBe('assigned')
+      await w.group('enc-group', intermediate, 'enabled', encode(intermediate))
+      const r = await w.register('dev-enc-g', [issue('dev-enc-g', intermediate), intermediate])
+      expect(r.body.registrationState?.x509?.enrollmentGroupId).toBe('enc-group')
+    })
+  }
+
+  it('refuses a certificate that does not parse when the enrollment is written, naming the member and why', async () => {
+    const w = world()
+    const garbage = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIBxyz=\n-----END CERTIFICATE-----\n').toString('base64')
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => w.individual('dev-bad', rootCa, 'enabled', 'not a certificate!'), /attestation\.x509\.clientCertificates\.primary\.certificate: must be PEM, base64 of DER or base64 of PEM/],
+      [() => w.individual('dev-bad', rootCa, 'enabled', Buffer.from('not a certificate').toString('base64')), /attestation\.x509\.clientCertificates\.primary\.certificate does not parse: certificate is malformed/],
+      [() => w.group('bad-group', rootCa, 'enabled', garbage), /attestation\.x509\.signingCertificates\.primary\.certificate does not parse: .*malformed/],
+      [() => w.group('bad-der', rootCa, 'enabled', Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00]).toString('base64')), /signingCertificates\.primary\.certificate does not parse/],
+    ]
+    for (const [write, reason] of cases) {
+      const error = await write().then(() => undefined, (e: unknown) => e)
+      expect(error).toBeInstanceOf(ProvisioError)
+      expect((error as ProvisioError).code).toBe('VALIDATION_FAILED')
+      expect((error as ProvisioError).httpStatus).toBe(400)
+      expect((error as ProvisioError).reason).toMatch(reason)
+    }
+    // Nothing was stored.
+    await expect(w.engine.getEnrollment(ID_SCOPE, 'dev-bad')).rejects.toMatchObject({ code: 'ENROLLMENT_RECORD_NOT_FOUND' })
+    await expect(w.engine.getEnrollmentGroup(ID_SCOPE, 'bad-group')).rejects.toMatchObject({ code: 'ENROLLMENT_GROUP_NOT_FOUND' })
   })
 
   it('garbage evidence is refused with a reason, never thrown as something else', async () => {
@@ -158,7 +197,10 @@ describe('CA certificates and caReferences', () => {
     const w = world()
     const ca = createCaCertificateApi({ store: w.store, clock: w.clock, random: w.random })
     await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'leaf', { certificate: issue('leafy', rootCa).pem })).rejects.toThrow(/is not a CA certificate/)
-    await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'junk', { certificate: 'not base64 !' })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'junk', { certificate: 'not base64 !' })).rejects.toMatchObject({ code: 'VALIDATION_FAILED', reason: expect.stringMatching(/"certificate".*base64 alphabet/) })
+    // base64 of the PEM text, as the Azure portal uploads it, is a certificate like the others.
+    expect((await ca.createOrUpdateCaCertificate(ID_SCOPE, 'b64pem', { certificate: Buffer.from(rootCa.pem).toString('base64') })).properties.subject).toContain('Engine Test Root')
+    await ca.deleteCaCertificate(ID_SCOPE, 'b64pem')
     await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'bad name/x', { certificate: rootCa.pem })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
     for (let i = 0; i < MAX_CA_CERTIFICATES; i++) await ca.createOrUpdateCaCertificate(ID_SCOPE, `ca-${i}`, { certificate: rootCa.pem, isVerified: true })
     await expect(ca.createOrUpdateCaCertificate(ID_SCOPE, 'one-too-many', { certificate: rootCa.pem })).rejects.toMatchObject({ code: 'CONFLICT' })

@@ -9,6 +9,7 @@
  */
 import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, parseSasToken, type HubDeviceApi } from '@provisio/protocol'
 import { authenticateHubDevice } from './device-auth.js'
+import type { HubAccessPolicy } from './registry-api.js'
 import type { HubDirectory } from './directory.js'
 import { TelemetryBuffer, type TelemetryLimits } from './telemetry.js'
 
@@ -25,6 +26,8 @@ export function createHubDevices(options: {
   readonly clock: { now(): number }
   /** The CA certificates (DER) `certificateAuthority` devices may chain to, read at each X.509 CONNECT. */
   readonly trustedCas: () => Promise<Uint8Array[]>
+  /** A hub's shared access policies, for devices connecting with a policy token (DeviceConnect). */
+  readonly policiesOf?: (hubHostName: string) => readonly HubAccessPolicy[]
   readonly telemetryLimits?: Partial<TelemetryLimits>
 }): HubDevices {
   const { hubs, clock, trustedCas } = options
@@ -41,7 +44,7 @@ export function createHubDevices(options: {
           ...(request.sasToken === undefined ? {} : { sasToken: request.sasToken }),
           ...(request.clientCertificates === undefined ? {} : { clientCertificates: request.clientCertificates }),
         },
-        { hostName: hub.hostName, nowMs: clock.now(), getDevice: (id) => hub.getDevice(id), trustedCas },
+        { hostName: hub.hostName, nowMs: clock.now(), getDevice: (id) => hub.getDevice(id), trustedCas, policies: () => options.policiesOf?.(hub.hostName) ?? [] },
       )
       // The token verified, so it parses; its `se` (with the clock skew verification allowed) ends
       // the connection, as IoT Hub's rule is.

@@ -3,10 +3,13 @@
  * token (`sr={hub}/devices/{deviceId}`, no `skn`, signed with the identity's primary or secondary
  * key — what azure-iot-device's SharedAccessKey and TPM authentication providers send), or with
  * a TLS client certificate checked against the identity's thumbprints or, for
- * `certificateAuthority` devices, against the CAs the hub trusts. A disabled identity is refused.
+ * `certificateAuthority` devices, against the CAs the hub trusts. A token with `skn` is a hub
+ * policy's: as in IoT Hub, a policy granting DeviceConnect may connect any device, with a token
+ * whose `sr` is the hub or this device (never another device). A disabled identity is refused.
  * Every refusal is a ProvisioError whose reason says which rule failed.
  */
-import { ProvisioError, parseSasToken, verifySasToken } from '@provisio/protocol'
+import { ProvisioError, grants, parseSasToken, rightMissing, verifySasToken } from '@provisio/protocol'
+import type { HubAccessPolicy } from './registry-api.js'
 import type { DeviceIdentity } from '@provisio/protocol'
 import { checkHubDeviceCertificate, parseCertificate, type Certificate } from '@provisio/x509'
 
@@ -26,6 +29,8 @@ export interface HubDeviceAuthContext {
   readonly getDevice: (deviceId: string) => Promise<DeviceIdentity | undefined>
   /** DER certificates of the CAs that `certificateAuthority` devices may chain to. */
   readonly trustedCas?: () => Promise<readonly Uint8Array[]>
+  /** The hub's shared access policies, for tokens signed by one (`skn`); none: such tokens are refused. */
+  readonly policies?: () => readonly HubAccessPolicy[]
 }
 
 /** Admits the device or throws a ProvisioError naming the reason. Returns its identity. */
@@ -36,11 +41,13 @@ export async function authenticateHubDevice(credentials: HubDeviceCredentials, c
   if (device.status !== 'enabled') throw new ProvisioError('DEVICE_DISABLED', `device ${JSON.stringify(device.deviceId)} on hub ${context.hostName} is disabled`)
   const auth = device.authentication
   if (credentials.sasToken !== undefined) {
+    const token = parseSasToken(credentials.sasToken)
+    if (token.skn !== undefined) return policyToken(device, token, context)
     const keys = [auth.symmetricKey?.primaryKey, auth.symmetricKey?.secondaryKey].filter((k): k is string => typeof k === 'string' && k.length > 0)
     if (auth.type !== 'sas' || keys.length === 0) {
       throw new ProvisioError('ATTESTATION_MISMATCH', `device ${JSON.stringify(device.deviceId)} authenticates with ${auth.type}, not with a SAS token`)
     }
-    const verdict = verifySasToken(parseSasToken(credentials.sasToken), {
+    const verdict = verifySasToken(token, {
       keys,
       expectedResource: `${context.hostName}/devices/${device.deviceId}`,
       keyName: null,
@@ -72,5 +79,23 @@ export async function authenticateHubDevice(credentials: HubDeviceCredentials, c
     context.nowMs,
   )
   if (refusal !== undefined) throw new ProvisioError('CERTIFICATE_INVALID', `hub ${context.hostName}: ${refusal.message}`, { cause: refusal })
+  return device
+}
+
+/** A device connecting with a hub policy's token: the policy must verify it and grant DeviceConnect. */
+function policyToken(device: DeviceIdentity, token: ReturnType<typeof parseSasToken>, context: HubDeviceAuthContext): DeviceIdentity {
+  const name = token.skn!
+  const policy = (context.policies?.() ?? []).find((p) => p.name.toLowerCase() === name.toLowerCase())
+  if (policy === undefined) throw new ProvisioError('SAS_WRONG_KEY_NAME', `hub ${context.hostName} has no shared access policy ${JSON.stringify(name.slice(0, 64))}`)
+  const verdict = verifySasToken(token, {
+    keys: [policy.primaryKey, policy.secondaryKey],
+    // `sr` may be the hub or this device's path; a token for another device does not cover it.
+    expectedResource: `${context.hostName}/devices/${device.deviceId}`,
+    resourceMatch: 'segmentPrefix',
+    keyName: policy.name,
+    nowSeconds: Math.floor(context.nowMs / 1000),
+  })
+  if (!verdict.ok) throw new ProvisioError(verdict.error.code, `policy ${policy.name} of hub ${context.hostName}: ${verdict.error.reason}`, { cause: verdict.error })
+  if (!grants(policy.rights, 'DeviceConnect')) throw rightMissing(`hub ${context.hostName}`, policy.name, 'DeviceConnect')
   return device
 }

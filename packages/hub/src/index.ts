@@ -20,7 +20,7 @@ export type {
   HubStore,
   HubWriteCondition,
 } from './types.js'
-export { createRestHubGateway, toAuthentication, type RestHubGatewayOptions, type RegistryFetch } from './rest-gateway.js'
+export { checkLinkedHubRights, createRestHubGateway, toAuthentication, type RestHubGatewayOptions, type RegistryFetch } from './rest-gateway.js'
 export { createLocalHubGateway } from './local-gateway.js'
 export { createHubRegistryApi, type HubAccessPolicy } from './registry-api.js'
 export { createHubDevices, type HubDevices } from './device-api.js'

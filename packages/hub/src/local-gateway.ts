@@ -1,7 +1,7 @@
 /**
- * The engine's HubGateway port: hubs embedded in this process are written directly (DESIGN.md
- * "Hubs": the in-process shortcut, engine → hub → hub store); every other linked hub — a real
- * Azure IoT Hub, or another Provisio — through `remote`, the IoT Hub registry REST API
+ * The engine's HubGateway port: hubs embedded in this process are written directly
+ * (docs/architecture.md §7: the in-process shortcut, engine → hub → hub store); every other linked
+ * hub — a real Azure IoT Hub, or another Provisio — through `remote`, the IoT Hub registry REST API
  * ({@link createRestHubGateway}).
  */
 import type { HubDeviceSpec, HubGateway, HubTarget, Twin } from '@provisio/protocol'

@@ -1,21 +1,22 @@
 /**
  * The registry REST API (protocol HubRegistryApi) over the hubs a server embeds. Hub service
  * tokens are checked against the hub's shared access policies (`sr` = the hub host name, matched
- * by path segment; `skn` = the policy). The owner policy (`iothubowner`) grants every registry
- * permission, like IoT Hub's.
+ * by path segment; `skn` = the policy), whose rights must grant what the route needs (protocol
+ * access.ts: the policies IoT Hub creates, and which right includes which).
  */
-import { ProvisioError, parseSasToken, verifySasToken, wrapUnknown } from '@provisio/protocol'
+import { ProvisioError, grants, parseSasToken, rightMissing, verifySasToken, wrapUnknown } from '@provisio/protocol'
 import type { BulkDeviceOutcome, DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
 import type { HubDirectory } from './directory.js'
 import type { EmbeddedHub } from './hub.js'
 import type { DirectMethods } from './methods.js'
 import type { TelemetryBuffer } from './telemetry.js'
 
-/** A hub shared access policy (`iothubowner`, …): its name and keys. */
+/** A hub shared access policy (`iothubowner`, …): its name, keys and rights. */
 export interface HubAccessPolicy {
   readonly name: string
   readonly primaryKey: string
   readonly secondaryKey: string
+  readonly rights: readonly HubPermission[]
 }
 
 export function createHubRegistryApi(
@@ -33,7 +34,7 @@ export function createHubRegistryApi(
     })
 
   return {
-    authorizeHub(token: string, _permission: HubPermission): string {
+    authorizeHub(token: string, permission: HubPermission): string {
       const parsed = parseSasToken(token)
       const host = parsed.resourceDecoded.split('/')[0]!
       const hub = hubs.find(host)
@@ -49,7 +50,8 @@ export function createHubRegistryApi(
         keyName: policy.name,
         nowSeconds: Math.floor(clock.now() / 1000),
       })
-      if (!verdict.ok) throw verdict.error
+      if (!verdict.ok) throw new ProvisioError(verdict.error.code, `policy ${policy.name} of hub ${hub.hostName}: ${verdict.error.reason}`, { cause: verdict.error })
+      if (!grants(policy.rights, permission)) throw rightMissing(`hub ${hub.hostName}`, policy.name, permission)
       return hub.hostName
     },
     createDevice: (hub, spec) => hubNamed(hub).createOrUpdateDevice(spec, { ifNoneMatch: true }),

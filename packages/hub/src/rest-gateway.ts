@@ -1,7 +1,7 @@
 /**
  * The engine's HubGateway over the IoT Hub registry REST API (api-version 2021-04-12), signed
  * with each linked hub's connection string — the same requests azure-iothub sends, so it works
- * against a real Azure IoT Hub and against our embedded hub alike (DESIGN.md "Hubs").
+ * against a real Azure IoT Hub and against our embedded hub alike (docs/architecture.md §7).
  *
  * Every call is idempotent (an operation taken over after a crash repeats them):
  * create is `PUT /devices/{id}` without If-Match, and on 409 (it exists) the same PUT with
@@ -28,28 +28,64 @@ export interface RestHubGatewayOptions {
 
 const API = 'api-version=2021-04-12'
 
-export function createRestHubGateway(options: RestHubGatewayOptions): HubGateway {
-  const lifetime = options.tokenLifetimeSeconds ?? 3600
+/** One signed registry request with a hub connection string, as azure-iothub sends it. */
+async function registryCall(
+  options: RestHubGatewayOptions,
+  connectionString: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  ifMatch?: string,
+): Promise<{ status: number; text: string }> {
+  const cs = parseHubConnectionString(connectionString)
+  const token = buildSasToken({
+    resource: cs.hostName,
+    key: cs.sharedAccessKey,
+    keyName: cs.sharedAccessKeyName,
+    expiresAt: Math.floor(options.clock.now() / 1000) + (options.tokenLifetimeSeconds ?? 3600),
+  })
+  const headers: Record<string, string> = { authorization: token, accept: 'application/json' }
+  if (body !== undefined) headers['content-type'] = 'application/json; charset=utf-8'
+  if (ifMatch !== undefined) headers['if-match'] = ifMatch
+  const port = options.port === undefined || options.port === 443 ? '' : `:${options.port}`
+  const res = await options.fetch(`https://${cs.hostName}${port}${path}${path.includes('?') ? '&' : '?'}${API}`, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
+  return { status: res.status, text: await res.text() }
+}
 
-  async function call(target: HubTarget, method: string, path: string, body?: unknown, ifMatch?: string): Promise<{ status: number; text: string }> {
-    const cs = parseHubConnectionString(target.connectionString)
-    const token = buildSasToken({
-      resource: cs.hostName,
-      key: cs.sharedAccessKey,
-      keyName: cs.sharedAccessKeyName,
-      expiresAt: Math.floor(options.clock.now() / 1000) + lifetime,
+/**
+ * Checks that a hub connection string holds the rights DPS needs of a linked hub, on the hub
+ * itself (a connection string does not say what its key name may do): RegistryRead by
+ * `GET /devices?top=1`, RegistryWrite by deleting a device id no one uses with `If-Match: *`
+ * (404 when allowed). Works against a real Azure IoT Hub and the embedded hub alike.
+ * @throws ProvisioError HUB_UNAUTHORIZED naming the right the key name lacks, or INTERNAL_ERROR
+ *   when the hub answers otherwise.
+ */
+export async function checkLinkedHubRights(connectionString: string, options: RestHubGatewayOptions, probeDeviceId = 'provisio-rights-probe'): Promise<void> {
+  const cs = parseHubConnectionString(connectionString)
+  const probes: readonly (readonly [right: string, method: string, path: string, ok: readonly number[]])[] = [
+    ['RegistryRead', 'GET', '/devices?top=1', [200]],
+    ['RegistryWrite', 'DELETE', `/devices/${encodeURIComponent(probeDeviceId)}`, [204, 200, 404]],
+  ]
+  for (const [right, method, path, ok] of probes) {
+    const res = await registryCall(options, connectionString, method, path, undefined, method === 'DELETE' ? '"*"' : undefined).catch((error: unknown) => {
+      throw new ProvisioError('INTERNAL_ERROR', `hub ${cs.hostName} could not be reached to check the rights of ${cs.sharedAccessKeyName}: ${String(error)}`)
     })
-    const headers: Record<string, string> = { authorization: token, accept: 'application/json' }
-    if (body !== undefined) headers['content-type'] = 'application/json; charset=utf-8'
-    if (ifMatch !== undefined) headers['if-match'] = ifMatch
-    const port = options.port === undefined || options.port === 443 ? '' : `:${options.port}`
-    const res = await options.fetch(`https://${cs.hostName}${port}${path}?${API}`, {
-      method,
-      headers,
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-    return { status: res.status, text: await res.text() }
+    if (res.status === 401 || res.status === 403) {
+      throw new ProvisioError('HUB_UNAUTHORIZED', `the connection string of hub ${cs.hostName} uses policy ${cs.sharedAccessKeyName}, which lacks ${right}: DPS needs RegistryRead and RegistryWrite of a linked hub (use iothubowner or registryReadWrite)`)
+    }
+    if (!ok.includes(res.status)) {
+      throw new ProvisioError('INTERNAL_ERROR', `hub ${cs.hostName}: checking ${right} with ${method} ${path} answered ${res.status}: ${res.text.slice(0, 300)}`)
+    }
   }
+}
+
+export function createRestHubGateway(options: RestHubGatewayOptions): HubGateway {
+  const call = (target: HubTarget, method: string, path: string, body?: unknown, ifMatch?: string) =>
+    registryCall(options, target.connectionString, method, path, body, ifMatch)
 
   function fail(target: HubTarget, what: string, res: { status: number; text: string }): never {
     const detail = res.text.slice(0, 300)

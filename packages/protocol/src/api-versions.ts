@@ -1,5 +1,5 @@
 /**
- * DPS api-versions (dps-protocol.md §0) and a lenient acceptor.
+ * DPS api-versions (docs/protocol.md §0) and a lenient acceptor.
  *
  * Clients in the field send many versions (Node/Python `2019-03-31`, C `2021-06-01`, REST
  * `2021-10-01`, …) and wire shapes differ only in the certificate-issuance fields (§1.6), so the

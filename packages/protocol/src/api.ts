@@ -1,5 +1,5 @@
 /**
- * The contract between transports and the service (DESIGN.md "The flow"): every codec (HTTP,
+ * The contract between transports and the service (docs/architecture.md §3): every codec (HTTP,
  * MQTT, AMQP) turns what arrives on its wire into these calls, and turns their answers (or the
  * ProvisioError they throw) back into its wire. The engine implements both interfaces; codecs
  * depend only on this file, never on the engine.
@@ -22,7 +22,7 @@ import type {
 
 /** What a device presents to prove who it is. */
 export type Evidence =
-  /** SAS token (symmetric-key devices; dps-protocol.md §2.1). */
+  /** SAS token (symmetric-key devices; docs/protocol.md §2.1). */
   | { readonly type: 'sas'; readonly token: string }
   /** TLS client certificate chain, DER, leaf first (§6). */
   | { readonly type: 'x509'; readonly chain: readonly Uint8Array[] }
@@ -93,6 +93,7 @@ export type ServicePermission =
   | 'EnrollmentWrite'
   | 'RegistrationStatusRead'
   | 'RegistrationStatusWrite'
+  | 'DeviceConnect'
 
 /** Who a service token belongs to. */
 export interface ServiceAuthorization {

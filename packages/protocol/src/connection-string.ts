@@ -3,10 +3,10 @@
  *
  * Three shapes matter to Provisio:
  * - shared-access-key strings of IoT hubs and of DPS itself:
- *   `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` (DESIGN.md "Hubs", dps-protocol.md §2.3);
+ *   `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` (docs/architecture.md §7, docs/protocol.md §2.3);
  * - device strings: `HostName=…;DeviceId=…;` plus one credential, `SharedAccessKey=…`, `x509=true`
  *   or `SharedAccessSignature=…`, and optionally `ModuleId=…` and `GatewayHostName=…`
- *   (dps-protocol.md §11: the gateway moves only the TCP/TLS target).
+ *   (docs/protocol.md §11: the gateway moves only the TCP/TLS target).
  *
  * Rules: keys are matched case-insensitively (a key given twice in any spelling is an error), the
  * value is everything after the first `=` (base64 padding survives), empty segments (a trailing

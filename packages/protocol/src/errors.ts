@@ -1,21 +1,21 @@
 /**
- * The error catalog: the one error vocabulary of Provisio (DESIGN.md, "One error vocabulary").
+ * The error catalog: the one error vocabulary of Provisio (docs/architecture.md §1).
  *
  * Every failure the service can report is a {@link ProvisioError} with a stable string `code`.
  * The code selects one row of {@link ERROR_CATALOG}, which fixes everything each transport needs:
  *
  * - the DPS `errorCode`, a 6-digit "extended" code whose first three digits are the HTTP status
- *   (dps-protocol.md §1.5; .NET computes `errorCode / 1000`);
+ *   (docs/protocol.md §1.5; .NET computes `errorCode / 1000`);
  * - the HTTP status, which is also the MQTT response-topic status (`$dps/registrations/res/{status}/…`,
- *   dps-protocol.md §3);
- * - the AMQP error condition put on the rejected delivery (dps-protocol.md §4);
- * - whether clients treat it as transient (429 and every 5xx, dps-protocol.md §1.4);
+ *   docs/protocol.md §3);
+ * - the AMQP error condition put on the rejected delivery (docs/protocol.md §4);
+ * - whether clients treat it as transient (429 and every 5xx, docs/protocol.md §1.4);
  * - the message the device sees. It is deliberately generic ("Unauthorized"): the detailed
  *   `reason` (which field, which key, which rule) stays server-side, in logs and events, so an
  *   attacker learns nothing from a refusal.
  *
  * Only 401002, 400207, 400208, 400209 and 409203 are codes observed from real DPS. Where real DPS
- * sub-codes are unknown (**[UNCERTAIN]** in dps-protocol.md §1.5: 400xxx, 404xxx, 412xxx, 429xxx,
+ * sub-codes are not known (docs/protocol.md §1.5 lists the known ones; 400xxx, 404xxx, 412xxx, 429xxx,
  * 500xxx) the sub-codes below are our own choice; clients only ever look at the first three digits.
  *
  * | code | errorCode | HTTP/MQTT | AMQP condition | transient | device message | meaning |
@@ -75,7 +75,7 @@
 /**
  * AMQP error conditions used on rejected deliveries (AMQP 1.0 §2.8.15 `amqp:*`, Microsoft's
  * `com.microsoft:*` extensions). Node's AMQP client treats `amqp:internal-error` and
- * `com.microsoft:device-container-throttled` as transient and the rest as fatal (dps-protocol.md §4).
+ * `com.microsoft:device-container-throttled` as transient and the rest as fatal (docs/protocol.md §4).
  */
 export type AmqpCondition =
   | 'amqp:unauthorized-access'
@@ -96,7 +96,7 @@ export interface ErrorCatalogEntry {
   readonly httpStatus: number
   /** Condition symbol on the AMQP `rejected` outcome. */
   readonly amqpCondition: AmqpCondition
-  /** Clients retry it after Retry-After (429 and 5xx, dps-protocol.md §1.4). */
+  /** Clients retry it after Retry-After (429 and 5xx, docs/protocol.md §1.4). */
   readonly transient: boolean
   /** The generic message the device sees; never carries request data or secrets. */
   readonly defaultMessage: string
@@ -112,7 +112,7 @@ const INTERNAL: AmqpCondition = 'amqp:internal-error'
 /** Builds one catalog row; the HTTP status and transience follow from the DPS errorCode. */
 function row(errorCode: number, amqpCondition: AmqpCondition, defaultMessage: string): ErrorCatalogEntry {
   const httpStatus = Math.floor(errorCode / 1000)
-  // Same split every Microsoft client applies (dps-protocol.md §1.4): >= 429 is transient.
+  // Same split every Microsoft client applies (docs/protocol.md §1.4): >= 429 is transient.
   const transient = httpStatus === 429 || httpStatus >= 500
   return Object.freeze({ errorCode, httpStatus, amqpCondition, transient, defaultMessage })
 }
@@ -165,7 +165,7 @@ export const ERROR_CATALOG = /* @__PURE__ */ Object.freeze({
   PRECONDITION_FAILED: row(412001, PRECONDITION, 'Precondition failed.'),
   PAYLOAD_TOO_LARGE: row(413001, 'amqp:link:message-size-exceeded', 'Payload too large.'),
   UNSUPPORTED_MEDIA_TYPE: row(415001, ARG, 'Unsupported media type.'),
-  // 429: transient; sub-codes are our choice (real ones [UNCERTAIN], dps-protocol.md §1.5).
+  // 429: transient; sub-codes are our choice (real ones not known, docs/protocol.md §1.5).
   HEADERS_TOO_LARGE: row(431001, ARG, 'Request header fields too large.'),
   THROTTLED: row(429001, THROTTLE, 'Too many requests.'),
   POLL_THROTTLED: row(429002, THROTTLE, 'Too many requests.'),
@@ -292,7 +292,7 @@ export function wrapUnknown(error: unknown): ProvisioError {
 
 /**
  * DPS error body, `ProvisioningServiceErrorDetails` of the device and service REST specs
- * (dps-protocol.md §1.5). Also the JSON in an AMQP rejection's `description`.
+ * (docs/protocol.md §1.5). Also the JSON in an AMQP rejection's `description`.
  */
 export interface ProvisioningServiceErrorDetails {
   errorCode: number
@@ -346,7 +346,7 @@ export function withDeveloperReason(error: unknown): ProvisioError {
 }
 
 /**
- * Client-side classification shared by every Microsoft SDK (dps-protocol.md §1.4): statuses
+ * Client-side classification shared by every Microsoft SDK (docs/protocol.md §1.4): statuses
  * >= 429 are transient, 300-428 fatal.
  */
 export function isTransientHttpStatus(status: number): boolean {

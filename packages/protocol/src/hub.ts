@@ -2,7 +2,7 @@
  * IoT Hub wire vocabulary that Provisio speaks as a hub and as a client of hubs: the registry
  * REST shapes (api-version 2021-04-12, as azure-iothub sends and reads them), the registry API the
  * HTTP codec calls, and the HubGateway port through which the engine writes device identities to
- * any linked hub (DESIGN.md "Hubs").
+ * any linked hub (docs/architecture.md §7).
  */
 import { ProvisioError } from './errors.js'
 import type { InitialTwin } from './models/index.js'
@@ -241,8 +241,8 @@ export interface BulkDeviceOutcome {
 // ---------------------------------------------------------------------------------------------
 // The registry API (what the HTTP codec calls for /devices and /twins)
 
-/** Permissions of hub shared access policies that the registry API checks. */
-export type HubPermission = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect'
+/** Rights of hub shared access policies (access.ts has the table of the default policies). */
+export type HubPermission = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect' | 'DeviceConnect'
 
 /** One device-to-cloud message the embedded hub kept (GET /devices/{id}/messages/events). */
 export interface HubTelemetryMessage {
@@ -412,7 +412,7 @@ export interface HubDeviceSpec {
 }
 
 /**
- * The engine's only way to touch IoT hubs (DESIGN.md "Hubs"). Every call must be idempotent: an
+ * The engine's only way to touch IoT hubs (docs/architecture.md §7). Every call must be idempotent: an
  * operation taken over after a crash repeats them.
  */
 export interface HubGateway {

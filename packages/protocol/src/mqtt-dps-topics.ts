@@ -1,5 +1,5 @@
 /**
- * The DPS MQTT dialect's strings (dps-protocol.md §3), both ends of each: the CONNECT username,
+ * The DPS MQTT dialect's strings (docs/protocol.md §3), both ends of each: the CONNECT username,
  * the request topics a device publishes to, and the response topics the service publishes on.
  * The server's codec (@provisio/codec-mqtt) and the device SDK (@provisio/device) both use these.
  *
@@ -56,7 +56,7 @@ export function parseDpsUsername(username: string): DpsUsername | DpsUsernameErr
   const second = first < 0 ? -1 : username.indexOf('/', first + 1)
   const third = second < 0 ? -1 : username.indexOf('/', second + 1)
   if (first <= 0 || second < 0 || username.slice(first + 1, second).toLowerCase() !== 'registrations') {
-    return { error: 'username must start with {idScope}/registrations/{registrationId} (dps-protocol.md §3)' }
+    return { error: 'username must start with {idScope}/registrations/{registrationId} (docs/protocol.md §3)' }
   }
   const idScope = username.slice(0, first)
   const registrationId = username.slice(second + 1, third < 0 ? undefined : third)
@@ -127,7 +127,7 @@ export function parseDpsRequestTopic(topic: string): DpsRequestTopic | DpsTopicE
     kind = 'operationStatus'
     rest = topic.slice(POLL_PREFIX.length)
   } else {
-    return { error: `topic ${JSON.stringify(topic.slice(0, 80))} is neither the register nor the operation-status topic (dps-protocol.md §3)` }
+    return { error: `topic ${JSON.stringify(topic.slice(0, 80))} is neither the register nor the operation-status topic (docs/protocol.md §3)` }
   }
   if (!rest.startsWith('?')) return { error: `${kind} topic has no "?" before its parameters` }
   const params = topicParams(rest.slice(1))

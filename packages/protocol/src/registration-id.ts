@@ -9,7 +9,7 @@
  */
 import { ProvisioError } from './errors.js'
 
-/** Longest registrationId DPS accepts (dps-protocol.md §0). */
+/** Longest registrationId DPS accepts (docs/protocol.md §0). */
 export const REGISTRATION_ID_MAX_LENGTH = 128
 /** Longest IoT Hub deviceId / moduleId (IoT Hub identity registry, "Device identity properties"). */
 export const DEVICE_ID_MAX_LENGTH = 128
@@ -32,7 +32,7 @@ function describeValue(value: unknown): string {
 }
 
 /**
- * Checks the DPS registrationId grammar (dps-protocol.md §0): 1–128 characters, ASCII letters,
+ * Checks the DPS registrationId grammar (docs/protocol.md §0): 1–128 characters, ASCII letters,
  * digits and `- . _ :`, the last one a letter, digit or `-`. For X.509 the id is the leaf CN,
  * so at most 64 characters in practice; that limit belongs to the certificate checks.
  *
@@ -86,7 +86,7 @@ export function assertRegistrationId(id: unknown): asserts id is string {
 }
 
 /**
- * The canonical form of a registrationId: DPS treats ids case-insensitively (dps-protocol.md §0,
+ * The canonical form of a registrationId: DPS treats ids case-insensitively (docs/protocol.md §0,
  * §10.1), so stores key them in lower case. Only ASCII letters change (the grammar is ASCII);
  * the id is not validated here.
  */
@@ -175,7 +175,7 @@ export function assertDeviceId(id: unknown, kind: 'deviceId' | 'moduleId' = 'dev
   if (error !== undefined) throw error
 }
 
-/** Length of a DPS ID scope: `0ne` + 8 hex digits (dps-protocol.md §0; format seen in samples). */
+/** Length of a DPS ID scope: `0ne` + 8 hex digits (docs/protocol.md §0; format seen in samples). */
 export const ID_SCOPE_LENGTH = 11
 
 function hexValue(c: number): number {
@@ -188,7 +188,7 @@ function hexValue(c: number): number {
 /**
  * Checks the ID scope format: `0ne` followed by 8 hexadecimal digits, letters in either case
  * (devices copy scopes by hand; comparison is case-insensitive). The real format is only known
- * from samples (**[UNCERTAIN]**, dps-protocol.md §0), so only scopes we issue are held to it.
+ * from samples (docs/protocol.md §0), so only scopes we issue are held to it.
  *
  * @returns `undefined` when valid, else an INVALID_ID_SCOPE error naming the rule
  */

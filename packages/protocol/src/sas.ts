@@ -1,13 +1,13 @@
 /**
- * Shared access signature (SAS) tokens: build, parse, verify (dps-protocol.md §2, §11).
+ * Shared access signature (SAS) tokens: build, parse, verify (docs/protocol.md §2, §11).
  *
  * ```
  * SharedAccessSignature sr=<resource>&sig=<urlenc(base64 HMAC)>&se=<unix seconds>[&skn=<key name>]
  * ```
  *
  * Three kinds share this shape:
- * - device registration tokens: `sr={idScope}/registrations/{registrationId}`, `skn=registration`,
- *   signed with the device key (symmetric key) or the TPM-held identity key (§2.1);
+ * - device registration tokens: `sr={idScope}/registrations/{registrationId}`, `skn=registration`
+ *   or no `skn` (the Embedded C SDK; docs/protocol.md §13.1), signed with the device key (symmetric key) or the TPM-held identity key (§2.1);
  * - service tokens: `sr={dps or hub host}`, `skn={policy}`, signed with the policy key (§2.3);
  *   the caller checks the policy's permissions;
  * - hub device tokens: `sr={hub}/devices/{deviceId}` URL-encoded, no `skn` (azure-iot-device).
@@ -17,7 +17,8 @@
  * string it sends (the Node symmetric-key client raw, the Node TPM path with `encodeURIComponent`,
  * C and azure-sdk-for-c with lower-case `%2f`, Python and .NET with `%2F`). Only after the
  * signature holds is `sr` percent-decoded and compared, case-insensitively, with the resource
- * the request is about. Fields come in any order (Node: sr,sig,skn,se; C/Python: sr,sig,se,skn).
+ * the request is about. Fields come in any order (Node: sr,sig,skn,se; C/Python: sr,sig,se,skn;
+ * Embedded C: sr,sig,se).
  *
  * Every failure has its own code (all are DPS errorCode 401002 on the wire, see errors.ts):
  * SAS_MALFORMED, SAS_WRONG_KEY_NAME, SAS_BAD_SIGNATURE, SAS_WRONG_RESOURCE, SAS_EXPIRED.
@@ -32,7 +33,7 @@ import { base64Decode, createHmacSha256Key, hmacSha256Base64, type HmacSha256Key
 import { ProvisioError } from './errors.js'
 import { encodeUriComponentStrict, percentDecode } from './percent.js'
 
-/** The `skn` every DPS device token carries (dps-protocol.md §2.1). */
+/** The `skn` of a DPS device token when it carries one (docs/protocol.md §2.1: it may not). */
 export const DEVICE_SAS_KEY_NAME = 'registration'
 /** Default tolerance for clocks that run behind or ahead (D-access warns about drift). */
 export const SAS_DEFAULT_CLOCK_SKEW_SECONDS = 300
@@ -257,6 +258,13 @@ export interface VerifySasOptions {
    */
   readonly keyName?: string | null
   /**
+   * With a string `keyName`: also accept a token that carries no `skn` at all, while a present
+   * `skn` must still equal `keyName`. DPS device tokens need it: the Embedded C SDK
+   * (`az_iot_provisioning_client`) signs `sr=…&sig=…&se=…` with no key name, and Azure DPS
+   * admits it (docs/protocol.md §2.1).
+   */
+  readonly keyNameOptional?: boolean
+  /**
    * `'exact'` (default; device tokens): the decoded resource equals the expected one, ignoring
    * ASCII case. `'segmentPrefix'` (service policies, D-access): the token's resource may also be
    * a prefix of the expected one ending at a `/`, so a token for `myhub.azure-devices.net` covers
@@ -265,7 +273,7 @@ export interface VerifySasOptions {
   readonly resourceMatch?: 'exact' | 'segmentPrefix'
   /**
    * Also accept a signature made over another encoding of the same `sr` (decoded, `%2F`-encoded,
-   * `%2f`-encoded): the server-side leniency dps-protocol.md §2.1 infers. Off by default: every
+   * `%2f`-encoded): the server-side leniency docs/protocol.md §2.1 infers. Off by default: every
    * SDK we know signs the `sr` it sends. Costs up to three extra HMACs per key on failure only.
    */
   readonly lenientSrEncoding?: boolean
@@ -337,7 +345,7 @@ function resourceMatches(actual: string, expected: string, mode: 'exact' | 'segm
   return equalsIgnoreAsciiCase(actual, expected, n)
 }
 
-/** Other spellings of `sr` a lenient server tries (dps-protocol.md §2.1), minus the one sent. */
+/** Other spellings of `sr` a lenient server tries (docs/protocol.md §2.1), minus the one sent. */
 function srVariants(token: ParsedSasToken): string[] {
   const decoded = token.resourceDecoded
   let upper: string
@@ -369,7 +377,7 @@ function verifyAgainst(key: HmacSha256Key, token: ParsedSasToken, lenient: boole
 }
 
 /**
- * Verifies a parsed token: key name, then the HMAC over `sr` as sent (dps-protocol.md §2.1),
+ * Verifies a parsed token: key name, then the HMAC over `sr` as sent (docs/protocol.md §2.1),
  * then the decoded resource, then expiry with clock skew. Never throws on a bad token.
  *
  * @returns `{ ok: true, keyIndex }`, or `{ ok: false, error }` with SAS_WRONG_KEY_NAME,
@@ -395,7 +403,7 @@ export function verifySasToken(token: ParsedSasToken, options: VerifySasOptions)
   if (keyName !== undefined) {
     if (keyName === null) {
       if (token.skn !== undefined) return fail('SAS_WRONG_KEY_NAME', `token names key ${JSON.stringify(token.skn)} but this resource takes tokens without skn`)
-    } else if (token.skn !== keyName) {
+    } else if (token.skn !== keyName && !(token.skn === undefined && options.keyNameOptional === true)) {
       return fail(
         'SAS_WRONG_KEY_NAME',
         token.skn === undefined

@@ -1,7 +1,7 @@
 /**
  * Timestamps in the shape DPS puts on the wire: ISO-8601 UTC with seven fractional digits
- * (`2020-04-10T03:11:13.0276997Z`, dps-protocol.md §1.3, AZC traces). Pure packages have no
- * `Date` (DESIGN.md "Rules that keep the house clean"), so the civil date is computed from the
+ * (`2020-04-10T03:11:13.0276997Z`, docs/protocol.md §1.3, AZC traces). Pure packages have no
+ * `Date` (docs/architecture.md §1), so the civil date is computed from the
  * day count directly: the proleptic Gregorian calendar repeats every 400 years (146,097 days),
  * and counting years from 1 March puts the leap day at the end of the year, which makes the
  * month lengths a linear formula.

@@ -47,7 +47,7 @@ describe('ERROR_CATALOG', () => {
     }
   })
 
-  it('carries the codes observed from real DPS (dps-protocol.md §1.5)', () => {
+  it('carries the codes observed from real DPS (docs/protocol.md §1.5)', () => {
     expect(ERROR_CATALOG.CUSTOM_ALLOCATION_FAILED.errorCode).toBe(400207)
     expect(ERROR_CATALOG.NO_HUB_ASSIGNABLE.errorCode).toBe(400208)
     expect(ERROR_CATALOG.HUB_UNAUTHORIZED.errorCode).toBe(400209)

@@ -1,4 +1,4 @@
-// Table-driven tests of the DPS model validators (dps-protocol.md §1, §7, §8): each valid fixture
+// Table-driven tests of the DPS model validators (docs/protocol.md §1, §7, §8): each valid fixture
 // checks the typed value (defaults applied, unknown members dropped), each invalid fixture the
 // JSON path and the rule named by the error.
 import { describe, expect, it } from 'vitest'
@@ -18,6 +18,8 @@ import {
   validateDeviceCapabilities,
   validateDeviceRegistration,
   validateDeviceRegistrationResult,
+  readRegisterBody,
+  MAX_REGISTER_BODY_BYTES,
   validateDeviceRegistrationState,
   validateEnrollmentGroup,
   validateIndividualEnrollment,
@@ -142,6 +144,10 @@ describe('validateIndividualEnrollment', () => {
     expect(custom.customAllocationDefinition?.apiVersion).toBe('2021-10-01')
     const stat = validateIndividualEnrollment({ ...base, allocationPolicy: 'Static', iotHubs: ['h.example'], iotHubHostName: 'H.example' })
     expect(stat.allocationPolicy).toBe('static')
+    // Azure accepts static with no hub named (docs/protocol.md §13.4), for groups too.
+    expect(validateIndividualEnrollment({ ...base, allocationPolicy: 'static' }).allocationPolicy).toBe('static')
+    expect(validateIndividualEnrollment({ ...base, allocationPolicy: 'static', iotHubs: [] }).iotHubs).toEqual([])
+    expect(validateEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }).allocationPolicy).toBe('static')
   })
 
   it('prefixes paths given by the caller', () => {
@@ -168,7 +174,7 @@ describe('validateIndividualEnrollment', () => {
     ['x509 with two forms', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: PEM } }, caReferences: { primary: 'ca' } } } }, 'attestation.x509', 'exactly one of'],
     ['x509 without primary', { ...base, attestation: { type: 'x509', x509: { clientCertificates: {} } } }, 'attestation.x509.clientCertificates.primary', 'is required'],
     ['x509 slot without certificate or info', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: {} } } } }, 'attestation.x509.clientCertificates.primary.certificate', 'is required'],
-    ['x509 slot with garbage', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: 'hello world' } } } } }, 'attestation.x509.clientCertificates.primary.certificate', 'PEM certificate or base64'],
+    ['x509 slot with garbage', { ...base, attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: 'hello world' } } } } }, 'attestation.x509.clientCertificates.primary.certificate', 'must be PEM, base64 of DER or base64 of PEM'],
     ['a bad provisioningStatus', { ...base, provisioningStatus: 'on' }, 'provisioningStatus', 'must be one of enabled, disabled'],
     ['a non-boolean iotEdge', { ...base, capabilities: { iotEdge: 'yes' } }, 'capabilities.iotEdge', 'must be a boolean'],
     ['a non-boolean reprovision flag', { ...base, reprovisionPolicy: { migrateDeviceData: 1 } }, 'reprovisionPolicy.migrateDeviceData', 'must be a boolean'],
@@ -176,8 +182,7 @@ describe('validateIndividualEnrollment', () => {
     ['custom without definition', { ...base, allocationPolicy: 'custom' }, 'customAllocationDefinition', 'is required when allocationPolicy is custom'],
     ['a webhook that is not a URL', { ...base, customAllocationDefinition: { webhookUrl: 'ftp://x', apiVersion: '2021-10-01' } }, 'customAllocationDefinition.webhookUrl', 'absolute http(s) URL'],
     ['an old webhook apiVersion', { ...base, customAllocationDefinition: { webhookUrl: 'https://x', apiVersion: '2017-11-15' } }, 'customAllocationDefinition.apiVersion', 'must be 2018-09-01-preview or later'],
-    ['static with two hubs', { ...base, allocationPolicy: 'static', iotHubs: ['a.example', 'b.example'] }, 'iotHubs', 'exactly one hub'],
-    ['static with no hub', { ...base, allocationPolicy: 'static' }, 'iotHubs', 'must list one hub'],
+    ['static with two hubs', { ...base, allocationPolicy: 'static', iotHubs: ['a.example', 'b.example'] }, 'iotHubs', 'at most one hub'],
     ['static disagreeing with iotHubHostName', { ...base, allocationPolicy: 'static', iotHubs: ['a.example'], iotHubHostName: 'b.example' }, 'iotHubHostName', 'must equal the one hub'],
     ['a repeated hub', { ...base, iotHubs: ['a.example', 'A.EXAMPLE'] }, 'iotHubs[1]', 'must not repeat a hub'],
     ['a bad hub name', { ...base, iotHubs: ['a.example', 'under_score.example'] }, 'iotHubs[1]', 'DNS host name'],
@@ -482,6 +487,39 @@ describe('parseJsonBody', () => {
   it('survives hostile nesting', () => {
     const deep = '['.repeat(200_000)
     expect(() => parseJsonBody(deep, { maxBytes: 1 << 20 })).toThrow(expect.objectContaining({ code: 'INVALID_JSON' }))
+  })
+})
+
+describe('readRegisterBody (one reader for HTTP, MQTT and AMQP)', () => {
+  const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+  it('reads bytes or text, an empty body as {}, and a registrationId that names the same device', () => {
+    expect(readRegisterBody(utf8(''), 'dev-1', { idFrom: 'MQTT username' })).toEqual({})
+    expect(readRegisterBody(' ', 'dev-1', { idFrom: 'URL' })).toEqual({})
+    expect(readRegisterBody('{"registrationId":"DEV-1","payload":{"a":1}}', 'dev-1', { idFrom: 'URL' })).toEqual({ registrationId: 'DEV-1', payload: { a: 1 } })
+  })
+
+  it('refuses another device\'s registrationId, naming where the transport took its own from', () => {
+    for (const idFrom of ['URL', 'MQTT username', 'link address']) {
+      const error = (() => {
+        try {
+          readRegisterBody(utf8('{"registrationId":"other"}'), 'dev-1', { idFrom })
+        } catch (e) {
+          return e as ProvisioError
+        }
+        throw new Error('expected a refusal')
+      })()
+      expect(error.code).toBe('VALIDATION_FAILED')
+      expect(error.reason).toBe(`body registrationId "other" differs from the one in the ${idFrom} ("dev-1")`)
+      expect(error.deviceMessage).toBe(`registrationId in the body differs from the one in the ${idFrom}`)
+    }
+  })
+
+  it('applies one size limit on every transport unless the caller sets its own', () => {
+    const padding = 'x'.repeat(MAX_REGISTER_BODY_BYTES)
+    expect(() => readRegisterBody(utf8(`{"payload":{"p":"${padding}"}}`), 'd', { idFrom: 'link address' })).toThrow(expect.objectContaining({ code: 'PAYLOAD_TOO_LARGE' }))
+    expect(() => readRegisterBody('{"payload":{"p":"abcdefghijkl"}}', 'd', { idFrom: 'URL', maxBytes: 16 })).toThrow(expect.objectContaining({ code: 'PAYLOAD_TOO_LARGE' }))
+    expect(() => readRegisterBody('{"registrationId":', 'd', { idFrom: 'URL' })).toThrow(expect.objectContaining({ code: 'INVALID_JSON' }))
   })
 })
 

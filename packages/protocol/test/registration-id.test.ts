@@ -14,7 +14,7 @@ import {
   validateRegistrationId,
 } from '../src/index.js'
 
-describe('registrationId grammar (dps-protocol.md §0)', () => {
+describe('registrationId grammar (docs/protocol.md §0)', () => {
   const valid = [
     'a',
     '0',

@@ -1,4 +1,4 @@
-// SAS tokens exactly as Microsoft's Node SDKs emit them (dps-protocol.md §2, §11), verified by
+// SAS tokens exactly as Microsoft's Node SDKs emit them (docs/protocol.md §2, §11), verified by
 // our code; every rejection with its own code; properties over random ids, keys and garbage.
 import { createHmac, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -259,6 +259,19 @@ describe('rejections, each with its own code', () => {
     expectOk(parseAndVerifySasToken(wrong, deviceOptions({ keyName: undefined })))
   })
 
+  it('keyNameOptional: a missing skn passes, a present one must still be the expected name', () => {
+    const noSkn = buildSasToken({ resource, key: DEVICE_KEY, expiresAt: NOW + 10 })
+    const wrong = buildSasToken({ resource, key: DEVICE_KEY, expiresAt: NOW + 10, keyName: 'Registration' })
+    const policy = buildSasToken({ resource, key: DEVICE_KEY, expiresAt: NOW + 10, keyName: 'iothubowner' })
+    expectOk(parseAndVerifySasToken(noSkn, deviceOptions({ keyNameOptional: true })))
+    expectOk(parseAndVerifySasToken(good, deviceOptions({ keyNameOptional: true })))
+    expect(expectCode(parseAndVerifySasToken(wrong, deviceOptions({ keyNameOptional: true })), 'SAS_WRONG_KEY_NAME').reason).toContain('"Registration"')
+    expect(expectCode(parseAndVerifySasToken(policy, deviceOptions({ keyNameOptional: true })), 'SAS_WRONG_KEY_NAME').reason).toContain('"iothubowner"')
+    // A missing skn does not skip the signature: a forged token without skn is still refused.
+    const forged = buildSasToken({ resource, key: OTHER_KEY, expiresAt: NOW + 10 })
+    expectCode(parseAndVerifySasToken(forged, deviceOptions({ keyNameOptional: true })), 'SAS_BAD_SIGNATURE')
+  })
+
   it('malformed: SAS_MALFORMED', () => {
     expectCode(parseAndVerifySasToken('sr=x&sig=y&se=1', deviceOptions()), 'SAS_MALFORMED')
     // 44 characters but not base64: malformed, not merely a wrong signature.
@@ -332,6 +345,27 @@ describe('field order and encodings', () => {
     for (const order of orders) expectOk(parseAndVerifySasToken('SharedAccessSignature ' + order.join('&'), deviceOptions()))
   })
 
+  it('Embedded C SDK shape (az_iot_provisioning_client_sas): lower-case %2f sr, fields sr,sig,se, no skn, in every order', () => {
+    const sr = `${ID_SCOPE}%2fregistrations%2f${REG_ID}`
+    const se = String(NOW + 3600)
+    const sig = encodeUriComponentStrict(authorization.hmacHash(DEVICE_KEY, authorization.stringToSign(sr, se)))
+    const orders = permutations([`sr=${sr}`, `sig=${sig}`, `se=${se}`])
+    expect(orders).toHaveLength(6)
+    for (const order of orders) {
+      expectOk(parseAndVerifySasToken('SharedAccessSignature ' + order.join('&'), deviceOptions({ keyNameOptional: true })))
+    }
+  })
+
+  it('hub device tokens without skn verify in every field order', () => {
+    const deviceId = 'dev-1'
+    const theirs = SharedAccessSignature.create(encodeUriComponentStrict(HUB + '/devices/' + deviceId), undefined as unknown as string, DEVICE_KEY, NOW + 60).toString()
+    const orders = permutations(fieldsOf(theirs))
+    expect(orders).toHaveLength(6)
+    for (const order of orders) {
+      expectOk(parseAndVerifySasToken('SharedAccessSignature ' + order.join('&'), { keys: DEVICE_KEY, expectedResource: hubDeviceResource(HUB, deviceId), nowSeconds: NOW, keyName: null }))
+    }
+  })
+
   it('tolerates surrounding whitespace, scheme case and unknown fields', () => {
     const t = buildSasToken({ resource: deviceRegistrationResource(ID_SCOPE, REG_ID), key: DEVICE_KEY, expiresAt: NOW + 60, keyName: 'registration' })
     expectOk(parseAndVerifySasToken(`  ${t}\t`, deviceOptions()))
@@ -339,7 +373,7 @@ describe('field order and encodings', () => {
     expectOk(parseAndVerifySasToken(`${t}&foo=bar`, deviceOptions()))
   })
 
-  it('lenientSrEncoding accepts a signature made over another spelling of sr (dps-protocol.md §2.1)', () => {
+  it('lenientSrEncoding accepts a signature made over another spelling of sr (docs/protocol.md §2.1)', () => {
     // Signed over the raw resource, but sent %2F-encoded: only the lenient mode accepts it.
     const raw = buildSasToken({ resource: deviceRegistrationResource(ID_SCOPE, REG_ID), key: DEVICE_KEY, expiresAt: NOW + 60, keyName: 'registration', encodeResource: 'raw' })
     const mismatched = raw.replace(`sr=${ID_SCOPE}/registrations/`, `sr=${ID_SCOPE}%2Fregistrations%2F`)

@@ -1,5 +1,5 @@
 /**
- * Node adapter of the AMQP codec (dps-protocol.md §4): a TLS listener (default port 5671) and the
+ * Node adapter of the AMQP codec (docs/protocol.md §4): a TLS listener (default port 5671) and the
  * `AMQPWSB10` WebSocket handler on the HTTPS port. Each connection gets one sans-IO
  * AmqpDeviceSession; this file only moves bytes, carries the TLS client chain, logs close
  * reasons and bounds idle connections.
@@ -14,7 +14,7 @@ import type { DeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
-import { listenOn, serverTlsOptions } from './listen.js'
+import { listenOn, serverTlsOptions, type MinTlsVersion } from './listen.js'
 
 /** Connections silent this long are dropped (we announce no idle-time-out; DPS exchanges are short). */
 const IDLE_TIMEOUT_MS = 240_000
@@ -24,6 +24,8 @@ export interface AmqpListenerOptions {
   readonly cert: string
   /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
   readonly ticketKeys?: Buffer
+  /** Oldest TLS version accepted (default 1.2). */
+  readonly minTlsVersion?: MinTlsVersion
   /** The device API for AMQPS (usually `metrics.instrument(engine, 'amqp')`). */
   readonly device: DeviceApi
   /** The device API for AMQP over WebSockets; defaults to `device`. */

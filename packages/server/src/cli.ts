@@ -6,6 +6,7 @@
  *   provisio sas [options]     print a device SAS token (for curl and scripts)
  *   provisio pki <kind> [...]  make test certificates for X.509 attestation (pki-tools.ts)
  *   provisio telemetry [...]   print the telemetry an embedded hub kept for a device (JSON lines)
+ *   provisio policies [...]    shared access policies and their keys (policies.ts)
  *   provisio simulate [...]    register N devices through @provisio/device and summarise (simulate.ts)
  *   provisio help              this text
  */
@@ -21,6 +22,7 @@ import { createLogger } from './logger.js'
 import { startServer, type Endpoints } from './serve.js'
 import { issuePkiCertificate, type PkiKeyType, type PkiKind } from './pki-tools.js'
 import { SIMULATE_USAGE, SimulateUsageError, simulateCommand } from './simulate.js'
+import { POLICIES_USAGE, PoliciesError, runPolicies } from './policies.js'
 import { isServeWorker, runPrimary, runWorker } from './cluster.js'
 
 function usage(): string {
@@ -47,6 +49,8 @@ function usage(): string {
     PKI_USAGE,
     '',
     TELEMETRY_USAGE,
+    '',
+    POLICIES_USAGE,
     '',
     SIMULATE_USAGE,
   ].join('\n')
@@ -177,7 +181,7 @@ async function telemetryCommand(args: string[]): Promise<number> {
 }
 // ---- end provisio telemetry ----
 
-// ---- provisio pki (X.509 test PKI, dps-protocol.md §6) ----
+// ---- provisio pki (X.509 test PKI, docs/protocol.md §6) ----
 const PKI_USAGE = [
   'Usage: provisio pki root         --cn <name> [--name <file>] [--key rsa|ec|ec384] [--days <n>] [--path-len <n>] [--dir <dir>]',
   '       provisio pki intermediate --cn <name> --issuer <file> [--name <file>] [--key …] [--days <n>] [--path-len <n>] [--dir <dir>]',
@@ -233,6 +237,8 @@ export function describeEndpoints(e: Endpoints, workers = 1): string {
     `  ID scope                   ${e.idScope}`,
     `  Service connection string  ${e.serviceConnectionString}`,
     ...e.hubs.map((h) => `  Hub ${h.hostName.padEnd(23)}${h.connectionString}`),
+    `  Service policies           ${e.servicePolicies.map((p) => `${p.name} (${p.rights.join(', ')})`).join('; ')}`,
+    ...e.hubs.map((h) => `  Hub policies               ${h.policies.map((p) => p.name).join(', ')} (provisio policies list shows their connection strings)`),
     `  CA certificate             ${e.caCertificate}`,
     ...(e.emulator === undefined ? [] : [`  Browser device emulator    ${e.emulator}`]),
     ...(workers > 1 ? [`  Workers                    ${workers} processes sharing the ports`] : []),
@@ -274,6 +280,22 @@ async function main(argv: string[]): Promise<number> {
     } catch (error) {
       process.stderr.write(`provisio telemetry: ${(error as Error).message}\n`)
       return error instanceof UsageError ? 2 : 1
+    }
+  }
+  if (command === 'policies') {
+    try {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { 'data-dir': { type: 'string' }, hub: { type: 'string' }, rights: { type: 'string' }, key: { type: 'string' }, host: { type: 'string' } },
+      })
+      const [action = 'list', name] = positionals
+      const lines = runPolicies({ ...values, action, ...(name === undefined ? {} : { name }), dataDir: resolve(values['data-dir'] ?? DEFAULT_CONFIG.dataDir) })
+      process.stdout.write(lines.join('\n') + '\n')
+      return 0
+    } catch (error) {
+      process.stderr.write(`provisio policies: ${(error as Error).message}\n${error instanceof PoliciesError ? '' : `\n${POLICIES_USAGE}\n`}`)
+      return error instanceof PoliciesError ? 1 : 2
     }
   }
   if (command === 'simulate') {

@@ -237,7 +237,7 @@ export async function runPrimary(config: ServeConfig, log: Logger, ready: (endpo
         clearTimeout(timer)
         if (!gathers.delete(id)) return
         const sources = [...got].sort((a, b) => a[0] - b[0]).map(([slot, families]) => ({ worker: String(slot), families }))
-        send(asker, { t: 'metrics', id: askerId, text: renderMetrics(sources) })
+        void renderMetrics(sources).then((text) => send(asker, { t: 'metrics', id: askerId, text }))
       }
       const timer = setTimeout(finish, GATHER_TIMEOUT_MS)
       gathers.set(id, { want, got, finish })
@@ -327,7 +327,7 @@ export async function runWorker(): Promise<number> {
         resolveSpec(m.spec)
         return
       case 'families?':
-        void send({ t: 'families', id: m.id, families: server?.metrics.families() ?? [] })
+        void (server?.metrics.families() ?? Promise.resolve([])).then((families) => send({ t: 'families', id: m.id, families }))
         return
       case 'metrics':
         asks.get(m.id)?.(m.text)
@@ -355,7 +355,7 @@ export async function runWorker(): Promise<number> {
   const metricsText = () =>
     new Promise<string>((resolve) => {
       const id = ++askId
-      const local = () => renderMetrics([{ worker: String(slot), families: server?.metrics.families() ?? [] }])
+      const local = async () => renderMetrics([{ worker: String(slot), families: (await server?.metrics.families()) ?? [] }])
       const timer = setTimeout(() => {
         asks.delete(id)
         resolve(local())
@@ -387,7 +387,7 @@ export async function runWorker(): Promise<number> {
       },
     })
   } catch (error) {
-    log.error('worker could not start', { error: (error as Error).message })
+    log.error('worker could not start', { error })
     await send({ t: 'failed', message: (error as Error).message })
     return 1
   }

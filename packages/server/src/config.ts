@@ -7,19 +7,30 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import type { FaultProfile } from '@provisio/engine'
+import { DPS_RIGHTS, DPS_OWNER_POLICY, parseIpFilterRules, parseRights, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
 import { MAX_COMMIT_INTERVAL_MS } from '@provisio/store-sqlite'
 import { isLoopbackBind } from './dev-reasons.js'
 import { DEFAULT_CORS_ORIGINS, normaliseOrigin } from './origins.js'
+import type { MinTlsVersion } from './listen.js'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
-/** An embedded hub and how DPS allocates to it (DESIGN.md "Hubs"). */
+/** An embedded hub and how DPS allocates to it (docs/architecture.md §7). */
 export interface HubConfig {
   readonly hostName: string
   /** Weight for hashed allocation, 1-1000 (default 1). */
   readonly allocationWeight?: number
   /** Whether the instance's allocation policy may choose it (default true). */
   readonly applyAllocationPolicy?: boolean
+  /** IP filter rules of the hub (protocol ip-filter.ts; config file only). */
+  readonly ipFilter?: readonly IpFilterRule[]
+}
+
+/** A DPS shared access policy declared in the configuration; its keys live in `state.json`. */
+export interface PolicyConfig {
+  readonly name: string
+  /** Azure's rights (protocol access.ts DPS_RIGHTS). */
+  readonly rights: readonly ServicePermission[]
 }
 
 export interface ServeConfig {
@@ -65,6 +76,12 @@ export interface ServeConfig {
   readonly requestTimeoutMs: number
   /** Fault-injection profile applied to the DPS instance at start (engine faults.ts); none by default. */
   readonly faults?: FaultProfile
+  /** IP filter rules of the DPS instance: first match wins, no match accepts (protocol ip-filter.ts). */
+  readonly ipFilter: readonly IpFilterRule[]
+  /** Oldest TLS version every listener accepts: 1.2 (default) or 1.3. */
+  readonly minTlsVersion: MinTlsVersion
+  /** DPS shared access policies besides `provisioningserviceowner` (state.ts keeps their keys). */
+  readonly servicePolicies: readonly PolicyConfig[]
   /**
    * Origins of web pages (besides this server's own /emulator/) that may call the DPS device API
    * and open WebSockets at /$iothub/websocket; `*` allows any. Default: the emulator's Vite dev server.
@@ -99,6 +116,9 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   host: 'localhost',
   hostNames: [],
   hubs: [],
+  servicePolicies: [],
+  minTlsVersion: '1.2',
+  ipFilter: [],
   bind: '127.0.0.1',
   httpsPort: 8443,
   mqttPort: 8883,
@@ -124,7 +144,7 @@ interface Setting {
   readonly key: keyof ServeConfig
   readonly env: string
   readonly flag: string
-  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'faults' | 'origins' | 'workers' | 'switch'
+  readonly kind: 'string' | 'port' | 'list' | 'level' | 'seconds' | 'ms' | 'timeout' | 'count' | 'hubs' | 'policies' | 'tls' | 'ipfilter' | 'faults' | 'origins' | 'workers' | 'switch'
   readonly help: string
 }
 
@@ -148,6 +168,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'handshakeTimeoutMs', env: 'PROVISIO_HANDSHAKE_TIMEOUT_MS', flag: 'handshake-timeout-ms', kind: 'timeout', help: 'TLS handshake must finish within this, ms (default 10000)' },
   { key: 'connectTimeoutMs', env: 'PROVISIO_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'timeout', help: 'after TLS: first HTTP header block, MQTT CONNECT, AMQP open within this, ms (default 10000)' },
   { key: 'requestTimeoutMs', env: 'PROVISIO_REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: 'timeout', help: 'whole HTTP request (headers and body) within this, ms (default 30000)' },
+  { key: 'ipFilter', env: 'PROVISIO_IP_FILTER', flag: 'ip-filter', kind: 'ipfilter', help: 'DPS IP filter: JSON [{filterName, action: Accept|Reject, ipMask}] or @file; first match wins' },
+  { key: 'minTlsVersion', env: 'PROVISIO_MIN_TLS_VERSION', flag: 'min-tls-version', kind: 'tls', help: 'oldest TLS version of every listener: 1.2 (default) or 1.3' },
+  { key: 'servicePolicies', env: 'PROVISIO_SERVICE_POLICIES', flag: 'service-policies', kind: 'policies', help: 'DPS access policies: name:Right+Right, comma-separated (config file: [{name, rights}])' },
   { key: 'faults', env: 'PROVISIO_FAULTS', flag: 'faults', kind: 'faults', help: 'fault-injection profile: JSON or @file with throttleRegister, serverErrorPoll … (testing only)' },
   { key: 'corsOrigins', env: 'PROVISIO_CORS_ORIGINS', flag: 'cors-origins', kind: 'origins', help: `web page origins allowed on the device API and WebSockets, comma-separated; * for any (default ${DEFAULT_CORS_ORIGINS.join(',')})` },
   { key: 'emulatorDir', env: 'PROVISIO_EMULATOR_DIR', flag: 'emulator-dir', kind: 'string', help: 'build of the browser emulator served at /emulator/ (default: @provisio/emulator dist)' },
@@ -206,7 +229,7 @@ function parseValue(setting: Setting, raw: unknown, source: string, cwd: string)
       const hubs = items.map((item, i): HubConfig => {
         const hub = typeof item === 'string' ? { hostName: item } : item
         if (typeof hub !== 'object' || hub === null || Array.isArray(hub)) throw new ConfigError(`${where}[${i}] must be a host name or an object with hostName`)
-        const { hostName, allocationWeight, applyAllocationPolicy, ...rest } = hub as Record<string, unknown>
+        const { hostName, allocationWeight, applyAllocationPolicy, ipFilter, ...rest } = hub as Record<string, unknown>
         if (Object.keys(rest).length > 0) throw new ConfigError(`${where}[${i}] has unknown member "${Object.keys(rest)[0]}"`)
         if (typeof hostName !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(hostName)) {
           throw new ConfigError(`${where}[${i}].hostName must be a DNS host name`)
@@ -221,12 +244,20 @@ function parseValue(setting: Setting, raw: unknown, source: string, cwd: string)
           hostName,
           ...(allocationWeight === undefined ? {} : { allocationWeight: allocationWeight as number }),
           ...(applyAllocationPolicy === undefined ? {} : { applyAllocationPolicy }),
+          ...(ipFilter === undefined ? {} : { ipFilter: parseIpFilter(ipFilter, `${where}[${i}].ipFilter`) }),
         }
       })
       const names = new Set(hubs.map((h) => h.hostName.toLowerCase()))
       if (names.size !== hubs.length) throw new ConfigError(`${where} names a hub twice`)
       return hubs
     }
+    case 'ipfilter':
+      return parseIpFilter(typeof raw === 'string' ? jsonValue(raw, where, cwd, 'a JSON list') : raw, where)
+    case 'tls':
+      if (raw !== '1.2' && raw !== '1.3') throw new ConfigError(`${where} must be 1.2 or 1.3, got ${JSON.stringify(raw)}`)
+      return raw
+    case 'policies':
+      return parsePolicies(raw, where)
     case 'origins': {
       const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined
       if (items === undefined || !items.every((x) => typeof x === 'string')) throw new ConfigError(`${where} must be a list of origins`)
@@ -308,6 +339,50 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
   }
 }
 
+/** DPS policies from the config file (`[{name, rights}]`) or a flag (`name:Right+Right,…`). */
+function parsePolicies(raw: unknown, where: string): PolicyConfig[] {
+  const items: unknown[] = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter((x) => x !== '') : []
+  if (!Array.isArray(raw) && typeof raw !== 'string') throw new ConfigError(`${where} must be a list of policies`)
+  if (items.length > 16) throw new ConfigError(`${where} may declare at most 16 policies`)
+  const policies = items.map((item, i): PolicyConfig => {
+    const entry = typeof item === 'string' ? { name: item.split(':')[0], rights: item.split(':')[1]?.split('+') ?? [] } : item
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where}[${i}] must be name:Right+Right or an object with name and rights`)
+    const { name, rights, ...rest } = entry as Record<string, unknown>
+    if (Object.keys(rest).length > 0) throw new ConfigError(`${where}[${i}] has unknown member "${Object.keys(rest)[0]}"`)
+    if (typeof name !== 'string' || !POLICY_NAME.test(name)) throw new ConfigError(`${where}[${i}].name must be 1-64 letters, digits, '-', '_' or '.'`)
+    if (name === DPS_OWNER_POLICY) throw new ConfigError(`${where}[${i}]: ${DPS_OWNER_POLICY} always exists with every right`)
+    if (!Array.isArray(rights)) throw new ConfigError(`${where}[${i}].rights must be a list of rights`)
+    try {
+      return { name, rights: parseRights(rights as string[], DPS_RIGHTS) }
+    } catch (error) {
+      throw new ConfigError(`${where}[${i}].rights: ${(error as { reason?: string }).reason ?? String(error)}`)
+    }
+  })
+  if (new Set(policies.map((p) => p.name)).size !== policies.length) throw new ConfigError(`${where} names a policy twice`)
+  return policies
+}
+
+function parseIpFilter(raw: unknown, where: string): IpFilterRule[] {
+  try {
+    return parseIpFilterRules(raw, where)
+  } catch (error) {
+    throw new ConfigError((error as { reason?: string }).reason ?? String(error))
+  }
+}
+
+/** A JSON value given inline or as `@path` (relative to the working directory). */
+function jsonValue(text: string, where: string, cwd: string, what = 'a JSON object'): unknown {
+  try {
+    const trimmed = text.trim()
+    return JSON.parse(trimmed.startsWith('@') ? readFileSync(resolve(cwd, trimmed.slice(1)), 'utf8') : trimmed)
+  } catch (error) {
+    throw new ConfigError(`${where} must be ${what} or @file of one: ${(error as Error).message}`)
+  }
+}
+
+/** What a shared access policy may be called (as Azure: letters, digits, `-`, `_`, `.`). */
+export const POLICY_NAME = /^[A-Za-z0-9._-]{1,64}$/
+
 const SCHEDULED_FAULTS = ['throttleRegister', 'throttlePoll', 'serverErrorRegister', 'serverErrorPoll', 'missingOperationId'] as const
 
 /**
@@ -315,15 +390,7 @@ const SCHEDULED_FAULTS = ['throttleRegister', 'throttlePoll', 'serverErrorRegist
  * (inline JSON, or `@path` of a JSON file, relative to the working directory). Every member is checked, so a typo fails at start.
  */
 function parseFaultProfile(raw: unknown, where: string, cwd: string): FaultProfile {
-  let value = raw
-  if (typeof raw === 'string') {
-    const text = raw.trim()
-    try {
-      value = JSON.parse(text.startsWith('@') ? readFileSync(resolve(cwd, text.slice(1)), 'utf8') : text)
-    } catch (error) {
-      throw new ConfigError(`${where} must be a JSON object or @file of one: ${(error as Error).message}`)
-    }
-  }
+  const value = typeof raw === 'string' ? jsonValue(raw, where, cwd) : raw
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${where} must be a JSON object`)
   const int = (v: unknown, name: string, min: number, max: number): number => {
     if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw new ConfigError(`${where}: ${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`)

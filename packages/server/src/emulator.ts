@@ -6,12 +6,19 @@
  * Files: GET and HEAD only; the path is decoded once, and a segment that is empty, `.` or `..`,
  * or a character that could step outside (backslash, NUL) is refused before the file system is
  * touched; the resolved real path must still lie inside the build directory (no symlink escape).
- * Vite's hashed `assets/` are cached for a year (immutable); index.html and config.json are
- * revalidated each time (ETag).
+ * The file itself is sent by `send` (the file server under Express's serve-static): asynchronous
+ * stat and streamed read per request, weak ETag from size and mtime (a rebuilt file gets a new
+ * one), conditional GET, HEAD and ranges. Vite's hashed `assets/` are cached for a year
+ * (immutable); index.html and config.json are revalidated each time (ETag).
  */
 import { createRequire } from 'node:module'
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
-import { dirname, extname, join, sep } from 'node:path'
+import { existsSync, realpathSync } from 'node:fs'
+import { realpath, stat } from 'node:fs/promises'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { dirname, extname, join, relative, sep } from 'node:path'
+import etag from 'etag'
+import fresh from 'fresh'
+import send from 'send'
 
 /** Where the page lives on the HTTPS port. */
 export const EMULATOR_PATH = '/emulator/'
@@ -39,10 +46,11 @@ const CONTENT_SECURITY_POLICY =
 /** Largest file served (the build is a few hundred KB; anything bigger is not ours). */
 const MAX_FILE_BYTES = 32 * 1024 * 1024
 
-export interface EmulatorAnswer {
+/** An answer the site gives itself (redirect, refusal, config.json). */
+interface Answer {
   readonly status: number
   readonly headers: Record<string, string>
-  readonly body: Uint8Array | string
+  readonly body: string
 }
 
 /** What the page may know about this server. */
@@ -68,60 +76,72 @@ export function findEmulatorDist(): string | undefined {
 }
 
 export interface EmulatorSite {
-  /** Answers a request under /emulator, or undefined when `path` is not ours. */
-  answer(method: string, path: string, headers: Readonly<Record<string, string | string[] | undefined>>): EmulatorAnswer | undefined
+  /** Whether `path` (the request path, without query) is the emulator's to answer. */
+  owns(path: string): boolean
+  /** Answers a request for one of its paths on `res`. */
+  serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<void>
 }
 
 export function createEmulatorSite(dir: string | undefined, publicConfig: () => EmulatorPublicConfig): EmulatorSite {
   const root = dir === undefined ? undefined : safeRealpath(dir)
-  // The build is a few files; each is kept once read (bounded by the directory's contents).
-  const files = new Map<string, { size: number; mtimeMs: number; answer: EmulatorAnswer }>()
   return {
-    answer(method, path, headers) {
-      if (path !== '/emulator' && !path.startsWith(EMULATOR_PATH)) return undefined
+    owns: (path) => path === '/emulator' || path.startsWith(EMULATOR_PATH),
+    async serve(req, res, path) {
+      const method = req.method ?? 'GET'
       if (method !== 'GET' && method !== 'HEAD') {
-        return text(405, `${method} is not served here (GET or HEAD)`, { allow: 'GET, HEAD' })
+        return write(req, res, text(405, `${method} is not served here (GET or HEAD)`, { allow: 'GET, HEAD' }))
       }
-      if (path === '/emulator') return { status: 301, headers: { location: EMULATOR_PATH, 'content-length': '0' }, body: '' }
+      if (path === '/emulator') return write(req, res, { status: 301, headers: { location: EMULATOR_PATH }, body: '' })
       const rest = path.slice(EMULATOR_PATH.length)
       if (rest === 'config.json') {
         const body = JSON.stringify(publicConfig())
-        return withEtag(headers, { status: 200, headers: { 'content-type': CONTENT_TYPES['.json']!, 'cache-control': 'no-cache' }, body })
+        const headers = { 'content-type': CONTENT_TYPES['.json']!, 'cache-control': 'no-cache', etag: etag(body, { weak: true }) }
+        const status = fresh(req.headers, headers) ? 304 : 200
+        return write(req, res, { status, headers, body: status === 304 ? '' : body })
       }
       if (root === undefined) {
-        return text(404, 'The browser emulator is not built on this server: run `npm run build -w @provisio/emulator`, or pass --emulator-dir <its dist directory>.')
+        return write(req, res, text(404, 'The browser emulator is not built on this server: run `npm run build -w @provisio/emulator`, or pass --emulator-dir <its dist directory>.'))
       }
-      const file = resolveFile(root, rest === '' ? 'index.html' : rest)
-      if (typeof file !== 'string') return text(file.status, file.reason)
-      return withEtag(headers, filed(file, rest.startsWith('assets/')))
+      const file = await resolveFile(root, rest === '' ? 'index.html' : rest)
+      if (typeof file !== 'string') return write(req, res, text(file.status, file.reason))
+      return sendFile(req, res, root, file, rest.startsWith('assets/'))
     },
-  }
-
-  /** A file's answer, read and tagged once per version of the file (same size and mtime). */
-  function filed(file: string, hashed: boolean): EmulatorAnswer {
-    const { size, mtimeMs } = statSync(file)
-    const held = files.get(file)
-    if (held !== undefined && held.size === size && held.mtimeMs === mtimeMs) return held.answer
-    const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream'
-    const body = readFileSync(file)
-    const answer: EmulatorAnswer = {
-      status: 200,
-      headers: {
-        'content-type': type,
-        'cache-control': hashed ? 'public, max-age=31536000, immutable' : 'no-cache',
-        'x-content-type-options': 'nosniff',
-        ...(type.startsWith('text/html') ? { 'content-security-policy': CONTENT_SECURITY_POLICY, 'referrer-policy': 'no-referrer' } : {}),
-        etag: etagOf(body),
-      },
-      body,
-    }
-    files.set(file, { size, mtimeMs, answer })
-    return answer
   }
 }
 
-/** The file for `relative` inside `root`, or why not (400 for a path that tries to leave, 404 for one that is not there). */
-export function resolveFile(root: string, relative: string): string | { status: number; reason: string } {
+/** Streams `file` (a real path inside `root`) with the emulator's headers; send adds ETag, Content-Length, 304 and ranges. */
+function sendFile(req: IncomingMessage, res: ServerResponse, root: string, file: string, hashed: boolean): Promise<void> {
+  const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream'
+  const urlPath = '/' + relative(root, file).split(sep).map(encodeURIComponent).join('/')
+  return new Promise((resolve) => {
+    send(req, urlPath, { root, index: false, dotfiles: 'allow', cacheControl: false, lastModified: false, etag: true })
+      .on('headers', (response: ServerResponse) => {
+        response.setHeader('content-type', type)
+        response.setHeader('cache-control', hashed ? 'public, max-age=31536000, immutable' : 'no-cache')
+        response.setHeader('x-content-type-options', 'nosniff')
+        if (type.startsWith('text/html')) {
+          response.setHeader('content-security-policy', CONTENT_SECURITY_POLICY)
+          response.setHeader('referrer-policy', 'no-referrer')
+        }
+      })
+      .on('error', (error: { status?: number; message: string }) => {
+        // The file went away (or became unreadable) between the check and the read.
+        if (res.headersSent) res.destroy()
+        else write(req, res, text(error.status ?? 500, `the emulator's file could not be sent: ${error.message}`))
+        resolve()
+      })
+      .on('end', resolve)
+      .pipe(res)
+    res.once('close', resolve)
+  })
+}
+
+/**
+ * The file for `relative` inside `root`, or why not (400 for a path that tries to leave, 404 for one
+ * that is not there). Checked here, before send sees the path: send refuses `..` but would follow a
+ * symlink inside the build directory to a file outside it.
+ */
+export async function resolveFile(root: string, relative: string): Promise<string | { status: number; reason: string }> {
   let decoded: string
   try {
     decoded = decodeURIComponent(relative)
@@ -132,17 +152,16 @@ export function resolveFile(root: string, relative: string): string | { status: 
   if (segments.some((s) => s === '' || s === '.' || s === '..') || /[\\\0]/.test(decoded) || decoded.length > 512) {
     return { status: 400, reason: `the path ${JSON.stringify(relative)} is not a file of the emulator` }
   }
-  const candidate = join(root, ...segments)
   let real: string
   try {
-    real = realpathSync(candidate)
+    real = await realpath(join(root, ...segments))
   } catch {
     return { status: 404, reason: `no file ${decoded} in the emulator` }
   }
   if (!real.startsWith(root + sep)) return { status: 400, reason: `the path ${JSON.stringify(relative)} leaves the emulator's directory` }
-  const stat = statSync(real)
-  if (!stat.isFile()) return { status: 404, reason: `no file ${decoded} in the emulator` }
-  if (stat.size > MAX_FILE_BYTES) return { status: 404, reason: `${decoded} is too large to be served` }
+  const info = await stat(real)
+  if (!info.isFile()) return { status: 404, reason: `no file ${decoded} in the emulator` }
+  if (info.size > MAX_FILE_BYTES) return { status: 404, reason: `${decoded} is too large to be served` }
   return real
 }
 
@@ -154,32 +173,12 @@ function safeRealpath(dir: string): string | undefined {
   }
 }
 
-function text(status: number, message: string, extra: Record<string, string> = {}): EmulatorAnswer {
+function text(status: number, message: string, extra: Record<string, string> = {}): Answer {
   return { status, headers: { 'content-type': CONTENT_TYPES['.txt']!, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...extra }, body: message + '\n' }
 }
 
-/** A weak ETag over a body. */
-function etagOf(body: Uint8Array | string): string {
-  return `W/"${fnv1a(body)}"`
-}
-
-/** The answer with its ETag (computed here unless it carries one); 304 when the client already holds it. */
-function withEtag(headers: Readonly<Record<string, string | string[] | undefined>>, answer: EmulatorAnswer): EmulatorAnswer {
-  const etag = answer.headers.etag ?? etagOf(answer.body)
-  const held = headers['if-none-match']
-  if (typeof held === 'string' && held.split(',').some((t) => t.trim() === etag)) {
-    return { status: 304, headers: { etag, 'cache-control': answer.headers['cache-control']! }, body: '' }
-  }
-  return answer.headers.etag === undefined ? { ...answer, headers: { ...answer.headers, etag } } : answer
-}
-
-/** FNV-1a (32-bit) of the body plus its length: enough to tell versions of a file apart. */
-function fnv1a(body: Uint8Array | string): string {
-  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body
-  let h = 0x811c9dc5
-  for (let i = 0; i < bytes.length; i++) {
-    h ^= bytes[i]!
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return `${bytes.length.toString(16)}-${h.toString(16)}`
+function write(req: IncomingMessage, res: ServerResponse, answer: Answer): void {
+  const body = Buffer.from(answer.body, 'utf8')
+  res.writeHead(answer.status, { ...answer.headers, 'content-length': String(body.length) })
+  res.end(req.method === 'HEAD' ? undefined : body)
 }

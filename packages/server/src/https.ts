@@ -3,17 +3,18 @@
  * to the sans-IO handler and writes the answer. No routing or policy lives here.
  *
  * TLS: 1.2 and up; client certificates are requested but never rejected by TLS itself — X.509
- * devices are judged by the verifier, which can explain a refusal (DESIGN.md "Ports, hosts, TLS").
+ * devices are judged by the verifier, which can explain a refusal (docs/architecture.md §9).
  */
 import { createServer, type Server } from 'node:https'
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls'
-import { errorResponse, type DpsHttpHandler, type HttpRequest } from '@provisio/codec-http'
+import type { Duplex } from 'node:stream'
+import { errorResponse, HeaderBlockMeter, type DpsHttpHandler, type HttpRequest } from '@provisio/codec-http'
 import { ProvisioError } from '@provisio/protocol'
 import type { Logger } from './logger.js'
 import type { EmulatorSite } from './emulator.js'
 import { applyCors, type OriginPolicy } from './origins.js'
-import { serverTlsOptions } from './listen.js'
+import { isRefused, refuseConnection, serverTlsOptions, type MinTlsVersion } from './listen.js'
 
 /** Operational endpoints served beside the DPS API (health, metrics). */
 export type OpsHandler = (method: string, path: string) => OpsAnswer | Promise<OpsAnswer> | undefined
@@ -35,6 +36,8 @@ export interface HttpsListenerOptions {
   readonly cert: string
   /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
   readonly ticketKeys?: Buffer
+  /** Oldest TLS version accepted (default 1.2). */
+  readonly minTlsVersion?: MinTlsVersion
   readonly handler: DpsHttpHandler
   readonly log: Logger
   readonly maxBodyBytes: number
@@ -93,6 +96,8 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor((options.headersTimeoutMs ?? 10_000) / 4))),
     },
     (req, res) => {
+      // A request parsed from the chunk that crossed the header limit: its connection was refused.
+      if (isRefused(req.socket)) return
       serve(options, req, res).catch((error: unknown) => {
         if (req.destroyed || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
           // The peer went away (or sent something unparsable) in the middle of its body: nothing to answer.
@@ -100,7 +105,7 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
           res.destroy()
           return
         }
-        options.log.error('http adapter failure', { error: (error as Error).message })
+        options.log.error('http adapter failure', { error })
         if (!res.headersSent) {
           res.writeHead(500)
           res.end()
@@ -111,8 +116,42 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
   server.keepAliveTimeout = 5_000
   server.on('tlsClientError', (error, socket) => {
     options.log.debug('TLS handshake failed', { listener: 'https', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
+    // Nothing more can be said on it (a handshake timeout leaves the socket open otherwise).
+    socket.destroy()
   })
-  server.on('clientError', (error: NodeJS.ErrnoException & { reason?: string }, socket) => {
+  // A refusal is written before the connection closes, and nothing after it is parsed.
+  const refuse = (socket: Duplex, refusal: ProvisioError, fields: Record<string, unknown>) => {
+    options.log.info('malformed HTTP request refused', { status: refusal.httpStatus, reason: refusal.message, ...fields })
+    const answer = errorResponse(refusal, options.trackingId(), Date.now(), { connection: 'close' })
+    const payload = Buffer.from(answer.body, 'utf8')
+    const head = [`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}`, ...Object.entries({ ...answer.headers, 'content-length': String(payload.length) }).map(([k, v]) => `${k}: ${v}`)]
+    refuseConnection(socket, Buffer.concat([Buffer.from(head.join('\r\n') + '\r\n\r\n', 'latin1'), payload]))
+  }
+  // The header-block limit on the bytes as they arrive (HeaderBlockMeter), ahead of Node's parser,
+  // which counts only names and values and leaves an unterminated block to the header timeout.
+  const meters = new WeakMap<Duplex, HeaderBlockMeter>()
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const meter = new HeaderBlockMeter(MAX_HEADER_BYTES)
+    meters.set(socket, meter)
+    socket.prependListener('data', (chunk: Buffer) => {
+      if (meter.push(chunk) === 'over' && !isRefused(socket)) {
+        refuse(socket, clientErrorAnswer({ name: 'Error', message: 'header block over the limit', code: 'HPE_HEADER_OVERFLOW' })!, { code: 'HPE_HEADER_OVERFLOW', remote: socket.remoteAddress })
+      }
+    })
+  })
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // The connection's next request is counted from its first byte once this one is answered and
+    // its body read to the end (a body is not a head).
+    let open = 2
+    const done = () => {
+      if (--open === 0) meters.get(req.socket)?.next()
+    }
+    res.once('finish', done)
+    req.once('end', done)
+  })
+  server.on('clientError', (error: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
+    // Refused already (the parser reports each later chunk again): the answer is on its way.
+    if (isRefused(socket)) return
     const refusal = clientErrorAnswer(error)
     const remote = (socket as { remoteAddress?: string }).remoteAddress
     // An answer already on its way on this connection is not interleaved with a second one.
@@ -122,13 +161,7 @@ export function createHttpsListener(options: HttpsListenerOptions): Server {
       socket.destroy()
       return
     }
-    options.log.info('malformed HTTP request refused', { status: refusal.httpStatus, code: error.code, reason: refusal.message, remote })
-    const answer = errorResponse(refusal, options.trackingId(), Date.now(), { connection: 'close' })
-    const payload = Buffer.from(answer.body, 'utf8')
-    const head = [`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}`, ...Object.entries({ ...answer.headers, 'content-length': String(payload.length) }).map(([k, v]) => `${k}: ${v}`)]
-    socket.end(Buffer.concat([Buffer.from(head.join('\r\n') + '\r\n\r\n', 'latin1'), payload]))
-    // A peer that never reads its answer is not waited for.
-    setTimeout(() => socket.destroy(), 2000).unref()
+    refuse(socket, refusal, { code: error.code, remote })
   })
   return server
 }
@@ -151,12 +184,9 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
     write(res, await ops)
     return
   }
-  const page = options.emulator?.answer(method, path, req.headers)
-  if (page !== undefined) {
+  if (options.emulator?.owns(path)) {
     req.resume()
-    const body = typeof page.body === 'string' ? Buffer.from(page.body, 'utf8') : page.body
-    res.writeHead(page.status, { ...page.headers, 'content-length': String(body.length) })
-    res.end(method === 'HEAD' || page.status === 304 ? undefined : body)
+    await options.emulator.serve(req, res, path)
     return
   }
   const body = await readBody(req, options.maxBodyBytes)

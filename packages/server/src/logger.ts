@@ -1,6 +1,15 @@
+/**
+ * Structured logs on pino: one JSON object per line (`level`, `time`, the fields, `msg`), on
+ * stderr by default, so log shippers need no parsing rules. `base` fields go on every line (a
+ * worker of `provisio serve --workers` adds `worker`). An Error among the fields is written with
+ * its type, message, stack and cause chain.
+ *
+ * stderr is written asynchronously (pino's sonic-boom destination: the event loop never waits on
+ * a slow pipe) and flushed synchronously when the process exits, whether by a graceful stop, a
+ * `process.exit`, or an uncaught exception, so the last lines before an exit are not lost.
+ */
+import pino, { type DestinationStream } from 'pino'
 import type { LogLevel } from './config.js'
-
-const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 }
 
 export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void
@@ -9,24 +18,35 @@ export interface Logger {
   debug(message: string, fields?: Record<string, unknown>): void
 }
 
-/**
- * Structured logs: one JSON object per line (`time`, `level`, `msg`, then the fields) on `write`,
- * stderr by default, so log shippers need no parsing rules. `base` fields go on every line (a
- * worker of `provisio serve --workers` adds `worker`).
- */
-export function createLogger(level: LogLevel, write: (line: string) => void = (l) => void process.stderr.write(l), base: Record<string, unknown> = {}): Logger {
-  const emit = (l: LogLevel, msg: string, fields?: Record<string, unknown>) => {
-    if (RANK[l] > RANK[level]) return
-    write(JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...base, ...fields }, errorsAsText) + '\n')
-  }
+/** stderr for every logger of the process: one asynchronous writer, flushed at exit by pino. */
+let stderr: DestinationStream | undefined
+
+export function createLogger(level: LogLevel, write?: (line: string) => void, base: Record<string, unknown> = {}): Logger {
+  const destination: DestinationStream = write === undefined ? (stderr ??= pino.destination({ dest: 2, sync: false })) : { write }
+  const log = pino(
+    {
+      level,
+      base,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }), log: errorsKept },
+    },
+    destination,
+  )
   return {
-    error: (m, f) => emit('error', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    info: (m, f) => emit('info', m, f),
-    debug: (m, f) => emit('debug', m, f),
+    error: (m, f) => log.error(f ?? {}, m),
+    warn: (m, f) => log.warn(f ?? {}, m),
+    info: (m, f) => log.info(f ?? {}, m),
+    debug: (m, f) => log.debug(f ?? {}, m),
   }
 }
 
-function errorsAsText(_key: string, value: unknown): unknown {
-  return value instanceof Error ? `${value.name}: ${value.message}` : value
+/** The fields with every Error value serialized whole (type, message, stack, cause, own properties). */
+function errorsKept(fields: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined
+  for (const [key, value] of Object.entries(fields)) {
+    if (!(value instanceof Error)) continue
+    out ??= { ...fields }
+    out[key] = pino.stdSerializers.errWithCause(value)
+  }
+  return out ?? fields
 }

@@ -1,5 +1,5 @@
 /**
- * Node adapter of the MQTT codecs (dps-protocol.md §3): a TLS listener (default port 8883) and the
+ * Node adapter of the MQTT codecs (docs/protocol.md §3): a TLS listener (default port 8883) and the
  * `mqtt` WebSocket handler on the HTTPS port (`/$iothub/websocket`). Each connection gets a
  * router that reads the CONNECT and hands the connection to a sans-IO DpsMqttSession or, when the
  * username names an embedded hub, a HubMqttSession; this file only moves bytes, carries the TLS
@@ -31,7 +31,7 @@ import { desiredPushMessage, type DeviceApi, type HubQueuedMessage } from '@prov
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
-import { listenOn, serverTlsOptions } from './listen.js'
+import { listenOn, serverTlsOptions, type MinTlsVersion } from './listen.js'
 
 /** How often sessions are ticked; keep-alive and connect timeouts are judged at this grain. */
 const TICK_MS = 1000
@@ -43,8 +43,10 @@ export interface MqttHubOptions {
   readonly isHub: (hostName: string) => boolean
   /** Subscribes to desired-property changes of every embedded hub; returns the unsubscribe. */
   readonly onDesiredChange: (listener: (change: DesiredChange) => void) => () => void
-  /** Sees every hub session event (metrics). */
-  readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent) => void
+  /** Sees each desired-property change pushed to a connected device, and whether it was delivered (metrics). */
+  readonly onDesiredPushed?: (delivered: boolean) => void
+  /** Sees every hub session event (metrics); `closed` settles when the event's connection closes. */
+  readonly onEvent?: (transport: 'mqtts' | 'mqtt-ws', event: HubMqttEvent, closed: Promise<void>) => void
   /** Subscribes to identities disabled or deleted on every embedded hub; returns the unsubscribe. */
   readonly onIdentityRevoked?: (listener: (event: IdentityRevoked) => void) => () => void
   readonly limits?: Partial<HubMqttLimits>
@@ -59,6 +61,8 @@ export interface MqttTransportOptions {
   readonly cert: string
   /** TLS session-ticket keys (48 bytes) shared with other processes on the port (`--workers`). */
   readonly ticketKeys?: Buffer
+  /** Oldest TLS version accepted (default 1.2). */
+  readonly minTlsVersion?: MinTlsVersion
   /** The device API for MQTT over TLS (usually `metrics.instrument(engine, 'mqtt')`). */
   readonly device: DeviceApi
   /** The device API for MQTT over WebSockets; defaults to `device`. */
@@ -142,6 +146,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     const session = byClient.get(hubClientKey(change.hostName, change.deviceId)) as HubMqttSession | undefined
     const message = desiredPushMessage(change.patch, change.version)
     const sent = session !== undefined ? session.deliver(message) : (hub.sessions?.offer(change.hostName, change.deviceId, message) ?? false)
+    if (session !== undefined) hub.onDesiredPushed?.(sent)
     if (session !== undefined || sent) log.debug('hub desired properties pushed', { hub: change.hostName, deviceId: change.deviceId, version: change.version, delivered: sent, connected: session !== undefined })
   })
 
@@ -170,8 +175,8 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     }
   }
 
-  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, session: () => HubMqttSession, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
-    hub?.onEvent?.(transport, event)
+  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, closed: Promise<void>, session: () => HubMqttSession, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
+    hub?.onEvent?.(transport, event, closed)
     const methods = hub?.methods?.()
     switch (event.type) {
       case 'connected':
@@ -250,6 +255,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
             onEvent: onHubEvent(
               c.transport,
               c.remote,
+              c.closed,
               () => session,
               (hostName, deviceId) => {
                 byClient.claim(hubClientKey(hostName, deviceId), session, c.closed)

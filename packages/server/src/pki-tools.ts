@@ -1,5 +1,5 @@
 /**
- * `provisio pki`: test PKI for X.509 attestation (dps-protocol.md §6) — root CAs, intermediates,
+ * `provisio pki`: test PKI for X.509 attestation (docs/protocol.md §6) — root CAs, intermediates,
  * device certificates (RSA-2048, ECDSA P-256 or P-384) and the proof-of-possession certificate
  * for a CA's verification code. Made with PKI.js over Node's WebCrypto, kept as PEM files in one
  * directory: `<name>.pem` (certificate), `<name>-key.pem` (PKCS#8 key), and for certificates

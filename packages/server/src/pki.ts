@@ -1,7 +1,7 @@
 /**
  * The development PKI of `provisio serve`: a CA and a TLS server certificate, made with PKI.js
  * over Node's WebCrypto and kept in the data directory. Devices and SDKs trust the CA through
- * NODE_EXTRA_CA_CERTS (DESIGN.md "Ports, hosts, TLS").
+ * NODE_EXTRA_CA_CERTS (docs/architecture.md §9).
  *
  * Keys are ECDSA P-256 (small, fast handshakes, accepted by every TLS stack the SDKs use). The
  * server certificate is re-issued when the configured host names change or it nears expiry;

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
 import { createDpsHttpHandler } from '@provisio/codec-http'
-import { createEngine, MemoryStore, SERVICE_PERMISSIONS, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
+import { createEngine, MemoryStore, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
 import { createCaCertificateApi, createX509Verifier, trustedCaCertificates } from '@provisio/engine'
 import { createTpmVerifier } from '@provisio/engine'
 import {
@@ -28,14 +28,14 @@ import {
   type HubStore,
 } from '@provisio/hub'
 import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
-import { formatSharedAccessKeyConnectionString } from '@provisio/protocol'
+import { formatSharedAccessKeyConnectionString, ipFilterVerdict, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
 import { HubEventRelay } from './hub-events.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
-import { listenOn } from './listen.js'
+import { ConnectionSet, guardConnections, listenOn } from './listen.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { createEmulatorSite, findEmulatorDist } from './emulator.js'
@@ -46,9 +46,17 @@ import { createAmqpTransport, listenAmqp } from './amqp.js'
 import { createMqttTransport, listenMqtt } from './mqtt.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
-import { loadOrCreateState, type ServerState } from './state.js'
+import { StateFile, loadOrCreateState, settleState, type PolicyState, type ServerState } from './state.js'
 import { isPostgresStore, openPostgresStores, type PostgresStores } from './postgres.js'
 import type { HubConfig } from './config.js'
+
+/** A shared access policy as the Azure portal shows it: name, rights, both connection strings. */
+export interface PolicyEndpoint {
+  readonly name: string
+  readonly rights: readonly string[]
+  readonly primaryConnectionString: string
+  readonly secondaryConnectionString: string
+}
 
 /** What `endpoints.json` holds: everything a script needs to provision against this server. */
 export interface Endpoints {
@@ -59,9 +67,13 @@ export interface Endpoints {
   /** PEM of the CA to trust (NODE_EXTRA_CA_CERTS). */
   readonly caCertificate: string
   readonly ports: { readonly https: number; readonly amqp: number; readonly mqtt: number }
-  readonly hubs: readonly { readonly hostName: string; readonly connectionString: string }[]
+  readonly hubs: readonly { readonly hostName: string; readonly connectionString: string; readonly policies: readonly PolicyEndpoint[] }[]
+  /** Every DPS shared access policy, as the Azure portal lists them. */
+  readonly servicePolicies: readonly PolicyEndpoint[]
   /** URL of the browser device emulator, when its build is served (/emulator/). */
   readonly emulator?: string
+  /** The rate limits devices meet (0: none), so load generators can say what they ran under. */
+  readonly rateLimits: { readonly registrationsPerMinute: number; readonly pollsPer10Seconds: number }
 }
 
 export interface RunningServer {
@@ -117,13 +129,14 @@ async function setUp(config: ServeConfig, log: Logger): Promise<ServeSetup> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   // Embedded hubs: as declared, or one named after the host.
   const hubConfigs: readonly HubConfig[] = config.hubs.length > 0 ? config.hubs : [{ hostName: config.host }]
-  const local = loadOrCreateState(config.dataDir, hubConfigs.map((h) => h.hostName))
+  const local = loadOrCreateState(config.dataDir, hubConfigs.map((h) => h.hostName), config.servicePolicies)
   // ---- PostgreSQL (several instances on one database): opened first, since the DPS instance
   // state is shared through the database (see postgres.ts) ----
   const postgres: PostgresStores | undefined = isPostgresStore(config.store)
     ? await openPostgresStores(config.store, config.dataDir, local.state, log)
     : undefined
-  const state = postgres?.state ?? local.state
+  // A shared state written by an older version gets rights and the default hub policies here too.
+  const state = postgres === undefined ? local.state : settleState(postgres.state, [], config.servicePolicies).state
   const created = local.created && (postgres?.claimed ?? true)
   if (created) log.info('created a new DPS instance and embedded hub', { idScope: state.idScope, dataDir: config.dataDir })
 
@@ -206,15 +219,16 @@ export async function prepareServe(config: ServeConfig, log: Logger): Promise<Se
 
 /** What `endpoints.json` says for a server listening on `ports`. */
 export function endpointsFor(config: ServeConfig, setup: Pick<ServeSetup, 'state' | 'tls' | 'hubStates'>, ports: Endpoints['ports']): Endpoints {
-  const policy = setup.state.servicePolicies[0]!
   const emulatorDir = config.emulatorDir ?? findEmulatorDist()
   return {
     idScope: setup.state.idScope,
     deviceEndpoint: config.host,
-    serviceConnectionString: formatSharedAccessKeyConnectionString({ hostName: config.host, sharedAccessKeyName: policy.name, sharedAccessKey: policy.primaryKey }),
+    serviceConnectionString: policyEndpoint(config.host, setup.state.servicePolicies[0]!).primaryConnectionString,
     caCertificate: setup.tls.caPath,
     ports,
-    hubs: setup.hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h) })),
+    hubs: setup.hubStates.map((h) => ({ hostName: h.hostName, connectionString: hubConnectionString(h), policies: h.policies.map((p) => policyEndpoint(h.hostName, p)) })),
+    servicePolicies: setup.state.servicePolicies.map((p) => policyEndpoint(config.host, p)),
+    rateLimits: { registrationsPerMinute: config.registrationsPerMinute, pollsPer10Seconds: config.pollsPer10Seconds },
     ...(emulatorDir !== undefined && existsSync(join(emulatorDir, 'index.html')) ? { emulator: `https://${config.host}:${ports.https}/emulator/` } : {}),
   }
 }
@@ -289,9 +303,9 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       ...(h.config.allocationWeight === undefined ? {} : { allocationWeight: h.config.allocationWeight }),
       ...(h.config.applyAllocationPolicy === undefined ? {} : { applyAllocationPolicy: h.config.applyAllocationPolicy }),
     })),
-    accessPolicies: state.servicePolicies.map((p) => ({ ...p, permissions: SERVICE_PERMISSIONS })),
+    accessPolicies: accessPolicies(state),
   }
-  // Attestation beyond symmetric keys (built into the engine): X.509 (dps-protocol.md §6; the
+  // Attestation beyond symmetric keys (built into the engine): X.509 (docs/protocol.md §6; the
   // transports hand the TLS client chain over as evidence) and TPM (§5: challenge over HTTP 401 or
   // AMQP SASL TPM, hub key delivered as a fresh activation blob).
   const x509Verifier = createX509Verifier()
@@ -346,7 +360,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     if (e.stage === 'assignment') metrics.registrations.inc(['failed'])
     log.warn('registration refused', { idScope: e.idScope, registrationId: e.registrationId, stage: e.stage, errorCode: e.errorCode, reason: e.reason })
   })
-  engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: String(e.error) }))
+  engine.on('listenerError', (e) => log.error('event listener failed', { event: e.event, error: e.error }))
 
   const startedAt = Date.now()
   let draining = false
@@ -360,12 +374,23 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     if (path === '/metrics') {
       const headers = { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }
       const render = options.metricsText
-      return render === undefined ? { status: 200, headers, body: metrics.render() } : render().then((body) => ({ status: 200, headers, body }))
+      return (render ?? (() => metrics.render()))().then((body) => ({ status: 200, headers, body }))
     }
     return undefined
   }
-  // The hubs' device side (MQTT): authentication, twin, telemetry kept in memory per instance.
-  const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope) })
+  // Policies and keys follow state.json: `provisio policies` changes count from the next request.
+  const stateFile = new StateFile(config.dataDir, state, {
+    onChange: (next) => {
+      engine.updateInstance({ ...engine.getInstance(state.idScope)!, accessPolicies: accessPolicies(next) })
+      log.info('shared access policies reloaded', { file: join(config.dataDir, 'state.json') })
+    },
+    onError: (message) => log.warn(message),
+  })
+  const hubPoliciesOf = (name: string) =>
+    (stateFile.current().hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? []).map((p) => ({ ...p, rights: p.rights as HubPermission[] }))
+  // The hubs' device side (MQTT): authentication (device keys, certificates, policies granting
+  // DeviceConnect), twin, telemetry kept in memory per instance.
+  const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope), policiesOf: hubPoliciesOf })
   // Direct method calls (@provisio/hub methods.ts): delivered to the device's connection here, or
   // through the hub event relay to the process that holds it.
   const directMethods = new DirectMethods({
@@ -388,17 +413,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     },
   })
   const offMethodRelay = hubEvents.onMethodMessage((message) => directMethods.receive(message))
-  const hubRegistry = createHubRegistryApi(
-    hubs,
-    (name) => state.hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? [],
-    clock,
-    hubDevices.telemetry,
-    directMethods,
-  )
+  const hubRegistry = loggingRefusals(createHubRegistryApi(hubs, hubPoliciesOf, clock, hubDevices.telemetry, directMethods), 'authorizeHub', log)
+  const service = loggingRefusals(engine, 'authorizeService', log, () => stateFile.current())
   // Development reasons (dev-reasons.ts): refusals tell the device why; off when the server is exposed.
   const deviceApi = config.devReasons === true ? withDevReasons(engine) : engine
   if (config.devReasons === true) log.info('development reasons are on: refused devices are told why (--dev-reasons false turns this off)')
-  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(deviceApi, 'https'), service: engine, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
+  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(deviceApi, 'https'), service, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
   // The browser emulator at /emulator/ and the web origins allowed on the device endpoints.
   const origins = new OriginPolicy(config.corsOrigins)
   const emulatorDir = config.emulatorDir ?? findEmulatorDist()
@@ -411,6 +431,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     key: tls.key,
     cert: tls.cert,
     ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
+    minTlsVersion: config.minTlsVersion,
     handler,
     ops,
     emulator,
@@ -427,11 +448,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // other origins than this server and corsOrigins are refused.
   const websockets = new WebSocketRouter(https, log, origins)
 
-  // ---- AMQP (dps-protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
+  // ---- AMQP (docs/protocol.md §4): AMQPS on amqpPort, AMQP over WebSockets (AMQPWSB10) on the HTTPS port ----
   const amqp = createAmqpTransport({
     key: tls.key,
     cert: tls.cert,
     ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
+    minTlsVersion: config.minTlsVersion,
     device: metrics.instrument(deviceApi, 'amqp'),
     deviceWs: metrics.instrument(deviceApi, 'amqp-ws'),
     log,
@@ -441,11 +463,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   websockets.register('AMQPWSB10', counted('amqp-ws', amqp.websocket))
   // ---- end AMQP ----
 
-  // ---- MQTT (dps-protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
+  // ---- MQTT (docs/protocol.md §3): MQTTS on mqttPort, MQTT over WebSockets (subprotocol mqtt) on the HTTPS port ----
   const mqtt = createMqttTransport({
     key: tls.key,
     cert: tls.cert,
     ...(options.ticketKeys === undefined ? {} : { ticketKeys: options.ticketKeys }),
+    minTlsVersion: config.minTlsVersion,
     device: metrics.instrument(deviceApi, 'mqtt'),
     deviceWs: metrics.instrument(deviceApi, 'mqtt-ws'),
     log,
@@ -456,14 +479,18 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       onDesiredChange: (listener) => hubEvents.onDesiredChange(listener),
       // Sessions of clean-session-0 devices, in memory per process (@provisio/hub README).
       sessions: new MemoryHubSessions(),
-      onEvent: (transport, event) => {
-        if (event.type === 'connected') metrics.hubConnections.inc([transport, 'accepted'])
+      onEvent: (transport, event, closed) => {
+        if (event.type === 'connected') {
+          metrics.hubConnections.inc([transport, 'accepted'])
+          metrics.trackHubDevice(transport, closed)
+        }
         else if (event.type === 'refused') metrics.hubConnections.inc([transport, `refused_${event.returnCode}`])
         else if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
         else if (event.type === 'twin') metrics.hubTwin.inc([transport, event.operation, String(event.status)])
       },
       onIdentityRevoked: (listener) => hubEvents.onIdentityRevoked(listener),
       methods: () => directMethods,
+      onDesiredPushed: (delivered) => metrics.hubDesiredPushes.inc([delivered ? 'sent' : 'not_sent']),
     },
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     limits: { connectTimeoutMs: config.connectTimeoutMs },
@@ -471,13 +498,19 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   websockets.register('mqtt', counted('mqtt-ws', mqtt.websocket))
   // ---- end MQTT ----
 
-  // Open connections per listener, from the TCP accept (before TLS), for /metrics.
+  // Open connections per listener, from the TCP accept (before TLS), for /metrics; and every one
+  // of them held for shutdown, which destroys what is left at its deadline.
+  const connections = new ConnectionSet()
+  // IP filters: the DPS instance's, and each hub's for connections to its host name.
+  const refuseByIp = ipFilterGuard(config, hubStates)
   for (const [listener, server] of [['https', https], ['amqps', amqp.server], ['mqtts', mqtt.server]] as const) {
-    metrics.connections.add([listener], 0)
+    metrics.connections.inc([listener], 0)
     server.on('connection', (socket: Socket) => metrics.track(listener, socket))
+    connections.watch(server)
+    if (refuseByIp !== undefined) guardConnections(server, refuseByIp, (reason, remote) => log.info('connection refused by IP filter', { listener, remote, reason }))
   }
   function counted(listener: string, handler: WebSocketHandler): WebSocketHandler {
-    metrics.connections.add([listener], 0)
+    metrics.connections.inc([listener], 0)
     return (connection) => {
       metrics.track(listener, connection.socket)
       handler(connection)
@@ -511,8 +544,10 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     state,
     /**
      * Graceful shutdown: stop accepting connections, let in-flight requests finish (idle
-     * keep-alive connections are closed at once), force the rest after `graceMs`, wait for
-     * running assignments (bounded by `graceMs` again), then close the database.
+     * keep-alive connections are closed at once), and at `graceMs` destroy every connection
+     * still open on any listener, whatever its peer does (upgraded, refused, mid-handshake or
+     * silent ones included); then wait for running assignments (bounded by `graceMs` again) and
+     * close the database.
      */
     async close(graceMs = 10_000) {
       if (closed) return
@@ -521,25 +556,23 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       // Method calls waiting for devices are answered now (503) rather than holding the HTTPS close.
       offMethodRelay()
       directMethods.stop()
+      let forced = 0
+      const force = setTimeout(() => {
+        https.closeAllConnections()
+        websockets.closeAll()
+        forced = connections.destroyAll()
+      }, graceMs)
+      force.unref()
       const amqpClosed = amqp.close(graceMs)
       const mqttClosed = mqtt.close(graceMs)
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          https.closeAllConnections()
-          websockets.closeAll()
-        }, graceMs)
-        force.unref()
-        https.close(() => {
-          clearTimeout(force)
-          resolve()
-        })
-        https.closeIdleConnections()
-      })
+      const httpsClosed = new Promise<void>((resolve) => https.close(() => resolve()))
+      https.closeIdleConnections()
+      await Promise.all([httpsClosed, amqpClosed, mqttClosed])
+      clearTimeout(force)
+      if (forced > 0) log.info('connections still open at the shutdown deadline were destroyed', { connections: forced, graceMs })
       // Assignments answered with 202 may still be running: let them finish (bounded) before the
       // store closes, so none is left half-done.
       await Promise.race([engine.drain(), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
-      await amqpClosed
-      await mqttClosed
       await closeStores()
       log.info('stopped')
     },
@@ -547,8 +580,67 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
 }
 
 function hubConnectionString(h: ServerState['hubs'][number]): string {
-  const p = h.policies[0]!
-  return formatSharedAccessKeyConnectionString({ hostName: h.hostName, sharedAccessKeyName: p.name, sharedAccessKey: p.primaryKey })
+  return policyEndpoint(h.hostName, h.policies[0]!).primaryConnectionString
+}
+
+function policyEndpoint(hostName: string, p: PolicyState): PolicyEndpoint {
+  const cs = (key: string) => formatSharedAccessKeyConnectionString({ hostName, sharedAccessKeyName: p.name, sharedAccessKey: key })
+  return { name: p.name, rights: p.rights, primaryConnectionString: cs(p.primaryKey), secondaryConnectionString: cs(p.secondaryKey) }
+}
+
+function accessPolicies(state: ServerState): InstanceConfig['accessPolicies'] {
+  return state.servicePolicies.map((p) => ({ name: p.name, primaryKey: p.primaryKey, secondaryKey: p.secondaryKey, permissions: p.rights as ServicePermission[] }))
+}
+
+/**
+ * The same API whose `method` (a token check) first runs `before` and logs a refusal with its
+ * reason (which policy lacked which right, or why the token failed); the client sees Azure's
+ * generic answer only.
+ */
+function loggingRefusals<T extends object, K extends keyof T & string>(api: T, method: K, log: Logger, before?: () => void): T {
+  const check = api[method] as unknown as (...args: unknown[]) => unknown
+  const wrapped = Object.create(api) as T
+  Object.defineProperty(wrapped, method, {
+    value: (...args: unknown[]) => {
+      before?.()
+      try {
+        return check.apply(api, args)
+      } catch (error) {
+        const err = error as { code?: string; reason?: string }
+        log.warn('service request refused', { check: method, code: err.code, reason: err.reason ?? String(error) })
+        throw error
+      }
+    },
+  })
+  return wrapped
+}
+
+/**
+ * The IP filter check of a connection, or undefined when no rule is configured: the DPS
+ * instance's rules apply to connections for its host (and to those naming no known host), a hub's
+ * to connections for the hub's host name; a hub sharing the DPS host name needs both to accept.
+ */
+function ipFilterGuard(config: ServeConfig, hubStates: ServeSetup['hubStates']): ((servername: string | undefined, address: string) => string | undefined) | undefined {
+  const filters = new Map<string, { readonly what: string; readonly rules: readonly IpFilterRule[] }[]>()
+  const add = (host: string, what: string, rules: readonly IpFilterRule[] | undefined) => {
+    if (rules === undefined || rules.length === 0) return
+    const key = host.toLowerCase()
+    filters.set(key, [...(filters.get(key) ?? []), { what, rules }])
+  }
+  add(config.host, `DPS ${config.host}`, config.ipFilter)
+  for (const h of hubStates) add(h.hostName, `hub ${h.hostName}`, h.config.ipFilter)
+  if (filters.size === 0) return undefined
+  const dps = filters.get(config.host.toLowerCase()) ?? []
+  const hubHosts = new Set(hubStates.map((h) => h.hostName.toLowerCase()))
+  return (servername, address) => {
+    const name = servername?.toLowerCase()
+    const applying = name !== undefined && hubHosts.has(name) ? (filters.get(name) ?? []) : dps
+    for (const f of applying) {
+      const verdict = ipFilterVerdict(f.rules, address)
+      if (verdict.action === 'Reject') return `${f.what}: rule ${verdict.rule ?? '?'} rejects ${address}`
+    }
+    return undefined
+  }
 }
 
 function unique(names: readonly string[]): string[] {

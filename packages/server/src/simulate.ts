@@ -16,7 +16,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -29,11 +28,12 @@ import {
   symmetricKey,
   tpm,
   x509,
+  type DeviceError,
   type SecurityProvider,
   type TransportName,
 } from '@provisio/device'
-import { buildSasToken, parseDpsServiceConnectionString } from '@provisio/protocol'
 import { issuePkiCertificate } from './pki-tools.js'
+import { createServiceClient, type ServiceClient } from './service-client.js'
 
 export const SIMULATE_USAGE = [
   'Usage: provisio simulate [--devices N] [--concurrency C] [--transport http|mqtt|mqtt-ws|amqp|amqp-ws]',
@@ -76,6 +76,38 @@ export interface SimulationSummary {
   /** The first failure messages (at most 5), for diagnosis. */
   readonly sampleErrors: readonly string[]
   readonly hubs: Readonly<Record<string, number>>
+  /**
+   * Where the devices' registration time went, summed over every device, ms: `service` in
+   * requests (connecting, TLS, the service's own time, and the device's own work between them, such
+   * as a TPM's activation), `waiting` before polls and retries (the service's retry-after, else the
+   * polling interval or backoff), split into `pollWaits` and `retryWaits`.
+   */
+  readonly timeMs: { readonly service: number; readonly waiting: number; readonly pollWaits: number; readonly retryWaits: number }
+  /** 429 answers met, in all and by the limit that answered (from the DPS errorCode). */
+  readonly throttled: { readonly total: number; readonly byLimit: Readonly<Record<string, number>> }
+  /** The rate limits the server enforces, as its endpoints.json states them (0: none); absent when it states none. */
+  readonly rateLimits?: { readonly registrationsPerMinute: number; readonly pollsPer10Seconds: number }
+  /** Devices whose registration did not end within the deadline and its grace (counted as failed, code UNFINISHED). */
+  readonly unfinished: number
+  /** The key of the symmetric-key group `--create-group` made (reuse it with --group-key). */
+  readonly groupKey?: string
+}
+
+/** After the registration deadline, how long a device may take to end before it is counted UNFINISHED. */
+const UNFINISHED_GRACE_MS = 10_000
+
+/** The limit behind a 429 answer, by its DPS errorCode (the message devices get is only "Too many requests."). */
+export function throttleLimit(error: Pick<DeviceError, 'errorCode'>): string {
+  switch (error.errorCode) {
+    case 429001:
+      return 'registrations per ID scope (429001)'
+    case 429002:
+      return 'status polls per device (429002)'
+    case 429003:
+      return 'service API operations (429003)'
+    default:
+      return error.errorCode === undefined ? 'no errorCode' : String(error.errorCode)
+  }
 }
 
 interface Endpoints {
@@ -84,6 +116,7 @@ interface Endpoints {
   serviceConnectionString?: string
   caCertificate?: string
   ports?: { https?: number; mqtt?: number; amqp?: number }
+  rateLimits?: { registrationsPerMinute?: number; pollsPer10Seconds?: number }
 }
 
 /** The p-th percentile (nearest rank) of sorted values. */
@@ -98,29 +131,6 @@ function positiveInt(text: string | undefined, flag: string, dflt: number, max: 
   const n = Number(text)
   if (!Number.isInteger(n) || n < 1 || n > max) throw new SimulateUsageError(`${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(text)}`)
   return n
-}
-
-/** A tiny service API client (HTTPS, service SAS from the connection string). */
-function serviceApi(host: string, port: number, ca: string | undefined, connectionString: string) {
-  const cs = parseDpsServiceConnectionString(connectionString)
-  return async (method: 'PUT', path: string, body: unknown): Promise<void> => {
-    const token = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 })
-    const text = JSON.stringify(body)
-    const answer = await new Promise<{ status: number; body: string }>((resolvePromise, reject) => {
-      const req = request(
-        { host, port, method, path: `${path}?api-version=2021-10-01`, ...(ca === undefined ? {} : { ca }), headers: { authorization: token, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
-        (res) => {
-          const chunks: Buffer[] = []
-          res.on('data', (c: Buffer) => chunks.push(c))
-          res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8').slice(0, 2000) }))
-          res.on('error', reject)
-        },
-      )
-      req.on('error', reject)
-      req.end(text)
-    })
-    if (answer.status >= 300) throw new Error(`service API ${method} ${path} answered ${answer.status}: ${answer.body}`)
-  }
 }
 
 /** Progress on stderr: a redrawn bar on a TTY, a plain line every 2 s otherwise. */
@@ -206,12 +216,16 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
   if (needsService && endpoints.serviceConnectionString === undefined) {
     throw new SimulateUsageError(`creating enrollments needs the service connection string of ${endpointsFile} (start provisio serve or pass --data-dir)`)
   }
-  const service = needsService ? serviceApi(host, ports.https ?? 443, ca, endpoints.serviceConnectionString!) : undefined
+  const serviceClient: ServiceClient | undefined = needsService
+    ? createServiceClient({ host, port: ports.https ?? 443, ...(ca === undefined ? {} : { ca }), connectionString: endpoints.serviceConnectionString! })
+    : undefined
+  const service = serviceClient === undefined ? undefined : (_method: 'PUT', path: string, body: unknown) => serviceClient.put(path, body)
   const ids = Array.from({ length: devices }, (_, i) => `${prefix}${i + 1}`)
 
   // ---- enrollments and credentials ----
   let pkiDir: string | undefined
   let securityOf: (registrationId: string) => Promise<SecurityProvider>
+  let createdGroupKey: string | undefined
   try {
     if (attestation === 'symmetric') {
       let groupKey = values['group-key']
@@ -219,7 +233,8 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
         groupKey = randomBytes(64).toString('base64')
         const groupId = `${prefix}group`.replace(/[^a-z0-9-]/gi, '-').toLowerCase()
         await service!('PUT', `/enrollmentGroups/${groupId}`, { enrollmentGroupId: groupId, attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: randomBytes(64).toString('base64') } } })
-        io.stderr.write(`simulate: created symmetric-key enrollment group ${groupId}\n`)
+        io.stderr.write(`simulate: created symmetric-key enrollment group ${groupId} (reuse it with --group-key ${groupKey})\n`)
+        createdGroupKey = groupKey
       }
       const key = groupKey
       securityOf = (registrationId) => Promise.resolve(symmetricKey({ registrationId, groupKey: key }))
@@ -248,8 +263,15 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
     const failures: Record<string, number> = {}
     const hubs: Record<string, number> = {}
     const sampleErrors: string[] = []
+    const throttledBy: Record<string, number> = {}
+    const time = { service: 0, waiting: 0, pollWaits: 0, retryWaits: 0 }
     let retries = 0
+    let unfinished = 0
     const progress = progressReporter(devices, io.stderr, io.stderrIsTty)
+    const fail = (registrationId: string, key: string, error: unknown) => {
+      failures[key] = (failures[key] ?? 0) + 1
+      if (sampleErrors.length < 5) sampleErrors.push(`${registrationId}: ${error instanceof Error ? error.message : String(error)}`)
+    }
     let next = 0
     const started = performance.now()
     const worker = async () => {
@@ -258,16 +280,40 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
         let ok = false
         try {
           const security = await securityOf(registrationId)
-          const client = new ProvisioningClient({ idScope, globalEndpoint: host, port, transport, security, timeoutMs, ...(ca === undefined ? {} : { ca }) }, { onRetry: () => void retries++ })
+          const waited = { poll: 0, retry: 0 }
+          const client = new ProvisioningClient(
+            { idScope, globalEndpoint: host, port, transport, security, timeoutMs, ...(ca === undefined ? {} : { ca }) },
+            {
+              onRetry: ({ error }) => {
+                retries++
+                if (error.status === 429) {
+                  const limit = throttleLimit(error)
+                  throttledBy[limit] = (throttledBy[limit] ?? 0) + 1
+                }
+              },
+              onWait: ({ reason, delayMs }) => {
+                waited[reason] += delayMs
+              },
+            },
+          )
           const t0 = performance.now()
-          const result = await client.register()
-          latencies.push(performance.now() - t0)
-          hubs[result.assignedHub] = (hubs[result.assignedHub] ?? 0) + 1
-          ok = true
+          try {
+            // Every device ends, assigned or failed: one that outlives its deadline by the grace is counted UNFINISHED.
+            const result = await settleWithin(client, timeoutMs + UNFINISHED_GRACE_MS)
+            latencies.push(performance.now() - t0)
+            hubs[result.assignedHub] = (hubs[result.assignedHub] ?? 0) + 1
+            ok = true
+          } finally {
+            const elapsed = performance.now() - t0
+            const waiting = Math.min(elapsed, waited.poll + waited.retry)
+            time.service += elapsed - waiting
+            time.waiting += waiting
+            time.pollWaits += Math.min(waited.poll, waiting)
+            time.retryWaits += Math.max(0, waiting - waited.poll)
+          }
         } catch (error) {
-          const key = isDeviceError(error) ? `${error.code}${error.errorCode === undefined ? '' : `/${error.errorCode}`}` : 'SETUP'
-          failures[key] = (failures[key] ?? 0) + 1
-          if (sampleErrors.length < 5) sampleErrors.push(`${registrationId}: ${error instanceof Error ? error.message : String(error)}`)
+          if (error instanceof UnfinishedError) unfinished++
+          fail(registrationId, error instanceof UnfinishedError ? 'UNFINISHED' : isDeviceError(error) ? `${error.code}${error.errorCode === undefined ? '' : `/${error.errorCode}`}` : 'SETUP', error)
         }
         progress.tick(ok)
       }
@@ -291,12 +337,46 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
       retries,
       sampleErrors,
       hubs,
+      timeMs: { service: Math.round(time.service), waiting: Math.round(time.waiting), pollWaits: Math.round(time.pollWaits), retryWaits: Math.round(time.retryWaits) },
+      throttled: { total: Object.values(throttledBy).reduce((a, b) => a + b, 0), byLimit: throttledBy },
+      ...(endpoints.rateLimits === undefined ? {} : { rateLimits: { registrationsPerMinute: endpoints.rateLimits.registrationsPerMinute ?? 0, pollsPer10Seconds: endpoints.rateLimits.pollsPer10Seconds ?? 0 } }),
+      unfinished,
+      ...(createdGroupKey === undefined ? {} : { groupKey: createdGroupKey }),
     }
     io.stdout.write(values.json === true ? JSON.stringify(summary) + '\n' : formatSummary(summary))
     return summary.failed === 0 ? 0 : 1
   } finally {
+    serviceClient?.close()
     if (pkiDir !== undefined) rmSync(pkiDir, { recursive: true, force: true })
   }
+}
+
+/** A registration that did not end within its deadline and the grace after it. */
+class UnfinishedError extends Error {}
+
+/**
+ * The client's registration, or UnfinishedError once `ms` passed (the registration is then
+ * aborted). The timer also keeps the process alive until every device has ended.
+ */
+function settleWithin(client: ProvisioningClient, ms: number): ReturnType<ProvisioningClient['register']> {
+  const abort = new AbortController()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const watchdog = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      const error = new UnfinishedError(`the registration did not end within ${Math.round(ms / 1000)} s (its deadline and ${UNFINISHED_GRACE_MS / 1000} s more)`)
+      abort.abort(error)
+      reject(error)
+    }, ms)
+  })
+  return Promise.race([client.register({ signal: abort.signal }), watchdog]).finally(() => clearTimeout(timer))
+}
+
+function perLimit(n: number, what: string): string {
+  return n === 0 ? `no limit on ${what}` : `${n} ${what}`
+}
+
+function formatSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`
 }
 
 /** The human summary. */
@@ -309,7 +389,12 @@ export function formatSummary(s: SimulationSummary): string {
     `  rate          ${s.ratePerSecond} registrations/s`,
     `  latency (ms)  p50 ${s.latencyMs.p50}  p95 ${s.latencyMs.p95}  p99 ${s.latencyMs.p99}  max ${s.latencyMs.max}`,
     `  retries       ${s.retries}`,
+    `  time          ${formatSeconds(s.timeMs.service)} in requests, ${formatSeconds(s.timeMs.waiting)} waiting (retry-after and polling: polls ${formatSeconds(s.timeMs.pollWaits)}, retries ${formatSeconds(s.timeMs.retryWaits)}), summed over devices`,
+    `  throttled     ${s.throttled.total === 0 ? 'no 429 answers' : `${s.throttled.total} × 429: ${Object.entries(s.throttled.byLimit).map(([limit, n]) => `${limit} (${n})`).join(', ')}`}`,
+    `  rate limits   ${s.rateLimits === undefined ? 'not stated by the server (no rateLimits in endpoints.json)' : `${perLimit(s.rateLimits.registrationsPerMinute, 'registrations per minute per ID scope')}, ${perLimit(s.rateLimits.pollsPer10Seconds, 'status polls per 10 s per device')}`}`,
   ]
+  if (s.unfinished > 0) lines.push(`  unfinished    ${s.unfinished} (did not end within the deadline; counted as failed)`)
+  if (s.groupKey !== undefined) lines.push(`  group key     ${s.groupKey}`)
   const hubs = Object.entries(s.hubs)
   if (hubs.length > 0) lines.push(`  hubs          ${hubs.map(([h, n]) => `${h} ${n}`).join(', ')}`)
   const failures = Object.entries(s.failures)

@@ -1,6 +1,6 @@
 /**
  * A TCP front for the software TPM (@provisio/tpm) that speaks the Microsoft TPM 2.0 simulator
- * protocol (dps-protocol.md §11), so Microsoft's TPM client (tss.js in azure-iot-security-tpm)
+ * protocol (docs/protocol.md §11), so Microsoft's TPM client (tss.js in azure-iot-security-tpm)
  * and other simulator clients can use it:
  *
  * - command port (default 2321): every request starts with a big-endian UINT32 code.

@@ -1,6 +1,6 @@
 /**
  * WebSocket upgrades on the HTTPS listener at `/$iothub/websocket`, as DPS and IoT Hub serve
- * MQTT and AMQP over WebSockets (dps-protocol.md §3, §4). The upgrade is routed by subprotocol:
+ * MQTT and AMQP over WebSockets (docs/protocol.md §3, §4). The upgrade is routed by subprotocol:
  * each transport registers a handler for its name (`mqtt`, `AMQPWSB10`), and the handler adapts
  * the WebSocket to its sans-IO session. No routing beyond that lives here.
  */
@@ -12,6 +12,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import { OriginPolicy } from './origins.js'
+import { isRefused, refuseConnection } from './listen.js'
 
 /** Path of the WebSocket endpoint (fixed by the SDKs). */
 export const WEBSOCKET_PATH = '/$iothub/websocket'
@@ -76,8 +77,12 @@ export class WebSocketRouter {
       this.log.debug('websocket upgrade refused', { path, offered, reason })
       const body = status === 403 ? reason + '\n' : ''
       const text = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found' }[status]
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      // Node hands the upgraded socket over with reading stopped and the bytes the peer pipelined
+      // unread: refuseConnection drains them and destroys the socket, whatever the peer does.
+      refuseConnection(socket, `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
     }
+    // Parsed from the chunk that crossed the header limit: the connection is refused already.
+    if (isRefused(socket)) return
     if (path !== WEBSOCKET_PATH) return refuse(404, `no WebSocket endpoint at ${path}`)
     if (this.origins !== undefined && this.origins.judge(request.headers) === 'refused') {
       this.log.warn('websocket from a page of another origin refused', { origin: request.headers.origin, host: request.headers.host })

@@ -137,3 +137,37 @@ describe('connection timeouts and fault profiles', () => {
     expect(() => resolveConfig({ 'commit-interval-ms': '-1' }, {}, '/tmp')).toThrow(/commitIntervalMs \(--commit-interval-ms\) must be an integer from 0 to 60000/)
   })
 })
+
+describe('access control settings', () => {
+  it('takes DPS policies from flags (name:Right+Right) and the config file ({name, rights}), and names what is wrong', () => {
+    expect(DEFAULT_CONFIG.servicePolicies).toEqual([])
+    expect(resolveConfig({ 'service-policies': 'reader:EnrollmentRead+registrationstatusread, writer:EnrollmentWrite' }, {}, '/tmp').servicePolicies).toEqual([
+      { name: 'reader', rights: ['EnrollmentRead', 'RegistrationStatusRead'] },
+      { name: 'writer', rights: ['EnrollmentWrite'] },
+    ])
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    const file = join(dir, 'provisio.json')
+    writeFileSync(file, JSON.stringify({ servicePolicies: [{ name: 'ops', rights: ['ServiceConfig'] }] }))
+    expect(resolveConfig({ config: file }, {}, dir).servicePolicies).toEqual([{ name: 'ops', rights: ['ServiceConfig'] }])
+    expect(() => resolveConfig({ 'service-policies': 'reader:EnrollmentReed' }, {}, '/tmp')).toThrow(/servicePolicies .*\[0\]\.rights: unknown right "EnrollmentReed"/)
+    expect(() => resolveConfig({ 'service-policies': 'provisioningserviceowner:EnrollmentRead' }, {}, '/tmp')).toThrow(/always exists with every right/)
+    expect(() => resolveConfig({ 'service-policies': 'a:EnrollmentRead,a:EnrollmentWrite' }, {}, '/tmp')).toThrow(/names a policy twice/)
+    expect(() => resolveConfig({ 'service-policies': 'bad name:EnrollmentRead' }, {}, '/tmp')).toThrow(/\.name must be 1-64 letters/)
+  })
+
+  it('takes IP filters for the instance (JSON or @file) and hubs (config file), and a minimum TLS version of 1.2 or 1.3', () => {
+    const rules = [{ filterName: 'lab', action: 'Reject', ipMask: '10.0.0.0/8' }]
+    expect(resolveConfig({ 'ip-filter': JSON.stringify(rules) }, {}, '/tmp').ipFilter).toEqual(rules)
+    const dir = mkdtempSync(join(tmpdir(), 'provisio-config-'))
+    writeFileSync(join(dir, 'rules.json'), JSON.stringify(rules))
+    expect(resolveConfig({}, { PROVISIO_IP_FILTER: '@rules.json' }, dir).ipFilter).toEqual(rules)
+    const file = join(dir, 'provisio.json')
+    writeFileSync(file, JSON.stringify({ hubs: [{ hostName: 'hub-a.example', ipFilter: rules }] }))
+    expect(resolveConfig({ config: file }, {}, dir).hubs).toEqual([{ hostName: 'hub-a.example', ipFilter: rules }])
+    expect(() => resolveConfig({ 'ip-filter': '[{"filterName":"x","action":"Drop","ipMask":"10.0.0.0/8"}]' }, {}, '/tmp')).toThrow(/ipFilter \(--ip-filter\)\[0\]\.action must be Accept or Reject/)
+    expect(() => resolveConfig({ 'ip-filter': '{oops' }, {}, '/tmp')).toThrow(/must be a JSON list or @file of one/)
+    expect(DEFAULT_CONFIG.minTlsVersion).toBe('1.2')
+    expect(resolveConfig({ 'min-tls-version': '1.3' }, {}, '/tmp').minTlsVersion).toBe('1.3')
+    expect(() => resolveConfig({ 'min-tls-version': '1.1' }, {}, '/tmp')).toThrow(/minTlsVersion \(--min-tls-version\) must be 1.2 or 1.3/)
+  })
+})

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { connect, type TLSSocket } from 'node:tls'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { MqttDecoder, encodePacket, type MqttPacket } from '@provisio/codec-mqtt'
 import type { DeviceApi } from '@provisio/protocol'
 import { createMqttTransport, listenMqtt, type MqttTransport } from '../src/mqtt.js'
@@ -77,16 +77,16 @@ describe('MQTT adapter', () => {
       encodePacket({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: id, username: `0ne00000A0A/registrations/${id}/api-version=2019-03-31`, password: Buffer.from('sas') })
     const first = await open()
     first.socket.write(hello('Dev-2'))
-    while (first.packets.length === 0) await new Promise((r) => setTimeout(r, 10))
+    await vi.waitFor(() => expect(first.packets).toHaveLength(1), { timeout: 5000 })
     const second = await open()
-    // Registration ids compare case-insensitively (dps-protocol.md §0): the same client.
+    // Registration ids compare case-insensitively (docs/protocol.md §0): the same client.
     second.socket.write(hello('dev-2'))
     await first.closed
     expect(lines.find((l) => l.msg === 'mqtt connection closed' && l.fields.code === 'TAKEN_OVER')).toBeDefined()
-    while (second.packets.length === 0) await new Promise((r) => setTimeout(r, 10))
+    await vi.waitFor(() => expect(second.packets.length).toBeGreaterThan(0), { timeout: 5000 })
     expect(second.packets[0]).toEqual({ cmd: 'connack', returnCode: 0, sessionPresent: false })
     second.socket.write(encodePacket({ cmd: 'pingreq' }))
-    while (second.packets.length < 2) await new Promise((r) => setTimeout(r, 10))
+    await vi.waitFor(() => expect(second.packets.length).toBeGreaterThanOrEqual(2), { timeout: 5000 })
     expect(second.packets[1]).toEqual({ cmd: 'pingresp' })
     second.socket.destroy()
   })
@@ -100,7 +100,7 @@ describe('MQTT adapter', () => {
     await new Promise((r) => socket.once('secureConnect', r))
     socket.on('error', () => {})
     // Wait until the server side has registered the connection.
-    while (own.connections === 0) await new Promise((r) => setTimeout(r, 10))
+    await vi.waitFor(() => expect(own.connections).toBe(1), { timeout: 5000 })
     await own.close(100)
     await closed
     expect(own.connections).toBe(0)

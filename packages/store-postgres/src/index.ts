@@ -1,7 +1,7 @@
 /**
  * @provisio/store-postgres — the engine's Store and the embedded hub's registry on PostgreSQL
  * (node-postgres), with schema migrations, safe for several `provisio serve` instances sharing
- * one database (DESIGN.md "Storage and scale").
+ * one database (docs/architecture.md §8).
  */
 export { PostgresStore, createPostgresStore, describePostgresUrl, type PostgresStoreOptions } from './store.js'
 export { MAX_NOTICE_BYTES, openNoticeChannel, type NoticeChannel, type NoticeChannelOptions } from './channel.js'

@@ -1,5 +1,5 @@
 /**
- * The engine's Store on PostgreSQL (DESIGN.md "Storage and scale": several `provisio serve`
+ * The engine's Store on PostgreSQL (docs/architecture.md §8: several `provisio serve`
  * instances on one database).
  *
  * Same semantics as the memory and SQLite stores (the shared conformance suite checks them);
@@ -32,7 +32,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
-import { tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
+import { checkWriteCondition, tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
 import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 import { openNoticeChannel, type NoticeChannel, type NoticeChannelOptions } from './channel.js'
@@ -62,30 +62,14 @@ export interface PostgresStoreOptions {
 
 const OK: WriteResult = { ok: true }
 
-/** Registration ids, group ids and CA names are ASCII (dps-protocol.md §0): ASCII lower-casing is the key. */
+/** Registration ids, group ids and CA names are ASCII (docs/protocol.md §0): ASCII lower-casing is the key. */
 function keyOf(id: string): string {
   return id.toLowerCase()
 }
 
-/** RFC 9110 §13.1.1 comparison, as in the engine: `*`, quotes and `W/` tolerated. */
-function etagMatches(ifMatch: string, current: string): boolean {
-  if (ifMatch.trim() === '*') return true
-  return normalise(ifMatch) === normalise(current)
-}
-function normalise(tag: string): string {
-  let t = tag.trim()
-  if (t.startsWith('W/')) t = t.slice(2)
-  if (t.length >= 2 && t.startsWith('"') && t.endsWith('"')) t = t.slice(1, -1)
-  return t
-}
-
+/** The engine's one conditional-write check (its `etagMatches` strips quotes before looking for `*`). */
 function check(current: string | undefined, condition: WriteCondition | undefined): WriteResult {
-  if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: current }
-  if (condition?.ifMatch !== undefined) {
-    if (current === undefined) return { ok: false, reason: 'notFound' }
-    if (!etagMatches(condition.ifMatch, current)) return { ok: false, reason: 'etagMismatch', currentEtag: current }
-  }
-  return OK
+  return checkWriteCondition(current, condition)
 }
 
 type Queryable = pg.Pool | pg.PoolClient

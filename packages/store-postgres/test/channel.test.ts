@@ -1,6 +1,6 @@
 // Notice channels between instances (LISTEN/NOTIFY): two stores on one schema stand for two
 // `provisio serve` instances; a third on another schema must hear nothing.
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import { MAX_NOTICE_BYTES, createPostgresStore, type NoticeChannel, type PostgresStore } from '../src/index.js'
 import { POSTGRES_URL, dropSchema, postgresReachable, uniqueSchema } from './postgres-env.js'
 
@@ -20,24 +20,19 @@ async function open(schema: string): Promise<PostgresStore> {
   return store
 }
 
-/** A channel whose received messages are collected; `next(n)` waits for the n-th. */
+/** How long a message may take to arrive before the test fails saying which one is missing. */
+const DELIVERY_TIMEOUT_MS = 10_000
+
+/** A channel whose received messages are collected; `next(n)` waits (bounded) for the n-th. */
 async function listen(store: PostgresStore, name: string, errors: Error[] = []) {
   const received: string[] = []
-  const waiters: { n: number; resolve: () => void }[] = []
-  const channel = await store.openChannel(
-    name,
-    (m) => {
-      received.push(m)
-      for (const w of waiters.filter((w) => received.length >= w.n)) w.resolve()
-    },
-    { onError: (e) => errors.push(e), reconnectMs: 50 },
-  )
+  const channel = await store.openChannel(name, (m) => void received.push(m), { onError: (e) => errors.push(e), reconnectMs: 50 })
   channels.push(channel)
   return {
     channel,
     received,
     errors,
-    next: (n: number) => (received.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve }))),
+    next: (n: number) => vi.waitFor(() => expect(received.length, `message ${n} on ${name}`).toBeGreaterThanOrEqual(n), { timeout: DELIVERY_TIMEOUT_MS, interval: 10 }),
   }
 }
 
@@ -87,10 +82,13 @@ describe.skipIf(!available)('notice channels', () => {
     for (const { pid } of pids.rows) await sender.pool.query('SELECT pg_terminate_backend($1)', [pid])
     // Publish until the re-established listener hears one (messages sent while it was down are lost by design).
     let n = 0
-    while (a.received.length === 0) {
-      await sender.pool.query('SELECT pg_notify($1, $2)', [a.channel.channel, `=after-${++n}`])
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
+    await vi.waitFor(
+      async () => {
+        if (a.received.length === 0) await sender.pool.query('SELECT pg_notify($1, $2)', [a.channel.channel, `=after-${++n}`])
+        expect(a.received.length).toBeGreaterThan(0)
+      },
+      { timeout: DELIVERY_TIMEOUT_MS, interval: 50 },
+    )
     expect(a.received[0]).toMatch(/^after-\d+$/)
     expect(errors.some((e) => (e as { code?: string }).code === 'POSTGRES_NOTICE_LISTENER_LOST')).toBe(true)
   })
@@ -105,7 +103,7 @@ describe.skipIf(!available)('notice channels', () => {
     await a.channel.publish('after')
     await a.next(1)
     // The stored-id lookup is a query of its own, so its error may come after 'after'.
-    while (errors.length < 2) await new Promise((resolve) => setTimeout(resolve, 10))
+    await vi.waitFor(() => expect(errors).toHaveLength(2), { timeout: DELIVERY_TIMEOUT_MS, interval: 10 })
     expect(a.received).toEqual(['after'])
     expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['POSTGRES_NOTICE_INVALID', 'POSTGRES_NOTICE_INVALID'])
   })

@@ -1,6 +1,6 @@
 /**
  * @provisio/store-sqlite — the engine's Store on SQLite (better-sqlite3), the embedded default
- * of `provisio serve` (DESIGN.md "Storage and scale").
+ * of `provisio serve` (docs/architecture.md §8).
  *
  * - WAL journal, `synchronous=NORMAL` by default (durable across process crashes; an OS crash may
  *   lose the last transactions, the usual WAL trade-off), busy timeout for several processes
@@ -29,8 +29,7 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
-import { tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
-import { etagMatches } from '@provisio/protocol'
+import { checkWriteCondition, tpmChallengeBody, tpmChallengeFromRow } from '@provisio/engine'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 
 /** Options of {@link createSqliteStore}. */
@@ -385,19 +384,14 @@ export const MIGRATIONS: readonly Migration[] = [
 
 const OK: WriteResult = { ok: true }
 
-/** Registration ids and group ids are ASCII (dps-protocol.md §0), so ASCII lower-casing is the key. */
+/** Registration ids and group ids are ASCII (docs/protocol.md §0), so ASCII lower-casing is the key. */
 function keyOf(id: string): string {
   return id.toLowerCase()
 }
 
 
 function check(current: { etag: string } | undefined, condition: WriteCondition | undefined): WriteResult {
-  if (condition?.ifNoneExists && current !== undefined) return { ok: false, reason: 'exists', currentEtag: current.etag }
-  if (condition?.ifMatch !== undefined) {
-    if (current === undefined) return { ok: false, reason: 'notFound' }
-    if (!etagMatches(condition.ifMatch, current.etag)) return { ok: false, reason: 'etagMismatch', currentEtag: current.etag }
-  }
-  return OK
+  return checkWriteCondition(current?.etag, condition)
 }
 
 type Row = { etag: string; body: string }

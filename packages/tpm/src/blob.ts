@@ -1,5 +1,5 @@
 /**
- * The DPS activation blob built in software (dps-protocol.md §5.4, §5.6): credential protection
+ * The DPS activation blob built in software (docs/protocol.md §5.4, §5.6): credential protection
  * to the EK bound to the SRK's Name (TPM 2.0 Part 1 §24 "Credential Protection", MakeCredential)
  * and duplication of a fresh HMAC identity key under the SRK with an inner wrapper (Part 1 §23.3
  * "Duplication", Part 1 §22 "Protected Storage"), followed by the trailing TPM2B_DATA.

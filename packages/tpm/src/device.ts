@@ -1,5 +1,5 @@
 /**
- * What a DPS device does with its TPM (dps-protocol.md §5.1, §5.5), over the software TPM's typed
+ * What a DPS device does with its TPM (docs/protocol.md §5.1, §5.5), over the software TPM's typed
  * operations: EK and SRK from the SDK templates at their persistent handles, activation of a
  * blob (ActivateCredential → Import → Load → persist), and SAS signing with TPM2_HMAC.
  */

@@ -1,5 +1,5 @@
 /**
- * Endorsement and storage root keys as DPS sees them (dps-protocol.md §5.1): template checks,
+ * Endorsement and storage root keys as DPS sees them (docs/protocol.md §5.1): template checks,
  * matching a device's EK with an enrollment's, and the default registrationId.
  */
 import { base64Decode, sha256 } from '@provisio/crypto'
@@ -48,7 +48,7 @@ export function checkStorageRootKey(p: TpmtPublic, what = 'storage root key'): R
 }
 
 function checkStorageLike(p: TpmtPublic, what: string, role: 'EK' | 'SRK'): RsaPublic {
-  if (p.type !== 'rsa') throw new TpmError('TPM_EK_TEMPLATE', `${what} is a KEYEDHASH object; an ${role} must be an RSA key (dps-protocol.md §5.1)`)
+  if (p.type !== 'rsa') throw new TpmError('TPM_EK_TEMPLATE', `${what} is a KEYEDHASH object; an ${role} must be an RSA key (docs/protocol.md §5.1)`)
   const missing = STORAGE_BITS & ~p.objectAttributes
   if (missing !== 0) {
     throw new TpmError('TPM_EK_TEMPLATE', `${what}: objectAttributes 0x${p.objectAttributes.toString(16).padStart(8, '0')} lack 0x${missing.toString(16).padStart(8, '0')} (an ${role} is restricted|decrypt|fixedTPM|fixedParent|sensitiveDataOrigin)`)
@@ -98,7 +98,7 @@ export function base32Lower(bytes: Uint8Array): string {
 
 /**
  * The registrationId a TPM device uses when none is configured: lowercase base32 (RFC 4648,
- * `=` stripped) of SHA-256 over the EK's TPM2B_PUBLIC bytes as sent (dps-protocol.md §5.1).
+ * `=` stripped) of SHA-256 over the EK's TPM2B_PUBLIC bytes as sent (docs/protocol.md §5.1).
  */
 export function defaultRegistrationId(ekTpm2bPublic: Uint8Array): string {
   return base32Lower(sha256(ekTpm2bPublic))

@@ -1,6 +1,6 @@
 /**
  * @provisio/tpm — TPM 2.0 for DPS: structures, object Names, EK/SRK checks, the activation blob in
- * software, a software TPM (dps-protocol.md §5).
+ * software, a software TPM (docs/protocol.md §5).
  */
 export { TpmError, isTpmError, type TpmErrorCode } from './errors.js'
 export { TpmReader, TpmWriter, concat, sized, bytesEqual } from './marshal.js'

@@ -1,5 +1,5 @@
 /**
- * The Microsoft TPM 2.0 simulator TCP protocol (dps-protocol.md §11), the part both ends agree on:
+ * The Microsoft TPM 2.0 simulator TCP protocol (docs/protocol.md §11), the part both ends agree on:
  * request codes and the big-endian framing. Its client is in @provisio/device (`tpmSimulator`),
  * its server in @provisio/server (`startTpmSimulator`); the sockets stay there.
  *

@@ -1,5 +1,5 @@
 /**
- * A software TPM 2.0 with just what a DPS device needs (dps-protocol.md §5.5, §11): primary keys
+ * A software TPM 2.0 with just what a DPS device needs (docs/protocol.md §5.5, §11): primary keys
  * (EK, SRK) from templates, deterministic from a seed; persistent handles; policy sessions with
  * PolicySecret; ActivateCredential; Import; Load; HMAC; GetRandom; GetCapability; ReadPublic.
  * Pure (no Node, no globals): the browser device emulator and the Microsoft-simulator TCP front

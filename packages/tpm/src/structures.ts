@@ -1,5 +1,5 @@
 /**
- * TPM 2.0 structures used by DPS TPM attestation (TPM 2.0 Part 2 "Structures"; dps-protocol.md
+ * TPM 2.0 structures used by DPS TPM attestation (TPM 2.0 Part 2 "Structures"; docs/protocol.md
  * §5.1, §5.4): TPMT_PUBLIC / TPM2B_PUBLIC for RSA and KEYEDHASH objects, TPMT_SENSITIVE, object
  * Names. Only SHA-256 name algorithms are accepted (every DPS key uses it, §5.1); other values
  * fail with TPM_UNSUPPORTED naming the field.
@@ -116,7 +116,7 @@ export type TpmtPublic = RsaPublic | KeyedHashPublic
 
 function checkNameAlg(alg: number, what: string): void {
   if (alg !== TPM_ALG.SHA256) {
-    throw new TpmError('TPM_UNSUPPORTED', `${what}: nameAlg 0x${alg.toString(16).padStart(4, '0')} is not supported (only SHA-256, 0x000b, as every DPS key uses, dps-protocol.md §5.1)`)
+    throw new TpmError('TPM_UNSUPPORTED', `${what}: nameAlg 0x${alg.toString(16).padStart(4, '0')} is not supported (only SHA-256, 0x000b, as every DPS key uses, docs/protocol.md §5.1)`)
   }
 }
 

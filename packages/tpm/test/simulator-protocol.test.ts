@@ -1,4 +1,4 @@
-// The simulator protocol's framing, byte for byte (dps-protocol.md §11): what tss.js and our
+// The simulator protocol's framing, byte for byte (docs/protocol.md §11): what tss.js and our
 // client send, and what the front answers.
 import { describe, expect, it } from 'vitest'
 import { TPM_SIMULATOR, TPM_SIMULATOR_VERSION, encodeSendCommand, encodeSendCommandAnswer, uint32s } from '../src/index.js'

@@ -1,5 +1,5 @@
-// Cross-check against a real TPM 2.0 implementation (issue 9 proof): Debian's swtpm (libtpms)
-// driven by tpm2-tools. Our software-built activation blob (dps-protocol.md §5.4/§5.6) must be
+// Cross-check against a real TPM 2.0 implementation: Debian's swtpm (libtpms)
+// driven by tpm2-tools. Our software-built activation blob (docs/protocol.md §5.4/§5.6) must be
 // accepted by tpm2_activatecredential (EK under a PolicySecret(endorsement) session, bound to
 // the SRK's Name), tpm2_import (inner AES-128-CFB wrapper with the recovered key), tpm2_load and
 // tpm2_hmac, whose result must equal HMAC-SHA256(K, data); and our software TPM must activate a

@@ -125,18 +125,50 @@ function bytesOf(view: ArrayBuffer | Uint8Array): Uint8Array {
 }
 
 /**
- * Decodes certificate text: PEM (one or more blocks) or base64 of DER, as DPS accepts in
- * `X509CertificateWithInfo.certificate` (§7). Returns the DER of each certificate.
+ * Decodes certificate text in each encoding DPS accepts in `X509CertificateWithInfo.certificate`
+ * and CA certificates (§7, docs/protocol.md §13.2): PEM (one or more blocks), base64 of
+ * DER, and base64 of the PEM text (what the Azure portal uploads and Microsoft's Node e2e tests
+ * send). Returns the DER of each certificate.
+ *
+ * @throws X509Error X509_MALFORMED saying which encoding was tried and why it failed;
+ *   X509_TOO_LARGE past the size limit
  */
 export function decodeCertificateText(text: string): Uint8Array[] {
+  if (typeof text !== 'string') throw malformed(`certificate text must be a string, got ${text === null ? 'null' : typeof text}`)
   if (text.length > MAX_CERTIFICATE_BYTES * 12) throw new X509Error('X509_TOO_LARGE', `certificate text is ${text.length} characters, over the limit`)
-  const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => m[1]!)
-  const sources = blocks.length > 0 ? blocks : [text]
-  return sources.map((b64) => {
-    const clean = b64.replace(/\s+/g, '')
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(clean) || clean.length === 0) throw malformed('the text is neither PEM nor base64 DER')
+  const blocks = pemBlocks(text)
+  if (blocks.length > 0) return blocks.map((b64, i) => base64Body(b64, `PEM block ${i + 1}`))
+  if (text.includes('-----BEGIN')) throw malformed('the text has a PEM header but no complete -----BEGIN CERTIFICATE----- … -----END CERTIFICATE----- block')
+  const bytes = base64Body(text, 'the text (not PEM, so read as base64)')
+  // base64 of PEM text: the decoded bytes are ASCII starting with the PEM armour (after blanks).
+  let at = 0
+  while (at < bytes.length && (bytes[at] === 0x20 || bytes[at] === 0x09 || bytes[at] === 0x0a || bytes[at] === 0x0d)) at++
+  if (bytes[at] === 0x2d /* - */) {
+    let inner = ''
+    for (const b of bytes) {
+      if (b > 0x7e) throw malformed('the base64 decodes to text that starts like PEM but is not ASCII')
+      inner += String.fromCharCode(b)
+    }
+    const innerBlocks = pemBlocks(inner)
+    if (innerBlocks.length === 0) throw malformed('the base64 decodes to text without a complete -----BEGIN CERTIFICATE----- block')
+    return innerBlocks.map((b64, i) => base64Body(b64, `PEM block ${i + 1} inside the base64`))
+  }
+  return [bytes]
+}
+
+function pemBlocks(text: string): string[] {
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => m[1]!)
+}
+
+function base64Body(b64: string, what: string): Uint8Array {
+  const clean = b64.replace(/\s+/g, '')
+  if (clean.length === 0) throw malformed(`${what} is empty`)
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(clean)) throw malformed(`${what} is neither PEM nor base64 (a character outside the base64 alphabet)`)
+  try {
     return base64Decode(clean)
-  })
+  } catch (error) {
+    throw malformed(`${what} is not valid base64`, error)
+  }
 }
 
 /** Encodes DER as a PEM certificate block. */

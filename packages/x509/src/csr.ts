@@ -1,5 +1,5 @@
 /**
- * PKCS#10 certification requests (RFC 2986) as DPS devices send them in `csr` (dps-protocol.md
+ * PKCS#10 certification requests (RFC 2986) as DPS devices send them in `csr` (docs/protocol.md
  * §1.2: base64 DER, subject CN = registrationId). Parsed with PKI.js; the self-signature, which
  * proves possession of the key, is checked with the WASM core like certificate signatures.
  */

@@ -1,7 +1,7 @@
 /**
  * Typed errors of @provisio/x509. Every refusal names the certificate (by position and subject)
  * and the rule it broke, so the engine can put the reason in events and registration records
- * while the device only sees 401002 (dps-protocol.md §1.5, §6).
+ * while the device only sees 401002 (docs/protocol.md §1.5, §6).
  */
 
 /** Stable codes of X.509 failures. */

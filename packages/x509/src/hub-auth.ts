@@ -1,5 +1,5 @@
 /**
- * How an IoT hub admits a device that DPS provisioned with X.509 (dps-protocol.md §6): the
+ * How an IoT hub admits a device that DPS provisioned with X.509 (docs/protocol.md §6): the
  * identity DPS created carries either `selfSigned` thumbprints (individual enrollments: the
  * device must present exactly that certificate) or `certificateAuthority` (groups: the device's
  * chain must validate to a CA the hub trusts). The embedded hub's device transports call this

@@ -1,5 +1,5 @@
 /**
- * CA proof of possession (dps-protocol.md §6, D-pop): after uploading a CA certificate the owner
+ * CA proof of possession (docs/protocol.md §6, D-pop): after uploading a CA certificate the owner
  * asks for a verification code, issues a certificate whose subject CN is that code with the CA's
  * private key, and hands it back. The CA counts as verified once that certificate's signature
  * verifies with the CA's public key.

@@ -1,6 +1,6 @@
 /**
  * SHA-1 (FIPS 180-4 §6.1), only for certificate thumbprints: DPS reports `sha1Thumbprint` in
- * X509CertificateInfo (dps-protocol.md §1.3) and IoT Hub pins self-signed devices by thumbprint.
+ * X509CertificateInfo (docs/protocol.md §1.3) and IoT Hub pins self-signed devices by thumbprint.
  * Never used for signatures (SHA-1 signed certificates are refused). The WASM core has no SHA-1,
  * and a thumbprint is computed once per certificate, so a small scalar version suffices.
  */

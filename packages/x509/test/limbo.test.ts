@@ -27,7 +27,7 @@ const limbo = JSON.parse(readFileSync(FILE, 'utf8')) as { testcases: Testcase[] 
 
 /**
  * Not applicable, by id prefix or feature, with the reason. Our profile: X.509 client
- * authentication of devices to an enrollment's certificate (dps-protocol.md §6).
+ * authentication of devices to an enrollment's certificate (docs/protocol.md §6).
  */
 const NOT_APPLICABLE: { match: (t: Testcase) => boolean; reason: string }[] = [
   { match: (t) => t.id === 'webpki::nc::permitted-dns-match-noncritical', reason: 'conflicts with rfc5280::nc::permitted-dns-match-noncritical; we follow RFC 5280 §4.2.1.10 (nameConstraints MUST be critical)' },

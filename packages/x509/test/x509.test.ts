@@ -113,6 +113,30 @@ describe('parseCertificate', () => {
     expect(parseCertificate(decodeCertificateText(b64)[0]!).sha256Hex).toBe(ca.cert.sha256Hex)
   })
 
+  it('decodes base64 of the PEM text (Azure portal upload, Microsoft\'s Node e2e tests), one block or a bundle', () => {
+    const one = decodeCertificateText(Buffer.from(ca.pem).toString('base64'))
+    expect(one).toHaveLength(1)
+    expect(parseCertificate(one[0]!).sha256Hex).toBe(ca.cert.sha256Hex)
+    const bundle = decodeCertificateText(Buffer.from('\r\n' + leaf.pem + ca.pem).toString('base64'))
+    expect(bundle.map((der) => parseCertificate(der).sha256Hex)).toEqual([leaf.cert.sha256Hex, ca.cert.sha256Hex])
+  })
+
+  it('says why certificate text does not decode', () => {
+    const reason = (text: string): string => {
+      try {
+        decodeCertificateText(text)
+      } catch (error) {
+        expect(error).toBeInstanceOf(X509Error)
+        return (error as X509Error).message
+      }
+      throw new Error('expected a refusal')
+    }
+    expect(reason('')).toMatch(/empty/)
+    expect(reason('not a certificate!')).toMatch(/base64 alphabet/)
+    expect(reason('-----BEGIN CERTIFICATE-----\nMIIB')).toMatch(/no complete/)
+    expect(reason(Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB').toString('base64'))).toMatch(/inside|without a complete/)
+  })
+
   it('refuses anything else with an X509Error, never another exception', () => {
     const der = decodeCertificateText(leaf.pem)[0]!
     for (const bad of [new Uint8Array(0), der.subarray(0, der.length - 1), Uint8Array.from([...der, 0]), new Uint8Array(20_000)]) {

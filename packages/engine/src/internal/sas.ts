@@ -1,8 +1,9 @@
 /**
- * The SAS pieces the engine uses (dps-protocol.md §2), over @provisio/protocol's token parser and
+ * The SAS pieces the engine uses (docs/protocol.md §2), over @provisio/protocol's token parser and
  * verifier and @provisio/crypto's prepared HMAC keys:
  *
- * - device tokens: `skn=registration`, resource `{idScope}/registrations/{registrationId}`,
+ * - device tokens: `skn=registration` or no `skn` at all (the Embedded C SDK signs none;
+ *   docs/protocol.md §13.1), resource `{idScope}/registrations/{registrationId}`,
  *   verified over `sr` as sent, with the lenient `sr` spellings of §2.1 tried on failure;
  * - group key derivation (§2.2) with the group key's HMAC schedule computed once;
  * - service tokens (§2.3): `sr` = the instance's service host (segment-prefix match), `skn` = a
@@ -14,6 +15,8 @@
 import {
   DEVICE_SAS_KEY_NAME,
   ProvisioError,
+  grants,
+  rightMissing,
   isProvisioError,
   parseSasToken,
   sasStringToSign,
@@ -69,7 +72,7 @@ function preparedKey(keyBase64: string): HmacSha256Key | undefined {
 
 /**
  * Verifies a device token against candidate keys — base64 text (`''` = absent slot, e.g. no
- * secondary) or raw bytes (derived keys): `skn=registration`, signature over `sr` as sent (other
+ * secondary) or raw bytes (derived keys): `skn` absent or `registration`, signature over `sr` as sent (other
  * spellings on failure), resource, expiry. `keyIndex` is the position in `keys`.
  */
 export function verifyDeviceToken(
@@ -103,6 +106,7 @@ export function verifyDeviceToken(
     nowSeconds: Math.floor(nowMs / 1000),
     clockSkewSeconds,
     keyName: DEVICE_SAS_KEY_NAME,
+    keyNameOptional: true,
     lenientSrEncoding: true,
   })
   if (!verdict.ok) return verdict
@@ -161,9 +165,7 @@ export function authorizeServiceToken(
     lenientSrEncoding: true,
   })
   if (!verdict.ok) throw new ProvisioError(verdict.error.code, `policy ${policy.name} of ID scope ${instance.idScope}: ${verdict.error.reason}`, { cause: verdict.error })
-  if (!policy.permissions.includes(permission)) {
-    throw new ProvisioError('SAS_PERMISSION_DENIED', `policy ${policy.name} of ID scope ${instance.idScope} lacks permission ${permission}`)
-  }
+  if (!grants(policy.permissions, permission)) throw rightMissing(`ID scope ${instance.idScope}`, policy.name, permission)
   const keyIndex = usable[verdict.keyIndex] === keys[0] ? 0 : 1
   return { idScope: instance.idScope, policy: policy.name, keyIndex }
 }

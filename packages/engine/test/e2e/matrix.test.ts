@@ -1,5 +1,5 @@
 /**
- * In-process end-to-end suite (issue 4 "Tests"): enrollment kind × allocation policy ×
+ * In-process end-to-end suite: enrollment kind × allocation policy ×
  * reprovision policy, with a recording HubGateway and the custom webhook on a real HTTP server.
  *
  * Each case: first registration lands on hub A with the initial twin; the service then changes a

@@ -1,5 +1,5 @@
 /**
- * A real custom-allocation webhook (dps-protocol.md §8) on a loopback node:http server: it reads
+ * A real custom-allocation webhook (docs/protocol.md §8) on a loopback node:http server: it reads
  * the AllocationRequest, records it, and answers with the hub named in the device payload
  * (`target`), an initialTwin on first assignments only, and a payload echo.
  */

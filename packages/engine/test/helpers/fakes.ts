@@ -93,16 +93,18 @@ export class RecordingHubGateway implements HubGateway {
   }
 }
 
-/** Base64 device key derived from a group key (dps-protocol.md §2.2), with node:crypto as the oracle. */
+/** Base64 device key derived from a group key (docs/protocol.md §2.2), with node:crypto as the oracle. */
 export function deriveKey(groupKeyB64: string, registrationId: string): string {
   return createHmac('sha256', Buffer.from(groupKeyB64, 'base64')).update(registrationId, 'utf8').digest('base64')
 }
 
 /** A device SAS token the way the Node symmetric-key client builds it (raw `sr`, §2.1, §11). */
-export function deviceToken(idScope: string, registrationId: string, keyB64: string, expirySeconds: number, options: { encodeSr?: boolean; skn?: string } = {}): string {
+export function deviceToken(idScope: string, registrationId: string, keyB64: string, expirySeconds: number, options: { encodeSr?: boolean; skn?: string | null } = {}): string {
   const resource = `${idScope}/registrations/${registrationId}`
   const sr = options.encodeSr ? encodeURIComponent(resource) : resource
   const sig = createHmac('sha256', Buffer.from(keyB64, 'base64')).update(`${sr}\n${expirySeconds}`, 'utf8').digest('base64')
+  // `skn: null`: no key name at all, in the Embedded C SDK's order sr,sig,se (docs/protocol.md §13.1).
+  if (options.skn === null) return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${expirySeconds}`
   return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&skn=${options.skn ?? 'registration'}&se=${expirySeconds}`
 }
 

@@ -6,7 +6,7 @@ import { validationFailed } from './_errors.js'
 import { child, item, kind, utf8Length, type StringRule } from './_check.js'
 import { validateDeviceId, validateRegistrationId } from '../registration-id.js'
 
-/** DPS max message size (dps-protocol.md §9): 96 KB. */
+/** DPS max message size (docs/protocol.md §9): 96 KB. */
 export const MAX_MESSAGE_BYTES = 96 * 1024
 
 /**
@@ -23,14 +23,14 @@ export const MAX_TWIN_SECTION_BYTES = 32 * 1024
 export const MAX_TWIN_KEY_BYTES = 1024
 export const MAX_TWIN_STRING_BYTES = 4096
 
-/** Linked hubs per DPS instance (dps-protocol.md §9), hence also the size of `iotHubs`. */
+/** Linked hubs per DPS instance (docs/protocol.md §9), hence also the size of `iotHubs`. */
 export const MAX_LINKED_HUBS = 50
 
-/** Bulk operations carry at most 10 items (SPEC-svc, dps-protocol.md §7). */
+/** Bulk operations carry at most 10 items (SPEC-svc, docs/protocol.md §7). */
 export const MAX_BULK_ITEMS = 10
 
 /**
- * registrationId / enrollmentGroupId (dps-protocol.md §0), checked by the protocol's one grammar
+ * registrationId / enrollmentGroupId (docs/protocol.md §0), checked by the protocol's one grammar
  * in `registration-id.ts`; the failure is re-raised as VALIDATION_FAILED naming the member.
  */
 export function registrationIdMember(v: unknown, path: string): string {

@@ -1,5 +1,5 @@
 /**
- * DPS JSON models (dps-protocol.md §1, §7, §8): types, runtime validators, bounded JSON parsing.
+ * DPS JSON models (docs/protocol.md §1, §7, §8): types, runtime validators, bounded JSON parsing.
  */
 export type * from './types.js'
 export type { ValidationDetails } from './_errors.js'

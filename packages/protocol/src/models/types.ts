@@ -1,5 +1,5 @@
 /**
- * TypeScript shapes of the DPS JSON models: the service API (dps-protocol.md §7), the device API
+ * TypeScript shapes of the DPS JSON models: the service API (docs/protocol.md §7), the device API
  * (§1.2, §1.3) and the custom allocation webhook (§8).
  *
  * These are the *validated* shapes: what `validate…()` in `./validate-*.ts` returns. Defaults that

@@ -1,9 +1,11 @@
 /**
- * Runtime validators of the device-API models (dps-protocol.md §1.2, §1.3). Same conventions as
+ * Runtime validators of the device-API models (docs/protocol.md §1.2, §1.3). Same conventions as
  * `validate-service.ts`. The server uses {@link validateDeviceRegistration} on request bodies; the
  * device SDK uses the result validators on responses.
  */
+import { ProvisioError } from '../errors.js'
 import { validationFailed } from './_errors.js'
+import { parseJsonBody } from './json.js'
 import { array, base64, child, get, item, object, reqString } from './_check.js'
 import { MAX_MESSAGE_BYTES, registrationIdMember } from './_rules.js'
 import {
@@ -63,6 +65,44 @@ export function validateDeviceRegistration(json: unknown, options?: DeviceRegist
   const csr = get(o, 'csr')
   if (csr !== undefined) out.csr = base64(csr, child(path, 'csr'), 1, CSR_MAX_BYTES)
   return out
+}
+
+/** Options of {@link readRegisterBody}. */
+export interface RegisterBodyOptions {
+  /**
+   * Where the transport read the registrationId from, for the mismatch reason: `'URL'`,
+   * `'MQTT username'`, `'link address'`.
+   */
+  readonly idFrom: string
+  /** Size limit of the body in bytes; default {@link MAX_REGISTER_BODY_BYTES} on every transport. */
+  readonly maxBytes?: number
+}
+
+/** Size limit of a register body, the same on HTTP, MQTT and AMQP: the DPS message limit (§9). */
+export const MAX_REGISTER_BODY_BYTES = MAX_MESSAGE_BYTES
+
+/**
+ * The register body of any transport (§1.2), read one way by all three codecs: bounded JSON (an
+ * empty body is `{}`: .NET sends none on MQTT and AMQP), validated, and a `registrationId` in it
+ * must name the device the transport already named (case-insensitively).
+ *
+ * @example
+ * ```ts
+ * const registration = readRegisterBody(payload, identity.registrationId, { idFrom: 'MQTT username' })
+ * ```
+ * @throws ProvisioError PAYLOAD_TOO_LARGE, INVALID_JSON or VALIDATION_FAILED saying why
+ */
+export function readRegisterBody(body: string | Uint8Array, registrationId: string, options: RegisterBodyOptions): DeviceRegistration {
+  const json = parseJsonBody(body, { maxBytes: options.maxBytes ?? MAX_REGISTER_BODY_BYTES, allowEmpty: true })
+  const registration = validateDeviceRegistration(json)
+  if (registration.registrationId !== undefined && registration.registrationId.toLowerCase() !== registrationId.toLowerCase()) {
+    throw new ProvisioError(
+      'VALIDATION_FAILED',
+      `body registrationId ${JSON.stringify(registration.registrationId)} differs from the one in the ${options.idFrom} (${JSON.stringify(registrationId)})`,
+      { deviceMessage: `registrationId in the body differs from the one in the ${options.idFrom}` },
+    )
+  }
+  return registration
 }
 
 function validateTpmResult(json: unknown, path: string): TpmRegistrationResult {

@@ -1,5 +1,5 @@
 /**
- * Runtime validators of the service-API models (dps-protocol.md §7).
+ * Runtime validators of the service-API models (docs/protocol.md §7).
  *
  * Each `validateX(json, {path})` takes parsed JSON (`unknown`) and returns the typed value with
  * DPS's defaults applied, or throws a `ProvisioError` (`VALIDATION_FAILED`) whose message and
@@ -319,7 +319,7 @@ export function validateX509CertificateInfo(json: unknown, options?: ValidateOpt
 
 const PEM_OR_BASE64 = /^(?:-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----\s*|[A-Za-z0-9+/]+={0,2})$/
 
-/** One certificate slot: `certificate` (PEM or base64 DER) and/or `info`; at least one of them. */
+/** One certificate slot: `certificate` (PEM, base64 of DER or base64 of PEM) and/or `info`; at least one of them. */
 export function validateX509CertificateWithInfo(json: unknown, options?: ValidateOptions): X509CertificateWithInfo {
   const path = options?.path ?? ''
   const o = object(json, path)
@@ -330,7 +330,7 @@ export function validateX509CertificateWithInfo(json: unknown, options?: Validat
     optString(o, 'certificate', path, {
       max: CERTIFICATE_MAX_CHARS,
       pattern: PEM_OR_BASE64,
-      patternRule: 'must be a PEM certificate or base64 DER',
+      patternRule: 'must be PEM, base64 of DER or base64 of PEM',
     }),
   )
   const info = get(o, 'info')
@@ -565,16 +565,15 @@ function readCommon(o: Obj, path: string): EnrollmentCommon {
       path: child(path, 'customAllocationDefinition'),
     })
   }
-  // Cross-member rules (§7): custom needs its webhook; static names exactly one hub.
+  // Cross-member rules (§7): custom needs its webhook; static names at most one hub. Static with
+  // no hub named is accepted as Azure accepts it (docs/protocol.md §13.4); register then uses the instance's
+  // one linked hub, or refuses saying why when it links several (@provisio/allocation allocateStatic).
   if (out.allocationPolicy === 'custom' && out.customAllocationDefinition === undefined) {
     throw validationFailed(child(path, 'customAllocationDefinition'), 'is required when allocationPolicy is custom')
   }
   if (out.allocationPolicy === 'static') {
     const hubs = out.iotHubs ?? []
-    if (hubs.length > 1) throw validationFailed(child(path, 'iotHubs'), 'must list exactly one hub when allocationPolicy is static')
-    if (hubs.length === 0 && out.iotHubHostName === undefined) {
-      throw validationFailed(child(path, 'iotHubs'), 'must list one hub (or iotHubHostName be set) when allocationPolicy is static')
-    }
+    if (hubs.length > 1) throw validationFailed(child(path, 'iotHubs'), 'must list at most one hub when allocationPolicy is static')
     if (
       hubs.length === 1 &&
       out.iotHubHostName !== undefined &&

@@ -1,5 +1,5 @@
 /**
- * Runtime validators of the custom allocation webhook shapes (dps-protocol.md §8). DPS builds
+ * Runtime validators of the custom allocation webhook shapes (docs/protocol.md §8). DPS builds
  * the request and validates the response; a webhook written against this package does the
  * reverse. Same conventions as `validate-service.ts`.
  */
