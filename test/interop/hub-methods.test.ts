@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Client } from 'azure-iot-device'
 import { Mqtt as DeviceMqtt, MqttWs as DeviceMqttWs } from 'azure-iot-device-mqtt'
 import { NoRetry } from 'azure-iot-common'
+import { buildSasToken } from '@provisio/protocol'
 import type { Client as ServiceClient } from 'azure-iothub'
 import { httpsRequest } from '../lib/https-client.js'
 import { hubServiceToken } from '../lib/mqtt.js'
@@ -175,6 +176,22 @@ describe('direct methods with azure-iothub Client.invokeDeviceMethod and azure-i
 
     const anonymous = await httpsRequest(server.port, server.caPem, 'POST', `/twins/${deviceId}/methods?api-version=2021-04-12`, { headers: { 'content-type': 'application/json' }, body: '{"methodName":"x"}' })
     expect(anonymous.status).toBe(401)
+  })
+
+  it('needs ServiceConnect: the service policy may invoke, registryRead may not', async () => {
+    const deviceId = 'methods-rights'
+    await createDevice(deviceId)
+    const policies = server.state.hubs.find((h) => h.hostName === HUB)!.policies
+    const tokenOf = (name: string) => {
+      const policy = policies.find((p) => p.name === name)!
+      return buildSasToken({ resource: HUB, key: policy.primaryKey, keyName: policy.name, expiresAt: Math.floor(Date.now() / 1000) + 600 })
+    }
+    const as = (name: string) =>
+      httpsRequest(server.port, server.caPem, 'POST', `/twins/${deviceId}/methods?api-version=2021-04-12`, { headers: { authorization: tokenOf(name), 'content-type': 'application/json' }, body: '{"methodName":"x"}' })
+    // The device is offline: a caller with the right gets IoT Hub's 404103, one without it 401.
+    expect((await as('service')).status).toBe(404)
+    expect((await as('registryRead')).status).toBe(401)
+    expect(server.logs.some((l) => l.includes('service request refused') && l.includes('ServiceConnect'))).toBe(true)
   })
 
   it('drops a call whose caller went away', async () => {
