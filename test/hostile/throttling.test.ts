@@ -84,7 +84,8 @@ async function observeRegisterAnswers<T>(run: () => Promise<T>): Promise<{ resul
 
 describe('the registration rate limit (--registrations-per-minute 12)', () => {
   beforeAll(async () => {
-    server = (await startTestServer({ registrationsPerMinute: 12 })) as HostileServer
+    // Azure's flow (202, then polls; --assignment-budget-ms 0), whose answers these cases count.
+    server = (await startTestServer({ registrationsPerMinute: 12, assignmentBudgetMs: 0 })) as HostileServer
     server.useAsDefaultHttpsAgent()
     await enroll('throttled-http')
     await enroll('throttled-mqtt')
@@ -137,7 +138,8 @@ describe('a fault profile from --faults (503 on the first register, 500 on the f
 
   beforeAll(async () => {
     const { faults } = resolveConfig({ faults: flag }, {}, process.cwd())
-    server = (await startTestServer({ faults: faults! })) as HostileServer
+    // Azure's flow (202, then polls; --assignment-budget-ms 0): the faults act on the polls.
+    server = (await startTestServer({ faults: faults!, assignmentBudgetMs: 0 })) as HostileServer
     server.useAsDefaultHttpsAgent()
     await enroll('faulty-http')
     await enroll('faulty-mqtt')

@@ -214,5 +214,4 @@ describe('hub shared access policies (azure-iothub Registry)', () => {
     }
   })
 
-  it.skip('the service client with the device policy cannot send cloud-to-device messages: C2D is not served yet', () => {})
 })

@@ -27,13 +27,14 @@ export interface ServeProcess<Endpoints> {
 }
 
 /**
- * Starts `node [nodeArgs] cli.js serve --data-dir <fresh> --https-port 0 --mqtt-port 0
+ * Starts `node [nodeArgs] cli.js serve --data-dir <fresh, or the one given> --https-port 0 --mqtt-port 0
  * --amqp-port 0 [args]`; fails with its output when it exits or is not running within 30 s (and
  * then leaves no process or directory behind).
  */
-export async function startServe<Endpoints>(options: { dataDirPrefix: string; args?: readonly string[]; nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv }): Promise<ServeProcess<Endpoints>> {
+export async function startServe<Endpoints>(options: { dataDirPrefix: string; dataDir?: string; args?: readonly string[]; nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv }): Promise<ServeProcess<Endpoints>> {
   expect(existsSync(CLI), `${CLI} must be built (turbo runs build before these tests)`).toBe(true)
-  const dataDir = mkdtempSync(join(tmpdir(), options.dataDirPrefix))
+  // An existing data directory (a later start on it) is left in place by stop().
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), options.dataDirPrefix))
   const child = spawn(
     process.execPath,
     [...(options.nodeArgs ?? []), CLI, 'serve', '--data-dir', dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', ...(options.args ?? [])],
@@ -45,7 +46,7 @@ export async function startServe<Endpoints>(options: { dataDirPrefix: string; ar
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
   const stop = () => {
     child.kill('SIGKILL')
-    rmSync(dataDir, { recursive: true, force: true })
+    if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true })
   }
   try {
     const deadline = Date.now() + 30_000

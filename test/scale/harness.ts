@@ -70,8 +70,10 @@ export class ServeProcess {
 
   async start(): Promise<void> {
     // endpoints.json is rewritten on every start: its appearance says this start is listening.
+    // Azure's exact flow (202, then polls; --assignment-budget-ms 0): the crash tests hold assignments
+    // in webhooks and count on register answering at once with the operation to poll.
     rmSync(join(this.dataDir, 'endpoints.json'), { force: true })
-    const child = spawn(process.execPath, [CLI, 'serve', '--data-dir', this.dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--log-level', 'warn', ...this.args], {
+    const child = spawn(process.execPath, [CLI, 'serve', '--data-dir', this.dataDir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', '0', '--log-level', 'warn', '--assignment-budget-ms', '0', ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...this.env },
     })

@@ -20,7 +20,8 @@ function deviceToken(registrationId: string, key = deviceKey): string {
 }
 
 beforeAll(async () => {
-  server = await startTestServer()
+  // Azure's exact flow: register answers 202 assigning, the device polls (the fast path: cli.test.ts).
+  server = await startTestServer({ assignmentBudgetMs: 0 })
   await server.engine.createOrUpdateEnrollment(server.endpoints.idScope, {
     registrationId: 'plain-1',
     attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: deviceKey, secondaryKey: Buffer.alloc(32, 4).toString('base64') } },

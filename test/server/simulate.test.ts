@@ -123,7 +123,7 @@ describe('provisio simulate', () => {
     expect(tpmMqtt.stderr).toMatch(/not offered over MQTT/)
     const unknown = simulate(['--bogus'])
     expect(unknown.status).toBe(2)
-    const help = execFileSync(process.execPath, [cli, 'help'], { encoding: 'utf8' })
+    const help = execFileSync(process.execPath, [cli, 'help', 'simulate'], { encoding: 'utf8' })
     expect(help).toContain('Usage: provisio simulate')
   })
 })

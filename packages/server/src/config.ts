@@ -54,7 +54,12 @@ export interface ServeConfig {
   readonly logLevel: LogLevel
   /** Seconds devices are told to wait between polls (Retry-After of 202 answers). */
   readonly retryAfterSeconds: number
-  /** How long register may wait for the assignment before answering 202 (0 = always 202, like DPS). */
+  /**
+   * How long register may wait for the assignment before answering 202 (0 = always 202, like DPS).
+   * Default 5,000: a local assignment takes milliseconds, so register answers `200 assigned` and the
+   * device never waits a Retry-After; every Microsoft device transport and @provisio/device accept it
+   * (README "Fast path"). `0` gives Azure's exact flow: 202 `assigning`, then polls.
+   */
   readonly assignmentBudgetMs: number
   /**
    * How long an operation stays leased to the instance running its assignment; after that any
@@ -127,7 +132,7 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   store: 'sqlite',
   logLevel: 'info',
   retryAfterSeconds: 3,
-  assignmentBudgetMs: 0,
+  assignmentBudgetMs: 5000,
   operationLeaseMs: 30_000,
   registrationsPerMinute: 1000,
   pollsPer10Seconds: 5,
@@ -162,7 +167,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'keyFile', env: 'PROVISIO_KEY_FILE', flag: 'key', kind: 'string', help: 'TLS private key PEM' },
   { key: 'logLevel', env: 'PROVISIO_LOG_LEVEL', flag: 'log-level', kind: 'level', help: 'error | warn | info | debug (default info)' },
   { key: 'retryAfterSeconds', env: 'PROVISIO_RETRY_AFTER', flag: 'retry-after', kind: 'seconds', help: 'polling interval told to devices, s (default 3)' },
-  { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'answer 200 assigned at once when done within this budget (default 0)' },
+  { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'register answers 200 assigned when the assignment is done within this, ms (default 5000; 0 = always 202 assigning, then polls, as Azure DPS)' },
   { key: 'registrationsPerMinute', env: 'PROVISIO_REGISTRATIONS_PER_MINUTE', flag: 'registrations-per-minute', kind: 'count', help: 'register calls per minute per ID scope (default 1000, as DPS; 0 = no limit)' },
   { key: 'pollsPer10Seconds', env: 'PROVISIO_POLLS_PER_10S', flag: 'polls-per-10s', kind: 'count', help: 'status polls per device per 10 s (default 5, as DPS; 0 = no limit)' },
   { key: 'handshakeTimeoutMs', env: 'PROVISIO_HANDSHAKE_TIMEOUT_MS', flag: 'handshake-timeout-ms', kind: 'timeout', help: 'TLS handshake must finish within this, ms (default 10000)' },

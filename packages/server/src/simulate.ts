@@ -19,7 +19,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
+import { Command } from 'commander'
 import {
   ProvisioningClient,
   TRANSPORTS,
@@ -35,21 +35,56 @@ import {
 import { issuePkiCertificate } from './pki-tools.js'
 import { createServiceClient, type ServiceClient } from './service-client.js'
 
-export const SIMULATE_USAGE = [
-  'Usage: provisio simulate [--devices N] [--concurrency C] [--transport http|mqtt|mqtt-ws|amqp|amqp-ws]',
-  '                         [--attestation symmetric|tpm|x509] [--group-key <base64> | --create-group]',
-  '                         [--data-dir <dir>] [--host <host>] [--port <n>] [--id-scope <scope>] [--ca <file>]',
-  '                         [--prefix <text>] [--timeout <s>] [--json]',
-  '',
-  'Registers N devices (default 10), C at a time (default 10), through @provisio/device, and prints a',
-  'summary: count, rate, p50/p95/p99 latency, failures by error code (--json: one JSON object on stdout).',
-  'Progress goes to stderr (a bar on a terminal, a line every 2 s otherwise). Endpoint, ID scope, ports,',
-  'CA and service connection string come from <data-dir>/endpoints.json (default ./.provisio).',
+/** What `provisio simulate --help` says after the options. */
+const SIMULATE_HELP = [
+  'Registers N devices, C at a time, through @provisio/device, and prints a summary: count, rate,',
+  'p50/p95/p99 latency, failures by error code (--json: one JSON object on stdout). Progress goes to',
+  'stderr (a bar on a terminal, a line every 2 s otherwise). Endpoint, ID scope, ports, CA and service',
+  'connection string come from <data-dir>/endpoints.json (default ./.provisio).',
   'symmetric: --group-key of an existing symmetric-key enrollment group, or --create-group to make one',
   'through the service API. x509: a new root CA and X.509 group, one certificate per device. tpm: a',
-  'software TPM and an individual enrollment per device (service API). registrationIds are <prefix><n>',
-  '(default prefix sim-<random>-). Exit code 0 when every device was assigned, 1 otherwise, 2 on usage errors.',
+  'software TPM and an individual enrollment per device (service API). registrationIds are <prefix><n>.',
+  'Exit code 0 when every device was assigned, 1 otherwise, 2 on usage errors.',
 ].join('\n')
+
+/** The options of `provisio simulate`, as commander gives them (validated by runSimulate). */
+export interface SimulateOptions {
+  readonly devices?: string
+  readonly concurrency?: string
+  readonly transport?: string
+  readonly attestation?: string
+  readonly groupKey?: string
+  readonly createGroup?: boolean
+  readonly dataDir?: string
+  readonly host?: string
+  readonly port?: string
+  readonly idScope?: string
+  readonly ca?: string
+  readonly prefix?: string
+  readonly timeout?: string
+  readonly json?: boolean
+}
+
+/** Adds the description and options of `provisio simulate` to a command (cli.ts, simulateCommand). */
+export function defineSimulateOptions(command: Command): Command {
+  return command
+    .description('register N devices through @provisio/device against the service and summarise (a load generator)')
+    .option('--devices <n>', 'devices to register (default 10)')
+    .option('--concurrency <n>', 'registrations in flight (default 10)')
+    .option('--transport <name>', `${TRANSPORTS.join(' | ')} (default http)`)
+    .option('--attestation <kind>', 'symmetric | tpm | x509 (default symmetric)')
+    .option('--group-key <base64>', 'symmetric: the key of an existing enrollment group')
+    .option('--create-group', 'symmetric: make a new enrollment group through the service API')
+    .option('--data-dir <dir>', 'where endpoints.json is (default ./.provisio)')
+    .option('--host <host>', 'global endpoint (default: endpoints.json)')
+    .option('--port <n>', "the transport's port (default: endpoints.json)")
+    .option('--id-scope <scope>', 'default: endpoints.json')
+    .option('--ca <file>', 'CA certificate to trust (default: endpoints.json)')
+    .option('--prefix <text>', 'registrationIds are <prefix><n> (default sim-<random>-)')
+    .option('--timeout <s>', 'deadline of one registration, seconds (default 120)')
+    .option('--json', 'print the summary as one JSON object')
+    .addHelpText('after', `\n${SIMULATE_HELP}`)
+}
 
 export class SimulateUsageError extends Error {}
 
@@ -164,28 +199,17 @@ function progressReporter(total: number, stream: NodeJS.WriteStream | NodeJS.Wri
   }
 }
 
-/** Runs `provisio simulate` with its arguments; returns the exit code. */
-export async function simulateCommand(args: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stderrIsTty: boolean } = { stdout: process.stdout, stderr: process.stderr, stderrIsTty: process.stderr.isTTY === true }): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      devices: { type: 'string' },
-      concurrency: { type: 'string' },
-      transport: { type: 'string' },
-      attestation: { type: 'string' },
-      'group-key': { type: 'string' },
-      'create-group': { type: 'boolean' },
-      'data-dir': { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'id-scope': { type: 'string' },
-      ca: { type: 'string' },
-      prefix: { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  })
+type SimulateIo = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stderrIsTty: boolean }
+
+/** Runs `provisio simulate` with its arguments (as after `simulate` on the command line); returns the exit code. */
+export async function simulateCommand(args: string[], io?: SimulateIo): Promise<number> {
+  const command = defineSimulateOptions(new Command('simulate')).exitOverride()
+  command.parse(args, { from: 'user' })
+  return runSimulate(command.opts<SimulateOptions>(), io)
+}
+
+/** Runs `provisio simulate` with its options; returns the exit code. */
+export async function runSimulate(values: SimulateOptions, io: SimulateIo = { stdout: process.stdout, stderr: process.stderr, stderrIsTty: process.stderr.isTTY === true }): Promise<number> {
   const devices = positiveInt(values.devices, '--devices', 10, 1_000_000)
   const concurrency = positiveInt(values.concurrency, '--concurrency', 10, 10_000)
   const timeoutMs = positiveInt(values.timeout, '--timeout', 120, 3600) * 1000
@@ -194,15 +218,15 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
   const attestation = (values.attestation ?? 'symmetric') as Attestation
   if (!['symmetric', 'tpm', 'x509'].includes(attestation)) throw new SimulateUsageError(`--attestation must be symmetric, tpm or x509, got ${JSON.stringify(values.attestation)}`)
   if (attestation === 'tpm' && (transport === 'mqtt' || transport === 'mqtt-ws')) throw new SimulateUsageError('TPM attestation is not offered over MQTT by DPS; use http, amqp or amqp-ws')
-  if (attestation === 'symmetric' && (values['group-key'] === undefined) === (values['create-group'] !== true)) {
+  if (attestation === 'symmetric' && (values.groupKey === undefined) === (values.createGroup !== true)) {
     throw new SimulateUsageError('symmetric attestation needs exactly one of --group-key <base64> and --create-group')
   }
-  if (attestation !== 'symmetric' && values['group-key'] !== undefined) throw new SimulateUsageError('--group-key is for --attestation symmetric')
+  if (attestation !== 'symmetric' && values.groupKey !== undefined) throw new SimulateUsageError('--group-key is for --attestation symmetric')
 
-  const dataDir = resolve(values['data-dir'] ?? '.provisio')
+  const dataDir = resolve(values.dataDir ?? '.provisio')
   const endpointsFile = join(dataDir, 'endpoints.json')
   const endpoints: Endpoints = existsSync(endpointsFile) ? (JSON.parse(readFileSync(endpointsFile, 'utf8')) as Endpoints) : {}
-  const idScope = values['id-scope'] ?? endpoints.idScope
+  const idScope = values.idScope ?? endpoints.idScope
   if (idScope === undefined) throw new SimulateUsageError(`--id-scope is required (no ${endpointsFile} to read it from)`)
   const host = values.host ?? endpoints.deviceEndpoint ?? 'localhost'
   const caFile = values.ca ?? endpoints.caCertificate
@@ -212,7 +236,7 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
     ? positiveInt(values.port, '--port', 0, 65535)
     : transport === 'mqtt' ? ports.mqtt ?? 8883 : transport === 'amqp' ? ports.amqp ?? 5671 : ports.https ?? 443
   const prefix = values.prefix ?? `sim-${randomBytes(3).toString('hex')}-`
-  const needsService = attestation !== 'symmetric' || values['create-group'] === true
+  const needsService = attestation !== 'symmetric' || values.createGroup === true
   if (needsService && endpoints.serviceConnectionString === undefined) {
     throw new SimulateUsageError(`creating enrollments needs the service connection string of ${endpointsFile} (start provisio serve or pass --data-dir)`)
   }
@@ -228,7 +252,7 @@ export async function simulateCommand(args: string[], io: { stdout: NodeJS.Writa
   let createdGroupKey: string | undefined
   try {
     if (attestation === 'symmetric') {
-      let groupKey = values['group-key']
+      let groupKey = values.groupKey
       if (groupKey === undefined) {
         groupKey = randomBytes(64).toString('base64')
         const groupId = `${prefix}group`.replace(/[^a-z0-9-]/gi, '-').toLowerCase()

@@ -32,7 +32,8 @@ export interface ServerState {
   readonly hubs: readonly HubState[]
 }
 
-const FILE = 'state.json'
+/** The DPS instance of a data directory (ID scope, service and hub keys). */
+export const STATE_FILE = 'state.json'
 
 /** A fresh base64 key of 32 random bytes, as Azure generates them. */
 export function generateKey(): string {
@@ -91,7 +92,7 @@ export function settleState(state: ServerState, hubHostNames: readonly string[],
 
 /** Reads and checks `state.json` of a data directory; undefined when there is none. */
 export function readState(dataDir: string): ServerState | undefined {
-  const path = join(dataDir, FILE)
+  const path = join(dataDir, STATE_FILE)
   if (!existsSync(path)) return undefined
   let json: ServerState
   try {
@@ -107,7 +108,7 @@ export function readState(dataDir: string): ServerState | undefined {
 
 /** Writes `state.json` atomically, readable by its owner only. */
 export function writeState(dataDir: string, state: ServerState): void {
-  writeFileAtomic(join(dataDir, FILE), JSON.stringify(state, null, 2) + '\n', 0o600)
+  writeFileAtomic(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n', 0o600)
 }
 
 /** Loads the state, creating it on first start. Returns whether it was created. */
@@ -147,7 +148,7 @@ export class StateFile {
   readonly #onError: (message: string) => void
 
   constructor(readonly dataDir: string, initial: ServerState, hooks: { onChange(state: ServerState): void; onError(message: string): void }) {
-    this.#path = join(dataDir, FILE)
+    this.#path = join(dataDir, STATE_FILE)
     this.#state = initial
     this.#stamp = this.#stampNow()
     this.#onChange = hooks.onChange
