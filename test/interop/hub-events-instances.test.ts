@@ -2,6 +2,7 @@
 // (azure-iot-device over MQTT) connected to instance B hears the desired-property changes the
 // service writes through instance A (azure-iothub Registry) — small ones in the NOTIFY payload,
 // a large one through the notices table — and is disconnected when A disables its identity.
+// A direct method invoked through A reaches the device on B and its answer comes back to A's caller.
 // Without the hub event channel between the instances, B never learns of A's writes and these
 // waits end in the timeout failure, naming what was not heard.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -11,7 +12,7 @@ import type { Registry } from 'azure-iothub'
 import { NoRetry } from 'azure-iot-common'
 import { POSTGRES_URL, dropSchema, postgresReachable } from '../lib/postgres.js'
 import { startTestServer, type TestServer } from '../lib/server.js'
-import { desiredUpdate, registryOn } from '../lib/registry.js'
+import { desiredUpdate, registryOn, serviceClientOn } from '../lib/registry.js'
 import { redirectMqtts } from '../lib/tls-plumbing.js'
 
 const HUB = 'hub-shared.example'
@@ -83,6 +84,18 @@ describe.skipIf(!available)('hub events between two instances on one PostgreSQL 
     expect(heard.mode).toBeNull()
     expect(twin.properties.desired).toMatchObject({ interval: 30, blob })
     expect(twin.properties.desired.mode).toBeUndefined()
+    await client.close()
+  })
+
+  it('a direct method invoked through instance A reaches the device on instance B, whose answer comes back', async () => {
+    const deviceId = 'events-method'
+    const { client } = await deviceOnB(deviceId)
+    client.onDeviceMethod('where', (req, res) => void res.send(202, { on: 'B', asked: req.payload }))
+    const service = serviceClientOn(a, a.endpoints.hubs.find((h) => h.hostName === HUB)!.connectionString)
+    service.setRetryPolicy(new NoRetry())
+    const answer = await service.invokeDeviceMethod(deviceId, { methodName: 'where', payload: { from: 'A' }, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 10 } as never)
+    expect(answer.result).toEqual({ status: 202, payload: { on: 'B', asked: { from: 'A' } } })
+    expect(a.logs.some((l) => l.includes('hub method answered') && l.includes(deviceId))).toBe(true)
     await client.close()
   })
 

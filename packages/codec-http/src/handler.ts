@@ -11,7 +11,7 @@ import { ProvisioError, isProvisioError } from '@provisio/protocol'
 import type { CaCertificateApi, DeviceApi, ServiceApi } from '@provisio/protocol'
 import { CERTIFICATES_ROOT, serveCertificates } from './certificates.js'
 import { serveDevice } from './device.js'
-import { HUB_ROOTS, hubErrorResponse, serveHubRegistry } from './hub-registry.js'
+import { HUB_ROOTS, hubErrorResponse, isMethodRoute, serveHubRegistry } from './hub-registry.js'
 import type { HubRegistryApi } from '@provisio/protocol'
 import { DEFAULT_HTTP_LIMITS, parseTarget, type HttpLimits, type HttpRequest, type HttpResponse } from './message.js'
 import { errorResponse } from './response.js'
@@ -49,14 +49,15 @@ export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
         const reason = `method ${JSON.stringify(request.method.slice(0, 20))} is not served`
         throw new ProvisioError('METHOD_NOT_ALLOWED', reason, { deviceMessage: reason })
       }
-      if (request.body.length > limits.maxBodyBytes) {
-        const reason = `request body is ${request.body.length} bytes, over the limit of ${limits.maxBodyBytes}`
-        throw new ProvisioError('PAYLOAD_TOO_LARGE', reason, { deviceMessage: reason })
-      }
       const target = parseTarget(request.target, limits)
       if (target.segments.length === 0) throw new ProvisioError('NOT_FOUND', 'no resource at "/"')
       const root = target.segments[0]!.toLowerCase()
       hubRoute = options.hub !== undefined && HUB_ROOTS.has(root)
+      const maxBody = hubRoute && isMethodRoute(target.segments) ? limits.maxMethodBodyBytes : limits.maxBodyBytes
+      if (request.body.length > maxBody) {
+        const reason = `request body is ${request.body.length} bytes, over the limit of ${maxBody}`
+        throw new ProvisioError('PAYLOAD_TOO_LARGE', reason, { deviceMessage: reason })
+      }
       serviceRoute = SERVICE_ROOTS.has(root) || root === CERTIFICATES_ROOT
       const served = hubRoute
         ? await serveHubRegistry(options.hub!, request, target, limits)

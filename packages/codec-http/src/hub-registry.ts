@@ -9,12 +9,17 @@
  * | `/devices` | POST: bulk create/update/delete of 1-100 devices (`importMode` per device) | RegistryWrite |
  * | `/twins/{id}` | GET / PATCH (merge) / PUT (replace) | RegistryRead / RegistryWrite |
  * | `/devices/{id}/messages/events?after=S&limit=N` | GET: telemetry the embedded hub kept (ours, not IoT Hub's) | ServiceConnect |
+ * | `/twins/{id}/methods` | POST: direct method call, answered `{"status","payload"}` from the device | ServiceConnect |
+ * | `/twins/{id}/modules/{mid}/methods` | POST: 404, module identities are not served yet | ServiceConnect |
  *
  * Errors use IoT Hub's shape, which azure-iot-http-base parses: a body
  * `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking ID:…"}` and the
- * `iothub-errorcode` header; `DeviceNotFound` on 404 becomes the SDK's DeviceNotFoundError.
+ * `iothub-errorcode` header; `DeviceNotFound` on 404 becomes the SDK's DeviceNotFoundError. The
+ * direct-method outcomes IoT Hub reports with a numeric code (404103 DeviceNotOnline, 504101
+ * GatewayTimeout) come in its newer envelope instead: `Message` holds the JSON text
+ * `{"errorCode","trackingId","message","info","timestampUtc"}`, as IoT Hub sends them.
  */
-import { ProvisioError, acceptApiVersion, formatDpsTimestamp, parseJsonBody, validateBulkDevices, validateDeviceSpec, validateTwinPatch, wrapUnknown } from '@provisio/protocol'
+import { ProvisioError, acceptApiVersion, formatDpsTimestamp, parseJsonBody, toErrorBody, validateBulkDevices, validateDeviceSpec, validateDirectMethodCall, validateTwinPatch, wrapUnknown } from '@provisio/protocol'
 import type { HubPermission, HubRegistryApi } from '@provisio/protocol'
 import { assertJsonContent, header, type HttpLimits, type HttpRequest, type ParsedTarget } from './message.js'
 import { emptyResponse, jsonResponse } from './response.js'
@@ -32,9 +37,14 @@ function authorize(api: HubRegistryApi, request: HttpRequest, permission: HubPer
   return api.authorizeHub(token, permission)
 }
 
-function readJson(request: HttpRequest, limits: HttpLimits): unknown {
+function readJson(request: HttpRequest, limits: HttpLimits, maxBytes = limits.maxBodyBytes): unknown {
   assertJsonContent(request)
-  return parseJsonBody(request.body, { maxBytes: limits.maxBodyBytes })
+  return parseJsonBody(request.body, { maxBytes })
+}
+
+/** `/twins/{id}/methods` or `/twins/{id}/modules/{mid}/methods`: the direct method routes (their body may be larger). */
+export function isMethodRoute(segments: readonly string[]): boolean {
+  return segments[0]?.toLowerCase() === 'twins' && (segments.length === 3 || (segments.length === 5 && segments[2] === 'modules')) && segments[segments.length - 1] === 'methods'
 }
 
 function tagged(status: number, body: { etag: string }): Reply {
@@ -79,6 +89,17 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
     const limit = integerParam(target.query.get('limit'), 'limit', 1, MAX_LIST, MAX_LIST)
     return jsonResponse(200, await api.readTelemetry(hub, s[1]!, { after, limit }))
   }
+  if (root === 'twins' && isMethodRoute(s)) {
+    if (method !== 'POST') return 'method'
+    // The access-control check point of direct methods: IoT Hub requires ServiceConnect.
+    const hub = authorize(api, request, 'ServiceConnect')
+    if (s.length === 5) {
+      const reason = `module identities are not served by the embedded hub, so module ${JSON.stringify(s[3]!.slice(0, 64))} of device ${JSON.stringify(s[1]!.slice(0, 128))} has no methods`
+      throw new ProvisioError('NOT_FOUND', reason, { deviceMessage: reason })
+    }
+    const call = validateDirectMethodCall(readJson(request, limits, limits.maxMethodBodyBytes))
+    return jsonResponse(200, await api.invokeMethod(hub, s[1]!, call, request.abandoned))
+  }
   if (s.length !== 2) return undefined
   const id = s[1]!
   if (root === 'devices') {
@@ -119,6 +140,8 @@ function integerParam(text: string | undefined, name: string, min: number, max: 
 
 /** IoT Hub error codes (the string after `ErrorCode:`) for our catalog's HTTP statuses. */
 function hubErrorCode(status: number, code: string): string {
+  if (code === 'DEVICE_NOT_ONLINE') return 'DeviceNotOnline'
+  if (code === 'GATEWAY_TIMEOUT') return 'GatewayTimeout'
   if (status === 404) return code === 'NOT_FOUND' ? 'DeviceNotFound' : 'NotFound'
   if (status === 409) return 'DeviceAlreadyExists'
   if (status === 412) return 'PreconditionFailed'
@@ -137,6 +160,11 @@ export function hubErrorResponse(error: unknown, trackingId: string, nowMs: numb
   const text = err.deviceMessage ?? err.entry.defaultMessage
   const headers: Record<string, string> = { 'iothub-errorcode': code, 'x-ms-request-id': trackingId }
   if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)))
+  if (err.code === 'DEVICE_NOT_ONLINE' || err.code === 'GATEWAY_TIMEOUT') {
+    // IoT Hub's newer envelope: the error object as JSON text in Message.
+    const inner = toErrorBody(err, trackingId, formatDpsTimestamp(nowMs))
+    return jsonResponse(err.httpStatus, { Message: JSON.stringify({ ...inner, info: inner.info ?? {} }), ExceptionMessage: '' }, headers)
+  }
   return jsonResponse(
     err.httpStatus,
     { Message: `ErrorCode:${code};${text}`, ExceptionMessage: `Tracking ID:${trackingId}-TimeStamp:${formatDpsTimestamp(nowMs)}` },

@@ -15,6 +15,8 @@ export interface HttpRequest {
   readonly body: Uint8Array
   /** DER certificates the client presented in the TLS handshake, leaf first (X.509 devices, §6). */
   readonly clientCertificates?: readonly Uint8Array[]
+  /** Settles when the caller goes away before it is answered (long calls such as direct methods stop then). */
+  readonly abandoned?: Promise<void>
 }
 
 /** One response. `body` is JSON text, or '' for none. */
@@ -28,6 +30,8 @@ export interface HttpResponse {
 export interface HttpLimits {
   /** Request body limit: the DPS maximum message size, 96 KB (docs/protocol.md §9). */
   readonly maxBodyBytes: number
+  /** Body limit of a direct method call (`POST /twins/{id}/methods`): a 128 KB payload and room for the JSON around it. */
+  readonly maxMethodBodyBytes: number
   /** Request-target limit in characters. */
   readonly maxTargetLength: number
   /** Path segments and query parameters a request may have. */
@@ -37,6 +41,7 @@ export interface HttpLimits {
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = Object.freeze({
   maxBodyBytes: 96 * 1024,
+  maxMethodBodyBytes: 192 * 1024,
   maxTargetLength: 8192,
   maxPathSegments: 16,
   maxQueryParameters: 32,

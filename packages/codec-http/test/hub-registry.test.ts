@@ -22,6 +22,7 @@ function handlerWith(hub: Partial<HubRegistryApi>) {
     getTwin: async () => ({ deviceId: 'd1', etag: 't1' }) as never,
     updateTwin: async () => ({ deviceId: 'd1', etag: 't2' }) as never,
     readTelemetry: async (_h, deviceId, options) => ({ deviceId, messages: [], dropped: 0, lastSequenceNumber: options.after }),
+    invokeMethod: async (_h, _id, call) => ({ status: 200, payload: call.payload }),
     ...hub,
   }
   return createDpsHttpHandler({ device: {} as DeviceApi, service: {} as ServiceApi, hub: api, clock: { now: () => 0 }, trackingId: () => 'trk' })
@@ -31,6 +32,30 @@ const req = (method: string, target: string, body = '', headers: Record<string, 
   target,
   headers: { 'content-type': 'application/json', ...headers },
   body: new TextEncoder().encode(body),
+})
+
+describe('direct method routes', () => {
+  it('takes a method body past the DPS body limit on /twins/{id}/methods only, and answers the device status and payload', async () => {
+    const handler = handlerWith({})
+    const payload = 'p'.repeat(120 * 1024)
+    const body = JSON.stringify({ methodName: 'upload', payload })
+    const res = await handler(req('POST', '/twins/d1/methods?api-version=2021-04-12', body))
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.body)).toEqual({ status: 200, payload })
+    expect((await handler(req('PUT', '/devices/d1', body))).status).toBe(413)
+    expect((await handler(req('GET', '/twins/d1/methods'))).status).toBe(405)
+  })
+
+  it('answers 404103 and 504101 in IoT Hub newer envelope, the JSON error inside Message', async () => {
+    for (const [code, status, errorCode, symbol] of [['DEVICE_NOT_ONLINE', 404, 404103, 'DeviceNotOnline'], ['GATEWAY_TIMEOUT', 504, 504101, 'GatewayTimeout']] as const) {
+      const handler = handlerWith({ invokeMethod: () => Promise.reject(new ProvisioError(code, 'test')) })
+      const res = await handler(req('POST', '/twins/d1/methods', '{"methodName":"m"}'))
+      expect(res.status).toBe(status)
+      expect(res.headers['iothub-errorcode']).toBe(symbol)
+      const outer = JSON.parse(res.body) as { Message: string; ExceptionMessage: string }
+      expect(JSON.parse(outer.Message)).toMatchObject({ errorCode, trackingId: 'trk', info: {} })
+    }
+  })
 })
 
 describe('hub registry routes', () => {

@@ -10,7 +10,9 @@
  * kept session sent again (DUP), then the ones queued for it → SUBSCRIBE (any valid filter that
  * matches a topic the hub sends the device, as MQTT matches filters, granted at QoS ≤ 1; others
  * 0x80) → PUBLISH telemetry (stored, PUBACK), twin GET (`200` with desired and reported),
- * reported PATCH (`204` with the new `$version`); method responses are accepted and ignored.
+ * reported PATCH (`204` with the new `$version`), direct method responses (`$iothub/methods/res/{status}/?$rid=`,
+ * handed on in a `methodResponse` event; the adapter delivers method requests with
+ * {@link HubMqttSession.deliver} on the topic of protocol's `formatMethodRequestTopic`).
  *
  * What the hub sends (twin responses, desired pushes) goes out at the highest QoS of the matching
  * subscriptions; QoS 1 messages stay in the session until PUBACK, at most `maxUnacknowledged` in
@@ -35,6 +37,8 @@ import {
   type HubQueuedMessage,
   type HubSessionOpened,
   type HubSessionStore,
+  type HubSubscriptionKind,
+  MAX_METHOD_PAYLOAD_BYTES,
 } from '@provisio/protocol'
 import { MqttDialectSession, connackCodeOf, type MqttCloseReason, type MqttConnectionState, type MqttDialectPacket } from './connection.js'
 import { DEFAULT_MQTT_LIMITS, type MqttLimits } from './session.js'
@@ -76,6 +80,11 @@ export type HubMqttEvent =
   | { readonly type: 'refused'; readonly returnCode: MqttConnackPacket['returnCode']; readonly reason: string; readonly hostName?: string; readonly deviceId?: string }
   | { readonly type: 'twin'; readonly operation: 'get' | 'reportedPatch'; readonly rid: string; readonly status: number; readonly error?: ProvisioError; readonly delivered: boolean }
   | { readonly type: 'telemetry'; readonly bytes: number }
+  /** A SUBSCRIBE granted filters of these topic families (`methods`: direct method calls may be delivered now). */
+  | { readonly type: 'subscribed'; readonly kinds: readonly HubSubscriptionKind[] }
+  /** The device answered a direct method call; `payload` is the PUBLISH body (JSON text, or empty). */
+  | { readonly type: 'methodResponse'; readonly rid: string; readonly status: number; readonly payload: Uint8Array }
+  | { readonly type: 'methodResponseRefused'; readonly rid: string; readonly reason: string }
   | { readonly type: 'telemetryRefused'; readonly reason: string }
 
 export interface HubMqttSessionOptions {
@@ -278,13 +287,17 @@ export class HubMqttSession extends MqttDialectSession {
   protected override onPacket(packet: MqttDialectPacket): void {
     switch (packet.cmd) {
       case 'subscribe': {
+        const kinds = new Set<HubSubscriptionKind>()
         const granted = packet.subscriptions.map((s) => {
-          if (hubSubscriptionKinds(s.topic, this.#clientId!).length === 0) return 0x80
+          const matched = hubSubscriptionKinds(s.topic, this.#clientId!)
+          if (matched.length === 0) return 0x80
+          for (const kind of matched) kinds.add(kind)
           const qos = s.qos === 0 ? 0 : 1
           this.#session.subscriptions.set(s.topic, qos)
           return qos
         })
         this.connection.send({ cmd: 'suback', messageId: packet.messageId, granted })
+        if (kinds.size > 0) this.#options.onEvent?.({ type: 'subscribed', kinds: [...kinds] })
         return
       }
       case 'unsubscribe':
@@ -303,7 +316,13 @@ export class HubMqttSession extends MqttDialectSession {
     if (!('error' in topic) && topic.kind === 'telemetry') return this.#telemetry(packet, topic.deviceId, topic.properties, topic.systemProperties)
     if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
     if ('error' in topic) return this.#answerError('reportedPatch', topic.rid!, new ProvisioError('BAD_REQUEST', topic.error, { deviceMessage: topic.error }))
-    if (topic.kind === 'methodResponse') return
+    if (topic.kind === 'methodResponse') {
+      if (packet.payload.length > MAX_METHOD_PAYLOAD_BYTES) {
+        const reason = `method response of ${packet.payload.length} bytes exceeds IoT Hub's limit of ${MAX_METHOD_PAYLOAD_BYTES} bytes; the call is left to time out`
+        return this.#options.onEvent?.({ type: 'methodResponseRefused', rid: topic.rid, reason })
+      }
+      return this.#options.onEvent?.({ type: 'methodResponse', rid: topic.rid, status: topic.status, payload: packet.payload })
+    }
     if (this.#inFlight >= this.#limits.maxInFlight) {
       const error = new ProvisioError('THROTTLED', `more than ${this.#limits.maxInFlight} twin requests in flight on one MQTT connection`, { retryAfterSeconds: 1 })
       return this.#answerError(topic.kind === 'twinGet' ? 'get' : 'reportedPatch', topic.rid, error)

@@ -2,7 +2,7 @@
 // goes on the wire for each client packet, in which order, and why a connection ends.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ProvisioError, newHubSessionState, type HubMqttSessionState, type HubSessionStore } from '@provisio/protocol'
+import { ProvisioError, formatMethodRequestTopic, newHubSessionState, type HubMqttSessionState, type HubSessionStore } from '@provisio/protocol'
 import {
   MqttRouter,
   createHubMqttSession,
@@ -202,6 +202,24 @@ describe('subscriptions', () => {
     h.send({ cmd: 'unsubscribe', messageId: 4, unsubscriptions: ['$iothub/twin/PATCH/properties/desired/#'] })
     expect(h.out.at(-1)).toEqual({ cmd: 'unsuback', messageId: 4 })
     expect(h.session.pushDesired({ a: 1, $version: 3 }, 3)).toBe(false)
+  })
+})
+
+describe('direct methods', () => {
+  it('reports a methods subscription, delivers a method request and hands the answer on (oversized answers dropped with a reason)', async () => {
+    const h = harness()
+    await h.connect()
+    expect(h.session.deliver({ topic: formatMethodRequestTopic('reboot', 'r1'), payload: '{}' })).toBe(false)
+    await h.subscribe('$iothub/methods/POST/#')
+    expect(h.events).toContainEqual({ type: 'subscribed', kinds: ['methods'] })
+    expect(h.session.deliver({ topic: formatMethodRequestTopic('reboot', 'r1'), payload: '{"at":1}' })).toBe(true)
+    expect(h.out.at(-1)).toMatchObject({ cmd: 'publish', topic: '$iothub/methods/POST/reboot/?$rid=r1', qos: 0 })
+    await h.publish('$iothub/methods/res/201/?$rid=r1', '{"ok":true}')
+    const answer = h.events.find((e) => e.type === 'methodResponse') as Extract<HubMqttEvent, { type: 'methodResponse' }>
+    expect({ rid: answer.rid, status: answer.status, payload: new TextDecoder().decode(answer.payload) }).toEqual({ rid: 'r1', status: 201, payload: '{"ok":true}' })
+    await h.publish('$iothub/methods/res/200/?$rid=r2', JSON.stringify('x'.repeat(128 * 1024)))
+    expect(h.events.at(-1)).toMatchObject({ type: 'methodResponseRefused', rid: 'r2' })
+    expect(h.closes).toEqual([])
   })
 })
 

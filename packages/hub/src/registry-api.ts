@@ -8,6 +8,7 @@ import { ProvisioError, grants, parseSasToken, rightMissing, verifySasToken, wra
 import type { BulkDeviceOutcome, DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
 import type { HubDirectory } from './directory.js'
 import type { EmbeddedHub } from './hub.js'
+import type { DirectMethods } from './methods.js'
 import type { TelemetryBuffer } from './telemetry.js'
 
 /** A hub shared access policy (`iothubowner`, …): its name, keys and rights. */
@@ -23,6 +24,8 @@ export function createHubRegistryApi(
   policiesOf: (hubHostName: string) => readonly HubAccessPolicy[],
   clock: { now(): number },
   telemetryOf: (hubHostName: string) => TelemetryBuffer | undefined = () => undefined,
+  /** Direct method calls in flight; without it, method calls are answered SERVICE_UNAVAILABLE. */
+  methods?: DirectMethods,
 ): HubRegistryApi {
   const hubNamed = (name: string): EmbeddedHub => hubs.get(name)
   const missing = (hub: EmbeddedHub, deviceId: string) =>
@@ -95,6 +98,13 @@ export function createHubRegistryApi(
       if (device === undefined) throw missing(h, deviceId)
       const page = telemetryOf(h.hostName)?.read(device.deviceId, options)
       return page ?? { deviceId: device.deviceId, messages: [], dropped: 0, lastSequenceNumber: 0 }
+    },
+    async invokeMethod(hub, deviceId, call, abandoned) {
+      const h = hubNamed(hub)
+      const device = await h.getDevice(deviceId)
+      if (device === undefined) throw missing(h, deviceId)
+      if (methods === undefined) throw new ProvisioError('SERVICE_UNAVAILABLE', `direct methods are not served by this server (hub ${h.hostName})`)
+      return methods.invoke(h.hostName, device.deviceId, call, abandoned)
     },
     updateTwin: (hub, deviceId, patch, options) =>
       hubNamed(hub).updateTwin(deviceId, patch, { replace: options.replace, ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }) }),

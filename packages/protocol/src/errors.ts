@@ -51,6 +51,7 @@
  * | OPERATION_NOT_FOUND | 404202 | 404 | amqp:not-found | no | Operation not found. | operationId unknown or of another device |
  * | ENROLLMENT_RECORD_NOT_FOUND | 404203 | 404 | amqp:not-found | no | Enrollment not found. | service API: individual enrollment absent |
  * | ENROLLMENT_GROUP_NOT_FOUND | 404204 | 404 | amqp:not-found | no | Enrollment group not found. | service API: group absent |
+ * | DEVICE_NOT_ONLINE | 404103 | 404 | amqp:not-found | no | Timed out waiting for device to connect. | direct method: the device was not connected and subscribed to methods within connectTimeoutInSeconds (IoT Hub's code) |
  * | METHOD_NOT_ALLOWED | 405001 | 405 | amqp:not-allowed | no | Method not allowed. | HTTP verb not served on the route |
  * | CONFLICT | 409001 | 409 | amqp:not-allowed | no | Conflict. | resource already exists / state conflict |
  * | CONCURRENT_REGISTRATION | 409203 | 409 | com.microsoft:precondition-failed | no | Precondition failed. | same device registering twice at once (C e2e) |
@@ -64,6 +65,7 @@
  * | SERVICE_THROTTLED | 429003 | 429 | com.microsoft:device-container-throttled | yes | Too many requests. | service API operations rate (§9) |
  * | INTERNAL_ERROR | 500001 | 500 | amqp:internal-error | yes | Internal server error. | unexpected failure (bug, store error) |
  * | SERVICE_UNAVAILABLE | 503001 | 503 | amqp:internal-error | yes | Service unavailable. | overloaded, shutting down, dependency down |
+ * | GATEWAY_TIMEOUT | 504101 | 504 | amqp:internal-error | yes | Timed out waiting for the response from device. | direct method: the device did not answer within responseTimeoutInSeconds (IoT Hub's code) |
  *
  * Adding a code is a one-line change in {@link ERROR_CATALOG} (plus its row in this table).
  *
@@ -154,6 +156,7 @@ export const ERROR_CATALOG = /* @__PURE__ */ Object.freeze({
   OPERATION_NOT_FOUND: row(404202, NOT_FOUND, 'Operation not found.'),
   ENROLLMENT_RECORD_NOT_FOUND: row(404203, NOT_FOUND, 'Enrollment not found.'),
   ENROLLMENT_GROUP_NOT_FOUND: row(404204, NOT_FOUND, 'Enrollment group not found.'),
+  DEVICE_NOT_ONLINE: row(404103, NOT_FOUND, 'Timed out waiting for device to connect.'),
   // 405, 409, 412, 413, 415
   METHOD_NOT_ALLOWED: row(405001, 'amqp:not-allowed', 'Method not allowed.'),
   CONFLICT: row(409001, 'amqp:not-allowed', 'Conflict.'),
@@ -170,6 +173,7 @@ export const ERROR_CATALOG = /* @__PURE__ */ Object.freeze({
   // 5xx: transient.
   INTERNAL_ERROR: row(500001, INTERNAL, 'Internal server error.'),
   SERVICE_UNAVAILABLE: row(503001, INTERNAL, 'Service unavailable.'),
+  GATEWAY_TIMEOUT: row(504101, INTERNAL, 'Timed out waiting for the response from device.'),
 })
 
 /** Every stable error code of the service. */

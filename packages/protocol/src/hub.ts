@@ -6,6 +6,7 @@
  */
 import { ProvisioError } from './errors.js'
 import type { InitialTwin } from './models/index.js'
+import type { DirectMethodCall, DirectMethodResult } from './direct-method.js'
 
 // ---------------------------------------------------------------------------------------------
 // Registry shapes
@@ -286,6 +287,12 @@ export interface HubRegistryApi {
   updateTwin(hub: string, deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace: boolean }): Promise<DeviceTwin>
   /** Telemetry the device sent, after sequence number `after` (0: from the oldest kept), at most `limit`. */
   readTelemetry(hub: string, deviceId: string, options: { after: number; limit: number }): Promise<HubTelemetryPage>
+  /**
+   * Invokes a direct method on a device and answers with the device's status and payload
+   * (DEVICE_NOT_ONLINE, GATEWAY_TIMEOUT, NOT_FOUND otherwise). The call is dropped when
+   * `abandoned` settles first (the caller went away).
+   */
+  invokeMethod(hub: string, deviceId: string, call: DirectMethodCall, abandoned?: Promise<void>): Promise<DirectMethodResult>
 }
 
 // ---------------------------------------------------------------------------------------------

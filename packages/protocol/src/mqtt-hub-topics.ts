@@ -11,6 +11,7 @@
  * | reported patch | `$iothub/twin/PATCH/properties/reported/?$rid={rid}[&$version={v}]` |
  * | twin response | `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]` |
  * | desired push | `$iothub/twin/PATCH/properties/desired/?$version={v}` |
+ * | method request | `$iothub/methods/POST/{methodName}/?$rid={rid}` |
  * | method response | `$iothub/methods/res/{status}/?$rid={rid}` |
  * | subscriptions | `$iothub/twin/res/#`, `$iothub/twin/PATCH/properties/desired/#`, `$iothub/methods/POST/#`, `devices/{deviceId}/messages/devicebound/#` (Embedded C: `devices/+/messages/devicebound/#`); any filter is matched as MQTT defines it |
  */
@@ -184,6 +185,11 @@ export function hubSubscriptionKinds(filter: string, deviceId: string): HubSubsc
 /** `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]` — `$rid` first, as every SDK parses it. */
 export function formatTwinResponseTopic(status: number, rid: string, version?: number): string {
   return `$iothub/twin/res/${status}/?$rid=${rid}${version === undefined ? '' : `&$version=${version}`}`
+}
+
+/** `$iothub/methods/POST/{methodName}/?$rid={rid}`: a direct method call to a device. */
+export function formatMethodRequestTopic(methodName: string, rid: string): string {
+  return `$iothub/methods/POST/${methodName}/?$rid=${rid}`
 }
 
 /** `$iothub/twin/PATCH/properties/desired/?$version={v}` */

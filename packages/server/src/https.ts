@@ -204,6 +204,8 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
     headers: req.headers,
     body,
     clientCertificates: clientChain(req.socket as TLSSocket),
+    // The caller closed its connection before the answer was written (a direct method call stops).
+    abandoned: new Promise<void>((resolve) => res.on('close', () => !res.writableFinished && resolve())),
   }
   write(res, await options.handler(request))
 }

@@ -9,8 +9,11 @@
  * primary for `--workers`, none for a lone instance. Messages are JSON with a version and the
  * sender's origin (its own come back and are skipped, having been dispatched already), checked
  * field by field on receipt: a malformed one is reported and dropped.
+ *
+ * Direct method calls travel the same channel (`kind: 'method'`, @provisio/hub methods.ts): the
+ * request to every process, then `dispatched`, `response` or `gone` back to the caller's process.
  */
-import type { DesiredChange, EmbeddedHub, IdentityRevoked } from '@provisio/hub'
+import type { DesiredChange, EmbeddedHub, IdentityRevoked, MethodRelayMessage } from '@provisio/hub'
 
 /** How messages travel between instances. */
 export interface HubEventChannel {
@@ -18,12 +21,16 @@ export interface HubEventChannel {
   publish(message: string): Promise<void>
 }
 
-/** Messages larger than this are not sent (IoT Hub caps a twin's desired properties at 32 KiB). */
-export const MAX_HUB_EVENT_BYTES = 256 * 1024
+/**
+ * Messages larger than this are not sent (IoT Hub caps a twin's desired properties at 32 KiB and a
+ * method payload at 128 KiB, which JSON escaping inside the message may double).
+ */
+export const MAX_HUB_EVENT_BYTES = 512 * 1024
 
 type Wire =
   | { readonly v: 1; readonly origin: string; readonly kind: 'desired'; readonly change: DesiredChange }
   | { readonly v: 1; readonly origin: string; readonly kind: 'revoked'; readonly event: IdentityRevoked }
+  | { readonly v: 1; readonly origin: string; readonly kind: 'method'; readonly method: MethodRelayMessage }
 
 export interface HubEventRelayOptions {
   /** This instance's id (unique per process). */
@@ -39,6 +46,7 @@ export class HubEventRelay {
   readonly #onError: (message: string) => void
   readonly #desired = new Set<(change: DesiredChange) => void>()
   readonly #revoked = new Set<(event: IdentityRevoked) => void>()
+  readonly #methods = new Set<(message: MethodRelayMessage) => void>()
   readonly #hostNames: Set<string>
   #channel: HubEventChannel | undefined
 
@@ -76,12 +84,29 @@ export class HubEventRelay {
     return () => void this.#revoked.delete(listener)
   }
 
+  /** Whether messages go to other processes (a channel is connected). */
+  get relaying(): boolean {
+    return this.#channel !== undefined
+  }
+
+  /** Sends a direct method message to the other processes. */
+  publishMethod(method: MethodRelayMessage): void {
+    this.#send({ v: 1, origin: this.#origin, kind: 'method', method })
+  }
+
+  /** Subscribes to direct method messages of other processes. */
+  onMethodMessage(listener: (message: MethodRelayMessage) => void): () => void {
+    this.#methods.add(listener)
+    return () => void this.#methods.delete(listener)
+  }
+
   /** A message from the channel. Never throws. */
   receive(message: string): void {
     const wire = parse(message)
     if (typeof wire === 'string') return this.#onError(`hub event dropped: ${wire}`)
     if (wire.origin === this.#origin) return
-    if (wire.kind === 'desired') {
+    if (wire.kind === 'method') notifyAll(this.#methods, wire.method)
+    else if (wire.kind === 'desired') {
       if (this.#hostNames.has(wire.change.hostName.toLowerCase())) notifyAll(this.#desired, wire.change)
     } else if (this.#hostNames.has(wire.event.hostName.toLowerCase())) notifyAll(this.#revoked, wire.event)
   }
@@ -110,6 +135,7 @@ function notifyAll<T>(listeners: ReadonlySet<(value: T) => void>, value: T): voi
 }
 
 function describe(wire: Wire): string {
+  if (wire.kind === 'method') return `direct method ${wire.method.kind} ${wire.method.rid}`
   return wire.kind === 'desired' ? `${wire.change.hostName}/${wire.change.deviceId} (desired $version ${wire.change.version})` : `${wire.event.hostName}/${wire.event.deviceId} (${wire.event.why})`
 }
 
@@ -137,5 +163,45 @@ function parse(message: string): Wire | string {
     if (!isObject(e) || !isName(e.hostName) || !isName(e.deviceId) || (e.why !== 'disabled' && e.why !== 'deleted')) return 'revocation without hostName, deviceId and why (disabled or deleted)'
     return { v: 1, origin: value.origin, kind: 'revoked', event: { hostName: e.hostName, deviceId: e.deviceId, why: e.why } }
   }
+  if (value.kind === 'method') {
+    const method = parseMethod(value.method)
+    return typeof method === 'string' ? method : { v: 1, origin: value.origin, kind: 'method', method }
+  }
   return `unknown kind ${JSON.stringify(value.kind)}`
+}
+
+const isTimeout = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= 3_600_000
+
+/** A direct method message, checked field by field; or why it is not one. */
+function parseMethod(m: unknown): MethodRelayMessage | string {
+  if (!isObject(m) || !isName(m.rid)) return 'direct method message without rid'
+  const rid = m.rid
+  switch (m.kind) {
+    case 'request':
+      if (!isName(m.origin) || !isName(m.hostName) || !isName(m.deviceId) || !isName(m.methodName) || typeof m.payload !== 'string' || !isTimeout(m.connectTimeoutMs) || !isTimeout(m.responseTimeoutMs)) {
+        return 'direct method request without origin, hostName, deviceId, methodName, payload text and timeouts'
+      }
+      return {
+        kind: 'request',
+        origin: m.origin,
+        rid,
+        hostName: m.hostName,
+        deviceId: m.deviceId,
+        methodName: m.methodName,
+        payload: m.payload,
+        connectTimeoutMs: m.connectTimeoutMs,
+        responseTimeoutMs: m.responseTimeoutMs,
+      }
+    case 'response':
+      if (!isName(m.to) || !Number.isSafeInteger(m.status) || typeof m.payload !== 'string') return 'direct method response without to, integer status and payload text'
+      return { kind: 'response', to: m.to, rid, status: m.status as number, payload: m.payload }
+    case 'dispatched':
+    case 'gone':
+      if (!isName(m.to)) return `direct method ${m.kind} without to`
+      return { kind: m.kind, to: m.to, rid }
+    case 'cancel':
+      return { kind: 'cancel', rid }
+    default:
+      return `unknown direct method message kind ${JSON.stringify(String(m.kind).slice(0, 20))}`
+  }
 }

@@ -118,6 +118,11 @@ export class Metrics {
   readonly hubConnections = this.#counter('provisio_hub_connections_total', 'Device CONNECTs at the embedded hubs, by outcome (accepted, or the CONNACK code).', ['transport', 'result'])
   readonly hubTelemetry = this.#counter('provisio_hub_telemetry_messages_total', 'Device-to-cloud messages the embedded hubs stored.', ['transport'])
   readonly hubTwin = this.#counter('provisio_hub_twin_requests_total', 'Device twin requests at the embedded hubs, by operation and status.', ['transport', 'operation', 'status'])
+  readonly hubMethods = this.#counter(
+    'provisio_hub_method_calls_total',
+    'Direct method calls by hub and outcome: invoked, answered, not_online, timed_out, disconnected, cancelled, stopped (calls of callers on this process).',
+    ['hub', 'outcome'],
+  )
   readonly hubDesiredPushes = this.#counter('provisio_hub_desired_pushes_total', 'Desired-property changes pushed to devices connected to the embedded hubs, by result.', ['result'])
   readonly hubConnected = this.#gauge('provisio_hub_connected_devices', 'Devices connected to the embedded hubs now.', ['transport'])
   readonly connections = this.#gauge('provisio_open_connections', 'Connections open now, by listener (TCP accepts before TLS; WebSocket sessions by transport).', ['listener'])

@@ -26,8 +26,8 @@ import {
   type MqttCloseReason,
   type MqttLimits,
 } from '@provisio/codec-mqtt'
-import { ClientTable, dpsClientKey, hubClientKey, sniChecked, type DesiredChange, type IdentityRevoked, type MemoryHubSessions } from '@provisio/hub'
-import { desiredPushMessage, type DeviceApi } from '@provisio/protocol'
+import { ClientTable, dpsClientKey, hubClientKey, sniChecked, type DesiredChange, type DirectMethods, type IdentityRevoked, type MemoryHubSessions } from '@provisio/hub'
+import { desiredPushMessage, type DeviceApi, type HubQueuedMessage } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
@@ -52,6 +52,8 @@ export interface MqttHubOptions {
   readonly limits?: Partial<HubMqttLimits>
   /** Hub MQTT sessions kept between connections (clean session 0); without it every connection starts empty. */
   readonly sessions?: MemoryHubSessions
+  /** Direct method calls in flight: told when a device subscribes, answers or disconnects. */
+  readonly methods?: () => DirectMethods
 }
 
 export interface MqttTransportOptions {
@@ -80,6 +82,11 @@ export interface MqttTransport {
   readonly websocket: WebSocketHandler
   /** Open sessions (both transports). */
   readonly connections: number
+  /**
+   * Sends a message to a hub device's connection in this process when one of its subscriptions
+   * matches; returns that connection, or undefined (no connection here, or not subscribed).
+   */
+  deliverToHubDevice(hostName: string, deviceId: string, message: HubQueuedMessage): object | undefined
   /**
    * Stops accepting, waits up to `graceMs` for requests in flight to be answered, then closes
    * every connection; resolves when they are gone.
@@ -168,12 +175,24 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     }
   }
 
-  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, closed: Promise<void>, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
+  const onHubEvent = (transport: 'mqtts' | 'mqtt-ws', remote: string | undefined, closed: Promise<void>, session: () => HubMqttSession, connected: (hostName: string, deviceId: string) => void) => (event: HubMqttEvent) => {
     hub?.onEvent?.(transport, event, closed)
+    const methods = hub?.methods?.()
     switch (event.type) {
       case 'connected':
         connected(event.hostName, event.deviceId)
         log.debug('hub device connected', { transport, remote, hub: event.hostName, deviceId: event.deviceId, apiVersion: event.apiVersion, clientType: event.clientType, clean: event.clean })
+        // A kept session may already hold a methods subscription.
+        methods?.deviceReady(event.hostName, event.deviceId)
+        return
+      case 'subscribed':
+        if (event.kinds.includes('methods')) methods?.deviceReady(session().hostName!, session().deviceId!)
+        return
+      case 'methodResponse':
+        methods?.respond(session().hostName!, session().deviceId!, event.rid, event.status, event.payload)
+        return
+      case 'methodResponseRefused':
+        log.warn('hub method response dropped', { transport, remote, hub: session().hostName, deviceId: session().deviceId, rid: event.rid, reason: event.reason })
         return
       case 'refused':
         log.info('hub connect refused', { transport, remote, returnCode: event.returnCode, hub: event.hostName, deviceId: event.deviceId, reason: event.reason })
@@ -233,7 +252,17 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
             ...(hub.sessions === undefined ? {} : { sessions: hub.sessions }),
             write: c.write,
             close,
-            onEvent: onHubEvent(c.transport, c.remote, c.closed, (hostName, deviceId) => byClient.claim(hubClientKey(hostName, deviceId), session, c.closed)),
+            onEvent: onHubEvent(
+              c.transport,
+              c.remote,
+              c.closed,
+              () => session,
+              (hostName, deviceId) => {
+                byClient.claim(hubClientKey(hostName, deviceId), session, c.closed)
+                // Method calls delivered on this connection end with it (404103 to their callers).
+                void c.closed.then(() => hub.methods?.().deviceGone(hostName, deviceId, session))
+              },
+            ),
           })
           return session
         }
@@ -330,6 +359,10 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
     websocket,
     get connections() {
       return live.size
+    },
+    deliverToHubDevice(hostName, deviceId, message) {
+      const session = byClient.get(hubClientKey(hostName, deviceId)) as HubMqttSession | undefined
+      return session !== undefined && session.deliver(message) ? session : undefined
     },
     async close(graceMs: number) {
       offDesired?.()

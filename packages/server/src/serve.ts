@@ -18,6 +18,8 @@ import {
   EmbeddedHub,
   HubDirectory,
   MemoryHubSessions,
+  DirectMethods,
+  type MethodRelayMessage,
   MemoryHubStore,
   createHubDevices,
   createHubRegistryApi,
@@ -264,7 +266,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // Desired changes and revocations reach device connections in every process (hub-events.ts):
   // instances on one PostgreSQL database tell each other over LISTEN/NOTIFY, the workers of one
   // instance on SQLite through the cluster primary.
-  const hubEvents = new HubEventRelay({ origin: `${hostname()}:${process.pid}:${randomUUID()}`, hubs: hubs.values(), onError: (message) => log.warn(message) })
+  const origin = `${hostname()}:${process.pid}:${randomUUID()}`
+  const hubEvents = new HubEventRelay({ origin, hubs: hubs.values(), onError: (message) => log.warn(message) })
   let hubChannel: NoticeChannel | undefined
   let offRelay: (() => void) | undefined
   if (postgres !== undefined) {
@@ -388,7 +391,29 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // The hubs' device side (MQTT): authentication (device keys, certificates, policies granting
   // DeviceConnect), twin, telemetry kept in memory per instance.
   const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope), policiesOf: hubPoliciesOf })
-  const hubRegistry = loggingRefusals(createHubRegistryApi(hubs, hubPoliciesOf, clock, hubDevices.telemetry), 'authorizeHub', log)
+  // Direct method calls (@provisio/hub methods.ts): delivered to the device's connection here, or
+  // through the hub event relay to the process that holds it.
+  const directMethods = new DirectMethods({
+    timers: { set: (ms, fire) => setTimeout(fire, ms).unref(), clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout> | undefined) },
+    random,
+    origin,
+    deliver: (hostName, deviceId, message) => mqtt.deliverToHubDevice(hostName, deviceId, message),
+    ...(hubEvents.relaying ? { publish: (message: MethodRelayMessage) => hubEvents.publishMethod(message) } : {}),
+    onEvent: (event) => {
+      if (event.type === 'invoked') {
+        metrics.hubMethods.inc([event.hostName, 'invoked'])
+        log.debug('hub method invoked', { hub: event.hostName, deviceId: event.deviceId, method: event.methodName, rid: event.rid })
+      } else if (event.type === 'answered') {
+        metrics.hubMethods.inc([event.hostName, 'answered'])
+        log.info('hub method answered', { hub: event.hostName, deviceId: event.deviceId, method: event.methodName, rid: event.rid, status: event.status })
+      } else if (event.type === 'failed') {
+        metrics.hubMethods.inc([event.hostName, event.outcome])
+        log.info('hub method failed', { hub: event.hostName, deviceId: event.deviceId, method: event.methodName, rid: event.rid, outcome: event.outcome, reason: event.reason })
+      } else log.debug('hub method response matches no call in flight', { hub: event.hostName, deviceId: event.deviceId, rid: event.rid })
+    },
+  })
+  const offMethodRelay = hubEvents.onMethodMessage((message) => directMethods.receive(message))
+  const hubRegistry = loggingRefusals(createHubRegistryApi(hubs, hubPoliciesOf, clock, hubDevices.telemetry, directMethods), 'authorizeHub', log)
   const service = loggingRefusals(engine, 'authorizeService', log, () => stateFile.current())
   // Development reasons (dev-reasons.ts): refusals tell the device why; off when the server is exposed.
   const deviceApi = config.devReasons === true ? withDevReasons(engine) : engine
@@ -412,7 +437,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     emulator,
     origins,
     log,
-    maxBodyBytes: DEFAULT_HTTP_LIMITS.maxBodyBytes,
+    // Direct method calls carry up to 128 KB of payload; the codec holds other routes to the DPS limit.
+    maxBodyBytes: Math.max(DEFAULT_HTTP_LIMITS.maxBodyBytes, DEFAULT_HTTP_LIMITS.maxMethodBodyBytes),
     trackingId: randomUUID,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     headersTimeoutMs: config.connectTimeoutMs,
@@ -463,6 +489,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
         else if (event.type === 'twin') metrics.hubTwin.inc([transport, event.operation, String(event.status)])
       },
       onIdentityRevoked: (listener) => hubEvents.onIdentityRevoked(listener),
+      methods: () => directMethods,
       onDesiredPushed: (delivered) => metrics.hubDesiredPushes.inc([delivered ? 'sent' : 'not_sent']),
     },
     handshakeTimeoutMs: config.handshakeTimeoutMs,
@@ -526,6 +553,9 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       if (closed) return
       closed = true
       draining = true
+      // Method calls waiting for devices are answered now (503) rather than holding the HTTPS close.
+      offMethodRelay()
+      directMethods.stop()
       let forced = 0
       const force = setTimeout(() => {
         https.closeAllConnections()

@@ -2,7 +2,7 @@
 // local events reach local listeners at once and go out on the channel; the other instance's
 // listeners hear them; an instance skips its own echo; malformed messages are reported and dropped.
 import { describe, expect, it } from 'vitest'
-import { EmbeddedHub, MemoryHubStore, type DesiredChange, type IdentityRevoked } from '@provisio/hub'
+import { EmbeddedHub, MemoryHubStore, type DesiredChange, type IdentityRevoked, type MethodRelayMessage } from '@provisio/hub'
 import { HubEventRelay, MAX_HUB_EVENT_BYTES, type HubEventChannel } from '../src/hub-events.js'
 
 const HUB = 'hub.example'
@@ -76,6 +76,26 @@ describe('HubEventRelay', () => {
     one.relay.receive(JSON.stringify({ v: 1, origin: 'x', kind: 'revoked', event: { hostName: 'other-hub.example', deviceId: 'd', why: 'deleted' } }))
     one.relay.receive(JSON.stringify({ v: 1, origin: 'x', kind: 'revoked', event: { hostName: 'HUB.example', deviceId: 'd', why: 'disabled' } }))
     expect(one.revoked).toEqual([{ hostName: 'HUB.example', deviceId: 'd', why: 'disabled' }])
+  })
+
+  it('carries direct method messages to the other instance, checked field by field', () => {
+    const store = new MemoryHubStore()
+    const b = bus()
+    const one = instance('one', store, b)
+    const two = instance('two', store, b)
+    const heard: MethodRelayMessage[] = []
+    two.relay.onMethodMessage((m) => heard.push(m))
+    one.relay.onMethodMessage((m) => heard.push(m))
+    const request: MethodRelayMessage = { kind: 'request', origin: 'one', rid: 'r1', hostName: HUB, deviceId: 'd1', methodName: 'reboot', payload: '{"a":1}', connectTimeoutMs: 0, responseTimeoutMs: 30_000 }
+    one.relay.publishMethod(request)
+    two.relay.publishMethod({ kind: 'response', to: 'one', rid: 'r1', status: 200, payload: 'null' })
+    expect(heard).toEqual([request, { kind: 'response', to: 'one', rid: 'r1', status: 200, payload: 'null' }])
+    for (const method of [{ kind: 'request', rid: 'r2', origin: 'one' }, { kind: 'response', rid: 'r3', to: 'one', status: 'ok', payload: '' }, { kind: 'dispatched', rid: 'r4' }, { kind: 'shout', rid: 'r5' }, {}]) {
+      two.relay.receive(JSON.stringify({ v: 1, origin: 'one', kind: 'method', method }))
+    }
+    expect(heard).toHaveLength(2)
+    expect(two.errors).toHaveLength(5)
+    expect(two.errors[4]).toContain('direct method message without rid')
   })
 
   it('reports a channel that fails to send, and still dispatches locally', async () => {
