@@ -37,6 +37,19 @@ export type DpsHttpHandler = (request: HttpRequest) => Promise<HttpResponse>
 
 const KNOWN_METHODS = new Set(['GET', 'PUT', 'POST', 'DELETE', 'PATCH'])
 
+/**
+ * The body limit of the route a request target names, for the adapter that reads the body before
+ * the handler runs: a direct method call may carry IoT Hub's 128 KB payload, every other route
+ * (and a target that does not parse, which the handler refuses) the common limit.
+ */
+export function bodyLimitFor(target: string, limits: HttpLimits = DEFAULT_HTTP_LIMITS): number {
+  try {
+    return isMethodRoute(parseTarget(target, limits).segments) ? limits.maxMethodBodyBytes : limits.maxBodyBytes
+  } catch {
+    return limits.maxBodyBytes
+  }
+}
+
 /** Creates the handler. */
 export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.limits }

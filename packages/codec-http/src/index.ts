@@ -3,7 +3,7 @@
  * (method, target, headers, body, client certificates) in, a DeviceApi/ServiceApi call, a
  * response out. The Node adapter in @provisio/server only moves bytes.
  */
-export { createDpsHttpHandler, type DpsHttpOptions, type DpsHttpHandler } from './handler.js'
+export { bodyLimitFor, createDpsHttpHandler, type DpsHttpOptions, type DpsHttpHandler } from './handler.js'
 export {
   DEFAULT_HTTP_LIMITS,
   parseTarget,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ProvisioError } from '@provisio/protocol'
 import type { DeviceApi, HubRegistryApi, ServiceApi } from '@provisio/protocol'
-import { createDpsHttpHandler, type HttpRequest } from '../src/index.js'
+import { bodyLimitFor, createDpsHttpHandler, DEFAULT_HTTP_LIMITS, type HttpRequest } from '../src/index.js'
 
 const device = { deviceId: 'd1', etag: 'e1' }
 function handlerWith(hub: Partial<HubRegistryApi>) {
@@ -32,6 +32,18 @@ const req = (method: string, target: string, body = '', headers: Record<string, 
   target,
   headers: { 'content-type': 'application/json', ...headers },
   body: new TextEncoder().encode(body),
+})
+
+describe('bodyLimitFor', () => {
+  it('gives the direct method routes the larger limit and every other target the common one', () => {
+    expect(bodyLimitFor('/twins/dev-1/methods?api-version=2021-04-12')).toBe(DEFAULT_HTTP_LIMITS.maxMethodBodyBytes)
+    expect(bodyLimitFor('/twins/dev-1/modules/m1/methods')).toBe(DEFAULT_HTTP_LIMITS.maxMethodBodyBytes)
+    expect(DEFAULT_HTTP_LIMITS.maxMethodBodyBytes).toBeGreaterThan(DEFAULT_HTTP_LIMITS.maxBodyBytes)
+    for (const target of ['/0ne0001/registrations/dev-1/register?api-version=2021-06-01', '/twins/dev-1', '/devices/methods', '*', '/%zz/methods', '']) {
+      expect(bodyLimitFor(target)).toBe(DEFAULT_HTTP_LIMITS.maxBodyBytes)
+    }
+    expect(bodyLimitFor('/twins/d/methods', { ...DEFAULT_HTTP_LIMITS, maxMethodBodyBytes: 7 })).toBe(7)
+  })
 })
 
 describe('direct method routes', () => {

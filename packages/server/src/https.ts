@@ -40,7 +40,8 @@ export interface HttpsListenerOptions {
   readonly minTlsVersion?: MinTlsVersion
   readonly handler: DpsHttpHandler
   readonly log: Logger
-  readonly maxBodyBytes: number
+  /** The body limit of a request target (codec-http's bodyLimitFor): read no further, answer 413. */
+  readonly maxBodyBytes: (target: string) => number
   /** Tracking id for answers the adapter gives itself (oversized bodies, unparsable requests). */
   readonly trackingId: () => string
   /** TLS handshake limit from the TCP accept (default 10,000 ms). */
@@ -189,9 +190,10 @@ async function serve(options: HttpsListenerOptions, req: IncomingMessage, res: S
     await options.emulator.serve(req, res, path)
     return
   }
-  const body = await readBody(req, options.maxBodyBytes)
+  const maxBodyBytes = options.maxBodyBytes(req.url ?? '/')
+  const body = await readBody(req, maxBodyBytes)
   if (body === undefined) {
-    const reason = `request body exceeds ${options.maxBodyBytes} bytes`
+    const reason = `request body exceeds ${maxBodyBytes} bytes`
     const tooLarge = new ProvisioError('PAYLOAD_TOO_LARGE', reason, { deviceMessage: reason })
     write(res, errorResponse(tooLarge, options.trackingId(), Date.now(), { connection: 'close' }))
     // Stop reading the rest of an oversized upload.

@@ -10,7 +10,7 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
-import { createDpsHttpHandler } from '@provisio/codec-http'
+import { bodyLimitFor, createDpsHttpHandler } from '@provisio/codec-http'
 import { createEngine, MemoryStore, type Engine, type InstanceConfig, type Store } from '@provisio/engine'
 import { createCaCertificateApi, createX509Verifier, trustedCaCertificates } from '@provisio/engine'
 import { createTpmVerifier } from '@provisio/engine'
@@ -27,7 +27,6 @@ import {
   createRestHubGateway,
   type HubStore,
 } from '@provisio/hub'
-import { DEFAULT_HTTP_LIMITS } from '@provisio/codec-http'
 import { formatSharedAccessKeyConnectionString, ipFilterVerdict, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
@@ -438,7 +437,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     origins,
     log,
     // Direct method calls carry up to 128 KB of payload; the codec holds other routes to the DPS limit.
-    maxBodyBytes: Math.max(DEFAULT_HTTP_LIMITS.maxBodyBytes, DEFAULT_HTTP_LIMITS.maxMethodBodyBytes),
+    maxBodyBytes: (target) => bodyLimitFor(target),
     trackingId: randomUUID,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     headersTimeoutMs: config.connectTimeoutMs,
