@@ -419,6 +419,13 @@ $<HTMLFormElement>('method-form').addEventListener('submit', (event) => {
     })
 })
 
+// A status that is not a whole number is answered as 200 (answerStatus): say so at the input.
+$('method-answer-status').addEventListener('input', (event) => {
+  const input = event.target as HTMLInputElement
+  if (answerStatus(input.value) === Number(input.value.trim()) && input.value.trim() !== '') input.removeAttribute('aria-invalid')
+  else input.setAttribute('aria-invalid', 'true')
+})
+
 filter.addEventListener('change', applyFilter)
 $('credential').addEventListener('change', showCredentialFields)
 showCredentialFields()
