@@ -5,7 +5,8 @@
 // WebSockets, and shows every device assigned with its twin's initial desired properties; a device
 // refused for a wrong key shows the server's reason (--dev-reasons, on for a loopback server);
 // devices that stay connected send telemetry the server keeps and receive a desired change made
-// from the page; the run exports as CSV and JSON with its whole-run summary. The page logs no
+// from the page and answer a direct method invoked from the page (a disconnected device's call shows
+// the hub's 404103); the run exports as CSV and JSON with its whole-run summary. The page logs no
 // console error at all (a Content-Security-Policy refusal included). Screenshots are saved to
 // test/artifacts/ (never committed).
 //
@@ -320,7 +321,7 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     expect(consoleErrors).toEqual([])
   }, 3 * 60_000)
 
-  it(`${LIVE_DEVICES} devices stay connected, send telemetry every second, and one receives a desired change made from the page`, async () => {
+  it(`${LIVE_DEVICES} devices stay connected, send telemetry every second, and one receives a desired change and answers a direct method made from the page (404103 once disconnected)`, async () => {
     await page.goto(`${endpoints.emulator!}?transport=mqtt-ws&credential=group-key&registrationIdPrefix=live-&count=${LIVE_DEVICES}&concurrency=${LIVE_DEVICES}&stayConnected=true&telemetryIntervalSeconds=1`)
     await page.waitForFunction(() => document.body.dataset.ready === 'true')
     expect(await page.getByTestId('stay-connected').isChecked()).toBe(true)
@@ -359,12 +360,37 @@ describe.skipIf(!haveChromium)('the browser device emulator in Chromium', () => 
     expect(kept.length).toBeGreaterThanOrEqual(2)
     expect(kept.slice(0, 2).map((m) => ({ deviceId: m.deviceId, seq: m.seq }))).toEqual([{ deviceId: 'live-1', seq: 1 }, { deviceId: 'live-1', seq: 2 }])
 
+    // A direct method from the same panel: the device echoes the payload with the status set on the page and logs the call.
+    await page.getByTestId('method-answer-status').fill('201')
+    await page.getByTestId('method-name').fill('blink')
+    await page.getByTestId('method-payload').fill('{"times": 3, "color": "green"}')
+    await page.getByTestId('method-response-timeout').fill('10')
+    await page.getByTestId('invoke-method').click()
+    await page.waitForFunction(() => document.querySelector('[data-testid="method-result"]')?.getAttribute('data-state') !== 'sending', undefined, { timeout: 60_000, polling: 100 })
+    expect(await page.getByTestId('method-result').textContent()).toBe('the device answered 201: {"times":3,"color":"green"}')
+    expect(await page.getByTestId('method-result').getAttribute('data-status')).toBe('201')
+    await page.waitForFunction(() => Array.from(document.querySelectorAll('[data-testid="device-log"] li')).some((li) => li.textContent?.includes('direct method blink') === true), undefined, { timeout: 10_000, polling: 100 })
+    expect((await page.getByTestId('device-log').locator('li').allTextContents()).some((line) => line.endsWith('direct method blink called with {"times":3,"color":"green"}; answered 201, payload echoed'))).toBe(true)
+    await screenshot('emulator-method.png')
+
     // Stop closes every connection and ends the run.
     await page.getByTestId('stop').click()
     await page.waitForFunction(() => document.querySelector('[data-testid="run-state"]')?.getAttribute('data-state') === 'done', undefined, { timeout: 60_000, polling: 200 })
     await page.waitForTimeout(300)
     expect((await counts()).assigned).toBe(String(LIVE_DEVICES))
     expect(await page.getByTestId('count-connected').textContent()).toBe('0')
+
+    // The same call to the device, now disconnected: the hub's 404103 and its message after the 1 s connect timeout.
+    await page.getByTestId('method-connect-timeout').fill('1')
+    const errorsBefore = consoleErrors.length
+    await page.getByTestId('invoke-method').click()
+    await page.waitForFunction(() => document.querySelector('[data-testid="method-result"]')?.getAttribute('data-state') !== 'sending', undefined, { timeout: 60_000, polling: 100 })
+    expect(await page.getByTestId('method-result').getAttribute('data-error-code')).toBe('404103')
+    expect(await page.getByTestId('method-result').textContent()).toBe('the hub answered 404: 404103 Timed out waiting for device to connect.')
+    await screenshot('emulator-method-offline.png')
+    // Chromium reports every 4xx answer to fetch() on the console; this 404 is the refusal the call asked for, and the only entry it adds.
+    const offlineLoad = /^Failed to load resource: the server responded with a status of 404 \(Not Found\) \(https:\/\/localhost:\d+\/twins\/live-1\/methods\?api-version=2021-04-12\)$/
+    expect(consoleErrors.splice(errorsBefore)).toEqual([expect.stringMatching(offlineLoad)])
     expect(pageErrors).toEqual([])
     expect(consoleErrors).toEqual([])
   }, 5 * 60_000)

@@ -36,5 +36,8 @@ export {
   type HubClientOptions,
   type DeviceTwinDocument,
   type TelemetryOptions,
+  type MethodHandler,
+  type MethodRequest,
+  type MethodResponse,
 } from './hub.js'
 export { commandTpm, TpmResponseError, type TpmExecute } from './tpm-commands.js'

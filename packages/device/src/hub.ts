@@ -10,6 +10,9 @@
  *   `$iothub/twin/PATCH/properties/reported/?$rid={rid}` with the JSON patch; answers on
  *   `$iothub/twin/res/{status}/?$rid={rid}[&$version={n}]`; desired changes arrive on
  *   `$iothub/twin/PATCH/properties/desired/?$version={n}`.
+ * - Direct methods: SUBSCRIBE `$iothub/methods/POST/#` (QoS 0); a call arrives on
+ *   `$iothub/methods/POST/{name}/?$rid={rid}` with a JSON payload, the handler's answer goes out on
+ *   `$iothub/methods/res/{status}/?$rid={rid}` with its JSON payload.
  * - Telemetry: PUBLISH QoS 1 on `devices/{deviceId}/messages/events/{system and application properties}`.
  *
  * No automatic reconnection: a dropped connection rejects pending requests with a transient
@@ -17,14 +20,18 @@
  */
 import type { IClientOptions, MqttClient } from 'mqtt'
 import {
+  MAX_METHOD_PAYLOAD_BYTES,
+  METHODS_FILTER,
   TWIN_DESIRED_FILTER,
   TWIN_RESPONSE_FILTER,
   buildSasToken,
   formatHubUsername,
+  formatMethodResponseTopic,
   formatTelemetryTopic,
   formatTwinRequestTopic,
   hubDeviceResource,
   parseDesiredTopic,
+  parseMethodRequestTopic,
   parseTwinResponseTopic,
 } from '@provisio/protocol'
 import { DeviceError } from './errors.js'
@@ -77,6 +84,24 @@ export interface TelemetryOptions {
   readonly contentEncoding?: string
 }
 
+/** A direct method call as the device receives it. */
+export interface MethodRequest {
+  readonly methodName: string
+  /** The call's request id (the response carries it back). */
+  readonly rid: string
+  /** The JSON payload the caller sent (null when none; the text itself when it is not JSON). */
+  readonly payload: unknown
+}
+
+/** A device's answer to a direct method call: any integer status and a JSON payload (null when absent). */
+export interface MethodResponse {
+  readonly status: number
+  readonly payload?: unknown
+}
+
+/** Answers a direct method call; may be async. A throw answers 500 with the error's message. */
+export type MethodHandler = (request: MethodRequest) => MethodResponse | Promise<MethodResponse>
+
 /** The telemetry topic of a message (system properties first, then application properties). */
 export const telemetryTopic = formatTelemetryTopic
 
@@ -88,6 +113,7 @@ export class HubClient {
   readonly #pending = new Map<string, { resolve(v: { status: number; version: number | undefined; body: unknown }): void; reject(e: unknown): void }>()
   readonly #desired = new Set<(patch: Record<string, unknown>, version: number | undefined) => void>()
   readonly #disconnect = new Set<(error: DeviceError) => void>()
+  readonly #methods = new Map<string, MethodHandler>()
   #closed: DeviceError | undefined
 
   private constructor(client: MqttClient, platform: Platform, deviceId: string) {
@@ -145,7 +171,7 @@ export class HubClient {
     const client = await connectMqtt(url, mqttOptions, signal, `${host}:${port}`)
     const hub = new HubClient(client, platform, deviceId)
     try {
-      const granted = await abortable(client.subscribeAsync({ [TWIN_RESPONSE_FILTER]: { qos: 0 }, [TWIN_DESIRED_FILTER]: { qos: 0 } }), signal, 'hub subscribe')
+      const granted = await abortable(client.subscribeAsync({ [TWIN_RESPONSE_FILTER]: { qos: 0 }, [TWIN_DESIRED_FILTER]: { qos: 0 }, [METHODS_FILTER]: { qos: 0 } }), signal, 'hub subscribe')
       const refused = granted.filter((g) => g.qos === 128)
       if (refused.length > 0) throw new DeviceError('REFUSED', `the hub refused the subscription to ${refused.map((g) => g.topic).join(', ')}`)
     } catch (error) {
@@ -178,6 +204,20 @@ export class HubClient {
   onDesired(listener: (patch: Record<string, unknown>, version: number | undefined) => void): () => void {
     this.#desired.add(listener)
     return () => void this.#desired.delete(listener)
+  }
+
+  /**
+   * Answers direct methods named `methodName` (`'*'`: every method without a handler of its own)
+   * with `handler`; replaces an earlier handler of that name and returns a function that removes it.
+   * A call no handler takes is answered 501.
+   */
+  onMethod(methodName: string, handler: MethodHandler): () => void {
+    if (typeof methodName !== 'string' || methodName === '') throw new DeviceError('INVALID_ARGUMENT', "onMethod: the method name must be a non-empty string (or '*' for every method)")
+    if (typeof handler !== 'function') throw new DeviceError('INVALID_ARGUMENT', 'onMethod: the handler must be a function')
+    this.#methods.set(methodName, handler)
+    return () => {
+      if (this.#methods.get(methodName) === handler) this.#methods.delete(methodName)
+    }
   }
 
   /** Calls `listener(error)` once when the connection drops or is closed. */
@@ -242,6 +282,34 @@ export class HubClient {
     })
   }
 
+  /** Runs the call's handler and publishes its answer; a missing handler, a throw or a bad answer becomes an error status. */
+  async #answerMethod(methodName: string, rid: string, text: string): Promise<void> {
+    let payload: unknown = text
+    try {
+      payload = text.trim() === '' ? null : (JSON.parse(text) as unknown)
+    } catch {
+      // Not JSON: the handler gets the text as sent.
+    }
+    const handler = this.#methods.get(methodName) ?? this.#methods.get('*')
+    let answer: { status: number; body: string }
+    if (handler === undefined) {
+      answer = methodError(501, `this device has no handler for method ${JSON.stringify(methodName)}`)
+    } else {
+      try {
+        const r = await handler({ methodName, rid, payload })
+        const body = JSON.stringify(r.payload ?? null)
+        if (!Number.isInteger(r.status)) answer = methodError(500, `the handler of ${JSON.stringify(methodName)} answered with status ${JSON.stringify(r.status)}, not an integer`)
+        else if (new TextEncoder().encode(body).length > MAX_METHOD_PAYLOAD_BYTES) answer = methodError(500, `the handler of ${JSON.stringify(methodName)} answered with a payload over ${MAX_METHOD_PAYLOAD_BYTES} bytes`)
+        else answer = { status: r.status, body }
+      } catch (error) {
+        answer = methodError(500, `the handler of ${JSON.stringify(methodName)} failed: ${error instanceof Error ? error.message : String(error)}`)
+      }
+    }
+    if (this.#closed !== undefined) return
+    // QoS 0 as the SDKs answer; a failed publish means the connection is gone and the caller gets 404103/504101.
+    this.#client.publish(formatMethodResponseTopic(answer.status, rid), answer.body, { qos: 0 }, () => undefined)
+  }
+
   #onMessage(topic: string, payload: Uint8Array): void {
     if (payload.length > MAX_RESPONSE_BYTES) return
     const text = new TextDecoder().decode(payload)
@@ -260,6 +328,11 @@ export class HubClient {
       waiter.resolve({ status: parsed.status, version: parsed.version, body })
       return
     }
+    const method = parseMethodRequestTopic(topic)
+    if (method !== undefined) {
+      void this.#answerMethod(method.methodName, method.rid, text)
+      return
+    }
     const desired = parseDesiredTopic(topic)
     if (desired !== undefined) {
       let patch: unknown
@@ -273,4 +346,8 @@ export class HubClient {
       for (const l of this.#desired) l(patch as Record<string, unknown>, version)
     }
   }
+}
+
+function methodError(status: number, message: string): { status: number; body: string } {
+  return { status, body: JSON.stringify({ message }) }
 }

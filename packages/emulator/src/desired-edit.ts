@@ -1,26 +1,16 @@
 /**
  * Editing a device's desired properties from the page: a twin PATCH on the hub's service API
  * (`PATCH /twins/{deviceId}`, as `azure-iothub`'s Registry.updateTwin sends it), signed in the page
- * with the hub connection string the user types in (`iothubowner`, printed by `provisio serve`).
- *
- * The credential is typed in like the group key: it is never published by the server, never put
- * in a URL and never stored; the token the page signs lives one hour. The request goes to the
- * server the page talks to (host and port of the form) with the hub named by the token's
- * resource, so for the page served by `provisio serve` it is same-origin and needs no CORS.
+ * with the hub connection string the user types in (hub-service.ts says how it is handled).
  */
-import { buildSasToken, parseHubConnectionString } from '@provisio/protocol'
+import { HubServiceError, SERVICE_API_VERSION, hubServiceRequest, type FetchForHub } from './hub-service.js'
 
 /** The api-version azure-iothub sends on twin calls. */
-export const TWIN_API_VERSION = '2021-04-12'
+export const TWIN_API_VERSION = SERVICE_API_VERSION
 /** Largest patch the page sends (the hub's own limit on a twin's desired section is 32 KiB). */
 export const MAX_PATCH_BYTES = 32 * 1024
-/** Life of the token the page signs, s. */
-const TOKEN_SECONDS = 3600
 
-export type FetchForEdit = (
-  url: string,
-  init: { method: string; headers: Record<string, string>; body: string },
-) => Promise<{ ok: boolean; status: number; text(): Promise<string> }>
+export type FetchForEdit = FetchForHub
 
 export interface DesiredEdit {
   readonly connectionString: string
@@ -34,13 +24,10 @@ export interface DesiredEdit {
 }
 
 /** Thrown for input the page can name the fault of (connection string, patch); `field` is the input. */
-export class DesiredEditError extends Error {
+export class DesiredEditError extends HubServiceError {
   override readonly name = 'DesiredEditError'
-  constructor(
-    readonly field: 'connectionString' | 'patch' | 'hub',
-    message: string,
-  ) {
-    super(message)
+  constructor(field: 'connectionString' | 'patch' | 'hub', message: string) {
+    super(field, message)
   }
 }
 
@@ -61,20 +48,14 @@ export function parsePatch(text: string): Record<string, unknown> {
 /** Sends the patch; resolves with the desired version the hub answered with. Call after `ready()` (WebAssembly HMAC). */
 export async function patchDesired(fetchImpl: FetchForEdit, edit: DesiredEdit): Promise<{ version: number | undefined }> {
   const patch = parsePatch(edit.patchText)
-  let cs: ReturnType<typeof parseHubConnectionString>
-  try {
-    cs = parseHubConnectionString(edit.connectionString.trim())
-  } catch (error) {
-    throw new DesiredEditError('connectionString', `the hub connection string is not valid: ${(error as Error).message}`)
-  }
-  const token = buildSasToken({ resource: cs.hostName, key: cs.sharedAccessKey, keyName: cs.sharedAccessKeyName, expiresAt: edit.nowSeconds + TOKEN_SECONDS })
-  const url = `https://${edit.host}:${edit.port}/twins/${encodeURIComponent(edit.deviceId)}?api-version=${TWIN_API_VERSION}`
-  const res = await fetchImpl(url, {
+  const res = await hubServiceRequest(fetchImpl, {
+    ...edit,
     method: 'PATCH',
-    headers: { authorization: token, 'content-type': 'application/json', 'if-match': '*' },
+    path: `/twins/${encodeURIComponent(edit.deviceId)}`,
+    headers: { 'if-match': '*' },
     body: JSON.stringify({ properties: { desired: patch } }),
   })
-  const text = await res.text()
+  const text = res.text
   if (!res.ok) throw new DesiredEditError('hub', `the hub answered ${res.status}: ${text.slice(0, 300)}`)
   let version: number | undefined
   try {

@@ -5,7 +5,7 @@
  * is thrown and counted as an error. An assigned device then connects to its hub over MQTT over
  * WebSockets (the only hub transport a page can open), on the same port, with the same
  * credential (a TPM device signs with the hub key its registration activated), and reads its twin;
- * in stay-connected runs it keeps that connection (desired changes, telemetry) until Stop.
+ * in stay-connected runs it keeps that connection (desired changes, direct methods, telemetry) until Stop.
  */
 import { ProvisioningClient, connectHub, isDeviceError, softwareTpm, symmetricKey, tpm, type DeviceTwinDocument, type HubClient } from '@provisio/device/browser'
 import type { DeviceDriver, DeviceSpec, HubSession, ProvisionResult } from './fleet.js'
@@ -80,6 +80,7 @@ export function createDriver(settings: EmulatorSettings, context: DriverContext)
       return {
         twin,
         onDesired: (listener) => void hub.onDesired(listener),
+        onMethod: (handler) => void hub.onMethod('*', (request) => handler(request.methodName, request.payload)),
         onDisconnect: (listener) => void hub.onDisconnect((error) => (closing ? undefined : listener(error.message))),
         sendTelemetry: (body) => hub.sendTelemetry(body),
         close: () => {

@@ -34,6 +34,8 @@ export interface HubSession {
   readonly twin: unknown
   /** Desired-property changes the hub pushes. */
   onDesired(listener: (patch: Record<string, unknown>, version: number | undefined) => void): void
+  /** Answers the direct methods the hub delivers (every method name) with `handler`. */
+  onMethod(handler: (methodName: string, payload: unknown) => { status: number; payload: unknown }): void
   /** Called once when the connection drops (not after close()). */
   onDisconnect(listener: (reason: string) => void): void
   /** Sends one telemetry message; resolves when the hub acknowledged it. */
@@ -81,6 +83,8 @@ export interface DeviceRow {
   telemetrySent?: number
   telemetryErrors?: number
   desiredReceived?: number
+  /** Direct methods the device answered. */
+  methodCalls?: number
   readonly log: LogLine[]
 }
 
@@ -106,6 +110,8 @@ export interface FleetOptions {
   readonly telemetryIntervalMs?: number
   /** The interval timer telemetry uses (required with a telemetry interval). */
   readonly every?: IntervalTimer
+  /** The status connected devices answer direct methods with, read at each call (default 200); they echo the payload. */
+  readonly methodStatus?: () => number
 }
 
 export type FleetEvent = { readonly type: 'device'; readonly row: DeviceRow } | { readonly type: 'done'; readonly stopped: boolean }
@@ -345,6 +351,13 @@ export class Fleet {
       this.stats.desiredReceived++
       this.#note(row, `desired change${version === undefined ? '' : ` (version ${version})`} received: ${JSON.stringify(withoutMetadata(patch))}`)
       this.#update(row)
+    })
+    session.onMethod((methodName, payload) => {
+      const status = this.options.methodStatus?.() ?? 200
+      row.methodCalls = (row.methodCalls ?? 0) + 1
+      this.#note(row, `direct method ${methodName} called with ${JSON.stringify(payload)}; answered ${status}, payload echoed`)
+      this.#update(row)
+      return { status, payload }
     })
     const interval = this.options.telemetryIntervalMs ?? 0
     let sending = false

@@ -6,7 +6,9 @@
 import './style.css'
 import { ready } from '@provisio/crypto'
 import { drawChart } from './chart.js'
-import { DesiredEditError, patchDesired } from './desired-edit.js'
+import { patchDesired } from './desired-edit.js'
+import { MethodCallError, answerStatus, invokeMethod } from './direct-method.js'
+import { HubServiceError } from './hub-service.js'
 import { createDriver } from './driver.js'
 import { desiredOf, publicSettings, rowsToCsv, runToJson } from './export.js'
 import { Fleet, type DeviceRow } from './fleet.js'
@@ -163,6 +165,7 @@ async function start(settings: EmulatorSettings): Promise<void> {
     readTwins: settings.readTwins,
     stayConnected: settings.stayConnected,
     telemetryIntervalMs: settings.telemetryIntervalSeconds * 1000,
+    methodStatus: () => answerStatus($<HTMLInputElement>('method-answer-status').value),
     every: (ms, run) => {
       const timer = setInterval(run, ms)
       return () => clearInterval(timer)
@@ -352,33 +355,75 @@ exportJson.addEventListener('click', () => {
   download(`provisio-emulator-${fileStamp()}.json`, 'application/json', runToJson(publicSettings(runSettings), fleet.stats.summary(performance.now()), fleet.rows, new Date().toISOString()))
 })
 
+/** The selected device and what every hub call from its panel needs (typed connection string, the run's server, now); undefined when it is not on a hub. */
+function selectedOnHub(): { row: DeviceRow; target: { connectionString: string; deviceId: string; host: string; port: number; nowSeconds: number } } | undefined {
+  const row = selected === undefined ? undefined : fleet?.rows[selected]
+  if (row?.deviceId === undefined || row.assignedHub === undefined || runSettings === undefined) return undefined
+  const target = { connectionString: $<HTMLInputElement>('hub-connection-string').value, deviceId: row.deviceId, host: runSettings.host, port: runSettings.port, nowSeconds: Math.floor(Date.now() / 1000) }
+  return { row, target }
+}
+
+/** Shows an outcome in a status line: its text and `data-state`. */
+function outcome(el: HTMLElement, state: string, text: string): void {
+  el.textContent = text
+  el.dataset.state = state
+}
+
+const failure = (what: string, error: unknown) => (error instanceof HubServiceError ? error.message : `${what} failed: ${(error as Error).message}`)
+
 $<HTMLFormElement>('desired-form').addEventListener('submit', (event) => {
   event.preventDefault()
-  const row = selected === undefined ? undefined : fleet?.rows[selected]
   const status = $('desired-status')
-  status.dataset.state = 'sending'
-  const fail = (message: string) => {
-    status.textContent = message
-    status.dataset.state = 'error'
-  }
-  if (row?.deviceId === undefined || row.assignedHub === undefined || runSettings === undefined) return fail('this device is not assigned to a hub')
-  status.textContent = `sending to ${row.deviceId}…`
+  const on = selectedOnHub()
+  if (on === undefined) return outcome(status, 'error', 'this device is not assigned to a hub')
+  const { row, target } = on
+  outcome(status, 'sending', `sending to ${target.deviceId}…`)
+  ready()
+    .then(() => patchDesired(fetch, { ...target, patchText: $<HTMLTextAreaElement>('desired-patch').value }))
+    .then(({ version }) =>
+      outcome(
+        status,
+        'sent',
+        `the hub took it${version === undefined ? '' : ` (desired version ${version})`}${row.connection === 'connected' ? '; the device log shows when it arrives' : '; the device is not connected, it reads it at its next connection'}`,
+      ),
+    )
+    .catch((error: unknown) => outcome(status, 'error', failure('sending', error)))
+})
+
+$<HTMLFormElement>('method-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  const result = $('method-result')
+  delete result.dataset.errorCode
+  delete result.dataset.status
+  const on = selectedOnHub()
+  if (on === undefined) return outcome(result, 'error', 'this device is not assigned to a hub')
+  const { target } = on
+  outcome(result, 'sending', `calling ${target.deviceId}…`)
   ready()
     .then(() =>
-      patchDesired(fetch, {
-        connectionString: $<HTMLInputElement>('hub-connection-string').value,
-        deviceId: row.deviceId!,
-        patchText: $<HTMLTextAreaElement>('desired-patch').value,
-        host: runSettings!.host,
-        port: runSettings!.port,
-        nowSeconds: Math.floor(Date.now() / 1000),
+      invokeMethod(fetch, {
+        ...target,
+        methodName: $<HTMLInputElement>('method-name').value,
+        payloadText: $<HTMLTextAreaElement>('method-payload').value,
+        responseTimeoutText: $<HTMLInputElement>('method-response-timeout').value,
+        connectTimeoutText: $<HTMLInputElement>('method-connect-timeout').value,
       }),
     )
-    .then(({ version }) => {
-      status.textContent = `the hub took it${version === undefined ? '' : ` (desired version ${version})`}${row.connection === 'connected' ? '; the device log shows when it arrives' : '; the device is not connected, it reads it at its next connection'}`
-      status.dataset.state = 'sent'
+    .then(({ status, payload }) => {
+      result.dataset.status = String(status)
+      outcome(result, 'answered', `the device answered ${status}: ${JSON.stringify(payload)}`)
     })
-    .catch((error: unknown) => fail(error instanceof DesiredEditError ? error.message : `sending failed: ${(error as Error).message}`))
+    .catch((error: unknown) => {
+      if (error instanceof MethodCallError && error.errorCode !== undefined) result.dataset.errorCode = String(error.errorCode)
+      outcome(result, 'error', failure('calling', error))
+    })
+})
+
+// A status that is not a whole number is answered as 200 (answerStatus): say so at the input.
+$('method-answer-status').addEventListener('input', (event) => {
+  const input = event.target as HTMLInputElement
+  if (answerStatus(input.value) === Number(input.value.trim()) && input.value.trim() !== '') input.removeAttribute('aria-invalid')
+  else input.setAttribute('aria-invalid', 'true')
 })
 
 filter.addEventListener('change', applyFilter)

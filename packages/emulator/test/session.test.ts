@@ -15,16 +15,18 @@ const tick = () => new Promise((r) => setTimeout(r, 0))
 
 /** Hub sessions the test drives: desired pushes, disconnects, and the telemetry each sent. */
 function scriptedHub() {
-  const sessions = new Map<string, { desired: (p: Record<string, unknown>, v: number | undefined) => void; drop: (reason: string) => void; sent: Record<string, unknown>[]; closed: boolean }>()
+  type MethodHandler = Parameters<HubSession['onMethod']>[0]
+  const sessions = new Map<string, { desired: (p: Record<string, unknown>, v: number | undefined) => void; drop: (reason: string) => void; method?: MethodHandler; sent: Record<string, unknown>[]; closed: boolean }>()
   const driver: DeviceDriver = {
     provision: async (s) => ({ status: 'assigned', assignedHub: 'hub', deviceId: s.registrationId }),
     connect: async (s) => {
-      const entry = { desired: (_p: Record<string, unknown>, _v: number | undefined) => undefined as void, drop: (_r: string) => undefined as void, sent: [] as Record<string, unknown>[], closed: false }
+      const entry = { desired: (_p: Record<string, unknown>, _v: number | undefined) => undefined as void, drop: (_r: string) => undefined as void, method: undefined as MethodHandler | undefined, sent: [] as Record<string, unknown>[], closed: false }
       sessions.set(s.registrationId, entry)
       const session: HubSession = {
         twin: { desired: { mode: 'initial', $version: 1 }, reported: {} },
         onDesired: (l) => void (entry.desired = l),
         onDisconnect: (l) => void (entry.drop = l),
+        onMethod: (h) => void (entry.method = h),
         sendTelemetry: async (body) => {
           if (entry.closed) throw new Error('closed')
           entry.sent.push(body)
@@ -87,6 +89,23 @@ describe('stay-connected runs', () => {
     expect(fleet.stats.connected).toBe(0)
     expect(fleet.rows.map((r) => r!.connection)).toEqual(['closed', 'closed', 'closed'])
     expect(fleet.stats.byStatus).toMatchObject({ assigned: 3, stopped: 0 })
+  })
+
+  it('connected devices answer direct methods: the payload echoed with the status set on the page, the call in the device log', async () => {
+    const { driver, sessions } = scriptedHub()
+    let status = 200
+    const fleet = new Fleet({ count: 1, concurrency: 1, device: spec, driver, clock: { now: () => 0 }, readTwins: true, stayConnected: true, methodStatus: () => status })
+    const finished = fleet.start()
+    await vi.waitFor(() => expect(fleet.connected).toBe(1), { timeout: 2000, interval: 1 })
+    const answer = sessions.get('d-0')!.method!
+    expect(answer('blink', { times: 3 })).toEqual({ status: 200, payload: { times: 3 } })
+    expect(fleet.rows[0]!.log.at(-1)!.text).toBe('direct method blink called with {"times":3}; answered 200, payload echoed')
+    status = 503
+    expect(answer('reboot', null)).toEqual({ status: 503, payload: null })
+    expect(fleet.rows[0]!.log.at(-1)!.text).toBe('direct method reboot called with null; answered 503, payload echoed')
+    expect(fleet.rows[0]!.methodCalls).toBe(2)
+    fleet.stop()
+    await finished
   })
 
   it('ends the run on its own when every device lost its connection', async () => {

@@ -192,6 +192,24 @@ export function formatMethodRequestTopic(methodName: string, rid: string): strin
   return `$iothub/methods/POST/${methodName}/?$rid=${rid}`
 }
 
+const METHOD_POST = '$iothub/methods/POST/'
+
+/** A direct method call as a device reads it (the device side of {@link formatMethodRequestTopic}); undefined when the topic is not one or has no name or `$rid`. */
+export function parseMethodRequestTopic(topic: string): { methodName: string; rid: string } | undefined {
+  if (!topic.startsWith(METHOD_POST)) return undefined
+  const rest = topic.slice(METHOD_POST.length)
+  const slash = rest.indexOf('/')
+  const methodName = rest.slice(0, slash)
+  const rid = slash < 0 || rest[slash + 1] !== '?' ? undefined : topicParams(rest.slice(slash + 2)).get('$rid')
+  if (methodName === '' || rid === undefined || rid === '') return undefined
+  return { methodName, rid }
+}
+
+/** `$iothub/methods/res/{status}/?$rid={rid}`: a device's answer to a direct method call (the device side of {@link parseHubRequestTopic}). */
+export function formatMethodResponseTopic(status: number, rid: string): string {
+  return `${METHOD_RES}${status}/?$rid=${rid}`
+}
+
 /** `$iothub/twin/PATCH/properties/desired/?$version={v}` */
 export function formatDesiredTopic(version: number): string {
   return `${DESIRED_PREFIX}?$version=${version}`

@@ -2,7 +2,7 @@
 // the timeout ranges, each refusal naming the field and the rule.
 import { describe, expect, it } from 'vitest'
 import type { ProvisioError} from '../src/index.js';
-import { MAX_METHOD_PAYLOAD_BYTES, formatMethodRequestTopic, methodNameError, validateDirectMethodCall } from '../src/index.js'
+import { MAX_METHOD_PAYLOAD_BYTES, formatMethodRequestTopic, formatMethodResponseTopic, methodNameError, parseHubRequestTopic, parseMethodRequestTopic, validateDirectMethodCall } from '../src/index.js'
 
 function refusal(body: unknown): ProvisioError {
   try {
@@ -40,5 +40,15 @@ describe('validateDirectMethodCall', () => {
 
   it('formats the request topic the device SDKs parse', () => {
     expect(formatMethodRequestTopic('reboot', 'ab12')).toBe('$iothub/methods/POST/reboot/?$rid=ab12')
+  })
+
+  it('reads the request topic back on the device side and formats the answer the hub parses', () => {
+    expect(parseMethodRequestTopic(formatMethodRequestTopic('reboot', 'ab12'))).toEqual({ methodName: 'reboot', rid: 'ab12' })
+    expect(parseMethodRequestTopic('$iothub/methods/POST/reboot/?$rid=1&extra=x')).toEqual({ methodName: 'reboot', rid: '1' })
+    expect(parseMethodRequestTopic('$iothub/methods/POST/reboot/')).toBeUndefined()
+    expect(parseMethodRequestTopic('$iothub/methods/POST//?$rid=1')).toBeUndefined()
+    expect(parseMethodRequestTopic('$iothub/twin/res/200/?$rid=1')).toBeUndefined()
+    expect(formatMethodResponseTopic(404, 'ab12')).toBe('$iothub/methods/res/404/?$rid=ab12')
+    expect(parseHubRequestTopic(formatMethodResponseTopic(201, 'ab12'))).toEqual({ kind: 'methodResponse', rid: 'ab12', status: 201 })
   })
 })
