@@ -2,6 +2,7 @@
  * Typed errors of the AMQP codec. Each carries a stable `code` and the AMQP error condition the
  * connection is closed with (AMQP 1.0 §2.8.15 amqp-error, §2.8.16 connection-error).
  */
+import { ProvisioError } from '@provisio/protocol'
 
 /** Stable codes of {@link AmqpCodecError}. */
 export type AmqpCodecErrorCode =
@@ -54,4 +55,11 @@ export class AmqpCodecError extends Error {
     this.code = code
     this.condition = CONDITIONS[code]
   }
+}
+
+/** A failure as one line of a reason: the ProvisioError code and reason, or the error's message. */
+export function reasonOf(error: unknown): string {
+  if (error instanceof ProvisioError) return `${error.code}: ${error.reason}`
+  if (error instanceof Error) return error.message
+  return String(error)
 }

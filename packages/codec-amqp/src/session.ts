@@ -24,196 +24,62 @@
  *   an error body must never travel as a response message.
  *
  * Built on rhea's frame and type codecs; every frame is checked structurally first (wire.ts).
+ *
+ * This file is the connection's state machine: protocol headers, the SASL exchange, the
+ * connection/session/link performatives, delivery, credit and settlement. What it reads and
+ * builds lives beside it: options.ts (limits, callbacks), performatives.ts (frame decoding),
+ * sasl.ts (SASL payloads, identity), links.ts (session and link state, link rules),
+ * dps-messages.ts (DPS requests, answers and rejections as messages), address.ts.
  */
-import {
-  ERROR_CATALOG,
-  ProvisioError,
-  acceptApiVersion,
-  formatDpsTimestamp,
-  toErrorBody,
-  wrapUnknown,
-  type DeviceApi,
-  type DeviceResponse,
-  type Evidence,
-  type RegistrationOperationStatus,
-  readRegisterBody,
-} from '@provisio/protocol'
+import { acceptApiVersion, type DeviceResponse, type Evidence, type RegistrationOperationStatus } from '@provisio/protocol'
 import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
 import message from 'rhea/lib/message.js'
 import terminus from 'rhea/lib/terminus.js'
-import types from 'rhea/lib/types.js'
-import { AmqpCodecError, type AmqpCodecErrorCode } from './errors.js'
+import { parseRegistrationAddress } from './address.js'
+import { answerRequest, decodeRequest, encodeAnswer, evidenceOf, rejectionOf, type DpsRequestMessage } from './dps-messages.js'
+import { AmqpCodecError, reasonOf } from './errors.js'
+import { INCOMING_WINDOW, OUTGOING_WINDOW, TRANSFER_OVERHEAD, flowFields, linkRefusal, lowestFree, registrationKey, type Link, type Session } from './links.js'
+import { DEFAULT_AMQP_LIMITS, MIN_MAX_FRAME_SIZE, type AmqpAuthenticate, type AmqpCloseReason, type AmqpLimits, type AmqpSessionOptions } from './options.js'
 import {
-  AMQP_HEADER,
-  FRAME_TYPE_SASL,
-  SASL_HEADER,
-  base64Decode,
-  base64Encode,
-  checkEncoding,
-  checkValue,
-  concat,
-  readFrameHeader,
-  readProtocolHeader,
-  toRheaBytes,
-} from './wire.js'
+  ATTACH,
+  BEGIN,
+  CLOSE,
+  DETACH,
+  DISPOSITION,
+  EMPTY_FRAME,
+  END,
+  FLOW,
+  OPEN,
+  SASL_INIT,
+  SASL_RESPONSE,
+  TRANSFER,
+  asBytes,
+  decodeFrame,
+  describeError,
+  numberOr,
+} from './performatives.js'
+import {
+  SASL_AUTH,
+  SASL_MECHANISMS,
+  SASL_OK,
+  SASL_SYS,
+  SASL_SYS_TEMP,
+  activationChunks,
+  decodeUtf8,
+  readPlainResponse,
+  readTpmInit,
+  tpmChunkChallenge,
+  type Identity,
+  type TpmExchange,
+} from './sasl.js'
+import { AMQP_HEADER, FRAME_TYPE_SASL, SASL_HEADER, base64Encode, checkValue, concat, readFrameHeader, readProtocolHeader, toRheaBytes } from './wire.js'
 
-/** Size and count limits of one connection. */
-export interface AmqpLimits {
-  /** max-frame-size this server announces and enforces on every received frame (AMQP 1.0 §2.7.1). */
-  readonly maxFrameSize: number
-  /** Largest request message (all transfer frames of a delivery); DPS bodies are ≤ 96 KB (§9). */
-  readonly maxMessageBytes: number
-  /** Sessions per connection (channel-max + 1). */
-  readonly maxSessions: number
-  /** Links per session (handle-max + 1). */
-  readonly maxLinksPerSession: number
-  /** Credit granted on the device's sender link, replenished at half. */
-  readonly linkCredit: number
-  /** Bytes of a TPM activation blob per SASL challenge (§5.3: C caps frames at ~470 bytes). */
-  readonly tpmChunkBytes: number
-  /** Requests answered or awaiting credit per connection above which no more credit is granted. */
-  readonly maxInFlight: number
-}
-
-/** Defaults: 64 KiB frames, 128 KiB messages, 4 sessions × 4 links, 400-byte TPM chunks. */
-export const DEFAULT_AMQP_LIMITS: AmqpLimits = Object.freeze({
-  maxFrameSize: 64 * 1024,
-  maxMessageBytes: 128 * 1024,
-  maxSessions: 4,
-  maxLinksPerSession: 4,
-  linkCredit: 32,
-  tpmChunkBytes: 400,
-  maxInFlight: 16,
-})
-
-/** Smallest max-frame-size a peer may announce (AMQP 1.0 §2.7.1 MIN-MAX-FRAME-SIZE). */
-export const MIN_MAX_FRAME_SIZE = 512
-
-/** Why a connection ended. */
-export interface AmqpCloseReason {
-  readonly code: 'peer-closed' | 'sasl-refused' | 'shutdown' | AmqpCodecErrorCode
-  /** Human-readable: which frame, which field, which rule. */
-  readonly reason: string
-  /** The AMQP error condition sent in the close frame, when one was sent. */
-  readonly condition?: string
-}
-
-/**
- * Checks credentials at the SASL layer. Resolves when they verify; throws a ProvisioError (or
- * anything) to refuse, which the session answers with sasl-outcome `auth`.
- */
-export type AmqpAuthenticate = (evidence: Evidence, idScope: string, registrationId: string) => Promise<void>
-
-/** Options of one session. */
-export interface AmqpSessionOptions {
-  /** The device API (the engine, possibly instrumented). */
-  readonly device: DeviceApi
-  /** Bytes to send to the peer, in order. */
-  readonly write: (bytes: Uint8Array) => void
-  /** Called once, after the last write, when the connection must end. */
-  readonly close: (reason: AmqpCloseReason) => void
-  /** Clock of error timestamps (`timestampUtc`, §1.5). */
-  readonly clock: { now(): number }
-  /** Tracking ids of error bodies. */
-  readonly trackingId: () => string
-  /** TLS client certificate chain, DER leaf first (X.509 devices, §6). */
-  readonly clientCertificates?: readonly Uint8Array[]
-  /**
-   * SASL-time credential check. Default: `device.authenticate` (else `device.registrationStatus`),
-   * attestation without side effects, so a wrong key is refused at SASL, before any link exists.
-   */
-  readonly authenticate?: AmqpAuthenticate
-  /** container-id of this server's open frame. */
-  readonly containerId?: string
-  /**
-   * Called once when the peer's open announces an idle-time-out (ms): the adapter must then call
-   * {@link AmqpDeviceSession.heartbeat} more often than that (AMQP 1.0 §2.4.5; half is customary).
-   */
-  readonly onPeerIdleTimeout?: (ms: number) => void
-  readonly limits?: Partial<AmqpLimits>
-}
-
-/** Who the connection proved to be. */
-type Identity =
-  | { readonly kind: 'credential'; readonly idScope: string; readonly registrationId: string; readonly evidence: Evidence }
-  /** No SASL, EXTERNAL or ANONYMOUS: the TLS client certificate speaks at register (§4, §6). */
-  | { readonly kind: 'certificate' }
-
+/** Where the connection is: protocol header, SASL, AMQP header after SASL, open, or ended. */
 type Phase = 'header' | 'sasl' | 'sasl-done' | 'open-wait' | 'open' | 'closed'
-
-interface TpmExchange {
-  readonly idScope: string
-  readonly registrationId: string
-  readonly endorsementKey: Uint8Array
-  storageRootKey?: Uint8Array
-  chunks?: Uint8Array[]
-  sent: number
-}
-
-interface Link {
-  readonly name: string
-  readonly remoteHandle: number
-  readonly localHandle: number
-  /** 'out': we send (the device's receiver link); 'in': the device sends requests. */
-  readonly direction: 'out' | 'in'
-  readonly idScope: string
-  readonly registrationId: string
-  readonly apiVersion: string | undefined
-  deliveryCount: number
-  credit: number
-  /** Incoming: bytes of the delivery being assembled. */
-  partial?: { deliveryId: number; settled: boolean; bytes: Uint8Array }
-}
-
-interface Session {
-  readonly remoteChannel: number
-  readonly localChannel: number
-  nextOutgoingId: number
-  nextIncomingId: number
-  /** Transfer frames the device may still send before our announced incoming-window runs out. */
-  incomingWindowLeft: number
-  remoteIncomingWindow: number
-  nextDeliveryId: number
-  readonly links: Map<number, Link>
-  /** Device handles of links we refused (attached and detached at once), until the device detaches them too. */
-  readonly refused: Set<number>
-  /** Answers waiting for credit on an outgoing link. */
-  readonly outbox: { readonly registrationKey: string; readonly payload: Uint8Array }[]
-}
-
-/** Session incoming-window we announce (transfer frames); re-announced with every flow. */
-const INCOMING_WINDOW = 2048
-const OUTGOING_WINDOW = 0x7fffffff
-/** Room left in a frame for the transfer performative (handle, ids, 4-byte tag, flags). */
-const TRANSFER_OVERHEAD = 96
-
-// Performative descriptor codes (AMQP 1.0 §2.7, §5.3.3).
-const OPEN = 0x10, BEGIN = 0x11, ATTACH = 0x12, FLOW = 0x13, TRANSFER = 0x14, DISPOSITION = 0x15, DETACH = 0x16, END = 0x17, CLOSE = 0x18
-const SASL_INIT = 0x41, SASL_RESPONSE = 0x43
-// sasl-outcome codes (§5.3.3.6).
-const SASL_OK = 0, SASL_AUTH = 1, SASL_SYS = 2, SASL_SYS_TEMP = 4
-
-const DATA_SECTION = 0x75
-/** An AMQP frame with no body: size 8, doff 2, type 0, channel 0 (§2.4.5). */
-const EMPTY_FRAME = Uint8Array.of(0, 0, 0, 8, 2, 0, 0, 0)
-const utf8 = new TextEncoder()
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true })
-
-/** The device-API address of a link: `{idScope}/registrations/{registrationId}`, relative or absolute. */
-export function parseRegistrationAddress(address: unknown): { idScope: string; registrationId: string } | undefined {
-  if (typeof address !== 'string' || address.length > 512) return undefined
-  let path = address
-  const scheme = /^amqps?:\/\/[^/]*\//i.exec(path)
-  if (scheme) path = path.slice(scheme[0].length)
-  else if (path.startsWith('/')) path = path.slice(1)
-  const m = /^([^/]+)\/registrations\/([^/]+)$/.exec(path)
-  if (!m) return undefined
-  return { idScope: m[1]!, registrationId: m[2]! }
-}
 
 /** One AMQP connection of a device. */
 export class AmqpDeviceSession {
-  readonly #o: AmqpSessionOptions
+  readonly #options: AmqpSessionOptions
   readonly #limits: AmqpLimits
   #phase: Phase = 'header'
   #input: Uint8Array = new Uint8Array(0)
@@ -227,7 +93,7 @@ export class AmqpDeviceSession {
   #inFlight = 0
 
   constructor(options: AmqpSessionOptions) {
-    this.#o = options
+    this.#options = options
     this.#limits = { ...DEFAULT_AMQP_LIMITS, ...options.limits }
   }
 
@@ -260,7 +126,7 @@ export class AmqpDeviceSession {
    * unless the connection is open.
    */
   heartbeat(): void {
-    if (this.#phase === 'open') this.#o.write(EMPTY_FRAME)
+    if (this.#phase === 'open') this.#options.write(EMPTY_FRAME)
   }
 
   /** True until the peer's open frame arrived (protocol header, SASL and open still under way). */
@@ -334,18 +200,18 @@ export class AmqpDeviceSession {
     if (kind === undefined || (this.#phase === 'sasl-done' && kind !== 'amqp')) throw this.#badHeader()
     this.#input = this.#input.subarray(8)
     if (this.#phase === 'sasl-done') {
-      this.#o.write(AMQP_HEADER)
+      this.#options.write(AMQP_HEADER)
       this.#phase = 'open-wait'
       return true
     }
     if (kind === 'sasl') {
-      this.#o.write(SASL_HEADER)
-      this.#send(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: ['PLAIN', 'TPM', 'EXTERNAL', 'ANONYMOUS'] })))
+      this.#options.write(SASL_HEADER)
+      this.#send(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: SASL_MECHANISMS })))
       this.#phase = 'sasl'
     } else {
       // X.509 devices: no SASL layer at all (§4); identity from the TLS client certificate.
       this.#identity = { kind: 'certificate' }
-      this.#o.write(AMQP_HEADER)
+      this.#options.write(AMQP_HEADER)
       this.#phase = 'open-wait'
     }
     return true
@@ -353,7 +219,7 @@ export class AmqpDeviceSession {
 
   #badHeader(): AmqpCodecError {
     // §2.2: answer an unsupported header with the one we support, then close.
-    this.#o.write(this.#phase === 'sasl-done' ? AMQP_HEADER : SASL_HEADER)
+    this.#options.write(this.#phase === 'sasl-done' ? AMQP_HEADER : SASL_HEADER)
     const shown = [...this.#input.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
     return new AmqpCodecError('BAD_PROTOCOL_HEADER', `protocol header ${shown} is not AMQP 1.0 (AMQP0100) or SASL (AMQP3100)`)
   }
@@ -378,32 +244,18 @@ export class AmqpDeviceSession {
     throw new AmqpCodecError('PROTOCOL_ERROR', `unexpected SASL performative 0x${code.toString(16)}`)
   }
 
-  /** PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd; authcid names the registration (§4). */
+  /** PLAIN (RFC 4616): the SAS of a symmetric-key device, checked before the outcome (§4). */
   #plain(response: Uint8Array | undefined): void {
-    if (response === undefined) return this.#refuse('PLAIN without an initial response')
-    const parts = splitNul(response, 3)
-    if (parts.length !== 3) return this.#refuse('PLAIN response is not [authzid] NUL authcid NUL passwd')
-    const authcid = decodeUtf8(parts[1]!)
-    const password = decodeUtf8(parts[2]!)
-    const address = parseRegistrationAddress(authcid)
-    if (address === undefined || password === undefined) {
-      return this.#refuse(`PLAIN authcid ${JSON.stringify((authcid ?? '').slice(0, 80))} is not {idScope}/registrations/{registrationId}`)
-    }
-    this.#verify({ type: 'sas', token: password }, address.idScope, address.registrationId)
+    const credential = readPlainResponse(response)
+    if ('refusal' in credential) return this.#refuse(credential.refusal)
+    this.#verify(credential.evidence, credential.idScope, credential.registrationId)
   }
 
-  /** TPM step 1 (§5.3): init = 0x00 ‖ idScope ‖ 0x00 ‖ registrationId ‖ 0x00 ‖ EK; challenge 0x00. */
+  /** TPM step 1 (§5.3): the init names the registration and carries the EK; challenge 0x00. */
   #tpmInit(response: Uint8Array | undefined): void {
-    if (response === undefined || response.length < 4 || (response[0]! & 0x80) !== 0) {
-      return this.#refuse('TPM init is missing or chunked (control byte with the high bit set is not supported for init)')
-    }
-    const parts = splitNul(response.subarray(1), 3)
-    const idScope = parts[0] === undefined ? undefined : decodeUtf8(parts[0])
-    const registrationId = parts[1] === undefined ? undefined : decodeUtf8(parts[1])
-    if (parts.length !== 3 || !idScope || !registrationId || parts[2]!.length === 0) {
-      return this.#refuse('TPM init is not 0x00 idScope 0x00 registrationId 0x00 EK')
-    }
-    this.#tpm = { idScope, registrationId, endorsementKey: parts[2]!.slice(), sent: 0 }
+    const exchange = readTpmInit(response)
+    if ('refusal' in exchange) return this.#refuse(exchange.refusal)
+    this.#tpm = exchange
     this.#send(frames.sasl_frame(frames.sasl_challenge({ challenge: toRheaBytes(Uint8Array.of(0)) })))
   }
 
@@ -421,13 +273,12 @@ export class AmqpDeviceSession {
         evidence: { type: 'tpm' as const, endorsementKey: base64Encode(tpm.endorsementKey), storageRootKey: base64Encode(tpm.storageRootKey) },
         apiVersion: acceptApiVersion(undefined, 'device').version,
       }
-      this.#o.device.register(request).then(
+      this.#options.device.register(request).then(
         (answer) => {
           if (this.#phase === 'closed') return
           if (answer.status !== 401) return this.#resume(() => this.#refuse('TPM first leg did not produce a challenge'))
-          const blob = base64Decode(answer.challenge.authenticationKey)
-          const chunks = blob === undefined ? undefined : chunk(blob, this.#limits.tpmChunkBytes)
-          if (chunks === undefined || chunks.length === 0 || chunks.length > 4) {
+          const chunks = activationChunks(answer.challenge.authenticationKey, this.#limits.tpmChunkBytes)
+          if (chunks === undefined) {
             // The sequence number has 2 bits (§5.3): at most 4 chunks.
             return this.#resume(() => this.#refuse('activation blob is empty, not base64, or needs more than 4 chunks', SASL_SYS))
           }
@@ -457,20 +308,17 @@ export class AmqpDeviceSession {
 
   #sendTpmChunk(): void {
     const tpm = this.#tpm!
-    const chunks = tpm.chunks!
-    const seq = tpm.sent
-    const last = seq === chunks.length - 1
-    const ctrl = (last ? 0xc0 : 0x80) | seq
+    const challenge = tpmChunkChallenge(tpm.chunks!, tpm.sent)
     tpm.sent++
-    this.#send(frames.sasl_frame(frames.sasl_challenge({ challenge: toRheaBytes(concat(Uint8Array.of(ctrl), chunks[seq]!)) })))
+    this.#send(frames.sasl_frame(frames.sasl_challenge({ challenge: toRheaBytes(challenge) })))
   }
 
   #verify(evidence: Evidence, idScope: string, registrationId: string): void {
     this.#paused = true
     const authenticate: AmqpAuthenticate =
-      this.#o.authenticate ??
+      this.#options.authenticate ??
       (async (e, scope, id) => {
-        const device = this.#o.device
+        const device = this.#options.device
         const check = { idScope: scope, registrationId: id, evidence: e }
         await (device.authenticate !== undefined ? device.authenticate(check) : device.registrationStatus(check))
       })
@@ -556,7 +404,7 @@ export class AmqpDeviceSession {
     this.#sendOpen()
     this.#phase = 'open'
     const idle = p['idle_time_out']
-    if (typeof idle === 'number' && idle > 0) this.#o.onPeerIdleTimeout?.(idle)
+    if (typeof idle === 'number' && idle > 0) this.#options.onPeerIdleTimeout?.(idle)
   }
 
   #sendOpen(): void {
@@ -565,7 +413,7 @@ export class AmqpDeviceSession {
       frames.amqp_frame(
         0,
         frames.open({
-          container_id: this.#o.containerId ?? 'provisio',
+          container_id: this.#options.containerId ?? 'provisio',
           max_frame_size: this.#limits.maxFrameSize,
           channel_max: this.#limits.maxSessions - 1,
         }),
@@ -576,9 +424,7 @@ export class AmqpDeviceSession {
   #begin(channel: number, p: Performative): void {
     if (this.#sessions.has(channel)) throw new AmqpCodecError('PROTOCOL_ERROR', `begin on channel ${channel}, which already has a session`)
     if (this.#sessions.size >= this.#limits.maxSessions) throw new AmqpCodecError('RESOURCE_LIMIT', `more than ${this.#limits.maxSessions} sessions`)
-    const used = new Set([...this.#sessions.values()].map((s) => s.localChannel))
-    let localChannel = 0
-    while (used.has(localChannel)) localChannel++
+    const localChannel = lowestFree(new Set([...this.#sessions.values()].map((s) => s.localChannel)))
     const session: Session = {
       remoteChannel: channel,
       localChannel,
@@ -619,9 +465,7 @@ export class AmqpDeviceSession {
     const address = parseRegistrationAddress(terminal?.address)
     const properties = p['properties'] as Record<string, unknown> | undefined
     const apiVersion = typeof properties?.['com.microsoft:api-version'] === 'string' ? (properties['com.microsoft:api-version'] as string) : undefined
-    const used = new Set([...session.links.values()].map((l) => l.localHandle))
-    let localHandle = 0
-    while (used.has(localHandle)) localHandle++
+    const localHandle = lowestFree(new Set([...session.links.values()].map((l) => l.localHandle)))
     if (localHandle >= this.#limits.maxLinksPerSession) throw new AmqpCodecError('RESOURCE_LIMIT', `more than ${this.#limits.maxLinksPerSession} links in one session`)
 
     const reply = {
@@ -632,7 +476,7 @@ export class AmqpDeviceSession {
       target,
       ...(direction === 'out' ? { initial_delivery_count: 0 } : {}),
     }
-    const refusal = this.#linkRefusal(address, terminal?.address)
+    const refusal = linkRefusal(this.#identity, this.#sessions.values(), address, terminal?.address)
     if (refusal !== undefined) {
       // §2.6.3: attach, then detach at once with the reason.
       this.#send(frames.amqp_frame(session.localChannel, frames.attach(reply)))
@@ -658,28 +502,6 @@ export class AmqpDeviceSession {
       link.credit = this.#limits.linkCredit
       this.#sendFlow(session, link)
     }
-  }
-
-  /** Why a link address is refused, or undefined when it names this connection's registration. */
-  #linkRefusal(address: { idScope: string; registrationId: string } | undefined, raw: unknown): { condition: string; description: string } | undefined {
-    if (address === undefined) {
-      return { condition: 'amqp:not-found', description: `link address ${JSON.stringify(String(raw).slice(0, 80))} is not {idScope}/registrations/{registrationId}` }
-    }
-    const id = this.#identity
-    if (id?.kind === 'credential') {
-      if (address.idScope !== id.idScope || address.registrationId.toLowerCase() !== id.registrationId.toLowerCase()) {
-        return { condition: 'amqp:unauthorized-access', description: `link address ${address.idScope}/registrations/${address.registrationId} differs from the authenticated ${id.idScope}/registrations/${id.registrationId}` }
-      }
-    }
-    // Certificate devices: every link of the connection names one registration.
-    for (const s of this.#sessions.values()) {
-      for (const l of s.links.values()) {
-        if (l.idScope !== address.idScope || l.registrationId.toLowerCase() !== address.registrationId.toLowerCase()) {
-          return { condition: 'amqp:unauthorized-access', description: 'links of one connection must name one registration' }
-        }
-      }
-    }
-    return undefined
   }
 
   #flow(session: Session, p: Performative): void {
@@ -709,14 +531,7 @@ export class AmqpDeviceSession {
   /** A flow frame: session window (re-opened to INCOMING_WINDOW) and, with `link`, its credit (§2.7.4). */
   #sendFlow(session: Session, link?: Link): void {
     session.incomingWindowLeft = INCOMING_WINDOW
-    const fields: Record<string, unknown> = {
-      next_incoming_id: session.nextIncomingId,
-      incoming_window: INCOMING_WINDOW,
-      next_outgoing_id: session.nextOutgoingId,
-      outgoing_window: OUTGOING_WINDOW,
-    }
-    if (link !== undefined) Object.assign(fields, { handle: link.localHandle, delivery_count: link.deliveryCount, link_credit: link.credit })
-    this.#send(frames.amqp_frame(session.localChannel, frames.flow(fields)))
+    this.#send(frames.amqp_frame(session.localChannel, frames.flow(flowFields(session, link))))
   }
 
   #linkOf(session: Session, handle: number): Link {
@@ -772,13 +587,7 @@ export class AmqpDeviceSession {
   // DPS requests (docs/protocol.md §4)
 
   #request(session: Session, link: Link, deliveryId: number, settled: boolean, bytes: Uint8Array): void {
-    checkEncoding(bytes, 0, bytes.length)
-    let decoded: ReturnType<typeof message.decode>
-    try {
-      decoded = message.decode(toRheaBytes(bytes))
-    } catch (error) {
-      throw new AmqpCodecError('DECODE_ERROR', `message sections do not decode: ${reasonOf(error)}`)
-    }
+    const decoded = decodeRequest(bytes)
     const correlationId = decoded.correlation_id
     this.#inFlight++
     this.#answer(link, decoded).then(
@@ -787,39 +596,8 @@ export class AmqpDeviceSession {
     )
   }
 
-  async #answer(link: Link, msg: ReturnType<typeof message.decode>): Promise<DeviceResponse<RegistrationOperationStatus>> {
-    const props = msg.application_properties ?? {}
-    const operation = props['iotdps-operation-type']
-    const evidence = this.#evidence(link)
-    if (operation === 'iotdps-register') {
-      const apiVersion = acceptApiVersion(link.apiVersion, 'device').version
-      const registration = readRegisterBody(bodyBytes(msg.body), link.registrationId, { idFrom: 'link address' })
-      const force = props['iotdps-forceRegistration']
-      const answer = await this.#o.device.register({
-        idScope: link.idScope,
-        registrationId: link.registrationId,
-        evidence,
-        apiVersion,
-        ...(registration.payload === undefined ? {} : { payload: registration.payload }),
-        ...(force === true || force === 'true' ? { forceRegistration: true } : {}),
-      })
-      if (answer.status === 401) throw new ProvisioError('ATTESTATION_MISMATCH', 'register produced a TPM challenge on a connection that finished SASL; TPM devices use the TPM SASL mechanism (§5.3)')
-      return answer
-    }
-    if (operation === 'iotdps-get-operationstatus') {
-      const operationId = props['iotdps-operation-id']
-      if (typeof operationId !== 'string' || operationId === '') throw new ProvisioError('BAD_REQUEST', 'iotdps-get-operationstatus without an iotdps-operation-id string property')
-      return this.#o.device.operationStatus({ idScope: link.idScope, registrationId: link.registrationId, operationId, evidence })
-    }
-    throw new ProvisioError('BAD_REQUEST', `application property iotdps-operation-type is ${JSON.stringify(String(operation).slice(0, 60))}; expected iotdps-register or iotdps-get-operationstatus`)
-  }
-
-  #evidence(link: Link): Evidence {
-    const id = this.#identity
-    if (id?.kind === 'credential') return id.evidence
-    const chain = this.#o.clientCertificates ?? []
-    if (chain.length > 0) return { type: 'x509', chain }
-    throw new ProvisioError('CREDENTIALS_MISSING', `connection for ${link.idScope}/registrations/${link.registrationId} presented no SASL credentials and no TLS client certificate`)
+  async #answer(link: Link, msg: DpsRequestMessage): Promise<DeviceResponse<RegistrationOperationStatus>> {
+    return answerRequest(this.#options.device, link, evidenceOf(this.#identity, this.#options.clientCertificates, link), msg)
   }
 
   #complete(
@@ -839,7 +617,7 @@ export class AmqpDeviceSession {
           if (!settled) this.#disposition(session, deliveryId, message.accepted().described())
           this.#queueAnswer(session, link, correlationId, response)
         } else if (!settled) {
-          this.#disposition(session, deliveryId, message.rejected({ error: this.#rejection(error) }).described())
+          this.#disposition(session, deliveryId, message.rejected({ error: rejectionOf(error, this.#options.trackingId(), this.#options.clock.now()) }).described())
         }
       } catch (failure) {
         this.#fail(failure)
@@ -871,38 +649,12 @@ export class AmqpDeviceSession {
     }
   }
 
-  /** The rejected outcome's error (§4): catalog condition, JSON error body, Retry-After in info. */
-  #rejection(error: unknown): { condition: string; description: string; info?: Record<string, unknown> } {
-    const err = wrapUnknown(error)
-    const entry = ERROR_CATALOG[err.code]
-    const body = toErrorBody(err, this.#o.trackingId(), formatDpsTimestamp(this.#o.clock.now()))
-    const out: { condition: string; description: string; info?: Record<string, unknown> } = { condition: entry.amqpCondition, description: JSON.stringify(body) }
-    if (entry.transient) {
-      const seconds = Math.max(1, Math.ceil(err.retryAfterSeconds ?? 1))
-      out.info = { 'retry-after': seconds, 'Retry-After': seconds }
-    }
-    return out
-  }
-
   #disposition(session: Session, deliveryId: number, state: unknown): void {
     this.#send(frames.amqp_frame(session.localChannel, frames.disposition({ role: true, first: deliveryId, settled: true, state })))
   }
 
   #queueAnswer(session: Session, link: Link, correlationId: unknown, response: DeviceResponse<RegistrationOperationStatus>): void {
-    const properties: Record<string, unknown> = {}
-    if (response.retryAfterSeconds !== undefined) {
-      const seconds = Math.max(1, Math.ceil(response.retryAfterSeconds))
-      // Node and C read `retry-after`, .NET reads `Retry-After` (§4): both.
-      properties['retry-after'] = seconds
-      properties['Retry-After'] = seconds
-    }
-    const msg: Record<string, unknown> = {
-      application_properties: properties,
-      body: message.data_section(toRheaBytes(utf8.encode(JSON.stringify(response.body)))),
-    }
-    const cid = wrapCorrelationId(correlationId)
-    if (cid !== undefined) msg['correlation_id'] = cid
-    session.outbox.push({ registrationKey: `${link.idScope}/${link.registrationId.toLowerCase()}`, payload: message.encode(msg) })
+    session.outbox.push({ registrationKey: registrationKey(link.idScope, link.registrationId), payload: encodeAnswer(correlationId, response) })
     this.#flush(session)
   }
 
@@ -912,7 +664,7 @@ export class AmqpDeviceSession {
       const next = session.outbox[0]!
       let link: Link | undefined
       for (const l of session.links.values()) {
-        if (l.direction === 'out' && `${l.idScope}/${l.registrationId.toLowerCase()}` === next.registrationKey) link = l
+        if (l.direction === 'out' && registrationKey(l.idScope, l.registrationId) === next.registrationKey) link = l
       }
       const room = this.#peerMaxFrame - TRANSFER_OVERHEAD
       const frameCount = Math.max(1, Math.ceil(next.payload.length / room))
@@ -939,7 +691,7 @@ export class AmqpDeviceSession {
   // Output and ending
 
   #send(frame: FrameSpec): void {
-    this.#o.write(frames.write_frame(frame))
+    this.#options.write(frames.write_frame(frame))
   }
 
   /** Closes the connection for a wire fault, with a close frame when the AMQP layer is up. */
@@ -962,102 +714,6 @@ export class AmqpDeviceSession {
     if (this.#phase === 'closed') return
     this.#phase = 'closed'
     this.#input = new Uint8Array(0)
-    this.#o.close(reason)
+    this.#options.close(reason)
   }
-}
-
-// -------------------------------------------------------------------------------------------------
-
-interface DecodedFrame {
-  readonly code: number
-  readonly performative: Performative
-  readonly payload: Uint8Array | undefined
-}
-
-/** Decodes one structurally checked frame with rhea; unknown performatives are decode errors. */
-function decodeFrame(bytes: Uint8Array): DecodedFrame {
-  let frame: ReturnType<typeof frames.read_frame>
-  try {
-    frame = frames.read_frame(toRheaBytes(bytes))
-  } catch (error) {
-    throw new AmqpCodecError('DECODE_ERROR', `frame does not decode: ${reasonOf(error)}`)
-  }
-  const performative = frame?.performative
-  const descriptor = (performative?.constructor as { descriptor?: { numeric?: unknown } } | undefined)?.descriptor
-  if (performative === undefined || typeof descriptor?.numeric !== 'number') {
-    throw new AmqpCodecError('DECODE_ERROR', 'frame body is not a known AMQP performative (§2.7, §5.3.3)')
-  }
-  return { code: descriptor.numeric, performative, payload: frame!.payload }
-}
-
-function asBytes(value: unknown): Uint8Array | undefined {
-  return value instanceof Uint8Array ? value : undefined
-}
-
-/** Splits at NUL bytes into at most `max` parts (the last part keeps any further NULs). */
-function splitNul(bytes: Uint8Array, max: number): Uint8Array[] {
-  const parts: Uint8Array[] = []
-  let start = 0
-  for (let i = 0; i < bytes.length && parts.length < max - 1; i++) {
-    if (bytes[i] === 0) {
-      parts.push(bytes.subarray(start, i))
-      start = i + 1
-    }
-  }
-  parts.push(bytes.subarray(start))
-  return parts
-}
-
-function decodeUtf8(bytes: Uint8Array): string | undefined {
-  try {
-    return utf8Decoder.decode(bytes)
-  } catch {
-    return undefined
-  }
-}
-
-function chunk(bytes: Uint8Array, size: number): Uint8Array[] {
-  const out: Uint8Array[] = []
-  for (let i = 0; i < bytes.length; i += size) out.push(bytes.subarray(i, i + size))
-  return out
-}
-
-function numberOr(value: unknown, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : fallback
-}
-
-/** The request body as bytes: data section(s) (Node, C), or an amqp-value string (.NET/Node polls). */
-function bodyBytes(body: unknown): Uint8Array {
-  if (body === undefined || body === null) return new Uint8Array(0)
-  if (typeof body === 'string') return body.trimStart().startsWith('{') ? utf8.encode(body) : new Uint8Array(0)
-  const section = body as { typecode?: unknown; content?: unknown; multiple?: unknown }
-  if (section.typecode === DATA_SECTION) {
-    if (section.multiple === true && Array.isArray(section.content)) {
-      let all: Uint8Array = new Uint8Array(0)
-      for (const part of section.content) if (part instanceof Uint8Array) all = concat(all, part)
-      return all
-    }
-    if (section.content instanceof Uint8Array) return section.content
-  }
-  throw new ProvisioError('VALIDATION_FAILED', 'request body is neither a data section nor an amqp-value string (§4)')
-}
-
-/** Re-wraps a decoded correlation-id so it goes back with its type (string, ulong, uuid, binary). */
-function wrapCorrelationId(value: unknown): unknown {
-  if (value === undefined || value === null) return undefined
-  if (typeof value === 'string' || typeof value === 'number') return value
-  if (value instanceof Uint8Array) return value.length === 16 ? value : types.wrap_binary(value)
-  return undefined
-}
-
-function describeError(error: unknown): string | undefined {
-  if (error === undefined || error === null) return undefined
-  const e = error as { condition?: unknown; description?: unknown }
-  return `peer closed with ${String(e.condition)}${e.description === undefined ? '' : `: ${String(e.description)}`}`
-}
-
-function reasonOf(error: unknown): string {
-  if (error instanceof ProvisioError) return `${error.code}: ${error.reason}`
-  if (error instanceof Error) return error.message
-  return String(error)
 }

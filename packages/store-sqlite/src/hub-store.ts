@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { HubDeviceRecord, HubStore, HubWriteCondition } from '@provisio/hub'
-import type { GroupCommit } from './index.js'
+import type { GroupCommit } from './group-commit.js'
 
 /**
  * The embedded hub's registry in the engine's SQLite database (one row per device, the record

@@ -54,7 +54,8 @@ export {
   type ActivationBlobParts,
   type ActivationBlobInput,
 } from './blob.js'
-export { SoftwareTpm, TpmCommandError, TPM_CC, TPM_RC, TPM_RH, TPM_ST, MAX_COMMAND_SIZE, type SoftwareTpmOptions } from './software-tpm.js'
+export { SoftwareTpm, type SoftwareTpmOptions } from './software-tpm.js'
+export { TpmCommandError, TPM_CC, TPM_RC, TPM_RH, TPM_ST, MAX_COMMAND_SIZE } from './tpm-codes.js'
 export { EK_TEMPLATE, SRK_TEMPLATE, EK_HANDLE, SRK_HANDLE, ID_KEY_HANDLE, TpmDevice } from './device.js'
 export { generateRsaKey, rsaOaepDecrypt, type RsaPrivateKey } from './rsa-private.js'
 export { TPM_SIMULATOR, TPM_SIMULATOR_VERSION, uint32s, encodeSendCommand, encodeSendCommandAnswer } from './simulator-protocol.js'

@@ -16,85 +16,21 @@
  *   same seed.
  * - Private blobs made by Import are protected like a real TPM's (Part 1 §22.4: the parent's
  *   symmetric seed, STORAGE/INTEGRITY keys) and loadable only by this TPM with the same seed.
+ *
+ * This file holds the TPM's state, its typed operations and the command dispatch; the numbers
+ * of the command stream are in tpm-codes.ts, its framing (handles, authorization area,
+ * responses) in command-frame.ts.
  */
 import { aesCfbDecrypt, hmacSha256, sha256 } from '@provisio/crypto'
 import { protectWithSeed, unprotectWithSeed } from './blob.js'
+import { errorResponse, readCommandFrame, response, type AuthSession } from './command-frame.js'
 import { TpmError } from './errors.js'
 import { TpmReader, TpmWriter, bytesEqual, concat, sized } from './marshal.js'
 import { TPMA_OBJECT, TPM_ALG, TPM_LIMITS, marshalTpm2bPublic, marshalTpmtSensitive, objectName, parseTpmtSensitive, readTpm2bPublic, rsaExponent } from './structures.js'
 import type { RsaPublic, TpmtPublic } from './structures.js'
 import { SeededBytes, bigIntToBytes, generateRsaKey, rsaOaepDecrypt } from './rsa-private.js'
 import type { RsaPrivateKey } from './rsa-private.js'
-
-/** Command codes (Part 2 §6.5.2) this TPM implements. */
-export const TPM_CC = {
-  EvictControl: 0x120,
-  CreatePrimary: 0x131,
-  ActivateCredential: 0x147,
-  Startup: 0x144,
-  Shutdown: 0x145,
-  PolicySecret: 0x151,
-  HMAC: 0x155,
-  Import: 0x156,
-  Load: 0x157,
-  FlushContext: 0x165,
-  ReadPublic: 0x173,
-  StartAuthSession: 0x176,
-  GetCapability: 0x17a,
-  GetRandom: 0x17b,
-  PolicyGetDigest: 0x189,
-} as const
-
-/** Response codes (Part 2 §6.6) this TPM returns. */
-export const TPM_RC = {
-  SUCCESS: 0x000,
-  BAD_TAG: 0x01e,
-  INITIALIZE: 0x100,
-  FAILURE: 0x101,
-  COMMAND_SIZE: 0x142,
-  COMMAND_CODE: 0x143,
-  AUTHSIZE: 0x144,
-  NV_DEFINED: 0x14c,
-  AUTH_MISSING: 0x125,
-  ATTRIBUTES: 0x082,
-  HASH: 0x083,
-  VALUE: 0x084,
-  MODE: 0x089,
-  TYPE: 0x08a,
-  HANDLE: 0x08b,
-  AUTH_FAIL: 0x08e,
-  SIZE: 0x095,
-  INSUFFICIENT: 0x09a,
-  KEY: 0x09c,
-  POLICY_FAIL: 0x09d,
-  INTEGRITY: 0x09f,
-  BINDING: 0x0a5,
-  /** Format-one modifiers: which handle/parameter/session the code refers to. */
-  P: 0x040,
-  S: 0x800,
-  N1: 0x100,
-  N2: 0x200,
-  N3: 0x300,
-  N4: 0x400,
-  N5: 0x500,
-} as const
-
-/** Permanent handles (Part 2 §7.4). */
-export const TPM_RH = {
-  OWNER: 0x40000001,
-  NULL: 0x40000007,
-  PW: 0x40000009,
-  ENDORSEMENT: 0x4000000b,
-  PLATFORM: 0x4000000c,
-} as const
-
-/** Structure tags (Part 2 §6.9) of command and response headers and tickets. */
-export const TPM_ST = {
-  NO_SESSIONS: 0x8001,
-  SESSIONS: 0x8002,
-  CREATION: 0x8021,
-  AUTH_SECRET: 0x8023,
-} as const
+import { MAX_COMMAND_SIZE, TPM_CC, TPM_RC, TPM_RH, TPM_ST, TpmCommandError } from './tpm-codes.js'
 
 const { NO_SESSIONS: ST_NO_SESSIONS, SESSIONS: ST_SESSIONS, CREATION: ST_CREATION, AUTH_SECRET: ST_AUTH_SECRET } = TPM_ST
 const TPM_CAP_TPM_PROPERTIES = 6
@@ -102,9 +38,6 @@ const PT_INPUT_BUFFER = 0x10d
 const PT_MAX_DIGEST = 0x120
 /** Largest TPM2B_MAX_BUFFER (Part 2 MAX_DIGEST_BUFFER): what GetCapability(INPUT_BUFFER) reports. */
 const MAX_BUFFER = 1024
-/** Largest command accepted (the simulator's MAX_COMMAND_SIZE). */
-export const MAX_COMMAND_SIZE = 4096
-
 /** A loaded object: public area, private parts, and the storage seed children are protected with. */
 interface TpmObject {
   readonly public: TpmtPublic
@@ -123,21 +56,6 @@ interface PolicySession {
   digest: Uint8Array
   readonly nonceTpm: Uint8Array
 }
-
-/**
- * A TPM command failed with response code `rc` (Part 2 §6.6). Thrown by the typed operations;
- * `execute` turns it into a response.
- */
-export class TpmCommandError extends TpmError {
-  constructor(
-    readonly rc: number,
-    message: string,
-  ) {
-    super('TPM_COMMAND_FAILED', `${message} (TPM_RC 0x${rc.toString(16).padStart(3, '0')})`)
-  }
-}
-
-const RcError = TpmCommandError
 
 /** Options of SoftwareTpm. */
 export interface SoftwareTpmOptions {
@@ -200,13 +118,13 @@ export class SoftwareTpm {
    */
   createPrimary(hierarchy: number, template: TpmtPublic): number {
     if (hierarchy !== TPM_RH.ENDORSEMENT && hierarchy !== TPM_RH.OWNER) {
-      throw new RcError(TPM_RC.HANDLE | TPM_RC.N1, `CreatePrimary: hierarchy 0x${hierarchy.toString(16)} is not supported (endorsement or owner)`)
+      throw new TpmCommandError(TPM_RC.HANDLE | TPM_RC.N1, `CreatePrimary: hierarchy 0x${hierarchy.toString(16)} is not supported (endorsement or owner)`)
     }
-    if (template.type !== 'rsa') throw new RcError(TPM_RC.TYPE | TPM_RC.P | TPM_RC.N2, 'CreatePrimary: only RSA templates are supported')
+    if (template.type !== 'rsa') throw new TpmCommandError(TPM_RC.TYPE | TPM_RC.P | TPM_RC.N2, 'CreatePrimary: only RSA templates are supported')
     const attrs = template.objectAttributes
     const storage = TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt
     if ((attrs & storage) !== storage || (attrs & TPMA_OBJECT.sign) !== 0 || template.parameters.symmetric === null) {
-      throw new RcError(TPM_RC.ATTRIBUTES | TPM_RC.P | TPM_RC.N2, 'CreatePrimary: only restricted decryption (storage) keys are supported')
+      throw new TpmCommandError(TPM_RC.ATTRIBUTES | TPM_RC.P | TPM_RC.N2, 'CreatePrimary: only restricted decryption (storage) keys are supported')
     }
     const seed = hierarchy === TPM_RH.ENDORSEMENT ? this.#endorsementSeed : this.#ownerSeed
     const label = hex(sha256(marshalTpm2bPublic(template)))
@@ -231,15 +149,15 @@ export class SoftwareTpm {
 
   /** EvictControl (Part 3 §28.5): persists a transient object, or removes a persistent one. */
   evictControl(auth: number, objectHandle: number, persistentHandle: number): void {
-    if (auth !== TPM_RH.OWNER && auth !== TPM_RH.PLATFORM) throw new RcError(TPM_RC.HANDLE | TPM_RC.N1, 'EvictControl: auth must be owner or platform')
-    if (persistentHandle >>> 24 !== 0x81) throw new RcError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N1, `EvictControl: 0x${persistentHandle.toString(16)} is not a persistent handle`)
+    if (auth !== TPM_RH.OWNER && auth !== TPM_RH.PLATFORM) throw new TpmCommandError(TPM_RC.HANDLE | TPM_RC.N1, 'EvictControl: auth must be owner or platform')
+    if (persistentHandle >>> 24 !== 0x81) throw new TpmCommandError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N1, `EvictControl: 0x${persistentHandle.toString(16)} is not a persistent handle`)
     const o = this.#object(objectHandle, 2)
     if (objectHandle >>> 24 === 0x81) {
-      if (objectHandle !== persistentHandle) throw new RcError(TPM_RC.HANDLE | TPM_RC.N2, 'EvictControl: persistentHandle must equal objectHandle when evicting')
+      if (objectHandle !== persistentHandle) throw new TpmCommandError(TPM_RC.HANDLE | TPM_RC.N2, 'EvictControl: persistentHandle must equal objectHandle when evicting')
       this.#objects.delete(objectHandle)
       return
     }
-    if (this.#objects.has(persistentHandle)) throw new RcError(TPM_RC.NV_DEFINED, `EvictControl: 0x${persistentHandle.toString(16)} is already in use`)
+    if (this.#objects.has(persistentHandle)) throw new TpmCommandError(TPM_RC.NV_DEFINED, `EvictControl: 0x${persistentHandle.toString(16)} is already in use`)
     this.#objects.set(persistentHandle, o)
   }
 
@@ -247,7 +165,7 @@ export class SoftwareTpm {
   flushContext(handle: number): void {
     if (handle >>> 24 === 0x80 && this.#objects.delete(handle)) return
     if (handle >>> 24 === 0x03 && this.#sessions.delete(handle)) return
-    throw new RcError(TPM_RC.HANDLE | TPM_RC.P | TPM_RC.N1, `FlushContext: 0x${handle.toString(16)} is not a loaded transient object or session`)
+    throw new TpmCommandError(TPM_RC.HANDLE | TPM_RC.P | TPM_RC.N1, `FlushContext: 0x${handle.toString(16)} is not a loaded transient object or session`)
   }
 
   /** Starts a policy session (SHA-256, unsalted, unbound; Part 3 §11.1). */
@@ -284,10 +202,10 @@ export class SoftwareTpm {
     const activated = this.#object(activateHandle, 1)
     const key = this.#object(keyHandle, 2)
     if (!key.rsa || key.public.type !== 'rsa' || key.public.parameters.symmetric === null) {
-      throw new RcError(TPM_RC.TYPE | TPM_RC.N2, 'ActivateCredential: keyHandle must be an RSA decryption key with a symmetric definition')
+      throw new TpmCommandError(TPM_RC.TYPE | TPM_RC.N2, 'ActivateCredential: keyHandle must be an RSA decryption key with a symmetric definition')
     }
     const seed = rsaOaepDecrypt(key.rsa, secret, new TextEncoder().encode('IDENTITY\u0000'))
-    if (seed === undefined) throw new RcError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N2, 'ActivateCredential: the secret does not decrypt under keyHandle (OAEP "IDENTITY")')
+    if (seed === undefined) throw new TpmCommandError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N2, 'ActivateCredential: the secret does not decrypt under keyHandle (OAEP "IDENTITY")')
     const plain = this.#unprotect(seed, activated.name, key.public.parameters.symmetric.keyBits, credentialBlob, 'credentialBlob', TPM_RC.N1)
     const r = new TpmReader(plain, 'credential')
     try {
@@ -295,7 +213,7 @@ export class SoftwareTpm {
       r.end()
       return credential
     } catch {
-      throw new RcError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, 'ActivateCredential: the decrypted credential is not a TPM2B_DIGEST')
+      throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, 'ActivateCredential: the decrypted credential is not a TPM2B_DIGEST')
     }
   }
 
@@ -315,16 +233,16 @@ export class SoftwareTpm {
   ): Uint8Array {
     const parent = this.#storageParent(parentHandle)
     if ((objectPublic.objectAttributes & (TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent)) !== 0) {
-      throw new RcError(TPM_RC.ATTRIBUTES | TPM_RC.P | TPM_RC.N2, 'Import: an object with fixedTPM or fixedParent cannot be imported')
+      throw new TpmCommandError(TPM_RC.ATTRIBUTES | TPM_RC.P | TPM_RC.N2, 'Import: an object with fixedTPM or fixedParent cannot be imported')
     }
     const name = objectName(objectPublic)
     const seed = rsaOaepDecrypt(parent.rsa!, inSymSeed, new TextEncoder().encode('DUPLICATE\u0000'))
-    if (seed === undefined) throw new RcError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N4, 'Import: inSymSeed does not decrypt under the parent (OAEP "DUPLICATE")')
+    if (seed === undefined) throw new TpmCommandError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N4, 'Import: inSymSeed does not decrypt under the parent (OAEP "DUPLICATE")')
     let sens2b = this.#unprotect(seed, name, parent.public.type === 'rsa' ? (parent.public.parameters.symmetric?.keyBits ?? 128) : 128, duplicate, 'duplicate', TPM_RC.N3)
     if (symmetric !== null) {
-      if (symmetric.algorithm !== TPM_ALG.AES || symmetric.mode !== TPM_ALG.CFB) throw new RcError(TPM_RC.MODE | TPM_RC.P | TPM_RC.N5, 'Import: only AES-CFB inner wrappers are supported')
+      if (symmetric.algorithm !== TPM_ALG.AES || symmetric.mode !== TPM_ALG.CFB) throw new TpmCommandError(TPM_RC.MODE | TPM_RC.P | TPM_RC.N5, 'Import: only AES-CFB inner wrappers are supported')
       if (encryptionKey.length * 8 !== symmetric.keyBits) {
-        throw new RcError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, `Import: encryptionKey is ${encryptionKey.length} bytes, symmetricAlg says ${symmetric.keyBits} bits`)
+        throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, `Import: encryptionKey is ${encryptionKey.length} bytes, symmetricAlg says ${symmetric.keyBits} bits`)
       }
       sens2b = this.#innerUnwrap(encryptionKey, name, sens2b)
     }
@@ -334,7 +252,7 @@ export class SoftwareTpm {
       sensitive = parseTpmtSensitive(r.tpm2b('sensitive', TPM_LIMITS.private), 'TPMT_SENSITIVE')
       r.end()
     } catch {
-      throw new RcError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N3, 'Import: the unwrapped duplicate is not a TPM2B_SENSITIVE')
+      throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N3, 'Import: the unwrapped duplicate is not a TPM2B_SENSITIVE')
     }
     this.#checkBinding(objectPublic, sensitive.seedValue, sensitive.sensitive, sensitive.type, TPM_RC.N3)
     return protectWithSeed(parent.storageSeed!, name, 128, sized(marshalTpmtSensitive(sensitive)))
@@ -351,9 +269,9 @@ export class SoftwareTpm {
       sensitive = parseTpmtSensitive(r.tpm2b('sensitive', TPM_LIMITS.private), 'TPMT_SENSITIVE')
       r.end()
     } catch {
-      throw new RcError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, 'Load: inPrivate does not hold a TPM2B_SENSITIVE')
+      throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, 'Load: inPrivate does not hold a TPM2B_SENSITIVE')
     }
-    if (inPublic.type !== 'keyedHash' || sensitive.type !== 'keyedHash') throw new RcError(TPM_RC.TYPE | TPM_RC.P | TPM_RC.N2, 'Load: only KEYEDHASH objects can be loaded')
+    if (inPublic.type !== 'keyedHash' || sensitive.type !== 'keyedHash') throw new TpmCommandError(TPM_RC.TYPE | TPM_RC.P | TPM_RC.N2, 'Load: only KEYEDHASH objects can be loaded')
     this.#checkBinding(inPublic, sensitive.seedValue, sensitive.sensitive, sensitive.type, TPM_RC.N2)
     const handle = this.#nextTransient++
     this.#objects.set(handle, { public: inPublic, name, keyedHash: sensitive.sensitive, hierarchy: parent.hierarchy, authValue: sensitive.authValue })
@@ -363,14 +281,14 @@ export class SoftwareTpm {
   /** HMAC (Part 3 §15.5) with a loaded KEYEDHASH signing key. */
   hmac(handle: number, data: Uint8Array, hashAlg: number = TPM_ALG.NULL): Uint8Array {
     const o = this.#object(handle, 1)
-    if (o.public.type !== 'keyedHash' || o.keyedHash === undefined) throw new RcError(TPM_RC.TYPE | TPM_RC.N1, 'HMAC: the key is not a KEYEDHASH object')
-    if ((o.public.objectAttributes & TPMA_OBJECT.sign) === 0) throw new RcError(TPM_RC.KEY | TPM_RC.N1, 'HMAC: the key is not a signing key')
+    if (o.public.type !== 'keyedHash' || o.keyedHash === undefined) throw new TpmCommandError(TPM_RC.TYPE | TPM_RC.N1, 'HMAC: the key is not a KEYEDHASH object')
+    if ((o.public.objectAttributes & TPMA_OBJECT.sign) === 0) throw new TpmCommandError(TPM_RC.KEY | TPM_RC.N1, 'HMAC: the key is not a signing key')
     const scheme = o.public.parameters
     const alg = hashAlg === TPM_ALG.NULL ? scheme.hashAlg : hashAlg
     if (alg !== TPM_ALG.SHA256 || (scheme.hashAlg !== undefined && scheme.hashAlg !== alg)) {
-      throw new RcError(TPM_RC.HASH | TPM_RC.P | TPM_RC.N2, 'HMAC: only SHA-256, matching the key scheme, is supported')
+      throw new TpmCommandError(TPM_RC.HASH | TPM_RC.P | TPM_RC.N2, 'HMAC: only SHA-256, matching the key scheme, is supported')
     }
-    if (data.length > MAX_BUFFER) throw new RcError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, `HMAC: buffer is ${data.length} bytes, at most ${MAX_BUFFER}`)
+    if (data.length > MAX_BUFFER) throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, `HMAC: buffer is ${data.length} bytes, at most ${MAX_BUFFER}`)
     return hmacSha256(o.keyedHash, data)
   }
 
@@ -378,13 +296,13 @@ export class SoftwareTpm {
 
   #object(handle: number, n: number): TpmObject {
     const o = this.#objects.get(handle)
-    if (!o) throw new RcError(TPM_RC.HANDLE | (n === 1 ? TPM_RC.N1 : TPM_RC.N2), `handle 0x${handle.toString(16)} is not loaded`)
+    if (!o) throw new TpmCommandError(TPM_RC.HANDLE | (n === 1 ? TPM_RC.N1 : TPM_RC.N2), `handle 0x${handle.toString(16)} is not loaded`)
     return o
   }
 
   #session(handle: number): PolicySession {
     const s = this.#sessions.get(handle)
-    if (!s) throw new RcError(TPM_RC.HANDLE | TPM_RC.N2, `session 0x${handle.toString(16)} does not exist`)
+    if (!s) throw new TpmCommandError(TPM_RC.HANDLE | TPM_RC.N2, `session 0x${handle.toString(16)} does not exist`)
     return s
   }
 
@@ -396,7 +314,7 @@ export class SoftwareTpm {
   #storageParent(handle: number): TpmObject {
     const o = this.#object(handle, 1)
     if (!o.rsa || !o.storageSeed || (o.public.objectAttributes & TPMA_OBJECT.restricted) === 0) {
-      throw new RcError(TPM_RC.TYPE | TPM_RC.N1, `0x${handle.toString(16)} is not a storage parent`)
+      throw new TpmCommandError(TPM_RC.TYPE | TPM_RC.N1, `0x${handle.toString(16)} is not a storage parent`)
     }
     return o
   }
@@ -405,8 +323,8 @@ export class SoftwareTpm {
     try {
       return unprotectWithSeed(seed, name, keyBits, blob, what)
     } catch (error) {
-      if (error instanceof TpmError && error.code === 'TPM_INTEGRITY') throw new RcError(TPM_RC.INTEGRITY | TPM_RC.P | n, error.message)
-      throw new RcError(TPM_RC.SIZE | TPM_RC.P | n, `${what} is malformed: ${error instanceof Error ? error.message : String(error)}`)
+      if (error instanceof TpmError && error.code === 'TPM_INTEGRITY') throw new TpmCommandError(TPM_RC.INTEGRITY | TPM_RC.P | n, error.message)
+      throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | n, `${what} is malformed: ${error instanceof Error ? error.message : String(error)}`)
     }
   }
 
@@ -419,14 +337,14 @@ export class SoftwareTpm {
       if (!bytesEqual(integrity, sha256(concat(sens2b, name)))) throw new Error('inner integrity')
       return sens2b
     } catch {
-      throw new RcError(TPM_RC.INTEGRITY | TPM_RC.P | TPM_RC.N3, 'Import: the inner integrity digest does not match (wrong encryptionKey or Name)')
+      throw new TpmCommandError(TPM_RC.INTEGRITY | TPM_RC.P | TPM_RC.N3, 'Import: the inner integrity digest does not match (wrong encryptionKey or Name)')
     }
   }
 
   #checkBinding(pub: TpmtPublic, seedValue: Uint8Array, key: Uint8Array, type: 'rsa' | 'keyedHash', n: number): void {
-    if (pub.type !== type) throw new RcError(TPM_RC.TYPE | TPM_RC.P | n, 'sensitive and public areas differ in type')
+    if (pub.type !== type) throw new TpmCommandError(TPM_RC.TYPE | TPM_RC.P | n, 'sensitive and public areas differ in type')
     if (pub.type === 'keyedHash' && !bytesEqual(pub.unique, sha256(concat(seedValue, key)))) {
-      throw new RcError(TPM_RC.BINDING | TPM_RC.P | n, 'public unique is not SHA-256(seedValue ‖ key) (Part 1 §27.2.6 binding)')
+      throw new TpmCommandError(TPM_RC.BINDING | TPM_RC.P | n, 'public unique is not SHA-256(seedValue ‖ key) (Part 1 §27.2.6 binding)')
     }
   }
 
@@ -457,42 +375,19 @@ export class SoftwareTpm {
     }
   }
 
-  /** Reads `count` handles, then the authorization area when the tag says so. */
-  #frame(r: TpmReader, tag: number, handleCount: number, authCount: number): { handles: number[]; sessions: AuthSession[] } {
-    const handles: number[] = []
-    for (let i = 0; i < handleCount; i++) handles.push(r.u32('handle'))
-    const sessions: AuthSession[] = []
-    if (tag === ST_SESSIONS) {
-      const authSize = r.u32('authorizationSize')
-      if (authSize > r.remaining) throw new RcError(TPM_RC.AUTHSIZE, 'authorization area larger than the command')
-      const area = new TpmReader(r.raw(authSize, 'authorization area'), 'authorization area')
-      while (area.remaining > 0) {
-        if (sessions.length === 3) throw new RcError(TPM_RC.AUTHSIZE, 'more than three sessions')
-        sessions.push({
-          handle: area.u32('sessionHandle'),
-          nonce: area.tpm2b('nonceCaller', TPM_LIMITS.digest),
-          attributes: area.u8('sessionAttributes'),
-          hmac: area.tpm2b('hmac', TPM_LIMITS.digest),
-        })
-      }
-    }
-    if (sessions.length < authCount) throw new RcError(TPM_RC.AUTH_MISSING, `command needs ${authCount} authorization(s), got ${sessions.length}`)
-    return { handles, sessions }
-  }
-
   /** Checks one authorization: a password equal to the entity's authValue, or a satisfied policy. */
   #authorize(s: AuthSession, entity: number, index: number, needPolicy?: Uint8Array): void {
     const sessionRc = TPM_RC.S | (index << 8)
     if (s.handle === TPM_RH.PW) {
-      if (needPolicy !== undefined) throw new RcError(TPM_RC.POLICY_FAIL | sessionRc, 'this role requires a policy session')
+      if (needPolicy !== undefined) throw new TpmCommandError(TPM_RC.POLICY_FAIL | sessionRc, 'this role requires a policy session')
       const auth = entity >>> 24 === 0x40 ? new Uint8Array(0) : this.#object(entity, index).authValue
-      if (!bytesEqual(s.hmac, auth)) throw new RcError(TPM_RC.AUTH_FAIL | sessionRc, 'password does not match')
+      if (!bytesEqual(s.hmac, auth)) throw new TpmCommandError(TPM_RC.AUTH_FAIL | sessionRc, 'password does not match')
       return
     }
     const session = this.#sessions.get(s.handle)
-    if (!session) throw new RcError(TPM_RC.MODE | sessionRc, `session 0x${s.handle.toString(16)} is not a policy session of this TPM (HMAC sessions are not implemented)`)
+    if (!session) throw new TpmCommandError(TPM_RC.MODE | sessionRc, `session 0x${s.handle.toString(16)} is not a policy session of this TPM (HMAC sessions are not implemented)`)
     const policy = needPolicy ?? (entity >>> 24 === 0x40 ? undefined : this.#object(entity, index).public.authPolicy)
-    if (policy === undefined || !bytesEqual(session.digest, policy)) throw new RcError(TPM_RC.POLICY_FAIL | sessionRc, 'policy digest does not match the authPolicy')
+    if (policy === undefined || !bytesEqual(session.digest, policy)) throw new TpmCommandError(TPM_RC.POLICY_FAIL | sessionRc, 'policy digest does not match the authPolicy')
     // A used policy session starts over (Part 1 §19.7.8); it ends unless continueSession is set.
     session.digest = new Uint8Array(32)
     if ((s.attributes & 1) === 0) this.#sessions.delete(s.handle)
@@ -518,7 +413,7 @@ export class SoftwareTpm {
         const capability = r.u32('capability')
         const property = r.u32('property')
         const count = r.u32('propertyCount')
-        if (capability !== TPM_CAP_TPM_PROPERTIES) throw new RcError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N1, 'GetCapability: only TPM_CAP_TPM_PROPERTIES is implemented')
+        if (capability !== TPM_CAP_TPM_PROPERTIES) throw new TpmCommandError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N1, 'GetCapability: only TPM_CAP_TPM_PROPERTIES is implemented')
         const known: [number, number][] = [
           [PT_INPUT_BUFFER, MAX_BUFFER],
           [PT_MAX_DIGEST, 32],
@@ -529,21 +424,21 @@ export class SoftwareTpm {
         return response(tag, [], w.bytes(), 0)
       }
       case TPM_CC.ReadPublic: {
-        const { handles } = this.#frame(r, tag, 1, 0)
+        const { handles } = readCommandFrame(r, tag, 1, 0)
         const { public: pub, name } = this.readPublic(handles[0]!)
         return response(tag, [], new TpmWriter().raw(marshalTpm2bPublic(pub)).tpm2b(name).tpm2b(name).bytes(), 0)
       }
       case TPM_CC.CreatePrimary: {
-        const { handles, sessions } = this.#frame(r, tag, 1, 1)
+        const { handles, sessions } = readCommandFrame(r, tag, 1, 1)
         this.#authorize(sessions[0]!, handles[0]!, 1)
         const sensitiveCreate = new TpmReader(r.tpm2b('inSensitive', 2 + 64 + 2 + 128), 'TPM2B_SENSITIVE_CREATE')
         const userAuth = sensitiveCreate.tpm2b('userAuth', TPM_LIMITS.digest)
         const data = sensitiveCreate.tpm2b('data', TPM_LIMITS.sensitiveData)
-        if (userAuth.length !== 0 || data.length !== 0) throw new RcError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N1, 'CreatePrimary: userAuth and data must be empty here')
+        if (userAuth.length !== 0 || data.length !== 0) throw new TpmCommandError(TPM_RC.VALUE | TPM_RC.P | TPM_RC.N1, 'CreatePrimary: userAuth and data must be empty here')
         const template = readTpm2bPublic(r, 'inPublic')
         r.tpm2b('outsideInfo', TPM_LIMITS.digest + 2)
         const pcrCount = r.u32('creationPCR.count')
-        if (pcrCount > 16) throw new RcError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N4, 'too many PCR selections')
+        if (pcrCount > 16) throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N4, 'too many PCR selections')
         for (let i = 0; i < pcrCount; i++) {
           r.u16('hash')
           r.raw(r.u8('sizeofSelect'), 'pcrSelect')
@@ -562,7 +457,7 @@ export class SoftwareTpm {
         return response(tag, [handle], params, sessions.length)
       }
       case TPM_CC.EvictControl: {
-        const { handles, sessions } = this.#frame(r, tag, 2, 1)
+        const { handles, sessions } = readCommandFrame(r, tag, 2, 1)
         this.#authorize(sessions[0]!, handles[0]!, 1)
         this.evictControl(handles[0]!, handles[1]!, r.u32('persistentHandle'))
         return response(tag, [], new Uint8Array(0), sessions.length)
@@ -572,7 +467,7 @@ export class SoftwareTpm {
         return response(tag, [], new Uint8Array(0), 0)
       }
       case TPM_CC.StartAuthSession: {
-        const { handles } = this.#frame(r, tag, 2, 0)
+        const { handles } = readCommandFrame(r, tag, 2, 0)
         r.tpm2b('nonceCaller', TPM_LIMITS.digest)
         const salt = r.tpm2b('encryptedSalt', TPM_LIMITS.encryptedSecret)
         const type = r.u8('sessionType')
@@ -583,15 +478,15 @@ export class SoftwareTpm {
         }
         const authHash = r.u16('authHash')
         if (handles[0] !== TPM_RH.NULL || handles[1] !== TPM_RH.NULL || salt.length !== 0 || symAlg !== TPM_ALG.NULL) {
-          throw new RcError(TPM_RC.MODE, 'StartAuthSession: only unsalted, unbound sessions without parameter encryption are implemented')
+          throw new TpmCommandError(TPM_RC.MODE, 'StartAuthSession: only unsalted, unbound sessions without parameter encryption are implemented')
         }
-        if (type !== 1) throw new RcError(TPM_RC.MODE | TPM_RC.P | TPM_RC.N3, 'StartAuthSession: only policy sessions (TPM_SE_POLICY) are implemented')
-        if (authHash !== TPM_ALG.SHA256) throw new RcError(TPM_RC.HASH | TPM_RC.P | TPM_RC.N5, 'StartAuthSession: only SHA-256 sessions')
+        if (type !== 1) throw new TpmCommandError(TPM_RC.MODE | TPM_RC.P | TPM_RC.N3, 'StartAuthSession: only policy sessions (TPM_SE_POLICY) are implemented')
+        if (authHash !== TPM_ALG.SHA256) throw new TpmCommandError(TPM_RC.HASH | TPM_RC.P | TPM_RC.N5, 'StartAuthSession: only SHA-256 sessions')
         const s = this.startPolicySession()
         return response(tag, [s.handle], sized(s.nonceTpm), 0)
       }
       case TPM_CC.PolicySecret: {
-        const { handles, sessions } = this.#frame(r, tag, 2, 1)
+        const { handles, sessions } = readCommandFrame(r, tag, 2, 1)
         this.#authorize(sessions[0]!, handles[0]!, 1)
         r.tpm2b('nonceTPM', TPM_LIMITS.digest)
         r.tpm2b('cpHashA', TPM_LIMITS.digest)
@@ -602,11 +497,11 @@ export class SoftwareTpm {
         return response(tag, [], params, sessions.length)
       }
       case TPM_CC.PolicyGetDigest: {
-        const { handles } = this.#frame(r, tag, 1, 0)
+        const { handles } = readCommandFrame(r, tag, 1, 0)
         return response(tag, [], sized(this.policyDigest(handles[0]!)), 0)
       }
       case TPM_CC.ActivateCredential: {
-        const { handles, sessions } = this.#frame(r, tag, 2, 2)
+        const { handles, sessions } = readCommandFrame(r, tag, 2, 2)
         this.#authorize(sessions[0]!, handles[0]!, 1)
         // keyHandle needs the ADMIN role: with adminWithPolicy, only its policy (Part 1 §19.7.3).
         const key = this.#object(handles[1]!, 2)
@@ -618,7 +513,7 @@ export class SoftwareTpm {
         return response(tag, [], sized(certInfo), sessions.length)
       }
       case TPM_CC.Import: {
-        const { handles, sessions } = this.#frame(r, tag, 1, 1)
+        const { handles, sessions } = readCommandFrame(r, tag, 1, 1)
         this.#authorize(sessions[0]!, handles[0]!, 1)
         const encryptionKey = r.tpm2b('encryptionKey', TPM_LIMITS.digest)
         const objectPublic = readTpm2bPublic(r, 'objectPublic')
@@ -630,7 +525,7 @@ export class SoftwareTpm {
         return response(tag, [], sized(outPrivate), sessions.length)
       }
       case TPM_CC.Load: {
-        const { handles, sessions } = this.#frame(r, tag, 1, 1)
+        const { handles, sessions } = readCommandFrame(r, tag, 1, 1)
         this.#authorize(sessions[0]!, handles[0]!, 1)
         const inPrivate = r.tpm2b('inPrivate', TPM_LIMITS.private)
         const inPublic = readTpm2bPublic(r, 'inPublic')
@@ -638,7 +533,7 @@ export class SoftwareTpm {
         return response(tag, [loaded.handle], sized(loaded.name), sessions.length)
       }
       case TPM_CC.HMAC: {
-        const { handles, sessions } = this.#frame(r, tag, 1, 1)
+        const { handles, sessions } = readCommandFrame(r, tag, 1, 1)
         this.#authorize(sessions[0]!, handles[0]!, 1)
         const buffer = r.tpm2b('buffer', MAX_BUFFER)
         const hashAlg = r.u16('hashAlg')
@@ -650,34 +545,7 @@ export class SoftwareTpm {
   }
 }
 
-interface AuthSession {
-  readonly handle: number
-  readonly nonce: Uint8Array
-  readonly attributes: number
-  readonly hmac: Uint8Array
-}
-
-/** A response with no parameters and the error code (tag NO_SESSIONS, Part 1 §18.10). */
-function errorResponse(rc: number): Uint8Array {
-  const w = new TpmWriter().u16(ST_NO_SESSIONS).u32(10).u32(rc)
-  return w.bytes()
-}
-
-/**
- * A success response: handles, then (with sessions) parameterSize, parameters and one empty
- * TPMS_AUTH_RESPONSE per session (nonceTPM, continueSession, empty HMAC).
- */
-function response(tag: number, handles: number[], params: Uint8Array, sessionCount: number): Uint8Array {
-  const w = new TpmWriter().u16(tag).u32(0).u32(TPM_RC.SUCCESS)
-  for (const h of handles) w.u32(h)
-  if (tag === ST_SESSIONS) w.u32(params.length)
-  w.raw(params)
-  if (tag === ST_SESSIONS) for (let i = 0; i < sessionCount; i++) w.u16(0).u8(1).u16(0)
-  w.patchU32(2, w.length)
-  return w.bytes()
-}
-
 function aesCfbDecryptZeroIv(key: Uint8Array, data: Uint8Array): Uint8Array {
-  if (key.length !== 16 && key.length !== 32) throw new RcError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, 'encryptionKey must be 16 or 32 bytes')
+  if (key.length !== 16 && key.length !== 32) throw new TpmCommandError(TPM_RC.SIZE | TPM_RC.P | TPM_RC.N1, 'encryptionKey must be 16 or 32 bytes')
   return aesCfbDecrypt(key, new Uint8Array(16), data)
 }
