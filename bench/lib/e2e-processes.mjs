@@ -83,11 +83,12 @@ export async function startProvisio(dataDir, extraArgs = []) {
 
 /**
  * Starts a bare-TLS baseline process on the given certificate (`workers` > 1: that many cluster
- * workers on the same ports); resolves with its ports.
+ * workers on the same ports; `script`: which baseline, bare-server.mjs for registrations,
+ * bare-hub.mjs for the hub's cloud operations); resolves with its ports.
  */
-export async function startBare(certFile, keyFile, { workers = 1 } = {}) {
-  const args = [join(here, 'bare-server.mjs'), certFile, keyFile, ...(workers > 1 ? ['--workers', String(workers)] : [])]
-  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }), 'bare server')
+export async function startBare(certFile, keyFile, { workers = 1, script = 'bare-server.mjs' } = {}) {
+  const args = [join(here, script), certFile, keyFile, ...(workers > 1 ? ['--workers', String(workers)] : [])]
+  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }), script)
   const ports = await new Promise((resolve, reject) => {
     let text = ''
     child.stdout.on('data', (c) => {
