@@ -88,13 +88,15 @@ export async function runAssignment(
   leaseOwner: string,
   matched?: MatchedEnrollment,
   mode: PersistMode = 'finish',
+  prefetched?: { readonly registration: RegistrationRecord | undefined },
 ): Promise<AssignmentOutcome> {
   const idScope = instance.idScope
   let record: RegistrationRecord | undefined
   let enrollment: MatchedEnrollment | undefined
   try {
     enrollment = matched ?? (await loadEnrollment(ctx, idScope, op))
-    record = await ctx.store.getRegistration(idScope, op.registrationId)
+    // The record as the store read it with the operation's begin, when it did (one round trip less).
+    record = prefetched !== undefined ? prefetched.registration : await ctx.store.getRegistration(idScope, op.registrationId)
     if (!enrollment) {
       throw new ProvisioError('ENROLLMENT_NOT_FOUND', `${op.request.enrollment.kind} enrollment '${op.request.enrollment.id}' was deleted before the assignment ran`)
     }
@@ -202,6 +204,8 @@ async function assign(
     iotEdge: e.capabilities?.iotEdge ?? false,
     ...(initialTwin !== undefined ? { initialTwin } : {}),
     ...(migratedTwin !== undefined ? { migratedTwin } : {}),
+    // No earlier assignment on record: the identity is most likely new on this hub.
+    ...(previous === undefined ? { expectNew: true } : {}),
   })
   if (moving && previous && previousHub) {
     // The old identity goes only after the new one exists: a crash between the two leaves the device reachable.

@@ -127,7 +127,7 @@ export class DeviceOperations {
       // Idempotent re-register: the same operation (§10 item 3).
       return this.#assigningResponse(instance, key, begun.existing.operationId, registrationId, 'Register')
     }
-    const running = this.#start(instance, op, leaseOwner, outcome.enrollment)
+    const running = this.#start(instance, op, leaseOwner, outcome.enrollment, begun.prefetched)
     const final = await this.#within(running)
     if (final === TIMED_OUT || final === undefined || this.#slow(instance, final.operationId, true)) {
       return this.#assigningResponse(instance, key, operationId, registrationId, 'Register')
@@ -302,8 +302,14 @@ export class DeviceOperations {
   }
 
   /** Starts an assignment in the background and remembers it for polls of this process. */
-  #start(instance: InstanceConfig, op: OperationRecord, leaseOwner: string, matched?: MatchedEnrollment): Promise<OperationRecord | undefined> {
-    const running = runAssignment(this.ctx, instance, op, leaseOwner, matched).finally(() => this.#inflight.delete(op.operationId))
+  #start(
+    instance: InstanceConfig,
+    op: OperationRecord,
+    leaseOwner: string,
+    matched?: MatchedEnrollment,
+    prefetched?: { readonly registration: RegistrationRecord | undefined },
+  ): Promise<OperationRecord | undefined> {
+    const running = runAssignment(this.ctx, instance, op, leaseOwner, matched, 'finish', prefetched).finally(() => this.#inflight.delete(op.operationId))
     this.#inflight.set(op.operationId, running)
     return running
   }

@@ -120,7 +120,15 @@ export interface OperationRecord {
 
 /** Result of beginOperation. */
 export type BeginOperationResult =
-  | { readonly created: true }
+  | {
+      readonly created: true
+      /**
+       * The device's registration record, read in the same statement as the begin (optional: stores
+       * with a round trip per call return it so the assignment need not read it again; `registration`
+       * undefined inside means there is none).
+       */
+      readonly prefetched?: { readonly registration: RegistrationRecord | undefined }
+    }
   | { readonly created: false; readonly existing: OperationRecord }
 
 /** A CA certificate registered at the instance (X.509 `caReferences`, §6); used by the x509 verifier. */

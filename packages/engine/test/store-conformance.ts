@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
-import type { CaCertificateRecord, OperationRecord, RegistrationRecord, Store, TpmChallengeRecord } from '../src/index.js'
+import type { BeginOperationResult, CaCertificateRecord, OperationRecord, RegistrationRecord, Store, TpmChallengeRecord } from '../src/index.js'
 
 /** A fresh, empty store per test, and how to dispose of it. */
 export type StoreFactory = () => Promise<{ store: Store; close?: () => Promise<void> | void }>
@@ -79,6 +79,15 @@ function tpmChallenge(id: string, registrationId: string, issuedAtMs: number, tt
     expiresAtMs: issuedAtMs + ttlMs,
     keepUntilMs: issuedAtMs + ttlMs,
   }
+}
+
+/**
+ * A begin that created the operation; when the store read the registration record with it
+ * (`prefetched`), that record is what getRegistration answers.
+ */
+async function expectBegun(store: Store, result: BeginOperationResult, registrationId: string): Promise<void> {
+  expect(result.created).toBe(true)
+  if (result.created && result.prefetched !== undefined) expect(result.prefetched.registration).toEqual(await store.getRegistration(S1, registrationId))
 }
 
 /** Registers the conformance tests for one Store implementation. */
@@ -224,7 +233,7 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
     it('begins operations idempotently while the lease runs, and replaces them after', () =>
       withStore(async (store) => {
         const a = operation('1.aa.op-a', 'Dev', 'owner-a', 5000)
-        expect(await store.beginOperation(S1, a, 1000)).toEqual({ created: true })
+        await expectBegun(store, await store.beginOperation(S1, a, 1000), 'Dev')
         const again = await store.beginOperation(S1, operation('1.bb.op-b', 'dev', 'owner-b', 6000), 2000)
         expect(again).toEqual({ created: false, existing: a })
         expect(await store.getOperation(S1, '1.bb.op-b')).toBeUndefined()
@@ -234,7 +243,7 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await store.getActiveOperationId(S1, 'nobody', 0)).toBeUndefined()
         // lease expired at 5000: a new register replaces the stale operation
         const c = operation('1.cc.op-c', 'dev', 'owner-c', 9000)
-        expect(await store.beginOperation(S1, c, 5000)).toEqual({ created: true })
+        await expectBegun(store, await store.beginOperation(S1, c, 5000), 'dev')
         expect(await store.getOperation(S1, '1.aa.op-a')).toBeUndefined()
         expect(await store.getOperation(S1, '1.cc.op-c')).toEqual(c)
         expect(await store.getOperation(S2, '1.cc.op-c')).toBeUndefined()
@@ -254,8 +263,10 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         // already final: a second finish is refused
         expect(await store.finishOperation(S1, { ...final, status: 'failed' }, 'owner-a')).toBe(false)
         expect(await store.getActiveOperationId(S1, 'dev9', 1600)).toBeUndefined()
-        // a final operation does not block a new one
-        expect(await store.beginOperation(S1, operation('2.bb.op', 'dev9', 'owner-c', 9000), 1600)).toEqual({ created: true })
+        // a final operation does not block a new one; a store that reads the record with the begin returns the one just written
+        const begun = await store.beginOperation(S1, operation('2.bb.op', 'DEV9', 'owner-c', 9000), 1600)
+        await expectBegun(store, begun, 'DEV9')
+        if (begun.created && begun.prefetched !== undefined) expect(begun.prefetched.registration).toEqual(registration('dev9', '"r1"'))
       }))
 
     it('commits an inline operation in one step unless another operation holds the device', () =>

@@ -104,7 +104,14 @@ export class EmbeddedHub {
    */
   async createOrUpdateDevice(
     spec: DeviceSpec,
-    options: { ifMatch?: string; ifNoneMatch?: boolean; twin?: TwinPatch; replaceTwin?: boolean } = {},
+    options: {
+      ifMatch?: string
+      ifNoneMatch?: boolean
+      twin?: TwinPatch
+      replaceTwin?: boolean
+      /** The caller expects no identity yet: the first attempt creates without reading (one store call when right). */
+      expectNew?: boolean
+    } = {},
   ): Promise<DeviceIdentity> {
     const idError = validateDeviceId(spec.deviceId)
     if (idError) throw idError
@@ -115,7 +122,7 @@ export class EmbeddedHub {
       const parent = scope === undefined || scope === '' ? undefined : parseEdgeScope(scope)
       if (parent !== undefined && parent.deviceId.toLowerCase() !== key) named.set(scope!, await this.getDevice(parent.deviceId))
     }
-    return this.#readModifyWrite(key, `device ${spec.deviceId}`, (existing) => {
+    return this.#readModifyWrite(key, `device ${spec.deviceId}`, options.expectNew === true && options.ifMatch === undefined, (existing) => {
       const now = this.#now()
       // Registry semantics: create refuses an existing id (409), update needs an existing one (404).
       if (options.ifNoneMatch === true && existing !== undefined) {
@@ -208,6 +215,7 @@ export class EmbeddedHub {
   async #readModifyWrite<T>(
     key: string,
     what: string,
+    guessAbsent: boolean,
     step: (existing: HubDeviceRecord | undefined) => { record?: HubDeviceRecord; result: T; after?: () => void },
   ): Promise<T> {
     // Writers of one record in this process take turns; the etag condition covers other instances.
@@ -218,7 +226,7 @@ export class EmbeddedHub {
     this.#turns.set(key, tail)
     if (previous !== undefined) await previous
     try {
-      return await this.#attempts(key, what, step)
+      return await this.#attempts(key, what, guessAbsent, step)
     } finally {
       release()
       if (this.#turns.get(key) === tail) this.#turns.delete(key)
@@ -228,10 +236,13 @@ export class EmbeddedHub {
   async #attempts<T>(
     key: string,
     what: string,
+    guessAbsent: boolean,
     step: (existing: HubDeviceRecord | undefined) => { record?: HubDeviceRecord; result: T; after?: () => void },
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const existing = await this.ports.store.get(this.hostName, key)
+      // A guessed-absent first attempt skips the read: its write is conditional on no record
+      // existing, so a wrong guess only costs this attempt (the next one reads).
+      const existing = guessAbsent && attempt === 1 ? undefined : await this.ports.store.get(this.hostName, key)
       const condition: HubWriteCondition = existing === undefined ? { absent: true } : { deviceEtag: existing.device.etag, twinEtag: existing.twin.etag }
       const out = step(existing)
       if (out.record === undefined) return out.result
@@ -285,7 +296,7 @@ export class EmbeddedHub {
   async updateTwin(deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace?: boolean } = {}): Promise<DeviceTwin> {
     const key = deviceId.toLowerCase()
     const replace = options.replace === true
-    return this.#readModifyWrite(key, `twin of ${deviceId}`, (record) => {
+    return this.#readModifyWrite(key, `twin of ${deviceId}`, false, (record) => {
       if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
       checkIfMatch(options.ifMatch, record.twin.etag, `twin of ${deviceId}`)
       const applied = this.#applyTwinPatch(record.twin, patch, replace)
@@ -344,7 +355,7 @@ export class EmbeddedHub {
       }
     }
     const key = deviceId.toLowerCase()
-    return this.#readModifyWrite(key, `twin of ${deviceId}`, (record) => {
+    return this.#readModifyWrite(key, `twin of ${deviceId}`, false, (record) => {
       if (record === undefined) throw new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
       const { $version: version, ...current } = record.twin.properties.reported
       const next = version + 1

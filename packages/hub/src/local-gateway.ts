@@ -19,15 +19,18 @@ export function createLocalHubGateway(hubs: HubDirectory, remote?: HubGateway): 
       const desired = twin?.properties?.desired as Record<string, unknown> | undefined
       await hubOf(spec.hub).createOrUpdateDevice(
         { deviceId: spec.deviceId, authentication: toAuthentication(spec), capabilities: { iotEdge: spec.iotEdge } },
-        twin === undefined
-          ? {}
-          : {
-              twin: {
-                ...(twin.tags === undefined ? {} : { tags: twin.tags as Record<string, unknown> }),
-                ...(desired === undefined ? {} : { properties: { desired } }),
-              },
-              replaceTwin: true,
-            },
+        {
+          ...(spec.expectNew === true ? { expectNew: true } : {}),
+          ...(twin === undefined
+            ? {}
+            : {
+                twin: {
+                  ...(twin.tags === undefined ? {} : { tags: twin.tags as Record<string, unknown> }),
+                  ...(desired === undefined ? {} : { properties: { desired } }),
+                },
+                replaceTwin: true,
+              }),
+        },
       )
     },
     async getTwin({ hub, deviceId }): Promise<Twin | undefined> {

@@ -220,3 +220,35 @@ describe('TelemetryBuffer', () => {
     )
   })
 })
+
+describe('createOrUpdateDevice with expectNew', () => {
+  function counting() {
+    const store = new MemoryHubStore()
+    const reads = { get: 0 }
+    const get = store.get.bind(store)
+    store.get = (h, k) => (reads.get++, get(h, k))
+    let r = 11
+    const h = new EmbeddedHub('hub.example', { store, clock: { now: () => NOW }, random: { bytes: (n) => Uint8Array.from({ length: n }, () => (r = (r * 1103515245 + 12345) & 0xff)) } })
+    return { h, reads }
+  }
+
+  it('creates a new identity without reading it first', async () => {
+    const { h, reads } = counting()
+    const created = await h.createOrUpdateDevice({ deviceId: 'fresh', authentication: { type: 'sas' } }, { expectNew: true })
+    expect(reads.get).toBe(0)
+    expect(await h.getDevice('fresh')).toEqual(created)
+  })
+
+  it('falls back to an update of an identity that exists after all, keeping what an update keeps', async () => {
+    const { h, reads } = counting()
+    const before = await h.createOrUpdateDevice({ deviceId: 'known', authentication: { type: 'sas' } })
+    await h.updateTwin('known', { tags: { site: 'kept' } })
+    reads.get = 0
+    const after = await h.createOrUpdateDevice({ deviceId: 'known', authentication: { type: 'sas' } }, { expectNew: true })
+    // The guessed create was refused (the record exists); the next attempt read it and updated.
+    expect(reads.get).toBe(1)
+    expect(after.generationId).toBe(before.generationId)
+    expect(after.etag).not.toBe(before.etag)
+    expect((await h.getTwin('known'))?.tags).toEqual({ site: 'kept' })
+  })
+})

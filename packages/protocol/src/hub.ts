@@ -409,6 +409,12 @@ export interface HubDeviceSpec {
   readonly initialTwin?: InitialTwin
   /** Twin carried over from the previous hub on migration (tags + desired properties). */
   readonly migratedTwin?: Twin
+  /**
+   * The caller knows of no identity for this device on this hub (its registration record names
+   * none): a gateway may try the create first and fall back to an update when one exists anyway.
+   * A hint for fewer store round trips; the outcome is the same either way.
+   */
+  readonly expectNew?: boolean
 }
 
 /**

@@ -34,11 +34,15 @@ export class OperationQueries {
       byId: `SELECT body FROM ${ops} WHERE id_scope = $1 AND operation_id = $2`,
       byDevice: `SELECT body, status, assigning_until FROM ${ops} WHERE id_scope = $1 AND device_key = $2`,
       active: `SELECT operation_id FROM ${ops} WHERE id_scope = $1 AND device_key = $2 AND status = 'assigning' AND assigning_until > $3`,
-      // Replace the device's operation unless the current one is held under an unexpired lease.
-      begin: `INSERT INTO ${ops} AS o (${opCols}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (id_scope, device_key) DO UPDATE SET ${opSet}
-                WHERE NOT (o.status = 'assigning' AND o.assigning_until > $8)
-                RETURNING 1`,
+      // Replace the device's operation unless the current one is held under an unexpired lease; the
+      // device's registration record comes back in the same round trip (the assignment reads it next).
+      begin: `WITH b AS (
+                   INSERT INTO ${ops} AS o (${opCols}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   ON CONFLICT (id_scope, device_key) DO UPDATE SET ${opSet}
+                   WHERE NOT (o.status = 'assigning' AND o.assigning_until > $8)
+                   RETURNING 1)
+                 SELECT (SELECT count(*) FROM b)::int AS n,
+                        (SELECT body FROM ${s}.registrations WHERE id_scope = $1 AND id_key = $2) AS registration`,
       // $1 scope, $2 operation id, $3 status, $4 owner, $5 until, $6 body, $7 expected owner.
       finish: `WITH ok AS (
                    UPDATE ${ops} SET status = $3, lease_owner = $4, assigning_until = $5, body = $6
@@ -79,8 +83,11 @@ export class OperationQueries {
     // Bounded retries: the refusing row may be replaced between our upsert and our read (its
     // lease expired or it became final), in which case the upsert is tried again.
     for (let attempt = 0; attempt < 5; attempt++) {
-      const inserted = await this.#statements.run(this.#pool, this.#sql.begin, values)
-      if ((inserted.rowCount ?? 0) === 1) return { created: true }
+      const { rows: begun } = await this.#statements.run<{ n: number; registration: string | null }>(this.#pool, this.#sql.begin, values)
+      if (begun[0]!.n === 1) {
+        const body = begun[0]!.registration
+        return { created: true, prefetched: { registration: body === null ? undefined : (JSON.parse(body) as RegistrationRecord) } }
+      }
       const { rows } = await this.#statements.run<{ body: string; status: string; assigning_until: string }>(this.#pool, this.#sql.byDevice, [idScope, key])
       const row = rows[0]
       if (row !== undefined && row.status === 'assigning' && Number(row.assigning_until) > nowMs) {
