@@ -14,3 +14,6 @@ export {
 export { parseRegistrationAddress } from './address.js'
 export { AmqpCodecError, type AmqpCodecErrorCode, type AmqpCondition } from './errors.js'
 export { AMQP_HEADER, SASL_HEADER, MAX_ENCODING_DEPTH, checkEncoding, checkValue, readFrameHeader, readProtocolHeader } from './wire.js'
+export { AmqpHubSession, DEFAULT_HUB_AMQP_LIMITS, type AmqpHubEvent, type AmqpHubSessionOptions } from './hub-session.js'
+export { AmqpConnection, type AmqpConnectionOptions, type AmqpEndpoint, type AmqpRouteHint } from './connection.js'
+export { parseHubAddress, readAudience, MAX_HUB_MESSAGE_BODY_BYTES, type HubAddress } from './hub-messages.js'

@@ -27,7 +27,7 @@ import {
   createRestHubGateway,
   type HubStore,
 } from '@provisio/hub'
-import { formatSharedAccessKeyConnectionString, ipFilterVerdict, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
+import { ProvisioError, formatSharedAccessKeyConnectionString, ipFilterVerdict, parseSasToken, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
@@ -458,6 +458,26 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     log,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
+    // The embedded hubs share the AMQP listeners; the host name a connection names picks the hub (docs/protocol.md §12.1).
+    hub: {
+      hubFor: (hint) => {
+        if (hint.hostName !== undefined) return hubs.find(hint.hostName)?.hostName
+        const short = /@sas\.(?:root\.)?([^@.]+)$/i.exec(hint.saslUser ?? '')?.[1]?.toLowerCase()
+        if (short === undefined) return undefined
+        return hubs.hostNames().find((h) => h.split('.')[0]!.toLowerCase() === short)
+      },
+      api: hubDevices.api,
+      authorizeService: async (hostName, token) => {
+        const named = hubRegistry.authorizeHub(token, 'ServiceConnect')
+        if (named.toLowerCase() !== hostName.toLowerCase()) throw new ProvisioError('SAS_WRONG_RESOURCE', `the token is for hub ${named}, not ${hostName}`)
+        return { expiresAtMs: parseSasToken(token).se * 1000 }
+      },
+      onEvent: (transport, event) => {
+        if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
+        else if (event.type === 'token' && event.status !== 200) log.info('hub put-token refused', { transport, audience: event.audience, status: event.status, reason: event.reason })
+        else if (event.type === 'linkRefused' || event.type === 'linkExpired' || event.type === 'telemetryRefused') log.info(`hub amqp ${event.type}`, { transport, reason: event.reason })
+      },
+    },
   })
   websockets.register('AMQPWSB10', counted('amqp-ws', amqp.websocket))
   // ---- end AMQP ----
