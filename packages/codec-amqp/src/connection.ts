@@ -1,20 +1,25 @@
 /**
- * One port, two services (docs/protocol.md §12.1): an AMQP connection is told apart by the host
- * name the peer names — the open frame's `hostname` (Node clients send the AMQP header straight
- * after TLS) or the sasl-init `hostname`, else a PLAIN user `…@sas.{hub}` — and handed to the
- * session of that service: a hub's {@link AmqpHubSession} or the DPS {@link AmqpDeviceSession}.
+ * One port, two services (docs/protocol.md §12.1): an AMQP connection is handed to a hub's
+ * {@link AmqpHubSession} or to the DPS {@link AmqpDeviceSession} by what the peer names — the
+ * PLAIN user (`{idScope}/registrations/{id}` is DPS, `…@sas.{hub}` a hub), the TPM mechanism (DPS),
+ * the open or sasl-init `hostname`, and, when that host name is served by both (the default
+ * single-host setup), the address of the first link it attaches (`{idScope}/registrations/{id}`
+ * is DPS, anything else the hub).
  *
- * Until then this front answers the protocol header itself (the same bytes either session would
- * write: the AMQP header, or the SASL header and the mechanisms both offer) and keeps what the peer
- * sent. The chosen session is then fed everything from the first byte; the bytes it writes that
- * were already written are checked and dropped, so each session runs its own protocol unchanged.
+ * Until the choice this front answers what both sessions answer alike — the protocol headers,
+ * the SASL mechanisms, the SASL outcome of ANONYMOUS/EXTERNAL, the open and the begin — and keeps
+ * what the peer sent. The chosen session is then fed everything from the first byte; its first
+ * writes, the ones this front already made for it, are dropped, so each session runs its own
+ * protocol unchanged.
  */
 import frames from 'rhea/lib/frames.js'
-import { AmqpCodecError, reasonOf } from './errors.js'
+import terminus from 'rhea/lib/terminus.js'
+import { reasonOf } from './errors.js'
+import { INCOMING_WINDOW, OUTGOING_WINDOW } from './links.js'
 import type { AmqpCloseReason } from './options.js'
-import { OPEN, SASL_INIT, asBytes, decodeFrame } from './performatives.js'
-import { SASL_MECHANISMS, decodeUtf8 } from './sasl.js'
-import { AMQP_HEADER, SASL_HEADER, checkValue, concat, readFrameHeader, readProtocolHeader } from './wire.js'
+import { ATTACH, BEGIN, OPEN, SASL_INIT, asBytes, decodeFrame } from './performatives.js'
+import { SASL_MECHANISMS, SASL_OK, decodeUtf8 } from './sasl.js'
+import { AMQP_HEADER, FRAME_TYPE_SASL, SASL_HEADER, checkValue, concat, readFrameHeader, readProtocolHeader } from './wire.js'
 
 /** What every AMQP session of this package offers its transport adapter. */
 export interface AmqpEndpoint {
@@ -23,38 +28,77 @@ export interface AmqpEndpoint {
   heartbeat(): void
   openTimedOut(timeoutMs: number): void
   abandon(): void
-  /** Time-driven work (token expiry on hub connections); a no-op where there is none. */
+  /** Time-driven work (token expiry on hub connections); absent where there is none. */
   tick?(): void
   readonly opening: boolean
   readonly closed: boolean
 }
 
-/** What the peer named before the session was chosen. */
+/** What the peer named so far. */
 export interface AmqpRouteHint {
-  /** Open `hostname`, or sasl-init `hostname`. */
+  /** sasl-init or open `hostname`. */
   readonly hostName?: string
-  /** The PLAIN authcid, when SASL PLAIN was used. */
+  readonly saslMechanism?: string
+  /** The PLAIN authcid. */
   readonly saslUser?: string
+  /** Address of the first link attached (its target when the peer sends, else its source). */
+  readonly linkAddress?: string
+  /** True when nothing more will be learnt: a service must be named. */
+  readonly final: boolean
+}
+
+/** Which service a hint names: a hub (its canonical host name), DPS, or not known yet. */
+export type AmqpRoute = { readonly hub: string } | 'dps' | 'undecided'
+
+/**
+ * The routing rule (docs/protocol.md §12.1). `hubNamed` gives the canonical host name of a hub a
+ * host name or short hub name names; `dpsHost` tells whether DPS devices use that host name too.
+ */
+export function routeAmqp(
+  hint: AmqpRouteHint,
+  hubNamed: (name: string, by: 'host' | 'short') => string | undefined,
+  dpsHost: (hostName: string) => boolean,
+): AmqpRoute {
+  if (hint.saslMechanism === 'TPM' || (hint.saslUser ?? '').includes('/registrations/')) return 'dps'
+  const short = /@sas\.(?:root\.)?([^@.]+)$/i.exec(hint.saslUser ?? '')?.[1]
+  if (short !== undefined) {
+    const hub = hubNamed(short, 'short')
+    return hub === undefined ? 'dps' : { hub }
+  }
+  const hub = hint.hostName === undefined ? undefined : hubNamed(hint.hostName, 'host')
+  if (hub === undefined) return 'dps'
+  if (!dpsHost(hint.hostName!)) return { hub }
+  if (hint.linkAddress !== undefined) return /^(?:amqps?:\/\/[^/]*)?\/?[^/]+\/registrations\/[^/]+$/i.test(hint.linkAddress) ? 'dps' : { hub }
+  return hint.final ? { hub } : 'undecided'
 }
 
 export interface AmqpConnectionOptions {
   readonly write: (bytes: Uint8Array) => void
   /** Called when the connection ends before a session was chosen. */
   readonly close: (reason: AmqpCloseReason) => void
-  /** Largest frame read while choosing (the open or sasl-init). */
-  readonly maxFrameSize?: number
-  /** Creates the session for what the peer named; it must write through `write`. */
-  readonly select: (hint: AmqpRouteHint, write: (bytes: Uint8Array) => void) => AmqpEndpoint
+  /** max-frame-size, sessions and links per session both sessions announce (their open and begin). */
+  readonly limits: { readonly maxFrameSize: number; readonly maxSessions: number; readonly maxLinksPerSession: number }
+  /** container-id both sessions announce. */
+  readonly containerId: string
+  /** Creates the session for what the peer named, writing through `write`; undefined while undecided (never when `hint.final`). */
+  readonly select: (hint: AmqpRouteHint, write: (bytes: Uint8Array) => void) => AmqpEndpoint | undefined
 }
 
-/** Picks DPS or a hub by the host name the peer names, then steps aside. */
+type Learnt = { hostName?: string; saslMechanism?: string; saslUser?: string; linkAddress?: string }
+
+type Stage = 'header' | 'sasl' | 'amqp-header' | 'open' | 'begin' | 'attach'
+
+/** Picks DPS or a hub by what the peer names, then steps aside. */
 export class AmqpConnection implements AmqpEndpoint {
   readonly #options: AmqpConnectionOptions
   #chosen: AmqpEndpoint | undefined
   #received: Uint8Array = new Uint8Array(0)
-  /** Bytes written on the chosen session's behalf, still to be matched by what it writes. */
-  #written: Uint8Array = new Uint8Array(0)
-  #header: 'amqp' | 'sasl' | undefined
+  /** Where the next unread frame starts in #received. */
+  #at = 0
+  #stage: Stage = 'header'
+  #hint: Learnt = {}
+  /** Writes made on the chosen session's behalf: its first this-many writes are dropped. */
+  #echoes = 0
   #ended = false
 
   constructor(options: AmqpConnectionOptions) {
@@ -73,71 +117,120 @@ export class AmqpConnection implements AmqpEndpoint {
     if (this.#chosen !== undefined) return this.#chosen.push(bytes)
     if (this.#ended) return
     this.#received = concat(this.#received, bytes)
-    if (this.#received.length > (this.#options.maxFrameSize ?? 64 * 1024) + 16) return this.#choose({})
+    // Choosing reads a handful of small frames; more than a few frames' worth is not an opening.
+    if (this.#received.length > 2 * this.#options.limits.maxFrameSize + 64) return void this.#choose(true)
     try {
       this.#read()
     } catch {
-      // Whatever is wrong, the session says it to the peer in its own words.
-      this.#choose({})
+      // Whatever is wrong, the chosen session says it to the peer in its own words.
+      this.#choose(true)
     }
   }
 
   #read(): void {
-    if (this.#header === undefined) {
-      if (this.#received.length < 8) {
-        for (let i = 0; i < this.#received.length && i < 4; i++) if (this.#received[i] !== AMQP_HEADER[i]) return this.#choose({})
-        return
+    while (this.#chosen === undefined && !this.#ended) {
+      if (this.#stage === 'header' || this.#stage === 'amqp-header') {
+        const have = this.#received.length - this.#at
+        for (let i = 0; i < Math.min(4, have); i++) if (this.#received[this.#at + i] !== AMQP_HEADER[i]) return void this.#choose(true)
+        if (have < 8) return
+        const kind = readProtocolHeader(this.#received.subarray(this.#at))
+        if (kind === undefined || (this.#stage === 'amqp-header' && kind !== 'amqp')) return void this.#choose(true)
+        this.#at += 8
+        if (kind === 'amqp') {
+          this.#echo(AMQP_HEADER)
+          this.#stage = 'open'
+        } else {
+          this.#echo(SASL_HEADER)
+          this.#echo(frames.write_frame(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: SASL_MECHANISMS }))))
+          this.#stage = 'sasl'
+        }
+        continue
       }
-      const kind = readProtocolHeader(this.#received)
-      if (kind === undefined) return this.#choose({})
-      this.#header = kind
-      if (kind === 'amqp') this.#write(AMQP_HEADER)
-      else {
-        this.#write(SASL_HEADER)
-        this.#write(frames.write_frame(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: SASL_MECHANISMS }))))
+      if (this.#received.length - this.#at < 8) return
+      const header = readFrameHeader(this.#received, this.#at, this.#options.limits.maxFrameSize)
+      if (this.#received.length - this.#at < header.size) return
+      const frameBytes = this.#received.subarray(this.#at, this.#at + header.size)
+      this.#at += header.size
+      if (header.size === header.doff * 4) continue
+      checkValue(frameBytes, header.doff * 4, header.size)
+      const frame = decodeFrame(frameBytes)
+      const p = frame.performative
+      if (this.#stage === 'sasl') {
+        if (header.type !== FRAME_TYPE_SASL || frame.code !== SASL_INIT) return void this.#choose(true)
+        const mechanism = String(p['mechanism'])
+        const user = mechanism === 'PLAIN' ? plainUser(asBytes(p['initial_response'])) : undefined
+        this.#hint = { ...stringField('hostName', p['hostname']), saslMechanism: mechanism, ...(user === undefined ? {} : { saslUser: user }) }
+        if (this.#choose(false)) return
+        // Only these two end SASL alike in both services; any other mechanism decides now.
+        if (mechanism !== 'ANONYMOUS' && mechanism !== 'EXTERNAL') {
+          this.#choose(true)
+          return
+        }
+        this.#echo(frames.write_frame(frames.sasl_frame(frames.sasl_outcome({ code: SASL_OK }))))
+        this.#stage = 'amqp-header'
+        continue
       }
+      if (header.type === FRAME_TYPE_SASL) return void this.#choose(true)
+      if (this.#stage === 'open') {
+        if (frame.code !== OPEN) return void this.#choose(true)
+        if (typeof p['hostname'] === 'string') this.#hint = { ...this.#hint, hostName: p['hostname'] as string }
+        if (this.#choose(false)) return
+        const { maxFrameSize, maxSessions } = this.#options.limits
+        this.#echo(frames.write_frame(frames.amqp_frame(0, frames.open({ container_id: this.#options.containerId, max_frame_size: maxFrameSize, channel_max: maxSessions - 1 }))))
+        this.#stage = 'begin'
+        continue
+      }
+      if (this.#stage === 'begin') {
+        if (frame.code !== BEGIN) return void this.#choose(true)
+        this.#echo(
+          frames.write_frame(
+            frames.amqp_frame(
+              0,
+              frames.begin({ remote_channel: header.channel, next_outgoing_id: 0, incoming_window: INCOMING_WINDOW, outgoing_window: OUTGOING_WINDOW, handle_max: this.#options.limits.maxLinksPerSession - 1 }),
+            ),
+          ),
+        )
+        this.#stage = 'attach'
+        continue
+      }
+      if (frame.code !== ATTACH) return void this.#choose(true)
+      const terminal = terminus.unwrap(p['role'] === true ? p['source'] : p['target'])
+      const address = terminal?.address
+      if (typeof address === 'string') this.#hint = { ...this.#hint, linkAddress: address }
+      this.#choose(true)
+      return
     }
-    const at = 8
-    if (this.#received.length < at + 8) return
-    const header = readFrameHeader(this.#received, at, this.#options.maxFrameSize ?? 64 * 1024)
-    if (this.#received.length < at + header.size) return
-    const frameBytes = this.#received.subarray(at, at + header.size)
-    checkValue(frameBytes, header.doff * 4, header.size)
-    const frame = decodeFrame(frameBytes)
-    const hostName = typeof frame.performative['hostname'] === 'string' ? (frame.performative['hostname'] as string) : undefined
-    if (this.#header === 'amqp' && frame.code === OPEN) return this.#choose(hostName === undefined ? {} : { hostName })
-    if (this.#header === 'sasl' && frame.code === SASL_INIT) {
-      const user = String(frame.performative['mechanism']) === 'PLAIN' ? plainUser(asBytes(frame.performative['initial_response'])) : undefined
-      return this.#choose({ ...(hostName === undefined ? {} : { hostName }), ...(user === undefined ? {} : { saslUser: user }) })
-    }
-    this.#choose({})
   }
 
-  #write(bytes: Uint8Array): void {
-    this.#written = concat(this.#written, bytes)
+  #echo(bytes: Uint8Array): void {
+    this.#echoes++
     this.#options.write(bytes)
   }
 
-  #choose(hint: AmqpRouteHint): void {
+  /** Asks for a session; true when one was chosen (or the connection ended). */
+  #choose(final: boolean): boolean {
+    if (this.#chosen !== undefined || this.#ended) return true
     const write = (bytes: Uint8Array) => {
-      if (this.#written.length === 0) return this.#options.write(bytes)
-      const n = Math.min(bytes.length, this.#written.length)
-      for (let i = 0; i < n; i++) {
-        if (bytes[i] !== this.#written[i]) throw new AmqpCodecError('PROTOCOL_ERROR', 'the chosen session opened differently from the bytes already sent')
+      if (this.#echoes > 0) {
+        this.#echoes--
+        return
       }
-      this.#written = this.#written.subarray(n)
-      if (n < bytes.length) this.#options.write(bytes.subarray(n))
+      this.#options.write(bytes)
     }
+    let chosen: AmqpEndpoint | undefined
     try {
-      this.#chosen = this.#options.select(hint, write)
+      chosen = this.#options.select({ ...this.#hint, final }, write)
     } catch (error) {
       this.#ended = true
-      this.#options.close({ code: 'PROTOCOL_ERROR', reason: `no session for this connection: ${reasonOf(error)}` })
-      return
+      this.#options.close({ code: 'PROTOCOL_ERROR', reason: `no service for this connection: ${reasonOf(error)}` })
+      return true
     }
+    if (chosen === undefined) return false
+    this.#chosen = chosen
     const received = this.#received
     this.#received = new Uint8Array(0)
-    this.#chosen.push(received)
+    chosen.push(received)
+    return true
   }
 
   shutdown(reason?: string): void {
@@ -152,12 +245,8 @@ export class AmqpConnection implements AmqpEndpoint {
   }
 
   openTimedOut(timeoutMs: number): void {
-    if (this.#chosen !== undefined) return this.#chosen.openTimedOut(timeoutMs)
-    if (this.#ended) return
-    // Still choosing: the peer never sent its open or sasl-init. Let the default session end it properly.
-    this.#choose({})
-    const chosen = this.#chosen as AmqpEndpoint | undefined
-    chosen?.openTimedOut(timeoutMs)
+    if (this.#chosen === undefined && !this.#ended) this.#choose(true)
+    this.#chosen?.openTimedOut(timeoutMs)
   }
 
   abandon(): void {
@@ -168,6 +257,10 @@ export class AmqpConnection implements AmqpEndpoint {
   tick(): void {
     this.#chosen?.tick?.()
   }
+}
+
+function stringField(name: 'hostName', value: unknown): { hostName?: string } {
+  return typeof value === 'string' && value.length > 0 ? { [name]: value } : {}
 }
 
 function plainUser(response: Uint8Array | undefined): string | undefined {

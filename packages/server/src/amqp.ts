@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
-import { AmqpConnection, AmqpDeviceSession, AmqpHubSession, type AmqpCloseReason, type AmqpEndpoint, type AmqpHubEvent, type AmqpLimits, type AmqpRouteHint } from '@provisio/codec-amqp'
+import { AmqpConnection, AmqpDeviceSession, AmqpHubSession, DEFAULT_AMQP_LIMITS, DEFAULT_HUB_AMQP_LIMITS, type AmqpCloseReason, type AmqpEndpoint, type AmqpHubEvent, type AmqpLimits, type AmqpRoute, type AmqpRouteHint } from '@provisio/codec-amqp'
 import type { DeviceApi, HubDeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
@@ -42,8 +42,8 @@ export interface AmqpListenerOptions {
 
 /** What the hub side of the AMQP listeners needs. */
 export interface AmqpHubEndpoint {
-  /** Canonical host name of the hub a connection names (open or sasl-init hostname, PLAIN user), or undefined for DPS. */
-  hubFor(hint: AmqpRouteHint): string | undefined
+  /** Which service a connection names (routeAmqp, docs/protocol.md §12.1). */
+  route(hint: AmqpRouteHint): AmqpRoute
   readonly api: HubDeviceApi
   /** Verifies a hub policy token granting ServiceConnect on `hostName`; resolves with its expiry. */
   authorizeService(hostName: string, token: string): Promise<{ readonly expiresAtMs?: number }>
@@ -122,13 +122,19 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
         : new AmqpConnection({
             write,
             close,
+            // What both sessions announce alike until one is chosen (the hub's link count: Node opens up to 9 links in one session).
+            limits: { maxFrameSize: DEFAULT_AMQP_LIMITS.maxFrameSize, maxSessions: DEFAULT_AMQP_LIMITS.maxSessions, maxLinksPerSession: DEFAULT_HUB_AMQP_LIMITS.maxLinksPerSession },
+            containerId: 'provisio',
             select: (hint, writeVia) => {
-              const hostName = hub.hubFor(hint)
-              if (hostName === undefined) return dps(writeVia)
+              const route = hub.route(hint)
+              if (route === 'undecided') return undefined
+              if (route === 'dps') return dps(writeVia)
+              const hostName = route.hub
               ticker = setInterval(() => entry.session.tick?.(), TOKEN_TICK_MS)
               ticker.unref()
               return new AmqpHubSession({
                 hostName,
+                containerId: 'provisio',
                 api: hub.api,
                 authorizeService: (token) => hub.authorizeService(hostName, token),
                 clock: { now: () => Date.now() },

@@ -42,6 +42,7 @@ import { withDevReasons } from './dev-reasons.js'
 import { OriginPolicy } from './origins.js'
 import { WebSocketRouter, type WebSocketHandler } from './websocket.js'
 import { createAmqpTransport, listenAmqp } from './amqp.js'
+import { routeAmqp } from '@provisio/codec-amqp'
 import { createMqttTransport, listenMqtt } from './mqtt.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
@@ -460,12 +461,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     connectTimeoutMs: config.connectTimeoutMs,
     // The embedded hubs share the AMQP listeners; the host name a connection names picks the hub (docs/protocol.md §12.1).
     hub: {
-      hubFor: (hint) => {
-        if (hint.hostName !== undefined) return hubs.find(hint.hostName)?.hostName
-        const short = /@sas\.(?:root\.)?([^@.]+)$/i.exec(hint.saslUser ?? '')?.[1]?.toLowerCase()
-        if (short === undefined) return undefined
-        return hubs.hostNames().find((h) => h.split('.')[0]!.toLowerCase() === short)
-      },
+      route: (hint) =>
+        routeAmqp(
+          hint,
+          (name, by) => (by === 'host' ? hubs.find(name)?.hostName : hubs.hostNames().find((h) => h.split('.')[0]!.toLowerCase() === name.toLowerCase())),
+          (hostName) => [config.host, ...config.hostNames].some((h) => h.toLowerCase() === hostName.toLowerCase()),
+        ),
       api: hubDevices.api,
       authorizeService: async (hostName, token) => {
         const named = hubRegistry.authorizeHub(token, 'ServiceConnect')
