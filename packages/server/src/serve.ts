@@ -27,7 +27,7 @@ import {
   createRestHubGateway,
   type HubStore,
 } from '@provisio/hub'
-import { ProvisioError, formatSharedAccessKeyConnectionString, ipFilterVerdict, parseSasToken, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
+import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, formatSharedAccessKeyConnectionString, ipFilterVerdict, parseSasToken, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
@@ -471,7 +471,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       authorizeService: async (hostName, token) => {
         const named = hubRegistry.authorizeHub(token, 'ServiceConnect')
         if (named.toLowerCase() !== hostName.toLowerCase()) throw new ProvisioError('SAS_WRONG_RESOURCE', `the token is for hub ${named}, not ${hostName}`)
-        return { expiresAtMs: parseSasToken(token).se * 1000 }
+        // Valid while now < se + the clock skew allowed, as device tokens (SAS_DEFAULT_CLOCK_SKEW_SECONDS).
+        return { expiresAtMs: (parseSasToken(token).se + SAS_DEFAULT_CLOCK_SKEW_SECONDS) * 1000 }
       },
       onEvent: (transport, event) => {
         if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
