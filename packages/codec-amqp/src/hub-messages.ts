@@ -19,11 +19,12 @@ export const MAX_HUB_MESSAGE_BODY_BYTES = 256 * 1024
 export type HubAddress =
   | { readonly kind: 'cbs' }
   | { readonly kind: 'deviceEvents'; readonly deviceId: string }
+  | { readonly kind: 'c2dSend' }
   | { readonly kind: 'service'; readonly path: string }
   | { readonly kind: 'unknown'; readonly text: string }
 
 /** Service-side addresses this hub knows but does not serve on AMQP yet (docs/protocol.md §12.3). */
-const SERVICE_PATHS = ['/messages/devicebound', '/messages/servicebound/feedback', '/messages/servicebound/filenotifications']
+const SERVICE_PATHS = ['/messages/servicebound/feedback', '/messages/servicebound/filenotifications']
 
 /** Reads a link address. */
 export function parseHubAddress(address: unknown): HubAddress {
@@ -38,6 +39,7 @@ export function parseHubAddress(address: unknown): HubAddress {
     if (deviceId !== undefined) return { kind: 'deviceEvents', deviceId }
   }
   const lower = (path.startsWith('/') ? path : `/${path}`).toLowerCase()
+  if (lower === '/messages/devicebound') return { kind: 'c2dSend' }
   if (SERVICE_PATHS.includes(lower)) return { kind: 'service', path: lower }
   return { kind: 'unknown', text: address.slice(0, 80) }
 }
@@ -181,4 +183,62 @@ function bodyBytes(body: unknown): Uint8Array | undefined {
     at += c.length
   }
   return out
+}
+
+/** A cloud-to-device message as the service sends it on `/messages/devicebound` (docs/protocol.md §12.5). */
+export interface C2dSendInput {
+  readonly messageId?: string
+  readonly correlationId?: string
+  readonly to?: string
+  readonly userId?: string
+  readonly expiryTimeUtc?: number
+  readonly ack?: 'none' | 'positive' | 'negative' | 'full'
+  readonly contentType?: string
+  readonly contentEncoding?: string
+  readonly properties: Record<string, string>
+  readonly body: Uint8Array
+}
+
+const ACKS = ['none', 'positive', 'negative', 'full'] as const
+
+/** Reads a service's cloud-to-device send: the device from `to`, the fields the queue keeps; or why it is refused. */
+export function readC2dSend(msg: ReturnType<typeof message.decode>): { readonly ok: true; readonly deviceId: string; readonly input: C2dSendInput } | { readonly ok: false; readonly condition: string; readonly description: string } {
+  const m = msg as Record<string, unknown>
+  const to = typeof m['to'] === 'string' ? (m['to'] as string) : undefined
+  const target = to === undefined ? undefined : /^\/?devices\/([^/]+)\/messages\/devicebound$/i.exec(to)
+  const deviceId = target === undefined || target === null ? undefined : decodeSegment(target[1]!)
+  if (deviceId === undefined) return { ok: false, condition: 'amqp:invalid-field', description: `message "to" ${JSON.stringify(String(to).slice(0, 100))} is not /devices/{deviceId}/messages/devicebound` }
+  const body = bodyBytes(msg.body)
+  if (body === undefined) return { ok: false, condition: 'amqp:decode-error', description: 'message body is neither data sections nor an amqp-value string or binary' }
+  const properties: Record<string, string> = {}
+  let ack: C2dSendInput['ack']
+  for (const [name, value] of Object.entries(msg.application_properties ?? {})) {
+    const text = propertyText(value)
+    if (text === undefined) continue
+    if (name.toLowerCase() === 'iothub-ack') {
+      const lower = text.toLowerCase()
+      if (!(ACKS as readonly string[]).includes(lower)) return { ok: false, condition: 'amqp:invalid-field', description: `iothub-ack ${JSON.stringify(text.slice(0, 20))} is not none, positive, negative or full` }
+      ack = lower as C2dSendInput['ack']
+    } else properties[name] = text
+  }
+  const expiry = m['absolute_expiry_time'] as { valueOf(): unknown } | undefined
+  const expiryTimeUtc = expiry === undefined || expiry === null ? undefined : Number(expiry.valueOf())
+  const text = (field: string) => propertyText(m[field])
+  const input: C2dSendInput = {
+    ...optional('messageId', text('message_id')),
+    ...optional('correlationId', text('correlation_id')),
+    to: to!,
+    ...optional('userId', text('user_id')),
+    ...(expiryTimeUtc === undefined || !Number.isFinite(expiryTimeUtc) ? {} : { expiryTimeUtc }),
+    ...(ack === undefined ? {} : { ack }),
+    ...optional('contentType', text('content_type')),
+    ...optional('contentEncoding', text('content_encoding')),
+    properties,
+    body,
+  }
+  return { ok: true, deviceId, input }
+}
+
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string }
 }

@@ -20,12 +20,12 @@
  * Every other address is refused at attach with `amqp:not-found` (or `amqp:not-implemented` for
  * the service addresses not served yet) and a reason.
  */
-import { wrapUnknown, type HubDeviceApi } from '@provisio/protocol'
+import { ERROR_CATALOG, wrapUnknown, type HubDeviceApi } from '@provisio/protocol'
 import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
 import message from 'rhea/lib/message.js'
 import terminus from 'rhea/lib/terminus.js'
 import { AmqpCodecError, reasonOf } from './errors.js'
-import { decodeMessage, encodeCbsAnswer, MAX_HUB_MESSAGE_BODY_BYTES, parseHubAddress, readAudience, readPutToken, readTelemetry } from './hub-messages.js'
+import { decodeMessage, encodeCbsAnswer, MAX_HUB_MESSAGE_BODY_BYTES, parseHubAddress, readAudience, readC2dSend, readPutToken, readTelemetry, type C2dSendInput } from './hub-messages.js'
 import { INCOMING_WINDOW, OUTGOING_WINDOW, TRANSFER_OVERHEAD, lowestFree } from './links.js'
 import { MIN_MAX_FRAME_SIZE, type AmqpCloseReason, type AmqpLimits } from './options.js'
 import { ATTACH, BEGIN, CLOSE, DETACH, DISPOSITION, EMPTY_FRAME, END, FLOW, OPEN, SASL_INIT, TRANSFER, asBytes, decodeFrame, describeError, numberOr } from './performatives.js'
@@ -70,6 +70,12 @@ export interface AmqpHubSessionOptions {
   readonly onPeerIdleTimeout?: (ms: number) => void
   readonly onEvent?: (event: AmqpHubEvent) => void
   readonly limits?: Partial<AmqpLimits>
+  /**
+   * The hub's cloud-to-device queue (the `CloudToDevice` of @provisio/hub): `send` resolves once the
+   * message is queued, throws a ProvisioError to refuse (NOT_FOUND, DEVICE_QUEUE_FULL,
+   * PAYLOAD_TOO_LARGE, ...). Without it `/messages/devicebound` is refused as not served.
+   */
+  readonly c2d?: { send(hostName: string, deviceId: string, input: C2dSendInput): Promise<unknown> }
 }
 
 type Phase = 'header' | 'sasl' | 'sasl-done' | 'open-wait' | 'open' | 'closed'
@@ -80,7 +86,7 @@ interface HubLink {
   readonly localHandle: number
   /** 'out': we send (the peer's receiver); 'in': the peer sends. */
   readonly direction: 'out' | 'in'
-  readonly kind: 'cbs' | 'deviceEvents'
+  readonly kind: 'cbs' | 'deviceEvents' | 'c2dSend'
   readonly deviceId?: string
   /** The authorization the link lives on (undefined: a certificate, which does not expire). */
   readonly authKey?: string
@@ -433,6 +439,11 @@ export class AmqpHubSession {
     switch (address.kind) {
       case 'cbs':
         return accept('cbs', {})
+      case 'c2dSend':
+        if (direction !== 'in') return refuse('amqp:not-allowed', '/messages/devicebound takes messages from the service; it cannot be received from')
+        if (this.#options.c2d === undefined) return refuse('amqp:not-implemented', `cloud-to-device messages are not served by hub ${this.#options.hostName} yet`)
+        if (!this.#authorized(SERVICE_KEY)) return refuse('amqp:unauthorized-access', `no valid hub token on this connection: put one with ServiceConnect on $cbs (audience ${this.#options.hostName})`)
+        return accept('c2dSend', { authKey: SERVICE_KEY })
       case 'service':
         return refuse('amqp:not-implemented', `${address.path} is not served over AMQP by hub ${this.#options.hostName} yet (docs/protocol.md §12.3)`)
       case 'unknown':
@@ -532,6 +543,7 @@ export class AmqpHubSession {
     if (partial.oversize > 0) {
       this.#settle(session, partial, { condition: 'amqp:link:message-size-exceeded', description: `message of more than ${partial.oversize} bytes exceeds the hub's limit of ${MAX_HUB_MESSAGE_BODY_BYTES} bytes` })
     } else if (link.kind === 'cbs') this.#putToken(session, partial, partial.bytes)
+    else if (link.kind === 'c2dSend') this.#c2dSend(session, partial, partial.bytes)
     else this.#telemetry(session, link, partial, partial.bytes)
     this.#replenish(session)
   }
@@ -610,6 +622,34 @@ export class AmqpHubSession {
     }
     this.#settle(session, delivery)
     this.#options.onEvent?.({ type: 'telemetry', deviceId, bytes: read.body.length })
+  }
+
+  /** A service's cloud-to-device send: queued (accepted) or refused with the catalog's condition (rejected). */
+  #c2dSend(session: HubSession, delivery: { deliveryId: number; settled: boolean }, bytes: Uint8Array): void {
+    const read = readC2dSend(decodeMessage(bytes))
+    if (!read.ok) return this.#settle(session, delivery, { condition: read.condition, description: read.description })
+    this.#inFlight++
+    Promise.resolve()
+      .then(() => this.#options.c2d!.send(this.#options.hostName, read.deviceId, read.input))
+      .then(
+        () => this.#settled(session, delivery),
+        (error: unknown) => {
+          const err = wrapUnknown(error)
+          this.#settled(session, delivery, { condition: ERROR_CATALOG[err.code].amqpCondition, description: `${err.code}: ${err.reason}` })
+        },
+      )
+  }
+
+  /** Settles a delivery whose work finished asynchronously, if its session is still there. */
+  #settled(session: HubSession, delivery: { deliveryId: number; settled: boolean }, error?: { condition: string; description: string }): void {
+    this.#inFlight--
+    if (this.#phase === 'closed' || this.#sessions.get(session.remoteChannel) !== session) return
+    try {
+      this.#settle(session, delivery, error)
+      this.#replenish(session)
+    } catch (failure) {
+      this.#fail(failure)
+    }
   }
 
   /** Sends queued CBS answers on the session's `$cbs` receiver link while credit lasts. */

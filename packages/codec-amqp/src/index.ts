@@ -16,4 +16,4 @@ export { AmqpCodecError, type AmqpCodecErrorCode, type AmqpCondition } from './e
 export { AMQP_HEADER, SASL_HEADER, MAX_ENCODING_DEPTH, checkEncoding, checkValue, readFrameHeader, readProtocolHeader } from './wire.js'
 export { AmqpHubSession, DEFAULT_HUB_AMQP_LIMITS, type AmqpHubEvent, type AmqpHubSessionOptions } from './hub-session.js'
 export { AmqpConnection, routeAmqp, type AmqpConnectionOptions, type AmqpEndpoint, type AmqpRoute, type AmqpRouteHint } from './connection.js'
-export { parseHubAddress, readAudience, MAX_HUB_MESSAGE_BODY_BYTES, type HubAddress } from './hub-messages.js'
+export { parseHubAddress, readAudience, readC2dSend, MAX_HUB_MESSAGE_BODY_BYTES, type C2dSendInput, type HubAddress } from './hub-messages.js'

@@ -197,3 +197,66 @@ describe('AmqpHubSession', () => {
     expect(outcome?.p['code']).toBe(0)
   })
 })
+
+describe('AmqpHubSession: /messages/devicebound', () => {
+  it('queues a service send through the c2d port (accepted) and rejects with the condition azure-iothub maps: unknown device, full queue, bad "to", no token', async () => {
+    const written: Buffer[] = []
+    const sent: { deviceId: string; input: Record<string, unknown> }[] = []
+    const session = new AmqpHubSession({
+      hostName: HUB,
+      api: fakeHubApi().api,
+      authorizeService: async (token) => {
+        if (token === 'policy') return { expiresAtMs: NOW + 60_000 }
+        throw new ProvisioError('SAS_BAD_SIGNATURE', 'policy key does not verify')
+      },
+      write: (b) => written.push(Buffer.from(b)),
+      close: () => undefined,
+      clock: { now: () => NOW },
+      c2d: {
+        async send(_hostName, deviceId, input) {
+          if (deviceId === 'ghost') throw new ProvisioError('NOT_FOUND', 'device ghost is not registered')
+          if (deviceId === 'full') throw new ProvisioError('DEVICE_QUEUE_FULL', 'the queue holds 50 messages')
+          sent.push({ deviceId, input: input as never })
+          return {}
+        },
+      },
+    })
+    session.push(Buffer.concat([AMQP_HEADER, hubOpen(HUB), begin(), link('early', 0, false, '/messages/devicebound')]))
+    const early = parseOutput(Buffer.concat(written)).filter((w) => w.name === 'detach')
+    expect((early[0]!.p['error'] as { condition: string }).condition).toBe('amqp:unauthorized-access')
+    session.push(Buffer.concat([link('cbs-send', 1, false, '$cbs'), link('cbs-recv', 2, true, '$cbs'), amqp(frames.flow({ next_incoming_id: 0, incoming_window: 100, next_outgoing_id: 0, outgoing_window: 100, handle: 2, delivery_count: 0, link_credit: 10 }))]))
+    session.push(send(1, 0, { message_id: 'p', application_properties: { operation: 'put-token', name: HUB }, body: 'policy' }))
+    await settle()
+    written.length = 0
+    session.push(link('c2d', 3, false, '/Messages/DeviceBound'))
+    const expiry = new Date(NOW + 3_600_000)
+    const c2d = (id: number, to: string) =>
+      session.push(send(3, id, { to, message_id: `c${id}`, correlation_id: 'corr', absolute_expiry_time: expiry, content_type: 'application/json', application_properties: { 'iothub-ack': 'full', colour: 'red' }, body: message.data_section(Buffer.from('{"on":true}')) }))
+    c2d(1, '/devices/dev-1/messages/devicebound')
+    c2d(2, '/devices/ghost/messages/devicebound')
+    c2d(3, '/devices/full/messages/devicebound')
+    c2d(4, '/devices/dev-1/twin')
+    await settle()
+    expect(sent).toEqual([
+      {
+        deviceId: 'dev-1',
+        input: { messageId: 'c1', correlationId: 'corr', to: '/devices/dev-1/messages/devicebound', expiryTimeUtc: NOW + 3_600_000, ack: 'full', contentType: 'application/json', properties: { colour: 'red' }, body: expect.anything() },
+      },
+    ])
+    expect(Buffer.from(sent[0]!.input['body'] as Uint8Array).toString()).toBe('{"on":true}')
+    const outcomes = parseOutput(Buffer.concat(written))
+      .filter((w) => w.name === 'disposition')
+      .map((w) => {
+        const state = w.p['state'] as { value?: unknown[]; descriptor?: { value?: unknown } }
+        const error = (state.value?.[0] as { value?: { value?: unknown }[] } | undefined)?.value?.[0]?.value
+        return [w.p['first'], error ?? 'accepted']
+      })
+      .sort((a, b) => Number(a[0]) - Number(b[0]))
+    expect(outcomes).toEqual([
+      [1, 'accepted'],
+      [2, 'amqp:not-found'],
+      [3, 'amqp:resource-limit-exceeded'],
+      [4, 'amqp:invalid-field'],
+    ])
+  })
+})
