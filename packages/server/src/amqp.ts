@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
-import { AmqpConnection, AmqpDeviceSession, AmqpHubSession, DEFAULT_AMQP_LIMITS, DEFAULT_HUB_AMQP_LIMITS, type AmqpCloseReason, type AmqpEndpoint, type AmqpHubEvent, type AmqpLimits, type AmqpRoute, type AmqpRouteHint } from '@provisio/codec-amqp'
+import { AmqpConnection, AmqpDeviceSession, AmqpHubSession, DEFAULT_AMQP_LIMITS, DEFAULT_HUB_AMQP_LIMITS, type AmqpCloseReason, type AmqpEndpoint, type AmqpHubEvent, type AmqpLimits, type AmqpRoute, type AmqpRouteHint, type C2dSendInput } from '@provisio/codec-amqp'
 import type { DeviceApi, HubDeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
@@ -48,6 +48,8 @@ export interface AmqpHubEndpoint {
   /** Verifies a hub policy token granting ServiceConnect on `hostName`; resolves with its expiry. */
   authorizeService(hostName: string, token: string): Promise<{ readonly expiresAtMs?: number }>
   readonly onEvent?: (transport: string, event: AmqpHubEvent) => void
+  /** The hubs' cloud-to-device queue (`CloudToDevice` of @provisio/hub); without it `/messages/devicebound` is refused as not served. */
+  readonly c2d?: { send(hostName: string, deviceId: string, input: C2dSendInput): Promise<unknown> }
 }
 
 /** How often hub connections look for tokens that expired without renewal. */
@@ -143,6 +145,7 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
                 onPeerIdleTimeout,
                 close,
                 ...(hub.onEvent === undefined ? {} : { onEvent: (event: AmqpHubEvent) => hub.onEvent!(transport, event) }),
+                ...(hub.c2d === undefined ? {} : { c2d: hub.c2d }),
               })
             },
           })
