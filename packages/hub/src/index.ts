@@ -51,3 +51,4 @@ export {
   type C2dSettleResult,
   type C2dStore,
 } from './c2d.js'
+export { MemoryC2dStore } from './c2d-memory.js'
