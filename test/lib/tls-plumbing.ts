@@ -67,3 +67,31 @@ export function loopbackHttpsAgent(server: { readonly port: number; readonly caP
     tls.connect({ ...options, host: '127.0.0.1', port: server.port, ca: server.caPem, servername: 'localhost' }, callback)
   return agent
 }
+
+/**
+ * Sends the AMQP connections Microsoft's hub clients make to `hosts` — AMQPS to port 5671 (rhea
+ * calls `tls.connect(port, host, options, callback)`) and AMQP over WebSockets to port 443 (ws
+ * calls `tls.connect(options)`) — to the test server's AMQP and HTTPS ports on loopback, trusting
+ * its CA. The TLS server name stays the hub host name. Returns the function that undoes it.
+ */
+export function redirectHubAmqp(server: { readonly port: number; readonly endpoints: { readonly ports: { readonly amqp: number } }; readonly caPem: string }, hosts: readonly string[]): () => void {
+  const original = tls.connect
+  const ours = (host: unknown) => typeof host === 'string' && hosts.some((h) => h.toLowerCase() === host.toLowerCase())
+  tls.connect = ((...args: unknown[]) => {
+    // Only the (port, host, options, callback) form here: https agents pass one null-prototype object, which Number() cannot convert.
+    if ((typeof args[0] === 'number' || typeof args[0] === 'string') && Number(args[0]) === 5671 && ours(args[1]) && typeof args[2] === 'object' && args[2] !== null) {
+      const host = args[1] as string
+      // The options' own host and port would win over the arguments: loopback goes into the options.
+      const options = { ...(args[2] as TlsModule.ConnectionOptions), host: '127.0.0.1', port: server.endpoints.ports.amqp, servername: host, ca: server.caPem }
+      return original(server.endpoints.ports.amqp, '127.0.0.1', options, args[3] as () => void)
+    }
+    const first = args[0] as TlsModule.ConnectionOptions | undefined
+    if (args.length === 1 && typeof first === 'object' && first !== null && Number(first.port) === 443 && ours(first.host)) {
+      return original({ ...first, host: '127.0.0.1', port: server.port, servername: first.host!, ca: server.caPem })
+    }
+    return (original as (...a: unknown[]) => TlsModule.TLSSocket)(...args)
+  }) as typeof tls.connect
+  return () => {
+    tls.connect = original
+  }
+}

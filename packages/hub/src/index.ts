@@ -27,3 +27,28 @@ export { createHubDevices, type HubDevices } from './device-api.js'
 export { ClientTable, hubClientKey, dpsClientKey, sniChecked, type ClaimableConnection } from './connections.js'
 export { MemoryHubSessions, DEFAULT_HUB_SESSION_LIMITS, type HubSessionLimits } from './sessions.js'
 export { DirectMethods, DEFAULT_DIRECT_METHODS_LIMITS, type DirectMethodsLimits, type MethodPorts, type MethodTimers, type MethodRelayMessage, type MethodEvent } from './methods.js'
+export {
+  CloudToDevice,
+  C2D_ACK_VALUES,
+  DEFAULT_C2D_SETTINGS,
+  c2dMessageSize,
+  feedbackRecord,
+  parseLockToken,
+  wantsFeedback,
+  type C2dAck,
+  type C2dContext,
+  type C2dDelivery,
+  type C2dEvent,
+  type C2dFeedbackBatch,
+  type C2dFeedbackRecord,
+  type C2dFeedbackStatus,
+  type C2dMessage,
+  type C2dMessageInput,
+  type C2dNotice,
+  type C2dOutcome,
+  type C2dPorts,
+  type C2dSettings,
+  type C2dSettleResult,
+  type C2dStore,
+} from './c2d.js'
+export { MemoryC2dStore } from './c2d-memory.js'

@@ -52,6 +52,8 @@
  * | ENROLLMENT_RECORD_NOT_FOUND | 404203 | 404 | amqp:not-found | no | Enrollment not found. | service API: individual enrollment absent |
  * | ENROLLMENT_GROUP_NOT_FOUND | 404204 | 404 | amqp:not-found | no | Enrollment group not found. | service API: group absent |
  * | DEVICE_NOT_ONLINE | 404103 | 404 | amqp:not-found | no | Timed out waiting for device to connect. | direct method: the device was not connected and subscribed to methods within connectTimeoutInSeconds (IoT Hub's code) |
+ * | DEVICE_QUEUE_FULL | 403004 | 403 | amqp:resource-limit-exceeded | no | Total number of messages on IotHub Device Queue exceeds maximum allowed. | cloud-to-device: the device's queue holds its maximum of messages (IoT Hub's code, DeviceMaximumQueueDepthExceeded) |
+ * | MESSAGE_LOCK_LOST | 412020 | 412 | com.microsoft:message-lock-lost | no | The message lock is lost or the lock token is unknown. | cloud-to-device: settling with a lock token that names no message locked now (IoT Hub's code, DeviceMessageLockLost) |
  * | METHOD_NOT_ALLOWED | 405001 | 405 | amqp:not-allowed | no | Method not allowed. | HTTP verb not served on the route |
  * | CONFLICT | 409001 | 409 | amqp:not-allowed | no | Conflict. | resource already exists / state conflict |
  * | CONCURRENT_REGISTRATION | 409203 | 409 | com.microsoft:precondition-failed | no | Precondition failed. | same device registering twice at once (C e2e) |
@@ -87,6 +89,7 @@ export type AmqpCondition =
   | 'com.microsoft:argument-error'
   | 'com.microsoft:precondition-failed'
   | 'com.microsoft:device-container-throttled'
+  | 'com.microsoft:message-lock-lost'
 
 /** One row of the catalog: how one error code looks on every transport. */
 export interface ErrorCatalogEntry {
@@ -157,6 +160,9 @@ export const ERROR_CATALOG = /* @__PURE__ */ Object.freeze({
   ENROLLMENT_RECORD_NOT_FOUND: row(404203, NOT_FOUND, 'Enrollment not found.'),
   ENROLLMENT_GROUP_NOT_FOUND: row(404204, NOT_FOUND, 'Enrollment group not found.'),
   DEVICE_NOT_ONLINE: row(404103, NOT_FOUND, 'Timed out waiting for device to connect.'),
+  // Cloud-to-device (IoT Hub's codes).
+  DEVICE_QUEUE_FULL: row(403004, 'amqp:resource-limit-exceeded', 'Total number of messages on IotHub Device Queue exceeds maximum allowed.'),
+  MESSAGE_LOCK_LOST: row(412020, 'com.microsoft:message-lock-lost', 'The message lock is lost or the lock token is unknown.'),
   // 405, 409, 412, 413, 415
   METHOD_NOT_ALLOWED: row(405001, 'amqp:not-allowed', 'Method not allowed.'),
   CONFLICT: row(409001, 'amqp:not-allowed', 'Conflict.'),

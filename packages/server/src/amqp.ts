@@ -9,8 +9,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
-import { AmqpDeviceSession, type AmqpCloseReason, type AmqpLimits } from '@provisio/codec-amqp'
-import type { DeviceApi } from '@provisio/protocol'
+import { AmqpConnection, AmqpDeviceSession, AmqpHubSession, DEFAULT_AMQP_LIMITS, DEFAULT_HUB_AMQP_LIMITS, type AmqpCloseReason, type AmqpEndpoint, type AmqpHubEvent, type AmqpLimits, type AmqpRoute, type AmqpRouteHint, type C2dSendInput } from '@provisio/codec-amqp'
+import type { DeviceApi, HubDeviceApi } from '@provisio/protocol'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
@@ -36,7 +36,24 @@ export interface AmqpListenerOptions {
   readonly handshakeTimeoutMs?: number
   /** Protocol header, SASL and open must be done within this of the connection starting (default 10,000 ms). */
   readonly connectTimeoutMs?: number
+  /** The embedded hubs' AMQP endpoint on the same listeners (docs/protocol.md §12); without it every connection is DPS. */
+  readonly hub?: AmqpHubEndpoint
 }
+
+/** What the hub side of the AMQP listeners needs. */
+export interface AmqpHubEndpoint {
+  /** Which service a connection names (routeAmqp, docs/protocol.md §12.1). */
+  route(hint: AmqpRouteHint): AmqpRoute
+  readonly api: HubDeviceApi
+  /** Verifies a hub policy token granting ServiceConnect on `hostName`; resolves with its expiry. */
+  authorizeService(hostName: string, token: string): Promise<{ readonly expiresAtMs?: number }>
+  readonly onEvent?: (transport: string, event: AmqpHubEvent) => void
+  /** The hubs' cloud-to-device queue (`CloudToDevice` of @provisio/hub); without it `/messages/devicebound` is refused as not served. */
+  readonly c2d?: { send(hostName: string, deviceId: string, input: C2dSendInput): Promise<unknown> }
+}
+
+/** How often hub connections look for tokens that expired without renewal. */
+const TOKEN_TICK_MS = 1000
 
 /** The AMQPS listener plus the sessions of both transports, for graceful shutdown. */
 export interface AmqpTransport {
@@ -48,11 +65,12 @@ export interface AmqpTransport {
 }
 
 export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport {
-  const live = new Set<{ session: AmqpDeviceSession; destroy(): void; gone(): void }>()
+  const live = new Set<{ session: AmqpEndpoint; destroy(): void; gone(): void }>()
 
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000
   const open = (transport: string, chain: readonly Uint8Array[], write: (b: Uint8Array) => void, end: () => void, destroy: () => void, remote: string | undefined) => {
     let heartbeat: NodeJS.Timeout | undefined
+    let ticker: NodeJS.Timeout | undefined
     // A connection that does not open in time is refused (slow or stuck peers hold no socket for long).
     let opening: NodeJS.Timeout | undefined = setTimeout(() => entry.session.openTimedOut(connectTimeoutMs), connectTimeoutMs)
     opening.unref()
@@ -61,38 +79,76 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
       heartbeat = undefined
       if (opening !== undefined) clearTimeout(opening)
       opening = undefined
+      if (ticker !== undefined) clearInterval(ticker)
+      ticker = undefined
     }
     const entry = {
-      session: undefined as unknown as AmqpDeviceSession,
+      session: undefined as unknown as AmqpEndpoint,
       destroy: () => {
         stopHeartbeat()
         destroy()
       },
       gone: stopHeartbeat,
     }
-    entry.session = new AmqpDeviceSession({
-      device: transport === 'amqp-ws' ? (options.deviceWs ?? options.device) : options.device,
-      clock: { now: () => Date.now() },
-      trackingId: randomUUID,
-      clientCertificates: chain,
-      ...(options.limits === undefined ? {} : { limits: options.limits }),
-      write,
-      // The device's idle-time-out (§2.4.5): empty frames at half of it keep its timer from expiring.
-      onPeerIdleTimeout: (ms) => {
-        stopHeartbeat()
-        heartbeat = setInterval(() => entry.session.heartbeat(), Math.max(1000, Math.floor(ms / 2)))
-        heartbeat.unref()
-      },
-      close: (reason: AmqpCloseReason) => {
-        stopHeartbeat()
-        const fields = { transport, remote, code: reason.code, reason: reason.reason }
-        if (reason.code === 'peer-closed' || reason.code === 'shutdown') options.log.debug('amqp connection closed', fields)
-        else options.log.info('amqp connection refused', fields)
-        end()
-        // A peer that neither reads nor closes is not waited for.
-        setTimeout(destroy, 2000).unref()
-      },
-    })
+    const onPeerIdleTimeout = (ms: number) => {
+      // The peer's idle-time-out (§2.4.5): empty frames at half of it keep its timer from expiring.
+      if (heartbeat !== undefined) clearInterval(heartbeat)
+      heartbeat = setInterval(() => entry.session.heartbeat(), Math.max(1000, Math.floor(ms / 2)))
+      heartbeat.unref()
+    }
+    const close = (reason: AmqpCloseReason) => {
+      stopHeartbeat()
+      const fields = { transport, remote, code: reason.code, reason: reason.reason }
+      if (reason.code === 'peer-closed' || reason.code === 'shutdown') options.log.debug('amqp connection closed', fields)
+      else options.log.info('amqp connection refused', fields)
+      end()
+      // A peer that neither reads nor closes is not waited for.
+      setTimeout(destroy, 2000).unref()
+    }
+    const limits = options.limits === undefined ? {} : { limits: options.limits }
+    const dps = (writeVia: (b: Uint8Array) => void) =>
+      new AmqpDeviceSession({
+        device: transport === 'amqp-ws' ? (options.deviceWs ?? options.device) : options.device,
+        clock: { now: () => Date.now() },
+        trackingId: randomUUID,
+        clientCertificates: chain,
+        ...limits,
+        write: writeVia,
+        onPeerIdleTimeout,
+        close,
+      })
+    const hub = options.hub
+    entry.session =
+      hub === undefined
+        ? dps(write)
+        : new AmqpConnection({
+            write,
+            close,
+            // What both sessions announce alike until one is chosen (the hub's link count: Node opens up to 9 links in one session).
+            limits: { maxFrameSize: DEFAULT_AMQP_LIMITS.maxFrameSize, maxSessions: DEFAULT_AMQP_LIMITS.maxSessions, maxLinksPerSession: DEFAULT_HUB_AMQP_LIMITS.maxLinksPerSession },
+            containerId: 'provisio',
+            select: (hint, writeVia) => {
+              const route = hub.route(hint)
+              if (route === 'undecided') return undefined
+              if (route === 'dps') return dps(writeVia)
+              const hostName = route.hub
+              ticker = setInterval(() => entry.session.tick?.(), TOKEN_TICK_MS)
+              ticker.unref()
+              return new AmqpHubSession({
+                hostName,
+                containerId: 'provisio',
+                api: hub.api,
+                authorizeService: (token) => hub.authorizeService(hostName, token),
+                clock: { now: () => Date.now() },
+                clientCertificates: chain,
+                write: writeVia,
+                onPeerIdleTimeout,
+                close,
+                ...(hub.onEvent === undefined ? {} : { onEvent: (event: AmqpHubEvent) => hub.onEvent!(transport, event) }),
+                ...(hub.c2d === undefined ? {} : { c2d: hub.c2d }),
+              })
+            },
+          })
     live.add(entry)
     return entry
   }

@@ -27,7 +27,7 @@ import {
   createRestHubGateway,
   type HubStore,
 } from '@provisio/hub'
-import { formatSharedAccessKeyConnectionString, ipFilterVerdict, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
+import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, formatSharedAccessKeyConnectionString, ipFilterVerdict, parseSasToken, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
 import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
@@ -42,6 +42,7 @@ import { withDevReasons } from './dev-reasons.js'
 import { OriginPolicy } from './origins.js'
 import { WebSocketRouter, type WebSocketHandler } from './websocket.js'
 import { createAmqpTransport, listenAmqp } from './amqp.js'
+import { routeAmqp } from '@provisio/codec-amqp'
 import { createMqttTransport, listenMqtt } from './mqtt.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
@@ -458,6 +459,27 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     log,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
+    // The embedded hubs share the AMQP listeners; the host name a connection names picks the hub (docs/protocol.md §12.1).
+    hub: {
+      route: (hint) =>
+        routeAmqp(
+          hint,
+          (name, by) => (by === 'host' ? hubs.find(name)?.hostName : hubs.hostNames().find((h) => h.split('.')[0]!.toLowerCase() === name.toLowerCase())),
+          (hostName) => [config.host, ...config.hostNames].some((h) => h.toLowerCase() === hostName.toLowerCase()),
+        ),
+      api: hubDevices.api,
+      authorizeService: async (hostName, token) => {
+        const named = hubRegistry.authorizeHub(token, 'ServiceConnect')
+        if (named.toLowerCase() !== hostName.toLowerCase()) throw new ProvisioError('SAS_WRONG_RESOURCE', `the token is for hub ${named}, not ${hostName}`)
+        // Valid while now < se + the clock skew allowed, as device tokens (SAS_DEFAULT_CLOCK_SKEW_SECONDS).
+        return { expiresAtMs: (parseSasToken(token).se + SAS_DEFAULT_CLOCK_SKEW_SECONDS) * 1000 }
+      },
+      onEvent: (transport, event) => {
+        if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
+        else if (event.type === 'token' && event.status !== 200) log.info('hub put-token refused', { transport, audience: event.audience, status: event.status, reason: event.reason })
+        else if (event.type === 'linkRefused' || event.type === 'linkExpired' || event.type === 'telemetryRefused') log.info(`hub amqp ${event.type}`, { transport, reason: event.reason })
+      },
+    },
   })
   websockets.register('AMQPWSB10', counted('amqp-ws', amqp.websocket))
   // ---- end AMQP ----

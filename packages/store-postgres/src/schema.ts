@@ -116,6 +116,48 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'cloud-to-device queues and feedback of the embedded hubs',
+    sql: (s) => `
+      CREATE TABLE ${s}.c2d_sequences (
+        hub  TEXT COLLATE "C" PRIMARY KEY,
+        last BIGINT NOT NULL
+      );
+      CREATE TABLE ${s}.c2d_messages (
+        hub            TEXT COLLATE "C" NOT NULL,
+        seq            BIGINT NOT NULL,
+        device_key     TEXT COLLATE "C" NOT NULL,
+        message        TEXT NOT NULL,
+        body           BYTEA NOT NULL,
+        expiry         BIGINT NOT NULL,
+        ack            TEXT NOT NULL,
+        delivery_count INTEGER NOT NULL,
+        lock_token     TEXT,
+        locked_until   BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (hub, seq)
+      );
+      CREATE INDEX c2d_messages_by_device ON ${s}.c2d_messages (hub, device_key, seq);
+      CREATE TABLE ${s}.c2d_feedback_pending (
+        id         BIGSERIAL PRIMARY KEY,
+        hub        TEXT COLLATE "C" NOT NULL,
+        device_key TEXT COLLATE "C" NOT NULL,
+        record     TEXT NOT NULL,
+        created    BIGINT NOT NULL
+      );
+      CREATE INDEX c2d_feedback_pending_by_hub ON ${s}.c2d_feedback_pending (hub, id);
+      CREATE TABLE ${s}.c2d_feedback_batches (
+        id             BIGSERIAL PRIMARY KEY,
+        hub            TEXT COLLATE "C" NOT NULL,
+        records        TEXT NOT NULL,
+        enqueued       BIGINT NOT NULL,
+        delivery_count INTEGER NOT NULL,
+        lock_token     TEXT,
+        locked_until   BIGINT NOT NULL DEFAULT 0
+      );
+      CREATE INDEX c2d_feedback_batches_by_hub ON ${s}.c2d_feedback_batches (hub, id);
+    `,
+  },
 ]
 
 /** A PostgreSQL identifier, quoted (names come from configuration, never from devices). */

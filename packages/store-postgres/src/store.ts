@@ -36,9 +36,10 @@ import type {
   WriteCondition,
   WriteResult,
 } from '@provisio/engine'
-import type { HubStore } from '@provisio/hub'
+import type { C2dStore, HubStore } from '@provisio/hub'
 import type { EnrollmentGroup, IndividualEnrollment } from '@provisio/protocol'
 import { openNoticeChannel, type NoticeChannel, type NoticeChannelOptions } from './channel.js'
+import { createPostgresC2dStore } from './c2d-store.js'
 import { createPostgresHubStore } from './hub-store.js'
 import { KeyedTable } from './keyed-table.js'
 import { OperationQueries, groupKey } from './operations.js'
@@ -54,6 +55,8 @@ export class PostgresStore implements Store {
   readonly schema: string
   /** The hub registry (HubStore of @provisio/hub) in the same database. */
   readonly hubStore: HubStore
+  /** The hubs' cloud-to-device queues and feedback (C2dStore of @provisio/hub) in the same database. */
+  readonly c2dStore: C2dStore
   readonly #owned: boolean
   readonly #statements = new Statements()
   readonly #enrollments: KeyedTable<IndividualEnrollment>
@@ -97,6 +100,7 @@ export class PostgresStore implements Store {
     this.#operations = new OperationQueries(this.#statements, pool, s)
     this.#tpmChallenges = new TpmChallengeQueries(this.#statements, pool, s)
     this.hubStore = createPostgresHubStore(this.#statements, pool, s)
+    this.c2dStore = createPostgresC2dStore(pool, s)
   }
 
   /**
