@@ -9,6 +9,7 @@
  * | `/devices` | POST: bulk create/update/delete of 1-100 devices (`importMode` per device) | RegistryWrite |
  * | `/twins/{id}` | GET / PATCH (merge) / PUT (replace) | RegistryRead / RegistryWrite |
  * | `/devices/{id}/messages/events?after=S&limit=N` | GET: telemetry the embedded hub kept (ours, not IoT Hub's) | ServiceConnect |
+ * | `/devices/{id}/commands` | DELETE: purge the device's cloud-to-device queue, `{"deviceId","moduleId":null,"totalMessagesPurged"}` | ServiceConnect |
  * | `/twins/{id}/methods` | POST: direct method call, answered `{"status","payload"}` from the device | ServiceConnect |
  * | `/twins/{id}/modules/{mid}/methods` | POST: 404, module identities are not served yet | ServiceConnect |
  *
@@ -89,6 +90,13 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
     const limit = integerParam(target.query.get('limit'), 'limit', 1, MAX_LIST, MAX_LIST)
     return jsonResponse(200, await api.readTelemetry(hub, s[1]!, { after, limit }))
   }
+  // Purge of a device's cloud-to-device queue (docs/protocol.md, "Cloud-to-device messages").
+  if (root === 'devices' && s.length === 3 && s[2]!.toLowerCase() === 'commands') {
+    if (method !== 'DELETE') return 'method'
+    const hub = authorize(api, request, 'ServiceConnect')
+    if (api.purgeCloudToDeviceQueue === undefined) throw new ProvisioError('SERVICE_UNAVAILABLE', 'cloud-to-device messages are not served by this server')
+    return jsonResponse(200, await api.purgeCloudToDeviceQueue(hub, s[1]!))
+  }
   if (root === 'twins' && isMethodRoute(s)) {
     if (method !== 'POST') return 'method'
     // The access-control check point of direct methods: IoT Hub requires ServiceConnect.
@@ -142,6 +150,8 @@ function integerParam(text: string | undefined, name: string, min: number, max: 
 function hubErrorCode(status: number, code: string): string {
   if (code === 'DEVICE_NOT_ONLINE') return 'DeviceNotOnline'
   if (code === 'GATEWAY_TIMEOUT') return 'GatewayTimeout'
+  if (code === 'DEVICE_QUEUE_FULL') return 'DeviceMaximumQueueDepthExceeded'
+  if (code === 'MESSAGE_LOCK_LOST') return 'DeviceMessageLockLost'
   if (status === 404) return code === 'NOT_FOUND' ? 'DeviceNotFound' : 'NotFound'
   if (status === 409) return 'DeviceAlreadyExists'
   if (status === 412) return 'PreconditionFailed'

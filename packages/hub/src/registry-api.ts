@@ -8,6 +8,7 @@ import { ProvisioError, grants, parseSasToken, rightMissing, verifySasToken, wra
 import type { BulkDeviceOutcome, DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
 import type { HubDirectory } from './directory.js'
 import type { EmbeddedHub } from './hub.js'
+import type { CloudToDevice } from './c2d.js'
 import type { DirectMethods } from './methods.js'
 import type { TelemetryBuffer } from './telemetry.js'
 
@@ -26,6 +27,8 @@ export function createHubRegistryApi(
   telemetryOf: (hubHostName: string) => TelemetryBuffer | undefined = () => undefined,
   /** Direct method calls in flight; without it, method calls are answered SERVICE_UNAVAILABLE. */
   methods?: DirectMethods,
+  /** Cloud-to-device queues; without it, purge is answered SERVICE_UNAVAILABLE. */
+  c2d?: CloudToDevice,
 ): HubRegistryApi {
   const hubNamed = (name: string): EmbeddedHub => hubs.get(name)
   const missing = (hub: EmbeddedHub, deviceId: string) =>
@@ -65,8 +68,9 @@ export function createHubRegistryApi(
     async deleteDevice(hub, deviceId, ifMatch): Promise<void> {
       const h = hubNamed(hub)
       if (!(await h.deleteDevice(deviceId, ifMatch === undefined ? {} : { ifMatch }))) throw missing(h, deviceId)
-      // A device created again under the same id starts with no telemetry.
+      // A device created again under the same id starts with no telemetry and an empty queue.
       telemetryOf(h.hostName)?.clear(deviceId)
+      await c2d?.deviceDeleted(h.hostName, deviceId)
     },
     listDevices: (hub, top) => hubNamed(hub).listDevices({ limit: top }),
     async bulkDevices(hub, operations) {
@@ -105,6 +109,14 @@ export function createHubRegistryApi(
       if (device === undefined) throw missing(h, deviceId)
       if (methods === undefined) throw new ProvisioError('SERVICE_UNAVAILABLE', `direct methods are not served by this server (hub ${h.hostName})`)
       return methods.invoke(h.hostName, device.deviceId, call, abandoned)
+    },
+    async purgeCloudToDeviceQueue(hub, deviceId) {
+      const h = hubNamed(hub)
+      const device = await h.getDevice(deviceId)
+      if (device === undefined) throw missing(h, deviceId)
+      if (c2d === undefined) throw new ProvisioError('SERVICE_UNAVAILABLE', `cloud-to-device messages are not served by this server (hub ${h.hostName})`)
+      const totalMessagesPurged = await c2d.purge(h.hostName, device.deviceId)
+      return { deviceId: device.deviceId, moduleId: null, totalMessagesPurged }
     },
     updateTwin: (hub, deviceId, patch, options) =>
       hubNamed(hub).updateTwin(deviceId, patch, { replace: options.replace, ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }) }),

@@ -293,6 +293,11 @@ export interface HubRegistryApi {
    * `abandoned` settles first (the caller went away).
    */
   invokeMethod(hub: string, deviceId: string, call: DirectMethodCall, abandoned?: Promise<void>): Promise<DirectMethodResult>
+  /**
+   * Drops the device's cloud-to-device queue (`DELETE /devices/{id}/commands`); NOT_FOUND for an
+   * unknown device. Absent when the server keeps no queues.
+   */
+  purgeCloudToDeviceQueue?(hub: string, deviceId: string): Promise<{ readonly deviceId: string; readonly moduleId: null; readonly totalMessagesPurged: number }>
 }
 
 // ---------------------------------------------------------------------------------------------

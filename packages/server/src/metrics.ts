@@ -123,6 +123,12 @@ export class Metrics {
     'Direct method calls by hub and outcome: invoked, answered, not_online, timed_out, disconnected, cancelled, stopped (calls of callers on this process).',
     ['hub', 'outcome'],
   )
+  readonly hubC2d = this.#counter(
+    'provisio_hub_c2d_messages_total',
+    'Cloud-to-device messages by hub and event: sent, delivered, completed, abandoned, rejected, purged, refused (expired ones show as feedback records).',
+    ['hub', 'event'],
+  )
+  readonly hubC2dFeedback = this.#counter('provisio_hub_c2d_feedback_records_total', 'Cloud-to-device feedback records handed to the service, by hub.', ['hub'])
   readonly hubDesiredPushes = this.#counter('provisio_hub_desired_pushes_total', 'Desired-property changes pushed to devices connected to the embedded hubs, by result.', ['result'])
   readonly hubConnected = this.#gauge('provisio_hub_connected_devices', 'Devices connected to the embedded hubs now.', ['transport'])
   readonly connections = this.#gauge('provisio_open_connections', 'Connections open now, by listener (TCP accepts before TLS; WebSocket sessions by transport).', ['listener'])

@@ -21,6 +21,9 @@ import {
   DirectMethods,
   type MethodRelayMessage,
   MemoryHubStore,
+  CloudToDevice,
+  MemoryC2dStore,
+  type C2dStore,
   createHubDevices,
   createHubRegistryApi,
   createLocalHubGateway,
@@ -28,7 +31,7 @@ import {
   type HubStore,
 } from '@provisio/hub'
 import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, formatSharedAccessKeyConnectionString, ipFilterVerdict, parseSasToken, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
-import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
+import { createSqliteStore, GroupCommit, SqliteC2dStore, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
@@ -83,6 +86,8 @@ export interface RunningServer {
   readonly metrics: Metrics
   readonly engine: Engine
   readonly hubs: HubDirectory
+  /** The hubs' cloud-to-device queues (send, purge, feedback) in this process. */
+  readonly c2d: CloudToDevice
   readonly state: ServerState
   close(graceMs?: number): Promise<void>
 }
@@ -166,8 +171,11 @@ async function setUp(config: ServeConfig, log: Logger): Promise<ServeSetup> {
 }
 
 /** The engine's and the hubs' stores: SQLite in the data directory by default, one database for both. */
-function openStores(config: ServeConfig, postgres: PostgresStores | undefined): { store: Store; hubStore: HubStore; group?: GroupCommit; db?: Database.Database; close: () => void } {
-  if (config.store === 'memory') return { store: new MemoryStore(), hubStore: new MemoryHubStore(), close: () => {} }
+function openStores(
+  config: ServeConfig,
+  postgres: PostgresStores | undefined,
+): { store: Store; hubStore: HubStore; c2dStore: C2dStore; group?: GroupCommit; db?: Database.Database; close: () => void } {
+  if (config.store === 'memory') return { store: new MemoryStore(), hubStore: new MemoryHubStore(), c2dStore: new MemoryC2dStore(), close: () => {} }
   if (config.store === 'sqlite' || config.store.startsWith('sqlite:')) {
     const db = new Database(sqliteFile(config))
     try {
@@ -179,9 +187,11 @@ function openStores(config: ServeConfig, postgres: PostgresStores | undefined): 
       const group = new GroupCommit(db, { otherWriters: config.workers > 1, minIntervalMs: config.commitIntervalMs })
       const store = createSqliteStore(db, { groupCommit: group })
       const hubStore = new SqliteHubStore(db, group)
+      const c2dStore = new SqliteC2dStore(db, group)
       return {
         store,
         hubStore,
+        c2dStore,
         group,
         db,
         close: () => {
@@ -194,7 +204,7 @@ function openStores(config: ServeConfig, postgres: PostgresStores | undefined): 
       throw error
     }
   }
-  if (postgres !== undefined) return { store: postgres.store, hubStore: postgres.hubStore, close: () => {} }
+  if (postgres !== undefined) return { store: postgres.store, hubStore: postgres.hubStore, c2dStore: postgres.store.c2dStore, close: () => {} }
   throw new Error(`store ${JSON.stringify(config.store)} is not supported (use sqlite, sqlite:<path>, postgres://… or memory)`)
 }
 
@@ -247,7 +257,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     await postgres?.close()
     throw error
   }
-  const { store, hubStore, group } = stores
+  const { store, hubStore, c2dStore, group } = stores
   const closeDb = stores.close
   // SQLite's WAL checkpoints on a thread of their own, not inside a COMMIT on the event loop.
   let checkpointer: WalCheckpointer | undefined
@@ -413,7 +423,41 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     },
   })
   const offMethodRelay = hubEvents.onMethodMessage((message) => directMethods.receive(message))
-  const hubRegistry = loggingRefusals(createHubRegistryApi(hubs, hubPoliciesOf, clock, hubDevices.telemetry, directMethods), 'authorizeHub', log)
+  // Cloud-to-device queues (@provisio/hub c2d.ts) in the server's store, shared by every process on it.
+  const c2d = new CloudToDevice({
+    store: c2dStore,
+    now: clock.now,
+    random,
+    lookupDevice: async (hostName, deviceId) => {
+      const hub = hubs.find(hostName)
+      const device = hub === undefined ? undefined : await hub.getDevice(deviceId)
+      return device === undefined ? undefined : { deviceId: device.deviceId, generationId: device.generationId }
+    },
+    timers: { set: (ms, fire) => setTimeout(fire, ms).unref(), clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout> | undefined) },
+    onEvent: (event) => {
+      if (event.type === 'refused') {
+        metrics.hubC2d.inc([event.hostName, 'refused'])
+        log.info('cloud-to-device message refused', { hub: event.hostName, deviceId: event.deviceId, code: event.code, reason: event.reason })
+      } else if (event.type === 'purged') {
+        metrics.hubC2d.inc([event.hostName, 'purged'], event.count)
+        log.info('cloud-to-device queue purged', { hub: event.hostName, deviceId: event.deviceId, count: event.count })
+      } else if (event.type === 'feedback') {
+        metrics.hubC2dFeedback.inc([event.hostName], event.records)
+      } else {
+        metrics.hubC2d.inc([event.hostName, event.type])
+        log.debug(`cloud-to-device message ${event.type}`, { hub: event.hostName, deviceId: event.deviceId })
+      }
+    },
+  })
+  // A deleted device's queue and its feedback not yet batched go with it (the registry API drops
+  // them before answering; this covers deletions by other paths, such as bulk operations).
+  const offDeleted = [...hubs.values()].map((hub) =>
+    hub.onIdentityRevoked((event) => {
+      if (event.why !== 'deleted') return
+      c2d.deviceDeleted(event.hostName, event.deviceId).catch((error: unknown) => log.warn('cloud-to-device queue of a deleted device not dropped', { hub: event.hostName, deviceId: event.deviceId, error: String(error) }))
+    }),
+  )
+  const hubRegistry = loggingRefusals(createHubRegistryApi(hubs, hubPoliciesOf, clock, hubDevices.telemetry, directMethods, c2d), 'authorizeHub', log)
   const service = loggingRefusals(engine, 'authorizeService', log, () => stateFile.current())
   // Development reasons (dev-reasons.ts): refusals tell the device why; off when the server is exposed.
   const deviceApi = config.devReasons === true ? withDevReasons(engine) : engine
@@ -468,6 +512,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
           (hostName) => [config.host, ...config.hostNames].some((h) => h.toLowerCase() === hostName.toLowerCase()),
         ),
       api: hubDevices.api,
+      // The service's sends on /messages/devicebound go to the cloud-to-device queues (docs/protocol.md §12.5).
+      c2d,
       authorizeService: async (hostName, token) => {
         const named = hubRegistry.authorizeHub(token, 'ServiceConnect')
         if (named.toLowerCase() !== hostName.toLowerCase()) throw new ProvisioError('SAS_WRONG_RESOURCE', `the token is for hub ${named}, not ${hostName}`)
@@ -562,6 +608,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     metrics,
     engine,
     hubs,
+    c2d,
     state,
     /**
      * Graceful shutdown: stop accepting connections, let in-flight requests finish (idle
@@ -577,6 +624,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       // Method calls waiting for devices are answered now (503) rather than holding the HTTPS close.
       offMethodRelay()
       directMethods.stop()
+      c2d.stop()
+      for (const off of offDeleted) off()
       let forced = 0
       const force = setTimeout(() => {
         https.closeAllConnections()
