@@ -14,6 +14,7 @@
  */
 import frames from 'rhea/lib/frames.js'
 import terminus from 'rhea/lib/terminus.js'
+import type { TransportSession } from '@provisio/protocol'
 import { reasonOf } from './errors.js'
 import { INCOMING_WINDOW, OUTGOING_WINDOW } from './links.js'
 import type { AmqpCloseReason } from './options.js'
@@ -22,14 +23,9 @@ import { SASL_MECHANISMS, SASL_OK, decodeUtf8 } from './sasl.js'
 import { AMQP_HEADER, FRAME_TYPE_SASL, SASL_HEADER, checkValue, concat, readFrameHeader, readProtocolHeader } from './wire.js'
 
 /** What every AMQP session of this package offers its transport adapter. */
-export interface AmqpEndpoint {
-  push(bytes: Uint8Array): void
-  shutdown(reason?: string): void
+export interface AmqpEndpoint extends TransportSession {
   heartbeat(): void
   openTimedOut(timeoutMs: number): void
-  abandon(): void
-  /** Time-driven work (token expiry on hub connections); absent where there is none. */
-  tick?(): void
   readonly opening: boolean
   readonly closed: boolean
 }
@@ -80,6 +76,9 @@ export interface AmqpConnectionOptions {
   readonly limits: { readonly maxFrameSize: number; readonly maxSessions: number; readonly maxLinksPerSession: number }
   /** container-id both sessions announce. */
   readonly containerId: string
+  readonly clock: { now(): number }
+  /** Protocol header, SASL and open must be done within this of the connection starting (default 10,000 ms), judged by `tick()`. */
+  readonly openTimeoutMs?: number
   /** Creates the session for what the peer named, writing through `write`; undefined while undecided (never when `hint.final`). */
   readonly select: (hint: AmqpRouteHint, write: (bytes: Uint8Array) => void) => AmqpEndpoint | undefined
 }
@@ -101,8 +100,19 @@ export class AmqpConnection implements AmqpEndpoint {
   #echoes = 0
   #ended = false
 
+  readonly #openedAtMs: number
+
   constructor(options: AmqpConnectionOptions) {
     this.#options = options
+    this.#openedAtMs = options.clock.now()
+  }
+
+  get inFlight(): number {
+    return this.#chosen?.inFlight ?? 0
+  }
+
+  idle(): Promise<void> {
+    return this.#chosen?.idle() ?? Promise.resolve()
   }
 
   get opening(): boolean {
@@ -249,13 +259,17 @@ export class AmqpConnection implements AmqpEndpoint {
     this.#chosen?.openTimedOut(timeoutMs)
   }
 
-  abandon(): void {
+  abandon(reason?: string): void {
     this.#ended = true
-    this.#chosen?.abandon()
+    this.#chosen?.abandon(reason)
   }
 
   tick(): void {
-    this.#chosen?.tick?.()
+    if (this.#chosen !== undefined) return this.#chosen.tick()
+    if (this.#ended) return
+    // Still undecided: the open timeout is the front's to judge.
+    const openTimeoutMs = this.#options.openTimeoutMs ?? 10_000
+    if (this.#options.clock.now() - this.#openedAtMs >= openTimeoutMs) this.openTimedOut(openTimeoutMs)
   }
 }
 

@@ -20,7 +20,7 @@
  * Every other address is refused at attach with `amqp:not-found` (or `amqp:not-implemented` for
  * the service addresses not served yet) and a reason.
  */
-import { ERROR_CATALOG, wrapUnknown, type HubDeviceApi } from '@provisio/protocol'
+import { ERROR_CATALOG, InFlightCounter, wrapUnknown, type HubDeviceApi, type TransportSession } from '@provisio/protocol'
 import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
 import message from 'rhea/lib/message.js'
 import terminus from 'rhea/lib/terminus.js'
@@ -33,6 +33,9 @@ import { SASL_AUTH, SASL_MECHANISMS, SASL_OK, SASL_SYS_TEMP, decodeUtf8 } from '
 import { AMQP_HEADER, FRAME_TYPE_SASL, SASL_HEADER, checkValue, concat, readFrameHeader, readProtocolHeader, toRheaBytes } from './wire.js'
 
 /** Limits of a hub connection: 256 KB messages plus room for their properties; Node puts up to 9 links in one session. */
+/** Default of `AmqpHubSessionOptions.openTimeoutMs`. */
+const DEFAULT_HUB_OPEN_TIMEOUT_MS = 10_000
+
 export const DEFAULT_HUB_AMQP_LIMITS: AmqpLimits = Object.freeze({
   maxFrameSize: 64 * 1024,
   maxMessageBytes: MAX_HUB_MESSAGE_BODY_BYTES + 32 * 1024,
@@ -68,6 +71,8 @@ export interface AmqpHubSessionOptions {
   readonly clientCertificates?: readonly Uint8Array[]
   readonly containerId?: string
   readonly onPeerIdleTimeout?: (ms: number) => void
+  /** Protocol header, SASL and open must be done within this of the connection starting (default 10,000 ms), judged by `tick()`. */
+  readonly openTimeoutMs?: number
   readonly onEvent?: (event: AmqpHubEvent) => void
   readonly limits?: Partial<AmqpLimits>
   /**
@@ -113,7 +118,7 @@ const SERVICE_KEY = 'service'
 const deviceKey = (deviceId: string) => `device:${deviceId.toLowerCase()}`
 
 /** One AMQP connection to an embedded hub. */
-export class AmqpHubSession {
+export class AmqpHubSession implements TransportSession {
   readonly #options: AmqpHubSessionOptions
   readonly #limits: AmqpLimits
   #phase: Phase = 'header'
@@ -124,11 +129,33 @@ export class AmqpHubSession {
   readonly #sessions = new Map<number, HubSession>()
   /** Valid authorizations by key ('service', 'device:{id}'): when each expires (undefined: never). */
   readonly #auth = new Map<string, number | undefined>()
-  #inFlight = 0
+  /** Telemetry and C2D sends awaiting the hub (what a graceful shutdown waits for). */
+  readonly #requests = new InFlightCounter()
+  readonly #openedAtMs: number
+  #lastWriteAtMs: number
+  /** The peer's idle-time-out (ms), once its open announced one. */
+  #peerIdleMs: number | undefined
 
   constructor(options: AmqpHubSessionOptions) {
     this.#options = options
     this.#limits = { ...DEFAULT_HUB_AMQP_LIMITS, ...options.limits }
+    this.#openedAtMs = options.clock.now()
+    this.#lastWriteAtMs = this.#openedAtMs
+  }
+
+  /** Requests accepted and not yet answered. */
+  get inFlight(): number {
+    return this.#requests.count
+  }
+
+  idle(): Promise<void> {
+    return this.#requests.idle()
+  }
+
+  /** Writes to the peer, remembering when (heartbeats are due after half the peer's idle-time-out of silence). */
+  #write(bytes: Uint8Array): void {
+    this.#lastWriteAtMs = this.#options.clock.now()
+    this.#options.write(bytes)
   }
 
   get closed(): boolean {
@@ -156,7 +183,7 @@ export class AmqpHubSession {
   }
 
   heartbeat(): void {
-    if (this.#phase === 'open') this.#options.write(EMPTY_FRAME)
+    if (this.#phase === 'open') this.#write(EMPTY_FRAME)
   }
 
   openTimedOut(timeoutMs: number): void {
@@ -175,12 +202,26 @@ export class AmqpHubSession {
   }
 
   /**
+   * Time passed (about once a second): refuses a connection not open within `openTimeoutMs`, keeps
+   * the peer's idle timer from expiring, and detaches links whose token expired.
+   */
+  tick(): void {
+    const now = this.#options.clock.now()
+    if (this.opening) {
+      const openTimeoutMs = this.#options.openTimeoutMs ?? DEFAULT_HUB_OPEN_TIMEOUT_MS
+      if (now - this.#openedAtMs >= openTimeoutMs) this.openTimedOut(openTimeoutMs)
+      return
+    }
+    if (this.#peerIdleMs !== undefined && now - this.#lastWriteAtMs >= Math.max(1000, Math.floor(this.#peerIdleMs / 2))) this.heartbeat()
+    this.#expireTokens(now)
+  }
+
+  /**
    * Forgets authorizations whose token expired and detaches the links that lived on them with
    * `amqp:unauthorized-access` (the peer had to renew with a new put-token). Call about once a second.
    */
-  tick(): void {
+  #expireTokens(now: number): void {
     if (this.#phase !== 'open') return
-    const now = this.#options.clock.now()
     const expired = new Set<string>()
     for (const [key, expiresAtMs] of this.#auth) {
       if (expiresAtMs !== undefined && expiresAtMs <= now) expired.add(key)
@@ -240,18 +281,18 @@ export class AmqpHubSession {
     if (kind === undefined || (this.#phase === 'sasl-done' && kind !== 'amqp')) throw this.#badHeader()
     this.#input = this.#input.subarray(8)
     if (this.#phase === 'sasl-done' || kind === 'amqp') {
-      this.#options.write(AMQP_HEADER)
+      this.#write(AMQP_HEADER)
       this.#phase = 'open-wait'
       return true
     }
-    this.#options.write(SASL_HEADER)
+    this.#write(SASL_HEADER)
     this.#send(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: SASL_MECHANISMS })))
     this.#phase = 'sasl'
     return true
   }
 
   #badHeader(): AmqpCodecError {
-    this.#options.write(this.#phase === 'sasl-done' ? AMQP_HEADER : SASL_HEADER)
+    this.#write(this.#phase === 'sasl-done' ? AMQP_HEADER : SASL_HEADER)
     const shown = [...this.#input.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
     return new AmqpCodecError('BAD_PROTOCOL_HEADER', `protocol header ${shown} is not AMQP 1.0 (AMQP0100) or SASL (AMQP3100)`)
   }
@@ -374,7 +415,10 @@ export class AmqpHubSession {
     this.#sendOpen()
     this.#phase = 'open'
     const idle = p['idle_time_out']
-    if (typeof idle === 'number' && idle > 0) this.#options.onPeerIdleTimeout?.(idle)
+    if (typeof idle === 'number' && idle > 0) {
+      this.#peerIdleMs = idle
+      this.#options.onPeerIdleTimeout?.(idle)
+    }
   }
 
   #sendOpen(): void {
@@ -556,7 +600,7 @@ export class AmqpHubSession {
   }
 
   #replenish(session: HubSession): void {
-    let queued = this.#inFlight
+    let queued = this.#requests.count
     for (const s of this.#sessions.values()) queued += s.outbox.length
     if (queued >= this.#limits.maxInFlight) return
     for (const link of session.links.values()) {
@@ -576,15 +620,15 @@ export class AmqpHubSession {
     if (!request.ok) return this.#answer(session, request.messageId, 400, request.reason, undefined)
     const audience = readAudience(request.audience, this.#options.hostName)
     if ('refusal' in audience) return this.#answer(session, request.messageId, 401, audience.refusal, undefined)
-    this.#inFlight++
+    this.#requests.begin()
     const check = audience.kind === 'hub' ? this.#authorizeHub(request.token) : this.#authorizeDevice(audience.deviceId, request.token)
     Promise.resolve(check).then(
       () => {
-        this.#inFlight--
+        this.#requests.done()
         this.#answer(session, request.messageId, 200, 'OK', audience.kind === 'hub' ? 'hub' : 'device')
       },
       (error: unknown) => {
-        this.#inFlight--
+        this.#requests.done()
         const err = wrapUnknown(error)
         const status = err.code === 'INTERNAL_ERROR' || err.code === 'SERVICE_UNAVAILABLE' ? 500 : 401
         this.#answer(session, request.messageId, status, `${audience.kind === 'hub' ? `hub ${this.#options.hostName}` : `device ${JSON.stringify(audience.deviceId)}`}: ${err.reason}`, audience.kind === 'hub' ? 'hub' : 'device')
@@ -628,7 +672,7 @@ export class AmqpHubSession {
   #c2dSend(session: HubSession, delivery: { deliveryId: number; settled: boolean }, bytes: Uint8Array): void {
     const read = readC2dSend(decodeMessage(bytes))
     if (!read.ok) return this.#settle(session, delivery, { condition: read.condition, description: read.description })
-    this.#inFlight++
+    this.#requests.begin()
     Promise.resolve()
       .then(() => this.#options.c2d!.send(this.#options.hostName, read.deviceId, read.input))
       .then(
@@ -642,7 +686,7 @@ export class AmqpHubSession {
 
   /** Settles a delivery whose work finished asynchronously, if its session is still there. */
   #settled(session: HubSession, delivery: { deliveryId: number; settled: boolean }, error?: { condition: string; description: string }): void {
-    this.#inFlight--
+    this.#requests.done()
     if (this.#phase === 'closed' || this.#sessions.get(session.remoteChannel) !== session) return
     try {
       this.#settle(session, delivery, error)
@@ -682,7 +726,7 @@ export class AmqpHubSession {
   // Output and ending
 
   #send(frame: FrameSpec): void {
-    this.#options.write(frames.write_frame(frame))
+    this.#write(frames.write_frame(frame))
   }
 
   #fail(error: unknown): void {

@@ -74,9 +74,14 @@ export interface AmqpSessionOptions {
   /** container-id of this server's open frame. */
   readonly containerId?: string
   /**
-   * Called once when the peer's open announces an idle-time-out (ms): the adapter must then call
-   * `AmqpDeviceSession.heartbeat` more often than that (AMQP 1.0 §2.4.5; half is customary).
+   * Called once when the peer's open announces an idle-time-out (ms). `tick()` then writes an
+   * empty frame whenever nothing was written for half of it (AMQP 1.0 §2.4.5).
    */
   readonly onPeerIdleTimeout?: (ms: number) => void
+  /**
+   * Protocol header, SASL and open must be done within this of the session's creation, judged by
+   * `tick()` (default 10,000 ms; see `openTimedOut`).
+   */
+  readonly openTimeoutMs?: number
   readonly limits?: Partial<AmqpLimits>
 }

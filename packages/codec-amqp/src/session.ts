@@ -5,9 +5,10 @@
  *
  * One {@link AmqpDeviceSession} per transport connection (TLS socket or WebSocket): the adapter
  * feeds received bytes to {@link AmqpDeviceSession.push}; the session writes its bytes through
- * `options.write` and ends through `options.close` with a reason. It owns no socket and no timer;
- * the DeviceApi calls it makes are the only asynchronous work, and their answers are written when
- * they resolve.
+ * `options.write` and ends through `options.close` with a reason. It owns no socket and no timer:
+ * the adapter calls `tick()` as time passes (open timeout, heartbeats) — the TransportSession
+ * contract of @provisio/protocol. The DeviceApi calls it makes are the only asynchronous work,
+ * and their answers are written when they resolve.
  *
  * Layers, as the SDKs use them:
  * - SASL (AMQP 1.0 §5.3): PLAIN carries the SAS of symmetric-key devices with authcid
@@ -31,7 +32,7 @@
  * sasl.ts (SASL payloads, identity), links.ts (session and link state, link rules),
  * dps-messages.ts (DPS requests, answers and rejections as messages), address.ts.
  */
-import { acceptApiVersion, type DeviceResponse, type Evidence, type RegistrationOperationStatus } from '@provisio/protocol'
+import { InFlightCounter, acceptApiVersion, type DeviceResponse, type Evidence, type RegistrationOperationStatus, type TransportSession } from '@provisio/protocol'
 import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
 import message from 'rhea/lib/message.js'
 import terminus from 'rhea/lib/terminus.js'
@@ -78,7 +79,10 @@ import { AMQP_HEADER, FRAME_TYPE_SASL, SASL_HEADER, base64Encode, checkValue, co
 type Phase = 'header' | 'sasl' | 'sasl-done' | 'open-wait' | 'open' | 'closed'
 
 /** One AMQP connection of a device. */
-export class AmqpDeviceSession {
+/** Default of `AmqpSessionOptions.openTimeoutMs`. */
+const DEFAULT_OPEN_TIMEOUT_MS = 10_000
+
+export class AmqpDeviceSession implements TransportSession {
   readonly #options: AmqpSessionOptions
   readonly #limits: AmqpLimits
   #phase: Phase = 'header'
@@ -90,11 +94,40 @@ export class AmqpDeviceSession {
   #peerMaxFrame = MIN_MAX_FRAME_SIZE
   #sentOpen = false
   readonly #sessions = new Map<number, Session>()
-  #inFlight = 0
+  readonly #requests = new InFlightCounter()
+  readonly #openedAtMs: number
+  #lastWriteAtMs: number
+  /** The peer's idle-time-out (ms), once its open announced one. */
+  #peerIdleMs: number | undefined
 
   constructor(options: AmqpSessionOptions) {
     this.#options = options
     this.#limits = { ...DEFAULT_AMQP_LIMITS, ...options.limits }
+    this.#openedAtMs = options.clock.now()
+    this.#lastWriteAtMs = this.#openedAtMs
+  }
+
+  /** DPS requests awaiting the service. */
+  get inFlight(): number {
+    return this.#requests.count
+  }
+
+  idle(): Promise<void> {
+    return this.#requests.idle()
+  }
+
+  /**
+   * Time passed: refuses a connection not open within `openTimeoutMs`, and keeps the peer's idle
+   * timer from expiring with an empty frame when nothing was written for half its idle-time-out.
+   */
+  tick(): void {
+    const now = this.#options.clock.now()
+    const openTimeoutMs = this.#options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS
+    if (this.opening) {
+      if (now - this.#openedAtMs >= openTimeoutMs) this.openTimedOut(openTimeoutMs)
+      return
+    }
+    if (this.#peerIdleMs !== undefined && now - this.#lastWriteAtMs >= Math.max(1000, Math.floor(this.#peerIdleMs / 2))) this.heartbeat()
   }
 
   /** True once the connection ended (further input is ignored). */
@@ -126,7 +159,7 @@ export class AmqpDeviceSession {
    * unless the connection is open.
    */
   heartbeat(): void {
-    if (this.#phase === 'open') this.#options.write(EMPTY_FRAME)
+    if (this.#phase === 'open') this.#write(EMPTY_FRAME)
   }
 
   /** True until the peer's open frame arrived (protocol header, SASL and open still under way). */
@@ -151,8 +184,8 @@ export class AmqpDeviceSession {
     this.#fail(error)
   }
 
-  /** The peer went away without a close frame; stops answering. */
-  abandon(): void {
+  /** The peer went away without a close frame; stops answering (nothing is reported). */
+  abandon(_reason?: string): void {
     this.#phase = 'closed'
   }
 
@@ -200,18 +233,18 @@ export class AmqpDeviceSession {
     if (kind === undefined || (this.#phase === 'sasl-done' && kind !== 'amqp')) throw this.#badHeader()
     this.#input = this.#input.subarray(8)
     if (this.#phase === 'sasl-done') {
-      this.#options.write(AMQP_HEADER)
+      this.#write(AMQP_HEADER)
       this.#phase = 'open-wait'
       return true
     }
     if (kind === 'sasl') {
-      this.#options.write(SASL_HEADER)
+      this.#write(SASL_HEADER)
       this.#send(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: SASL_MECHANISMS })))
       this.#phase = 'sasl'
     } else {
       // X.509 devices: no SASL layer at all (§4); identity from the TLS client certificate.
       this.#identity = { kind: 'certificate' }
-      this.#options.write(AMQP_HEADER)
+      this.#write(AMQP_HEADER)
       this.#phase = 'open-wait'
     }
     return true
@@ -219,7 +252,7 @@ export class AmqpDeviceSession {
 
   #badHeader(): AmqpCodecError {
     // §2.2: answer an unsupported header with the one we support, then close.
-    this.#options.write(this.#phase === 'sasl-done' ? AMQP_HEADER : SASL_HEADER)
+    this.#write(this.#phase === 'sasl-done' ? AMQP_HEADER : SASL_HEADER)
     const shown = [...this.#input.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
     return new AmqpCodecError('BAD_PROTOCOL_HEADER', `protocol header ${shown} is not AMQP 1.0 (AMQP0100) or SASL (AMQP3100)`)
   }
@@ -404,7 +437,10 @@ export class AmqpDeviceSession {
     this.#sendOpen()
     this.#phase = 'open'
     const idle = p['idle_time_out']
-    if (typeof idle === 'number' && idle > 0) this.#options.onPeerIdleTimeout?.(idle)
+    if (typeof idle === 'number' && idle > 0) {
+      this.#peerIdleMs = idle
+      this.#options.onPeerIdleTimeout?.(idle)
+    }
   }
 
   #sendOpen(): void {
@@ -589,7 +625,7 @@ export class AmqpDeviceSession {
   #request(session: Session, link: Link, deliveryId: number, settled: boolean, bytes: Uint8Array): void {
     const decoded = decodeRequest(bytes)
     const correlationId = decoded.correlation_id
-    this.#inFlight++
+    this.#requests.begin()
     this.#answer(link, decoded).then(
       (response) => this.#complete(session, link, deliveryId, settled, correlationId, response, undefined),
       (error: unknown) => this.#complete(session, link, deliveryId, settled, correlationId, undefined, error),
@@ -609,7 +645,7 @@ export class AmqpDeviceSession {
     response: DeviceResponse<RegistrationOperationStatus> | undefined,
     error: unknown,
   ): void {
-    this.#inFlight--
+    this.#requests.done()
     if (this.#phase === 'closed') return
     if (this.#sessions.get(session.remoteChannel) === session) {
       try {
@@ -631,7 +667,7 @@ export class AmqpDeviceSession {
   #backlog(): number {
     let queued = 0
     for (const s of this.#sessions.values()) queued += s.outbox.length
-    return this.#inFlight + queued
+    return this.#requests.count + queued
   }
 
   /**
@@ -690,8 +726,13 @@ export class AmqpDeviceSession {
   // ---------------------------------------------------------------------------------------------
   // Output and ending
 
+  #write(bytes: Uint8Array): void {
+    this.#lastWriteAtMs = this.#options.clock.now()
+    this.#options.write(bytes)
+  }
+
   #send(frame: FrameSpec): void {
-    this.#options.write(frames.write_frame(frame))
+    this.#write(frames.write_frame(frame))
   }
 
   /** Closes the connection for a wire fault, with a close frame when the AMQP layer is up. */

@@ -95,6 +95,7 @@ describe('AmqpConnection', () => {
       close: () => undefined,
       limits,
       containerId: 'provisio',
+      clock: { now: () => NOW },
       select: (hint, write) => {
         const r = routeAmqp(hint, hubNamed, dpsHost)
         if (r === 'undecided') return undefined
@@ -122,6 +123,7 @@ describe('AmqpConnection', () => {
       close: () => undefined,
       limits: { maxFrameSize: 65536, maxSessions: 4, maxLinksPerSession: 16 },
       containerId: 'provisio',
+      clock: { now: () => NOW },
       select: (hint, write) => {
         hints.push(hint)
         return new AmqpHubSession({ hostName: HUB, api: fakeHubApi().api, authorizeService: async () => ({}), write, close: () => undefined, clock: { now: () => NOW } })
@@ -258,5 +260,47 @@ describe('AmqpHubSession: /messages/devicebound', () => {
       [3, 'amqp:resource-limit-exceeded'],
       [4, 'amqp:invalid-field'],
     ])
+  })
+})
+
+describe('time on hub connections (tick)', () => {
+  it('refuses a connection that names nobody before the open timeout, and not before', () => {
+    let now = NOW
+    const closes: { code: string }[] = []
+    const front = new AmqpConnection({
+      write: () => undefined,
+      close: (reason) => closes.push(reason),
+      limits: { maxFrameSize: 65536, maxSessions: 4, maxLinksPerSession: 16 },
+      containerId: 'provisio',
+      clock: { now: () => now },
+      openTimeoutMs: 5000,
+      select: (hint, write) => (hint.final ? new AmqpHubSession({ hostName: HUB, api: fakeHubApi().api, authorizeService: async () => ({}), write, close: (reason) => closes.push(reason), clock: { now: () => now } }) : undefined),
+    })
+    now += 4999
+    front.tick()
+    expect(closes).toEqual([])
+    now += 1
+    front.tick()
+    expect(closes.map((c) => c.code)).toEqual(['OPEN_TIMEOUT'])
+    expect(front.closed).toBe(true)
+  })
+
+  it('keeps an open hub connection alive with empty frames after half the peer idle-time-out of silence', () => {
+    let now = NOW
+    const out: Buffer[] = []
+    const session = new AmqpHubSession({ hostName: HUB, api: fakeHubApi().api, authorizeService: async () => ({}), write: (b) => out.push(Buffer.from(b)), close: () => undefined, clock: { now: () => now } })
+    session.push(AMQP_HEADER)
+    session.push(amqp(frames.open({ container_id: 'peer', hostname: HUB, idle_time_out: 4000 })))
+    expect(session.opening).toBe(false)
+    const written = () => Buffer.concat(out).length
+    const before = written()
+    now += 1999
+    session.tick()
+    expect(written()).toBe(before)
+    now += 1
+    session.tick()
+    // An empty frame: size 8, data offset 2, type 0, channel 0.
+    expect(Buffer.concat(out).subarray(before)).toEqual(Buffer.from([0, 0, 0, 8, 2, 0, 0, 0]))
+    expect(session.inFlight).toBe(0)
   })
 })

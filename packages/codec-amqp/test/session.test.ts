@@ -624,3 +624,71 @@ describe('openTimedOut (the adapter connect timeout)', () => {
     expect(opened.closes).toEqual([])
   })
 })
+
+describe('tick, idle and inFlight (the TransportSession contract)', () => {
+  const EMPTY = Buffer.from([0, 0, 0, 8, 2, 0, 0, 0])
+  function clocked(options: Parameters<typeof harness>[1] = {}) {
+    let now = 1_000_000
+    const h = harness(fakeDevice().api, { clock: { now: () => now }, ...options })
+    return { ...h, advance: (ms: number) => void (now += ms) }
+  }
+
+  it('refuses a connection not open within openTimeoutMs at the first tick past it', () => {
+    const h = clocked({ openTimeoutMs: 5000 })
+    h.session.push(AMQP_HEADER)
+    h.advance(4999)
+    h.session.tick()
+    expect(h.closes).toEqual([])
+    h.advance(1)
+    h.session.tick()
+    expect(h.output().map((w) => w.name)).toEqual(['amqp-header', 'open', 'close'])
+    expect(h.closes[0]!.code).toBe('OPEN_TIMEOUT')
+    expect(h.closes[0]!.reason).toContain('5000 ms')
+  })
+
+  it('writes an empty frame when nothing was written for half the peer idle-time-out, and only then', () => {
+    const h = clocked({ openTimeoutMs: 5000 })
+    h.session.push(AMQP_HEADER)
+    h.session.push(amqp(frames.open({ container_id: 'device', idle_time_out: 10_000 })))
+    const afterOpen = Buffer.concat(h.written).length
+    h.advance(4999)
+    h.session.tick()
+    expect(Buffer.concat(h.written).length).toBe(afterOpen)
+    h.advance(1)
+    h.session.tick()
+    expect(Buffer.concat(h.written).subarray(afterOpen)).toEqual(EMPTY)
+    // The heartbeat counts as a write: the next one waits another half.
+    h.session.tick()
+    expect(Buffer.concat(h.written).length).toBe(afterOpen + 8)
+    // Long past the open timeout, an open connection is not refused.
+    h.advance(60_000)
+    h.session.tick()
+    expect(h.closes).toEqual([])
+  })
+
+  it('counts requests in flight and resolves idle() once they are answered', async () => {
+    let answer!: () => void
+    const { api } = fakeDevice({
+      register: () => new Promise((resolve) => (answer = () => resolve({ status: 202, body: { operationId: 'op-1', status: 'assigning' }, retryAfterSeconds: 2 }))),
+    })
+    const h = harness(api)
+    for (const b of [SASL_HEADER, plainInit(ADDRESS, GOOD_SAS), AMQP_HEADER, open(), begin(), attachReceiver(), attachSender(), grant(5)]) {
+      h.session.push(b)
+      await h.settle()
+    }
+    await h.session.idle()
+    h.session.push(request(0, registerMessage('c-idle')))
+    await h.settle()
+    expect(h.session.inFlight).toBe(1)
+    let idle = false
+    const waited = h.session.idle().then(() => {
+      idle = true
+      return h.output().filter((w) => w.name === 'transfer').length
+    })
+    await h.settle()
+    expect(idle).toBe(false)
+    answer()
+    expect(await waited).toBe(1)
+    expect(h.session.inFlight).toBe(0)
+  })
+})

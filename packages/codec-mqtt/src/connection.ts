@@ -6,7 +6,7 @@
  * typed close. A dialect composes one {@link MqttConnection} and handles only what is its own: the
  * CONNECT's username and credentials, SUBSCRIBE, UNSUBSCRIBE and PUBLISH.
  */
-import type { ProvisioError } from '@provisio/protocol'
+import { InFlightCounter, type ProvisioError, type TransportSession } from '@provisio/protocol'
 import {
   MqttDecoder,
   encodePacket,
@@ -285,10 +285,14 @@ export class MqttConnection {
 
 /**
  * What both dialect sessions are on the outside: a composed {@link MqttConnection} fed by
- * `push()`, judged by `tick()`, ended by `end()`. A dialect implements the three handlers.
+ * `push()`, judged by `tick()`, ended by `shutdown()`, `abandon()` or `end()` — the
+ * {@link TransportSession} contract. A dialect implements the three handlers and counts its
+ * requests in `requests`.
  */
-export abstract class MqttDialectSession {
+export abstract class MqttDialectSession implements TransportSession {
   protected readonly connection: MqttConnection
+  /** Device requests awaiting the service. */
+  protected readonly requests = new InFlightCounter()
 
   constructor(ports: Pick<MqttConnectionOptions, 'clock' | 'write' | 'close'>, limits: MqttConnectionLimits) {
     this.connection = new MqttConnection({
@@ -318,6 +322,25 @@ export abstract class MqttDialectSession {
   /** Judges the connect timeout and keep-alive against the clock; call it every second or so. */
   tick(): void {
     this.connection.tick()
+  }
+
+  /** Device requests awaiting the service. */
+  get inFlight(): number {
+    return this.requests.count
+  }
+
+  idle(): Promise<void> {
+    return this.requests.idle()
+  }
+
+  /** The server is closing (MQTT 3.1.1 has no server goodbye: the connection just ends). */
+  shutdown(reason = 'server shutting down'): void {
+    this.end('SERVER_CLOSING', reason)
+  }
+
+  /** The transport is gone; answers still pending are dropped. */
+  abandon(reason = 'connection closed'): void {
+    this.end('CONNECTION_LOST', reason)
   }
 
   /**

@@ -120,7 +120,6 @@ export class HubMqttSession extends MqttDialectSession {
   #clientId: string | undefined
   /** Subscriptions and QoS 1 messages in flight; a kept session's once the CONNECT is admitted. */
   #session: HubMqttSessionState = newHubSessionState(this)
-  #inFlight = 0
 
   constructor(options: HubMqttSessionOptions) {
     const limits = { ...DEFAULT_HUB_MQTT_LIMITS, ...options.limits }
@@ -137,10 +136,6 @@ export class HubMqttSession extends MqttDialectSession {
   /** Canonical device id, once connected. */
   get deviceId(): string | undefined {
     return this.#deviceId
-  }
-
-  get inFlight(): number {
-    return this.#inFlight
   }
 
   /** Judges the connect timeout, keep-alive and SAS expiry against the clock; call it every second or so. */
@@ -323,7 +318,7 @@ export class HubMqttSession extends MqttDialectSession {
       }
       return this.#options.onEvent?.({ type: 'methodResponse', rid: topic.rid, status: topic.status, payload: packet.payload })
     }
-    if (this.#inFlight >= this.#limits.maxInFlight) {
+    if (this.requests.count >= this.#limits.maxInFlight) {
       const error = new ProvisioError('THROTTLED', `more than ${this.#limits.maxInFlight} twin requests in flight on one MQTT connection`, { retryAfterSeconds: 1 })
       return this.#answerError(topic.kind === 'twinGet' ? 'get' : 'reportedPatch', topic.rid, error)
     }
@@ -369,15 +364,15 @@ export class HubMqttSession extends MqttDialectSession {
     } catch (error) {
       return this.#answerError(operation, rid, error)
     }
-    this.#inFlight++
+    this.requests.begin()
     pending
       .then(
         (result) => {
-          this.#inFlight--
+          this.requests.done()
           this.#answer(operation, rid, result.status, result.body, result.version)
         },
         (error: unknown) => {
-          this.#inFlight--
+          this.requests.done()
           this.#answerError(operation, rid, error)
         },
       )

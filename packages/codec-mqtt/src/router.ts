@@ -4,15 +4,13 @@
  * first packet is complete (bounded by the packet limit and the connect timeout), lets the adapter
  * choose a session for that CONNECT, then replays the bytes into it and steps aside.
  */
+import type { TransportSession } from '@provisio/protocol'
 import { DEFAULT_MQTT_LIMITS, type MqttCloseCode, type MqttCloseReason } from './session.js'
 import { MqttDecoder, type MqttConnectPacket } from './wire.js'
 
 /** What the router needs of the session it hands over to (DpsMqttSession and HubMqttSession fit). */
-export interface MqttSessionLike {
-  push(bytes: Uint8Array): void
-  tick(): void
+export interface MqttSessionLike extends TransportSession {
   end(code?: 'CONNECTION_LOST' | 'SERVER_CLOSING' | 'TAKEN_OVER', reason?: string): void
-  readonly inFlight: number
 }
 
 export interface MqttRouterOptions {
@@ -51,6 +49,18 @@ export class MqttRouter implements MqttSessionLike {
 
   get inFlight(): number {
     return this.#session?.inFlight ?? 0
+  }
+
+  idle(): Promise<void> {
+    return this.#session?.idle() ?? Promise.resolve()
+  }
+
+  shutdown(reason = 'server shutting down'): void {
+    this.end('SERVER_CLOSING', reason)
+  }
+
+  abandon(reason = 'connection closed'): void {
+    this.end('CONNECTION_LOST', reason)
   }
 
   push(bytes: Uint8Array): void {

@@ -115,7 +115,6 @@ export class DpsMqttSession extends MqttDialectSession {
   readonly #limits: MqttLimits
   #identity: Identity | undefined
   #subscribed = false
-  #inFlight = 0
 
   constructor(options: DpsMqttSessionOptions) {
     const limits = { ...DEFAULT_MQTT_LIMITS, ...options.limits }
@@ -131,11 +130,6 @@ export class DpsMqttSession extends MqttDialectSession {
 
   get idScope(): string | undefined {
     return this.#identity?.idScope
-  }
-
-  /** Device requests awaiting the service. */
-  get inFlight(): number {
-    return this.#inFlight
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -250,7 +244,7 @@ export class DpsMqttSession extends MqttDialectSession {
       this.#answerError('operationStatus', topic.rid!, error)
       return
     }
-    if (this.#inFlight >= this.#limits.maxInFlight) {
+    if (this.requests.count >= this.#limits.maxInFlight) {
       const error = new ProvisioError('THROTTLED', `more than ${this.#limits.maxInFlight} requests in flight on one MQTT connection`, { retryAfterSeconds: 1 })
       this.#answerError(topic.kind, topic.rid, error)
       return
@@ -265,11 +259,11 @@ export class DpsMqttSession extends MqttDialectSession {
       this.#answerError(topic.kind, topic.rid, error)
       return
     }
-    this.#inFlight++
+    this.requests.begin()
     call
       .then(
         (result) => {
-          this.#inFlight--
+          this.requests.done()
           if (result.status === 401) {
             // Only TPM evidence yields a challenge, and MQTT never sends TPM evidence.
             throw new ProvisioError('INTERNAL_ERROR', 'the service answered a TPM challenge on MQTT')
@@ -277,7 +271,7 @@ export class DpsMqttSession extends MqttDialectSession {
           this.#answer(topic.kind, topic.rid, result.status, JSON.stringify(result.body), result.retryAfterSeconds)
         },
         (error: unknown) => {
-          this.#inFlight--
+          this.requests.done()
           this.#answerError(topic.kind, topic.rid, error)
         },
       )

@@ -416,7 +416,7 @@ describe('MqttRouter', () => {
       clock: { now: () => now },
       choose: (connect) => {
         chosen.push(mqttDialectOf(connect?.username, isHub))
-        return { push: (b) => void seen.push(b), tick: () => undefined, end: () => undefined, inFlight: 0 }
+        return { push: (b) => void seen.push(b), tick: () => undefined, end: () => undefined, shutdown: () => undefined, abandon: () => undefined, idle: () => Promise.resolve(), inFlight: 0 }
       },
       close: (r) => closes.push(r),
     })

@@ -412,3 +412,34 @@ describe('connection rules', () => {
     )
   })
 })
+
+describe('the TransportSession contract', () => {
+  it('idle() resolves only once every request in flight was answered, after the answer was written', async () => {
+    const pending: ((v: { status: 202; body: { operationId: string; status: 'assigning' }; retryAfterSeconds: number }) => void)[] = []
+    const h = await connected({ api: { register: () => new Promise((resolve) => pending.push(resolve)) } })
+    h.send(publish(registerTopic('1'), '{}', 1), publish(registerTopic('2'), '{}', 2))
+    await h.settle()
+    expect(h.session.inFlight).toBe(2)
+    let idle = false
+    const waited = h.session.idle().then(() => {
+      idle = true
+      return h.out.filter((p): p is MqttPublishPacket => p.cmd === 'publish').length
+    })
+    pending[0]!({ status: 202, body: { operationId: 'op-1', status: 'assigning' }, retryAfterSeconds: 3 })
+    await h.settle()
+    expect(idle).toBe(false)
+    pending[1]!({ status: 202, body: { operationId: 'op-2', status: 'assigning' }, retryAfterSeconds: 3 })
+    expect(await waited).toBe(2)
+    expect(h.session.inFlight).toBe(0)
+  })
+
+  it('shutdown() ends with SERVER_CLOSING and abandon() with CONNECTION_LOST, each once', async () => {
+    const a = await connected()
+    a.session.shutdown('draining')
+    a.session.abandon('socket closed')
+    expect(a.closes).toEqual([{ code: 'SERVER_CLOSING', reason: 'draining' }])
+    const b = await connected()
+    b.session.abandon('socket closed')
+    expect(b.closes).toEqual([{ code: 'CONNECTION_LOST', reason: 'socket closed' }])
+  })
+})

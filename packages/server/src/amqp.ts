@@ -1,16 +1,31 @@
 /**
  * Node adapter of the AMQP codec (docs/protocol.md §4): a TLS listener (default port 5671) and the
- * `AMQPWSB10` WebSocket handler on the HTTPS port. Each connection gets one sans-IO
- * AmqpDeviceSession; this file only moves bytes, carries the TLS client chain, logs close
- * reasons and bounds idle connections.
+ * `AMQPWSB10` WebSocket handler on the HTTPS port. Each connection gets one sans-IO session — an
+ * AmqpDeviceSession for DPS, an AmqpHubSession for an embedded hub, chosen by an AmqpConnection from
+ * what the peer names first (docs/protocol.md §12.1); this file builds them and logs close reasons. Moving bytes, ticking (open
+ * timeout, heartbeats) and bounding idle connections are the attach helper's (attach.ts).
  *
  * TLS: 1.2 and up; client certificates are requested but never rejected by TLS itself — X.509
  * devices are judged by the verifier at register (as for HTTPS).
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
-import { AmqpConnection, AmqpDeviceSession, AmqpHubSession, DEFAULT_AMQP_LIMITS, DEFAULT_HUB_AMQP_LIMITS, type AmqpCloseReason, type AmqpEndpoint, type AmqpHubEvent, type AmqpLimits, type AmqpRoute, type AmqpRouteHint, type C2dSendInput } from '@provisio/codec-amqp'
+import {
+  AmqpConnection,
+  AmqpDeviceSession,
+  AmqpHubSession,
+  DEFAULT_AMQP_LIMITS,
+  DEFAULT_HUB_AMQP_LIMITS,
+  type AmqpCloseReason,
+  type AmqpEndpoint,
+  type AmqpHubEvent,
+  type AmqpLimits,
+  type AmqpRoute,
+  type AmqpRouteHint,
+  type C2dSendInput,
+} from '@provisio/codec-amqp'
 import type { DeviceApi, HubDeviceApi } from '@provisio/protocol'
+import { SessionSet, type Attachment } from './attach.js'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
@@ -52,9 +67,6 @@ export interface AmqpHubEndpoint {
   readonly c2d?: { send(hostName: string, deviceId: string, input: C2dSendInput): Promise<unknown> }
 }
 
-/** How often hub connections look for tokens that expired without renewal. */
-const TOKEN_TICK_MS = 1000
-
 /** The AMQPS listener plus the sessions of both transports, for graceful shutdown. */
 export interface AmqpTransport {
   readonly server: Server
@@ -65,147 +77,87 @@ export interface AmqpTransport {
 }
 
 export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport {
-  const live = new Set<{ session: AmqpEndpoint; destroy(): void; gone(): void }>()
+  const live = new SessionSet(options.log)
 
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000
-  const open = (transport: string, chain: readonly Uint8Array[], write: (b: Uint8Array) => void, end: () => void, destroy: () => void, remote: string | undefined) => {
-    let heartbeat: NodeJS.Timeout | undefined
-    let ticker: NodeJS.Timeout | undefined
-    // A connection that does not open in time is refused (slow or stuck peers hold no socket for long).
-    let opening: NodeJS.Timeout | undefined = setTimeout(() => entry.session.openTimedOut(connectTimeoutMs), connectTimeoutMs)
-    opening.unref()
-    const stopHeartbeat = () => {
-      if (heartbeat !== undefined) clearInterval(heartbeat)
-      heartbeat = undefined
-      if (opening !== undefined) clearTimeout(opening)
-      opening = undefined
-      if (ticker !== undefined) clearInterval(ticker)
-      ticker = undefined
-    }
-    const entry = {
-      session: undefined as unknown as AmqpEndpoint,
-      destroy: () => {
-        stopHeartbeat()
-        destroy()
-      },
-      gone: stopHeartbeat,
-    }
-    const onPeerIdleTimeout = (ms: number) => {
-      // The peer's idle-time-out (§2.4.5): empty frames at half of it keep its timer from expiring.
-      if (heartbeat !== undefined) clearInterval(heartbeat)
-      heartbeat = setInterval(() => entry.session.heartbeat(), Math.max(1000, Math.floor(ms / 2)))
-      heartbeat.unref()
-    }
+  const open = (c: Attachment, device: DeviceApi): AmqpEndpoint => {
+    const clock = { now: () => Date.now() }
     const close = (reason: AmqpCloseReason) => {
-      stopHeartbeat()
-      const fields = { transport, remote, code: reason.code, reason: reason.reason }
+      const fields = { transport: c.transport, remote: c.remote, code: reason.code, reason: reason.reason }
       if (reason.code === 'peer-closed' || reason.code === 'shutdown') options.log.debug('amqp connection closed', fields)
       else options.log.info('amqp connection refused', fields)
-      end()
       // A peer that neither reads nor closes is not waited for.
-      setTimeout(destroy, 2000).unref()
+      c.end()
     }
-    const limits = options.limits === undefined ? {} : { limits: options.limits }
-    const dps = (writeVia: (b: Uint8Array) => void) =>
+    const dps = (write: (bytes: Uint8Array) => void) =>
       new AmqpDeviceSession({
-        device: transport === 'amqp-ws' ? (options.deviceWs ?? options.device) : options.device,
-        clock: { now: () => Date.now() },
+        device,
+        clock,
         trackingId: randomUUID,
-        clientCertificates: chain,
-        ...limits,
-        write: writeVia,
-        onPeerIdleTimeout,
+        clientCertificates: c.clientCertificates,
+        ...(options.limits === undefined ? {} : { limits: options.limits }),
+        // A connection that does not open in time is refused (slow or stuck peers hold no socket for long).
+        openTimeoutMs: connectTimeoutMs,
+        write,
         close,
       })
     const hub = options.hub
-    entry.session =
-      hub === undefined
-        ? dps(write)
-        : new AmqpConnection({
-            write,
-            close,
-            // What both sessions announce alike until one is chosen (the hub's link count: Node opens up to 9 links in one session).
-            limits: { maxFrameSize: DEFAULT_AMQP_LIMITS.maxFrameSize, maxSessions: DEFAULT_AMQP_LIMITS.maxSessions, maxLinksPerSession: DEFAULT_HUB_AMQP_LIMITS.maxLinksPerSession },
-            containerId: 'provisio',
-            select: (hint, writeVia) => {
-              const route = hub.route(hint)
-              if (route === 'undecided') return undefined
-              if (route === 'dps') return dps(writeVia)
-              const hostName = route.hub
-              ticker = setInterval(() => entry.session.tick?.(), TOKEN_TICK_MS)
-              ticker.unref()
-              return new AmqpHubSession({
-                hostName,
-                containerId: 'provisio',
-                api: hub.api,
-                authorizeService: (token) => hub.authorizeService(hostName, token),
-                clock: { now: () => Date.now() },
-                clientCertificates: chain,
-                write: writeVia,
-                onPeerIdleTimeout,
-                close,
-                ...(hub.onEvent === undefined ? {} : { onEvent: (event: AmqpHubEvent) => hub.onEvent!(transport, event) }),
-                ...(hub.c2d === undefined ? {} : { c2d: hub.c2d }),
-              })
-            },
-          })
-    live.add(entry)
-    return entry
+    if (hub === undefined) return dps(c.write)
+    return new AmqpConnection({
+      write: c.write,
+      close,
+      clock,
+      openTimeoutMs: connectTimeoutMs,
+      // What both sessions announce alike until one is chosen (the hub's link count: Node opens up to 9 links in one session).
+      limits: { maxFrameSize: DEFAULT_AMQP_LIMITS.maxFrameSize, maxSessions: DEFAULT_AMQP_LIMITS.maxSessions, maxLinksPerSession: DEFAULT_HUB_AMQP_LIMITS.maxLinksPerSession },
+      containerId: 'provisio',
+      select: (hint, write) => {
+        const route = hub.route(hint)
+        if (route === 'undecided') return undefined
+        if (route === 'dps') return dps(write)
+        const hostName = route.hub
+        return new AmqpHubSession({
+          hostName,
+          containerId: 'provisio',
+          api: hub.api,
+          authorizeService: (token) => hub.authorizeService(hostName, token),
+          clock,
+          clientCertificates: c.clientCertificates,
+          openTimeoutMs: connectTimeoutMs,
+          write,
+          close,
+          ...(hub.onEvent === undefined ? {} : { onEvent: (event: AmqpHubEvent) => hub.onEvent!(c.transport, event) }),
+          ...(hub.c2d === undefined ? {} : { c2d: hub.c2d }),
+        })
+      },
+    })
   }
 
-  const server = createServer(
-    serverTlsOptions(options),
-    (socket: TLSSocket) => {
-      const entry = open(
-        'amqps',
-        clientChain(socket),
-        (bytes) => void socket.write(bytes),
-        () => socket.end(),
-        () => socket.destroy(),
-        socket.remoteAddress,
-      )
-      socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy())
-      socket.on('data', (chunk: Buffer) => entry.session.push(chunk))
-      socket.on('error', (error) => options.log.debug('amqp socket error', { error: error.message }))
-      socket.on('close', () => {
-        entry.session.abandon()
-        entry.gone()
-        live.delete(entry)
-      })
-    },
-  )
+  const server = createServer(serverTlsOptions(options), (socket: TLSSocket) => {
+    live.attachSocket(socket, clientChain(socket), { protocol: 'amqp', transport: 'amqps', idleTimeoutMs: IDLE_TIMEOUT_MS }, (c) => open(c, options.device))
+  })
   server.on('tlsClientError', (error, socket) => {
     options.log.debug('TLS handshake failed', { listener: 'amqps', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
     // Node only reports a handshake timeout; the socket must be destroyed here or it stays open.
     socket.destroy()
   })
 
-  const websocket: WebSocketHandler = (connection: WebSocketConnection) => {
-    const ws = connection.socket
-    const entry = open(
-      'amqp-ws',
-      connection.clientCertificates,
-      (bytes) => ws.send(bytes),
-      () => ws.close(1000),
-      () => ws.terminate(),
-      connection.request.socket.remoteAddress,
-    )
-    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      if (!isBinary) {
+  const websocket: WebSocketHandler = ({ socket, request, clientCertificates }: WebSocketConnection) => {
+    live.attachWebSocket(
+      socket,
+      request,
+      clientCertificates,
+      {
+        protocol: 'amqp',
+        transport: 'amqp-ws',
         // AMQPWSB10 carries AMQP bytes in binary messages only.
-        options.log.info('amqp connection refused', { transport: 'amqp-ws', remote: connection.request.socket.remoteAddress, code: 'TEXT_MESSAGE', reason: 'text WebSocket messages are not AMQP frames' })
-        entry.session.shutdown('text WebSocket messages are not AMQP frames')
-        return
-      }
-      const chunks = Array.isArray(data) ? data : [data instanceof ArrayBuffer ? Buffer.from(data) : data]
-      for (const c of chunks) entry.session.push(c)
-    })
-    ws.on('error', (error) => options.log.debug('amqp websocket error', { error: error.message }))
-    ws.on('close', () => {
-      entry.session.abandon()
-      entry.gone()
-      live.delete(entry)
-    })
+        onTextMessage: (session) => {
+          options.log.info('amqp connection refused', { transport: 'amqp-ws', remote: request.socket.remoteAddress, code: 'TEXT_MESSAGE', reason: 'text WebSocket messages are not AMQP frames' })
+          session.shutdown('text WebSocket messages are not AMQP frames')
+        },
+      },
+      (c) => open(c, options.deviceWs ?? options.device),
+    )
   }
 
   return {
@@ -213,13 +165,12 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
     websocket,
     async close(graceMs: number) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      for (const entry of [...live]) entry.session.shutdown()
-      const force = setTimeout(() => {
-        for (const entry of [...live]) entry.destroy()
-      }, graceMs)
+      live.shutdownAll()
+      const force = setTimeout(() => live.destroyAll(), graceMs)
       force.unref()
       await closed
       clearTimeout(force)
+      live.stop()
     },
   }
 }

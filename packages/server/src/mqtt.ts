@@ -2,10 +2,10 @@
  * Node adapter of the MQTT codecs (docs/protocol.md §3): a TLS listener (default port 8883) and the
  * `mqtt` WebSocket handler on the HTTPS port (`/$iothub/websocket`). Each connection gets a
  * router that reads the CONNECT and hands the connection to a sans-IO DpsMqttSession or, when the
- * username names an embedded hub, a HubMqttSession; this file only moves bytes, carries the TLS
- * client chain and SNI, routes desired-property changes to the device's connection, logs why a
- * connection ended, and ticks every session from one shared timer (keep-alive, connect timeout)
- * so an idle connection costs no timer of its own.
+ * username names an embedded hub, a HubMqttSession; this file chooses and builds the session,
+ * routes desired-property changes to the device's connection and logs why a connection ended.
+ * Moving bytes, ticking (keep-alive, connect timeout) and draining are the attach helper's
+ * (attach.ts).
  *
  * TLS: 1.2 and up (DPS requires 1.2, §3); client certificates are requested but never rejected
  * by TLS itself — X.509 devices are judged by the verifier (as for HTTPS).
@@ -28,13 +28,11 @@ import {
 } from '@provisio/codec-mqtt'
 import { ClientTable, dpsClientKey, hubClientKey, sniChecked, type DesiredChange, type DirectMethods, type IdentityRevoked, type MemoryHubSessions } from '@provisio/hub'
 import { desiredPushMessage, type DeviceApi, type HubQueuedMessage } from '@provisio/protocol'
+import { SessionSet, type Attachment } from './attach.js'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
 import type { WebSocketConnection, WebSocketHandler } from './websocket.js'
 import { listenOn, serverTlsOptions, type MinTlsVersion } from './listen.js'
-
-/** How often sessions are ticked; keep-alive and connect timeouts are judged at this grain. */
-const TICK_MS = 1000
 
 /** The embedded hubs' device endpoint on the same listeners (IoT Hub's MQTT dialect). */
 export interface MqttHubOptions {
@@ -94,51 +92,12 @@ export interface MqttTransport {
   close(graceMs: number): Promise<void>
 }
 
-interface Live {
-  readonly session: MqttRouter
-  readonly destroy: () => void
-  readonly closed: Promise<void>
-}
-
-/** What one accepted connection (TLS socket or WebSocket) gives the dispatcher. */
-interface Accepted {
-  readonly transport: 'mqtts' | 'mqtt-ws'
-  readonly remote: string | undefined
-  /** TLS SNI, when the client sent one. */
-  readonly serverName: string | undefined
-  readonly clientCertificates: readonly Uint8Array[]
-  readonly write: (bytes: Uint8Array) => void
-  /** Flush and close after the session ended for `reason`. */
-  readonly end: (reason: MqttCloseReason) => void
-  readonly destroy: () => void
-  readonly closed: Promise<void>
-}
-
 export function createMqttTransport(options: MqttTransportOptions): MqttTransport {
-  const live = new Set<Live>()
+  const live = new SessionSet(options.log)
   // MQTT-3.1.4-2: one connection per client (the take-over rule of @provisio/hub ClientTable).
   const byClient = new ClientTable<DpsMqttSession | HubMqttSession>()
   const log = options.log
   const hub = options.hub
-  let ticker: ReturnType<typeof setInterval> | undefined
-
-  const tickAll = () => {
-    for (const entry of live) entry.session.tick()
-  }
-  const track = (entry: Live) => {
-    live.add(entry)
-    if (ticker === undefined) {
-      ticker = setInterval(tickAll, TICK_MS)
-      ticker.unref()
-    }
-    void entry.closed.then(() => {
-      live.delete(entry)
-      if (live.size === 0 && ticker !== undefined) {
-        clearInterval(ticker)
-        ticker = undefined
-      }
-    })
-  }
 
   // Desired-property changes reach the device's current connection, if it subscribed, or wait in
   // its kept session (clean session 0, subscribed at QoS 1) for its next connection.
@@ -230,11 +189,14 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
   }
 
   /** One connection: a router that creates the DPS or the hub session once the CONNECT is read. */
-  const accept = (c: Accepted, dpsApi: DeviceApi) => {
+  const accept = (c: Attachment, transport: 'mqtts' | 'mqtt-ws', dpsApi: DeviceApi) => {
     const logClose = closeLogger(c.transport, c.remote)
     const close = (reason: MqttCloseReason) => {
       logClose(reason)
-      c.end(reason)
+      // Over WebSockets: 1000 for endings the client asked for, 1002 (protocol error) for the rest.
+      const normal = reason.code === 'CLIENT_DISCONNECT' || reason.code === 'SERVER_CLOSING' || reason.code === 'CONNECTION_LOST' || reason.code === 'TAKEN_OVER'
+      // Flush what the session wrote last (a CONNACK refusal, a SUBACK), then close.
+      c.end(normal ? 1000 : 1002, reason.code)
     }
     const clock = { now: () => Date.now() }
     const router = new MqttRouter({
@@ -253,7 +215,7 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
             write: c.write,
             close,
             onEvent: onHubEvent(
-              c.transport,
+              transport,
               c.remote,
               c.closed,
               () => session,
@@ -279,79 +241,21 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
         return session
       },
     })
-    track({ session: router, destroy: c.destroy, closed: c.closed })
     return router
   }
 
-  const server = createServer(
-    serverTlsOptions(options),
-    (socket: TLSSocket) => {
-      socket.setNoDelay(true)
-      let resolveClosed!: () => void
-      const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
-      const router = accept(
-        {
-          transport: 'mqtts',
-          remote: socket.remoteAddress,
-          serverName: typeof socket.servername === 'string' ? socket.servername : undefined,
-          clientCertificates: clientChain(socket),
-          write: (bytes) => void socket.write(bytes),
-          end: () => {
-            // Flush what the session wrote last (a CONNACK refusal, a SUBACK), then close.
-            socket.end()
-            setTimeout(() => socket.destroy(), 2000).unref()
-          },
-          destroy: () => socket.destroy(),
-          closed,
-        },
-        options.device,
-      )
-      socket.on('data', (chunk: Buffer) => router.push(chunk))
-      socket.on('error', (error) => log.debug('mqtt socket error', { remote: socket.remoteAddress, error: error.message }))
-      socket.on('close', () => {
-        router.end('CONNECTION_LOST', 'socket closed')
-        resolveClosed()
-      })
-    },
-  )
+  const server = createServer(serverTlsOptions(options), (socket: TLSSocket) => {
+    live.attachSocket(socket, clientChain(socket), { protocol: 'mqtt', transport: 'mqtts' }, (c) => accept(c, 'mqtts', options.device))
+  })
   server.on('tlsClientError', (error, socket) => {
     log.debug('TLS handshake failed', { listener: 'mqtts', error: error.message, code: (error as NodeJS.ErrnoException).code, remote: socket.remoteAddress })
     // Node only reports a handshake timeout; the socket must be destroyed here or it stays open.
     socket.destroy()
   })
 
+  // MQTT over WebSockets carries the byte stream in binary messages of any split (MQTT 3.1.1 §6).
   const websocket: WebSocketHandler = ({ socket, request, clientCertificates }: WebSocketConnection) => {
-    let resolveClosed!: () => void
-    const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
-    const tlsSocket = request.socket as TLSSocket
-    const router = accept(
-      {
-        transport: 'mqtt-ws',
-        remote: request.socket.remoteAddress,
-        serverName: typeof tlsSocket.servername === 'string' ? tlsSocket.servername : undefined,
-        clientCertificates,
-        write: (bytes) => socket.send(bytes, { binary: true }),
-        end: (reason) => {
-          // 1000 for endings the client asked for, 1002 (protocol error) for the rest.
-          const normal = reason.code === 'CLIENT_DISCONNECT' || reason.code === 'SERVER_CLOSING' || reason.code === 'CONNECTION_LOST' || reason.code === 'TAKEN_OVER'
-          socket.close(normal ? 1000 : 1002, reason.code)
-          setTimeout(() => socket.terminate(), 2000).unref()
-        },
-        destroy: () => socket.terminate(),
-        closed,
-      },
-      options.deviceWs ?? options.device,
-    )
-    socket.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
-      // MQTT over WebSockets carries the byte stream in binary messages of any split (MQTT 3.1.1 §6).
-      if (Array.isArray(data)) for (const part of data) router.push(part)
-      else router.push(data instanceof ArrayBuffer ? new Uint8Array(data) : data)
-    })
-    socket.on('error', (error) => log.debug('mqtt websocket error', { remote: request.socket.remoteAddress, error: error.message }))
-    socket.on('close', () => {
-      router.end('CONNECTION_LOST', 'websocket closed')
-      resolveClosed()
-    })
+    live.attachWebSocket(socket, request, clientCertificates, { protocol: 'mqtt', transport: 'mqtt-ws' }, (c) => accept(c, 'mqtt-ws', options.deviceWs ?? options.device))
   }
 
   return {
@@ -369,17 +273,12 @@ export function createMqttTransport(options: MqttTransportOptions): MqttTranspor
       offRevoked?.()
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
       // Let answers in flight reach their devices, bounded by the grace period.
-      const deadline = Date.now() + graceMs
-      while (Date.now() < deadline && [...live].some((e) => e.session.inFlight > 0)) {
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
-      const entries = [...live]
-      for (const entry of entries) entry.session.end('SERVER_CLOSING', 'server shutting down')
-      for (const entry of entries) entry.destroy()
-      await Promise.all(entries.map((e) => e.closed))
+      await live.drain(graceMs)
+      live.shutdownAll('server shutting down')
+      live.destroyAll()
+      await live.closedAll()
       await serverClosed
-      if (ticker !== undefined) clearInterval(ticker)
-      ticker = undefined
+      live.stop()
     },
   }
 }

@@ -38,6 +38,7 @@ import { writeFileAtomic } from './files.js'
 import { HubEventRelay } from './hub-events.js'
 import { createHttpsListener, type OpsHandler } from './https.js'
 import { ConnectionSet, guardConnections, listenOn } from './listen.js'
+import { shareStateChanges, type SharedState } from './shared-state.js'
 import { Metrics } from './metrics.js'
 import { pooledRandom } from './random.js'
 import { createEmulatorSite, findEmulatorDist } from './emulator.js'
@@ -296,8 +297,11 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     hubEvents.connect({ publish: async (message) => relay.publish(message) })
     offRelay = relay.subscribe((message) => hubEvents.receive(message))
   }
+  // Policy and key changes of the shared DPS instance state reach every instance (shared-state.ts).
+  let sharedState: SharedState | undefined
   const closeStores = async () => {
     offRelay?.()
+    await sharedState?.close()
     await checkpointer?.close()
     closeDb()
     await hubChannel?.close()
@@ -389,13 +393,24 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     return undefined
   }
   // Policies and keys follow state.json: `provisio policies` changes count from the next request.
+  // On PostgreSQL they also reach the other instances at once, and theirs reach this one.
   const stateFile = new StateFile(config.dataDir, state, {
-    onChange: (next) => {
+    onChange: (next, source) => {
       engine.updateInstance({ ...engine.getInstance(state.idScope)!, accessPolicies: accessPolicies(next) })
+      if (source === 'shared') return
       log.info('shared access policies reloaded', { file: join(config.dataDir, 'state.json') })
+      void sharedState?.publish(next).catch((error: unknown) => log.warn('policy change not shared with the other instances', { error: (error as Error).message }))
     },
     onError: (message) => log.warn(message),
   })
+  if (postgres !== undefined) {
+    try {
+      sharedState = await shareStateChanges({ store: postgres.store, stateFile: () => stateFile, dataDir: config.dataDir, origin, log })
+    } catch (error) {
+      await closeStores()
+      throw error
+    }
+  }
   const hubPoliciesOf = (name: string) =>
     (stateFile.current().hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? []).map((p) => ({ ...p, rights: p.rights as HubPermission[] }))
   // The hubs' device side (MQTT): authentication (device keys, certificates, policies granting

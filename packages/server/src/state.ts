@@ -144,10 +144,14 @@ export class StateFile {
   readonly #path: string
   #state: ServerState
   #stamp: string
-  readonly #onChange: (state: ServerState) => void
+  readonly #onChange: (state: ServerState, source: 'file' | 'shared') => void
   readonly #onError: (message: string) => void
 
-  constructor(readonly dataDir: string, initial: ServerState, hooks: { onChange(state: ServerState): void; onError(message: string): void }) {
+  /**
+   * @param hooks.onChange a new state is in force: read from the file (`file`: an edit in this
+   *   data directory) or adopted from the other instances (`shared`, see {@link adopt}).
+   */
+  constructor(readonly dataDir: string, initial: ServerState, hooks: { onChange(state: ServerState, source: 'file' | 'shared'): void; onError(message: string): void }) {
     this.#path = join(dataDir, STATE_FILE)
     this.#state = initial
     this.#stamp = this.#stampNow()
@@ -173,10 +177,28 @@ export class StateFile {
       if (next === undefined) throw new Error(`${this.#path} was removed`)
       if (next.idScope !== this.#state.idScope) throw new Error(`${this.#path} now names ID scope ${next.idScope}, not ${this.#state.idScope}; restart to serve another instance`)
       this.#state = next
-      this.#onChange(next)
+      this.#onChange(next, 'file')
     } catch (error) {
       this.#onError(`state file not reloaded, the previous policies stay: ${(error as Error).message}`)
     }
     return this.#state
+  }
+
+  /**
+   * Puts a state changed on another instance in force here and mirrors it into this data
+   * directory's `state.json` (tools reading the directory see it). Returns false, changing
+   * nothing, when it names another ID scope or equals the current one.
+   */
+  adopt(next: ServerState): boolean {
+    if (next.idScope !== this.#state.idScope) {
+      this.#onError(`shared state names ID scope ${next.idScope}, not ${this.#state.idScope}; not adopted`)
+      return false
+    }
+    if (JSON.stringify(next) === JSON.stringify(this.#state)) return false
+    writeState(this.dataDir, next)
+    this.#stamp = this.#stampNow()
+    this.#state = next
+    this.#onChange(next, 'shared')
+    return true
   }
 }

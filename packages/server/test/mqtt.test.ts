@@ -106,4 +106,35 @@ describe('MQTT adapter', () => {
     expect(own.connections).toBe(0)
     expect(own.server.listening).toBe(false)
   })
+
+  it('close() waits for a register in flight (the in-flight-zero signal), answers it, then ends the connection', async () => {
+    let answer!: () => void
+    const held: DeviceApi = { ...api, register: () => new Promise((resolve) => (answer = () => resolve({ status: 202, body: { operationId: 'op-held', status: 'assigning' }, retryAfterSeconds: 1 }))) }
+    const own = createMqttTransport({ ...tlsFiles, device: held, log })
+    await listenMqtt(own.server, 0, '127.0.0.1')
+    const ownPort = (own.server.address() as AddressInfo).port
+    const packets: MqttPacket[] = []
+    const decoder = new MqttDecoder()
+    const socket = connect({ host: 'localhost', port: ownPort, ca })
+    socket.on('data', (chunk: Buffer) => packets.push(...decoder.push(chunk).packets))
+    socket.on('error', () => {})
+    const closed = new Promise<number>((r) => socket.on('close', () => r(packets.length)))
+    await new Promise((r) => socket.once('secureConnect', r))
+    socket.write(encodePacket({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: 'dev-9', username: '0ne00000A0A/registrations/dev-9/api-version=2019-03-31', password: Buffer.from('sas') }))
+    socket.write(encodePacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$dps/registrations/res/#', qos: 1 }] }))
+    socket.write(encodePacket({ cmd: 'publish', topic: '$dps/registrations/PUT/iotdps-register/?$rid=7', payload: Buffer.from('{}'), qos: 1, messageId: 2, retain: false, dup: false }))
+    await vi.waitFor(() => expect(answer).toBeDefined(), { timeout: 5000 })
+    let stopped = false
+    const closing = own.close(10_000).then(() => (stopped = true))
+    // The register is still in flight: close() waits (bounded by its grace), the connection stays.
+    await new Promise((r) => setImmediate(r))
+    expect(stopped).toBe(false)
+    expect(own.connections).toBe(1)
+    answer()
+    await closing
+    const seen = await closed
+    const answers = packets.slice(0, seen).filter((p): p is Extract<MqttPacket, { cmd: 'publish' }> => p.cmd === 'publish')
+    expect(answers.map((p) => p.topic)).toEqual(['$dps/registrations/res/202/?$rid=7&retry-after=1'])
+    expect(own.connections).toBe(0)
+  })
 })

@@ -64,7 +64,7 @@ export class PostgresStore implements Store {
   readonly #registrations: KeyedTable<RegistrationRecord>
   readonly #cas: KeyedTable<CaCertificateRecord>
   readonly #sql: Record<
-    'revision' | 'enrollmentForAttestation' | 'bumpRevision' | 'byGroupFirst' | 'byGroup' | 'claimSetting' | 'getSetting' | 'versions',
+    'revision' | 'enrollmentForAttestation' | 'bumpRevision' | 'byGroupFirst' | 'byGroup' | 'claimSetting' | 'getSetting' | 'putSetting' | 'versions',
     string
   >
   readonly #operations: OperationQueries
@@ -95,6 +95,7 @@ export class PostgresStore implements Store {
       byGroup: `SELECT body FROM ${s}.registrations WHERE id_scope = $1 AND group_key = $2 AND id_key > $3 ORDER BY id_key LIMIT $4`,
       claimSetting: `INSERT INTO ${s}.settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
       getSetting: `SELECT value FROM ${s}.settings WHERE name = $1`,
+      putSetting: `INSERT INTO ${s}.settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`,
       versions: `SELECT version FROM ${s}.schema_migrations ORDER BY version`,
     }
     this.#operations = new OperationQueries(this.#statements, pool, s)
@@ -131,6 +132,11 @@ export class PostgresStore implements Store {
     await this.#statements.run(this.pool, this.#sql.claimSetting, [name, value])
     const { rows } = await this.#statements.run<{ value: string }>(this.pool, this.#sql.getSetting, [name])
     return rows[0]!.value
+  }
+
+  /** Stores `value` under `name`, replacing what was there (a changed shared DPS instance state). */
+  async putSetting(name: string, value: string): Promise<void> {
+    await this.#statements.run(this.pool, this.#sql.putSetting, [name, value])
   }
 
   /** The value stored under `name`, if any. */

@@ -127,6 +127,11 @@ describe.skipIf(!available)('PostgresStore', () => {
     expect(new Set(claimed).size).toBe(1)
     expect(await a.getSetting('state')).toBe(claimed[0])
     expect(await a.getSetting('other')).toBeUndefined()
+    // putSetting replaces (a changed shared state) and creates.
+    await a.putSetting('state', 'four')
+    expect(await a.getSetting('state')).toBe('four')
+    await a.putSetting('other', 'five')
+    expect(await a.getSetting('other')).toBe('five')
     await a.close()
   })
 

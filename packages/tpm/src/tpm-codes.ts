@@ -90,3 +90,6 @@ export class TpmCommandError extends TpmError {
     super('TPM_COMMAND_FAILED', `${message} (TPM_RC 0x${rc.toString(16).padStart(3, '0')})`)
   }
 }
+
+/** Largest TPM2B_MAX_BUFFER (Part 2 MAX_DIGEST_BUFFER): what GetCapability(INPUT_BUFFER) reports. */
+export const MAX_BUFFER = 1024
