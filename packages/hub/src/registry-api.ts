@@ -9,7 +9,7 @@ import type { BulkDeviceOutcome, DeviceIdentity, DeviceTwin, HubPermission, HubR
 import type { HubDirectory } from './directory.js'
 import type { EmbeddedHub } from './hub.js'
 import type { DirectMethods } from './methods.js'
-import type { TelemetryBuffer } from './telemetry.js'
+import type { HubTelemetryReader } from './device-api.js'
 
 /** A hub shared access policy (`iothubowner`, …): its name, keys and rights. */
 export interface HubAccessPolicy {
@@ -23,7 +23,7 @@ export function createHubRegistryApi(
   hubs: HubDirectory,
   policiesOf: (hubHostName: string) => readonly HubAccessPolicy[],
   clock: { now(): number },
-  telemetryOf: (hubHostName: string) => TelemetryBuffer | undefined = () => undefined,
+  telemetryOf: (hubHostName: string) => HubTelemetryReader | undefined = () => undefined,
   /** Direct method calls in flight; without it, method calls are answered SERVICE_UNAVAILABLE. */
   methods?: DirectMethods,
 ): HubRegistryApi {
@@ -66,7 +66,7 @@ export function createHubRegistryApi(
       const h = hubNamed(hub)
       if (!(await h.deleteDevice(deviceId, ifMatch === undefined ? {} : { ifMatch }))) throw missing(h, deviceId)
       // A device created again under the same id starts with no telemetry.
-      telemetryOf(h.hostName)?.clear(deviceId)
+      await telemetryOf(h.hostName)?.clear(deviceId)
     },
     listDevices: (hub, top) => hubNamed(hub).listDevices({ limit: top }),
     async bulkDevices(hub, operations) {
@@ -78,7 +78,7 @@ export function createHubRegistryApi(
           if (op.mode === 'create') await h.createOrUpdateDevice(op.spec, { ifNoneMatch: true })
           else if (op.mode === 'update' || op.mode === 'updateIfMatchETag') await h.createOrUpdateDevice(op.spec, { ifMatch: op.mode === 'update' ? '*' : op.eTag! })
           else if (!(await h.deleteDevice(deviceId, op.mode === 'delete' ? {} : { ifMatch: op.eTag! }))) throw missing(h, deviceId)
-          else telemetryOf(h.hostName)?.clear(deviceId)
+          else await telemetryOf(h.hostName)?.clear(deviceId)
           outcomes.push({ deviceId })
         } catch (error) {
           outcomes.push({ deviceId, error: wrapUnknown(error) })
@@ -96,7 +96,7 @@ export function createHubRegistryApi(
       const h = hubNamed(hub)
       const device = await h.getDevice(deviceId)
       if (device === undefined) throw missing(h, deviceId)
-      const page = telemetryOf(h.hostName)?.read(device.deviceId, options)
+      const page = await telemetryOf(h.hostName)?.read(device.deviceId, options)
       return page ?? { deviceId: device.deviceId, messages: [], dropped: 0, lastSequenceNumber: 0 }
     },
     async invokeMethod(hub, deviceId, call, abandoned) {
