@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
 import { bodyLimitFor, createDpsHttpHandler } from '@provisio/codec-http'
@@ -26,9 +26,10 @@ import {
   createLocalHubGateway,
   createRestHubGateway,
   type HubStore,
+  type TelemetryStore,
 } from '@provisio/hub'
 import { formatSharedAccessKeyConnectionString, ipFilterVerdict, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
-import { createSqliteStore, GroupCommit, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
+import { createSqliteStore, GroupCommit, SqliteHubStore, SqliteTelemetryStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
@@ -83,6 +84,8 @@ export interface RunningServer {
   readonly engine: Engine
   readonly hubs: HubDirectory
   readonly state: ServerState
+  /** The hubs' durable telemetry (on SQLite): reads by partition from a sequence number, an offset or a time. */
+  readonly telemetryStore: TelemetryStore | undefined
   close(graceMs?: number): Promise<void>
 }
 
@@ -285,9 +288,22 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     hubEvents.connect({ publish: async (message) => relay.publish(message) })
     offRelay = relay.subscribe((message) => hubEvents.receive(message))
   }
+  // On SQLite, telemetry is durable: stored in a database file of its own (telemetry writes do not
+  // queue behind registrations on one write lock) before the device's message is acknowledged.
+  const telemetryStore =
+    stores.db !== undefined && !stores.db.memory
+      ? new SqliteTelemetryStore(join(dirname(sqliteFile(config)), 'telemetry.db'), {
+          retentionMs: config.telemetryRetentionHours * 3600_000,
+          maxBytes: config.telemetryMaxMb * 1024 * 1024,
+          otherWriters: config.workers > 1,
+          // `metrics` is set up below; the first drop comes only once messages flow.
+          onDropped: (hub, reason, count) => metrics.hubTelemetryDropped.inc([hub, reason], count),
+        })
+      : undefined
   const closeStores = async () => {
     offRelay?.()
     await checkpointer?.close()
+    telemetryStore?.close()
     closeDb()
     await hubChannel?.close()
     await postgres?.close()
@@ -389,7 +405,13 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     (stateFile.current().hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? []).map((p) => ({ ...p, rights: p.rights as HubPermission[] }))
   // The hubs' device side (MQTT): authentication (device keys, certificates, policies granting
   // DeviceConnect), twin, telemetry kept in memory per instance.
-  const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope), policiesOf: hubPoliciesOf })
+  const hubDevices = createHubDevices({
+    hubs,
+    clock,
+    trustedCas: () => trustedCaCertificates(store, state.idScope),
+    policiesOf: hubPoliciesOf,
+    ...(telemetryStore === undefined ? {} : { telemetryStore, telemetryPartitions: config.telemetryPartitions }),
+  })
   // Direct method calls (@provisio/hub methods.ts): delivered to the device's connection here, or
   // through the hub event relay to the process that holds it.
   const directMethods = new DirectMethods({
@@ -541,6 +563,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     engine,
     hubs,
     state,
+    telemetryStore,
     /**
      * Graceful shutdown: stop accepting connections, let in-flight requests finish (idle
      * keep-alive connections are closed at once), and at `graceMs` destroy every connection
