@@ -31,7 +31,8 @@ describe('durable telemetry on SQLite', () => {
     const s = new ServeProcess('telemetry crash', join(root, 'data'), [])
     server = s
     await s.start()
-    const hub = s.endpoints!.hubs[0]!
+    // endpoints.json as the server wrote it (the scale harness types only the fields it reads).
+    const hub = (s.endpoints as unknown as { hubs: { hostName: string; connectionString: string }[] }).hubs[0]!
     const target = { port: s.endpoints!.ports.https, caPem: s.ca }
     undoRedirect = redirectMqtts({ endpoints: { ports: { mqtt: s.endpoints!.ports.mqtt } }, caPem: s.ca })
     const registry = registryOn(target, hub.connectionString)
