@@ -655,17 +655,23 @@ export class AmqpHubSession implements TransportSession {
       this.#options.onEvent?.({ type: 'telemetryRefused', deviceId, reason: read.description })
       return this.#settle(session, delivery, { condition: read.condition, description: read.description })
     }
-    try {
-      this.#options.api.telemetry(this.#options.hostName, deviceId, { body: read.body, properties: read.properties, systemProperties: read.systemProperties })
-    } catch (error) {
-      // Not accepted: the device's SDK sees the refusal and may send again.
-      const err = wrapUnknown(error)
-      const condition = err.code === 'THROTTLED' ? 'com.microsoft:device-container-throttled' : 'amqp:internal-error'
-      this.#options.onEvent?.({ type: 'telemetryRefused', deviceId, reason: `${err.code}: ${err.reason}` })
-      return this.#settle(session, delivery, { condition, description: `telemetry of device ${JSON.stringify(deviceId)} not stored: ${err.reason}` })
-    }
-    this.#settle(session, delivery)
-    this.#options.onEvent?.({ type: 'telemetry', deviceId, bytes: read.body.length })
+    // Accepted only once stored (the sink resolves after its commit): nothing acknowledged is lost.
+    this.#requests.begin()
+    Promise.resolve()
+      .then(() => this.#options.api.telemetry(this.#options.hostName, deviceId, { body: read.body, properties: read.properties, systemProperties: read.systemProperties }))
+      .then(
+        () => {
+          this.#settled(session, delivery)
+          this.#options.onEvent?.({ type: 'telemetry', deviceId, bytes: read.body.length })
+        },
+        (error: unknown) => {
+          // Not accepted: the device's SDK sees the refusal and may send again.
+          const err = wrapUnknown(error)
+          const condition = err.code === 'THROTTLED' ? 'com.microsoft:device-container-throttled' : 'amqp:internal-error'
+          this.#options.onEvent?.({ type: 'telemetryRefused', deviceId, reason: `${err.code}: ${err.reason}` })
+          this.#settled(session, delivery, { condition, description: `telemetry of device ${JSON.stringify(deviceId)} not stored: ${err.reason}` })
+        },
+      )
   }
 
   /** A service's cloud-to-device send: queued (accepted) or refused with the catalog's condition (rejected). */

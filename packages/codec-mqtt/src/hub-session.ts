@@ -345,16 +345,26 @@ export class HubMqttSession extends MqttDialectSession {
     if (packet.payload.length > this.#limits.maxTelemetryBytes) {
       return this.connection.close('PACKET_TOO_LARGE', `telemetry payload of ${packet.payload.length} bytes exceeds the limit of ${this.#limits.maxTelemetryBytes} bytes`)
     }
-    try {
-      this.#options.api.telemetry(this.#hostName!, this.#deviceId!, { body: packet.payload, properties, systemProperties })
-    } catch (error) {
-      // Not acknowledged: the device's SDK sees no PUBACK and retries or fails the send.
+    // Not acknowledged when refused: the device's SDK sees no PUBACK and retries or fails the send.
+    const refused = (error: unknown): void => {
       const err = wrapUnknown(error)
       this.#options.onEvent?.({ type: 'telemetryRefused', reason: `${err.code}: ${err.reason}` })
-      return
     }
-    if (packet.qos === 1) this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
-    this.#options.onEvent?.({ type: 'telemetry', bytes: packet.payload.length })
+    const stored = (): void => {
+      // The sink resolves in the order it was called, so PUBACKs keep the order of the PUBLISHes
+      // (MQTT 3.1.1 §4.6).
+      if (packet.qos === 1 && this.connection.state !== 'closed') this.connection.send({ cmd: 'puback', messageId: packet.messageId! })
+      this.#options.onEvent?.({ type: 'telemetry', bytes: packet.payload.length })
+    }
+    let pending: void | Promise<void>
+    try {
+      pending = this.#options.api.telemetry(this.#hostName!, this.#deviceId!, { body: packet.payload, properties, systemProperties })
+    } catch (error) {
+      return refused(error)
+    }
+    // Acknowledged only once stored (durable telemetry, docs/protocol.md).
+    if (pending instanceof Promise) pending.then(stored, refused)
+    else stored()
   }
 
   #track(operation: 'get' | 'reportedPatch', rid: string, call: () => Promise<{ status: number; body: string; version?: number }>): void {

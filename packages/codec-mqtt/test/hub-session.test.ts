@@ -367,6 +367,26 @@ describe('telemetry', () => {
     expect(h.events.at(-1)).toEqual({ type: 'telemetryRefused', reason: 'SERVICE_UNAVAILABLE: buffer closed' })
   })
 
+  it('acknowledges a message only once the hub has stored it, in the order the PUBLISHes came', async () => {
+    const pending: { resolve: () => void; reject: (error: unknown) => void }[] = []
+    const h = harness({ api: { telemetry: () => new Promise<void>((resolve, reject) => void pending.push({ resolve, reject })) } })
+    await h.connect()
+    await h.publish('devices/dev-1/messages/events/', 'a', 1, 7)
+    await h.publish('devices/dev-1/messages/events/', 'b', 1, 8)
+    await h.publish('devices/dev-1/messages/events/', 'c', 1, 9)
+    // Not stored yet: no PUBACK.
+    expect(h.out.map((p) => p.cmd)).toEqual(['connack'])
+    pending[0]!.resolve()
+    pending[1]!.reject(new ProvisioError('SERVICE_UNAVAILABLE', 'disk full'))
+    pending[2]!.resolve()
+    await h.settle()
+    expect(h.out.slice(1)).toEqual([
+      { cmd: 'puback', messageId: 7 },
+      { cmd: 'puback', messageId: 9 },
+    ])
+    expect(h.events).toContainEqual({ type: 'telemetryRefused', reason: 'SERVICE_UNAVAILABLE: disk full' })
+  })
+
   it.each([
     ['another device', 'devices/dev-2/messages/events/', 'x', 'UNSUPPORTED', /dev-2/],
     ['an unknown topic', 'foo/bar', 'x', 'UNSUPPORTED', /not one a device may publish/],

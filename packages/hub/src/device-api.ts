@@ -3,20 +3,28 @@
  * (authentication, twin, reported properties, telemetry) and the per-hub telemetry buffers the
  * registry API reads. The CAs `certificateAuthority` devices may chain to come in as a port.
  *
- * Telemetry lives in memory per instance (bounded, see @provisio/hub TelemetryBuffer); identities
- * and twins live in the hub store (SQLite or PostgreSQL), so a device reads the same twin from
- * any instance.
+ * Telemetry goes to a TelemetryStore when one is given (durable: telemetry-store.ts, acknowledged
+ * once stored), else into memory per instance (bounded, TelemetryBuffer); identities and twins
+ * live in the hub store (SQLite or PostgreSQL), so a device reads the same twin from any instance.
  */
 import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, parseSasToken, type HubDeviceApi } from '@provisio/protocol'
 import { authenticateHubDevice } from './device-auth.js'
 import type { HubAccessPolicy } from './registry-api.js'
 import type { HubDirectory } from './directory.js'
 import { TelemetryBuffer, type TelemetryLimits } from './telemetry.js'
+import { createTelemetrySink, telemetryReaderOf, type TelemetryStore } from './telemetry-store.js'
+import type { HubTelemetryPage } from '@provisio/protocol'
+
+/** A hub's telemetry as the registry API reads it (in memory or from a store). */
+export interface HubTelemetryReader {
+  read(deviceId: string, options?: { after?: number; limit?: number }): HubTelemetryPage | Promise<HubTelemetryPage>
+  clear(deviceId: string): void | Promise<void>
+}
 
 export interface HubDevices {
   readonly api: HubDeviceApi
   /** The telemetry buffer of a hub (by host name, case-insensitive). */
-  telemetry(hostName: string): TelemetryBuffer | undefined
+  telemetry(hostName: string): HubTelemetryReader | undefined
   /** Whether a host name names an embedded hub. */
   isHub(hostName: string): boolean
 }
@@ -29,10 +37,16 @@ export function createHubDevices(options: {
   /** A hub's shared access policies, for devices connecting with a policy token (DeviceConnect). */
   readonly policiesOf?: (hubHostName: string) => readonly HubAccessPolicy[]
   readonly telemetryLimits?: Partial<TelemetryLimits>
+  /** Durable telemetry: messages are stored here before they are acknowledged. */
+  readonly telemetryStore?: TelemetryStore
+  /** Partitions of each hub's telemetry in the store (default 4). */
+  readonly telemetryPartitions?: number
 }): HubDevices {
   const { hubs, clock, trustedCas } = options
-  const buffers = new Map<string, TelemetryBuffer>()
-  for (const hub of hubs.values()) buffers.set(hub.hostName.toLowerCase(), new TelemetryBuffer(clock, options.telemetryLimits))
+  const buffers = new Map<string, HubTelemetryReader & { append?: TelemetryBuffer['append'] }>()
+  const store = options.telemetryStore
+  const sink = store === undefined ? undefined : createTelemetrySink(store, { partitions: options.telemetryPartitions ?? 4, clock })
+  for (const hub of hubs.values()) buffers.set(hub.hostName.toLowerCase(), store === undefined ? new TelemetryBuffer(clock, options.telemetryLimits) : telemetryReaderOf(store, hub.hostName))
   const hubNamed = (name: string) => hubs.get(name)
 
   const api: HubDeviceApi = {
@@ -60,7 +74,10 @@ export function createHubDevices(options: {
     telemetry(hostName, deviceId, message) {
       const buffer = buffers.get(hostName.toLowerCase())
       if (buffer === undefined) throw new ProvisioError('NOT_FOUND', `no embedded hub named ${JSON.stringify(hostName)}`)
-      buffer.append(deviceId, message)
+      // Durable: the transport acknowledges once this resolves (stored).
+      if (sink !== undefined) return sink(hubs.get(hostName).hostName, deviceId, message)
+      buffer.append!(deviceId, message)
+      return undefined
     },
   }
   return {

@@ -8,6 +8,21 @@ export { EmbeddedHub, mergePatch, edgeScope, parseEdgeScope, type HubPorts, type
 export { HubDirectory } from './directory.js'
 export { authenticateHubDevice, type HubDeviceCredentials, type HubDeviceAuthContext } from './device-auth.js'
 export { TelemetryBuffer, DEFAULT_TELEMETRY_LIMITS, type TelemetryLimits, type TelemetryMessage, type TelemetryPage } from './telemetry.js'
+export {
+  createTelemetrySink,
+  telemetryPartition,
+  telemetryMessageOf,
+  telemetryReaderOf,
+  MAX_TELEMETRY_BYTES,
+  MAX_TELEMETRY_PARTITIONS,
+  type TelemetryInput,
+  type TelemetryRecord,
+  type TelemetryPosition,
+  type TelemetryPartitionInfo,
+  type TelemetryStore,
+  type TelemetrySink,
+  type TelemetrySinkMessage,
+} from './telemetry-store.js'
 export type { DeviceSpec, TwinPatch } from '@provisio/protocol'
 export { MemoryHubStore } from './memory-store.js'
 export type {
@@ -23,7 +38,7 @@ export type {
 export { checkLinkedHubRights, createRestHubGateway, toAuthentication, type RestHubGatewayOptions, type RegistryFetch } from './rest-gateway.js'
 export { createLocalHubGateway } from './local-gateway.js'
 export { createHubRegistryApi, type HubAccessPolicy } from './registry-api.js'
-export { createHubDevices, type HubDevices } from './device-api.js'
+export { createHubDevices, type HubDevices, type HubTelemetryReader } from './device-api.js'
 export { ClientTable, hubClientKey, dpsClientKey, sniChecked, type ClaimableConnection } from './connections.js'
 export { MemoryHubSessions, DEFAULT_HUB_SESSION_LIMITS, type HubSessionLimits } from './sessions.js'
 export { DirectMethods, DEFAULT_DIRECT_METHODS_LIMITS, type DirectMethodsLimits, type MethodPorts, type MethodTimers, type MethodRelayMessage, type MethodEvent } from './methods.js'

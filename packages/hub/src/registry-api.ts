@@ -10,7 +10,7 @@ import type { HubDirectory } from './directory.js'
 import type { EmbeddedHub } from './hub.js'
 import type { CloudToDevice } from './c2d.js'
 import type { DirectMethods } from './methods.js'
-import type { TelemetryBuffer } from './telemetry.js'
+import type { HubTelemetryReader } from './device-api.js'
 
 /** A hub shared access policy (`iothubowner`, …): its name, keys and rights. */
 export interface HubAccessPolicy {
@@ -24,7 +24,7 @@ export function createHubRegistryApi(
   hubs: HubDirectory,
   policiesOf: (hubHostName: string) => readonly HubAccessPolicy[],
   clock: { now(): number },
-  telemetryOf: (hubHostName: string) => TelemetryBuffer | undefined = () => undefined,
+  telemetryOf: (hubHostName: string) => HubTelemetryReader | undefined = () => undefined,
   /** Direct method calls in flight; without it, method calls are answered SERVICE_UNAVAILABLE. */
   methods?: DirectMethods,
   /** Cloud-to-device queues; without it, purge is answered SERVICE_UNAVAILABLE. */
@@ -69,7 +69,7 @@ export function createHubRegistryApi(
       const h = hubNamed(hub)
       if (!(await h.deleteDevice(deviceId, ifMatch === undefined ? {} : { ifMatch }))) throw missing(h, deviceId)
       // A device created again under the same id starts with no telemetry and an empty queue.
-      telemetryOf(h.hostName)?.clear(deviceId)
+      await telemetryOf(h.hostName)?.clear(deviceId)
       await c2d?.deviceDeleted(h.hostName, deviceId)
     },
     listDevices: (hub, top) => hubNamed(hub).listDevices({ limit: top }),
@@ -82,7 +82,7 @@ export function createHubRegistryApi(
           if (op.mode === 'create') await h.createOrUpdateDevice(op.spec, { ifNoneMatch: true })
           else if (op.mode === 'update' || op.mode === 'updateIfMatchETag') await h.createOrUpdateDevice(op.spec, { ifMatch: op.mode === 'update' ? '*' : op.eTag! })
           else if (!(await h.deleteDevice(deviceId, op.mode === 'delete' ? {} : { ifMatch: op.eTag! }))) throw missing(h, deviceId)
-          else telemetryOf(h.hostName)?.clear(deviceId)
+          else await telemetryOf(h.hostName)?.clear(deviceId)
           outcomes.push({ deviceId })
         } catch (error) {
           outcomes.push({ deviceId, error: wrapUnknown(error) })
@@ -100,7 +100,7 @@ export function createHubRegistryApi(
       const h = hubNamed(hub)
       const device = await h.getDevice(deviceId)
       if (device === undefined) throw missing(h, deviceId)
-      const page = telemetryOf(h.hostName)?.read(device.deviceId, options)
+      const page = await telemetryOf(h.hostName)?.read(device.deviceId, options)
       return page ?? { deviceId: device.deviceId, messages: [], dropped: 0, lastSequenceNumber: 0 }
     },
     async invokeMethod(hub, deviceId, call, abandoned) {

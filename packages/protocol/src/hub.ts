@@ -320,8 +320,11 @@ export interface HubDeviceApi {
   getTwin(hostName: string, deviceId: string): Promise<{ readonly desired: Record<string, unknown>; readonly reported: Record<string, unknown> }>
   /** Merge-patches reported properties; returns the new reported `$version`. */
   patchReported(hostName: string, deviceId: string, patch: Record<string, unknown>): Promise<number>
-  /** Stores one telemetry message (synchronously: the buffer is bounded, never awaited). */
-  telemetry(hostName: string, deviceId: string, message: { readonly body: Uint8Array; readonly properties: Record<string, string>; readonly systemProperties: Record<string, string> }): void
+  /**
+   * Stores one telemetry message; a transport acknowledges it (PUBACK, disposition, 204) only
+   * once the returned promise resolves (stored durably), never when it rejects.
+   */
+  telemetry(hostName: string, deviceId: string, message: { readonly body: Uint8Array; readonly properties: Record<string, string>; readonly systemProperties: Record<string, string> }): void | Promise<void>
 }
 
 /** A QoS 1 message for a device (a desired-property push, later a C2D message), kept until the device acknowledges it. */

@@ -112,6 +112,12 @@ export interface ServeConfig {
    * is loopback only (resolveConfig), off when unset in code.
    */
   readonly devReasons?: boolean
+  /** Partitions of each hub's stored telemetry, chosen by a hash of the device id (1 to 32, default 4). */
+  readonly telemetryPartitions: number
+  /** How long stored telemetry is kept, hours (1 to 168, default 24). */
+  readonly telemetryRetentionHours: number
+  /** Payload megabytes of telemetry kept per hub; beyond it the oldest go first (default 256). */
+  readonly telemetryMaxMb: number
 }
 
 /** Most workers accepted (more processes than this on one SQLite file only contend). */
@@ -142,6 +148,9 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   corsOrigins: DEFAULT_CORS_ORIGINS,
   workers: 1,
   commitIntervalMs: 2,
+  telemetryPartitions: 4,
+  telemetryRetentionHours: 24,
+  telemetryMaxMb: 256,
 })
 
 /** One setting: its config-file key, environment variable and flag. */
@@ -181,6 +190,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'emulatorDir', env: 'PROVISIO_EMULATOR_DIR', flag: 'emulator-dir', kind: 'string', help: 'build of the browser emulator served at /emulator/ (default: @provisio/emulator dist)' },
   { key: 'operationLeaseMs', env: 'PROVISIO_OPERATION_LEASE_MS', flag: 'operation-lease-ms', kind: 'ms', help: 'lease of a running assignment; another instance takes over after it (default 30000)' },
   { key: 'commitIntervalMs', env: 'PROVISIO_COMMIT_INTERVAL_MS', flag: 'commit-interval-ms', kind: 'ms', help: 'SQLite: least time between two commits, ms; writes meanwhile share one (default 2; 0 = every turn)' },
+  { key: 'telemetryPartitions', env: 'PROVISIO_TELEMETRY_PARTITIONS', flag: 'telemetry-partitions', kind: 'count', help: 'partitions of each hub\'s stored telemetry, by device id hash: 1 to 32 (default 4)' },
+  { key: 'telemetryRetentionHours', env: 'PROVISIO_TELEMETRY_RETENTION_HOURS', flag: 'telemetry-retention-hours', kind: 'count', help: 'how long stored telemetry is kept, hours: 1 to 168 (default 24)' },
+  { key: 'telemetryMaxMb', env: 'PROVISIO_TELEMETRY_MAX_MB', flag: 'telemetry-max-mb', kind: 'count', help: 'payload megabytes of telemetry kept per hub, oldest dropped first (default 256)' },
   { key: 'devReasons', env: 'PROVISIO_DEV_REASONS', flag: 'dev-reasons', kind: 'switch', help: 'tell refused devices the reason (true | false; default true when --bind is loopback only)' },
   { key: 'workers', env: 'PROVISIO_WORKERS', flag: 'workers', kind: 'workers', help: `server processes sharing the ports: 1 to ${MAX_WORKERS}, or auto (one per CPU); default 1 (needs sqlite or postgres)` },
 ]
@@ -329,6 +341,9 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
   if (config.connectTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`connectTimeoutMs (${config.connectTimeoutMs}) must not exceed requestTimeoutMs (${config.requestTimeoutMs}): the header block is part of the request`)
   }
+  if (config.telemetryPartitions < 1 || config.telemetryPartitions > 32) throw new ConfigError(`telemetryPartitions must be 1 to 32, got ${config.telemetryPartitions}`)
+  if (config.telemetryRetentionHours < 1 || config.telemetryRetentionHours > 168) throw new ConfigError(`telemetryRetentionHours must be 1 to 168, got ${config.telemetryRetentionHours}`)
+  if (config.telemetryMaxMb < 1) throw new ConfigError(`telemetryMaxMb must be at least 1, got ${config.telemetryMaxMb}`)
   if (config.commitIntervalMs > MAX_COMMIT_INTERVAL_MS) {
     throw new ConfigError(`commitIntervalMs must be 0 to ${MAX_COMMIT_INTERVAL_MS} ms, got ${config.commitIntervalMs}: a longer pause only delays every answer`)
   }

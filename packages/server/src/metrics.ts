@@ -117,6 +117,7 @@ export class Metrics {
   readonly attestation = this.#counter('provisio_attestation_attempts_total', 'Attestation outcomes of register calls.', ['kind', 'result'])
   readonly hubConnections = this.#counter('provisio_hub_connections_total', 'Device CONNECTs at the embedded hubs, by outcome (accepted, or the CONNACK code).', ['transport', 'result'])
   readonly hubTelemetry = this.#counter('provisio_hub_telemetry_messages_total', 'Device-to-cloud messages the embedded hubs stored.', ['transport'])
+  readonly hubTelemetryDropped = this.#counter('provisio_hub_telemetry_dropped_total', 'Stored device-to-cloud messages removed by retention or the size bound, by hub and reason.', ['hub', 'reason'])
   readonly hubTwin = this.#counter('provisio_hub_twin_requests_total', 'Device twin requests at the embedded hubs, by operation and status.', ['transport', 'operation', 'status'])
   readonly hubMethods = this.#counter(
     'provisio_hub_method_calls_total',

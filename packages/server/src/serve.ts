@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import Database from 'better-sqlite3'
 import { bodyLimitFor, createDpsHttpHandler } from '@provisio/codec-http'
@@ -29,9 +29,10 @@ import {
   createLocalHubGateway,
   createRestHubGateway,
   type HubStore,
+  type TelemetryStore,
 } from '@provisio/hub'
 import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, formatSharedAccessKeyConnectionString, ipFilterVerdict, parseSasToken, type HubPermission, type IpFilterRule, type ServicePermission } from '@provisio/protocol'
-import { createSqliteStore, GroupCommit, SqliteC2dStore, SqliteHubStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
+import { createSqliteStore, GroupCommit, SqliteC2dStore, SqliteHubStore, SqliteTelemetryStore, startWalCheckpointer, type WalCheckpointer } from '@provisio/store-sqlite'
 import type { NoticeChannel } from '@provisio/store-postgres'
 import type { ServeConfig } from './config.js'
 import { writeFileAtomic } from './files.js'
@@ -90,6 +91,8 @@ export interface RunningServer {
   /** The hubs' cloud-to-device queues (send, purge, feedback) in this process. */
   readonly c2d: CloudToDevice
   readonly state: ServerState
+  /** The hubs' durable telemetry (on SQLite): reads by partition from a sequence number, an offset or a time. */
+  readonly telemetryStore: TelemetryStore | undefined
   close(graceMs?: number): Promise<void>
 }
 
@@ -299,10 +302,23 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   }
   // Policy and key changes of the shared DPS instance state reach every instance (shared-state.ts).
   let sharedState: SharedState | undefined
+  // On SQLite, telemetry is durable: stored in a database file of its own (telemetry writes do not
+  // queue behind registrations on one write lock) before the device's message is acknowledged.
+  const telemetryStore =
+    stores.db !== undefined && !stores.db.memory
+      ? new SqliteTelemetryStore(join(dirname(sqliteFile(config)), 'telemetry.db'), {
+          retentionMs: config.telemetryRetentionHours * 3600_000,
+          maxBytes: config.telemetryMaxMb * 1024 * 1024,
+          otherWriters: config.workers > 1,
+          // `metrics` is set up below; the first drop comes only once messages flow.
+          onDropped: (hub, reason, count) => metrics.hubTelemetryDropped.inc([hub, reason], count),
+        })
+      : undefined
   const closeStores = async () => {
     offRelay?.()
     await sharedState?.close()
     await checkpointer?.close()
+    telemetryStore?.close()
     closeDb()
     await hubChannel?.close()
     await postgres?.close()
@@ -415,7 +431,13 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     (stateFile.current().hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? []).map((p) => ({ ...p, rights: p.rights as HubPermission[] }))
   // The hubs' device side (MQTT): authentication (device keys, certificates, policies granting
   // DeviceConnect), twin, telemetry kept in memory per instance.
-  const hubDevices = createHubDevices({ hubs, clock, trustedCas: () => trustedCaCertificates(store, state.idScope), policiesOf: hubPoliciesOf })
+  const hubDevices = createHubDevices({
+    hubs,
+    clock,
+    trustedCas: () => trustedCaCertificates(store, state.idScope),
+    policiesOf: hubPoliciesOf,
+    ...(telemetryStore === undefined ? {} : { telemetryStore, telemetryPartitions: config.telemetryPartitions }),
+  })
   // Direct method calls (@provisio/hub methods.ts): delivered to the device's connection here, or
   // through the hub event relay to the process that holds it.
   const directMethods = new DirectMethods({
@@ -625,6 +647,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     hubs,
     c2d,
     state,
+    telemetryStore,
     /**
      * Graceful shutdown: stop accepting connections, let in-flight requests finish (idle
      * keep-alive connections are closed at once), and at `graceMs` destroy every connection
