@@ -66,7 +66,7 @@ let sink = 0
 export default {
   file: 'crypto',
   title: '@provisio/x509 chain validation (leaf + intermediate as DER, anchor parsed once)',
-  notes: 'Ours parses both certificates with PKI.js each call and checks every rule of our profile (packages/x509/README.md); prepared public keys are cached per certificate, as in the server. node:crypto parses with OpenSSL and is given the same signature, issuer and date checks; forge runs its own chain verification (RSA only).',
+  notes: 'Ours parses both certificates with its DER reader (packages/x509/src/der.ts) each call and checks every rule of our profile (packages/x509/README.md); prepared public keys are cached per certificate, as in the server. node:crypto parses with OpenSSL and is given the same signature, issuer and date checks; forge runs its own chain verification (RSA only).',
   cases: [
     {
       name: 'validate RSA-2048 chain (leaf → intermediate → root)',

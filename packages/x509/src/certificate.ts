@@ -1,15 +1,34 @@
 /**
- * Certificate parsing (RFC 5280 §4.1) with PKI.js and asn1js into a flat, immutable view holding
- * exactly what path validation and DPS need: the signed bytes, names (as DER for chaining and as
- * text for humans), validity, key, and the extensions we understand, decoded strictly.
+ * Certificate parsing (RFC 5280 §4.1) with the lean DER reader (der.ts) into a flat, immutable
+ * view holding exactly what path validation and DPS need: the signed bytes, names (as DER for
+ * chaining and as text for humans), validity, key, and the extensions we understand, decoded
+ * strictly. Byte fields are views into one private copy of the DER; nothing else is copied.
  *
  * Size limits: a certificate is at most {@link MAX_CERTIFICATE_BYTES}; a malformed one is an
  * X509Error('X509_MALFORMED'), never an exception from the parser.
  */
-import * as asn1js from 'asn1js'
-import * as pkijs from 'pkijs'
 import { base64Decode, sha256 } from '@provisio/crypto'
 import type { X509CertificateInfo } from '@provisio/protocol'
+import {
+  CONTEXT,
+  type DerElement,
+  TAG,
+  bitString,
+  booleanValue,
+  checkInteger,
+  checkStructure,
+  children,
+  content,
+  encoding,
+  isContext,
+  isUniversal,
+  isoSeconds,
+  oidText,
+  readSingle,
+  smallInteger,
+  stringValue,
+  timeValue,
+} from './der.js'
 import { X509Error } from './errors.js'
 import { sha1 } from './sha1.js'
 
@@ -120,10 +139,6 @@ function malformed(reason: string, cause?: unknown): X509Error {
   return new X509Error('X509_MALFORMED', `certificate is malformed: ${reason}`, { cause })
 }
 
-function bytesOf(view: ArrayBuffer | Uint8Array): Uint8Array {
-  return view instanceof Uint8Array ? view.slice() : new Uint8Array(view.slice(0))
-}
-
 /**
  * Decodes certificate text in each encoding DPS accepts in `X509CertificateWithInfo.certificate`
  * and CA certificates (§7, docs/protocol.md §13.2): PEM (one or more blocks), base64 of
@@ -198,36 +213,81 @@ export function parseCertificate(der: Uint8Array): Certificate {
   if (der.length > MAX_CERTIFICATE_BYTES) {
     throw new X509Error('X509_TOO_LARGE', `certificate is ${der.length} bytes, over the ${MAX_CERTIFICATE_BYTES}-byte limit`)
   }
-  let cert: pkijs.Certificate
-  let asn: ReturnType<typeof asn1js.fromBER>
   try {
-    asn = asn1js.fromBER(der)
-    if (asn.offset === -1 || asn.offset !== der.length) throw malformed(asn.offset === -1 ? 'not DER' : 'trailing bytes after the certificate')
-    cert = new pkijs.Certificate({ schema: asn.result })
+    return readCertificate(der.slice())
   } catch (e) {
-    if (e instanceof X509Error) throw e
-    throw malformed(e instanceof Error ? e.message : 'PKI.js could not decode it', e)
-  }
-  try {
-    return fromPkijs(der.slice(), cert, (asn.result as asn1js.Sequence).valueBlock.value[0])
-  } catch (e) {
-    if (e instanceof X509Error) throw e
+    if (e instanceof X509Error) {
+      if (e.code === 'X509_MALFORMED' && !e.message.startsWith('certificate is malformed')) throw malformed(e.message, e)
+      throw e
+    }
     throw malformed(e instanceof Error ? e.message : String(e), e)
   }
 }
 
-function algorithm(a: pkijs.AlgorithmIdentifier): { oid: string; params?: Uint8Array } {
-  const p = a.algorithmParams as asn1js.AsnType | undefined
-  if (p === undefined || p instanceof asn1js.Null) return { oid: a.algorithmId }
-  return { oid: a.algorithmId, params: new Uint8Array(p.toBER(false)) }
-}
+/**
+ * Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue } and
+ * TBSCertificate (RFC 5280 §4.1), read in place by the lean DER reader (der.ts).
+ */
+function readCertificate(der: Uint8Array): Certificate {
+  const outer = readSingle(der, 'the certificate')
+  if (!isUniversal(outer, TAG.sequence)) throw malformed('the certificate is not a SEQUENCE')
+  checkStructure(outer)
+  const top = children(outer, 'Certificate')
+  if (top.length !== 3) throw malformed(`Certificate has ${top.length} fields, not 3 (RFC 5280 §4.1.1)`)
+  const [tbsEl, sigAlgEl, sigEl] = top as [DerElement, DerElement, DerElement]
+  if (!isUniversal(tbsEl, TAG.sequence)) throw malformed('tbsCertificate is not a SEQUENCE')
+  const signatureAlgorithm = readAlgorithm(sigAlgEl, 'signatureAlgorithm')
+  const sig = bitString(sigEl, 'signatureValue')
+  if (sig.unused !== 0) throw malformed('signatureValue has unused bits')
 
-function fromPkijs(der: Uint8Array, cert: pkijs.Certificate, tbsBlock?: asn1js.AsnType): Certificate {
-  const extensions: RawExtension[] = (cert.extensions ?? []).map((e) => ({
-    oid: e.extnID,
-    critical: e.critical === true,
-    value: bytesOf(e.extnValue.valueBlock.valueHexView),
-  }))
+  const f = children(tbsEl, 'TBSCertificate')
+  let i = 0
+  let version = 1
+  if (isContext(f[0], 0)) {
+    const v = children(f[0]!, 'version')
+    if (v.length !== 1) throw malformed('version [0] does not hold one INTEGER')
+    checkInteger(v[0]!, 'version')
+    const n = smallInteger(v[0]!)
+    if (n === undefined || n > 2) throw malformed('version is not v1, v2 or v3 (RFC 5280 §4.1.2.1)')
+    version = n + 1
+    i = 1
+  }
+  const need = (what: string): DerElement => {
+    const e = f[i++]
+    if (e === undefined) throw malformed(`TBSCertificate ends before ${what}`)
+    return e
+  }
+  const serialEl = need('serialNumber')
+  if (!isUniversal(serialEl, TAG.integer) || serialEl.end === serialEl.contentStart) throw malformed('serialNumber is not an INTEGER')
+  const tbsSignatureAlgorithm = readAlgorithm(need('signature'), 'TBSCertificate signature')
+  const issuer = readName(need('issuer'), 'issuer')
+  const validity = need('validity')
+  if (!isUniversal(validity, TAG.sequence)) throw malformed('validity is not a SEQUENCE')
+  const times = children(validity, 'validity')
+  if (times.length !== 2) throw malformed('validity does not hold notBefore and notAfter')
+  const notBeforeMs = timeValue(times[0]!, 'notBefore')
+  const notAfterMs = timeValue(times[1]!, 'notAfter')
+  const subject = readName(need('subject'), 'subject')
+  const spkiEl = need('subjectPublicKeyInfo')
+  if (!isUniversal(spkiEl, TAG.sequence)) throw malformed('subjectPublicKeyInfo is not a SEQUENCE')
+  const spkiParts = children(spkiEl, 'subjectPublicKeyInfo')
+  if (spkiParts.length !== 2) throw malformed('subjectPublicKeyInfo does not hold an algorithm and a key')
+  readAlgorithm(spkiParts[0]!, 'subjectPublicKeyInfo algorithm')
+  bitString(spkiParts[1]!, 'subjectPublicKey')
+  let extensions: RawExtension[] = []
+  let last = -1
+  for (; i < f.length; i++) {
+    const e = f[i]!
+    const n = e.tagClass === CONTEXT ? e.tag : -1
+    if (n < 1 || n > 3 || n <= last) throw malformed('TBSCertificate has an unexpected field after subjectPublicKeyInfo')
+    last = n
+    if (n === 3) {
+      if (!e.constructed) throw malformed('extensions [3] is not constructed')
+      const inner = children(e, 'extensions')
+      if (inner.length !== 1 || !isUniversal(inner[0], TAG.sequence)) throw malformed('extensions [3] does not hold one SEQUENCE')
+      extensions = readExtensions(inner[0]!)
+    }
+  }
   const seen = new Set<string>()
   for (const e of extensions) {
     // RFC 5280 §4.2: "A certificate MUST NOT include more than one instance of a particular extension."
@@ -235,31 +295,28 @@ function fromPkijs(der: Uint8Array, cert: pkijs.Certificate, tbsBlock?: asn1js.A
     seen.add(e.oid)
   }
   const ext = (oid: string) => extensions.find((e) => e.oid === oid)
-  const notBefore = cert.notBefore.value
-  const notAfter = cert.notAfter.value
-  const tbs = bytesOf(cert.tbsView)
-  const spki = spkiBytes(tbsBlock, cert)
   const bc = ext(OID.basicConstraints)
   const ku = ext(OID.keyUsage)
   const eku = ext(OID.extKeyUsage)
   const ski = ext(OID.subjectKeyIdentifier)
   const aki = ext(OID.authorityKeyIdentifier)
   const sha256Bytes = sha256(der)
+  let sha1Thumbprint: string | undefined
   return {
     der,
-    tbs,
-    version: cert.version + 1,
-    serialNumberHex: toHex(bytesOf(cert.serialNumber.valueBlock.valueHexView), true),
-    signatureAlgorithm: algorithm(cert.signatureAlgorithm),
-    tbsSignatureAlgorithm: algorithm(cert.signature),
-    signature: bytesOf(cert.signatureValue.valueBlock.valueHexView),
-    issuer: parseName(cert.issuer),
-    subject: parseName(cert.subject),
-    notBeforeMs: notBefore.getTime(),
-    notAfterMs: notAfter.getTime(),
-    notBeforeIso: notBefore.toISOString().replace('.000Z', 'Z'),
-    notAfterIso: notAfter.toISOString().replace('.000Z', 'Z'),
-    spki,
+    tbs: encoding(tbsEl),
+    version,
+    serialNumberHex: toHex(content(serialEl), true),
+    signatureAlgorithm,
+    tbsSignatureAlgorithm,
+    signature: sig.bytes,
+    issuer,
+    subject,
+    notBeforeMs,
+    notAfterMs,
+    notBeforeIso: isoSeconds(notBeforeMs),
+    notAfterIso: isoSeconds(notAfterMs),
+    spki: encoding(spkiEl),
     extensions,
     ...(bc ? { basicConstraints: { ...decodeBasicConstraints(bc.value), critical: bc.critical } } : {}),
     ...(ku ? { keyUsage: decodeKeyUsage(ku.value) } : {}),
@@ -267,76 +324,116 @@ function fromPkijs(der: Uint8Array, cert: pkijs.Certificate, tbsBlock?: asn1js.A
     ...(ski ? { subjectKeyId: decodeOctetString(ski.value, 'subjectKeyIdentifier') } : {}),
     ...(aki ? decodeAuthorityKeyId(aki.value) : {}),
     sha256Hex: toHex(sha256Bytes),
-    sha1Thumbprint: toHex(sha1(der), true),
+    // SHA-1 (in TypeScript) only when someone asks: validation never does.
+    get sha1Thumbprint(): string {
+      return (sha1Thumbprint ??= toHex(sha1(der), true))
+    },
     sha256Thumbprint: toHex(sha256Bytes, true),
   }
 }
 
-/**
- * The SubjectPublicKeyInfo as it was received: the TBS's field after subject (RFC 5280 §4.1;
- * index 6 with the explicit [0] version, 5 without). Re-encoding PKI.js's object gave the same
- * bytes for DER input at several times the cost; anything unexpected falls back to it.
- */
-function spkiBytes(tbsBlock: asn1js.AsnType | undefined, cert: pkijs.Certificate): Uint8Array {
-  const fields = tbsBlock instanceof asn1js.Sequence ? tbsBlock.valueBlock.value : undefined
-  if (fields !== undefined) {
-    const first = fields[0]
-    const versioned = first !== undefined && first.idBlock.tagClass === 3 && first.idBlock.tagNumber === 0
-    const field = fields[versioned ? 6 : 5]
-    if (field instanceof asn1js.Sequence && field.valueBeforeDecodeView.length > 0) return new Uint8Array(field.valueBeforeDecodeView)
-  }
-  return new Uint8Array(cert.subjectPublicKeyInfo.toSchema().toBER(false))
+/** AlgorithmIdentifier (RFC 5280 §4.1.1.2): parameters absent or NULL → undefined, else their DER. */
+function readAlgorithm(e: DerElement, what: string): { oid: string; params?: Uint8Array } {
+  if (!isUniversal(e, TAG.sequence)) throw malformed(`${what} is not an AlgorithmIdentifier SEQUENCE`)
+  const parts = children(e, what)
+  if (parts.length < 1 || parts.length > 2) throw malformed(`${what} does not hold an algorithm and at most one parameter`)
+  const oid = oidText(parts[0]!, `${what} algorithm`)
+  const p = parts[1]
+  if (p === undefined || (isUniversal(p, TAG.null) && p.end === p.contentStart)) return { oid }
+  return { oid, params: encoding(p) }
 }
 
-function parseName(name: pkijs.RelativeDistinguishedNames): Name {
+/** Name ::= SEQUENCE OF SET OF AttributeTypeAndValue (RFC 5280 §4.1.2.4). */
+function readName(e: DerElement, what: string): Name {
+  if (!isUniversal(e, TAG.sequence)) throw malformed(`${what} is not a Name SEQUENCE`)
   const parts: string[] = []
   const norm: string[] = []
   const cns: string[] = []
-  for (const tv of name.typesAndValues) {
-    const v = tv.value as asn1js.AsnType & { valueBlock: { value?: unknown } }
-    const text = typeof v.valueBlock.value === 'string' ? v.valueBlock.value : '#' + toHex(new Uint8Array(v.toBER(false)))
-    if (tv.type === OID.commonName) cns.push(text)
-    parts.push(`${SHORT_NAMES[tv.type] ?? tv.type}=${text}`)
-    norm.push(`${tv.type}=${text.trim().replace(/\s+/g, ' ').toLowerCase()}`)
+  let count = 0
+  for (const rdn of children(e, what)) {
+    if (!isUniversal(rdn, TAG.set)) throw malformed(`${what} has a RelativeDistinguishedName that is not a SET`)
+    for (const atv of children(rdn, what)) {
+      if (!isUniversal(atv, TAG.sequence)) throw malformed(`${what} has an attribute that is not a SEQUENCE`)
+      const tv = children(atv, what)
+      if (tv.length !== 2) throw malformed(`${what} has an attribute without exactly a type and a value`)
+      const type = oidText(tv[0]!, `${what} attribute type`)
+      const text = stringValue(tv[1]!) ?? '#' + toHex(encoding(tv[1]!))
+      if (type === OID.commonName) cns.push(text)
+      parts.push(`${SHORT_NAMES[type] ?? type}=${text}`)
+      norm.push(`${type}=${text.trim().replace(/\s+/g, ' ').toLowerCase()}`)
+      count++
+    }
   }
-  // The Name as received (PKI.js keeps it for a parsed name); re-encoding it meant parsing it again.
-  const der = name.valueBeforeDecode.byteLength > 0 ? new Uint8Array(name.valueBeforeDecode.slice(0)) : new Uint8Array(name.toSchema().toBER(false))
-  return { der, text: parts.join(', '), commonNames: cns, normalized: norm.join('\u0000'), empty: name.typesAndValues.length === 0 }
+  return { der: encoding(e), text: parts.join(', '), commonNames: cns, normalized: norm.join('\u0000'), empty: count === 0 }
+}
+
+/** Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension (RFC 5280 §4.1.2.9). */
+function readExtensions(seq: DerElement): RawExtension[] {
+  const out: RawExtension[] = []
+  for (const x of children(seq, 'extensions')) {
+    if (!isUniversal(x, TAG.sequence)) throw malformed('an extension is not a SEQUENCE')
+    const parts = children(x, 'extension')
+    if (parts.length < 2 || parts.length > 3) throw malformed('an extension does not hold extnID, critical and extnValue')
+    const oid = oidText(parts[0]!, 'extnID')
+    let critical = false
+    if (parts.length === 3) critical = booleanValue(parts[1]!, `extension ${oid} critical`)
+    const value = parts[parts.length - 1]!
+    if (!isUniversal(value, TAG.octetString)) throw malformed(`extension ${oid} extnValue is not an OCTET STRING`)
+    out.push({ oid, critical, value: content(value) })
+  }
+  return out
 }
 
 /** Names are equal when their DER is, or when they match attribute by attribute after RFC 5280 §7.1-style folding. */
 export function namesEqual(a: Name, b: Name): boolean {
-  if (a.der.length === b.der.length && a.der.every((x, i) => x === b.der[i])) return true
+  if (a.der.length === b.der.length) {
+    let same = true
+    for (let i = 0; i < a.der.length; i++) {
+      if (a.der[i] !== b.der[i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return true
+  }
   return a.normalized === b.normalized
 }
 
-function decodeValue(value: Uint8Array, what: string): asn1js.AsnType {
-  const asn = asn1js.fromBER(value)
-  if (asn.offset === -1 || asn.offset !== value.length) throw new X509Error('X509_BAD_EXTENSION', `${what} extension value is not a single DER value`)
-  return asn.result
+function decodeValue(value: Uint8Array, what: string): DerElement {
+  const e = readSingle(value, `${what} extension value`, 'X509_BAD_EXTENSION')
+  try {
+    checkStructure(e)
+  } catch (err) {
+    throw new X509Error('X509_BAD_EXTENSION', `${what} extension value is not a single DER value (${(err as Error).message})`)
+  }
+  return e
+}
+
+function badExtension(reason: string): X509Error {
+  return new X509Error('X509_BAD_EXTENSION', reason)
 }
 
 function decodeBasicConstraints(value: Uint8Array): { ca: boolean; pathLen?: number } {
   const seq = decodeValue(value, 'basicConstraints')
-  if (!(seq instanceof asn1js.Sequence)) throw new X509Error('X509_BAD_EXTENSION', 'basicConstraints is not a SEQUENCE (RFC 5280 §4.2.1.9)')
+  if (!isUniversal(seq, TAG.sequence)) throw badExtension('basicConstraints is not a SEQUENCE (RFC 5280 §4.2.1.9)')
   let ca = false
   let pathLen: number | undefined
-  for (const item of seq.valueBlock.value) {
-    if (item instanceof asn1js.Boolean && pathLen === undefined) ca = item.valueBlock.value
-    else if (item instanceof asn1js.Integer) {
-      const n = item.valueBlock.valueDec
-      if (!Number.isSafeInteger(n) || n < 0) throw new X509Error('X509_BAD_EXTENSION', 'basicConstraints pathLenConstraint is not a non-negative integer')
+  for (const item of children(seq, 'basicConstraints')) {
+    if (isUniversal(item, TAG.boolean) && pathLen === undefined) ca = booleanValue(item, 'basicConstraints cA', 'X509_BAD_EXTENSION')
+    else if (isUniversal(item, TAG.integer)) {
+      checkInteger(item, 'basicConstraints pathLenConstraint', 'X509_BAD_EXTENSION')
+      const n = smallInteger(item)
+      if (n === undefined) throw badExtension('basicConstraints pathLenConstraint is not a non-negative integer')
       pathLen = n
-    } else throw new X509Error('X509_BAD_EXTENSION', 'basicConstraints holds something other than cA and pathLenConstraint')
+    } else throw badExtension('basicConstraints holds something other than cA and pathLenConstraint')
   }
   return pathLen === undefined ? { ca } : { ca, pathLen }
 }
 
 function decodeKeyUsage(value: Uint8Array): Set<number> {
-  const bits = decodeValue(value, 'keyUsage')
-  if (!(bits instanceof asn1js.BitString)) throw new X509Error('X509_BAD_EXTENSION', 'keyUsage is not a BIT STRING (RFC 5280 §4.2.1.3)')
-  const bytes = bits.valueBlock.valueHexView
-  const unused = bits.valueBlock.unusedBits
+  const e = decodeValue(value, 'keyUsage')
+  if (!isUniversal(e, TAG.bitString)) throw badExtension('keyUsage is not a BIT STRING (RFC 5280 §4.2.1.3)')
+  const { bytes, unused } = bitString(e, 'keyUsage', 'X509_BAD_EXTENSION')
   const out = new Set<number>()
   for (let i = 0; i < bytes.length * 8 - unused; i++) if ((bytes[i >> 3]! >> (7 - (i & 7))) & 1) out.add(i)
   return out
@@ -344,30 +441,26 @@ function decodeKeyUsage(value: Uint8Array): Set<number> {
 
 function decodeExtKeyUsage(value: Uint8Array): string[] {
   const seq = decodeValue(value, 'extKeyUsage')
-  if (!(seq instanceof asn1js.Sequence) || seq.valueBlock.value.length === 0) {
-    throw new X509Error('X509_BAD_EXTENSION', 'extKeyUsage is not a non-empty SEQUENCE OF KeyPurposeId (RFC 5280 §4.2.1.12)')
-  }
-  return seq.valueBlock.value.map((v) => {
-    if (!(v instanceof asn1js.ObjectIdentifier)) throw new X509Error('X509_BAD_EXTENSION', 'extKeyUsage holds a non-OID KeyPurposeId')
-    return v.valueBlock.toString()
+  const items = isUniversal(seq, TAG.sequence) ? children(seq, 'extKeyUsage') : []
+  if (items.length === 0) throw badExtension('extKeyUsage is not a non-empty SEQUENCE OF KeyPurposeId (RFC 5280 §4.2.1.12)')
+  return items.map((v) => {
+    if (!isUniversal(v, TAG.oid)) throw badExtension('extKeyUsage holds a non-OID KeyPurposeId')
+    return oidText(v, 'extKeyUsage KeyPurposeId', 'X509_BAD_EXTENSION')
   })
 }
 
 function decodeOctetString(value: Uint8Array, what: string): Uint8Array {
   const v = decodeValue(value, what)
-  if (!(v instanceof asn1js.OctetString)) throw new X509Error('X509_BAD_EXTENSION', `${what} is not an OCTET STRING`)
-  return bytesOf(v.valueBlock.valueHexView)
+  if (!isUniversal(v, TAG.octetString)) throw badExtension(`${what} is not an OCTET STRING`)
+  return content(v)
 }
 
 function decodeAuthorityKeyId(value: Uint8Array): { authorityKeyId?: Uint8Array } {
   const seq = decodeValue(value, 'authorityKeyIdentifier')
-  if (!(seq instanceof asn1js.Sequence)) throw new X509Error('X509_BAD_EXTENSION', 'authorityKeyIdentifier is not a SEQUENCE (RFC 5280 §4.2.1.1)')
-  for (const item of seq.valueBlock.value) {
+  if (!isUniversal(seq, TAG.sequence)) throw badExtension('authorityKeyIdentifier is not a SEQUENCE (RFC 5280 §4.2.1.1)')
+  for (const item of children(seq, 'authorityKeyIdentifier')) {
     // keyIdentifier [0] IMPLICIT OCTET STRING
-    if (item.idBlock.tagClass === 3 && item.idBlock.tagNumber === 0) {
-      const hex = (item.valueBlock as unknown as { valueHexView?: Uint8Array }).valueHexView
-      if (hex !== undefined) return { authorityKeyId: bytesOf(hex) }
-    }
+    if (isContext(item, 0) && !item.constructed) return { authorityKeyId: content(item) }
   }
   return {}
 }

@@ -1,5 +1,5 @@
 /**
- * @provisio/x509 — X.509 for DPS: certificate parsing (PKI.js, asn1js), path building and
+ * @provisio/x509 — X.509 for DPS: certificate parsing (a lean DER reader; PKI.js for CSRs), path building and
  * validation with signatures checked by the WASM core (@provisio/crypto), DPS certificate info
  * and thumbprints, CA proof of possession.
  */

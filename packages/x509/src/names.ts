@@ -4,9 +4,8 @@
  * directoryName. A constraint of another form, when a certificate below carries a name of that
  * form, fails closed. Malformed names and constraints are refused, not skipped.
  */
-import * as asn1js from 'asn1js'
-import * as pkijs from 'pkijs'
 import { type Certificate, type Name, describeCertificate } from './certificate.js'
+import { CONTEXT, type DerElement, TAG, checkStructure, children, content, isUniversal, oidText, readSingle, stringValue } from './der.js'
 import { X509Error } from './errors.js'
 
 /** One GeneralName in the forms we compare. */
@@ -27,21 +26,29 @@ function bad(what: string): X509Error {
   return new X509Error('X509_BAD_EXTENSION', what)
 }
 
-function single(value: Uint8Array, what: string): asn1js.AsnType {
-  const asn = asn1js.fromBER(value)
-  if (asn.offset === -1 || asn.offset !== value.length) throw bad(`${what} is not a single DER value`)
-  return asn.result
+function single(value: Uint8Array, what: string): DerElement {
+  const e = readSingle(value, what, 'X509_BAD_EXTENSION')
+  try {
+    checkStructure(e)
+  } catch (err) {
+    throw bad(`${what} is not a single DER value (${(err as Error).message})`)
+  }
+  return e
 }
 
 /** Decodes one context-tagged GeneralName (RFC 5280 §4.2.1.6). */
-function generalName(item: asn1js.AsnType, inConstraint: boolean): GeneralName {
-  if (item.idBlock.tagClass !== 3) throw bad('a GeneralName is not context-tagged')
-  const tag = item.idBlock.tagNumber
-  const raw = (item.valueBlock as unknown as { valueHexView?: Uint8Array }).valueHexView
+function generalName(item: DerElement, inConstraint: boolean): GeneralName {
+  if (item.tagClass !== CONTEXT) throw bad('a GeneralName is not context-tagged')
+  const tag = item.tag
+  const raw = item.constructed ? undefined : content(item)
   const text = () => {
     if (raw === undefined) throw bad(`GeneralName [${tag}] is not a primitive string`)
-    for (const b of raw) if (b < 0x20 || b > 0x7e) throw bad(`GeneralName [${tag}] is not printable IA5String text`)
-    return String.fromCharCode(...raw)
+    let s = ''
+    for (const b of raw) {
+      if (b < 0x20 || b > 0x7e) throw bad(`GeneralName [${tag}] is not printable IA5String text`)
+      s += String.fromCharCode(b)
+    }
+    return s
   }
   switch (tag) {
     case 1:
@@ -58,23 +65,28 @@ function generalName(item: asn1js.AsnType, inConstraint: boolean): GeneralName {
       return { kind: 'ip', bytes: raw.slice() }
     }
     case 4: {
-      const inner = (item.valueBlock as unknown as { value?: asn1js.AsnType[] }).value?.[0]
-      if (!(inner instanceof asn1js.Sequence)) throw bad('directoryName is not a Name')
-      const name = new pkijs.RelativeDistinguishedNames({ schema: inner })
-      return { kind: 'dn', normalized: normalizedAttributes(name) }
+      const inner = item.constructed ? children(item, 'directoryName')[0] : undefined
+      if (!isUniversal(inner, TAG.sequence)) throw bad('directoryName is not a Name')
+      return { kind: 'dn', normalized: normalizedAttributes(inner) }
     }
     default:
       return { kind: 'other', tag }
   }
 }
 
-function normalizedAttributes(name: pkijs.RelativeDistinguishedNames): string {
-  return name.typesAndValues
-    .map((tv) => {
-      const v = (tv.value as unknown as { valueBlock: { value?: unknown } }).valueBlock.value
-      return `${tv.type}=${typeof v === 'string' ? v.trim().replace(/\s+/g, ' ').toLowerCase() : '#'}`
-    })
-    .join('\u0000')
+/** The comparison form of a Name (RFC 5280 §7.1, simplified as for certificate names); non-string values compare as '#'. */
+function normalizedAttributes(name: DerElement): string {
+  const out: string[] = []
+  for (const rdn of children(name, 'directoryName')) {
+    if (!isUniversal(rdn, TAG.set)) throw bad('directoryName has a RelativeDistinguishedName that is not a SET')
+    for (const atv of children(rdn, 'directoryName')) {
+      const tv = isUniversal(atv, TAG.sequence) ? children(atv, 'directoryName') : []
+      if (tv.length !== 2) throw bad('directoryName has an attribute without exactly a type and a value')
+      const v = stringValue(tv[1]!)
+      out.push(`${oidText(tv[0]!, 'directoryName attribute type', 'X509_BAD_EXTENSION')}=${v === undefined ? '#' : v.trim().replace(/\s+/g, ' ').toLowerCase()}`)
+    }
+  }
+  return out.join('\u0000')
 }
 
 function validDns(value: string, constraint: boolean): boolean {
@@ -97,33 +109,69 @@ function contiguousMask(mask: Uint8Array): boolean {
   return true
 }
 
+// Certificates are immutable values: their decoded names are kept beside them.
+const sanCache = new WeakMap<Certificate, GeneralName[] | X509Error>()
+const ncCache = new WeakMap<Certificate, NameConstraints | X509Error | null>()
+
 /** The subjectAltName entries of a certificate (empty when absent); malformed → X509Error. */
 export function subjectAltNames(cert: Certificate): GeneralName[] {
+  let hit = sanCache.get(cert)
+  if (hit === undefined) {
+    try {
+      hit = readSubjectAltNames(cert)
+    } catch (e) {
+      if (!(e instanceof X509Error)) throw e
+      hit = e
+    }
+    sanCache.set(cert, hit)
+  }
+  if (hit instanceof X509Error) throw hit
+  return hit
+}
+
+function readSubjectAltNames(cert: Certificate): GeneralName[] {
   const ext = cert.extensions.find((e) => e.oid === '2.5.29.17')
   if (!ext) return []
   const seq = single(ext.value, 'subjectAltName')
-  if (!(seq instanceof asn1js.Sequence) || seq.valueBlock.value.length === 0) throw bad(`${describeCertificate(cert)}: subjectAltName is not a non-empty SEQUENCE OF GeneralName (RFC 5280 §4.2.1.6)`)
-  return seq.valueBlock.value.map((item) => generalName(item, false))
+  const items = isUniversal(seq, TAG.sequence) ? children(seq, 'subjectAltName') : []
+  if (items.length === 0) throw bad(`${describeCertificate(cert)}: subjectAltName is not a non-empty SEQUENCE OF GeneralName (RFC 5280 §4.2.1.6)`)
+  return items.map((item) => generalName(item, false))
 }
 
 /** The nameConstraints of a certificate, or undefined when absent; malformed → X509Error. */
 export function nameConstraintsOf(cert: Certificate): NameConstraints | undefined {
+  let hit = ncCache.get(cert)
+  if (hit === undefined) {
+    try {
+      hit = readNameConstraints(cert) ?? null
+    } catch (e) {
+      if (!(e instanceof X509Error)) throw e
+      hit = e
+    }
+    ncCache.set(cert, hit)
+  }
+  if (hit instanceof X509Error) throw hit
+  return hit ?? undefined
+}
+
+function readNameConstraints(cert: Certificate): NameConstraints | undefined {
   const ext = cert.extensions.find((e) => e.oid === '2.5.29.30')
   if (!ext) return undefined
   const seq = single(ext.value, 'nameConstraints')
-  if (!(seq instanceof asn1js.Sequence)) throw bad('nameConstraints is not a SEQUENCE')
+  if (!isUniversal(seq, TAG.sequence)) throw bad('nameConstraints is not a SEQUENCE')
   let permitted: GeneralName[] | undefined
   let excluded: GeneralName[] | undefined
-  for (const item of seq.valueBlock.value) {
-    if (item.idBlock.tagClass !== 3 || (item.idBlock.tagNumber !== 0 && item.idBlock.tagNumber !== 1)) throw bad('nameConstraints member is neither permittedSubtrees [0] nor excludedSubtrees [1]')
-    const subtrees = (item.valueBlock as unknown as { value?: asn1js.AsnType[] }).value ?? []
+  for (const item of children(seq, 'nameConstraints')) {
+    if (item.tagClass !== CONTEXT || (item.tag !== 0 && item.tag !== 1)) throw bad('nameConstraints member is neither permittedSubtrees [0] nor excludedSubtrees [1]')
+    const subtrees = item.constructed ? children(item, 'nameConstraints subtrees') : []
     const bases = subtrees.map((st) => {
-      if (!(st instanceof asn1js.Sequence) || st.valueBlock.value.length === 0) throw bad('GeneralSubtree is not a SEQUENCE')
-      return generalName(st.valueBlock.value[0]!, true)
+      const parts = isUniversal(st, TAG.sequence) ? children(st, 'GeneralSubtree') : []
+      if (parts.length === 0) throw bad('GeneralSubtree is not a SEQUENCE')
+      return generalName(parts[0]!, true)
     })
     // "Conforming CAs MUST NOT issue certificates where name constraints is an empty sequence" (§4.2.1.10)
-    if (bases.length === 0) throw bad(`${describeCertificate(cert)}: nameConstraints has an empty ${item.idBlock.tagNumber === 0 ? 'permitted' : 'excluded'}Subtrees`)
-    if (item.idBlock.tagNumber === 0) permitted = bases
+    if (bases.length === 0) throw bad(`${describeCertificate(cert)}: nameConstraints has an empty ${item.tag === 0 ? 'permitted' : 'excluded'}Subtrees`)
+    if (item.tag === 0) permitted = bases
     else excluded = bases
   }
   if (permitted === undefined && excluded === undefined) throw bad(`${describeCertificate(cert)}: nameConstraints has neither permitted nor excluded subtrees (RFC 5280 §4.2.1.10)`)
