@@ -186,8 +186,10 @@ async function load(
   let header: Map<string, number> | undefined
   let lineNo = 0
   try {
-    for await (const text of lines) {
+    for await (const raw of lines) {
       lineNo++
+      // A byte-order mark (spreadsheet exports) is not part of the first column's name.
+      const text = lineNo === 1 && raw.startsWith('\uFEFF') ? raw.slice(1) : raw
       if (text.trim() === '') continue
       if (text.length > MAX_IMPORT_LINE_BYTES) {
         records++

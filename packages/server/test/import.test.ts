@@ -140,7 +140,7 @@ describe('provisio enrollments import (CSV)', () => {
   it('maps the columns onto enrollments, generates missing keys, and reports bad records', async () => {
     const dir = dataDir()
     const file = join(dir, 'in.csv')
-    const rows = ['registrationId,attestationType,primaryKey,secondaryKey,iotHubs,iotEdge,tags,desiredProperties,provisioningStatus']
+    const rows = ['\uFEFFregistrationId,attestationType,primaryKey,secondaryKey,iotHubs,iotEdge,tags,desiredProperties,provisioningStatus']
     for (let i = 0; i < 10_000; i++) {
       rows.push(`csv-${i},symmetricKey,${KEY},${KEY},${HUB},${i % 2 === 0},"{""row"":${i}}","{""mode"":""a,b""}",enabled`)
     }
