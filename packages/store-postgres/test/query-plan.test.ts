@@ -24,6 +24,9 @@ function enrollment(i: number): IndividualEnrollment {
   return {
     registrationId: `Dev-${String(i).padStart(6, '0')}`,
     attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'cHJpbWFyeQ==', secondaryKey: 'c2Vjb25kYXJ5' } },
+    capabilities: { iotEdge: false },
+    provisioningStatus: 'enabled',
+    reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
     etag: `"e${i}"`,
   }
 }
