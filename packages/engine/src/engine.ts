@@ -4,6 +4,7 @@
  */
 import {
   ProvisioError,
+  isProvisioError,
   validateEnrollmentGroup,
   validateIndividualEnrollment,
   validateBulkEnrollmentOperation,
@@ -48,7 +49,7 @@ import type { Clock, Fetch, HubGateway, Random, Timers } from './ports.js'
 import type { QueryOptions, QueryPage } from './query.js'
 import { DPS_DEFAULT_RATE_LIMITS, TokenBuckets, type RateLimitOptions } from './rate-limit.js'
 import { authorizeServiceToken } from './internal/sas.js'
-import { hideKeys, ServiceOperations, type ConditionalOptions } from './service.js'
+import { hideKeys, ServiceOperations, type ConditionalOptions, type EnrollmentCreateResult } from './service.js'
 import type { RegistrationRecord, Store } from './store.js'
 import { createSymmetricKeyVerifier } from './symmetric-key.js'
 
@@ -110,6 +111,13 @@ export interface Engine extends DeviceApi, ServiceApi {
 
   // Service API (§7). Inputs are validated with @provisio/protocol's model validators.
   createOrUpdateEnrollment(idScope: string, enrollment: IndividualEnrollment | unknown, options?: ConditionalOptions): Promise<IndividualEnrollment>
+  /**
+   * Creates many individual enrollments at once (the import path): each item is validated as
+   * `createOrUpdateEnrollment` validates one, none replaces an existing enrollment (`exists`), and
+   * the valid ones are written in one store transaction when the store has a batch put. Results
+   * are in item order; a refused item never stops the others.
+   */
+  importEnrollments(idScope: string, items: readonly unknown[]): Promise<EnrollmentCreateResult[]>
   getEnrollment(idScope: string, registrationId: string): Promise<IndividualEnrollment>
   deleteEnrollment(idScope: string, registrationId: string, options?: ConditionalOptions): Promise<void>
   getEnrollmentAttestationMechanism(idScope: string, registrationId: string): Promise<AttestationMechanism>
@@ -236,6 +244,14 @@ export function createEngine(options: EngineOptions): Engine {
 
     createOrUpdateEnrollment: async (idScope, enrollment, opts) =>
       service.createOrUpdateEnrollment(idScope, validateIndividualEnrollment(enrollment), opts),
+    importEnrollments: async (idScope, items) =>
+      service.createEnrollments(idScope, items.map((item) => {
+        try {
+          return validateIndividualEnrollment(item)
+        } catch (error) {
+          return isProvisioError(error) ? error : new ProvisioError('VALIDATION_FAILED', `enrollment: ${String(error)}`, { cause: error })
+        }
+      })),
     getEnrollment: async (idScope, id) => service.getEnrollment(idScope, id),
     deleteEnrollment: async (idScope, id, opts) => service.deleteEnrollment(idScope, id, opts),
     getEnrollmentAttestationMechanism: async (idScope, id) => service.getEnrollmentAttestationMechanism(idScope, id),

@@ -7,6 +7,7 @@ export type { Clock, Random, Fetch, FetchRequestInit, FetchResponse, Timers, Hub
 export type {
   Store,
   EnrollmentForAttestation,
+  EnrollmentPut,
   WriteCondition,
   WriteResult,
   PageRequest,
@@ -37,7 +38,7 @@ export { createCaCertificateApi, trustedCaCertificates, MAX_CA_CERTIFICATES, typ
 export type { Allocator, AllocationCall, AllocationVerdict } from './allocation-port.js'
 export type { AllocationExplanation } from '@provisio/allocation'
 export type { RegisterRequest, OperationStatusRequest, RegistrationStatusRequest, DeviceResponse, TpmChallengeResponse } from './device.js'
-export type { ConditionalOptions } from './service.js'
+export type { ConditionalOptions, EnrollmentCreateResult } from './service.js'
 export { BULK_MAX_ITEMS } from './service.js'
 export type { QueryOptions, QueryPage } from './query.js'
 export {

@@ -9,6 +9,7 @@ import type {
   BeginOperationResult,
   CaCertificateRecord,
   EnrollmentForAttestation,
+  EnrollmentPut,
   OperationRecord,
   PageRequest,
   RegistrationRecord,
@@ -135,6 +136,11 @@ export class MemoryStore implements Store {
   }
   async putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult> {
     return this.#scope(idScope).enrollments.put(enrollment.registrationId, enrollment, condition)
+  }
+  async putEnrollments(idScope: string, items: readonly EnrollmentPut[]): Promise<WriteResult[]> {
+    // Synchronous: no other call interleaves, so the batch is one transaction.
+    const table = this.#scope(idScope).enrollments
+    return items.map((item) => table.put(item.enrollment.registrationId, item.enrollment, item.condition))
   }
   async deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
     return this.#scope(idScope).enrollments.delete(registrationId, condition)

@@ -105,6 +105,16 @@ function checkCertificates(attestation: AttestationMechanism | undefined, what: 
   }
 }
 
+/**
+ * Outcome of one enrollment of {@link ServiceOperations.createEnrollments}: written, skipped
+ * because an enrollment with its id already exists (so a re-run of an interrupted import skips
+ * what it wrote), or refused with the reason.
+ */
+export type EnrollmentCreateResult =
+  | { readonly status: 'created'; readonly registrationId: string }
+  | { readonly status: 'exists'; readonly registrationId: string }
+  | { readonly status: 'invalid'; readonly registrationId: string; readonly error: ProvisioError }
+
 /** Service operations of one engine; see Engine for the public face. */
 export class ServiceOperations {
   constructor(private readonly ctx: EngineContext) {}
@@ -139,6 +149,69 @@ export class ServiceOperations {
       idScope, kind: 'individual', id: stored.registrationId, change: existing ? 'updated' : 'created', etag: stored.etag, atMs: now,
     })
     return stored
+  }
+
+  /**
+   * Creates many individual enrollments under the rules of {@link createOrUpdateEnrollment} (same
+   * checks, defaults, generated keys and timestamps), never replacing one: an id already stored —
+   * or met earlier in `inputs` — answers `exists`. Writes go through the store's batch put
+   * (`Store.putEnrollments`, one transaction) when it has one. Each input is either a validated
+   * enrollment or the error that refused it (so callers keep their item order and numbering).
+   */
+  async createEnrollments(idScope: string, inputs: readonly (IndividualEnrollment | ProvisioError)[]): Promise<EnrollmentCreateResult[]> {
+    const instance = this.ctx.instance(idScope)
+    const now = this.ctx.clock.now()
+    const stamp = formatDpsTimestamp(now)
+    const results: EnrollmentCreateResult[] = new Array(inputs.length)
+    const puts: IndividualEnrollment[] = []
+    const at: number[] = []
+    for (const [i, input] of inputs.entries()) {
+      if (input instanceof ProvisioError) {
+        results[i] = { status: 'invalid', registrationId: '', error: input }
+        continue
+      }
+      const id = typeof input?.registrationId === 'string' ? input.registrationId : ''
+      try {
+        const idError = validateRegistrationId(input?.registrationId)
+        if (idError) throw new ProvisioError('VALIDATION_FAILED', `enrollment.registrationId: ${idError.reason}`, { deviceMessage: idError.reason })
+        const what = `individual enrollment '${id}' in ID scope ${idScope}`
+        this.checkCommon(instance, input, what)
+        checkCertificates(input.attestation, what)
+      } catch (error) {
+        results[i] = { status: 'invalid', registrationId: id, error: asProvisio(error) }
+        continue
+      }
+      const { registrationState: _readOnly, ...rest } = input
+      puts.push({
+        ...rest,
+        ...this.defaults(input),
+        attestation: this.fillKeys(input.attestation),
+        etag: newEtag(this.ctx.random),
+        createdDateTimeUtc: stamp,
+        lastUpdatedDateTimeUtc: stamp,
+      })
+      at.push(i)
+    }
+    if (puts.length > 0) {
+      const store = this.ctx.store
+      const written = store.putEnrollments !== undefined
+        ? await store.putEnrollments(idScope, puts.map((enrollment) => ({ enrollment, condition: CREATE_ONLY })))
+        : await sequentialPuts(puts, (e) => store.putEnrollment(idScope, e, CREATE_ONLY))
+      for (const [j, result] of written.entries()) {
+        const stored = puts[j]!
+        const i = at[j]!
+        if (result.ok) {
+          results[i] = { status: 'created', registrationId: stored.registrationId }
+          this.ctx.emit('enrollmentChanged', { idScope, kind: 'individual', id: stored.registrationId, change: 'created', etag: stored.etag, atMs: now })
+        } else if (result.reason === 'exists') {
+          results[i] = { status: 'exists', registrationId: stored.registrationId }
+        } else {
+          const what = `individual enrollment '${stored.registrationId}' in ID scope ${idScope}`
+          results[i] = { status: 'invalid', registrationId: stored.registrationId, error: writeFailure(result, what, 'ENROLLMENT_RECORD_NOT_FOUND') }
+        }
+      }
+    }
+    return results
   }
 
   async getEnrollment(idScope: string, registrationId: string): Promise<IndividualEnrollment> {
@@ -192,6 +265,20 @@ export class ServiceOperations {
     const items = this.bulkItems(operation?.enrollments, 'enrollments')
     const mode = this.bulkMode(operation.mode)
     const errors: BulkEnrollmentOperationResult['errors'] = []
+    if (mode === 'create') {
+      // Creates share the import's batch path: one store transaction for the whole call.
+      const inputs = items.map((item, i) =>
+        typeof item?.registrationId === 'string' && item.registrationId !== ''
+          ? (item as IndividualEnrollment)
+          : new ProvisioError('VALIDATION_FAILED', `enrollments[${i}].registrationId is required`))
+      for (const [i, r] of (await this.createEnrollments(idScope, inputs)).entries()) {
+        if (r.status === 'created') continue
+        const id = typeof items[i]?.registrationId === 'string' ? items[i]!.registrationId : ''
+        const e = r.status === 'exists' ? new ProvisioError('CONFLICT', `${kindName('individual')} '${id}' already exists (bulk mode create)`) : r.error
+        errors.push({ registrationId: id, errorCode: e.errorCode, errorStatus: e.reason })
+      }
+      return errors.length === 0 ? { isSuccessful: true, errors: [] } : { isSuccessful: false, errors }
+    }
     for (const [i, item] of items.entries()) {
       const id = typeof item?.registrationId === 'string' ? item.registrationId : ''
       try {
@@ -450,6 +537,16 @@ export class ServiceOperations {
     }
     await write()
   }
+}
+
+/** Create-only condition of every batch put. */
+const CREATE_ONLY: WriteCondition = Object.freeze({ ifNoneExists: true })
+
+/** One write after the other, for stores without a batch put. */
+async function sequentialPuts<T>(items: readonly T[], put: (item: T) => Promise<WriteResult>): Promise<WriteResult[]> {
+  const out: WriteResult[] = []
+  for (const item of items) out.push(await put(item))
+  return out
 }
 
 function asProvisio(error: unknown): ProvisioError {

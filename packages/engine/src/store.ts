@@ -203,6 +203,13 @@ export interface EnrollmentForAttestation {
   readonly groupsRevision: number
 }
 
+/** One enrollment of a {@link Store.putEnrollments} batch and the condition its write is under. */
+export interface EnrollmentPut {
+  /** `enrollment.etag` is the new etag, already set by the engine. */
+  readonly enrollment: IndividualEnrollment
+  readonly condition?: WriteCondition
+}
+
 /** Persistence port of the engine. All methods are atomic individually. */
 export interface Store {
   // Individual enrollments (key: registrationId, case-insensitive)
@@ -210,6 +217,15 @@ export interface Store {
   /** `enrollment.etag` is the new etag, already set by the engine. */
   putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult>
   deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult>
+  /**
+   * Many enrollments in one transaction (the import and bulk-create path, docs/architecture.md
+   * §8). Each item's condition is checked against the rows as they are at that point of the batch
+   * (earlier items included: the second of two creates of one id answers `exists`); an item whose
+   * condition fails is not written, and the others still are. The batch commits as a whole, or —
+   * when the store fails — not at all (the promise rejects and nothing of it stays). Results are in
+   * item order. Optional: without it the engine writes the items one by one with `putEnrollment`.
+   */
+  putEnrollments?(idScope: string, items: readonly EnrollmentPut[]): Promise<WriteResult[]>
   /** Ordered by lower-cased registrationId. */
   listEnrollments(idScope: string, page: PageRequest): Promise<IndividualEnrollment[]>
 

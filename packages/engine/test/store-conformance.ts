@@ -158,6 +158,43 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await store.getEnrollment(S1, 'x')).toBeUndefined()
       }))
 
+    it('puts enrollments in batches: creates skip existing ids and repeats, conditions see earlier items', () =>
+      withStore(async (store) => {
+        if (store.putEnrollments === undefined) throw new Error(`${name} has no putEnrollments`)
+        await store.putEnrollment(S1, enrollment('Old', '"o1"'))
+        const create = { ifNoneExists: true } as const
+        const results = await store.putEnrollments(S1, [
+          { enrollment: enrollment('n-1', '"n1"'), condition: create },
+          { enrollment: enrollment('OLD', '"o2"'), condition: create },
+          { enrollment: enrollment('N-2', '"n2"', { iotHubs: ['h1'] }), condition: create },
+          { enrollment: enrollment('n-2', '"n2b"'), condition: create },
+          { enrollment: enrollment('n-3', '"n3"'), condition: create },
+        ])
+        expect(results.map((r) => (r.ok ? 'ok' : r.reason))).toEqual(['ok', 'exists', 'ok', 'exists', 'ok'])
+        expect(await store.getEnrollment(S1, 'old')).toEqual(enrollment('Old', '"o1"'))
+        expect(await store.getEnrollment(S1, 'n-2')).toEqual(enrollment('N-2', '"n2"', { iotHubs: ['h1'] }))
+        expect(await store.getEnrollment(S2, 'n-1')).toBeUndefined()
+        expect((await store.listEnrollments(S1, { limit: 10 })).map((e) => e.registrationId)).toEqual(['n-1', 'N-2', 'n-3', 'Old'])
+        // Mixed conditions: an ifMatch item sees the write of an earlier item of the same batch.
+        const mixed = await store.putEnrollments(S1, [
+          { enrollment: enrollment('m', '"m1"'), condition: create },
+          { enrollment: enrollment('m', '"m2"'), condition: { ifMatch: '"m1"' } },
+          { enrollment: enrollment('old', '"o3"'), condition: { ifMatch: '"nope"' } },
+          { enrollment: enrollment('n-3', '"n3b"') },
+          { enrollment: enrollment('gone', '"g"'), condition: { ifMatch: '*' } },
+        ])
+        expect(mixed).toEqual([{ ok: true }, { ok: true }, { ok: false, reason: 'etagMismatch', currentEtag: '"o1"' }, { ok: true }, { ok: false, reason: 'notFound' }])
+        expect((await store.getEnrollment(S1, 'm'))?.etag).toBe('"m2"')
+        expect((await store.getEnrollment(S1, 'n-3'))?.etag).toBe('"n3b"')
+        expect(await store.getEnrollment(S1, 'gone')).toBeUndefined()
+        expect(await store.putEnrollments(S1, [])).toEqual([])
+        // A large batch lands whole.
+        const many = Array.from({ length: 2000 }, (_, i) => ({ enrollment: enrollment(`bulk-${String(i).padStart(5, '0')}`, `"b${i}"`), condition: create }))
+        expect((await store.putEnrollments(S1, many)).every((r) => r.ok)).toBe(true)
+        const page = await store.listEnrollments(S1, { after: 'bulk-01998', limit: 5 })
+        expect(page.map((e) => e.registrationId)).toEqual(['bulk-01999', 'm', 'n-1', 'N-2', 'n-3'])
+      }))
+
     it('pages enrollments in lower-cased key order, per scope', () =>
       withStore(async (store) => {
         const ids = ['c', 'A', 'b-2', 'B-1', 'd', 'e:1', 'E.0']

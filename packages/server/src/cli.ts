@@ -8,6 +8,7 @@
  *   provisio telemetry [...]   print the telemetry an embedded hub kept for a device (JSON lines)
  *   provisio policies [...]    shared access policies and their keys (policies.ts)
  *   provisio simulate [...]    register N devices through @provisio/device and summarise (simulate.ts)
+ *   provisio enrollments import <file>   load enrollments from JSON lines or CSV (import.ts)
  *   provisio help [command]    the commands, or one command's options (also `--help`, `-h`)
  *
  * Parsed with commander: every command answers `--help`/`-h` (exit 0), `provisio --version` prints
@@ -29,6 +30,7 @@ import { issuePkiCertificate, type PkiKeyType, type PkiKind } from './pki-tools.
 import { SimulateUsageError, defineSimulateOptions, runSimulate } from './simulate.js'
 import { PoliciesError, runPolicies } from './policies.js'
 import { isServeWorker, runPrimary, runWorker } from './cluster.js'
+import { DEFAULT_IMPORT_BATCH, ImportUsageError, MAX_IMPORT_BATCH, runImport } from './import.js'
 import { STATE_FILE } from './state.js'
 
 interface SasOptions {
@@ -360,6 +362,38 @@ function buildProgram(result: { code: number }): Command {
       result.code = 0
     })
 
+  const enrollments = program.command('enrollments').description('individual enrollments in bulk: import from JSON lines or CSV')
+  enrollments
+    .command('import')
+    .description('load individual enrollments from a JSON-lines or CSV file into the store, validated as the service API does')
+    .argument('<file>', 'JSON lines (one enrollment body a line) or CSV (header line first; columns in README.md)')
+    .option('--format <format>', 'jsonl | csv (default: csv when the file name ends in .csv)')
+    .option('--batch <n>', `enrollments per transaction (default ${DEFAULT_IMPORT_BATCH}, at most ${MAX_IMPORT_BATCH})`)
+    .option('--postgres <url>', 'a PostgreSQL database (postgres://…) instead of <data-dir>/provisio.db')
+    .option('--data-dir <dir>', `the data directory (default ./${DEFAULT_CONFIG.dataDir})`)
+    .addHelpText('after', [
+      '',
+      'Existing enrollments are never replaced: an id already stored is counted as "already there", so',
+      'running the same import again after an interruption finishes it without duplicates. A bad line is',
+      'reported on stderr (line number, field, reason) and the rest goes on. Exit code 1 when a line failed.',
+    ].join('\n'))
+    .action(async (file: string, opts: { format?: string; batch?: string; postgres?: string; dataDir?: string }) => {
+      if (opts.format !== undefined && opts.format !== 'jsonl' && opts.format !== 'csv') throw new UsageError('--format must be jsonl or csv')
+      const batchSize = opts.batch === undefined ? undefined : Number(opts.batch)
+      const summary = await runImport({
+        file: resolve(file),
+        dataDir: resolve(opts.dataDir ?? DEFAULT_CONFIG.dataDir),
+        ...(opts.postgres === undefined ? {} : { postgres: opts.postgres }),
+        ...(opts.format === undefined ? {} : { format: opts.format }),
+        ...(batchSize === undefined ? {} : { batchSize }),
+      })
+      process.stdout.write(
+        `imported ${file}: ${summary.records} records, ${summary.created} created, ${summary.existing} already there, ` +
+          `${summary.failed} failed, in ${summary.seconds.toFixed(1)} s\n`,
+      )
+      result.code = summary.failed === 0 ? 0 : 1
+    })
+
   defineSimulateOptions(program.command('simulate')).action(async (opts: Parameters<typeof runSimulate>[0]) => {
     result.code = await runSimulate(opts)
   })
@@ -448,7 +482,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`provisio ${name}: ${error.message}\n`)
       return 1
     }
-    if (error instanceof UsageError || error instanceof ConfigError || error instanceof SimulateUsageError) {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof SimulateUsageError || error instanceof ImportUsageError) {
       process.stderr.write(`provisio ${name}: ${error.message}\n(run provisio ${name} --help for the usage)\n`)
       return 2
     }

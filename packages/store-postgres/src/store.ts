@@ -28,6 +28,7 @@ import type {
   BeginOperationResult,
   CaCertificateRecord,
   EnrollmentForAttestation,
+  EnrollmentPut,
   OperationRecord,
   PageRequest,
   RegistrationRecord,
@@ -150,6 +151,15 @@ export class PostgresStore implements Store {
   }
   putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult> {
     return this.#enrollments.put(idScope, enrollment.registrationId, enrollment.etag ?? '', enrollment, [], condition)
+  }
+  putEnrollments(idScope: string, items: readonly EnrollmentPut[]): Promise<WriteResult[]> {
+    return this.#enrollments.putMany(idScope, items.map((item) => ({
+      id: item.enrollment.registrationId,
+      etag: item.enrollment.etag ?? '',
+      value: item.enrollment,
+      extra: [],
+      ...(item.condition === undefined ? {} : { condition: item.condition }),
+    })))
   }
   deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
     return this.#enrollments.delete(idScope, registrationId, condition)

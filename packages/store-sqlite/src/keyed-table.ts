@@ -20,6 +20,15 @@ function check(current: { etag: string } | undefined, condition: WriteCondition 
 
 type Row = { etag: string; body: string }
 
+/** One row of {@link KeyedTable.putMany}. */
+export interface BatchItem<V> {
+  readonly id: string
+  readonly etag: string
+  readonly value: V
+  readonly extra: readonly unknown[]
+  readonly condition?: WriteCondition
+}
+
 /** A keyed JSON table with conditional upsert/delete and key-ordered paging. */
 export class KeyedTable<V> {
   readonly #get: Database.Statement<[string, string], Row>
@@ -29,6 +38,7 @@ export class KeyedTable<V> {
   readonly #pageFirst: Database.Statement<[string, number], Row>
   readonly #put: (idScope: string, id: string, etag: string, value: V, extra: unknown[], condition?: WriteCondition) => WriteResult
   readonly #remove: (idScope: string, id: string, condition?: WriteCondition) => WriteResult
+  readonly #putMany: (idScope: string, items: readonly BatchItem<V>[]) => WriteResult[]
 
   constructor(
     db: Database.Database,
@@ -57,6 +67,25 @@ export class KeyedTable<V> {
       onChange?.(idScope)
       return OK
     }).immediate as never
+    this.#putMany = db.transaction((idScope: string, items: readonly BatchItem<V>[]) => {
+      const results: WriteResult[] = []
+      let changed = false
+      for (const item of items) {
+        const k = keyOf(item.id)
+        if (item.condition !== undefined) {
+          const verdict = check(this.#get.get(idScope, k), item.condition)
+          if (!verdict.ok) {
+            results.push(verdict)
+            continue
+          }
+        }
+        this.#upsert.run(idScope, k, item.etag, ...item.extra, JSON.stringify(item.value))
+        changed = true
+        results.push(OK)
+      }
+      if (changed) onChange?.(idScope)
+      return results
+    }).immediate as never
     this.#remove = db.transaction((idScope: string, id: string, condition?: WriteCondition) => {
       const k = keyOf(id)
       const current = this.#get.get(idScope, k)
@@ -75,6 +104,10 @@ export class KeyedTable<V> {
   }
   put(idScope: string, id: string, etag: string, value: V, extra: unknown[], condition?: WriteCondition): WriteResult {
     return this.#put(idScope, id, etag, value, extra, condition)
+  }
+  /** Many puts in one transaction; each item's condition sees the earlier items' writes. */
+  putMany(idScope: string, items: readonly BatchItem<V>[]): WriteResult[] {
+    return items.length === 0 ? [] : this.#putMany(idScope, items)
   }
   delete(idScope: string, id: string, condition?: WriteCondition): WriteResult {
     return this.#remove(idScope, id, condition)

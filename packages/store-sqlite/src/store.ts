@@ -9,6 +9,7 @@ import type {
   BeginOperationResult,
   CaCertificateRecord,
   EnrollmentForAttestation,
+  EnrollmentPut,
   OperationRecord,
   PageRequest,
   RegistrationRecord,
@@ -121,6 +122,16 @@ export class SqliteStore implements Store {
   }
   async putEnrollment(idScope: string, enrollment: IndividualEnrollment, condition?: WriteCondition): Promise<WriteResult> {
     return this.#write(() => this.#enrollments.put(idScope, enrollment.registrationId, enrollment.etag ?? '', enrollment, [], condition))
+  }
+  async putEnrollments(idScope: string, items: readonly EnrollmentPut[]): Promise<WriteResult[]> {
+    const rows = items.map((item) => ({
+      id: item.enrollment.registrationId,
+      etag: item.enrollment.etag ?? '',
+      value: item.enrollment,
+      extra: [],
+      ...(item.condition === undefined ? {} : { condition: item.condition }),
+    }))
+    return this.#write(() => this.#enrollments.putMany(idScope, rows))
   }
   async deleteEnrollment(idScope: string, registrationId: string, condition?: WriteCondition): Promise<WriteResult> {
     return this.#write(() => this.#enrollments.delete(idScope, registrationId, condition))
