@@ -171,6 +171,9 @@ describe('AmqpHubSession', () => {
 
     written.length = 0
     session.push(send(2, 5, { message_id: 'mid-1', content_type: 'text/plain', application_properties: { level: 3 }, body: message.data_section(Buffer.from('hello')) }))
+    // Accepted only once the sink has stored it (its promise resolved).
+    expect(parseOutput(Buffer.concat(written)).find((w) => w.name === 'disposition')).toBeUndefined()
+    await settle()
     expect(telemetry).toEqual([{ deviceId: 'dev-1', body: 'hello', properties: { level: '3' }, systemProperties: { '$.mid': 'mid-1', '$.ct': 'text/plain' } }])
     expect(parseOutput(Buffer.concat(written)).find((w) => w.name === 'disposition')!.p['state']).toBeDefined()
 
