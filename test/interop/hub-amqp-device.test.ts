@@ -7,7 +7,8 @@
 // - `client.onDeviceMethod` answers azure-iothub's `Client.invokeDeviceMethod` (HTTPS REST) with the
 //   device's payload and status; a call to a device whose method links went away is answered 404103;
 // - a raw rhea client for what the SDK does not show: a twin request the hub does not serve is
-//   answered with status 400 and a JSON body saying why, with the request's correlation id.
+//   answered with status 400 and a JSON body saying why, with the request's correlation id; disabling
+//   the device detaches its twin links with amqp:unauthorized-access.
 //
 // Plumbing as in hub-amqp.test.ts: `redirectHubAmqp` sends the SDK's connections for the hub host
 // to the test server on loopback; the service clients use `registryOn` / `serviceClientOn`.
@@ -203,6 +204,17 @@ describe('raw AMQP twin requests on the embedded hub', () => {
     const got = await ask({ operation: 'GET' })
     expect(got.message_annotations).toMatchObject({ status: 200 })
     expect(JSON.parse(Buffer.from((got.body as { content: Buffer }).content).toString())).toMatchObject({ desired: { $version: expect.any(Number) }, reported: { $version: expect.any(Number) } })
+
+    // Disabling the identity detaches its links on this connection, with the reason.
+    const receiverClosed = nextEvent(receiver as never, ['receiver_error'])
+    const senderClosed = nextEvent(sender as never, ['sender_error'])
+    const device = (await registry.get(deviceId)).responseBody
+    await registry.update({ ...device, status: 'disabled' } as never)
+    const [r, s] = await Promise.all([receiverClosed, senderClosed])
+    for (const error of [r.context.receiver?.error, s.context.sender?.error] as ({ condition?: string; description?: string } | undefined)[]) {
+      expect(error?.condition).toBe('amqp:unauthorized-access')
+      expect(error?.description).toBe(`device ${deviceId} was disabled on hub ${HUB}`)
+    }
     connection.close()
   }, 30_000)
 })
