@@ -19,6 +19,8 @@ export const MAX_HUB_MESSAGE_BODY_BYTES = 256 * 1024
 export type HubAddress =
   | { readonly kind: 'cbs' }
   | { readonly kind: 'deviceEvents'; readonly deviceId: string }
+  | { readonly kind: 'deviceTwin'; readonly deviceId: string }
+  | { readonly kind: 'deviceMethods'; readonly deviceId: string }
   | { readonly kind: 'c2dSend' }
   | { readonly kind: 'service'; readonly path: string }
   | { readonly kind: 'unknown'; readonly text: string }
@@ -33,10 +35,12 @@ export function parseHubAddress(address: unknown): HubAddress {
   const scheme = /^amqps?:\/\/[^/]*/i.exec(path)
   if (scheme) path = path.slice(scheme[0].length)
   if (path.toLowerCase() === '$cbs' || path.toLowerCase() === '/$cbs') return { kind: 'cbs' }
-  const events = /^\/?devices\/([^/]+)\/messages\/events$/i.exec(path)
-  if (events) {
-    const deviceId = decodeSegment(events[1]!)
-    if (deviceId !== undefined) return { kind: 'deviceEvents', deviceId }
+  const device = /^\/?devices\/([^/]+)\/(messages\/events|twin|methods\/devicebound)$/i.exec(path)
+  if (device) {
+    const deviceId = decodeSegment(device[1]!)
+    const rest = device[2]!.toLowerCase()
+    const kind = rest === 'twin' ? 'deviceTwin' : rest === 'methods/devicebound' ? 'deviceMethods' : 'deviceEvents'
+    if (deviceId !== undefined) return { kind, deviceId }
   }
   const lower = (path.startsWith('/') ? path : `/${path}`).toLowerCase()
   if (lower === '/messages/devicebound') return { kind: 'c2dSend' }
@@ -241,4 +245,76 @@ export function readC2dSend(msg: ReturnType<typeof message.decode>): { readonly 
 
 function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Twin and direct methods on the device's links (docs/protocol.md §12.6, §12.7)
+
+/** What a device asks on its twin sender link. */
+export type TwinOperation = 'get' | 'patchReported' | 'subscribeDesired' | 'unsubscribeDesired'
+
+/** A twin request: its operation, the correlation id to answer with, the body; or why it is refused (answered 400). */
+export type TwinRequest =
+  | { readonly ok: true; readonly operation: TwinOperation; readonly correlationId: unknown; readonly body: Uint8Array }
+  | { readonly ok: false; readonly correlationId: unknown; readonly reason: string }
+
+const DESIRED_NOTIFICATIONS = '/notifications/twin/properties/desired'
+
+/** Reads a twin request: annotations `operation` (GET, PATCH, PUT, DELETE) and `resource`, body in data sections. */
+export function readTwinRequest(msg: ReturnType<typeof message.decode>): TwinRequest {
+  const correlationId = (msg as Record<string, unknown>)['correlation_id']
+  if (correlationId === undefined || correlationId === null) return { ok: false, correlationId: undefined, reason: 'twin request without a correlation-id' }
+  const annotations = (msg.message_annotations ?? {}) as Record<string, unknown>
+  const operation = typeof annotations['operation'] === 'string' ? (annotations['operation'] as string).toUpperCase() : undefined
+  const resource = typeof annotations['resource'] === 'string' ? (annotations['resource'] as string).toLowerCase().replace(/\/$/, '') : undefined
+  const body = bodyBytes(msg.body)
+  if (body === undefined) return { ok: false, correlationId, reason: 'twin request body is neither data sections nor an amqp-value string or binary' }
+  if (operation === 'GET' && (resource === undefined || resource === '' || resource === '/')) return { ok: true, operation: 'get', correlationId, body }
+  if (operation === 'PATCH' && resource === '/properties/reported') return { ok: true, operation: 'patchReported', correlationId, body }
+  if (operation === 'PUT' && resource === DESIRED_NOTIFICATIONS) return { ok: true, operation: 'subscribeDesired', correlationId, body }
+  if (operation === 'DELETE' && resource === DESIRED_NOTIFICATIONS) return { ok: true, operation: 'unsubscribeDesired', correlationId, body }
+  const shown = `${String(operation).slice(0, 20)} ${String(resource ?? '(no resource)').slice(0, 80)}`
+  return { ok: false, correlationId, reason: `twin operation ${JSON.stringify(shown)} is not GET, PATCH /properties/reported, or PUT/DELETE ${DESIRED_NOTIFICATIONS}` }
+}
+
+/** A twin answer: the request's correlation-id, annotation `status` (and `version` after a reported patch), JSON body in a data section. */
+export function encodeTwinResponse(correlationId: unknown, status: number, body: string, version?: number): Uint8Array {
+  return message.encode({
+    correlation_id: correlationId,
+    message_annotations: { status, ...(version === undefined ? {} : { version }) },
+    body: message.data_section(toRheaBytes(utf8.encode(body))),
+  })
+}
+
+/** A desired-property change pushed on the twin receiver link: no correlation-id, body = the patch with `$version`. */
+export function encodeDesiredPush(patch: Record<string, unknown>): Uint8Array {
+  return message.encode({ body: message.data_section(toRheaBytes(utf8.encode(JSON.stringify(patch)))) })
+}
+
+/** A direct method request: app property `IoThub-methodname`, correlation-id = the request id, body = the JSON payload. */
+export function encodeMethodRequest(methodName: string, rid: string, payload: string): Uint8Array {
+  return message.encode({
+    correlation_id: rid,
+    application_properties: { 'IoThub-methodname': methodName },
+    body: message.data_section(toRheaBytes(utf8.encode(payload))),
+  })
+}
+
+/** A device's method response: the request id, `IoThub-status`, the body; or why it cannot be matched. */
+export type MethodResponseRead =
+  | { readonly ok: true; readonly rid: string; readonly status: number; readonly payload: Uint8Array }
+  | { readonly ok: false; readonly condition: string; readonly description: string }
+
+/** Reads a method response on `/devices/{id}/methods/devicebound` (the id as a string or a uuid). */
+export function readMethodResponse(msg: ReturnType<typeof message.decode>, maxPayloadBytes: number): MethodResponseRead {
+  const rid = propertyText((msg as Record<string, unknown>)['correlation_id'])
+  if (rid === undefined || rid === '') return { ok: false, condition: 'amqp:invalid-field', description: 'method response without a correlation-id (the request id)' }
+  let status: unknown
+  for (const [name, value] of Object.entries(msg.application_properties ?? {})) if (name.toLowerCase() === 'iothub-status') status = value
+  const code = typeof status === 'number' ? status : typeof status === 'string' && /^\d{1,9}$/.test(status) ? Number(status) : undefined
+  if (code === undefined || !Number.isInteger(code)) return { ok: false, condition: 'amqp:invalid-field', description: 'method response without an integer IoThub-status application property' }
+  const payload = bodyBytes(msg.body)
+  if (payload === undefined) return { ok: false, condition: 'amqp:decode-error', description: 'method response body is neither data sections nor an amqp-value string or binary' }
+  if (payload.length > maxPayloadBytes) return { ok: false, condition: 'amqp:link:message-size-exceeded', description: `method response of ${payload.length} bytes exceeds the limit of ${maxPayloadBytes} bytes` }
+  return { ok: true, rid, status: code, payload }
 }

@@ -17,15 +17,37 @@
  *   200, 400 (malformed) or 401 (with the reason). A new put-token for an audience replaces its expiry.
  * - `/devices/{id}/messages/events`: the device's telemetry, with a valid token for that device
  *   or, without one, the TLS client certificate checked at attach (X.509 devices skip CBS).
+ * - `/devices/{id}/twin` (both directions, same authorization): GET, PATCH of reported properties,
+ *   PUT/DELETE of the desired-change subscription, answered on the device's receiver link with the
+ *   request's correlation-id and a `status` annotation; desired changes the adapter hands to
+ *   {@link AmqpHubSession.pushDesired} go out there without one.
+ * - `/devices/{id}/methods/devicebound` (both directions): direct method requests the adapter hands
+ *   to {@link AmqpHubSession.deliverMethod}; the device's responses come back as `methodResponse` events.
  * Every other address is refused at attach with `amqp:not-found` (or `amqp:not-implemented` for
  * the service addresses not served yet) and a reason.
  */
-import { ERROR_CATALOG, InFlightCounter, wrapUnknown, type HubDeviceApi, type TransportSession } from '@provisio/protocol'
+import { ERROR_CATALOG, InFlightCounter, MAX_METHOD_PAYLOAD_BYTES, ProvisioError, parseJsonBody, wrapUnknown, type HubDeviceApi, type TransportSession } from '@provisio/protocol'
 import frames, { type FrameSpec, type Performative } from 'rhea/lib/frames.js'
 import message from 'rhea/lib/message.js'
 import terminus from 'rhea/lib/terminus.js'
 import { AmqpCodecError, reasonOf } from './errors.js'
-import { decodeMessage, encodeCbsAnswer, MAX_HUB_MESSAGE_BODY_BYTES, parseHubAddress, readAudience, readC2dSend, readPutToken, readTelemetry, type C2dSendInput } from './hub-messages.js'
+import {
+  decodeMessage,
+  encodeCbsAnswer,
+  encodeDesiredPush,
+  encodeMethodRequest,
+  encodeTwinResponse,
+  MAX_HUB_MESSAGE_BODY_BYTES,
+  parseHubAddress,
+  readAudience,
+  readC2dSend,
+  readMethodResponse,
+  readPutToken,
+  readTelemetry,
+  readTwinRequest,
+  type C2dSendInput,
+  type TwinOperation,
+} from './hub-messages.js'
 import { INCOMING_WINDOW, OUTGOING_WINDOW, TRANSFER_OVERHEAD, lowestFree } from './links.js'
 import { MIN_MAX_FRAME_SIZE, type AmqpCloseReason, type AmqpLimits } from './options.js'
 import { ATTACH, BEGIN, CLOSE, DETACH, DISPOSITION, EMPTY_FRAME, END, FLOW, OPEN, SASL_INIT, TRANSFER, asBytes, decodeFrame, describeError, numberOr } from './performatives.js'
@@ -53,6 +75,13 @@ export type AmqpHubEvent =
   | { readonly type: 'telemetryRefused'; readonly deviceId: string; readonly reason: string }
   | { readonly type: 'linkRefused'; readonly address: string; readonly reason: string }
   | { readonly type: 'linkExpired'; readonly reason: string }
+  | { readonly type: 'twin'; readonly deviceId: string; readonly operation: TwinOperation | 'invalid'; readonly status: number; readonly reason?: string }
+  /** The device's method receiver link attached: calls for it may be delivered on this connection now. */
+  | { readonly type: 'methodsReady'; readonly deviceId: string }
+  /** The device's last method receiver link on this connection went away: calls delivered on it will not be answered. */
+  | { readonly type: 'methodsGone'; readonly deviceId: string }
+  | { readonly type: 'methodResponse'; readonly deviceId: string; readonly rid: string; readonly status: number; readonly payload: Uint8Array }
+  | { readonly type: 'methodResponseRefused'; readonly deviceId: string; readonly reason: string }
 
 export interface AmqpHubSessionOptions {
   /** Canonical host name of the hub this connection opened. */
@@ -91,8 +120,12 @@ interface HubLink {
   readonly localHandle: number
   /** 'out': we send (the peer's receiver); 'in': the peer sends. */
   readonly direction: 'out' | 'in'
-  readonly kind: 'cbs' | 'deviceEvents' | 'c2dSend'
+  readonly kind: 'cbs' | 'deviceEvents' | 'c2dSend' | 'twin' | 'methods'
   readonly deviceId?: string
+  /** `com.microsoft:channel-correlation-id` of the attach (pairs a twin sender with its receiver). */
+  readonly channel?: string
+  /** Messages waiting for credit on an outgoing twin or methods link. */
+  readonly outbox: Uint8Array[]
   /** The authorization the link lives on (undefined: a certificate, which does not expire). */
   readonly authKey?: string
   deliveryCount: number
@@ -115,6 +148,8 @@ interface HubSession {
 }
 
 const SERVICE_KEY = 'service'
+/** Largest twin request body read (IoT Hub's limit on a twin section is 32 KB; room for the JSON around it). */
+const MAX_TWIN_BODY_BYTES = 64 * 1024
 const deviceKey = (deviceId: string) => `device:${deviceId.toLowerCase()}`
 
 /** One AMQP connection to an embedded hub. */
@@ -135,6 +170,8 @@ export class AmqpHubSession implements TransportSession {
   #lastWriteAtMs: number
   /** The peer's idle-time-out (ms), once its open announced one. */
   #peerIdleMs: number | undefined
+  /** Devices (by key) whose desired-property changes this connection pushes. */
+  readonly #desired = new Set<string>()
 
   constructor(options: AmqpHubSessionOptions) {
     this.#options = options
@@ -228,16 +265,93 @@ export class AmqpHubSession implements TransportSession {
     }
     if (expired.size === 0) return
     for (const key of expired) this.#auth.delete(key)
+    this.#detachWhere(
+      (link) => link.authKey !== undefined && expired.has(link.authKey),
+      (link) => `the token for ${link.authKey === SERVICE_KEY ? `hub ${this.#options.hostName}` : `device ${JSON.stringify(link.deviceId)}`} expired without renewal (put a new token on $cbs before expiry)`,
+    )
+  }
+
+  /**
+   * The device's identity was disabled or deleted: its authorization is forgotten and every link of
+   * it on this connection (token or certificate) is detached with `amqp:unauthorized-access`.
+   */
+  revoke(deviceId: string, reason: string): void {
+    if (this.#phase !== 'open') return
+    const key = deviceKey(deviceId)
+    this.#auth.delete(key)
+    this.#desired.delete(key)
+    this.#detachWhere((link) => link.deviceId !== undefined && deviceKey(link.deviceId) === key, () => reason)
+  }
+
+  /**
+   * Sends a desired-property change (the patch with `$version`) on the device's twin receiver link
+   * when it subscribed on this connection. Returns whether it was sent or queued for credit.
+   */
+  pushDesired(deviceId: string, patch: Record<string, unknown>): boolean {
+    if (this.#phase !== 'open' || !this.#desired.has(deviceKey(deviceId))) return false
+    return this.#enqueue('twin', deviceId, undefined, () => encodeDesiredPush(patch))
+  }
+
+  /**
+   * Delivers a direct method request on the device's method receiver link. Returns false when this
+   * connection holds no such link of the device.
+   */
+  deliverMethod(deviceId: string, methodName: string, rid: string, payload: string): boolean {
+    if (this.#phase !== 'open') return false
+    return this.#enqueue('methods', deviceId, undefined, () => encodeMethodRequest(methodName, rid, payload))
+  }
+
+  /** Whether the device has a method receiver link on this connection. */
+  hasMethodsLink(deviceId: string): boolean {
+    return this.#outLink('methods', deviceId, undefined) !== undefined
+  }
+
+  /** Queues a message on the device's outgoing link of `kind` (the one of `channel` when given). */
+  #enqueue(kind: 'twin' | 'methods', deviceId: string, channel: string | undefined, encode: () => Uint8Array): boolean {
+    const found = this.#outLink(kind, deviceId, channel)
+    if (found === undefined) return false
+    try {
+      found.link.outbox.push(encode())
+      this.#flush(found.session)
+    } catch (error) {
+      this.#fail(error)
+      return false
+    }
+    return true
+  }
+
+  #outLink(kind: 'twin' | 'methods', deviceId: string, channel: string | undefined): { session: HubSession; link: HubLink } | undefined {
+    const key = deviceKey(deviceId)
+    let fallback: { session: HubSession; link: HubLink } | undefined
+    for (const session of this.#sessions.values()) {
+      for (const link of session.links.values()) {
+        if (link.direction !== 'out' || link.kind !== kind || link.deviceId === undefined || deviceKey(link.deviceId) !== key) continue
+        if (channel === undefined || link.channel === channel) return { session, link }
+        fallback ??= { session, link }
+      }
+    }
+    return fallback
+  }
+
+  /** Detaches (closed, unauthorized-access) the links `which` selects. */
+  #detachWhere(which: (link: HubLink) => boolean, reasonOfLink: (link: HubLink) => string): void {
     for (const session of this.#sessions.values()) {
       for (const [handle, link] of [...session.links]) {
-        if (link.authKey === undefined || !expired.has(link.authKey)) continue
-        const reason = `the token for ${link.authKey === SERVICE_KEY ? `hub ${this.#options.hostName}` : `device ${JSON.stringify(link.deviceId)}`} expired without renewal (put a new token on $cbs before expiry)`
+        if (!which(link)) continue
+        const reason = reasonOfLink(link)
         session.links.delete(handle)
         session.refused.add(handle)
         this.#send(frames.amqp_frame(session.localChannel, frames.detach({ handle: link.localHandle, closed: true, error: { condition: 'amqp:unauthorized-access', description: reason } })))
         this.#options.onEvent?.({ type: 'linkExpired', reason })
+        this.#linkGone(link)
       }
     }
+  }
+
+  /** A link went away: the last method receiver of a device ends its calls here. */
+  #linkGone(link: HubLink): void {
+    if (link.kind !== 'methods' || link.direction !== 'out' || link.deviceId === undefined) return
+    if (this.#outLink('methods', link.deviceId, undefined) === undefined) this.#options.onEvent?.({ type: 'methodsGone', deviceId: link.deviceId })
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -403,6 +517,7 @@ export class AmqpHubSession implements TransportSession {
       case END:
         this.#sessions.delete(channel)
         this.#send(frames.amqp_frame(session.localChannel, frames.end({})))
+        for (const link of session.links.values()) this.#linkGone(link)
         return
     }
     throw new AmqpCodecError('PROTOCOL_ERROR', `unexpected performative 0x${code.toString(16)} on channel ${channel}`)
@@ -470,8 +585,10 @@ export class AmqpHubSession implements TransportSession {
       session.refused.add(handle)
       this.#options.onEvent?.({ type: 'linkRefused', address: String(terminal?.address).slice(0, 80), reason: description })
     }
+    const properties = p['properties'] as Record<string, unknown> | undefined
+    const channel = typeof properties?.['com.microsoft:channel-correlation-id'] === 'string' ? (properties['com.microsoft:channel-correlation-id'] as string).slice(0, 200) : undefined
     const accept = (kind: HubLink['kind'], extra: { deviceId?: string; authKey?: string }) => {
-      const link: HubLink = { name, remoteHandle: handle, localHandle, direction, kind, ...extra, deliveryCount: 0, credit: 0 }
+      const link: HubLink = { name, remoteHandle: handle, localHandle, direction, kind, ...extra, ...(channel === undefined ? {} : { channel }), outbox: [], deliveryCount: 0, credit: 0 }
       if (direction === 'in') link.deliveryCount = numberOr(p['initial_delivery_count'], 0)
       session.links.set(handle, link)
       this.#send(frames.amqp_frame(session.localChannel, frames.attach(reply)))
@@ -479,6 +596,7 @@ export class AmqpHubSession implements TransportSession {
         link.credit = this.#limits.linkCredit
         this.#sendFlow(session, link)
       }
+      if (kind === 'methods' && direction === 'out' && extra.deviceId !== undefined) this.#options.onEvent?.({ type: 'methodsReady', deviceId: extra.deviceId })
     }
     switch (address.kind) {
       case 'cbs':
@@ -492,10 +610,13 @@ export class AmqpHubSession implements TransportSession {
         return refuse('amqp:not-implemented', `${address.path} is not served over AMQP by hub ${this.#options.hostName} yet (docs/protocol.md §12.3)`)
       case 'unknown':
         return refuse('amqp:not-found', `hub ${this.#options.hostName} has no link address ${JSON.stringify(address.text)} (docs/protocol.md §12.3)`)
-      case 'deviceEvents': {
-        if (direction !== 'in') return refuse('amqp:not-allowed', `/devices/${address.deviceId}/messages/events takes messages from the device; it cannot be received from`)
+      case 'deviceEvents':
+      case 'deviceTwin':
+      case 'deviceMethods': {
+        if (address.kind === 'deviceEvents' && direction !== 'in') return refuse('amqp:not-allowed', `/devices/${address.deviceId}/messages/events takes messages from the device; it cannot be received from`)
+        const kind = address.kind === 'deviceEvents' ? 'deviceEvents' : address.kind === 'deviceTwin' ? 'twin' : 'methods'
         const key = deviceKey(address.deviceId)
-        if (this.#authorized(key)) return accept('deviceEvents', { deviceId: address.deviceId, authKey: key })
+        if (this.#authorized(key)) return accept(kind, { deviceId: address.deviceId, authKey: key })
         const chain = this.#options.clientCertificates ?? []
         if (chain.length === 0) {
           return refuse('amqp:unauthorized-access', `no valid token for device ${JSON.stringify(address.deviceId)} on this connection: put one on $cbs (audience ${this.#options.hostName}/devices/${address.deviceId}) or connect with its certificate`)
@@ -503,7 +624,7 @@ export class AmqpHubSession implements TransportSession {
         // X.509 devices: the TLS client certificate is checked when the link attaches.
         this.#paused = true
         this.#options.api.authenticate({ hostName: this.#options.hostName, deviceId: address.deviceId, clientCertificates: chain }).then(
-          (admitted) => this.#resume(() => accept('deviceEvents', { deviceId: admitted.deviceId })),
+          (admitted) => this.#resume(() => accept(kind, { deviceId: admitted.deviceId })),
           (error: unknown) => this.#resume(() => refuse('amqp:unauthorized-access', `certificate of device ${JSON.stringify(address.deviceId)} refused: ${reasonOf(error)}`)),
         )
         return
@@ -550,6 +671,7 @@ export class AmqpHubSession implements TransportSession {
     const link = this.#linkOf(session, handle)
     session.links.delete(handle)
     this.#send(frames.amqp_frame(session.localChannel, frames.detach({ handle: link.localHandle, closed: p['closed'] === true })))
+    this.#linkGone(link)
   }
 
   #transfer(session: HubSession, p: Performative, payload: Uint8Array | undefined): void {
@@ -588,6 +710,8 @@ export class AmqpHubSession implements TransportSession {
       this.#settle(session, partial, { condition: 'amqp:link:message-size-exceeded', description: `message of more than ${partial.oversize} bytes exceeds the hub's limit of ${MAX_HUB_MESSAGE_BODY_BYTES} bytes` })
     } else if (link.kind === 'cbs') this.#putToken(session, partial, partial.bytes)
     else if (link.kind === 'c2dSend') this.#c2dSend(session, partial, partial.bytes)
+    else if (link.kind === 'twin') this.#twin(session, link, partial, partial.bytes)
+    else if (link.kind === 'methods') this.#methodResponse(session, link, partial, partial.bytes)
     else this.#telemetry(session, link, partial, partial.bytes)
     this.#replenish(session)
   }
@@ -690,6 +814,84 @@ export class AmqpHubSession implements TransportSession {
       )
   }
 
+  /** A twin request (docs/protocol.md §12.6): answered on the device's twin receiver link of the same channel. */
+  #twin(session: HubSession, link: HubLink, delivery: { deliveryId: number; settled: boolean }, bytes: Uint8Array): void {
+    const deviceId = link.deviceId!
+    const request = readTwinRequest(decodeMessage(bytes))
+    if (!request.ok) {
+      if (request.correlationId === undefined) {
+        this.#options.onEvent?.({ type: 'twin', deviceId, operation: 'invalid', status: 400, reason: request.reason })
+        return this.#settle(session, delivery, { condition: 'amqp:invalid-field', description: request.reason })
+      }
+      this.#settle(session, delivery)
+      return this.#twinAnswer(session, link, request.correlationId, 'invalid', new ProvisioError('BAD_REQUEST', request.reason, { deviceMessage: request.reason }))
+    }
+    this.#settle(session, delivery)
+    const { operation, correlationId } = request
+    if (operation === 'subscribeDesired' || operation === 'unsubscribeDesired') {
+      if (operation === 'subscribeDesired') this.#desired.add(deviceKey(deviceId))
+      else this.#desired.delete(deviceKey(deviceId))
+      return this.#twinAnswer(session, link, correlationId, operation, { status: 200, body: '' })
+    }
+    const hostName = this.#options.hostName
+    let pending: Promise<{ status: number; body: string; version?: number }>
+    try {
+      if (operation === 'get') {
+        pending = this.#options.api.getTwin(hostName, deviceId).then((twin) => ({ status: 200, body: JSON.stringify({ desired: twin.desired, reported: twin.reported }) }))
+      } else {
+        if (request.body.length > MAX_TWIN_BODY_BYTES) throw new ProvisioError('PAYLOAD_TOO_LARGE', `reported-properties patch of ${request.body.length} bytes exceeds ${MAX_TWIN_BODY_BYTES} bytes`)
+        const json = parseJsonBody(request.body, { maxBytes: MAX_TWIN_BODY_BYTES })
+        if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+          throw new ProvisioError('VALIDATION_FAILED', 'a reported-properties patch must be a JSON object', { deviceMessage: 'The reported properties patch must be a JSON object.' })
+        }
+        pending = this.#options.api.patchReported(hostName, deviceId, json as Record<string, unknown>).then((version) => ({ status: 204, body: '', version }))
+      }
+    } catch (error) {
+      return this.#twinAnswer(session, link, correlationId, operation, error)
+    }
+    this.#requests.begin()
+    pending.then(
+      (result) => {
+        this.#requests.done()
+        this.#twinAnswer(session, link, correlationId, operation, result)
+      },
+      (error: unknown) => {
+        this.#requests.done()
+        this.#twinAnswer(session, link, correlationId, operation, error)
+      },
+    )
+  }
+
+  /** Sends a twin answer (or an error as a JSON body with its HTTP status) if the connection is still there. */
+  #twinAnswer(session: HubSession, link: HubLink, correlationId: unknown, operation: TwinOperation | 'invalid', outcome: { status: number; body: string; version?: number } | unknown): void {
+    if (this.#phase === 'closed') return
+    const deviceId = link.deviceId!
+    let answer: { status: number; body: string; version?: number }
+    let reason: string | undefined
+    if (outcome !== null && typeof outcome === 'object' && 'status' in outcome && 'body' in outcome) answer = outcome as { status: number; body: string; version?: number }
+    else {
+      // azure-iot-device reads an error answer's body as JSON and maps its status to an error type.
+      const err = wrapUnknown(outcome)
+      reason = `${err.code}: ${err.reason}`
+      answer = { status: err.httpStatus, body: JSON.stringify({ errorCode: err.errorCode, message: err.deviceMessage ?? ERROR_CATALOG[err.code].defaultMessage }) }
+    }
+    this.#options.onEvent?.({ type: 'twin', deviceId, operation, status: answer.status, ...(reason === undefined ? {} : { reason }) })
+    const sent = this.#enqueue('twin', deviceId, link.channel, () => encodeTwinResponse(correlationId, answer.status, answer.body, answer.version))
+    if (sent && this.#sessions.get(session.remoteChannel) === session) this.#replenish(session)
+  }
+
+  /** A device's answer to a direct method request: handed to the adapter, which finds the call. */
+  #methodResponse(session: HubSession, link: HubLink, delivery: { deliveryId: number; settled: boolean }, bytes: Uint8Array): void {
+    const deviceId = link.deviceId!
+    const read = readMethodResponse(decodeMessage(bytes), MAX_METHOD_PAYLOAD_BYTES)
+    if (!read.ok) {
+      this.#options.onEvent?.({ type: 'methodResponseRefused', deviceId, reason: read.description })
+      return this.#settle(session, delivery, { condition: read.condition, description: read.description })
+    }
+    this.#settle(session, delivery)
+    this.#options.onEvent?.({ type: 'methodResponse', deviceId, rid: read.rid, status: read.status, payload: read.payload })
+  }
+
   /** Settles a delivery whose work finished asynchronously, if its session is still there. */
   #settled(session: HubSession, delivery: { deliveryId: number; settled: boolean }, error?: { condition: string; description: string }): void {
     this.#requests.done()
@@ -702,16 +904,27 @@ export class AmqpHubSession implements TransportSession {
     }
   }
 
-  /** Sends queued CBS answers on the session's `$cbs` receiver link while credit lasts. */
+  /**
+   * Sends what waits for credit: CBS answers on the session's `$cbs` receiver link, twin answers,
+   * desired pushes and method requests on their device links.
+   */
   #flush(session: HubSession): void {
-    while (session.outbox.length > 0) {
-      let link: HubLink | undefined
-      for (const l of session.links.values()) if (l.direction === 'out' && l.kind === 'cbs') link = l
-      const payload = session.outbox[0]!
+    let cbs: HubLink | undefined
+    for (const l of session.links.values()) {
+      if (l.direction !== 'out') continue
+      if (l.kind === 'cbs') cbs = l
+      else if (l.outbox.length > 0) this.#flushQueue(session, l, l.outbox)
+    }
+    this.#flushQueue(session, cbs, session.outbox)
+  }
+
+  #flushQueue(session: HubSession, link: HubLink | undefined, queue: Uint8Array[]): void {
+    while (queue.length > 0) {
+      const payload = queue[0]!
       const room = this.#peerMaxFrame - TRANSFER_OVERHEAD
       const frameCount = Math.max(1, Math.ceil(payload.length / room))
       if (link === undefined || link.credit <= 0 || session.remoteIncomingWindow < frameCount) return
-      session.outbox.shift()
+      queue.shift()
       const deliveryId = session.nextDeliveryId
       session.nextDeliveryId = (session.nextDeliveryId + 1) >>> 0
       const tag = toRheaBytes(Uint8Array.of(deliveryId >>> 24, (deliveryId >>> 16) & 0xff, (deliveryId >>> 8) & 0xff, deliveryId & 0xff))

@@ -88,6 +88,7 @@ declare module 'rhea/lib/message.js' {
     readonly correlation_id?: unknown
     readonly message_id?: unknown
     readonly application_properties?: Record<string, unknown>
+    readonly message_annotations?: Record<string, unknown>
     readonly body?: unknown
   }
   const message: {

@@ -24,7 +24,8 @@ import {
   type AmqpRouteHint,
   type C2dSendInput,
 } from '@provisio/codec-amqp'
-import type { DeviceApi, HubDeviceApi } from '@provisio/protocol'
+import { parseMethodRequestTopic, type DeviceApi, type HubDeviceApi } from '@provisio/protocol'
+import { hubClientKey, type DesiredChange, type DirectMethods, type IdentityRevoked } from '@provisio/hub'
 import { SessionSet, type Attachment } from './attach.js'
 import { clientChain } from './https.js'
 import type { Logger } from './logger.js'
@@ -65,6 +66,14 @@ export interface AmqpHubEndpoint {
   readonly onEvent?: (transport: string, event: AmqpHubEvent) => void
   /** The hubs' cloud-to-device queue (`CloudToDevice` of @provisio/hub); without it `/messages/devicebound` is refused as not served. */
   readonly c2d?: { send(hostName: string, deviceId: string, input: C2dSendInput): Promise<unknown> }
+  /** Subscribes to desired-property changes of every embedded hub (pushed to devices subscribed on their twin links); returns the unsubscribe. */
+  readonly onDesiredChange?: (listener: (change: DesiredChange) => void) => () => void
+  /** Sees each desired-property change pushed to a device connected over AMQP, and whether it was sent (metrics). */
+  readonly onDesiredPushed?: (delivered: boolean) => void
+  /** Subscribes to identities disabled or deleted: their links on every connection are detached. */
+  readonly onIdentityRevoked?: (listener: (event: IdentityRevoked) => void) => () => void
+  /** Direct method calls in flight: told when a device attaches its method links, answers or goes away. */
+  readonly methods?: () => DirectMethods
 }
 
 /** The AMQPS listener plus the sessions of both transports, for graceful shutdown. */
@@ -74,10 +83,31 @@ export interface AmqpTransport {
   readonly websocket: WebSocketHandler
   /** Stops accepting, closes every session with `amqp:connection:forced`, resolves when sockets are gone. */
   close(graceMs: number): Promise<void>
+  /**
+   * Delivers a direct method request (`$iothub/methods/POST/{name}/?$rid=` as DirectMethods words it)
+   * to a connection of the device here with its method links attached; returns that connection or undefined.
+   */
+  deliverToHubDevice(hostName: string, deviceId: string, message: { readonly topic: string; readonly payload: string }): object | undefined
 }
 
 export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport {
   const live = new SessionSet(options.log)
+  // Hub connections by hub host name, and the ones holding a device's method links (by hub and device).
+  const hubSessions = new Set<{ readonly hostName: string; readonly session: AmqpHubSession }>()
+  const methodLinks = new Map<string, Set<AmqpHubSession>>()
+  const offDesired = options.hub?.onDesiredChange?.((change) => {
+    for (const h of hubSessions) {
+      if (h.hostName.toLowerCase() !== change.hostName.toLowerCase()) continue
+      const sent = h.session.pushDesired(change.deviceId, change.patch)
+      if (sent) options.log.debug('hub desired properties pushed', { transport: 'amqp', hub: change.hostName, deviceId: change.deviceId, version: change.version })
+      options.hub?.onDesiredPushed?.(sent)
+    }
+  })
+  const offRevoked = options.hub?.onIdentityRevoked?.((event) => {
+    for (const h of hubSessions) {
+      if (h.hostName.toLowerCase() === event.hostName.toLowerCase()) h.session.revoke(event.deviceId, `device ${event.deviceId} was ${event.why} on hub ${event.hostName}`)
+    }
+  })
 
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000
   const open = (c: Attachment, device: DeviceApi): AmqpEndpoint => {
@@ -116,7 +146,30 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
         if (route === 'undecided') return undefined
         if (route === 'dps') return dps(write)
         const hostName = route.hub
-        return new AmqpHubSession({
+        // Devices whose method links this connection holds (calls delivered here end with it).
+        const withMethods = new Set<string>()
+        const forgetMethods = (deviceId: string) => {
+          const key = hubClientKey(hostName, deviceId)
+          const set = methodLinks.get(key)
+          set?.delete(hubSession)
+          if (set?.size === 0) methodLinks.delete(key)
+          hub.methods?.().deviceGone(hostName, deviceId, hubSession)
+        }
+        const methodsEvent = (event: AmqpHubEvent) => {
+          const methods = hub.methods?.()
+          if (event.type === 'methodsReady') {
+            const key = hubClientKey(hostName, event.deviceId)
+            withMethods.add(event.deviceId)
+            let set = methodLinks.get(key)
+            if (set === undefined) methodLinks.set(key, (set = new Set()))
+            set.add(hubSession)
+            methods?.deviceReady(hostName, event.deviceId)
+          } else if (event.type === 'methodsGone') {
+            withMethods.delete(event.deviceId)
+            forgetMethods(event.deviceId)
+          } else if (event.type === 'methodResponse') methods?.respond(hostName, event.deviceId, event.rid, event.status, event.payload)
+        }
+        const hubSession: AmqpHubSession = new AmqpHubSession({
           hostName,
           containerId: 'provisio',
           api: hub.api,
@@ -126,9 +179,21 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
           openTimeoutMs: connectTimeoutMs,
           write,
           close,
-          ...(hub.onEvent === undefined ? {} : { onEvent: (event: AmqpHubEvent) => hub.onEvent!(c.transport, event) }),
+          onEvent: (event: AmqpHubEvent) => {
+            methodsEvent(event)
+            hub.onEvent?.(c.transport, event)
+          },
           ...(hub.c2d === undefined ? {} : { c2d: hub.c2d }),
         })
+        const registered = { hostName, session: hubSession }
+        hubSessions.add(registered)
+        // When the transport is gone, so are the connection's method links (their calls end with 404103).
+        void c.closed.then(() => {
+          hubSessions.delete(registered)
+          for (const deviceId of [...withMethods]) forgetMethods(deviceId)
+          withMethods.clear()
+        })
+        return hubSession
       },
     })
   }
@@ -163,7 +228,17 @@ export function createAmqpTransport(options: AmqpListenerOptions): AmqpTransport
   return {
     server,
     websocket,
+    deliverToHubDevice(hostName, deviceId, message) {
+      const request = parseMethodRequestTopic(message.topic)
+      if (request === undefined) return undefined
+      for (const session of methodLinks.get(hubClientKey(hostName, deviceId)) ?? []) {
+        if (session.deliverMethod(deviceId, request.methodName, request.rid, message.payload)) return session
+      }
+      return undefined
+    },
     async close(graceMs: number) {
+      offDesired?.()
+      offRevoked?.()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       live.shutdownAll()
       const force = setTimeout(() => live.destroyAll(), graceMs)

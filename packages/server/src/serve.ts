@@ -444,7 +444,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     timers: { set: (ms, fire) => setTimeout(fire, ms).unref(), clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout> | undefined) },
     random,
     origin,
-    deliver: (hostName, deviceId, message) => mqtt.deliverToHubDevice(hostName, deviceId, message),
+    // The device's MQTT connection, else its AMQP connection with method links attached.
+    deliver: (hostName, deviceId, message) => mqtt.deliverToHubDevice(hostName, deviceId, message) ?? amqp.deliverToHubDevice(hostName, deviceId, message),
     ...(hubEvents.relaying ? { publish: (message: MethodRelayMessage) => hubEvents.publishMethod(message) } : {}),
     onEvent: (event) => {
       if (event.type === 'invoked') {
@@ -560,8 +561,16 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       onEvent: (transport, event) => {
         if (event.type === 'telemetry') metrics.hubTelemetry.inc([transport])
         else if (event.type === 'token' && event.status !== 200) log.info('hub put-token refused', { transport, audience: event.audience, status: event.status, reason: event.reason })
-        else if (event.type === 'linkRefused' || event.type === 'linkExpired' || event.type === 'telemetryRefused') log.info(`hub amqp ${event.type}`, { transport, reason: event.reason })
+        else if (event.type === 'linkRefused' || event.type === 'linkExpired' || event.type === 'telemetryRefused' || event.type === 'methodResponseRefused') log.info(`hub amqp ${event.type}`, { transport, reason: event.reason })
+        else if (event.type === 'twin') {
+          metrics.hubTwin.inc([transport, event.operation === 'patchReported' ? 'reportedPatch' : event.operation, String(event.status)])
+          if (event.reason !== undefined) log.debug('hub twin request answered', { transport, deviceId: event.deviceId, operation: event.operation, status: event.status, reason: event.reason })
+        }
       },
+      onDesiredChange: (listener) => hubEvents.onDesiredChange(listener),
+      onDesiredPushed: (delivered) => metrics.hubDesiredPushes.inc([delivered ? 'sent' : 'not_sent']),
+      onIdentityRevoked: (listener) => hubEvents.onIdentityRevoked(listener),
+      methods: () => directMethods,
     },
   })
   websockets.register('AMQPWSB10', counted('amqp-ws', amqp.websocket))
