@@ -101,7 +101,7 @@ describe('provisio serve', () => {
 })
 
 describe('provisio --help, -h, help <command>, --version', () => {
-  const commands = ['serve', 'sas', 'pki', 'telemetry', 'policies', 'simulate']
+  const commands = ['serve', 'sas', 'pki', 'telemetry', 'policies', 'enrollments', 'simulate']
 
   it.each(commands)('%s answers --help, -h and `provisio help <command>` with its options and exit code 0', (command) => {
     const outputs = [run([command, '--help']), run([command, '-h']), run(['help', command])]
