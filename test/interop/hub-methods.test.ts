@@ -172,7 +172,7 @@ describe('direct methods with azure-iothub Client.invokeDeviceMethod and azure-i
 
     const module = await methodRequest(deviceId, '{"methodName":"x"}', `/twins/${deviceId}/modules/m1/methods?api-version=2021-04-12`)
     expect(module.status).toBe(404)
-    expect(module.body).toContain('module identities are not served')
+    expect(module.body).toContain('direct methods to modules are not served')
 
     const anonymous = await httpsRequest(server.port, server.caPem, 'POST', `/twins/${deviceId}/methods?api-version=2021-04-12`, { headers: { 'content-type': 'application/json' }, body: '{"methodName":"x"}' })
     expect(anonymous.status).toBe(401)

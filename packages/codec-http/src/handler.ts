@@ -12,7 +12,8 @@ import type { CaCertificateApi, DeviceApi, ServiceApi } from '@provisio/protocol
 import { CERTIFICATES_ROOT, serveCertificates } from './certificates.js'
 import { serveDevice } from './device.js'
 import { HUB_ROOTS, hubErrorResponse, isMethodRoute, serveHubRegistry } from './hub-registry.js'
-import type { HubRegistryApi } from '@provisio/protocol'
+import { isDeviceTelemetryRoute, isTelemetryPath, serveHubDeviceTelemetry, type HubDeviceHttpEvent } from './hub-device.js'
+import type { HubDeviceApi, HubRegistryApi } from '@provisio/protocol'
 import { DEFAULT_HTTP_LIMITS, parseTarget, type HttpLimits, type HttpRequest, type HttpResponse } from './message.js'
 import { errorResponse } from './response.js'
 import { SERVICE_ROOTS, serveService } from './service.js'
@@ -23,6 +24,13 @@ export interface DpsHttpOptions {
   readonly service: ServiceApi
   /** The registry REST API of embedded hubs (`/devices`, `/twins`), when this server embeds hubs. */
   readonly hub?: HubRegistryApi
+  /**
+   * The device side of embedded hubs, for their HTTPS device API (`POST /devices/{id}/messages/events`,
+   * hub-device.ts); omitted: not served.
+   */
+  readonly hubDevice?: HubDeviceApi
+  /** Told of every hub device request served or refused (metrics, logs). */
+  readonly onHubDeviceEvent?: (event: HubDeviceHttpEvent) => void
   /** CA certificates with proof of possession (`/certificates/…`, certificates.ts); omitted: not served. */
   readonly certificates?: CaCertificateApi
   /** Milliseconds since the epoch, for error-body timestamps. */
@@ -44,7 +52,9 @@ const KNOWN_METHODS = new Set(['GET', 'PUT', 'POST', 'DELETE', 'PATCH'])
  */
 export function bodyLimitFor(target: string, limits: HttpLimits = DEFAULT_HTTP_LIMITS): number {
   try {
-    return isMethodRoute(parseTarget(target, limits).segments) ? limits.maxMethodBodyBytes : limits.maxBodyBytes
+    const segments = parseTarget(target, limits).segments
+    if (isTelemetryPath(segments)) return limits.maxTelemetryBodyBytes
+    return isMethodRoute(segments) ? limits.maxMethodBodyBytes : limits.maxBodyBytes
   } catch {
     return limits.maxBodyBytes
   }
@@ -65,14 +75,17 @@ export function createDpsHttpHandler(options: DpsHttpOptions): DpsHttpHandler {
       const target = parseTarget(request.target, limits)
       if (target.segments.length === 0) throw new ProvisioError('NOT_FOUND', 'no resource at "/"')
       const root = target.segments[0]!.toLowerCase()
-      hubRoute = options.hub !== undefined && HUB_ROOTS.has(root)
-      const maxBody = hubRoute && isMethodRoute(target.segments) ? limits.maxMethodBodyBytes : limits.maxBodyBytes
+      const hubDeviceRoute = options.hubDevice !== undefined && isDeviceTelemetryRoute(request.method, target.segments)
+      hubRoute = hubDeviceRoute || (options.hub !== undefined && HUB_ROOTS.has(root))
+      const maxBody = hubDeviceRoute ? limits.maxTelemetryBodyBytes : hubRoute && isMethodRoute(target.segments) ? limits.maxMethodBodyBytes : limits.maxBodyBytes
       if (request.body.length > maxBody) {
         const reason = `request body is ${request.body.length} bytes, over the limit of ${maxBody}`
         throw new ProvisioError('PAYLOAD_TOO_LARGE', reason, { deviceMessage: reason })
       }
       serviceRoute = SERVICE_ROOTS.has(root) || root === CERTIFICATES_ROOT
-      const served = hubRoute
+      const served = hubDeviceRoute
+        ? await serveHubDeviceTelemetry(options.hubDevice!, request, target, options.onHubDeviceEvent)
+        : hubRoute
         ? await serveHubRegistry(options.hub!, request, target, limits)
         : root === CERTIFICATES_ROOT && options.certificates !== undefined
           ? await serveCertificates(options.service, options.certificates, request, target, limits)

@@ -11,7 +11,10 @@
  * | `/devices/{id}/messages/events?after=S&limit=N` | GET: telemetry the embedded hub kept (ours, not IoT Hub's) | ServiceConnect |
  * | `/devices/{id}/commands` | DELETE: purge the device's cloud-to-device queue, `{"deviceId","moduleId":null,"totalMessagesPurged"}` | ServiceConnect |
  * | `/twins/{id}/methods` | POST: direct method call, answered `{"status","payload"}` from the device | ServiceConnect |
- * | `/twins/{id}/modules/{mid}/methods` | POST: 404, module identities are not served yet | ServiceConnect |
+ * | `/devices/{id}/modules` | GET: the device's modules | RegistryRead |
+ * | `/devices/{id}/modules/{mid}` | PUT (create; with `If-Match` update) / GET / DELETE | RegistryWrite / RegistryRead / RegistryWrite |
+ * | `/twins/{id}/modules/{mid}` | GET / PATCH (merge) / PUT (replace) | RegistryRead / RegistryWrite |
+ * | `/twins/{id}/modules/{mid}/methods` | POST: 404, direct methods to modules are not served yet | ServiceConnect |
  *
  * Errors use IoT Hub's shape, which azure-iot-http-base parses: a body
  * `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking ID:…"}` and the
@@ -20,7 +23,7 @@
  * GatewayTimeout) come in its newer envelope instead: `Message` holds the JSON text
  * `{"errorCode","trackingId","message","info","timestampUtc"}`, as IoT Hub sends them.
  */
-import { ProvisioError, acceptApiVersion, formatDpsTimestamp, parseJsonBody, toErrorBody, validateBulkDevices, validateDeviceSpec, validateDirectMethodCall, validateTwinPatch, wrapUnknown } from '@provisio/protocol'
+import { ProvisioError, acceptApiVersion, formatDpsTimestamp, parseJsonBody, toErrorBody, validateBulkDevices, validateDeviceSpec, validateDirectMethodCall, validateModuleSpec, validateTwinPatch, wrapUnknown } from '@provisio/protocol'
 import type { HubPermission, HubRegistryApi } from '@provisio/protocol'
 import { assertJsonContent, header, type HttpLimits, type HttpRequest, type ParsedTarget } from './message.js'
 import { emptyResponse, jsonResponse } from './response.js'
@@ -68,7 +71,7 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
       const outcomes = await api.bulkDevices(hub, operations)
       // IoT Hub's BulkRegistryOperationResult: 200 when every entry succeeded, else 400 with the errors.
       const errors = outcomes.flatMap((o) =>
-        o.error === undefined ? [] : [{ deviceId: o.deviceId, errorCode: hubErrorCode(o.error.httpStatus, o.error.code), errorStatus: o.error.deviceMessage ?? o.error.entry.defaultMessage }],
+        o.error === undefined ? [] : [{ deviceId: o.deviceId, errorCode: hubErrorCode(o.error.httpStatus, o.error.code, o.error.info), errorStatus: o.error.deviceMessage ?? o.error.entry.defaultMessage }],
       )
       return jsonResponse(errors.length === 0 ? 200 : 400, { isSuccessful: errors.length === 0, errors, warnings: [] })
     }
@@ -102,12 +105,13 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
     // The access-control check point of direct methods: IoT Hub requires ServiceConnect.
     const hub = authorize(api, request, 'ServiceConnect')
     if (s.length === 5) {
-      const reason = `module identities are not served by the embedded hub, so module ${JSON.stringify(s[3]!.slice(0, 64))} of device ${JSON.stringify(s[1]!.slice(0, 128))} has no methods`
+      const reason = `direct methods to modules are not served by the embedded hub yet (module ${JSON.stringify(s[3]!.slice(0, 64))} of device ${JSON.stringify(s[1]!.slice(0, 128))})`
       throw new ProvisioError('NOT_FOUND', reason, { deviceMessage: reason })
     }
     const call = validateDirectMethodCall(readJson(request, limits, limits.maxMethodBodyBytes))
     return jsonResponse(200, await api.invokeMethod(hub, s[1]!, call, request.abandoned))
   }
+  if ((s.length === 3 || s.length === 4) && s[2] === 'modules') return serveModules(api, request, target, limits)
   if (s.length !== 2) return undefined
   const id = s[1]!
   if (root === 'devices') {
@@ -136,6 +140,43 @@ export async function serveHubRegistry(api: HubRegistryApi, request: HttpRequest
   return 'method'
 }
 
+/** `/devices/{d}/modules`, `/devices/{d}/modules/{m}` and `/twins/{d}/modules/{m}`. */
+async function serveModules(api: HubRegistryApi, request: HttpRequest, target: ParsedTarget, limits: HttpLimits): Promise<Reply | undefined | 'method'> {
+  const s = target.segments
+  const root = s[0]!.toLowerCase()
+  const method = request.method
+  const deviceId = s[1]!
+  if (s.length === 3) {
+    if (root !== 'devices') return undefined
+    if (method !== 'GET') return 'method'
+    return jsonResponse(200, await api.listModules(authorize(api, request, 'RegistryRead'), deviceId))
+  }
+  const moduleId = s[3]!
+  if (root === 'devices') {
+    if (method === 'GET') return tagged(200, await api.getModule(authorize(api, request, 'RegistryRead'), deviceId, moduleId))
+    if (method === 'PUT') {
+      const hub = authorize(api, request, 'RegistryWrite')
+      const spec = validateModuleSpec(readJson(request, limits), deviceId, moduleId)
+      const ifMatch = header(request, 'if-match')
+      return tagged(200, ifMatch === undefined ? await api.createModule(hub, spec) : await api.updateModule(hub, spec, ifMatch))
+    }
+    if (method === 'DELETE') {
+      const hub = authorize(api, request, 'RegistryWrite')
+      await api.deleteModule(hub, deviceId, moduleId, header(request, 'if-match'))
+      return emptyResponse(204)
+    }
+    return 'method'
+  }
+  if (method === 'GET') return tagged(200, await api.getModuleTwin(authorize(api, request, 'RegistryRead'), deviceId, moduleId))
+  if (method === 'PATCH' || method === 'PUT') {
+    const hub = authorize(api, request, 'RegistryWrite')
+    const patch = validateTwinPatch(readJson(request, limits))
+    const ifMatch = header(request, 'if-match')
+    return tagged(200, await api.updateModuleTwin(hub, deviceId, moduleId, patch, { replace: method === 'PUT', ...(ifMatch === undefined ? {} : { ifMatch }) }))
+  }
+  return 'method'
+}
+
 function integerParam(text: string | undefined, name: string, min: number, max: number, fallback: number): number {
   if (text === undefined) return fallback
   const value = Number(text)
@@ -147,8 +188,9 @@ function integerParam(text: string | undefined, name: string, min: number, max: 
 }
 
 /** IoT Hub error codes (the string after `ErrorCode:`) for our catalog's HTTP statuses. */
-function hubErrorCode(status: number, code: string): string {
+function hubErrorCode(status: number, code: string, info?: Readonly<Record<string, string>>): string {
   if (code === 'DEVICE_NOT_ONLINE') return 'DeviceNotOnline'
+  if (status === 404 && info?.notFound === 'module') return 'ModuleNotFound'
   if (code === 'GATEWAY_TIMEOUT') return 'GatewayTimeout'
   if (code === 'DEVICE_QUEUE_FULL') return 'DeviceMaximumQueueDepthExceeded'
   if (code === 'MESSAGE_LOCK_LOST') return 'DeviceMessageLockLost'
@@ -166,7 +208,7 @@ function hubErrorCode(status: number, code: string): string {
 /** An error in IoT Hub's shape; the device-safe message, never the internal reason. */
 export function hubErrorResponse(error: unknown, trackingId: string, nowMs: number): Reply {
   const err = wrapUnknown(error)
-  const code = hubErrorCode(err.httpStatus, err.code)
+  const code = hubErrorCode(err.httpStatus, err.code, err.info)
   const text = err.deviceMessage ?? err.entry.defaultMessage
   const headers: Record<string, string> = { 'iothub-errorcode': code, 'x-ms-request-id': trackingId }
   if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)))

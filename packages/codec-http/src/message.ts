@@ -32,6 +32,12 @@ export interface HttpLimits {
   readonly maxBodyBytes: number
   /** Body limit of a direct method call (`POST /twins/{id}/methods`): a 128 KB payload and room for the JSON around it. */
   readonly maxMethodBodyBytes: number
+  /**
+   * Body limit of device telemetry (`POST /devices/{id}/messages/events`): room for a batch whose
+   * payloads (base64 in JSON) reach IoT Hub's 256 KB device-to-cloud limit; the payloads themselves
+   * are held to 256 KB by the route (hub-device.ts).
+   */
+  readonly maxTelemetryBodyBytes: number
   /** Request-target limit in characters. */
   readonly maxTargetLength: number
   /** Path segments and query parameters a request may have. */
@@ -42,6 +48,7 @@ export interface HttpLimits {
 export const DEFAULT_HTTP_LIMITS: HttpLimits = Object.freeze({
   maxBodyBytes: 96 * 1024,
   maxMethodBodyBytes: 192 * 1024,
+  maxTelemetryBodyBytes: 384 * 1024,
   maxTargetLength: 8192,
   maxPathSegments: 16,
   maxQueryParameters: 32,

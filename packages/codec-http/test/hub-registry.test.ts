@@ -23,6 +23,15 @@ function handlerWith(hub: Partial<HubRegistryApi>) {
     updateTwin: async () => ({ deviceId: 'd1', etag: 't2' }) as never,
     readTelemetry: async (_h, deviceId, options) => ({ deviceId, messages: [], dropped: 0, lastSequenceNumber: options.after }),
     invokeMethod: async (_h, _id, call) => ({ status: 200, payload: call.payload }),
+    createModule: async (_h, spec) => ({ ...spec, etag: 'm1' }) as never,
+    updateModule: async (_h, spec) => ({ ...spec, etag: 'm2' }) as never,
+    getModule: async (_h, deviceId, moduleId) => {
+      throw new ProvisioError('NOT_FOUND', `test: ${deviceId}/${moduleId} missing`, { info: { notFound: 'module' } })
+    },
+    listModules: async () => [],
+    deleteModule: async () => {},
+    getModuleTwin: async (_h, deviceId, moduleId) => ({ deviceId, moduleId, etag: 'mt1' }) as never,
+    updateModuleTwin: async (_h, deviceId, moduleId) => ({ deviceId, moduleId, etag: 'mt2' }) as never,
     ...hub,
   }
   return createDpsHttpHandler({ device: {} as DeviceApi, service: {} as ServiceApi, hub: api, clock: { now: () => 0 }, trackingId: () => 'trk' })
@@ -139,5 +148,28 @@ describe('bulk POST /devices', () => {
       expect(res.status, body).toBe(400)
       expect(res.headers['iothub-errorcode']).toBe('ArgumentInvalid')
     }
+  })
+})
+
+describe('module routes', () => {
+  it('serves module CRUD and module twins with etags, and says ModuleNotFound for a missing module', async () => {
+    const handler = handlerWith({})
+    const created = await handler(req('PUT', '/devices/d1/modules/m1?api-version=2021-04-12', '{"deviceId":"d1","moduleId":"m1","authentication":{"type":"sas"}}'))
+    expect(created.status).toBe(200)
+    expect(created.headers.etag).toBe('"m1"')
+    expect(JSON.parse(created.body)).toMatchObject({ deviceId: 'd1', moduleId: 'm1' })
+    const updated = await handler(req('PUT', '/devices/d1/modules/m1', '{"moduleId":"m1"}', { authorization: 'hub-token', 'if-match': '*' }))
+    expect(updated.headers.etag).toBe('"m2"')
+    expect((await handler(req('PUT', '/devices/d1/modules/m1', '{"moduleId":"other"}'))).status).toBe(400)
+    expect((await handler(req('GET', '/devices/d1/modules'))).body).toBe('[]')
+    const missing = await handler(req('GET', '/devices/d1/modules/m9'))
+    expect(missing.status).toBe(404)
+    expect(missing.headers['iothub-errorcode']).toBe('ModuleNotFound')
+    expect((await handler(req('DELETE', '/devices/d1/modules/m1'))).status).toBe(204)
+    expect((await handler(req('GET', '/twins/d1/modules/m1'))).headers.etag).toBe('"mt1"')
+    expect((await handler(req('PATCH', '/twins/d1/modules/m1', '{"tags":{"a":1}}'))).headers.etag).toBe('"mt2"')
+    expect((await handler(req('PATCH', '/twins/d1/modules/m1', '{"properties":{"reported":{}}}'))).status).toBe(400)
+    expect((await handler(req('POST', '/devices/d1/modules'))).status).toBe(405)
+    expect((await handler(req('GET', '/devices/d1/modules/m1', '', { authorization: 'wrong' }))).status).toBe(401)
   })
 })

@@ -11,8 +11,8 @@
  */
 import { base64Encode, base64UrlEncode } from '@provisio/crypto'
 import { ProvisioError, etagMatches, formatDpsTimestamp, validateDeviceId } from '@provisio/protocol'
-import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceSpec, DeviceTwin, TwinPatch } from '@provisio/protocol'
-import type { HubDeviceRecord, HubStore, HubWriteCondition } from './types.js'
+import type { AuthenticationType, DeviceAuthentication, DeviceIdentity, DeviceSpec, DeviceTwin, ModuleIdentity, ModuleSpec, ModuleTwin, TwinPatch } from '@provisio/protocol'
+import type { HubDeviceRecord, HubModuleRecord, HubStore, HubWriteCondition } from './types.js'
 
 /** Ports of a hub. */
 export interface HubPorts {
@@ -22,6 +22,11 @@ export interface HubPorts {
 }
 
 const LIST_LIMIT_MAX = 1000
+/**
+ * Modules one device may have. Ours: every module lives in its device's record, so the record (and
+ * each write of it) stays bounded; IoT Edge deployments, the main user of modules, also stop at 50.
+ */
+export const MAX_MODULES_PER_DEVICE = 50
 /** Conditional writes tried before a contended record is reported as unavailable. */
 const MAX_WRITE_ATTEMPTS = 16
 
@@ -171,7 +176,9 @@ export class EmbeddedHub {
         if (existing !== undefined) this.#emitDesired(twin, applied?.desiredPush)
         if (status !== 'enabled') this.#emitRevoked({ hostName: this.hostName, deviceId: device.deviceId, why: 'disabled' })
       }
-      return { record: { device, twin }, result: device, after }
+      // Modules belong to the device and outlive changes to its identity.
+      const modules = existing?.modules === undefined ? {} : { modules: existing.modules, ...(existing.modulesEtag === undefined ? {} : { modulesEtag: existing.modulesEtag }) }
+      return { record: { device, twin, ...modules }, result: device, after }
     })
   }
 
@@ -243,7 +250,7 @@ export class EmbeddedHub {
       // A guessed-absent first attempt skips the read: its write is conditional on no record
       // existing, so a wrong guess only costs this attempt (the next one reads).
       const existing = guessAbsent && attempt === 1 ? undefined : await this.ports.store.get(this.hostName, key)
-      const condition: HubWriteCondition = existing === undefined ? { absent: true } : { deviceEtag: existing.device.etag, twinEtag: existing.twin.etag }
+      const condition: HubWriteCondition = existing === undefined ? { absent: true } : { deviceEtag: existing.device.etag, twinEtag: existing.twin.etag, modulesEtag: existing.modulesEtag ?? '' }
       const out = step(existing)
       if (out.record === undefined) return out.result
       if (await this.ports.store.put(this.hostName, key, out.record, condition)) {
@@ -363,6 +370,116 @@ export class EmbeddedHub {
       record.twin.version += 1
       record.twin.etag = this.#etag()
       return { record, result: next }
+    })
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Modules: identities of their own under a device, each with its own twin (docs/protocol.md §12)
+
+  /**
+   * Creates a module of an existing device (`ifNoneMatch`: refuse an existing one, 409) or replaces
+   * its authentication and `managedBy` (`ifMatch`: `*` or its etag; 404 when it does not exist).
+   */
+  async createOrUpdateModule(spec: ModuleSpec, options: { ifMatch?: string; ifNoneMatch?: boolean } = {}): Promise<ModuleIdentity> {
+    const idError = validateDeviceId(spec.moduleId, 'moduleId')
+    if (idError) throw idError
+    const key = spec.deviceId.toLowerCase()
+    const moduleKey = spec.moduleId.toLowerCase()
+    const what = `module ${JSON.stringify(spec.moduleId)} of device ${JSON.stringify(spec.deviceId)}`
+    return this.#readModifyWrite(key, what, false, (record) => {
+      if (record === undefined) throw this.#deviceMissing(spec.deviceId)
+      const existing = record.modules?.[moduleKey]
+      if (options.ifNoneMatch === true && existing !== undefined) throw new ProvisioError('CONFLICT', `${what} already exists on hub ${this.hostName}`)
+      if (options.ifMatch !== undefined && existing === undefined) throw new ProvisioError('NOT_FOUND', `${what} does not exist on hub ${this.hostName}`)
+      checkIfMatch(options.ifMatch, existing?.module.etag, what)
+      const count = Object.keys(record.modules ?? {}).length
+      if (existing === undefined && count >= MAX_MODULES_PER_DEVICE) {
+        const reason = `device ${JSON.stringify(record.device.deviceId)} already has ${count} modules, the most one device may have here (${MAX_MODULES_PER_DEVICE})`
+        throw new ProvisioError('VALIDATION_FAILED', reason, { deviceMessage: reason })
+      }
+      const authentication = normaliseAuth(spec.authentication, this.ports.random)
+      const module: ModuleIdentity = {
+        deviceId: record.device.deviceId,
+        moduleId: existing?.module.moduleId ?? spec.moduleId,
+        ...(spec.managedBy === undefined ? {} : { managedBy: spec.managedBy }),
+        generationId: existing?.module.generationId ?? this.#generationId(),
+        etag: this.#etag(),
+        connectionState: existing?.module.connectionState ?? 'Disconnected',
+        connectionStateUpdatedTime: existing?.module.connectionStateUpdatedTime ?? '0001-01-01T00:00:00Z',
+        lastActivityTime: existing?.module.lastActivityTime ?? '0001-01-01T00:00:00Z',
+        cloudToDeviceMessageCount: existing?.module.cloudToDeviceMessageCount ?? 0,
+        authentication,
+      }
+      const twin: ModuleTwin = existing?.twin ?? {
+        deviceId: record.device.deviceId,
+        moduleId: module.moduleId,
+        etag: this.#etag(),
+        version: 1,
+        status: 'enabled',
+        authenticationType: authentication.type,
+        capabilities: { iotEdge: false },
+        tags: {},
+        properties: { desired: { $version: 1 }, reported: { $version: 1 } },
+      }
+      twin.authenticationType = authentication.type
+      record.modules = { ...record.modules, [moduleKey]: { module, twin } }
+      record.modulesEtag = this.#etag()
+      return { record, result: module }
+    })
+  }
+
+  async #moduleRecord(deviceId: string, moduleId: string): Promise<HubModuleRecord | undefined> {
+    return (await this.ports.store.get(this.hostName, deviceId.toLowerCase()))?.modules?.[moduleId.toLowerCase()]
+  }
+
+  async getModule(deviceId: string, moduleId: string): Promise<ModuleIdentity | undefined> {
+    return (await this.#moduleRecord(deviceId, moduleId))?.module
+  }
+
+  async getModuleTwin(deviceId: string, moduleId: string): Promise<ModuleTwin | undefined> {
+    return (await this.#moduleRecord(deviceId, moduleId))?.twin
+  }
+
+  /** The device's modules in module id order, or undefined when the device does not exist. */
+  async listModules(deviceId: string): Promise<ModuleIdentity[] | undefined> {
+    const record = await this.ports.store.get(this.hostName, deviceId.toLowerCase())
+    if (record === undefined) return undefined
+    return Object.keys(record.modules ?? {})
+      .sort()
+      .map((k) => record.modules![k]!.module)
+  }
+
+  /** Removes a module and its twin. Returns false when the device or the module did not exist. */
+  async deleteModule(deviceId: string, moduleId: string, options: { ifMatch?: string } = {}): Promise<boolean> {
+    const what = `module ${JSON.stringify(moduleId)} of device ${JSON.stringify(deviceId)}`
+    return this.#readModifyWrite(deviceId.toLowerCase(), what, false, (record) => {
+      const existing = record?.modules?.[moduleId.toLowerCase()]
+      if (record === undefined || existing === undefined) return { result: false }
+      checkIfMatch(options.ifMatch === '*' ? undefined : options.ifMatch, existing.module.etag, what)
+      const { [moduleId.toLowerCase()]: _gone, ...rest } = record.modules!
+      record.modules = rest
+      record.modulesEtag = this.#etag()
+      return { record, result: true }
+    })
+  }
+
+  /** PATCH (merge) or PUT (`replace`) of a module twin's tags and desired properties. */
+  async updateModuleTwin(deviceId: string, moduleId: string, patch: TwinPatch, options: { ifMatch?: string; replace?: boolean } = {}): Promise<ModuleTwin> {
+    const what = `twin of module ${JSON.stringify(moduleId)} of device ${JSON.stringify(deviceId)}`
+    return this.#readModifyWrite(deviceId.toLowerCase(), what, false, (record) => {
+      const existing = record?.modules?.[moduleId.toLowerCase()]
+      if (record === undefined || existing === undefined) throw new ProvisioError('NOT_FOUND', `module ${JSON.stringify(moduleId)} of device ${JSON.stringify(deviceId)} does not exist on hub ${this.hostName}`)
+      checkIfMatch(options.ifMatch, existing.twin.etag, what)
+      const applied = this.#applyTwinPatch(existing.twin, patch, options.replace === true)
+      if (!applied.changed) return { result: existing.twin }
+      record.modulesEtag = this.#etag()
+      return { record, result: existing.twin }
+    })
+  }
+
+  #deviceMissing(deviceId: string): ProvisioError {
+    return new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId.slice(0, 130))} does not exist on hub ${this.hostName}`, {
+      deviceMessage: `Device ${deviceId.slice(0, 130)} not found.`,
     })
   }
 

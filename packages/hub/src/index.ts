@@ -4,7 +4,7 @@
  * registry API and device API over the hubs a server embeds, and the engine's gateway to them.
  * The wire dialects live in the codecs (registry REST: codec-http; device MQTT: codec-mqtt).
  */
-export { EmbeddedHub, mergePatch, edgeScope, parseEdgeScope, type HubPorts, type DesiredChange, type IdentityRevoked } from './hub.js'
+export { EmbeddedHub, MAX_MODULES_PER_DEVICE, mergePatch, edgeScope, parseEdgeScope, type HubPorts, type DesiredChange, type IdentityRevoked } from './hub.js'
 export { HubDirectory } from './directory.js'
 export { authenticateHubDevice, type HubDeviceCredentials, type HubDeviceAuthContext } from './device-auth.js'
 export { TelemetryBuffer, DEFAULT_TELEMETRY_LIMITS, type TelemetryLimits, type TelemetryMessage, type TelemetryPage } from './telemetry.js'
@@ -32,6 +32,7 @@ export type {
   DeviceTwin,
   TwinProperties,
   HubDeviceRecord,
+  HubModuleRecord,
   HubStore,
   HubWriteCondition,
 } from './types.js'

@@ -19,7 +19,7 @@ export class MemoryHubStore implements HubStore {
   async put(hub: string, deviceKey: string, record: HubDeviceRecord, condition?: HubWriteCondition): Promise<boolean> {
     const current = this.#hub(hub).get(deviceKey)
     if (condition !== undefined) {
-      if ('absent' in condition ? current !== undefined : current === undefined || current.device.etag !== condition.deviceEtag || current.twin.etag !== condition.twinEtag) return false
+      if ('absent' in condition ? current !== undefined : current === undefined || current.device.etag !== condition.deviceEtag || current.twin.etag !== condition.twinEtag || (current.modulesEtag ?? '') !== condition.modulesEtag) return false
     }
     this.#hub(hub).set(deviceKey, structuredCopy(record))
     return true

@@ -5,7 +5,7 @@
  * access.ts: the policies IoT Hub creates, and which right includes which).
  */
 import { ProvisioError, grants, parseSasToken, rightMissing, verifySasToken, wrapUnknown } from '@provisio/protocol'
-import type { BulkDeviceOutcome, DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi } from '@provisio/protocol'
+import type { BulkDeviceOutcome, DeviceIdentity, DeviceTwin, HubPermission, HubRegistryApi, ModuleIdentity, ModuleTwin } from '@provisio/protocol'
 import type { HubDirectory } from './directory.js'
 import type { EmbeddedHub } from './hub.js'
 import type { CloudToDevice } from './c2d.js'
@@ -35,6 +35,16 @@ export function createHubRegistryApi(
     new ProvisioError('NOT_FOUND', `device ${JSON.stringify(deviceId.slice(0, 130))} does not exist on hub ${hub.hostName}`, {
       deviceMessage: `Device ${deviceId.slice(0, 130)} not found.`,
     })
+
+  /** A missing module: IoT Hub says ModuleNotFound, or DeviceNotFound when the device is missing too. */
+  const moduleMissing = async (hub: EmbeddedHub, deviceId: string, moduleId: string) => {
+    if ((await hub.getDevice(deviceId)) === undefined) return missing(hub, deviceId)
+    const text = `Module ${moduleId.slice(0, 130)} of device ${deviceId.slice(0, 130)} not found.`
+    return new ProvisioError('NOT_FOUND', `module ${JSON.stringify(moduleId.slice(0, 130))} of device ${JSON.stringify(deviceId.slice(0, 130))} does not exist on hub ${hub.hostName}`, {
+      deviceMessage: text,
+      info: { notFound: 'module' },
+    })
+  }
 
   return {
     authorizeHub(token: string, permission: HubPermission): string {
@@ -118,6 +128,32 @@ export function createHubRegistryApi(
       const totalMessagesPurged = await c2d.purge(h.hostName, device.deviceId)
       return { deviceId: device.deviceId, moduleId: null, totalMessagesPurged }
     },
+    createModule: (hub, spec) => hubNamed(hub).createOrUpdateModule(spec, { ifNoneMatch: true }),
+    updateModule: (hub, spec, ifMatch) => hubNamed(hub).createOrUpdateModule(spec, { ifMatch }),
+    async getModule(hub, deviceId, moduleId): Promise<ModuleIdentity> {
+      const h = hubNamed(hub)
+      const module = await h.getModule(deviceId, moduleId)
+      if (module === undefined) throw await moduleMissing(h, deviceId, moduleId)
+      return module
+    },
+    async listModules(hub, deviceId): Promise<ModuleIdentity[]> {
+      const h = hubNamed(hub)
+      const modules = await h.listModules(deviceId)
+      if (modules === undefined) throw missing(h, deviceId)
+      return modules
+    },
+    async deleteModule(hub, deviceId, moduleId, ifMatch): Promise<void> {
+      const h = hubNamed(hub)
+      if (!(await h.deleteModule(deviceId, moduleId, ifMatch === undefined ? {} : { ifMatch }))) throw await moduleMissing(h, deviceId, moduleId)
+    },
+    async getModuleTwin(hub, deviceId, moduleId): Promise<ModuleTwin> {
+      const h = hubNamed(hub)
+      const twin = await h.getModuleTwin(deviceId, moduleId)
+      if (twin === undefined) throw await moduleMissing(h, deviceId, moduleId)
+      return twin
+    },
+    updateModuleTwin: (hub, deviceId, moduleId, patch, options) =>
+      hubNamed(hub).updateModuleTwin(deviceId, moduleId, patch, { replace: options.replace, ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }) }),
     updateTwin: (hub, deviceId, patch, options) =>
       hubNamed(hub).updateTwin(deviceId, patch, { replace: options.replace, ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }) }),
   }

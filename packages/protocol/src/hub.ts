@@ -5,6 +5,7 @@
  * any linked hub (docs/architecture.md §7).
  */
 import { ProvisioError } from './errors.js'
+import { validateDeviceId } from './registration-id.js'
 import type { InitialTwin } from './models/index.js'
 import type { DirectMethodCall, DirectMethodResult } from './direct-method.js'
 
@@ -59,6 +60,34 @@ export interface DeviceTwin {
   capabilities: { iotEdge: boolean }
   tags: Record<string, unknown>
   properties: { desired: TwinProperties; reported: TwinProperties }
+}
+
+/** A module identity of a device (api-version 2021-04-12 `Module`); it authenticates like a device. */
+export interface ModuleIdentity {
+  deviceId: string
+  moduleId: string
+  /** Who manages the module (IoT Edge writes `IotEdge`); free text the hub keeps. */
+  managedBy?: string
+  generationId: string
+  etag: string
+  connectionState: 'Connected' | 'Disconnected'
+  connectionStateUpdatedTime: string
+  lastActivityTime: string
+  cloudToDeviceMessageCount: number
+  authentication: DeviceAuthentication
+}
+
+/** A module twin: a device twin's shape plus the module id. */
+export interface ModuleTwin extends DeviceTwin {
+  moduleId: string
+}
+
+/** What a caller may set on a module identity. */
+export interface ModuleSpec {
+  readonly deviceId: string
+  readonly moduleId: string
+  readonly managedBy?: string
+  readonly authentication: DeviceAuthentication
 }
 
 /** What a caller may set on a device identity. */
@@ -162,6 +191,34 @@ export function validateDeviceSpec(json: unknown, urlDeviceId: string): DeviceSp
 }
 
 const MAX_SCOPE_LENGTH = 256
+const MAX_MANAGED_BY_LENGTH = 128
+
+/**
+ * Validates a module PUT body (`PUT /devices/{d}/modules/{m}`, azure-iothub `addModule` /
+ * `updateModule`): ids, when present, must equal the URL's; authentication as for devices.
+ */
+export function validateModuleSpec(json: unknown, urlDeviceId: string, urlModuleId: string): ModuleSpec {
+  if (!isObject(json)) throw invalid('(body)', 'must be a JSON object')
+  if (Object.keys(json).length > MAX_HUB_DEVICE_BODY_KEYS) throw invalid('(body)', `must have at most ${MAX_HUB_DEVICE_BODY_KEYS} members`)
+  const idError = validateDeviceId(urlModuleId, 'moduleId')
+  if (idError) throw idError
+  const moduleId = json.moduleId
+  if (moduleId !== undefined && moduleId !== null && (typeof moduleId !== 'string' || moduleId.toLowerCase() !== urlModuleId.toLowerCase())) {
+    throw invalid('moduleId', 'must equal the module id in the URL')
+  }
+  const managedBy = json.managedBy ?? undefined
+  if (managedBy !== undefined && (typeof managedBy !== 'string' || managedBy.length > MAX_MANAGED_BY_LENGTH)) {
+    throw invalid('managedBy', `must be a string of at most ${MAX_MANAGED_BY_LENGTH} characters`)
+  }
+  // The device part of the body follows the device rules (its id must match the URL's device).
+  const device = validateDeviceSpec({ deviceId: json.deviceId, authentication: json.authentication }, urlDeviceId)
+  return {
+    deviceId: device.deviceId,
+    moduleId: typeof moduleId === 'string' ? moduleId : urlModuleId,
+    authentication: device.authentication,
+    ...(managedBy === undefined || managedBy === '' ? {} : { managedBy: managedBy as string }),
+  }
+}
 
 /**
  * Validates a twin PATCH/PUT body: only `tags` and `properties.desired` may be written by the
@@ -285,6 +342,16 @@ export interface HubRegistryApi {
   bulkDevices(hub: string, operations: readonly BulkDeviceOperation[]): Promise<BulkDeviceOutcome[]>
   getTwin(hub: string, deviceId: string): Promise<DeviceTwin>
   updateTwin(hub: string, deviceId: string, patch: TwinPatch, options: { ifMatch?: string; replace: boolean }): Promise<DeviceTwin>
+  /** Creates a module of an existing device (CONFLICT when it exists, NOT_FOUND without the device). */
+  createModule(hub: string, spec: ModuleSpec): Promise<ModuleIdentity>
+  /** Replaces a module (`If-Match`: `*` or its etag). */
+  updateModule(hub: string, spec: ModuleSpec, ifMatch: string): Promise<ModuleIdentity>
+  getModule(hub: string, deviceId: string, moduleId: string): Promise<ModuleIdentity>
+  /** The modules of a device, in module id order. */
+  listModules(hub: string, deviceId: string): Promise<ModuleIdentity[]>
+  deleteModule(hub: string, deviceId: string, moduleId: string, ifMatch?: string): Promise<void>
+  getModuleTwin(hub: string, deviceId: string, moduleId: string): Promise<ModuleTwin>
+  updateModuleTwin(hub: string, deviceId: string, moduleId: string, patch: TwinPatch, options: { ifMatch?: string; replace: boolean }): Promise<ModuleTwin>
   /** Telemetry the device sent, after sequence number `after` (0: from the oldest kept), at most `limit`. */
   readTelemetry(hub: string, deviceId: string, options: { after: number; limit: number }): Promise<HubTelemetryPage>
   /**

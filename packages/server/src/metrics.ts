@@ -19,6 +19,7 @@
  * - the embedded hubs: `provisio_hub_connected_devices{transport}` (device sessions open now),
  *   `provisio_hub_connections_total{transport,result}`, `provisio_hub_telemetry_messages_total{transport}`,
  *   `provisio_hub_twin_requests_total{transport,operation,status}` (twin reads and reported-property updates),
+ *   `provisio_hub_https_requests_total{operation,result}` (the HTTPS device API: `accepted` or the refusal's code),
  *   `provisio_hub_desired_pushes_total{result}` (desired-property updates for a connected device:
  *   `sent`, or `not_sent` when its session had not subscribed to them or was closing);
  * - `provisio_process_heap_used_bytes`, `provisio_process_resident_memory_bytes` — memory of the process;
@@ -118,6 +119,7 @@ export class Metrics {
   readonly hubConnections = this.#counter('provisio_hub_connections_total', 'Device CONNECTs at the embedded hubs, by outcome (accepted, or the CONNACK code).', ['transport', 'result'])
   readonly hubTelemetry = this.#counter('provisio_hub_telemetry_messages_total', 'Device-to-cloud messages the embedded hubs stored.', ['transport'])
   readonly hubTelemetryDropped = this.#counter('provisio_hub_telemetry_dropped_total', 'Stored device-to-cloud messages removed by retention or the size bound, by hub and reason.', ['hub', 'reason'])
+  readonly hubHttps = this.#counter('provisio_hub_https_requests_total', 'Device requests at the embedded hubs\' HTTPS device API, by operation and result (accepted, or the refusal\'s code).', ['operation', 'result'])
   readonly hubTwin = this.#counter('provisio_hub_twin_requests_total', 'Device twin requests at the embedded hubs, by operation and status.', ['transport', 'operation', 'status'])
   readonly hubMethods = this.#counter(
     'provisio_hub_method_calls_total',

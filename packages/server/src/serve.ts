@@ -500,7 +500,25 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // Development reasons (dev-reasons.ts): refusals tell the device why; off when the server is exposed.
   const deviceApi = config.devReasons === true ? withDevReasons(engine) : engine
   if (config.devReasons === true) log.info('development reasons are on: refused devices are told why (--dev-reasons false turns this off)')
-  const handler = createDpsHttpHandler({ hub: hubRegistry, device: metrics.instrument(deviceApi, 'https'), service, certificates: createCaCertificateApi({ store, clock, random }), clock, trackingId: randomUUID })
+  const handler = createDpsHttpHandler({
+    hub: hubRegistry,
+    // The hubs' HTTPS device API: telemetry into the same sink as MQTT's.
+    hubDevice: hubDevices.api,
+    onHubDeviceEvent: (event) => {
+      if (event.type === 'telemetry') {
+        metrics.hubHttps.inc([event.route, 'accepted'])
+        metrics.hubTelemetry.inc(['https'], event.messages)
+      } else {
+        metrics.hubHttps.inc([event.route, event.code])
+        log.info('hub https request refused', { route: event.route, code: event.code, reason: event.reason })
+      }
+    },
+    device: metrics.instrument(deviceApi, 'https'),
+    service,
+    certificates: createCaCertificateApi({ store, clock, random }),
+    clock,
+    trackingId: randomUUID,
+  })
   // The browser emulator at /emulator/ and the web origins allowed on the device endpoints.
   const origins = new OriginPolicy(config.corsOrigins)
   const emulatorDir = config.emulatorDir ?? findEmulatorDist()

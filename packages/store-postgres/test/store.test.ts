@@ -142,12 +142,17 @@ describe.skipIf(!available)('PostgresStore', () => {
     expect(await a.hubStore.put('hub.local', 'd', v1, { absent: true })).toBe(true)
     expect(await a.hubStore.put('hub.local', 'd', v2, { absent: true })).toBe(false)
     // Two writers read v1; only the first conditional update lands.
-    const outcomes = await Promise.all([a.hubStore.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1' }), a.hubStore.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1' })])
+    const outcomes = await Promise.all([a.hubStore.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' }), a.hubStore.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })])
     expect(outcomes.filter(Boolean)).toHaveLength(1)
-    expect(await a.hubStore.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't1' })).toBe(false)
+    expect(await a.hubStore.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })).toBe(false)
     expect(await a.hubStore.get('hub.local', 'd')).toEqual(v2)
-    expect(await a.hubStore.put('hub.local', 'gone', v1, { deviceEtag: 'e1', twinEtag: 't1' })).toBe(false)
+    expect(await a.hubStore.put('hub.local', 'gone', v1, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })).toBe(false)
     expect(await a.hubStore.get('hub.local', 'gone')).toBeUndefined()
+    // A module write changes only modulesEtag: a writer that read the record before it loses.
+    const v3 = { device: { deviceId: 'd', etag: 'e1' }, twin: { etag: 't2' }, modulesEtag: 'm1' } as never
+    expect(await a.hubStore.put('hub.local', 'd', v3, { deviceEtag: 'e1', twinEtag: 't2', modulesEtag: '' })).toBe(true)
+    expect(await a.hubStore.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't2', modulesEtag: '' })).toBe(false)
+    expect(await a.hubStore.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't2', modulesEtag: 'm1' })).toBe(true)
     await a.close()
   })
 

@@ -13,7 +13,7 @@ export class SqliteHubStore implements HubStore {
   readonly #get: Database.Statement<[string, string], { record: string }>
   readonly #put: Database.Statement<[string, string, string]>
   readonly #insert: Database.Statement<[string, string, string]>
-  readonly #update: Database.Statement<[string, string, string, string, string]>
+  readonly #update: Database.Statement<[string, string, string, string, string, string]>
   readonly #delete: Database.Statement<[string, string]>
   readonly #list: Database.Statement<[string, string, number], { record: string }>
   readonly #group: GroupCommit | undefined
@@ -32,7 +32,7 @@ export class SqliteHubStore implements HubStore {
     )
     this.#insert = db.prepare('INSERT INTO hub_devices (hub, device_key, record) VALUES (?, ?, ?) ON CONFLICT (hub, device_key) DO NOTHING')
     this.#update = db.prepare(
-      "UPDATE hub_devices SET record = ? WHERE hub = ? AND device_key = ? AND json_extract(record, '$.device.etag') = ? AND json_extract(record, '$.twin.etag') = ?",
+      "UPDATE hub_devices SET record = ? WHERE hub = ? AND device_key = ? AND json_extract(record, '$.device.etag') = ? AND json_extract(record, '$.twin.etag') = ? AND COALESCE(json_extract(record, '$.modulesEtag'), '') = ?",
     )
     this.#delete = db.prepare('DELETE FROM hub_devices WHERE hub = ? AND device_key = ?')
     this.#list = db.prepare('SELECT record FROM hub_devices WHERE hub = ? AND device_key > ? ORDER BY device_key LIMIT ?')
@@ -50,7 +50,7 @@ export class SqliteHubStore implements HubStore {
     return this.#write(() => {
       if (condition === undefined) return this.#put.run(hub.toLowerCase(), deviceKey, json).changes > 0
       if ('absent' in condition) return this.#insert.run(hub.toLowerCase(), deviceKey, json).changes > 0
-      return this.#update.run(json, hub.toLowerCase(), deviceKey, condition.deviceEtag, condition.twinEtag).changes > 0
+      return this.#update.run(json, hub.toLowerCase(), deviceKey, condition.deviceEtag, condition.twinEtag, condition.modulesEtag).changes > 0
     })
   }
 

@@ -32,12 +32,17 @@ describe('SqliteHubStore', () => {
     const v2 = { device: { deviceId: 'd', etag: 'e1' }, twin: { etag: 't2' } } as never
     expect(await store.put('Hub.Local', 'd', v1, { absent: true })).toBe(true)
     expect(await store.put('hub.local', 'd', v2, { absent: true })).toBe(false)
-    expect(await store.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1' })).toBe(true)
-    expect(await store.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't1' })).toBe(false)
+    expect(await store.put('hub.local', 'd', v2, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })).toBe(true)
+    expect(await store.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })).toBe(false)
     expect(await store.get('hub.local', 'd')).toEqual(v2)
-    expect(await store.put('hub.local', 'gone', v1, { deviceEtag: 'e1', twinEtag: 't1' })).toBe(false)
+    expect(await store.put('hub.local', 'gone', v1, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })).toBe(false)
     expect(await store.get('hub.local', 'gone')).toBeUndefined()
     expect(await store.put('hub.local', 'd', v1)).toBe(true)
+    // A module write changes only modulesEtag: a writer that read the record before it loses.
+    const v3 = { device: { deviceId: 'd', etag: 'e1' }, twin: { etag: 't1' }, modulesEtag: 'm1' } as never
+    expect(await store.put('hub.local', 'd', v3, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })).toBe(true)
+    expect(await store.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: '' })).toBe(false)
+    expect(await store.put('hub.local', 'd', v1, { deviceEtag: 'e1', twinEtag: 't1', modulesEtag: 'm1' })).toBe(true)
     db.close()
   })
 
