@@ -176,10 +176,10 @@ export async function serveHubDeviceTelemetry(
     }
     const messages = contentType !== undefined && BATCH_MEDIA.test(contentType.trim()) ? batchMessages(request) : [singleMessage(request)]
     let bytes = 0
-    for (const message of messages) {
-      api.telemetry(who.hostName, who.deviceId, message)
-      bytes += message.body.length
-    }
+    // 204 only once every message is stored (the sink resolves after its commit); a refusal answers
+    // the request with its error, and the device sends the batch again.
+    await Promise.all(messages.map((message) => api.telemetry(who.hostName, who.deviceId, message)))
+    for (const message of messages) bytes += message.body.length
     onEvent?.({ type: 'telemetry', route: 'telemetry', hostName: who.hostName, deviceId: who.deviceId, messages: messages.length, bytes })
     return emptyResponse(204)
   } catch (error) {
