@@ -77,6 +77,12 @@ describe('provisio simulate', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ transport, attestation, devices: 2, succeeded: 2, failed: 0 })
   })
 
+  it('--issue-certificates: every device sends a P-256 CSR and gets a certificate chain', () => {
+    const r = simulate(['--devices', '3', '--concurrency', '3', '--transport', 'mqtt', '--create-group', '--prefix', 'simcert-', '--issue-certificates', '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ transport: 'mqtt', devices: 3, succeeded: 3, failed: 0, certificatesIssued: 3 })
+  })
+
   it('counts refusals by error code in the human summary and exits 1', () => {
     // A group key no enrollment group has: every device is refused (HTTP carries errorCode 401002).
     const r = simulate(['--devices', '3', '--concurrency', '3', '--transport', 'http', '--group-key', randomBytes(64).toString('base64'), '--prefix', 'stranger-'])

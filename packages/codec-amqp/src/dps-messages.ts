@@ -69,6 +69,7 @@ export async function answerRequest(device: DeviceApi, link: Link, evidence: Evi
       evidence,
       apiVersion,
       ...(registration.payload === undefined ? {} : { payload: registration.payload }),
+      ...(registration.csr === undefined ? {} : { csr: registration.csr }),
       ...(force === true || force === 'true' ? { forceRegistration: true } : {}),
     })
     if (answer.status === 401) throw new ProvisioError('ATTESTATION_MISMATCH', 'register produced a TPM challenge on a connection that finished SASL; TPM devices use the TPM SASL mechanism (§5.3)')

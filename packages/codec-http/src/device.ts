@@ -82,6 +82,7 @@ export async function serveDevice(
       evidence: deviceEvidence(request, registration, true),
       apiVersion,
       ...(registration.payload === undefined ? {} : { payload: registration.payload }),
+      ...(registration.csr === undefined ? {} : { csr: registration.csr }),
       ...(force === undefined ? {} : { forceRegistration: force.toLowerCase() === 'true' }),
     })
     return deviceResponse(result)

@@ -292,6 +292,7 @@ export class DpsMqttSession extends MqttDialectSession {
       evidence: identity.evidence,
       apiVersion: identity.apiVersion,
       ...(registration.payload === undefined ? {} : { payload: registration.payload }),
+      ...(registration.csr === undefined ? {} : { csr: registration.csr }),
     }
   }
 

@@ -18,6 +18,9 @@ import { backoffDelay, deadlineSignal, sleep, type RetryPolicy } from './retry.j
 import { activateBlob, resolveRegistrationId, symmetricKeySasToken, tpmSasToken, type SecurityProvider } from './security.js'
 import { TRANSPORTS, type ConnectAuth, type DpsReply, type DpsSession, type FetchLike, type Platform, type RegistrationBody, type TlsOptions, type TransportName } from './transport.js'
 
+/** The first device api-version with `csr` and `issuedCertificateChain` (docs/protocol.md §1.6). */
+const CERTIFICATE_ISSUANCE_API_VERSION = '2025-07-01-preview'
+
 /** The global device endpoint of Azure DPS. */
 export const DEFAULT_GLOBAL_ENDPOINT = 'global.azure-devices-provisioning.net'
 /** Default deadline of one registration. */
@@ -74,6 +77,12 @@ export interface RegisterOptions {
   readonly timeoutMs?: number
   /** Ask for re-provisioning even if the device is assigned (HTTP `forceRegistration`, AMQP `iotdps-forceRegistration`). */
   readonly forceRegistration?: boolean
+  /**
+   * A PKCS#10 certificate signing request (DER, or its base64) whose subject CN is the registration
+   * id: the service answers with `issuedCertificateChain` (docs/protocol.md §1.7). The request then
+   * goes out at api-version 2025-07-01-preview unless the client names a later one.
+   */
+  readonly csr?: Uint8Array | string
 }
 
 /** The DeviceRegistrationResult of an assigned device (docs/protocol.md §1.3), as the service sent it. */
@@ -110,6 +119,8 @@ export interface RegistrationResult {
   readonly retries: number
   /** The transport used. */
   readonly transport: TransportName
+  /** Base64 DER certificates issued for the register call's `csr`: leaf, issuing CA, …, root. */
+  readonly issuedCertificateChain?: readonly string[]
 }
 
 /** Observes the flow (for progress output and tests). */
@@ -187,6 +198,8 @@ export class ProvisioningClientCore {
       body.tpm = { endorsementKey: base64Encode(tpmKeys.endorsementKey), storageRootKey: base64Encode(tpmKeys.storageRootKey) }
     }
     if (options.payload !== undefined) body.payload = options.payload
+    if (options.csr !== undefined) body.csr = typeof options.csr === 'string' ? options.csr : base64Encode(options.csr)
+    const apiVersion = o.apiVersion ?? (options.csr !== undefined ? CERTIFICATE_ISSUANCE_API_VERSION : DEFAULT_DEVICE_API_VERSION)
     const resource = deviceRegistrationResource(o.idScope, registrationId)
 
     // HTTP carries the SAS per request; MQTT/AMQP at connect.
@@ -217,7 +230,7 @@ export class ProvisioningClientCore {
         port: o.port ?? defaultPort(o.transport),
         idScope: o.idScope,
         registrationId,
-        apiVersion: o.apiVersion ?? DEFAULT_DEVICE_API_VERSION,
+        apiVersion,
         userAgent: o.userAgent ?? USER_AGENT,
         tls,
         auth: await connectAuth(),
@@ -306,6 +319,7 @@ export class ProvisioningClientCore {
             requests,
             retries,
             transport: o.transport,
+            ...(Array.isArray(rs['issuedCertificateChain']) ? { issuedCertificateChain: (rs['issuedCertificateChain'] as unknown[]).filter((c): c is string => typeof c === 'string') } : {}),
           }
         }
         if (status.status === 'failed' || status.status === 'disabled') {

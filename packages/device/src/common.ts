@@ -41,3 +41,4 @@ export {
   type MethodResponse,
 } from './hub.js'
 export { commandTpm, TpmResponseError, type TpmExecute } from './tpm-commands.js'
+export { createCertificateRequest, certificateChainPem, type CertificateKeyType, type CertificateRequest } from './certificate-request.js'

@@ -31,6 +31,8 @@ export interface RegistrationBody {
   registrationId: string
   tpm?: { endorsementKey: string; storageRootKey: string }
   payload?: unknown
+  /** Base64 DER PKCS#10 (docs/protocol.md §1.7). */
+  csr?: string
 }
 
 /** One answer of the service: status (HTTP status, MQTT topic status, or derived for AMQP), JSON body, retry-after. */

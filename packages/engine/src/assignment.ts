@@ -25,6 +25,7 @@ import type {
 } from '@provisio/protocol'
 import type { MatchedEnrollment } from './attestation.js'
 import type { EngineContext } from './context.js'
+import { issueFromCsr } from './certificates.js'
 import { newEtag } from './ids.js'
 import type { InstanceConfig, LinkedHub } from './instances.js'
 import type { HubTarget, Twin } from './ports.js'
@@ -213,6 +214,7 @@ async function assign(
   }
 
   const now = ctx.clock.now()
+  const issued = op.request.csr !== undefined ? await issue(ctx, idScope, op.registrationId, op.request.csr, now) : undefined
   const stamp = formatDpsTimestamp(now)
   const result: DeviceRegistrationResult & { etag: string } = {
     registrationId: op.registrationId,
@@ -228,13 +230,20 @@ async function assign(
   }
   const groupId = enrollment.kind === 'group' ? enrollment.value.enrollmentGroupId : undefined
   const registration: RegistrationRecord = {
+    // The chain belongs to the assigned answer only, never to a status lookup (§1.3).
     state: result,
     ...(groupId !== undefined ? { enrollmentGroupId: groupId } : {}),
     initialHub: record?.initialHub ?? hub.hostName,
     lastAssignment: { hub: hub.hostName, deviceId },
+    ...(issued !== undefined ? { issuedCertificate: issued.issued } : record?.issuedCertificate !== undefined ? { issuedCertificate: record.issuedCertificate } : {}),
     ...(e.createdDateTimeUtc !== undefined ? { enrollmentCreated: e.createdDateTimeUtc } : {}),
   }
-  const final: OperationRecord = { ...op, status: 'assigned', updatedAtMs: now, result }
+  const final: OperationRecord = {
+    ...op,
+    status: 'assigned',
+    updatedAtMs: now,
+    result: issued !== undefined ? { ...result, issuedCertificateChain: issued.chain } : result,
+  }
   const kept = await persist(ctx, idScope, final, leaseOwner, registration, now, mode)
   if (!kept) return undefined
   ctx.emit('registrationAssigned', {
@@ -248,6 +257,18 @@ async function assign(
     atMs: now,
   })
   return final
+}
+
+/** Issues the certificate for the operation's `csr`; a CA gone since the register call is a failure. */
+async function issue(ctx: EngineContext, idScope: string, registrationId: string, csr: string, nowMs: number): Promise<Awaited<ReturnType<typeof issueFromCsr>>> {
+  const authority = ctx.certificateAuthorities?.forInstance(idScope)
+  if (authority === undefined) throw new ProvisioError('CSR_INVALID', `ID scope ${idScope} issues no certificates (no certificate authority is configured)`)
+  try {
+    return await issueFromCsr(authority, ctx.random, registrationId, csr, nowMs)
+  } catch (error) {
+    if (isProvisioError(error)) throw error
+    throw new ProvisioError('INTERNAL_ERROR', `certificate issuance failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+  }
 }
 
 /**

@@ -8,7 +8,7 @@ import type { AttestationVerifier, VerifierKind } from './attestation.js'
 import { TypedEmitter, type EngineEventMap } from './events.js'
 import { FaultState } from './faults.js'
 import type { InstanceConfig } from './instances.js'
-import type { Clock, Fetch, HubGateway, Random, Timers } from './ports.js'
+import type { CertificateAuthorities, Clock, Fetch, HubGateway, Random, Timers } from './ports.js'
 import type { TokenBuckets } from './rate-limit.js'
 import type { Store } from './store.js'
 
@@ -29,6 +29,8 @@ export class EngineContext {
   readonly faultStates = new Map<string, FaultState>()
   readonly verifiers = new Map<VerifierKind, AttestationVerifier>()
   readonly emitter = new TypedEmitter<EngineEventMap>()
+  /** Issuing CAs per instance (docs/protocol.md §1.7); none: a `csr` is refused. */
+  certificateAuthorities: CertificateAuthorities | undefined
 
   constructor(
     readonly store: Store,

@@ -21,6 +21,7 @@ import type {
   TpmChallengeResponse,
 } from '@provisio/protocol'
 import { runAssignment } from './assignment.js'
+import { checkCsr } from './certificates.js'
 import type { AttestationContext, AttestationOutcome, Evidence, MatchedEnrollment } from './attestation.js'
 import { verifierKindOf, type VerifierKind } from './attestation.js'
 import type { EngineContext } from './context.js'
@@ -97,6 +98,14 @@ export class DeviceOperations {
       await this.#refused(instance, registrationId, outcome, nowMs)
       throw outcome.error
     }
+    if (request.csr !== undefined) {
+      try {
+        checkCsr(ctx.certificateAuthorities, idScope, registrationId, request.csr, request.apiVersion)
+      } catch (error) {
+        if (isProvisioError(error)) this.#failed(idScope, registrationId, 'attestation', error, nowMs, { kind: outcome.enrollment.kind, id: enrollmentId(outcome.enrollment) })
+        throw error
+      }
+    }
 
     // One Random call for operation id, lease owner and etag-free bookkeeping (hot path).
     const bytes = ctx.random.bytes(REGISTER_RANDOM_BYTES)
@@ -117,6 +126,7 @@ export class DeviceOperations {
         ...(request.payload !== undefined ? { payload: request.payload } : {}),
         forceRegistration: force,
         apiVersion: request.apiVersion,
+        ...(request.csr !== undefined ? { csr: request.csr } : {}),
       },
     }
     if (ctx.options.assignmentBudgetMs > 0 && ctx.timers === undefined) {

@@ -45,7 +45,7 @@ import type { EngineEventMap, Listener } from './events.js'
 import type { FaultProfile } from './faults.js'
 import { hex } from './ids.js'
 import { normaliseInstance, type InstanceConfig, type ServiceAccessPolicy, type ServicePermission } from './instances.js'
-import type { Clock, Fetch, HubGateway, Random, Timers } from './ports.js'
+import type { CertificateAuthorities, Clock, Fetch, HubGateway, Random, Timers } from './ports.js'
 import type { QueryOptions, QueryPage } from './query.js'
 import { DPS_DEFAULT_RATE_LIMITS, TokenBuckets, type RateLimitOptions } from './rate-limit.js'
 import { authorizeServiceToken } from './internal/sas.js'
@@ -86,6 +86,8 @@ export interface EngineOptions {
   readonly maxPageSize?: number
   /** Custom allocation webhook timeout when the instance sets none (default 10 s). */
   readonly webhookTimeoutMs?: number
+  /** Issuing CAs of the instances that answer a register call's `csr` with a certificate (§1.7). */
+  readonly certificateAuthorities?: CertificateAuthorities
 }
 
 /**
@@ -203,6 +205,7 @@ export function createEngine(options: EngineOptions): Engine {
     options.timers,
     `${hex(options.random.bytes(6))}:`,
   )
+  ctx.certificateAuthorities = options.certificateAuthorities
   const symmetricKey = createSymmetricKeyVerifier()
   ctx.verifiers.set(symmetricKey.kind, symmetricKey)
   for (const v of options.verifiers ?? []) ctx.verifiers.set(v.kind, v)

@@ -3,7 +3,8 @@
  * attestation, allocation, reprovisioning, operations, rate limits, fault injection, events.
  */
 export { createEngine, type Engine, type EngineOptions, type ServiceAuthorization } from './engine.js'
-export type { Clock, Random, Fetch, FetchRequestInit, FetchResponse, Timers, HubGateway, HubTarget, HubDeviceAuth, HubDeviceSpec, Twin } from './ports.js'
+export type { Clock, Random, Fetch, FetchRequestInit, FetchResponse, Timers, HubGateway, HubTarget, HubDeviceAuth, HubDeviceSpec, Twin, CertificateAuthorities, IssuingAuthority, CredentialPolicy, IssuerSignatureAlgorithm } from './ports.js'
+export { checkCsr, issueFromCsr, type IssuedCertificate } from './certificates.js'
 export type {
   Store,
   EnrollmentForAttestation,

@@ -4,6 +4,8 @@
  * deterministic fakes.
  */
 
+import type { IssuerSignatureAlgorithm } from '@provisio/x509'
+
 /** Wall clock. */
 export interface Clock {
   /** Milliseconds since the Unix epoch; fractions are allowed and give 100 ns timestamps. */
@@ -50,3 +52,33 @@ export interface Timers {
 
 /** The hub port and its shapes live in @provisio/protocol (hub.ts), shared with @provisio/hub's REST gateway. */
 export type { HubTarget, HubDeviceAuth, Twin, HubDeviceSpec, HubGateway } from '@provisio/protocol'
+
+/** Signature algorithms of an issuing CA (the x509 package builds the certificate it signs). */
+export type { IssuerSignatureAlgorithm }
+
+/** What an instance's CA issues (docs/protocol.md §1.7): the credential policy. */
+export interface CredentialPolicy {
+  /** Validity of issued certificates, whole days, 7-90. */
+  readonly validityDays: number
+  /** Key types accepted in CSRs: `ecdsa-p256`, `ecdsa-p384`, `rsa` (2048-4096 bits). */
+  readonly keyTypes: readonly ('ecdsa-p256' | 'ecdsa-p384' | 'rsa')[]
+}
+
+/**
+ * The issuing certificate authority of one DPS instance (docs/protocol.md §1.7). The engine builds
+ * each certificate; only `sign` touches the CA's key, which stays with the implementation.
+ */
+export interface IssuingAuthority {
+  /** DER: the issuing CA's certificate first, then its issuers up to and including the root. */
+  readonly chain: readonly Uint8Array[]
+  readonly signatureAlgorithm: IssuerSignatureAlgorithm
+  readonly policy: CredentialPolicy
+  /** Signs a DER TBSCertificate; the signature value as X.509 carries it (ECDSA: DER r, s). */
+  sign(tbs: Uint8Array): Promise<Uint8Array>
+}
+
+/** Which CA issues for which instance. */
+export interface CertificateAuthorities {
+  /** The CA of `idScope`, or undefined when that instance issues no certificates. */
+  forInstance(idScope: string): IssuingAuthority | undefined
+}

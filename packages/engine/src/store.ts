@@ -12,6 +12,7 @@
  * (docs/protocol.md §0, §10 item 1), and so are enrollment group ids here. Stores key rows by
  * `id.toLowerCase()` and keep the spelling of the latest write.
  */
+import type { IssuedCertificate } from './certificates.js'
 import type {
   DeviceRegistrationResult,
   EnrollmentGroup,
@@ -77,6 +78,8 @@ export interface RegistrationRecord {
    * attempt failed, so reprovisioning knows what to migrate and which identity to remove.
    */
   readonly lastAssignment?: { readonly hub: string; readonly deviceId: string }
+  /** The certificate last issued to the device from its `csr` (docs/protocol.md §1.7). */
+  readonly issuedCertificate?: IssuedCertificate
   /**
    * `createdDateTimeUtc` of the enrollment (individual or group) that admitted the device at its
    * last assignment. An enrollment deleted and created again under the same id has a new one, so
@@ -100,6 +103,8 @@ export interface AssignmentRequest {
   readonly payload?: JsonObject
   readonly forceRegistration: boolean
   readonly apiVersion: string
+  /** The checked `csr` (base64 DER) to issue a certificate for (docs/protocol.md §1.7). */
+  readonly csr?: string
 }
 
 /** One registration operation. A store keeps at most one per device (the latest). */

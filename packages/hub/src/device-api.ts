@@ -10,6 +10,7 @@
 import { ProvisioError, SAS_DEFAULT_CLOCK_SKEW_SECONDS, parseSasToken, type HubDeviceApi } from '@provisio/protocol'
 import { authenticateHubDevice } from './device-auth.js'
 import type { HubAccessPolicy } from './registry-api.js'
+import type { IssuedCertificateTrust } from './issued-auth.js'
 import type { HubDirectory } from './directory.js'
 import { TelemetryBuffer, type TelemetryLimits } from './telemetry.js'
 import { createTelemetrySink, telemetryReaderOf, type TelemetryStore } from './telemetry-store.js'
@@ -34,6 +35,8 @@ export function createHubDevices(options: {
   readonly clock: { now(): number }
   /** The CA certificates (DER) `certificateAuthority` devices may chain to, read at each X.509 CONNECT. */
   readonly trustedCas: () => Promise<Uint8Array[]>
+  /** The CAs issuing device certificates from CSRs, and revocation (docs/protocol.md §1.7). */
+  readonly issuedCertificates?: IssuedCertificateTrust
   /** A hub's shared access policies, for devices connecting with a policy token (DeviceConnect). */
   readonly policiesOf?: (hubHostName: string) => readonly HubAccessPolicy[]
   readonly telemetryLimits?: Partial<TelemetryLimits>
@@ -58,7 +61,14 @@ export function createHubDevices(options: {
           ...(request.sasToken === undefined ? {} : { sasToken: request.sasToken }),
           ...(request.clientCertificates === undefined ? {} : { clientCertificates: request.clientCertificates }),
         },
-        { hostName: hub.hostName, nowMs: clock.now(), getDevice: (id) => hub.getDevice(id), trustedCas, policies: () => options.policiesOf?.(hub.hostName) ?? [] },
+        {
+          hostName: hub.hostName,
+          nowMs: clock.now(),
+          getDevice: (id) => hub.getDevice(id),
+          trustedCas,
+          policies: () => options.policiesOf?.(hub.hostName) ?? [],
+          ...(options.issuedCertificates === undefined ? {} : { issuedCertificates: options.issuedCertificates }),
+        },
       )
       // The token verified, so it parses; its `se` (with the clock skew verification allowed) ends
       // the connection, as IoT Hub's rule is.

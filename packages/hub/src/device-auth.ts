@@ -3,13 +3,16 @@
  * token (`sr={hub}/devices/{deviceId}`, no `skn`, signed with the identity's primary or secondary
  * key — what azure-iot-device's SharedAccessKey and TPM authentication providers send), or with
  * a TLS client certificate checked against the identity's thumbprints or, for
- * `certificateAuthority` devices, against the CAs the hub trusts. A token with `skn` is a hub
+ * `certificateAuthority` devices, against the CAs the hub trusts; a certificate the DPS
+ * instance's CA issued from the device's CSR admits the device whatever its identity's type
+ * (issued-auth.ts). A token with `skn` is a hub
  * policy's: as in IoT Hub, a policy granting DeviceConnect may connect any device, with a token
  * whose `sr` is the hub or this device (never another device). A disabled identity is refused.
  * Every refusal is a ProvisioError whose reason says which rule failed.
  */
 import { ProvisioError, grants, parseSasToken, rightMissing, verifySasToken } from '@provisio/protocol'
 import type { HubAccessPolicy } from './registry-api.js'
+import { checkIssuedDeviceCertificate, type IssuedCertificateTrust } from './issued-auth.js'
 import type { DeviceIdentity } from '@provisio/protocol'
 import { checkHubDeviceCertificate, parseCertificate, type Certificate } from '@provisio/x509'
 
@@ -31,6 +34,8 @@ export interface HubDeviceAuthContext {
   readonly trustedCas?: () => Promise<readonly Uint8Array[]>
   /** The hub's shared access policies, for tokens signed by one (`skn`); none: such tokens are refused. */
   readonly policies?: () => readonly HubAccessPolicy[]
+  /** CAs whose issued device certificates admit their device whatever its identity's type (§1.7). */
+  readonly issuedCertificates?: IssuedCertificateTrust
 }
 
 /** Admits the device or throws a ProvisioError naming the reason. Returns its identity. */
@@ -58,6 +63,10 @@ export async function authenticateHubDevice(credentials: HubDeviceCredentials, c
   }
   const chainDer = credentials.clientCertificates ?? []
   if (chainDer.length === 0) throw new ProvisioError('CREDENTIALS_MISSING', `device ${JSON.stringify(device.deviceId)} presented neither a SAS token nor a TLS client certificate`)
+  if (context.issuedCertificates !== undefined) {
+    const issued = await checkIssuedDeviceCertificate(device.deviceId, chainDer, context.issuedCertificates, context.nowMs)
+    if (issued === 'admitted') return device
+  }
   if (auth.type !== 'selfSigned' && auth.type !== 'certificateAuthority') {
     throw new ProvisioError('ATTESTATION_MISMATCH', `device ${JSON.stringify(device.deviceId)} authenticates with ${auth.type}, not with an X.509 certificate`)
   }

@@ -68,3 +68,4 @@ export {
   type C2dStore,
 } from './c2d.js'
 export { MemoryC2dStore } from './c2d-memory.js'
+export { checkIssuedDeviceCertificate, type IssuedCertificateTrust } from './issued-auth.js'

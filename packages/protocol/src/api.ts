@@ -39,6 +39,8 @@ export interface RegisterRequest {
   readonly payload?: JsonObject
   readonly forceRegistration?: boolean
   readonly apiVersion: string
+  /** Base64 DER PKCS#10 the device wants a certificate for (api-version 2025-07-01-preview and later, §1.7). */
+  readonly csr?: string
 }
 
 /** An operation-status poll. */

@@ -30,6 +30,7 @@
  * | CONNECTION_STRING_MALFORMED | 400010 | 400 | com.microsoft:argument-error | no | The connection string is invalid. | syntax, size or value of a connection string |
  * | CONNECTION_STRING_MISSING_KEY | 400011 | 400 | com.microsoft:argument-error | no | The connection string is invalid. | a required key is absent or empty |
  * | CONNECTION_STRING_DUPLICATE_KEY | 400012 | 400 | com.microsoft:argument-error | no | The connection string is invalid. | a key appears twice |
+ * | CSR_INVALID | 400040 | 400 | com.microsoft:argument-error | no | The certificate signing request is invalid. | `csr` undecodable, bad self-signature, CN ≠ registrationId, key type refused, or not allowed here (§1.7) |
  * | CUSTOM_ALLOCATION_FAILED | 400207 | 400 | com.microsoft:argument-error | no | Custom allocation failed. | webhook failed (real DPS code, AZC) |
  * | NO_HUB_ASSIGNABLE | 400208 | 400 | com.microsoft:argument-error | no | No IoT hub could be assigned. | `DPS_HUB_ERROR_NO_HUB` (C-ll) |
  * | HUB_UNAUTHORIZED | 400209 | 400 | com.microsoft:argument-error | no | The IoT hub refused the provisioning service. | `DPS_HUB_ERROR_UNAUTH` (C-ll) |
@@ -136,6 +137,7 @@ export const ERROR_CATALOG = /* @__PURE__ */ Object.freeze({
   CONNECTION_STRING_MALFORMED: row(400010, ARG, 'The connection string is invalid.'),
   CONNECTION_STRING_MISSING_KEY: row(400011, ARG, 'The connection string is invalid.'),
   CONNECTION_STRING_DUPLICATE_KEY: row(400012, ARG, 'The connection string is invalid.'),
+  CSR_INVALID: row(400040, ARG, 'The certificate signing request is invalid.'),
   CUSTOM_ALLOCATION_FAILED: row(400207, ARG, 'Custom allocation failed.'),
   NO_HUB_ASSIGNABLE: row(400208, ARG, 'No IoT hub could be assigned.'),
   HUB_UNAUTHORIZED: row(400209, ARG, 'The IoT hub refused the provisioning service.'),

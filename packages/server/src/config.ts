@@ -51,6 +51,14 @@ export interface ServeConfig {
   /** PEM files replacing the generated dev PKI. */
   readonly certFile?: string
   readonly keyFile?: string
+  /**
+   * The CA that issues device certificates from CSRs (docs/protocol.md §1.7): a PEM chain (issuing CA
+   * first) and its private key. Default: an issuing CA generated under the dev root in the data directory.
+   */
+  readonly issuingCaCertFile?: string
+  readonly issuingCaKeyFile?: string
+  /** Validity of issued device certificates, days (7-90, default 30). */
+  readonly issuedCertificateDays: number
   readonly logLevel: LogLevel
   /** Seconds devices are told to wait between polls (Retry-After of 202 answers). */
   readonly retryAfterSeconds: number
@@ -141,6 +149,7 @@ export const DEFAULT_CONFIG: ServeConfig = Object.freeze({
   assignmentBudgetMs: 5000,
   operationLeaseMs: 30_000,
   registrationsPerMinute: 1000,
+  issuedCertificateDays: 30,
   pollsPer10Seconds: 5,
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
@@ -174,6 +183,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'store', env: 'PROVISIO_STORE', flag: 'store', kind: 'string', help: 'sqlite | sqlite:<path> | postgres://user@host/db[?schema=s] | memory (default sqlite)' },
   { key: 'certFile', env: 'PROVISIO_CERT_FILE', flag: 'cert', kind: 'string', help: 'TLS certificate PEM (default: generated dev PKI)' },
   { key: 'keyFile', env: 'PROVISIO_KEY_FILE', flag: 'key', kind: 'string', help: 'TLS private key PEM' },
+  { key: 'issuingCaCertFile', env: 'PROVISIO_ISSUING_CA_CERT', flag: 'issuing-ca-cert', kind: 'string', help: 'CA issuing device certificates from CSRs: PEM chain, issuing CA first (default: generated under the dev root)' },
+  { key: 'issuingCaKeyFile', env: 'PROVISIO_ISSUING_CA_KEY', flag: 'issuing-ca-key', kind: 'string', help: 'private key PEM of --issuing-ca-cert' },
+  { key: 'issuedCertificateDays', env: 'PROVISIO_ISSUED_CERTIFICATE_DAYS', flag: 'issued-certificate-days', kind: 'count', help: 'validity of issued device certificates, days (7-90, default 30)' },
   { key: 'logLevel', env: 'PROVISIO_LOG_LEVEL', flag: 'log-level', kind: 'level', help: 'error | warn | info | debug (default info)' },
   { key: 'retryAfterSeconds', env: 'PROVISIO_RETRY_AFTER', flag: 'retry-after', kind: 'seconds', help: 'polling interval told to devices, s (default 3)' },
   { key: 'assignmentBudgetMs', env: 'PROVISIO_ASSIGNMENT_BUDGET_MS', flag: 'assignment-budget-ms', kind: 'ms', help: 'register answers 200 assigned when the assignment is done within this, ms (default 5000; 0 = always 202 assigning, then polls, as Azure DPS)' },
@@ -348,6 +360,10 @@ export function resolveConfig(flags: Readonly<Record<string, string | undefined>
     throw new ConfigError(`commitIntervalMs must be 0 to ${MAX_COMMIT_INTERVAL_MS} ms, got ${config.commitIntervalMs}: a longer pause only delays every answer`)
   }
   if ((config.certFile === undefined) !== (config.keyFile === undefined)) throw new ConfigError('--cert and --key must be given together')
+  if ((config.issuingCaCertFile === undefined) !== (config.issuingCaKeyFile === undefined)) throw new ConfigError('--issuing-ca-cert and --issuing-ca-key must be given together')
+  if (config.issuedCertificateDays < 7 || config.issuedCertificateDays > 90) {
+    throw new ConfigError(`issuedCertificateDays must be 7 to 90, got ${config.issuedCertificateDays} (the credential policy range, docs/protocol.md §1.7)`)
+  }
   if (config.workers > 1 && config.store === 'memory') {
     throw new ConfigError(`workers (${config.workers}) need a store the processes share: the memory store lives in one process (use sqlite, sqlite:<path> or postgres://…)`)
   }

@@ -44,13 +44,7 @@ export interface ServerPki {
 export async function ensureDevPki(dir: string, hostNames: readonly string[], nowMs: number): Promise<ServerPki> {
   const caPath = join(dir, PKI_FILES.caCertificate)
   const caKeyPath = join(dir, PKI_FILES.caKey)
-  let createdCa = false
-  if (!existsSync(caPath) || !existsSync(caKeyPath) || expiresSoon(readFileSync(caPath, 'utf8'), nowMs)) {
-    const ca = await issueCa(nowMs)
-    writeFileAtomic(caKeyPath, ca.keyPem, 0o600)
-    writeFileAtomic(caPath, ca.certificatePem)
-    createdCa = true
-  }
+  const createdCa = await ensureDevCa(dir, nowMs)
   const caPem = readFileSync(caPath, 'utf8')
   const serverPath = join(dir, PKI_FILES.serverCertificate)
   const serverKeyPath = join(dir, PKI_FILES.serverKey)
@@ -74,6 +68,17 @@ export async function ensureDevPki(dir: string, hostNames: readonly string[], no
     keyPem: readFileSync(serverKeyPath, 'utf8'),
     created: { ca: createdCa, server: createdServer },
   }
+}
+
+/** Creates the dev CA in `dir` when missing or expiring within 30 days; true when it did. */
+export async function ensureDevCa(dir: string, nowMs: number): Promise<boolean> {
+  const caPath = join(dir, PKI_FILES.caCertificate)
+  const caKeyPath = join(dir, PKI_FILES.caKey)
+  if (existsSync(caPath) && existsSync(caKeyPath) && !expiresSoon(readFileSync(caPath, 'utf8'), nowMs)) return false
+  const ca = await issueCa(nowMs)
+  writeFileAtomic(caKeyPath, ca.keyPem, 0o600)
+  writeFileAtomic(caPath, ca.certificatePem)
+  return true
 }
 
 function expiresSoon(pem: string, nowMs: number): boolean {

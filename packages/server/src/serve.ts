@@ -51,6 +51,7 @@ import { routeAmqp } from '@provisio/codec-amqp'
 import { createMqttTransport, listenMqtt } from './mqtt.js'
 import type { Logger } from './logger.js'
 import { ensureDevPki } from './pki.js'
+import { DEFAULT_CREDENTIAL_POLICY, ISSUING_CA_FILES, loadIssuingCa, type LoadedIssuingCa } from './issuing-ca.js'
 import { StateFile, loadOrCreateState, settleState, type PolicyState, type ServerState } from './state.js'
 import { isPostgresStore, openPostgresStores, type PostgresStores } from './postgres.js'
 import type { HubConfig } from './config.js'
@@ -127,6 +128,8 @@ export interface ServeSetup {
   readonly tls: { readonly key: string; readonly cert: string; readonly caPath: string }
   readonly hubStates: readonly (ServerState['hubs'][number] & { readonly config: HubConfig })[]
   readonly postgres: PostgresStores | undefined
+  /** The CA issuing device certificates from CSRs (issuing-ca.ts). */
+  readonly issuingCa: LoadedIssuingCa
 }
 
 /**
@@ -165,13 +168,29 @@ async function setUp(config: ServeConfig, log: Logger): Promise<ServeSetup> {
     await postgres?.close()
     throw error
   }
+  // The CA issuing device certificates from register calls' CSRs (docs/protocol.md §1.7).
+  let issuingCa: LoadedIssuingCa
+  try {
+    issuingCa = await loadIssuingCa({
+      dataDir: config.dataDir,
+      idScope: state.idScope,
+      ...(config.issuingCaCertFile === undefined ? {} : { certFile: config.issuingCaCertFile }),
+      ...(config.issuingCaKeyFile === undefined ? {} : { keyFile: config.issuingCaKeyFile }),
+      policy: { ...DEFAULT_CREDENTIAL_POLICY, validityDays: config.issuedCertificateDays },
+      nowMs: Date.now(),
+    })
+    if (issuingCa.created) log.info('created an issuing CA for device certificates', { path: join(config.dataDir, ISSUING_CA_FILES.certificate) })
+  } catch (error) {
+    await postgres?.close()
+    throw error
+  }
 
   const declared = hubConfigs.map((c) => ({ config: c, state: state.hubs.find((h) => h.hostName.toLowerCase() === c.hostName.toLowerCase()) }))
   const hubStates = declared.flatMap((d) => (d.state === undefined ? [] : [{ ...d.state, config: d.config }]))
   if (hubStates.length !== declared.length) {
     log.warn('declared hubs missing from the shared state are not served', { missing: declared.filter((d) => d.state === undefined).map((d) => d.config.hostName).join(',') })
   }
-  return { state, tls, hubStates, postgres }
+  return { state, tls, hubStates, postgres, issuingCa }
 }
 
 /** The engine's and the hubs' stores: SQLite in the data directory by default, one database for both. */
@@ -253,7 +272,7 @@ export function writeEndpoints(config: ServeConfig, endpoints: Endpoints): void 
 }
 
 export async function startServer(config: ServeConfig, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
-  const { state, tls, hubStates, postgres } = await setUp(config, log)
+  const { state, tls, hubStates, postgres, issuingCa } = await setUp(config, log)
   let stores: ReturnType<typeof openStores>
   try {
     stores = openStores(config, postgres)
@@ -367,6 +386,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
         }),
     },
     instances: [instance],
+    certificateAuthorities: { forInstance: (idScope) => (idScope === state.idScope ? issuingCa : undefined) },
     retryAfterSeconds: config.retryAfterSeconds,
     assignmentBudgetMs: config.assignmentBudgetMs,
     operationLeaseMs: config.operationLeaseMs,
@@ -431,10 +451,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     (stateFile.current().hubs.find((h) => h.hostName.toLowerCase() === name.toLowerCase())?.policies ?? []).map((p) => ({ ...p, rights: p.rights as HubPermission[] }))
   // The hubs' device side (MQTT): authentication (device keys, certificates, policies granting
   // DeviceConnect), twin, telemetry kept in memory per instance.
+  // Certificates the instance's CA issued admit their device without a separate enrollment (docs/protocol.md §1.7).
   const hubDevices = createHubDevices({
     hubs,
     clock,
     trustedCas: () => trustedCaCertificates(store, state.idScope),
+    issuedCertificates: { issuers: () => Promise.resolve([issuingCa.chain[0]!]) },
     policiesOf: hubPoliciesOf,
     ...(telemetryStore === undefined ? {} : { telemetryStore, telemetryPartitions: config.telemetryPartitions }),
   })

@@ -21,14 +21,15 @@ import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { Command } from 'commander'
 import {
+  DeviceError,
   ProvisioningClient,
   TRANSPORTS,
+  createCertificateRequest,
   isDeviceError,
   softwareTpm,
   symmetricKey,
   tpm,
   x509,
-  type DeviceError,
   type SecurityProvider,
   type TransportName,
 } from '@provisio/device'
@@ -63,6 +64,7 @@ export interface SimulateOptions {
   readonly prefix?: string
   readonly timeout?: string
   readonly json?: boolean
+  readonly issueCertificates?: boolean
 }
 
 /** Adds the description and options of `provisio simulate` to a command (cli.ts, simulateCommand). */
@@ -83,6 +85,7 @@ export function defineSimulateOptions(command: Command): Command {
     .option('--prefix <text>', 'registrationIds are <prefix><n> (default sim-<random>-)')
     .option('--timeout <s>', 'deadline of one registration, seconds (default 120)')
     .option('--json', 'print the summary as one JSON object')
+    .option('--issue-certificates', 'each device also sends a P-256 CSR and must get an issued certificate chain (docs/protocol.md §1.7)')
     .addHelpText('after', `\n${SIMULATE_HELP}`)
 }
 
@@ -111,6 +114,8 @@ export interface SimulationSummary {
   /** The first failure messages (at most 5), for diagnosis. */
   readonly sampleErrors: readonly string[]
   readonly hubs: Readonly<Record<string, number>>
+  /** With --issue-certificates: assigned devices whose answer carried an issued certificate chain. */
+  readonly certificatesIssued?: number
   /**
    * Where the devices' registration time went, summed over every device, ms: `service` in
    * requests (connecting, TLS, the service's own time, and the device's own work between them, such
@@ -291,6 +296,7 @@ export async function runSimulate(values: SimulateOptions, io: SimulateIo = { st
     const time = { service: 0, waiting: 0, pollWaits: 0, retryWaits: 0 }
     let retries = 0
     let unfinished = 0
+    let certificatesIssued = 0
     const progress = progressReporter(devices, io.stderr, io.stderrIsTty)
     const fail = (registrationId: string, key: string, error: unknown) => {
       failures[key] = (failures[key] ?? 0) + 1
@@ -304,6 +310,7 @@ export async function runSimulate(values: SimulateOptions, io: SimulateIo = { st
         let ok = false
         try {
           const security = await securityOf(registrationId)
+          const csr = values.issueCertificates === true ? (await createCertificateRequest(registrationId, 'P-256')).csr : undefined
           const waited = { poll: 0, retry: 0 }
           const client = new ProvisioningClient(
             { idScope, globalEndpoint: host, port, transport, security, timeoutMs, ...(ca === undefined ? {} : { ca }) },
@@ -323,7 +330,11 @@ export async function runSimulate(values: SimulateOptions, io: SimulateIo = { st
           const t0 = performance.now()
           try {
             // Every device ends, assigned or failed: one that outlives its deadline by the grace is counted UNFINISHED.
-            const result = await settleWithin(client, timeoutMs + UNFINISHED_GRACE_MS)
+            const result = await settleWithin(client, timeoutMs + UNFINISHED_GRACE_MS, csr)
+            if (csr !== undefined && (result.issuedCertificateChain?.length ?? 0) < 2) {
+              throw new DeviceError('PROTOCOL', 'the service assigned the device but issued no certificate chain for its CSR')
+            }
+            if (csr !== undefined) certificatesIssued++
             latencies.push(performance.now() - t0)
             hubs[result.assignedHub] = (hubs[result.assignedHub] ?? 0) + 1
             ok = true
@@ -361,6 +372,7 @@ export async function runSimulate(values: SimulateOptions, io: SimulateIo = { st
       retries,
       sampleErrors,
       hubs,
+      ...(values.issueCertificates === true ? { certificatesIssued } : {}),
       timeMs: { service: Math.round(time.service), waiting: Math.round(time.waiting), pollWaits: Math.round(time.pollWaits), retryWaits: Math.round(time.retryWaits) },
       throttled: { total: Object.values(throttledBy).reduce((a, b) => a + b, 0), byLimit: throttledBy },
       ...(endpoints.rateLimits === undefined ? {} : { rateLimits: { registrationsPerMinute: endpoints.rateLimits.registrationsPerMinute ?? 0, pollsPer10Seconds: endpoints.rateLimits.pollsPer10Seconds ?? 0 } }),
@@ -382,7 +394,7 @@ class UnfinishedError extends Error {}
  * The client's registration, or UnfinishedError once `ms` passed (the registration is then
  * aborted). The timer also keeps the process alive until every device has ended.
  */
-function settleWithin(client: ProvisioningClient, ms: number): ReturnType<ProvisioningClient['register']> {
+function settleWithin(client: ProvisioningClient, ms: number, csr?: Uint8Array): ReturnType<ProvisioningClient['register']> {
   const abort = new AbortController()
   let timer: ReturnType<typeof setTimeout> | undefined
   const watchdog = new Promise<never>((_resolve, reject) => {
@@ -392,7 +404,7 @@ function settleWithin(client: ProvisioningClient, ms: number): ReturnType<Provis
       reject(error)
     }, ms)
   })
-  return Promise.race([client.register({ signal: abort.signal }), watchdog]).finally(() => clearTimeout(timer))
+  return Promise.race([client.register({ signal: abort.signal, ...(csr === undefined ? {} : { csr }) }), watchdog]).finally(() => clearTimeout(timer))
 }
 
 function perLimit(n: number, what: string): string {
@@ -417,6 +429,7 @@ export function formatSummary(s: SimulationSummary): string {
     `  throttled     ${s.throttled.total === 0 ? 'no 429 answers' : `${s.throttled.total} × 429: ${Object.entries(s.throttled.byLimit).map(([limit, n]) => `${limit} (${n})`).join(', ')}`}`,
     `  rate limits   ${s.rateLimits === undefined ? 'not stated by the server (no rateLimits in endpoints.json)' : `${perLimit(s.rateLimits.registrationsPerMinute, 'registrations per minute per ID scope')}, ${perLimit(s.rateLimits.pollsPer10Seconds, 'status polls per 10 s per device')}`}`,
   ]
+  if (s.certificatesIssued !== undefined) lines.push(`  certificates  ${s.certificatesIssued} issued from the devices' CSRs`)
   if (s.unfinished > 0) lines.push(`  unfinished    ${s.unfinished} (did not end within the deadline; counted as failed)`)
   if (s.groupKey !== undefined) lines.push(`  group key     ${s.groupKey}`)
   const hubs = Object.entries(s.hubs)

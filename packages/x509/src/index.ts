@@ -25,3 +25,4 @@ export { checkProofOfPossession, verificationCodeFrom, VERIFICATION_CODE_BYTES }
 export { sha1 } from './sha1.js'
 export { checkHubDeviceCertificate, type HubX509Authentication } from './hub-auth.js'
 export { parseCertificationRequest, MAX_CSR_BYTES, type CertificationRequest } from './csr.js'
+export { issueLeafCertificate, requestedKeyType, type LeafCertificateRequest, type TbsSigner, type IssuerSignatureAlgorithm, type RequestedKeyType } from './issue.js'
